@@ -1,0 +1,424 @@
+/**
+ * Configuration: Bamboo's JSON file format and env overrides, plus the keys this project adds.
+ *
+ * One schema (SCHEMA below) yields the defaults, the env overrides, the validation and the reference
+ * table in docs/configuration.md, so they cannot drift. Precedence: defaults < JSON file < env < CLI
+ * flags. The result is validated once and frozen. Any problem throws a ConfigError whose message is one
+ * line naming the key and where the value came from; secret values never appear in it.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type FieldType = 'string' | 'boolean' | 'integer' | 'enum';
+
+export interface FieldSpec {
+  /** Dotted JSON path, Bamboo's spelling (e.g. `Marathon.Endpoint`). */
+  key: string;
+  type: FieldType;
+  default: string | number | boolean;
+  /** Environment variable that overrides the file. */
+  env?: string;
+  /** Never logged, never echoed in an error. */
+  secret?: boolean;
+  /** Allowed values for `enum`. */
+  values?: readonly string[];
+  /** Inclusive bounds for integers. */
+  min?: number;
+  max?: number;
+  /** Which process reads it. */
+  used: 'api' | 'worker' | 'both';
+  /** True for keys Bamboo (Go) already had. */
+  bamboo?: boolean;
+  doc: string;
+}
+
+/** The project root (where package.json and templates/ live), whether running from sources or dist/. */
+export const PROJECT_ROOT = (() => {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    try {
+      readFileSync(join(dir, 'package.json'));
+      return dir;
+    } catch {
+      dir = dirname(dir);
+    }
+  }
+  return process.cwd();
+})();
+
+export const DEFAULT_TEMPLATE_PATH = join(PROJECT_ROOT, 'templates', 'haproxy.cfg.liquid');
+
+export const SCHEMA: readonly FieldSpec[] = [
+  // --- Marathon -------------------------------------------------------------------------------
+  { key: 'Marathon.Endpoint', type: 'string', default: 'http://localhost:8080', env: 'MARATHON_ENDPOINT', used: 'api', bamboo: true,
+    doc: 'Marathon base URLs, comma-separated; tried in order, failing over to the next.' },
+  { key: 'Marathon.User', type: 'string', default: '', env: 'MARATHON_USER', used: 'api', bamboo: true,
+    doc: 'Basic-auth user for Marathon (empty: no auth).' },
+  { key: 'Marathon.Password', type: 'string', default: '', env: 'MARATHON_PASSWORD', secret: true, used: 'api', bamboo: true,
+    doc: 'Basic-auth password for Marathon. Secret: never logged.' },
+  { key: 'Marathon.UseEventStream', type: 'boolean', default: false, env: 'MARATHON_USE_EVENT_STREAM', used: 'api', bamboo: true,
+    doc: 'true: read the /v2/events SSE stream (Marathon 1.5+; one api copy at a time, elected in ZooKeeper). false: register Bamboo.Endpoint as an http_callback subscriber.' },
+  { key: 'Marathon.TimeoutMs', type: 'integer', default: 5000, env: 'MARATHON_TIMEOUT_MS', min: 100, max: 600000, used: 'api',
+    doc: 'Timeout of each Marathon request (connect + response), per endpoint.' },
+  { key: 'Marathon.StreamIdleTimeoutMs', type: 'integer', default: 30000, env: 'MARATHON_STREAM_IDLE_TIMEOUT_MS', min: 1000, max: 600000, used: 'api',
+    doc: 'An event stream silent this long is treated as dead and reopened (Marathon sends a heartbeat every 10 s).' },
+  { key: 'Marathon.FetchDebounceMs', type: 'integer', default: 20, env: 'MARATHON_FETCH_DEBOUNCE_MS', min: 0, max: 60000, used: 'api',
+    doc: 'Wait this long after a routing event before fetching /v2/apps, so a burst costs one fetch. At most one fetch is in flight and one pending.' },
+  { key: 'Marathon.ResyncIntervalMs', type: 'integer', default: 60000, env: 'MARATHON_RESYNC_INTERVAL_MS', min: 0, max: 86400000, used: 'api',
+    doc: 'Fetch /v2/apps at least this often even without events (0: never), healing missed events.' },
+
+  // --- Bamboo (api) --------------------------------------------------------------------------
+  { key: 'Bamboo.Endpoint', type: 'string', default: 'http://localhost:8000', env: 'BAMBOO_ENDPOINT', used: 'api', bamboo: true,
+    doc: 'The URL Marathon posts callbacks to (callback mode). One stable, load-balanced name for the whole api tier.' },
+  { key: 'Bamboo.Zookeeper.Host', type: 'string', default: 'localhost:2181', env: 'BAMBOO_ZK_HOST', used: 'both', bamboo: true,
+    doc: 'ZooKeeper connection string (host:port,host:port).' },
+  { key: 'Bamboo.Zookeeper.Path', type: 'string', default: '/marathon-haproxy/state', env: 'BAMBOO_ZK_PATH', used: 'both', bamboo: true,
+    doc: 'Where service records (one znode per app, Bamboo V2 JSON) are stored; created if missing.' },
+  { key: 'Bamboo.Zookeeper.ReportingDelay', type: 'integer', default: 5, env: 'BAMBOO_ZK_REPORTING_DELAY', min: 0, max: 3600, used: 'both', bamboo: true,
+    doc: 'Seconds. Kept for compatibility with Bamboo config files; bounds how long a ZooKeeper change may wait before it is acted on.' },
+  { key: 'Bamboo.Zookeeper.ControlPath', type: 'string', default: '/bamboo-ts', env: 'BAMBOO_ZK_CONTROL_PATH', used: 'both',
+    doc: 'Where this project keeps its own znodes: Marathon snapshots, publisher and worker registrations, the stream leader election.' },
+  { key: 'Bamboo.Zookeeper.SessionTimeoutMs', type: 'integer', default: 10000, env: 'BAMBOO_ZK_SESSION_TIMEOUT_MS', min: 2000, max: 120000, used: 'both',
+    doc: 'ZooKeeper session timeout; ephemeral registrations vanish this long after a process dies.' },
+  { key: 'Bamboo.Zookeeper.Digest', type: 'string', default: '', env: 'BAMBOO_ZK_DIGEST', secret: true, used: 'both',
+    doc: 'user:password for ZooKeeper digest auth; nodes created get a digest ACL. Secret: never logged.' },
+  { key: 'Bamboo.AuthToken', type: 'string', default: '', env: 'BAMBOO_AUTH_TOKEN', secret: true, used: 'api',
+    doc: 'Bearer token required for writes and for unredacted /api/state (empty: no auth). Secret: never logged.' },
+  { key: 'Bamboo.MaxBodyBytes', type: 'integer', default: 65536, env: 'BAMBOO_MAX_BODY_BYTES', min: 1024, max: 16777216, used: 'api',
+    doc: 'Largest request body accepted (except Marathon callbacks, which get 4x); larger gets 413.' },
+
+  // --- ZeroMQ (new) ---------------------------------------------------------------------------
+  { key: 'ZeroMQ.PublishBind', type: 'string', default: 'tcp://0.0.0.0:5556', env: 'BAMBOO_ZMQ_BIND', used: 'api',
+    doc: 'Where the api binds its ZeroMQ PUB socket. `tcp://127.0.0.1:*` picks a free port.' },
+  { key: 'ZeroMQ.AdvertiseHost', type: 'string', default: '', env: 'BAMBOO_ZMQ_ADVERTISE_HOST', used: 'api',
+    doc: 'Host name workers use to reach this api (registered in ZooKeeper). Empty: the bind host, or this machine\'s hostname for 0.0.0.0.' },
+
+  // --- HAProxy (worker) ------------------------------------------------------------------------
+  { key: 'HAProxy.TemplatePath', type: 'string', default: DEFAULT_TEMPLATE_PATH, env: 'HAPROXY_TEMPLATE_PATH', used: 'worker', bamboo: true,
+    doc: 'Liquid template rendered into haproxy.cfg (default: the shipped templates/haproxy.cfg.liquid).' },
+  { key: 'HAProxy.OutputPath', type: 'string', default: '/etc/haproxy/haproxy.cfg', env: 'HAPROXY_OUTPUT_PATH', used: 'worker', bamboo: true,
+    doc: 'The haproxy.cfg written (temp file + rename in the same directory).' },
+  { key: 'HAProxy.ReloadCommand', type: 'string', default: '', env: 'HAPROXY_RELOAD_CMD', used: 'worker', bamboo: true,
+    doc: 'Shell command that reloads HAProxy (Bamboo\'s mode). Empty: the worker runs HAProxy itself in master-worker mode (managed mode).' },
+  { key: 'HAProxy.ReloadValidationCommand', type: 'string', default: '', env: 'HAPROXY_RELOAD_VALIDATION_CMD', used: 'worker', bamboo: true,
+    doc: 'Shell command validating a candidate config; `{{.}}` or `{}` is replaced by the temp file path. Empty: built-in `haproxy -c -f <temp>`.' },
+  { key: 'HAProxy.ReloadCleanupCommand', type: 'string', default: '', env: 'HAPROXY_RELOAD_CLEANUP_CMD', used: 'worker', bamboo: true,
+    doc: 'Shell command run after each successful reload (empty: none).' },
+  { key: 'HAProxy.Binary', type: 'string', default: 'haproxy', env: 'HAPROXY_BINARY', used: 'worker',
+    doc: 'HAProxy executable used for validation and managed mode.' },
+  { key: 'HAProxy.CommandTimeoutMs', type: 'integer', default: 30000, env: 'HAPROXY_COMMAND_TIMEOUT_MS', min: 100, max: 600000, used: 'worker',
+    doc: 'Timeout for validation, reload and cleanup commands; a hung command is killed and counted as failed.' },
+  { key: 'HAProxy.HttpBind', type: 'string', default: '*:80', env: 'HAPROXY_HTTP_BIND', used: 'worker',
+    doc: 'Bind address of the HTTP frontend in the default template.' },
+  { key: 'HAProxy.StatsBind', type: 'string', default: '', env: 'HAPROXY_STATS_BIND', used: 'worker',
+    doc: 'Bind address of the stats page (empty: no stats page).' },
+  { key: 'HAProxy.StatsUser', type: 'string', default: '', env: 'HAPROXY_STATS_USER', used: 'worker',
+    doc: 'Stats page user; the page is only rendered when user and password are both set.' },
+  { key: 'HAProxy.StatsPassword', type: 'string', default: '', env: 'HAPROXY_STATS_PASSWORD', secret: true, used: 'worker',
+    doc: 'Stats page password. Secret: never logged (it is written into haproxy.cfg, which should be mode 0640).' },
+  { key: 'HAProxy.AdminSocket', type: 'string', default: '', env: 'HAPROXY_ADMIN_SOCKET', used: 'worker',
+    doc: 'Path of HAProxy\'s admin socket (stats socket with expose-fd listeners). Empty: <OutputPath dir>/haproxy.sock.' },
+  { key: 'HAProxy.BindOptions', type: 'string', default: '', env: 'HAPROXY_BIND_OPTIONS', used: 'worker',
+    doc: 'Extra options appended to every bind line of the default template (e.g. `noreuseport`).' },
+
+  // --- Worker (new) ----------------------------------------------------------------------------
+  { key: 'Worker.Name', type: 'string', default: '', env: 'BAMBOO_WORKER_NAME', used: 'worker',
+    doc: 'Name of this worker in the fleet view (empty: hostname).' },
+  { key: 'Worker.DebounceMs', type: 'integer', default: 20, env: 'BAMBOO_WORKER_DEBOUNCE_MS', min: 0, max: 60000, used: 'worker',
+    doc: 'Wait before update: how long after a hint the worker waits for more hints before it reconciles.' },
+  { key: 'Worker.MinUpdateIntervalMs', type: 'integer', default: 100, env: 'BAMBOO_WORKER_MIN_UPDATE_INTERVAL_MS', min: 0, max: 600000, used: 'worker',
+    doc: 'Update rate: the least time between the starts of two reconciles.' },
+  { key: 'Worker.MinReloadIntervalMs', type: 'integer', default: 500, env: 'BAMBOO_WORKER_MIN_RELOAD_INTERVAL_MS', min: 0, max: 600000, used: 'worker',
+    doc: 'Minimum reload interval: the least time between two HAProxy reloads.' },
+  { key: 'Worker.ResyncIntervalMs', type: 'integer', default: 30000, env: 'BAMBOO_WORKER_RESYNC_INTERVAL_MS', min: 0, max: 86400000, used: 'worker',
+    doc: 'Full reconcile at least this often even if every message is lost (0: never).' },
+
+  // --- StatsD ----------------------------------------------------------------------------------
+  { key: 'StatsD.Enabled', type: 'boolean', default: false, env: 'STATSD_ENABLED', used: 'both', bamboo: true,
+    doc: 'Send metrics to StatsD.' },
+  { key: 'StatsD.Host', type: 'string', default: 'localhost:8125', env: 'STATSD_HOST', used: 'both', bamboo: true,
+    doc: 'StatsD host:port (UDP).' },
+  { key: 'StatsD.Prefix', type: 'string', default: 'bamboo-server.development.', env: 'STATSD_PREFIX', used: 'both', bamboo: true,
+    doc: 'Prefix of every metric name.' },
+
+  // --- Logging ---------------------------------------------------------------------------------
+  { key: 'Log.Level', type: 'enum', default: 'info', env: 'BAMBOO_LOG_LEVEL', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], used: 'both',
+    doc: 'Least severe level logged.' },
+] as const;
+
+/** The frozen configuration: the same nesting as the JSON file. */
+export interface Config {
+  Marathon: {
+    Endpoint: string; User: string; Password: string; UseEventStream: boolean;
+    TimeoutMs: number; StreamIdleTimeoutMs: number; FetchDebounceMs: number; ResyncIntervalMs: number;
+  };
+  Bamboo: {
+    Endpoint: string;
+    Zookeeper: { Host: string; Path: string; ReportingDelay: number; ControlPath: string; SessionTimeoutMs: number; Digest: string };
+    AuthToken: string;
+    MaxBodyBytes: number;
+  };
+  ZeroMQ: { PublishBind: string; AdvertiseHost: string };
+  HAProxy: {
+    TemplatePath: string; OutputPath: string; ReloadCommand: string; ReloadValidationCommand: string;
+    ReloadCleanupCommand: string; Binary: string; CommandTimeoutMs: number; HttpBind: string; StatsBind: string;
+    StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string;
+  };
+  Worker: { Name: string; DebounceMs: number; MinUpdateIntervalMs: number; MinReloadIntervalMs: number; ResyncIntervalMs: number };
+  StatsD: { Enabled: boolean; Host: string; Prefix: string };
+  Log: { Level: string };
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Where a config value came from, for error messages. */
+type Source = string;
+
+const BY_KEY = new Map(SCHEMA.map((f) => [f.key, f]));
+
+function describe(f: FieldSpec, raw: unknown): string {
+  if (f.secret) return '(secret value hidden)';
+  const s = typeof raw === 'string' ? JSON.stringify(raw) : JSON.stringify(raw) ?? String(raw);
+  return `got ${s.length > 60 ? s.slice(0, 57) + '...' : s}`;
+}
+
+/** Converts and checks one value; strings from env are parsed, JSON values must have the right type. */
+function coerce(f: FieldSpec, raw: unknown, source: Source, fromEnv: boolean): string | number | boolean {
+  const where = `${f.key} (from ${source})`;
+  switch (f.type) {
+    case 'string':
+      if (typeof raw !== 'string') throw new ConfigError(`config: ${where} must be a string, ${describe(f, raw)}`);
+      return raw;
+    case 'boolean':
+      if (typeof raw === 'boolean') return raw;
+      if (fromEnv && typeof raw === 'string') {
+        const v = raw.trim().toLowerCase();
+        if (['true', '1', 'yes', 'on'].includes(v)) return true;
+        if (['false', '0', 'no', 'off', ''].includes(v)) return false;
+      }
+      throw new ConfigError(`config: ${where} must be true or false, ${describe(f, raw)}`);
+    case 'integer': {
+      let n: unknown = raw;
+      if (fromEnv && typeof raw === 'string' && /^-?\d+$/.test(raw.trim())) n = Number(raw.trim());
+      if (typeof n !== 'number' || !Number.isInteger(n)) throw new ConfigError(`config: ${where} must be an integer, ${describe(f, raw)}`);
+      if (f.min !== undefined && n < f.min) throw new ConfigError(`config: ${where} must be at least ${f.min}, ${describe(f, raw)}`);
+      if (f.max !== undefined && n > f.max) throw new ConfigError(`config: ${where} must be at most ${f.max}, ${describe(f, raw)}`);
+      return n;
+    }
+    case 'enum':
+      if (typeof raw !== 'string' || !f.values!.includes(raw)) {
+        throw new ConfigError(`config: ${where} must be one of ${f.values!.join(', ')}, ${describe(f, raw)}`);
+      }
+      return raw;
+  }
+}
+
+function setPath(target: Record<string, unknown>, key: string, value: unknown): void {
+  const parts = key.split('.');
+  let obj = target;
+  for (const p of parts.slice(0, -1)) {
+    if (typeof obj[p] !== 'object' || obj[p] === null) obj[p] = {};
+    obj = obj[p] as Record<string, unknown>;
+  }
+  obj[parts[parts.length - 1]] = value;
+}
+
+function getPath(source: Record<string, unknown>, key: string): unknown {
+  let obj: unknown = source;
+  for (const p of key.split('.')) {
+    if (typeof obj !== 'object' || obj === null) return undefined;
+    obj = (obj as Record<string, unknown>)[p];
+  }
+  return obj;
+}
+
+/** Walks the file's JSON and rejects keys the schema does not know, naming the first one found. */
+function checkUnknownKeys(json: unknown, file: string, prefix = ''): void {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new ConfigError(`config: ${prefix || 'the top level'} (from ${file}) must be a JSON object`);
+  }
+  for (const [k, v] of Object.entries(json)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (BY_KEY.has(key)) continue;
+    const isSection = SCHEMA.some((f) => f.key.startsWith(key + '.'));
+    if (!isSection) throw new ConfigError(`config: unknown key ${key} (from ${file})`);
+    checkUnknownKeys(v, file, key);
+  }
+}
+
+/** Removes `// ...` line comments (Bamboo's documented example has them) outside of strings. */
+function stripLineComments(text: string): string {
+  let out = '';
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      out += c;
+      if (c === '\\') { out += text[++i] ?? ''; continue; }
+      if (c === '"') inString = false;
+      continue;
+    }
+    if (c === '"') { inString = true; out += c; continue; }
+    if (c === '/' && text[i + 1] === '/') {
+      while (i < text.length && text[i] !== '\n') i++;
+      out += '\n';
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+export interface LoadOptions {
+  /** Path of the JSON config file (optional: defaults and env alone are a valid config). */
+  file?: string;
+  /** Environment to read overrides from (default process.env). */
+  env?: Record<string, string | undefined>;
+  /** Highest-precedence overrides by dotted key (from CLI flags). */
+  overrides?: Record<string, string | number | boolean | undefined>;
+}
+
+/** Loads, validates and freezes the configuration. Throws ConfigError with a one-line message. */
+export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
+  const env = opts.env ?? process.env;
+  let fileJson: Record<string, unknown> = {};
+  if (opts.file) {
+    let text: string;
+    try {
+      text = readFileSync(opts.file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`config: cannot read ${opts.file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+    try {
+      fileJson = JSON.parse(stripLineComments(text)) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`config: ${opts.file} is not valid JSON: ${(err as Error).message.split('\n')[0]}`);
+    }
+    checkUnknownKeys(fileJson, opts.file);
+  }
+
+  const out: Record<string, unknown> = {};
+  for (const f of SCHEMA) {
+    let value: string | number | boolean = f.default;
+    const fromFile = opts.file ? getPath(fileJson, f.key) : undefined;
+    if (fromFile !== undefined && fromFile !== null) value = coerce(f, fromFile, opts.file!, false);
+    const fromEnv = f.env ? env[f.env] : undefined;
+    if (fromEnv !== undefined) value = coerce(f, fromEnv, `env ${f.env}`, true);
+    const fromFlag = opts.overrides?.[f.key];
+    if (fromFlag !== undefined) value = coerce(f, fromFlag, 'command line', typeof fromFlag === 'string');
+    setPath(out, f.key, value);
+  }
+
+  const cfg = out as unknown as Config;
+  // Bamboo's Docker convention: the callback endpoint is this container's host on port 8000.
+  if (env.BAMBOO_DOCKER_AUTO_HOST !== undefined && env.BAMBOO_DOCKER_AUTO_HOST !== '') {
+    const host = env.HOST || hostname();
+    cfg.Bamboo.Endpoint = `http://${host}:8000`;
+  }
+  validateCrossField(cfg);
+  if (cfg.HAProxy.TemplatePath && !cfg.HAProxy.TemplatePath.startsWith('/')) {
+    cfg.HAProxy.TemplatePath = resolve(opts.file ? dirname(opts.file) : process.cwd(), cfg.HAProxy.TemplatePath);
+  }
+  return deepFreeze(cfg);
+}
+
+function validateCrossField(cfg: Config): void {
+  const endpoints = marathonEndpoints(cfg);
+  if (endpoints.length === 0) throw new ConfigError('config: Marathon.Endpoint must name at least one URL');
+  for (const e of endpoints) {
+    let u: URL;
+    try {
+      u = new URL(e);
+    } catch {
+      throw new ConfigError(`config: Marathon.Endpoint has an invalid URL ${JSON.stringify(redactUrl(e))}`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+      throw new ConfigError(`config: Marathon.Endpoint must use http or https, got ${JSON.stringify(u.protocol)}`);
+    }
+  }
+  for (const key of ['Bamboo.Zookeeper.Path', 'Bamboo.Zookeeper.ControlPath'] as const) {
+    const v = getPath(cfg as unknown as Record<string, unknown>, key) as string;
+    if (!/^\/[^\s]*$/.test(v) || (v.length > 1 && v.endsWith('/'))) {
+      throw new ConfigError(`config: ${key} must be an absolute ZooKeeper path like /bamboo, got ${JSON.stringify(v)}`);
+    }
+  }
+  if (!cfg.Bamboo.Zookeeper.Host.trim()) throw new ConfigError('config: Bamboo.Zookeeper.Host must not be empty');
+  if (cfg.Bamboo.Zookeeper.Digest && !cfg.Bamboo.Zookeeper.Digest.includes(':')) {
+    throw new ConfigError('config: Bamboo.Zookeeper.Digest must have the form user:password (secret value hidden)');
+  }
+  if (!/^(tcp|ipc|inproc):\/\//.test(cfg.ZeroMQ.PublishBind)) {
+    throw new ConfigError(`config: ZeroMQ.PublishBind must be a ZeroMQ address like tcp://0.0.0.0:5556, got ${JSON.stringify(cfg.ZeroMQ.PublishBind)}`);
+  }
+  if (!/^[^:]+:\d+$/.test(cfg.StatsD.Host)) {
+    throw new ConfigError(`config: StatsD.Host must be host:port, got ${JSON.stringify(cfg.StatsD.Host)}`);
+  }
+}
+
+/** The configured Marathon endpoints, trimmed, without trailing slashes. */
+export function marathonEndpoints(cfg: Pick<Config, 'Marathon'>): string[] {
+  return cfg.Marathon.Endpoint.split(',').map((s) => s.trim().replace(/\/+$/, '')).filter(Boolean);
+}
+
+/** Hides user:password in a URL. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/[^/@\s]*@/, '//***@');
+}
+
+/** The HAProxy settings the template sees as `HAProxy` (admin socket path resolved). */
+export function haproxySettings(cfg: Config): {
+  HttpBind: string; StatsBind: string; StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string;
+} {
+  return {
+    HttpBind: cfg.HAProxy.HttpBind,
+    StatsBind: cfg.HAProxy.StatsBind,
+    StatsUser: cfg.HAProxy.StatsUser,
+    StatsPassword: cfg.HAProxy.StatsPassword,
+    AdminSocket: cfg.HAProxy.AdminSocket || join(dirname(cfg.HAProxy.OutputPath), 'haproxy.sock'),
+    BindOptions: cfg.HAProxy.BindOptions,
+  };
+}
+
+/** The worker's name in the fleet view. */
+export function workerName(cfg: Config): string {
+  return cfg.Worker.Name || hostname();
+}
+
+/** A copy of the config with every secret replaced, safe to log or serve. */
+export function redactConfig(cfg: Config): Config {
+  const copy = JSON.parse(JSON.stringify(cfg)) as Record<string, unknown>;
+  for (const f of SCHEMA) {
+    if (f.secret && getPath(copy, f.key)) setPath(copy, f.key, '***');
+  }
+  const m = copy.Marathon as Record<string, string>;
+  m.Endpoint = m.Endpoint.split(',').map(redactUrl).join(',');
+  return copy as unknown as Config;
+}
+
+/** Every secret value currently configured (for log redaction). */
+export function secretValues(cfg: Config): string[] {
+  return SCHEMA.filter((f) => f.secret)
+    .map((f) => getPath(cfg as unknown as Record<string, unknown>, f.key))
+    .filter((v): v is string => typeof v === 'string' && v.length > 0);
+}
+
+function deepFreeze<T>(o: T): Readonly<T> {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** The markdown reference table (docs/configuration.md is generated from and checked against this). */
+export function configReferenceTable(): string {
+  const rows = SCHEMA.map((f) => {
+    const def = f.key === 'HAProxy.TemplatePath' ? '`templates/haproxy.cfg.liquid` (shipped)' : f.default === '' ? '(empty)' : '`' + String(f.default) + '`';
+    const type = f.type === 'enum' ? f.values!.join(' \\| ') : f.type;
+    return `| \`${f.key}\` | ${f.env ? '`' + f.env + '`' : ''} | ${type} | ${def} | ${f.used} | ${f.bamboo ? 'yes' : 'new'} | ${f.doc.replace(/\|/g, '\\|')} |`;
+  });
+  return ['| Key | Env | Type | Default | Used by | Bamboo | Meaning |', '|---|---|---|---|---|---|---|', ...rows].join('\n');
+}

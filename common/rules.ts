@@ -1,0 +1,172 @@
+/**
+ * Service records (per-app ACL rules) in ZooKeeper, exactly as Bamboo stored them, so an existing
+ * Bamboo cluster's data works unchanged:
+ * - one znode per app under `Bamboo.Zookeeper.Path`, named by Go's url.QueryEscape of the app id;
+ * - V2 body `{"version":"2","config":{"Acl":"...", ...}}`; V1 body (raw ACL text) still readable.
+ * Writes are conditional on the znode version (optimistic concurrency), so two api copies never
+ * silently overwrite each other. The record version returned is the znode version.
+ */
+import type { ServiceRecord } from './model.js';
+import { queryEscape, queryUnescape, Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from './zk.js';
+
+export interface StoredRecord {
+  record: ServiceRecord;
+  /** The znode version: the ETag of this record. */
+  version: number;
+  /** 1 or 2: the on-disk format it was read from. */
+  format: 1 | 2;
+}
+
+export class RuleConflictError extends Error {
+  override name = 'RuleConflictError';
+  constructor(message: string, readonly current: StoredRecord | null) {
+    super(message);
+  }
+}
+export class RuleNotFoundError extends Error {
+  override name = 'RuleNotFoundError';
+}
+
+/** Parses a znode body the way Bamboo did: V2 JSON first, else V1 raw ACL text. */
+export function parseRecord(id: string, body: Buffer): { record: ServiceRecord; format: 1 | 2 } {
+  const text = body.toString('utf8');
+  try {
+    const json = JSON.parse(text) as { version?: unknown; config?: unknown };
+    if (json && typeof json === 'object' && json.version === '2') {
+      const config: Record<string, string> = {};
+      if (json.config && typeof json.config === 'object') {
+        for (const [k, v] of Object.entries(json.config as Record<string, unknown>)) {
+          if (typeof v === 'string') config[k] = v;
+        }
+      }
+      return { record: { Id: id, Acl: config.Acl ?? '', Config: config }, format: 2 };
+    }
+  } catch {
+    /* not JSON: a V1 record */
+  }
+  return { record: { Id: id, Acl: text, Config: { Acl: text } }, format: 1 };
+}
+
+/** The V2 body Bamboo wrote: Config plus Acl under config.Acl (keys sorted for stable bytes). */
+export function serializeRecord(record: ServiceRecord): Buffer {
+  const config: Record<string, string> = {};
+  const merged: Record<string, string> = { ...record.Config };
+  if (record.Acl !== '') merged.Acl = record.Acl;
+  for (const k of Object.keys(merged).sort()) config[k] = merged[k];
+  return Buffer.from(JSON.stringify({ version: '2', config }));
+}
+
+export class RuleStore {
+  constructor(
+    private readonly zk: Zk,
+    /** Bamboo.Zookeeper.Path */
+    readonly basePath: string,
+  ) {}
+
+  nodePath(id: string): string {
+    return `${this.basePath}/${queryEscape(id)}`;
+  }
+
+  async ensureBase(): Promise<void> {
+    await this.zk.mkdirp(this.basePath);
+  }
+
+  /** Every record, read in parallel. Unparsable node names are skipped (Bamboo did the same). */
+  async list(): Promise<Map<string, StoredRecord>> {
+    const names = await this.zk.children(this.basePath);
+    const out = new Map<string, StoredRecord>();
+    await Promise.all(
+      names.map(async (name) => {
+        let id: string;
+        try {
+          id = queryUnescape(name);
+        } catch {
+          return;
+        }
+        const node = await this.zk.get(`${this.basePath}/${name}`);
+        if (!node) return; // deleted between the two reads
+        const { record, format } = parseRecord(id, node.data);
+        out.set(id, { record, version: node.stat.version, format });
+      }),
+    );
+    return new Map([...out.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+
+  async get(id: string): Promise<StoredRecord | null> {
+    const node = await this.zk.get(this.nodePath(id));
+    if (!node) return null;
+    const { record, format } = parseRecord(id, node.data);
+    return { record, version: node.stat.version, format };
+  }
+
+  /** Creates a new record; RuleConflictError when one exists. */
+  async create(record: ServiceRecord): Promise<StoredRecord> {
+    await this.ensureBase();
+    try {
+      await this.zk.create(this.nodePath(record.Id), serializeRecord(record));
+    } catch (err) {
+      if (err instanceof ZkNodeExistsError) throw new RuleConflictError(`a rule for ${record.Id} already exists`, await this.get(record.Id));
+      throw err;
+    }
+    await this.touchParent();
+    return { record: normalise(record), version: 0, format: 2 };
+  }
+
+  /**
+   * Creates or replaces a record. With `ifVersion` the write only happens if the stored version is
+   * still that one (-1 in If-Match terms is "any"); otherwise RuleConflictError with the current value.
+   * Returns the stored record and whether it was created.
+   */
+  async put(record: ServiceRecord, ifVersion?: number): Promise<{ stored: StoredRecord; created: boolean }> {
+    await this.ensureBase();
+    const path = this.nodePath(record.Id);
+    const body = serializeRecord(record);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const current = await this.get(record.Id);
+      if (ifVersion !== undefined && (current === null || current.version !== ifVersion)) {
+        throw new RuleConflictError(`the rule for ${record.Id} changed since version ${ifVersion}`, current);
+      }
+      try {
+        if (current === null) {
+          await this.zk.create(path, body);
+          await this.touchParent();
+          return { stored: { record: normalise(record), version: 0, format: 2 }, created: true };
+        }
+        const version = await this.zk.set(path, body, current.version);
+        await this.touchParent();
+        return { stored: { record: normalise(record), version, format: 2 }, created: false };
+      } catch (err) {
+        // Someone else created or changed it between our read and write: re-read and decide again.
+        if (err instanceof ZkNodeExistsError || err instanceof ZkBadVersionError || err instanceof ZkNoNodeError) {
+          if (ifVersion !== undefined) throw new RuleConflictError(`the rule for ${record.Id} changed concurrently`, await this.get(record.Id));
+          continue;
+        }
+        throw err;
+      }
+    }
+    throw new RuleConflictError(`the rule for ${record.Id} kept changing; retry`, await this.get(record.Id));
+  }
+
+  /** Deletes a record; RuleNotFoundError if absent, RuleConflictError if `ifVersion` is stale. */
+  async delete(id: string, ifVersion?: number): Promise<void> {
+    try {
+      await this.zk.remove(this.nodePath(id), ifVersion ?? -1);
+    } catch (err) {
+      if (err instanceof ZkNoNodeError) throw new RuleNotFoundError(`no rule for ${id}`);
+      if (err instanceof ZkBadVersionError) throw new RuleConflictError(`the rule for ${id} changed since version ${ifVersion}`, await this.get(id));
+      throw err;
+    }
+    await this.touchParent();
+  }
+
+  /** Bamboo set the parent's data after each change so its watchers fire; keep doing it for mixed fleets. */
+  private async touchParent(): Promise<void> {
+    await this.zk.set(this.basePath, Buffer.alloc(0)).catch(() => undefined);
+  }
+}
+
+function normalise(record: ServiceRecord): ServiceRecord {
+  const config = { ...record.Config };
+  if (record.Acl !== '') config.Acl = record.Acl;
+  return { Id: record.Id, Acl: record.Acl, Config: config };
+}

@@ -1,0 +1,203 @@
+/**
+ * The shared Marathon snapshot and the registrations, in ZooKeeper under `Bamboo.Zookeeper.ControlPath`:
+ *
+ *   <control>/snapshot                 {"hash","fetchedAt","chunks","bytes","source"}   (its znode version is the snapshot version)
+ *   <control>/snapshot-chunks/<hash>-<i>  gzip(JSON apps array), split in chunks under ZooKeeper's 1 MB node limit
+ *   <control>/publishers/<id>          ephemeral {"id","zmq","http","host","startedAt"}  one per api copy
+ *   <control>/workers/<name>           ephemeral worker status record (see WorkerStatus)
+ *   <control>/stream-leader/lock-      ephemeral sequential: event stream leader election
+ *
+ * The api that fetched Marathon writes the snapshot (chunks first, then the pointer, then removes old
+ * chunks); workers and other api copies read it when hinted. A worker therefore never calls Marathon and
+ * Marathon's load does not grow with the number of workers.
+ */
+import { createHash } from 'node:crypto';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { Zk, ZkNodeExistsError, ZkNoNodeError } from './zk.js';
+
+const CHUNK_BYTES = 900 * 1024;
+
+export interface MarathonSnapshot {
+  /** ZooKeeper version of the snapshot pointer: increases with every new snapshot. */
+  version: number;
+  /** sha256 of the apps JSON: equal hashes mean equal content. */
+  hash: string;
+  /** When the api fetched it (ms epoch). */
+  fetchedAt: number;
+  /** The raw `apps` array of Marathon's /v2/apps response. */
+  apps: unknown[];
+}
+
+interface Pointer {
+  hash: string;
+  fetchedAt: number;
+  chunks: number;
+  bytes: number;
+}
+
+export interface PublisherRecord {
+  id: string;
+  /** ZeroMQ address workers connect to. */
+  zmq: string;
+  /** The api's HTTP base URL. */
+  http: string;
+  host: string;
+  startedAt: number;
+}
+
+export interface WorkerStatus {
+  name: string;
+  host: string;
+  /** Snapshot version and rules hash the running config was built from. */
+  snapshotVersion: number;
+  /** sha256 of the haproxy.cfg in force. */
+  configHash: string;
+  /** The app ids + rule versions applied, as one hash, so the UI can tell whether a rule is live everywhere. */
+  rulesApplied: Record<string, number>;
+  lastOutcome: string;
+  lastReason: string;
+  lastOutcomeAt: number;
+  lastAppliedAt: number;
+  quarantined: string[];
+  startedAt: number;
+  mode: string;
+}
+
+export class ControlStore {
+  constructor(
+    private readonly zk: Zk,
+    /** Bamboo.Zookeeper.ControlPath */
+    readonly root: string,
+  ) {}
+
+  get snapshotPath(): string {
+    return `${this.root}/snapshot`;
+  }
+  get chunksPath(): string {
+    return `${this.root}/snapshot-chunks`;
+  }
+  get publishersPath(): string {
+    return `${this.root}/publishers`;
+  }
+  get workersPath(): string {
+    return `${this.root}/workers`;
+  }
+  get leaderPath(): string {
+    return `${this.root}/stream-leader`;
+  }
+
+  static hashApps(apps: unknown[]): { json: string; hash: string } {
+    const json = JSON.stringify(apps);
+    return { json, hash: createHash('sha256').update(json).digest('hex') };
+  }
+
+  /**
+   * Stores a new snapshot unless the stored one has the same hash. Returns the snapshot version in
+   * force afterwards and whether it changed.
+   */
+  async writeSnapshot(apps: unknown[], fetchedAt: number): Promise<{ version: number; changed: boolean; hash: string }> {
+    const { json, hash } = ControlStore.hashApps(apps);
+    await this.zk.mkdirp(this.chunksPath);
+    const current = await this.zk.get(this.snapshotPath);
+    if (current) {
+      try {
+        const p = JSON.parse(current.data.toString()) as Pointer;
+        if (p.hash === hash) return { version: current.stat.version, changed: false, hash };
+      } catch {
+        /* a damaged pointer is simply replaced */
+      }
+    }
+    const gz = gzipSync(json, { level: 1 });
+    const chunks = Math.max(1, Math.ceil(gz.length / CHUNK_BYTES));
+    for (let i = 0; i < chunks; i++) {
+      const path = `${this.chunksPath}/${hash}-${i}`;
+      try {
+        await this.zk.create(path, gz.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES));
+      } catch (err) {
+        if (!(err instanceof ZkNodeExistsError)) throw err; // same content written by another copy
+      }
+    }
+    const pointer: Pointer = { hash, fetchedAt, chunks, bytes: gz.length };
+    let version: number;
+    if (current) {
+      version = await this.zk.set(this.snapshotPath, Buffer.from(JSON.stringify(pointer)));
+    } else {
+      try {
+        await this.zk.create(this.snapshotPath, Buffer.from(JSON.stringify(pointer)));
+        version = 0;
+      } catch (err) {
+        if (!(err instanceof ZkNodeExistsError)) throw err;
+        version = await this.zk.set(this.snapshotPath, Buffer.from(JSON.stringify(pointer)));
+      }
+    }
+    await this.pruneChunks(hash);
+    return { version, changed: true, hash };
+  }
+
+  /** Removes chunks of older snapshots (keeping the current and one previous, for readers mid-read). */
+  private async pruneChunks(keepHash: string): Promise<void> {
+    const names = await this.zk.children(this.chunksPath);
+    const hashes = [...new Set(names.map((n) => n.replace(/-\d+$/, '')))];
+    if (hashes.length <= 2) return;
+    const stats = await Promise.all(
+      hashes.map(async (h) => ({ h, mtime: (await this.zk.exists(`${this.chunksPath}/${h}-0`).catch(() => null))?.mtime ?? 0 })),
+    );
+    stats.sort((a, b) => b.mtime - a.mtime);
+    const keep = new Set([keepHash, ...stats.filter((s) => s.h !== keepHash).slice(0, 1).map((s) => s.h)]);
+    await Promise.all(
+      names.filter((n) => !keep.has(n.replace(/-\d+$/, ''))).map((n) => this.zk.remove(`${this.chunksPath}/${n}`).catch(() => undefined)),
+    );
+  }
+
+  /** The version of the stored snapshot (-1 when none), one cheap read. */
+  async snapshotVersion(): Promise<number> {
+    const st = await this.zk.exists(this.snapshotPath);
+    return st ? st.version : -1;
+  }
+
+  /** Reads the stored snapshot, or null when none was written yet. Retries if chunks vanish mid-read. */
+  async readSnapshot(): Promise<MarathonSnapshot | null> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const node = await this.zk.get(this.snapshotPath);
+      if (!node) return null;
+      const p = JSON.parse(node.data.toString()) as Pointer;
+      try {
+        const parts: Buffer[] = [];
+        for (let i = 0; i < p.chunks; i++) {
+          const c = await this.zk.get(`${this.chunksPath}/${p.hash}-${i}`);
+          if (!c) throw new ZkNoNodeError('chunk gone');
+          parts.push(c.data);
+        }
+        const apps = JSON.parse(gunzipSync(Buffer.concat(parts)).toString()) as unknown[];
+        return { version: node.stat.version, hash: p.hash, fetchedAt: p.fetchedAt, apps };
+      } catch (err) {
+        if (!(err instanceof ZkNoNodeError)) throw err;
+      }
+    }
+    return null;
+  }
+
+  async publishers(): Promise<PublisherRecord[]> {
+    return this.readAll<PublisherRecord>(this.publishersPath);
+  }
+
+  async workers(): Promise<WorkerStatus[]> {
+    return this.readAll<WorkerStatus>(this.workersPath);
+  }
+
+  private async readAll<T>(path: string): Promise<T[]> {
+    const names = await this.zk.children(path);
+    const out = await Promise.all(
+      names.map(async (n) => {
+        const node = await this.zk.get(`${path}/${n}`);
+        if (!node) return null;
+        try {
+          return JSON.parse(node.data.toString()) as T;
+        } catch {
+          return null;
+        }
+      }),
+    );
+    return out.filter((x): x is Awaited<T> => x !== null) as T[];
+  }
+}

@@ -1,0 +1,328 @@
+/**
+ * ZooKeeper adapter: a small promise API over node-zookeeper-client that survives connection loss and
+ * session expiry without a restart.
+ *
+ * - Every operation has a timeout and fails fast with ZkUnavailableError while disconnected, so a lost
+ *   ensemble turns into clear 503s, never into requests that hang forever.
+ * - On session expiry a new session is opened, digest auth re-added, every ephemeral node registered
+ *   through `ephemeral()` recreated, and `reconnected` listeners called (they re-arm watches).
+ */
+import { EventEmitter } from 'node:events';
+import { createHash } from 'node:crypto';
+import zookeeper from 'node-zookeeper-client';
+import type { Logger } from './log.js';
+
+const { Exception, CreateMode, ACL, Id, Permission } = zookeeper;
+
+export class ZkUnavailableError extends Error {
+  override name = 'ZkUnavailableError';
+  readonly code = 'ZK_UNAVAILABLE';
+}
+export class ZkNoNodeError extends Error {
+  override name = 'ZkNoNodeError';
+}
+export class ZkNodeExistsError extends Error {
+  override name = 'ZkNodeExistsError';
+}
+export class ZkBadVersionError extends Error {
+  override name = 'ZkBadVersionError';
+}
+
+export interface ZkOptions {
+  connectionString: string;
+  sessionTimeoutMs?: number;
+  /** Per-operation timeout (default 5000 ms). */
+  opTimeoutMs?: number;
+  /** `user:password` for digest auth: added to the session, and new nodes are created with a digest ACL. */
+  digest?: string;
+  log: Logger;
+}
+
+export interface ZkStat {
+  version: number;
+  /** Modification time (ms epoch). */
+  mtime: number;
+}
+
+type Client = ReturnType<typeof zookeeper.createClient>;
+
+export type ZkState = 'connecting' | 'connected' | 'disconnected' | 'closed';
+
+/** Callback-style node-zookeeper-client errors mapped to our error classes. */
+function mapError(err: unknown, path: string): Error {
+  const e = err as { code?: number; name?: string; message?: string };
+  switch (e?.code) {
+    case Exception.NO_NODE:
+      return new ZkNoNodeError(`no node ${path}`);
+    case Exception.NODE_EXISTS:
+      return new ZkNodeExistsError(`node exists ${path}`);
+    case Exception.BAD_VERSION:
+      return new ZkBadVersionError(`bad version ${path}`);
+    case Exception.CONNECTION_LOSS:
+    case Exception.SESSION_EXPIRED:
+    case Exception.OPERATION_TIMEOUT:
+      return new ZkUnavailableError(`ZooKeeper unavailable (${e.name ?? 'connection loss'})`);
+    default:
+      return err instanceof Error ? err : new Error(String(err));
+  }
+}
+
+function toStat(stat: { version: number; mtime: Buffer | number }): ZkStat {
+  const mtime = Buffer.isBuffer(stat.mtime) ? Number(stat.mtime.readBigInt64BE(0)) : Number(stat.mtime);
+  return { version: stat.version, mtime };
+}
+
+export class Zk extends EventEmitter {
+  private client: Client | null = null;
+  private stateValue: ZkState = 'connecting';
+  private readonly ephemerals = new Map<string, () => Buffer>();
+  private readonly acls: InstanceType<typeof ACL>[];
+  private readonly opTimeoutMs: number;
+  private connectedOnce = false;
+  private closing = false;
+
+  constructor(private readonly opts: ZkOptions) {
+    super();
+    this.opTimeoutMs = opts.opTimeoutMs ?? 5000;
+    if (opts.digest) {
+      const [user] = opts.digest.split(':');
+      const hash = createHash('sha1').update(opts.digest).digest('base64');
+      this.acls = [new ACL(Permission.ALL, new Id('digest', `${user}:${hash}`))];
+    } else {
+      this.acls = [new ACL(Permission.ALL, new Id('world', 'anyone'))];
+    }
+  }
+
+  get state(): ZkState {
+    return this.stateValue;
+  }
+
+  get connected(): boolean {
+    return this.stateValue === 'connected';
+  }
+
+  /**
+   * Opens the session. Resolves when connected or after waitMs (default 10 s) either way: a process
+   * must be able to start (and report itself degraded) while ZooKeeper is away.
+   */
+  async start(waitMs = 10000): Promise<boolean> {
+    this.openSession();
+    if (this.connected) return true;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.off('connected', onConnected);
+        resolve(false);
+      }, waitMs);
+      const onConnected = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.once('connected', onConnected);
+    });
+  }
+
+  private openSession(): void {
+    const client = zookeeper.createClient(this.opts.connectionString, {
+      sessionTimeout: this.opts.sessionTimeoutMs ?? 10000,
+      spinDelay: 250,
+      retries: 1,
+    });
+    this.client = client;
+    if (this.opts.digest) client.addAuthInfo('digest', Buffer.from(this.opts.digest));
+    client.on('state', (state: { name: string }) => {
+      if (this.client !== client || this.closing) return;
+      switch (state.name) {
+        case 'SYNC_CONNECTED':
+        case 'CONNECTED_READ_ONLY': {
+          const first = !this.connectedOnce;
+          this.connectedOnce = true;
+          this.stateValue = 'connected';
+          this.opts.log.info({ zk: this.opts.connectionString }, 'zookeeper connected');
+          this.emit('connected');
+          if (!first) this.emit('reconnected');
+          void this.recreateEphemerals();
+          break;
+        }
+        case 'DISCONNECTED':
+          this.stateValue = 'disconnected';
+          this.opts.log.warn('zookeeper disconnected');
+          this.emit('disconnected');
+          break;
+        case 'EXPIRED':
+          this.stateValue = 'disconnected';
+          this.opts.log.warn('zookeeper session expired, opening a new session');
+          this.emit('disconnected');
+          this.emit('expired');
+          client.close();
+          setTimeout(() => {
+            if (!this.closing) this.openSession();
+          }, 100);
+          break;
+        case 'AUTH_FAILED':
+          this.opts.log.error('zookeeper authentication failed');
+          break;
+        default:
+          break;
+      }
+    });
+    client.connect();
+  }
+
+  /** Closes the session (ephemeral nodes go at once). Idempotent. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.stateValue = 'closed';
+    const client = this.client;
+    this.client = null;
+    if (!client) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 1000);
+      client.once('disconnected', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      client.close();
+    });
+  }
+
+  /** Runs one client call with the fail-fast and timeout rules. */
+  private op<T>(path: string, fn: (client: Client, cb: (err: unknown, value?: T) => void) => void): Promise<T> {
+    const client = this.client;
+    if (!client || this.stateValue !== 'connected') {
+      return Promise.reject(new ZkUnavailableError(`ZooKeeper unavailable (${this.stateValue})`));
+    }
+    return new Promise<T>((resolve, reject) => {
+      let done = false;
+      const timer = setTimeout(() => {
+        done = true;
+        reject(new ZkUnavailableError(`ZooKeeper operation on ${path} timed out after ${this.opTimeoutMs} ms`));
+      }, this.opTimeoutMs);
+      fn(client, (err, value) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (err) reject(mapError(err, path));
+        else resolve(value as T);
+      });
+    });
+  }
+
+  /** Data and stat of a node, or null when it does not exist. */
+  async get(path: string, watcher?: () => void): Promise<{ data: Buffer; stat: ZkStat } | null> {
+    try {
+      return await this.op(path, (c, cb) =>
+        c.getData(path, watcher ? () => watcher() : (undefined as never), (err, data, stat) =>
+          cb(err, { data: data ?? Buffer.alloc(0), stat: toStat(stat as never) }),
+        ),
+      );
+    } catch (err) {
+      if (err instanceof ZkNoNodeError) return null;
+      throw err;
+    }
+  }
+
+  async exists(path: string): Promise<ZkStat | null> {
+    return this.op(path, (c, cb) => c.exists(path, (err, stat) => cb(err, stat ? toStat(stat as never) : null)));
+  }
+
+  /** Child names; [] when the node does not exist. */
+  async children(path: string, watcher?: () => void): Promise<string[]> {
+    try {
+      return await this.op(path, (c, cb) =>
+        c.getChildren(path, watcher ? () => watcher() : (undefined as never), (err, children) => cb(err, children ?? [])),
+      );
+    } catch (err) {
+      if (err instanceof ZkNoNodeError) return [];
+      throw err;
+    }
+  }
+
+  /** Creates a node; throws ZkNodeExistsError when it exists. Parent nodes must exist. */
+  async create(path: string, data: Buffer, mode: 'persistent' | 'ephemeral' | 'ephemeral_sequential' = 'persistent'): Promise<string> {
+    const m = mode === 'persistent' ? CreateMode.PERSISTENT : mode === 'ephemeral' ? CreateMode.EPHEMERAL : CreateMode.EPHEMERAL_SEQUENTIAL;
+    return this.op(path, (c, cb) => c.create(path, data, this.acls, m, (err, p) => cb(err, p)));
+  }
+
+  /** Sets data if the node's version equals `version` (-1: any). Returns the new version. */
+  async set(path: string, data: Buffer, version = -1): Promise<number> {
+    return this.op(path, (c, cb) => c.setData(path, data, version, (err, stat) => cb(err, stat ? (stat as { version: number }).version : 0)));
+  }
+
+  /** Removes a node if its version equals `version` (-1: any). */
+  async remove(path: string, version = -1): Promise<void> {
+    await this.op<void>(path, (c, cb) => c.remove(path, version, (err) => cb(err)));
+  }
+
+  /** Creates the path and its parents (persistent, empty) when missing. */
+  async mkdirp(path: string): Promise<void> {
+    await this.op<void>(path, (c, cb) => c.mkdirp(path, Buffer.alloc(0), this.acls, CreateMode.PERSISTENT, (err) => cb(err)));
+  }
+
+  /**
+   * Keeps an ephemeral node at `path` for as long as this Zk is open: created now (when connected) and
+   * recreated after every new session. `data` is called each time, so it can report fresh values; call
+   * `updateEphemeral` to push new data at once.
+   */
+  async ephemeral(path: string, data: () => Buffer): Promise<void> {
+    this.ephemerals.set(path, data);
+    if (this.connected) await this.ensureEphemeral(path, data).catch(() => undefined);
+  }
+
+  async updateEphemeral(path: string): Promise<void> {
+    const data = this.ephemerals.get(path);
+    if (!data || !this.connected) return;
+    try {
+      await this.set(path, data());
+    } catch (err) {
+      if (err instanceof ZkNoNodeError) await this.ensureEphemeral(path, data);
+      else throw err;
+    }
+  }
+
+  async dropEphemeral(path: string): Promise<void> {
+    this.ephemerals.delete(path);
+    if (this.connected) await this.remove(path).catch(() => undefined);
+  }
+
+  private async ensureEphemeral(path: string, data: () => Buffer): Promise<void> {
+    const parent = path.slice(0, path.lastIndexOf('/')) || '/';
+    await this.mkdirp(parent);
+    try {
+      await this.create(path, data(), 'ephemeral');
+    } catch (err) {
+      if (!(err instanceof ZkNodeExistsError)) throw err;
+      // A node left by our previous session may linger until that session times out: replace it.
+      await this.remove(path).catch(() => undefined);
+      await this.create(path, data(), 'ephemeral').catch(() => undefined);
+    }
+  }
+
+  private async recreateEphemerals(): Promise<void> {
+    for (const [path, data] of this.ephemerals) {
+      try {
+        await this.ensureEphemeral(path, data);
+      } catch (err) {
+        this.opts.log.warn({ path, err: (err as Error).message }, 'could not recreate ephemeral node');
+      }
+    }
+  }
+}
+
+/** Go's url.QueryEscape, which Bamboo used for znode names: `/a/b c` -> `%2Fa%2Fb+c`. */
+export function queryEscape(s: string): string {
+  let out = '';
+  for (const byte of Buffer.from(s, 'utf8')) {
+    const c = String.fromCharCode(byte);
+    if (/[A-Za-z0-9\-_.~]/.test(c)) out += c;
+    else if (c === ' ') out += '+';
+    else out += '%' + byte.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
+/** Go's url.QueryUnescape; throws on a malformed escape. */
+export function queryUnescape(s: string): string {
+  if (/%(?![0-9A-Fa-f]{2})/.test(s)) throw new Error(`malformed escape in ${JSON.stringify(s)}`);
+  return decodeURIComponent(s.replace(/\+/g, ' '));
+}
