@@ -132,7 +132,8 @@ export class RuleStore {
           await this.touchParent();
           return { stored: { record: normalise(record), version: 0, format: 2 }, created: true };
         }
-        const version = await this.zk.set(path, body, current.version);
+        // Without If-Match the last writer wins (Bamboo's semantics); with it, only the version read.
+        const version = await this.zk.set(path, body, ifVersion === undefined ? -1 : current.version);
         await this.touchParent();
         return { stored: { record: normalise(record), version, format: 2 }, created: false };
       } catch (err) {

@@ -42,6 +42,8 @@ export interface ZkStat {
   version: number;
   /** Modification time (ms epoch). */
   mtime: number;
+  /** Version of the children list (changes when a child is created or removed). */
+  cversion?: number;
 }
 
 type Client = ReturnType<typeof zookeeper.createClient>;
@@ -67,9 +69,9 @@ function mapError(err: unknown, path: string): Error {
   }
 }
 
-function toStat(stat: { version: number; mtime: Buffer | number }): ZkStat {
+function toStat(stat: { version: number; mtime: Buffer | number; cversion?: number }): ZkStat {
   const mtime = Buffer.isBuffer(stat.mtime) ? Number(stat.mtime.readBigInt64BE(0)) : Number(stat.mtime);
-  return { version: stat.version, mtime };
+  return { version: stat.version, mtime, cversion: stat.cversion };
 }
 
 export class Zk extends EventEmitter {
@@ -168,6 +170,12 @@ export class Zk extends EventEmitter {
     client.connect();
   }
 
+  /** The current session's id and password (diagnostics; tests use them to force a session expiry). */
+  sessionCredentials(): { sessionId: Buffer; sessionPassword: Buffer } | null {
+    if (!this.client || !this.connected) return null;
+    return { sessionId: this.client.getSessionId(), sessionPassword: this.client.getSessionPassword() };
+  }
+
   /** Closes the session (ephemeral nodes go at once). Idempotent. */
   async close(): Promise<void> {
     if (this.closing) return;
@@ -208,12 +216,15 @@ export class Zk extends EventEmitter {
     });
   }
 
-  /** Data and stat of a node, or null when it does not exist. */
+  /**
+   * Data and stat of a node, or null when it does not exist. Watchers (here, in exists and children)
+   * are passed through as given, so registering the same function again arms it only once.
+   */
   async get(path: string, watcher?: () => void): Promise<{ data: Buffer; stat: ZkStat } | null> {
     try {
       return await this.op(path, (c, cb) =>
-        c.getData(path, watcher ? () => watcher() : (undefined as never), (err, data, stat) =>
-          cb(err, { data: data ?? Buffer.alloc(0), stat: toStat(stat as never) }),
+        c.getData(path, watcher ? (watcher as never) : (undefined as never), (err, data, stat) =>
+          err ? cb(err) : cb(null, { data: data ?? Buffer.alloc(0), stat: toStat(stat as never) }),
         ),
       );
     } catch (err) {
@@ -222,15 +233,18 @@ export class Zk extends EventEmitter {
     }
   }
 
-  async exists(path: string): Promise<ZkStat | null> {
-    return this.op(path, (c, cb) => c.exists(path, (err, stat) => cb(err, stat ? toStat(stat as never) : null)));
+  /** Stat of a node, or null. With a watcher, it fires once when the node is created, changed or removed. */
+  async exists(path: string, watcher?: () => void): Promise<ZkStat | null> {
+    return this.op(path, (c, cb) =>
+      c.exists(path, watcher ? (watcher as never) : (undefined as never), (err, stat) => (err ? cb(err) : cb(null, stat ? toStat(stat as never) : null))),
+    );
   }
 
   /** Child names; [] when the node does not exist. */
   async children(path: string, watcher?: () => void): Promise<string[]> {
     try {
       return await this.op(path, (c, cb) =>
-        c.getChildren(path, watcher ? () => watcher() : (undefined as never), (err, children) => cb(err, children ?? [])),
+        c.getChildren(path, watcher ? (watcher as never) : (undefined as never), (err, children) => cb(err, children ?? [])),
       );
     } catch (err) {
       if (err instanceof ZkNoNodeError) return [];

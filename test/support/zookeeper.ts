@@ -154,3 +154,18 @@ export function sharedZooKeeper(): Promise<ZkServer> {
 export function uniquePath(prefix = '/test'): string {
   return `${prefix}-${randomBytes(5).toString('hex')}`;
 }
+
+/**
+ * Freezes a ZooKeeper node (SIGSTOP by its PID) for `ms`, then resumes it: like a long GC pause or a
+ * partition. Sessions whose timeout is shorter than `ms` are expired by the server when it resumes.
+ */
+export async function pauseNode(node: ZkNode, ms: number): Promise<void> {
+  const pid = node.proc?.pid;
+  if (!pid) throw new Error('node is not running');
+  process.kill(pid, 'SIGSTOP');
+  try {
+    await new Promise((r) => setTimeout(r, ms));
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+}

@@ -1,0 +1,155 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { ConfigError, PROJECT_ROOT, SCHEMA, loadConfig, redactConfig, secretValues } from '../common/config.js';
+import { withTable } from '../scripts/gen-config-docs.js';
+import { tempDir } from './support/tmp.js';
+
+const pexec = promisify(execFile);
+const BIN = join(PROJECT_ROOT, 'bin', 'bamboo.js');
+
+function writeJson(obj: unknown): string {
+  const p = join(tempDir(), 'config.json');
+  writeFileSync(p, typeof obj === 'string' ? obj : JSON.stringify(obj));
+  return p;
+}
+
+function errorOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).to.be.instanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+async function runCli(args: string[], env: Record<string, string> = {}) {
+  try {
+    const r = await pexec(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, timeout: 30000 });
+    return { code: 0, out: r.stdout + r.stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, out: e.stdout + e.stderr };
+  }
+}
+
+describe('configuration', () => {
+  it('gives every key its documented default with no file and no env', () => {
+    const cfg = loadConfig({ env: {} });
+    expect(cfg.Marathon.Endpoint).to.equal('http://localhost:8080');
+    expect(cfg.Bamboo.Zookeeper.Path).to.equal('/marathon-haproxy/state');
+    expect(cfg.StatsD.Enabled).to.equal(false);
+    expect(Object.isFrozen(cfg.Marathon)).to.equal(true);
+  });
+
+  it('reads Bamboo JSON files, including the // comments of its documented example', () => {
+    const file = writeJson(`{
+      // Marathon instance configuration
+      "Marathon": { "Endpoint": "http://m1:8080,http://m2:8080", "UseEventStream": true },
+      "Bamboo": { "Endpoint": "http://b:8000", "Zookeeper": { "Host": "zk:2181", "Path": "/bamboo//x", "ReportingDelay": 5 } },
+      "HAProxy": { "TemplatePath": "tpl.cfg", "OutputPath": "/etc/haproxy/haproxy.cfg", "ReloadCommand": "true" },
+      "StatsD": { "Enabled": false, "Host": "localhost:8125", "Prefix": "p." }
+    }`.replace('/bamboo//x', '/bamboo'));
+    const cfg = loadConfig({ file, env: {} });
+    expect(cfg.Marathon.UseEventStream).to.equal(true);
+    expect(cfg.Bamboo.Zookeeper.Host).to.equal('zk:2181');
+    expect(cfg.HAProxy.TemplatePath).to.equal(join(file, '..', 'tpl.cfg'));
+  });
+
+  it('lets env override the file for every Bamboo env var', () => {
+    const env: Record<string, string> = {
+      MARATHON_ENDPOINT: 'http://env-m:8080', MARATHON_USER: 'u', MARATHON_PASSWORD: 'pw', MARATHON_USE_EVENT_STREAM: 'true',
+      BAMBOO_ENDPOINT: 'http://env-b:8000', BAMBOO_ZK_HOST: 'envzk:2181', BAMBOO_ZK_PATH: '/env', HAPROXY_TEMPLATE_PATH: '/t',
+      HAPROXY_OUTPUT_PATH: '/o', HAPROXY_RELOAD_CMD: 'r', HAPROXY_RELOAD_VALIDATION_CMD: 'v {{.}}', HAPROXY_RELOAD_CLEANUP_CMD: 'c',
+      STATSD_ENABLED: '1', STATSD_HOST: 's:1', STATSD_PREFIX: 'x.',
+    };
+    const cfg = loadConfig({ file: writeJson({ Marathon: { Endpoint: 'http://file:8080' } }), env });
+    expect(cfg.Marathon).to.include({ Endpoint: 'http://env-m:8080', User: 'u', Password: 'pw', UseEventStream: true });
+    expect(cfg.Bamboo.Endpoint).to.equal('http://env-b:8000');
+    expect(cfg.Bamboo.Zookeeper).to.include({ Host: 'envzk:2181', Path: '/env' });
+    expect(cfg.HAProxy).to.include({ TemplatePath: '/t', OutputPath: '/o', ReloadCommand: 'r', ReloadValidationCommand: 'v {{.}}', ReloadCleanupCommand: 'c' });
+    expect(cfg.StatsD).to.deep.equal({ Enabled: true, Host: 's:1', Prefix: 'x.' });
+  });
+
+  it('honours BAMBOO_DOCKER_AUTO_HOST like Bamboo did', () => {
+    const cfg = loadConfig({ env: { BAMBOO_DOCKER_AUTO_HOST: 'true', HOST: '10.1.2.3' } });
+    expect(cfg.Bamboo.Endpoint).to.equal('http://10.1.2.3:8000');
+  });
+
+  const bad: Array<[string, () => unknown, RegExp]> = [
+    ['an unknown key', () => loadConfig({ file: writeJson({ Marathon: { Endpiont: 'x' } }), env: {} }), /^config: unknown key Marathon\.Endpiont \(from .*config\.json\)$/],
+    ['an unknown section', () => loadConfig({ file: writeJson({ Foo: {} }), env: {} }), /unknown key Foo/],
+    ['"UseEventStream": "maybe"', () => loadConfig({ file: writeJson({ Marathon: { UseEventStream: 'maybe' } }), env: {} }), /^config: Marathon\.UseEventStream \(from .*\) must be true or false, got "maybe"$/],
+    ['a bad boolean env', () => loadConfig({ env: { MARATHON_USE_EVENT_STREAM: 'maybe' } }), /Marathon\.UseEventStream \(from env MARATHON_USE_EVENT_STREAM\)/],
+    ['a string for a number', () => loadConfig({ file: writeJson({ Bamboo: { Zookeeper: { ReportingDelay: '5' } } }), env: {} }), /Bamboo\.Zookeeper\.ReportingDelay .* must be an integer/],
+    ['a number out of range', () => loadConfig({ env: { MARATHON_TIMEOUT_MS: '1' } }), /Marathon\.TimeoutMs .* at least 100/],
+    ['a non-URL endpoint', () => loadConfig({ env: { MARATHON_ENDPOINT: 'not a url' } }), /Marathon\.Endpoint has an invalid URL/],
+    ['a relative ZooKeeper path', () => loadConfig({ env: { BAMBOO_ZK_PATH: 'bamboo' } }), /Bamboo\.Zookeeper\.Path must be an absolute/],
+    ['malformed JSON', () => loadConfig({ file: writeJson('{"Marathon": '), env: {} }), /is not valid JSON/],
+    ['a missing file', () => loadConfig({ file: '/nonexistent/bamboo.json', env: {} }), /cannot read \/nonexistent\/bamboo\.json: ENOENT/],
+  ];
+  for (const [what, fn, re] of bad) {
+    it(`rejects ${what} with one line naming the key`, () => {
+      const msg = errorOf(fn);
+      expect(msg).to.match(re);
+      expect(msg).not.to.include('\n');
+    });
+  }
+
+  it('never puts a secret value into an error message', () => {
+    const msg = errorOf(() => loadConfig({ file: writeJson({ Marathon: { Password: 12345 } }), env: {} }));
+    expect(msg).to.include('Marathon.Password').and.not.to.include('12345');
+    const digest = errorOf(() => loadConfig({ env: { BAMBOO_ZK_DIGEST: 'nocolonsecret' } }));
+    expect(digest).not.to.include('nocolonsecret');
+  });
+
+  it('redacts secrets in the printable form and lists them for log scrubbing', () => {
+    const cfg = loadConfig({ env: { MARATHON_PASSWORD: 'hunter2', BAMBOO_AUTH_TOKEN: 'tok', MARATHON_ENDPOINT: 'http://u:pw@m:8080' } });
+    const shown = JSON.stringify(redactConfig(cfg));
+    expect(shown).not.to.include('hunter2').and.not.to.include('tok"').and.not.to.include('u:pw@');
+    expect(secretValues(cfg)).to.include.members(['hunter2', 'tok']);
+  });
+
+  it('keeps docs/configuration.md in sync with the schema', () => {
+    const doc = readFileSync(join(PROJECT_ROOT, 'docs', 'configuration.md'), 'utf8');
+    expect(withTable(doc), 'run: npx tsx scripts/gen-config-docs.ts').to.equal(doc);
+    for (const f of SCHEMA) expect(doc).to.include('`' + f.key + '`');
+  });
+
+  it('accepts deploy/production.example.json', () => {
+    const cfg = loadConfig({ file: join(PROJECT_ROOT, 'deploy', 'production.example.json'), env: {} });
+    expect(cfg.Marathon.UseEventStream).to.equal(true);
+  });
+});
+
+describe('bamboo command line', function () {
+  this.timeout(60000);
+
+  it('lists every subcommand, and every flag with its default in each --help', async () => {
+    const top = await runCli(['--help']);
+    expect(top.code).to.equal(0);
+    for (const c of ['api', 'worker', 'render', 'demo']) expect(top.out).to.include(c);
+    const api = await runCli(['api', '--help']);
+    expect(api.out).to.include('--config').and.include('--bind').and.include('--log').and.include('default: ":8000"');
+    const worker = await runCli(['worker', '--help']);
+    expect(worker.out).to.include('default: ":8001"');
+  });
+
+  it('exits non-zero with one line for an unknown key, and accepts Bamboo\'s -config', async () => {
+    const file = writeJson({ Marathon: { Endpoint: 'http://x:8080', Bogus: 1 } });
+    const r = await runCli(['api', '-config', file]);
+    expect(r.code).to.equal(2);
+    expect(r.out.trim()).to.match(/^bamboo: config: unknown key Marathon\.Bogus \(from .*\)$/);
+  });
+
+  it('exits non-zero naming UseEventStream for "maybe" without echoing MARATHON_PASSWORD', async () => {
+    const file = writeJson({ Marathon: { UseEventStream: 'maybe' } });
+    const r = await runCli(['worker', '--config', file], { MARATHON_PASSWORD: 'sup3r-s3cret-pw' });
+    expect(r.code).to.equal(2);
+    expect(r.out.trim().split('\n')).to.have.length(1);
+    expect(r.out).to.include('Marathon.UseEventStream').and.not.to.include('sup3r-s3cret-pw');
+  });
+});
