@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { Zk, ZkNodeExistsError, ZkNoNodeError } from './zk.js';
+import { Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from './zk.js';
 
 const CHUNK_BYTES = 900 * 1024;
 
@@ -63,6 +63,15 @@ export interface WorkerStatus {
   mode: string;
 }
 
+/**
+ * writeSnapshot with `expectVersion` found a snapshot newer than the one the caller started from:
+ * another api copy wrote while this one was fetching. The caller should fetch again (its data may be
+ * older than what is stored) rather than overwrite.
+ */
+export class SnapshotConflictError extends Error {
+  override name = 'SnapshotConflictError';
+}
+
 export class ControlStore {
   constructor(
     private readonly zk: Zk,
@@ -94,8 +103,16 @@ export class ControlStore {
   /**
    * Stores a new snapshot unless the stored one has the same hash. Returns the snapshot version in
    * force afterwards and whether it changed.
+   *
+   * With `opts.expectVersion` (the snapshot version read before fetching; -1 for none) the write only
+   * happens if no other snapshot was stored since; otherwise SnapshotConflictError, so data fetched
+   * earlier by a slow copy never replaces newer data stored by a faster one.
    */
-  async writeSnapshot(apps: unknown[], fetchedAt: number): Promise<{ version: number; changed: boolean; hash: string }> {
+  async writeSnapshot(
+    apps: unknown[],
+    fetchedAt: number,
+    opts: { expectVersion?: number } = {},
+  ): Promise<{ version: number; changed: boolean; hash: string }> {
     const { json, hash } = ControlStore.hashApps(apps);
     await this.zk.mkdirp(this.chunksPath);
     const current = await this.zk.get(this.snapshotPath);
@@ -106,6 +123,10 @@ export class ControlStore {
       } catch {
         /* a damaged pointer is simply replaced */
       }
+    }
+    const expect = opts.expectVersion;
+    if (expect !== undefined && (current ? current.stat.version : -1) !== expect) {
+      throw new SnapshotConflictError(`the snapshot changed since version ${expect}`);
     }
     const gz = gzipSync(json, { level: 1 });
     const chunks = Math.max(1, Math.ceil(gz.length / CHUNK_BYTES));
@@ -119,16 +140,23 @@ export class ControlStore {
     }
     const pointer: Pointer = { hash, fetchedAt, chunks, bytes: gz.length };
     let version: number;
-    if (current) {
-      version = await this.zk.set(this.snapshotPath, Buffer.from(JSON.stringify(pointer)));
-    } else {
-      try {
-        await this.zk.create(this.snapshotPath, Buffer.from(JSON.stringify(pointer)));
-        version = 0;
-      } catch (err) {
-        if (!(err instanceof ZkNodeExistsError)) throw err;
-        version = await this.zk.set(this.snapshotPath, Buffer.from(JSON.stringify(pointer)));
+    try {
+      if (current) {
+        version = await this.zk.set(this.snapshotPath, Buffer.from(JSON.stringify(pointer)), expect === undefined ? -1 : current.stat.version);
+      } else {
+        try {
+          await this.zk.create(this.snapshotPath, Buffer.from(JSON.stringify(pointer)));
+          version = 0;
+        } catch (err) {
+          if (!(err instanceof ZkNodeExistsError) || expect !== undefined) throw err;
+          version = await this.zk.set(this.snapshotPath, Buffer.from(JSON.stringify(pointer)));
+        }
       }
+    } catch (err) {
+      if (err instanceof ZkBadVersionError || err instanceof ZkNodeExistsError) {
+        throw new SnapshotConflictError(`the snapshot changed while version ${expect} was being replaced`);
+      }
+      throw err;
     }
     await this.pruneChunks(hash);
     return { version, changed: true, hash };

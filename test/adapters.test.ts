@@ -10,7 +10,7 @@ import { freePort } from './support/ports.js';
 import { Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 
-const log = silentLogger();
+const log = process.env.TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger();
 
 async function connect(connectionString: string, extra: Partial<ConstructorParameters<typeof Zk>[0]> = {}): Promise<Zk> {
   const zk = new Zk({ connectionString, sessionTimeoutMs: 4000, log, ...extra });
@@ -19,7 +19,7 @@ async function connect(connectionString: string, extra: Partial<ConstructorParam
 }
 
 describe('ZooKeeper adapter and stores (real ZooKeeper)', function () {
-  this.timeout(60000);
+  this.timeout(90000);
   let conn: string;
   const open: Zk[] = [];
   before(async () => {
@@ -152,7 +152,7 @@ describe('ZooKeeper adapter and stores (real ZooKeeper)', function () {
       }
       expect(Date.now() - t0).to.be.lessThan(6000); // bounded by the op timeout, not hanging
       await own.nodes[0].start();
-      await waitFor(() => zk.connected, 'reconnect', 30000);
+      await waitFor(() => zk.connected, 'reconnect', 60000);
       expect((await zk.get('/alive'))!.data.toString()).to.equal('1');
     } finally {
       await own.stop();
