@@ -1,0 +1,61 @@
+/**
+ * Coded API errors: every error the REST API can answer has a stable code, an HTTP status and a
+ * one-line doc. The body is always `{"code":"BAMBOO_...","message":"..."}` (plus, for some codes, a
+ * few documented extra fields such as `current`). Clients should branch on `code`, never on the
+ * message, which says in words what was wrong and how to fix it. docs/api.md lists the same table.
+ */
+
+export interface ErrorSpec {
+  status: number;
+  /** One line: when this error is answered. */
+  doc: string;
+}
+
+export const ERROR_CODES = {
+  BAMBOO_BAD_JSON: { status: 400, doc: 'The request body is not valid JSON (or is empty where a body is required).' },
+  BAMBOO_INVALID_BODY: { status: 400, doc: 'The body has the wrong shape: a missing or unknown field, or a value of the wrong type.' },
+  BAMBOO_INVALID_APP_ID: { status: 400, doc: 'The app id is not a valid Marathon app id (`/group/app`, letters, digits, `-`, `.`, `_`).' },
+  BAMBOO_INVALID_ACL: { status: 400, doc: 'The ACL is empty, too long, or not one printable line (newline, CR, NUL, other control characters).' },
+  BAMBOO_INVALID_CONFIG: { status: 400, doc: 'A `Config` key or value is not acceptable (keys are identifiers, values are short printable strings).' },
+  BAMBOO_INVALID_PARAMETER: { status: 400, doc: 'A query parameter or header (such as `If-Match`) has a value the API does not understand.' },
+  BAMBOO_UNAUTHORIZED: { status: 401, doc: 'The request needs `Authorization: Bearer <Bamboo.AuthToken>` and it was missing or wrong.' },
+  BAMBOO_NOT_FOUND: { status: 404, doc: 'No such route.' },
+  BAMBOO_SERVICE_NOT_FOUND: { status: 404, doc: 'No service record (rule) exists for this app id.' },
+  BAMBOO_METHOD_NOT_ALLOWED: { status: 405, doc: 'The route exists but not with this method; the `Allow` header lists the methods it has.' },
+  BAMBOO_SERVICE_EXISTS: { status: 409, doc: 'POST of a service record that already exists; the body carries `current`. Use PUT to replace it.' },
+  BAMBOO_VERSION_CONFLICT: { status: 409, doc: 'The record changed since the version given in `If-Match`; the body carries `current` and `version`.' },
+  BAMBOO_BODY_TOO_LARGE: { status: 413, doc: 'The body is larger than `Bamboo.MaxBodyBytes` (4x for Marathon callbacks).' },
+  BAMBOO_UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'The body is in a format the API cannot read; send JSON.' },
+  BAMBOO_INTERNAL: { status: 500, doc: 'An unexpected error; the api logged it. Retry, and report it if it persists.' },
+  BAMBOO_ZK_UNAVAILABLE: { status: 503, doc: 'ZooKeeper is unreachable or timed out; nothing was changed. Retry later; see `GET /status`.' },
+  BAMBOO_SNAPSHOT_UNAVAILABLE: { status: 503, doc: 'No Marathon snapshot has been fetched or stored yet; see `marathon` in `GET /status`.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** An error the API answers as `{code, message, ...extra}` with the code's status. */
+export class ApiError extends Error {
+  override name = 'ApiError';
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** Extra documented fields merged into the body (e.g. `current`, `version`). */
+    readonly extra: Record<string, unknown> = {},
+    /** Extra response headers (e.g. `Allow`, `WWW-Authenticate`). */
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+    this.status = ERROR_CODES[code].status;
+  }
+
+  body(): Record<string, unknown> {
+    return { code: this.code, message: this.message, ...this.extra };
+  }
+}
+
+/** The markdown table of every code (docs/api.md carries a copy; a test keeps them equal). */
+export function errorCodesTable(): string {
+  const rows = Object.entries(ERROR_CODES).map(([code, spec]) => `| \`${code}\` | ${spec.status} | ${spec.doc.replace(/\|/g, '\\|')} |`);
+  return ['| Code | Status | When |', '|---|---|---|', ...rows].join('\n');
+}

@@ -1,0 +1,496 @@
+/**
+ * Marathon adapter: the only code that speaks HTTP to Marathon.
+ *
+ * - `fetchApps()` reads `/v2/apps` with tasks, deployments and readiness embedded. Every request has a
+ *   timeout; the status code, the content type and the JSON shape are checked; each configured
+ *   endpoint is tried in turn (starting with the one that answered last). Any failure throws a
+ *   MarathonError with a short `reason`, so a caller can keep what it had: an error page or a broken
+ *   body never becomes "no apps".
+ * - Event subscriptions (http_callback mode, Marathon < 1.5): list, subscribe, unsubscribe. A 404
+ *   means the endpoint has no subscriptions API (removed in Marathon 1.5) and is reported as
+ *   `unsupported`, never thrown.
+ * - MarathonEventStream reads `/v2/events` (server-sent events; CRLF or LF framing; `event:` lines or
+ *   `data:` lines only), fails over across endpoints, reconnects with backoff and treats a stream
+ *   silent for longer than the idle timeout as dead.
+ *
+ * Redirects (Marathon sends followers' clients to its leader) are followed by hand, up to 5 hops, so
+ * the basic-auth credentials go along to the leader and a 307 on the stream works like one on a fetch.
+ * Credentials are never logged: endpoints are logged through redactUrl and errors by message only.
+ */
+import axios, { type AxiosResponse, type ResponseType } from 'axios';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import type { Readable } from 'node:stream';
+import { redactUrl } from './config.js';
+import type { Logger } from './log.js';
+
+export const APPS_PATH = '/v2/apps?embed=apps.tasks&embed=apps.deployments&embed=apps.readiness';
+export const EVENTS_PATH = '/v2/events';
+export const SUBSCRIPTIONS_PATH = '/v2/eventSubscriptions';
+
+/** Why a Marathon call failed, one word, usable as a metric name. */
+export type MarathonFailure =
+  | 'timeout'
+  | 'unreachable'
+  | 'status'
+  | 'html'
+  | 'parse'
+  | 'shape'
+  | 'redirect'
+  | 'idle'
+  | 'not_event_stream'
+  | 'aborted';
+
+export class MarathonError extends Error {
+  override name = 'MarathonError';
+  constructor(
+    readonly reason: MarathonFailure,
+    message: string,
+    /** The endpoint (redacted) that failed last. */
+    readonly endpoint: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface MarathonClientOptions {
+  /** Base URLs, tried in order (from `Marathon.Endpoint`). */
+  endpoints: string[];
+  user?: string;
+  password?: string;
+  /** Per-request timeout (connect + full response), per endpoint. */
+  timeoutMs: number;
+  log: Logger;
+  /** Largest response accepted (default 256 MB). */
+  maxResponseBytes?: number;
+}
+
+export interface AppsResult {
+  apps: unknown[];
+  /** The endpoint (redacted) that answered. */
+  endpoint: string;
+  ms: number;
+}
+
+interface RawResponse<T> {
+  status: number;
+  headers: Record<string, unknown>;
+  data: T;
+  /** The URL that finally answered (after redirects). */
+  url: string;
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
+
+function headerValue(headers: Record<string, unknown>, name: string): string {
+  const v = headers[name] ?? headers[name.toLowerCase()];
+  if (Array.isArray(v)) return String(v[0] ?? '');
+  return v === undefined || v === null ? '' : String(v);
+}
+
+/** Maps a transport-level error (axios/node) to our reason. */
+function transportFailure(err: unknown): MarathonFailure {
+  const e = err as { code?: string; name?: string; cause?: { name?: string } };
+  if (e?.code === 'ECONNABORTED' || e?.code === 'ETIMEDOUT' || e?.name === 'TimeoutError' || e?.cause?.name === 'TimeoutError') return 'timeout';
+  if (e?.code === 'ERR_CANCELED') return 'timeout';
+  return 'unreachable';
+}
+
+/** A short, credential-free description of a transport error. */
+function describeTransport(err: unknown): string {
+  const e = err as { code?: string; message?: string };
+  return e?.code ? `${e.code}` : (e?.message ?? 'error').split('\n')[0];
+}
+
+function snippet(text: string): string {
+  const one = text.replace(/\s+/g, ' ').trim();
+  return one.length > 120 ? `${one.slice(0, 117)}...` : one;
+}
+
+export class MarathonClient {
+  private preferred = 0;
+  readonly endpoints: string[];
+
+  constructor(private readonly opts: MarathonClientOptions) {
+    this.endpoints = opts.endpoints.map((e) => e.replace(/\/+$/, ''));
+    if (this.endpoints.length === 0) throw new Error('MarathonClient needs at least one endpoint');
+  }
+
+  /** Endpoints in the order to try them: the one that answered last first, then the others in order. */
+  private order(): number[] {
+    const n = this.endpoints.length;
+    const out = [this.preferred];
+    for (let i = 0; i < n; i++) if (i !== this.preferred) out.push(i);
+    return out;
+  }
+
+  private auth(): { username: string; password: string } | undefined {
+    return this.opts.user ? { username: this.opts.user, password: this.opts.password ?? '' } : undefined;
+  }
+
+  /**
+   * One request with redirects followed by hand. Never throws on an HTTP status; throws the raw
+   * transport error (timeout, refused, reset) for the caller to classify.
+   */
+  private async request<T>(
+    url: string,
+    init: { method?: string; accept: string; responseType: ResponseType; signal: AbortSignal; timeoutMs?: number },
+  ): Promise<RawResponse<T>> {
+    let current = url;
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      const res: AxiosResponse<T> = await axios.request<T>({
+        url: current,
+        method: init.method ?? 'GET',
+        headers: { Accept: init.accept },
+        auth: this.auth(),
+        responseType: init.responseType,
+        transformResponse: [(d: unknown) => d],
+        signal: init.signal,
+        timeout: init.timeoutMs ?? 0,
+        maxRedirects: 0,
+        validateStatus: () => true,
+        maxContentLength: this.opts.maxResponseBytes ?? 256 * 1024 * 1024,
+        proxy: false,
+      });
+      const location = headerValue(res.headers as Record<string, unknown>, 'location');
+      if (REDIRECTS.has(res.status) && location) {
+        if (init.responseType === 'stream') (res.data as unknown as Readable).destroy();
+        const next = new URL(location, current).toString();
+        this.opts.log.debug({ from: redactUrl(current), to: redactUrl(next), status: res.status }, 'marathon redirect followed');
+        current = next;
+        continue;
+      }
+      return { status: res.status, headers: res.headers as Record<string, unknown>, data: res.data, url: current };
+    }
+    throw Object.assign(new Error(`more than ${MAX_REDIRECTS} redirects`), { code: 'ERR_TOO_MANY_REDIRECTS' });
+  }
+
+  /** A JSON request against one endpoint with the full checks; throws MarathonError. */
+  private async getJson(endpoint: string, path: string, method = 'GET'): Promise<{ status: number; json: unknown }> {
+    const where = redactUrl(endpoint);
+    let res: RawResponse<string>;
+    try {
+      res = await this.request<string>(endpoint + path, {
+        method,
+        accept: 'application/json',
+        responseType: 'text',
+        signal: AbortSignal.timeout(this.opts.timeoutMs),
+        timeoutMs: this.opts.timeoutMs,
+      });
+    } catch (err) {
+      const e = err as { code?: string };
+      if (e?.code === 'ERR_TOO_MANY_REDIRECTS') throw new MarathonError('redirect', `too many redirects from ${where}`, where);
+      const reason = transportFailure(err);
+      throw new MarathonError(reason, `${method} ${where}${path.split('?')[0]}: ${reason === 'timeout' ? `no answer within ${this.opts.timeoutMs} ms` : describeTransport(err)}`, where);
+    }
+    const body = typeof res.data === 'string' ? res.data : String(res.data ?? '');
+    const type = headerValue(res.headers, 'content-type').toLowerCase();
+    if (res.status < 200 || res.status > 299) {
+      return { status: res.status, json: safeJson(body) };
+    }
+    if (type.includes('text/html') || /^\s*</.test(body)) {
+      throw new MarathonError('html', `${method} ${where}${path.split('?')[0]} answered an HTML page instead of JSON: ${snippet(body)}`, where, res.status);
+    }
+    try {
+      return { status: res.status, json: JSON.parse(body) as unknown };
+    } catch (err) {
+      throw new MarathonError('parse', `${method} ${where}${path.split('?')[0]} answered unparsable JSON (${body.length} bytes): ${(err as Error).message}`, where, res.status);
+    }
+  }
+
+  /**
+   * GET /v2/apps from the first endpoint that answers well. Throws the last MarathonError when every
+   * endpoint failed; the caller must then keep its previous snapshot.
+   */
+  async fetchApps(): Promise<AppsResult> {
+    let last: MarathonError | null = null;
+    for (const i of this.order()) {
+      const endpoint = this.endpoints[i];
+      const where = redactUrl(endpoint);
+      const t0 = performance.now();
+      try {
+        const { status, json } = await this.getJson(endpoint, APPS_PATH);
+        if (status < 200 || status > 299) {
+          const msg = json && typeof json === 'object' && 'message' in json ? `: ${String((json as { message: unknown }).message)}` : '';
+          throw new MarathonError('status', `GET ${where}/v2/apps answered HTTP ${status}${snippet(msg)}`, where, status);
+        }
+        const apps = (json as { apps?: unknown } | null)?.apps;
+        if (!Array.isArray(apps)) {
+          throw new MarathonError('shape', `GET ${where}/v2/apps answered JSON without an "apps" array`, where, status);
+        }
+        this.preferred = i;
+        return { apps, endpoint: where, ms: performance.now() - t0 };
+      } catch (err) {
+        last = err instanceof MarathonError ? err : new MarathonError('unreachable', (err as Error).message, where);
+        this.opts.log.warn({ endpoint: where, reason: last.reason, err: last.message }, 'marathon fetch failed');
+      }
+    }
+    throw last!;
+  }
+
+  /** The callback URLs subscribed on one endpoint, or 'unsupported' (404: Marathon 1.5+). */
+  async subscriptions(endpoint: string): Promise<string[] | 'unsupported'> {
+    const { status, json } = await this.getJson(endpoint, SUBSCRIPTIONS_PATH);
+    if (status === 404) return 'unsupported';
+    if (status < 200 || status > 299) throw this.subscriptionError(endpoint, 'GET', status, json);
+    const urls = (json as { callbackUrls?: unknown } | null)?.callbackUrls;
+    if (!Array.isArray(urls)) throw new MarathonError('shape', `GET ${redactUrl(endpoint)}${SUBSCRIPTIONS_PATH} answered JSON without "callbackUrls"`, redactUrl(endpoint), status);
+    return urls.filter((u): u is string => typeof u === 'string');
+  }
+
+  /** Subscribes a callback URL on one endpoint; 'unsupported' on 404. */
+  async subscribe(endpoint: string, callbackUrl: string): Promise<'ok' | 'unsupported'> {
+    return this.subscriptionCall(endpoint, 'POST', callbackUrl);
+  }
+
+  /** Removes a callback URL on one endpoint; 'unsupported' on 404 (also when it was not subscribed). */
+  async unsubscribe(endpoint: string, callbackUrl: string): Promise<'ok' | 'unsupported'> {
+    return this.subscriptionCall(endpoint, 'DELETE', callbackUrl);
+  }
+
+  private async subscriptionCall(endpoint: string, method: 'POST' | 'DELETE', callbackUrl: string): Promise<'ok' | 'unsupported'> {
+    const { status, json } = await this.getJson(endpoint, `${SUBSCRIPTIONS_PATH}?callbackUrl=${encodeURIComponent(callbackUrl)}`, method);
+    if (status === 404) return 'unsupported';
+    if (status < 200 || status > 299) throw this.subscriptionError(endpoint, method, status, json);
+    return 'ok';
+  }
+
+  private subscriptionError(endpoint: string, method: string, status: number, json: unknown): MarathonError {
+    const msg = json && typeof json === 'object' && 'message' in json ? `: ${snippet(String((json as { message: unknown }).message))}` : '';
+    return new MarathonError('status', `${method} ${redactUrl(endpoint)}${SUBSCRIPTIONS_PATH} answered HTTP ${status}${msg}`, redactUrl(endpoint), status);
+  }
+
+  /**
+   * Opens `/v2/events` on one endpoint (redirects followed) and resolves with the body once the
+   * response headers arrived (within the request timeout). Throws MarathonError when the answer is
+   * not a 2xx event stream.
+   */
+  async openEventStream(endpoint: string, signal: AbortSignal): Promise<{ body: Readable; url: string }> {
+    const where = redactUrl(endpoint);
+    // The timeout covers connecting and the response headers only; the body may stay open for hours.
+    const headerTimeout = new AbortController();
+    const timer = setTimeout(() => headerTimeout.abort(), this.opts.timeoutMs);
+    const onAbort = () => headerTimeout.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    let res: RawResponse<Readable>;
+    try {
+      res = await this.request<Readable>(endpoint + EVENTS_PATH, { accept: 'text/event-stream', responseType: 'stream', signal: headerTimeout.signal });
+    } catch (err) {
+      if (signal.aborted) throw new MarathonError('aborted', 'event stream stopped', where);
+      const e = err as { code?: string };
+      if (e?.code === 'ERR_TOO_MANY_REDIRECTS') throw new MarathonError('redirect', `too many redirects from ${where}${EVENTS_PATH}`, where);
+      const reason = headerTimeout.signal.aborted ? 'timeout' : transportFailure(err);
+      throw new MarathonError(reason, `GET ${where}${EVENTS_PATH}: ${reason === 'timeout' ? `no answer within ${this.opts.timeoutMs} ms` : describeTransport(err)}`, where);
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+    }
+    const type = headerValue(res.headers, 'content-type').toLowerCase();
+    if (res.status < 200 || res.status > 299 || !type.includes('text/event-stream')) {
+      res.data.destroy();
+      const reason: MarathonFailure = res.status < 200 || res.status > 299 ? 'status' : 'not_event_stream';
+      throw new MarathonError(reason, `GET ${redactUrl(res.url)} answered HTTP ${res.status} ${type || '(no content type)'}, not an event stream`, where, res.status);
+    }
+    // Abort from the caller (stop) tears the body down.
+    if (signal.aborted) res.data.destroy();
+    else signal.addEventListener('abort', () => res.data.destroy(), { once: true });
+    return { body: res.data, url: redactUrl(res.url) };
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event stream
+// ---------------------------------------------------------------------------------------------
+
+export interface MarathonEvent {
+  /** `eventType` (from the `event:` line, else from the JSON's `eventType`, else `message`). */
+  type: string;
+  /** The parsed JSON payload, or null when `data:` was not JSON. */
+  payload: unknown;
+}
+
+export interface EventStreamOptions {
+  /** A stream with no bytes (not even a heartbeat) for this long is dropped and reopened. */
+  idleTimeoutMs: number;
+  /** Reconnect backoff: first delay and cap (defaults 250 ms and 10 s). */
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+  log: Logger;
+  onEvent(event: MarathonEvent): void;
+  /** Called each time a stream is open (events may have been missed before: resync). */
+  onConnected?(endpoint: string): void;
+  onDisconnected?(endpoint: string, reason: string): void;
+}
+
+export interface EventStreamStatus {
+  running: boolean;
+  connected: boolean;
+  endpoint: string | null;
+  connects: number;
+  events: number;
+  lastEventAt: number | null;
+  lastError: string | null;
+}
+
+/**
+ * Reads Marathon's event stream until stop(): one connection at a time, failing over to the next
+ * endpoint after a failure, with exponential backoff between attempts. Never throws: every failure
+ * is logged, recorded in status() and retried.
+ */
+export class MarathonEventStream {
+  private running = false;
+  private abort: AbortController | null = null;
+  private loopDone: Promise<void> = Promise.resolve();
+  private wake: (() => void) | null = null;
+  private index = 0;
+  private readonly state: EventStreamStatus = {
+    running: false, connected: false, endpoint: null, connects: 0, events: 0, lastEventAt: null, lastError: null,
+  };
+
+  constructor(
+    private readonly client: MarathonClient,
+    private readonly opts: EventStreamOptions,
+  ) {}
+
+  status(): EventStreamStatus {
+    return { ...this.state };
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.state.running = true;
+    this.loopDone = this.loop();
+  }
+
+  /** Stops reading and waits for the connection to close. Idempotent. */
+  async stop(): Promise<void> {
+    if (!this.running) return this.loopDone;
+    this.running = false;
+    this.state.running = false;
+    this.abort?.abort();
+    this.wake?.();
+    await this.loopDone;
+  }
+
+  private async loop(): Promise<void> {
+    const min = this.opts.backoffMinMs ?? 250;
+    const max = this.opts.backoffMaxMs ?? 10000;
+    let backoff = min;
+    while (this.running) {
+      const endpoint = this.client.endpoints[this.index % this.client.endpoints.length];
+      const abort = new AbortController();
+      this.abort = abort;
+      let opened = false;
+      try {
+        await this.readOnce(endpoint, abort, () => (opened = true));
+        this.state.lastError = 'stream ended';
+      } catch (err) {
+        const e = err as MarathonError;
+        if (!this.running) break;
+        this.state.lastError = e.message;
+        this.opts.log.warn({ endpoint: redactUrl(endpoint), reason: e.reason ?? 'error', err: e.message }, 'marathon event stream failed');
+      } finally {
+        if (this.state.connected) this.opts.onDisconnected?.(redactUrl(endpoint), this.state.lastError ?? 'stopped');
+        this.state.connected = false;
+      }
+      if (!this.running) break;
+      // A stream that opened and then ended or went silent is reopened soon on the same endpoint; an
+      // endpoint that could not be opened makes us try the next one, backing off.
+      if (opened) backoff = min;
+      else this.index++;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, backoff);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wake = null;
+      if (!opened) backoff = Math.min(max, backoff * 2);
+    }
+  }
+
+  /** One connection, until it ends (resolves) or fails (rejects with a MarathonError). */
+  private async readOnce(endpoint: string, abort: AbortController, onOpen: () => void): Promise<void> {
+    const { body, url } = await this.client.openEventStream(endpoint, abort.signal);
+    onOpen();
+    this.state.connected = true;
+    this.state.endpoint = url;
+    this.state.connects++;
+    this.opts.log.info({ endpoint: url }, 'marathon event stream open');
+    this.opts.onConnected?.(url);
+    const parser = createParser({
+      maxBufferSize: 64 * 1024 * 1024,
+      onEvent: (msg: EventSourceMessage) => {
+        let payload: unknown = null;
+        try {
+          payload = JSON.parse(msg.data) as unknown;
+        } catch {
+          payload = null;
+        }
+        const fromJson = payload && typeof payload === 'object' ? (payload as { eventType?: unknown }).eventType : undefined;
+        const type = msg.event ?? (typeof fromJson === 'string' ? fromJson : 'message');
+        this.state.events++;
+        this.state.lastEventAt = Date.now();
+        try {
+          this.opts.onEvent({ type, payload });
+        } catch (err) {
+          this.opts.log.error({ err: (err as Error).message }, 'event handler failed');
+        }
+      },
+    });
+    body.setEncoding('utf8');
+    await new Promise<void>((resolve, reject) => {
+      let idle: NodeJS.Timeout;
+      const arm = () => {
+        clearTimeout(idle);
+        idle = setTimeout(() => {
+          cleanup();
+          body.destroy();
+          reject(new MarathonError('idle', `event stream from ${url} silent for ${this.opts.idleTimeoutMs} ms; reopening`, url));
+        }, this.opts.idleTimeoutMs);
+      };
+      const cleanup = () => {
+        clearTimeout(idle);
+        body.off('data', onData);
+        body.off('end', onEnd);
+        body.off('close', onEnd);
+        body.off('error', onError);
+      };
+      const onData = (chunk: string) => {
+        arm();
+        try {
+          parser.feed(chunk);
+        } catch (err) {
+          cleanup();
+          body.destroy();
+          reject(new MarathonError('parse', `event stream from ${url}: ${(err as Error).message}`, url));
+        }
+      };
+      const onEnd = () => {
+        cleanup();
+        if (abort.signal.aborted) reject(new MarathonError('aborted', 'event stream stopped', url));
+        else resolve();
+      };
+      const onError = (err: Error) => {
+        cleanup();
+        reject(new MarathonError(abort.signal.aborted ? 'aborted' : 'unreachable', `event stream from ${url}: ${describeTransport(err)}`, url));
+      };
+      body.on('data', onData);
+      body.on('end', onEnd);
+      body.on('close', onEnd);
+      body.on('error', onError);
+      arm();
+    });
+  }
+}
