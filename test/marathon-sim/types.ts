@@ -1,0 +1,92 @@
+/**
+ * Shared types of the Marathon simulator: the wire objects (kept loose on purpose, because real
+ * Marathon payloads differ by version and fixtures carry fields we do not model) and the inputs of
+ * the simulator's controls.
+ */
+
+/** A JSON object as it travels on the wire. Values stay `unknown` so fixture fields pass through untouched. */
+export type JsonObject = Record<string, unknown>;
+
+/**
+ * A Marathon app definition (the body of `POST /v2/apps`, or an app of `GET /v2/apps` without the
+ * embedded parts). Only `id` is required; every other Marathon field is accepted as given, in any
+ * era's shape (`ports`, `portDefinitions`, `container.docker.portMappings`, `container.portMappings`
+ * + `networks`, `ipAddress`, ...), so tests choose the shape they want Bamboo to parse.
+ */
+export interface AppDefinition {
+  id: string;
+  instances?: number;
+  cmd?: string | null;
+  env?: Record<string, unknown>;
+  labels?: Record<string, string>;
+  ports?: number[];
+  portDefinitions?: Array<{ port: number; protocol?: string; name?: string; labels?: Record<string, string> }>;
+  healthChecks?: JsonObject[];
+  readinessChecks?: JsonObject[];
+  [key: string]: unknown;
+}
+
+/** Mesos task states the simulator knows (Marathon passes Mesos' names through). */
+export type TaskState =
+  | 'TASK_STAGING'
+  | 'TASK_STARTING'
+  | 'TASK_RUNNING'
+  | 'TASK_KILLING'
+  | 'TASK_KILLED'
+  | 'TASK_FINISHED'
+  | 'TASK_FAILED'
+  | 'TASK_LOST'
+  | 'TASK_ERROR'
+  | 'TASK_UNREACHABLE'
+  | 'TASK_GONE'
+  | 'TASK_GONE_BY_OPERATOR'
+  | 'TASK_DROPPED'
+  | 'TASK_UNKNOWN';
+
+/** Where a task runs. Tests that run real backends pass their own host/ports here. */
+export interface TaskSpec {
+  host: string;
+  /** Host ports, one per app port (what HAProxy must connect to). */
+  ports: number[];
+  /** Defaults to `[{ipAddress: host, protocol: 'IPv4'}]` when host is an IPv4 address. */
+  ipAddresses?: Array<{ ipAddress: string; protocol?: string }>;
+  /** Initial state; default TASK_RUNNING. */
+  state?: TaskState;
+  /** Health check outcome (only meaningful when the app has health checks); default true. */
+  healthy?: boolean;
+  /** Readiness outcome (shown with embed=apps.readiness when the app has readiness checks). */
+  ready?: boolean;
+  /** Mesos agent id; default one stable fake id per host. */
+  slaveId?: string;
+}
+
+/** What the simulator keeps per task; returned by {@link MarathonSimulator.tasks}. */
+export interface TaskView {
+  id: string;
+  appId: string;
+  host: string;
+  ports: number[];
+  state: TaskState;
+  /** Aggregate health: undefined when there is no health check result. */
+  healthy: boolean | undefined;
+  ready: boolean | undefined;
+}
+
+/** One event as the simulator sends it: the `event:` name and the exact `data:` bytes. */
+export interface SimEvent {
+  eventType: string;
+  /** One-line JSON, byte-identical in the SSE `data:` line and in the callback POST body. */
+  data: string;
+}
+
+/** One logged HTTP request (tests count fetches with it). */
+export interface RequestRecord {
+  method: string;
+  /** Path as received, without the query string (double slashes kept). */
+  path: string;
+  /** Raw query string without the leading `?` ("" when none). */
+  query: string;
+  /** Epoch milliseconds when the request arrived. */
+  at: number;
+  headers: Record<string, string | string[] | undefined>;
+}
