@@ -1,0 +1,577 @@
+/**
+ * The REST API (fastify), built apart from listen: `buildApp(deps)` returns a ready-to-listen server
+ * whose adapters are injected, so tests drive it with `app.inject` or real HTTP alike.
+ *
+ * Bamboo's routes and field names (`Id`, `Acl`, `Config`; lower-case input accepted, in fact any
+ * case, as Go's JSON decoder did) with its bugs fixed: PUT honours the id in the URL, an unknown id
+ * is a 404, a create is a 201. Everything else a client can rely on is in docs/api.md: the error
+ * codes (common/errors.ts), ETag / If-Match, `?versions=1`, the redaction of `/api/state`, auth.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { validateAcl, validateAppId, firstNonPrintable, MAX_ACL_LENGTH } from '../common/acl.js';
+import { PROJECT_ROOT, type Config } from '../common/config.js';
+import type { HintPublisher } from '../common/bus.js';
+import { ApiError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { Metrics } from '../common/metrics.js';
+import type { ServiceRecord, TemplateData } from '../common/model.js';
+import { RuleConflictError, RuleNotFoundError, type RuleStore, type StoredRecord } from '../common/rules.js';
+import type { ControlStore, PublisherRecord, WorkerStatus } from '../common/snapshot.js';
+import { buildTemplateData } from '../common/template-data.js';
+import { ZkUnavailableError, type Zk } from '../common/zk.js';
+import type { IntakeStatus } from './intake.js';
+import { RulesCache } from './rules-cache.js';
+import type { SnapshotCache } from './snapshot-cache.js';
+
+/** What the API needs from the Marathon intake. */
+export interface IntakeLike {
+  onEvent(type: string): void;
+  status(): IntakeStatus;
+}
+
+export interface AppDeps {
+  cfg: Readonly<Pick<Config, 'Bamboo' | 'Marathon'>>;
+  log: Logger;
+  zk: Zk;
+  rules: RuleStore;
+  control: ControlStore;
+  snapshots: SnapshotCache;
+  intake: IntakeLike;
+  publisher: HintPublisher;
+  metrics: Metrics;
+  /** This copy's registration in ZooKeeper (shown in /status). */
+  registration?: () => PublisherRecord | null;
+  /** Shared with other components when given; created otherwise. */
+  rulesCache?: RulesCache;
+  /** Clock for template data (health grace periods); default Date.now. */
+  now?: () => number;
+}
+
+/** Longest `Config` value, same bound as an ACL: values may be pasted into haproxy.cfg by templates. */
+const MAX_CONFIG_VALUE = MAX_ACL_LENGTH;
+const MAX_CONFIG_KEYS = 64;
+const CONFIG_KEY = /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/;
+const REDACTED = '***';
+
+const SERVICE_BODY_SCHEMA = {
+  type: 'object',
+  // Go's encoding/json matched field names case-insensitively; so do we: id, Id, ID, acl, Acl, ACL...
+  patternProperties: {
+    '^[iI][dD]$': { type: 'string' },
+    '^[aA][cC][lL]$': { type: 'string' },
+    '^[cC][oO][nN][fF][iI][gG]$': {
+      type: 'object',
+      maxProperties: MAX_CONFIG_KEYS,
+      additionalProperties: { type: 'string' },
+    },
+  },
+  additionalProperties: false,
+} as const;
+
+const ID_PARAMS_SCHEMA = {
+  type: 'object',
+  properties: { '*': { type: 'string', maxLength: 4096 } },
+} as const;
+
+const FLAG = { type: 'string', enum: ['0', '1', 'true', 'false', ''] } as const;
+
+interface ServiceBody {
+  [key: string]: unknown;
+}
+
+/** Routes and their methods, for 405 answers (fastify only knows "no route" = 404). */
+const ROUTES: Array<{ match: (path: string) => boolean; methods: string[] }> = [
+  { match: (p) => p === '/', methods: ['GET', 'HEAD'] },
+  { match: (p) => p === '/status', methods: ['GET', 'HEAD'] },
+  { match: (p) => p === '/api/state', methods: ['GET', 'HEAD'] },
+  { match: (p) => p === '/api/workers', methods: ['GET', 'HEAD'] },
+  { match: (p) => p === '/api/services', methods: ['GET', 'HEAD', 'POST'] },
+  { match: (p) => p.startsWith('/api/services/'), methods: ['GET', 'HEAD', 'PUT', 'DELETE'] },
+  { match: (p) => p === '/api/marathon/event_callback', methods: ['POST'] },
+];
+
+function isFlag(v: unknown): boolean {
+  return v === '1' || v === 'true';
+}
+
+/** `If-Match` -> a znode version, `'any'` for `*`, or undefined when absent. */
+function parseIfMatch(header: string | undefined): number | 'any' | undefined {
+  if (header === undefined || header.trim() === '') return undefined;
+  const h = header.trim();
+  if (h === '*') return 'any';
+  const m = /^(?:W\/)?"?(\d{1,10})"?$/.exec(h);
+  if (!m) {
+    throw new ApiError(
+      'BAMBOO_INVALID_PARAMETER',
+      `If-Match must be the ETag of a read, such as "3" (with the quotes), or *; got ${JSON.stringify(h.slice(0, 40))}`,
+    );
+  }
+  return Number(m[1]);
+}
+
+function etag(version: number): string {
+  return `"${version}"`;
+}
+
+/** The id from the URL: `/api/services//group/app` and `/api/services/%2Fgroup%2Fapp` both give `/group/app`. */
+function idFromParam(raw: string | undefined): string {
+  let id = raw ?? '';
+  if (/%[0-9A-Fa-f]{2}/.test(id)) {
+    try {
+      id = decodeURIComponent(id);
+    } catch {
+      throw new ApiError('BAMBOO_INVALID_APP_ID', 'the app id in the URL has a malformed percent-escape');
+    }
+  }
+  // Marathon resolves a relative id against the root group: `app1` is `/app1`.
+  if (id !== '' && !id.startsWith('/')) id = `/${id}`;
+  checkAppId(id);
+  return id;
+}
+
+function checkAppId(id: string): void {
+  const v = validateAppId(id);
+  if (!v.ok) {
+    throw new ApiError('BAMBOO_INVALID_APP_ID', `${v.message}; a Marathon app id looks like /group/app`, { reason: v.code });
+  }
+}
+
+/** Picks a field whatever its case (the schema already allowed only the three known names). */
+function field(body: ServiceBody, lower: string): unknown[] {
+  return Object.keys(body)
+    .filter((k) => k.toLowerCase() === lower)
+    .map((k) => body[k]);
+}
+
+/**
+ * Turns a validated body into a service record: the id (from the URL for PUT), the ACL (top-level,
+ * or `Config.Acl`), the other `Config` keys. Every value is checked: one printable line, bounded.
+ */
+function recordFromBody(body: ServiceBody | undefined, urlId: string | null): ServiceRecord {
+  if (body === undefined || body === null) {
+    throw new ApiError('BAMBOO_BAD_JSON', 'the request body is empty; send a JSON object like {"id":"/group/app","acl":"path_beg -i /app"}');
+  }
+  const ids = field(body, 'id') as string[];
+  const acls = field(body, 'acl') as string[];
+  const configs = field(body, 'config') as Array<Record<string, string>>;
+  for (const [name, values] of [['id', ids], ['acl', acls], ['config', configs]] as const) {
+    if (values.length > 1 && new Set(values.map((v) => JSON.stringify(v))).size > 1) {
+      throw new ApiError('BAMBOO_INVALID_BODY', `the body has several "${name}" fields (in different letter cases) with different values; send one`);
+    }
+  }
+  let id: string;
+  if (urlId !== null) {
+    id = urlId; // PUT: the URL names the record (Bamboo used the body's id; that was a bug)
+  } else {
+    if (ids.length === 0) throw new ApiError('BAMBOO_INVALID_BODY', 'the body has no "id"; send {"id":"/group/app","acl":"..."}');
+    id = ids[0];
+    checkAppId(id);
+  }
+  const config: Record<string, string> = {};
+  const given = configs[0] ?? {};
+  for (const [k, v] of Object.entries(given)) {
+    if (!CONFIG_KEY.test(k)) {
+      throw new ApiError('BAMBOO_INVALID_CONFIG', `Config key ${JSON.stringify(k.slice(0, 70))} is not allowed: keys start with a letter and use letters, digits, "_", "-" and "." (at most 64)`);
+    }
+    if (v.length > MAX_CONFIG_VALUE) {
+      throw new ApiError('BAMBOO_INVALID_CONFIG', `Config.${k} is ${v.length} characters long; at most ${MAX_CONFIG_VALUE} are allowed`);
+    }
+    const bad = firstNonPrintable(v);
+    if (bad >= 0) {
+      throw new ApiError('BAMBOO_INVALID_CONFIG', `Config.${k} contains a control character (U+${v.charCodeAt(bad).toString(16).toUpperCase().padStart(4, '0')}) at position ${bad}; values must be one printable line`);
+    }
+    config[k] = v;
+  }
+  const configAcl = Object.entries(config).find(([k]) => k.toLowerCase() === 'acl');
+  if (configAcl && configAcl[0] !== 'Acl') {
+    delete config[configAcl[0]];
+    config.Acl = configAcl[1];
+  }
+  const acl = acls.length > 0 ? acls[0] : config.Acl;
+  if (acl === undefined) {
+    throw new ApiError('BAMBOO_INVALID_ACL', 'the body has no "acl"; give the HAProxy ACL for the app, e.g. {"acl":"hdr(host) -i app.example.com"}', { reason: 'ACL_MISSING' });
+  }
+  if (acls.length > 0 && config.Acl !== undefined && config.Acl !== acl) {
+    throw new ApiError('BAMBOO_INVALID_BODY', '"acl" and "Config.Acl" differ; send one of them (or the same value in both)');
+  }
+  const v = validateAcl(acl);
+  if (!v.ok) throw new ApiError('BAMBOO_INVALID_ACL', v.message, { reason: v.code });
+  config.Acl = acl;
+  return { Id: id, Acl: acl, Config: config };
+}
+
+/** One ajv error as a sentence naming the field. */
+function describeValidation(err: FastifyError): ApiError {
+  const first = err.validation?.[0];
+  const ctx = err.validationContext ?? 'body';
+  if (!first) return new ApiError('BAMBOO_INVALID_BODY', err.message);
+  const path = first.instancePath.replace(/^\//, '').replace(/\//g, '.');
+  const where = path ? `${ctx === 'body' ? '' : ctx + ' '}"${path}"` : ctx === 'body' ? 'the body' : ctx;
+  const params = first.params as Record<string, unknown>;
+  let message: string;
+  switch (first.keyword) {
+    case 'additionalProperties':
+      message = ctx === 'body' && !path
+        ? `unknown field ${JSON.stringify(String(params.additionalProperty))}: a service record has "id", "acl" and "config"`
+        : `${where} has an unknown field ${JSON.stringify(String(params.additionalProperty))}`;
+      break;
+    case 'type':
+      message = !path && ctx === 'body'
+        ? 'the body must be a JSON object like {"id":"/group/app","acl":"path_beg -i /app"}'
+        : `${where} must be a ${String(params.type)}`;
+      break;
+    case 'enum':
+      message = `${where} must be one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+      break;
+    case 'maxProperties':
+      message = `${where} has too many keys (at most ${String(params.limit)})`;
+      break;
+    case 'maxLength':
+      message = `${where} is too long (at most ${String(params.limit)} characters)`;
+      break;
+    default:
+      message = `${where} ${first.message ?? 'is invalid'}`;
+  }
+  if (ctx === 'querystring' || ctx === 'params' || ctx === 'headers') return new ApiError('BAMBOO_INVALID_PARAMETER', message);
+  if (/^config(\.|$)/i.test(path)) return new ApiError('BAMBOO_INVALID_CONFIG', message);
+  return new ApiError('BAMBOO_INVALID_BODY', message);
+}
+
+/** Any error -> the ApiError answered. */
+function toApiError(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  if (err instanceof ZkUnavailableError) {
+    return new ApiError('BAMBOO_ZK_UNAVAILABLE', `ZooKeeper is unavailable (${err.message}); nothing was changed. Retry later; GET /status shows when it is back`);
+  }
+  const e = err as FastifyError;
+  if (e?.validation) return describeValidation(e);
+  switch (e?.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ApiError('BAMBOO_BODY_TOO_LARGE', 'the request body is larger than Bamboo.MaxBodyBytes allows; a service record is a few hundred bytes');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ApiError('BAMBOO_UNSUPPORTED_MEDIA_TYPE', 'the body must be JSON (Content-Type: application/json)');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ApiError('BAMBOO_BAD_JSON', 'the request body is empty; send a JSON object');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new ApiError('BAMBOO_BAD_JSON', `the request body is not valid JSON (${e.message}); send a JSON object`);
+    case 'FST_ERR_BAD_URL':
+      return new ApiError('BAMBOO_INVALID_PARAMETER', 'the URL has a malformed percent-escape; encode "%" as %25');
+    default:
+      break;
+  }
+  if (e?.statusCode === 413) return new ApiError('BAMBOO_BODY_TOO_LARGE', 'the request body is too large');
+  if (e?.statusCode === 415) return new ApiError('BAMBOO_UNSUPPORTED_MEDIA_TYPE', 'the body must be JSON');
+  if (e?.statusCode === 400) return new ApiError('BAMBOO_INVALID_BODY', String(e.message ?? 'bad request'));
+  return new ApiError('BAMBOO_INTERNAL', 'an unexpected error happened; it was logged. Retry, and report it if it persists');
+}
+
+/** Constant-time comparison of two secrets of any length. */
+function sameSecret(a: string, b: string): boolean {
+  const ha = createHash('sha256').update(a).digest();
+  const hb = createHash('sha256').update(b).digest();
+  return timingSafeEqual(ha, hb) && a.length === b.length;
+}
+
+function redact(data: TemplateData): TemplateData {
+  return {
+    ...data,
+    Apps: data.Apps.map((a) => ({
+      ...a,
+      Env: Object.fromEntries(Object.keys(a.Env).map((k) => [k, REDACTED])),
+      Labels: Object.fromEntries(Object.keys(a.Labels).map((k) => [k, REDACTED])),
+    })),
+  };
+}
+
+function loadUi(): string {
+  try {
+    return readFileSync(join(PROJECT_ROOT, 'api', 'ui', 'index.html'), 'utf8');
+  } catch {
+    return '<!doctype html><title>Bamboo</title><p>The web UI file is missing; the REST API is under <a href="/api/services">/api/services</a>.</p>';
+  }
+}
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const { cfg, log, zk, rules, control, snapshots, intake, publisher, metrics } = deps;
+  const now = deps.now ?? Date.now;
+  const rulesCache = deps.rulesCache ?? new RulesCache(zk, rules, log);
+  const token = cfg.Bamboo.AuthToken;
+  const ui = loadUi();
+
+  const app = Fastify({
+    bodyLimit: cfg.Bamboo.MaxBodyBytes,
+    routerOptions: { maxParamLength: 4096, ignoreDuplicateSlashes: false, ignoreTrailingSlash: false },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
+    return503OnClosing: true,
+    frameworkErrors: (error, _req, reply) => sendError(reply, toApiError(error)),
+  });
+
+  // Bamboo's documented curl examples send JSON with curl's default form content type; Bamboo read
+  // any body as JSON, and so do we (a body that is not JSON is a clear 400).
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+    const text = body as string;
+    if (text.trim() === '') {
+      done(null, undefined);
+      return;
+    }
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      done(new ApiError('BAMBOO_BAD_JSON', `the request body is not valid JSON (${(err as Error).message}); send a JSON object`), undefined);
+    }
+  });
+
+  function sendError(reply: FastifyReply, err: ApiError): FastifyReply {
+    metrics.apiError(err.code);
+    for (const [k, v] of Object.entries(err.headers)) reply.header(k, v);
+    return reply.code(err.status).type('application/json; charset=utf-8').send(JSON.stringify(err.body()));
+  }
+
+  app.setErrorHandler((error, req, reply) => {
+    const api = toApiError(error);
+    if (api.status >= 500) log.error({ err: (error as Error).message, method: req.method, url: req.url, code: api.code }, 'request failed');
+    else log.debug({ method: req.method, url: req.url, code: api.code }, 'request rejected');
+    return sendError(reply, api);
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0];
+    const route = ROUTES.find((r) => r.match(path));
+    if (route) {
+      return sendError(
+        reply,
+        new ApiError('BAMBOO_METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${path.slice(0, 200)}; use ${route.methods.join(', ')}`, {}, { Allow: route.methods.join(', ') }),
+      );
+    }
+    return sendError(reply, new ApiError('BAMBOO_NOT_FOUND', `no route ${req.method} ${path.slice(0, 200)}; the API lives under /api (see docs/api.md)`));
+  });
+
+  /** Token check for writes; a no-op when no token is configured. */
+  function authorised(req: FastifyRequest): boolean {
+    if (!token) return true;
+    const h = req.headers.authorization;
+    const m = typeof h === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
+    return m !== null && sameSecret(m[1], token);
+  }
+
+  function requireAuth(req: FastifyRequest): void {
+    if (authorised(req)) return;
+    const given = req.headers.authorization !== undefined;
+    throw new ApiError(
+      'BAMBOO_UNAUTHORIZED',
+      given ? 'the bearer token is not valid; send Authorization: Bearer <Bamboo.AuthToken>' : 'this request needs Authorization: Bearer <Bamboo.AuthToken>',
+      {},
+      { 'WWW-Authenticate': given ? 'Bearer realm="bamboo", error="invalid_token"' : 'Bearer realm="bamboo"' },
+    );
+  }
+
+  const authWrite = async (req: FastifyRequest) => requireAuth(req);
+  // Runs before schema validation, so an empty body gets its own clear answer.
+  const requireBody = async (req: FastifyRequest) => {
+    if (req.body === undefined || req.body === null) {
+      throw new ApiError('BAMBOO_BAD_JSON', 'the request body is empty; send a JSON object like {"id":"/group/app","acl":"path_beg -i /app"}');
+    }
+  };
+
+  async function afterWrite(appId: string, version: number | null, action: string): Promise<void> {
+    rulesCache.invalidate();
+    metrics.ruleChanged();
+    log.info({ appId, version, action }, 'rule changed');
+    await publisher.publish('rules', { appId });
+    metrics.published('rules');
+  }
+
+  function sendRecord(reply: FastifyReply, stored: StoredRecord, status: number): FastifyReply {
+    return reply.code(status).header('ETag', etag(stored.version)).type('application/json; charset=utf-8').send(JSON.stringify(stored.record));
+  }
+
+  function conflict(err: RuleConflictError, code: 'BAMBOO_SERVICE_EXISTS' | 'BAMBOO_VERSION_CONFLICT', message: string): ApiError {
+    return new ApiError(code, message, { current: err.current?.record ?? null, version: err.current?.version ?? null }, err.current ? { ETag: etag(err.current.version) } : {});
+  }
+
+  // --- UI -----------------------------------------------------------------------------------
+  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').header('Cache-Control', 'no-cache').send(ui));
+
+  // --- status ---------------------------------------------------------------------------------
+  app.get('/status', async (_req, reply) => {
+    const m = intake.status();
+    const zkUp = zk.connected;
+    const snap = snapshots.current();
+    const marathonOk = m.lastFetch ? m.lastFetch.ok : false;
+    const body = {
+      status: !zkUp ? 'unavailable' : marathonOk && snap ? 'ok' : 'degraded',
+      zookeeper: { connected: zkUp, state: zk.state },
+      marathon: {
+        mode: m.mode,
+        lastFetch: m.lastFetch,
+        lastGoodFetchAt: m.lastGoodFetchAt,
+        fetches: m.fetches,
+        failures: m.failures,
+        suspiciousEmpty: m.suspiciousEmpty,
+        eventsTotal: m.eventsTotal,
+        events: m.events,
+        callbackUrl: m.callbackUrl,
+        subscriptions: m.subscriptions,
+      },
+      snapshot: snap ? { version: snap.version, hash: snap.hash, fetchedAt: snap.fetchedAt, apps: snap.apps.length } : null,
+      publisher: {
+        id: publisher.publisherId,
+        address: deps.registration?.()?.zmq ?? publisher.boundAddress,
+        bound: publisher.boundAddress,
+        published: publisher.published,
+        snapshotVersion: publisher.snapshotVersion,
+      },
+      streamLeader: m.stream
+        ? { isLeader: m.stream.leader?.isLeader ?? false, leaderId: m.stream.leader?.leaderId ?? null, reading: m.stream.connected, endpoint: m.stream.endpoint, connects: m.stream.connects, events: m.stream.events, lastError: m.stream.lastError }
+        : null,
+    };
+    return reply.code(zkUp ? 200 : 503).header('Cache-Control', 'no-cache').send(body);
+  });
+
+  // --- services (rules) -----------------------------------------------------------------------
+  app.get('/api/services', { schema: { querystring: { type: 'object', properties: { versions: FLAG } } } }, async (req, reply) => {
+    const q = req.query as { versions?: string };
+    const view = await rulesCache.get();
+    return reply.type('application/json; charset=utf-8').send(isFlag(q.versions) ? view.jsonWithVersions : view.json);
+  });
+
+  app.get('/api/services/*', { schema: { params: ID_PARAMS_SCHEMA } }, async (req, reply) => {
+    const id = idFromParam((req.params as Record<string, string>)['*']);
+    const stored = await rules.get(id);
+    if (!stored) throw new ApiError('BAMBOO_SERVICE_NOT_FOUND', `no service record for ${id}; create it with POST /api/services or PUT /api/services/${id}`);
+    return sendRecord(reply, stored, 200);
+  });
+
+  app.post('/api/services', { onRequest: authWrite, preValidation: requireBody, schema: { body: SERVICE_BODY_SCHEMA } }, async (req, reply) => {
+    const record = recordFromBody(req.body as ServiceBody | undefined, null);
+    let stored: StoredRecord;
+    try {
+      stored = await rules.create(record);
+    } catch (err) {
+      if (err instanceof RuleConflictError) {
+        throw conflict(err, 'BAMBOO_SERVICE_EXISTS', `a service record for ${record.Id} exists already; replace it with PUT /api/services/${record.Id} (optionally with If-Match)`);
+      }
+      throw err;
+    }
+    await afterWrite(record.Id, stored.version, 'created');
+    reply.header('Location', `/api/services/${record.Id}`);
+    return sendRecord(reply, stored, 201);
+  });
+
+  app.put('/api/services/*', { onRequest: authWrite, preValidation: requireBody, schema: { params: ID_PARAMS_SCHEMA, body: SERVICE_BODY_SCHEMA } }, async (req, reply) => {
+    const id = idFromParam((req.params as Record<string, string>)['*']);
+    const record = recordFromBody(req.body as ServiceBody | undefined, id);
+    const ifMatch = parseIfMatch(req.headers['if-match'] as string | undefined);
+    const ifNoneMatch = (req.headers['if-none-match'] as string | undefined)?.trim();
+    let stored: StoredRecord;
+    let created: boolean;
+    try {
+      if (ifNoneMatch === '*') {
+        stored = await rules.create(record);
+        created = true;
+      } else if (ifMatch === 'any') {
+        const current = await rules.get(id);
+        if (!current) throw new RuleConflictError(`no rule for ${id}`, null);
+        ({ stored, created } = await rules.put(record, current.version));
+      } else {
+        ({ stored, created } = await rules.put(record, ifMatch));
+      }
+    } catch (err) {
+      if (err instanceof RuleConflictError) {
+        if (ifNoneMatch === '*') throw conflict(err, 'BAMBOO_SERVICE_EXISTS', `a service record for ${id} exists already (If-None-Match: *)`);
+        throw conflict(
+          err,
+          'BAMBOO_VERSION_CONFLICT',
+          err.current
+            ? `the service record for ${id} is at version ${err.current.version}, not the one in If-Match; read it again (its current value is in "current"), merge, and retry with If-Match: "${err.current.version}"`
+            : `there is no service record for ${id} any more; create it without If-Match`,
+        );
+      }
+      throw err;
+    }
+    await afterWrite(id, stored.version, created ? 'created' : 'replaced');
+    if (created) reply.header('Location', `/api/services/${id}`);
+    return sendRecord(reply, stored, created ? 201 : 200);
+  });
+
+  app.delete('/api/services/*', { onRequest: authWrite, schema: { params: ID_PARAMS_SCHEMA } }, async (req, reply) => {
+    const id = idFromParam((req.params as Record<string, string>)['*']);
+    const ifMatch = parseIfMatch(req.headers['if-match'] as string | undefined);
+    try {
+      await rules.delete(id, ifMatch === 'any' ? undefined : ifMatch);
+    } catch (err) {
+      if (err instanceof RuleNotFoundError) throw new ApiError('BAMBOO_SERVICE_NOT_FOUND', `no service record for ${id}; nothing to delete`);
+      if (err instanceof RuleConflictError) {
+        throw conflict(err, 'BAMBOO_VERSION_CONFLICT', `the service record for ${id} changed since the version in If-Match; read it again before deleting`);
+      }
+      throw err;
+    }
+    await afterWrite(id, null, 'deleted');
+    return reply.code(204).send();
+  });
+
+  // --- state ----------------------------------------------------------------------------------
+  let stateCache: { key: string; full: string; redacted: string } | null = null;
+  app.get('/api/state', { schema: { querystring: { type: 'object', properties: { unredacted: FLAG } } } }, async (req, reply) => {
+    const q = req.query as { unredacted?: string };
+    // With a token configured, the token decides (a wrong one is a 401, not a silent redaction);
+    // without one, values are hidden unless the caller asks with ?unredacted=1 (docs/api.md).
+    let full: boolean;
+    if (token) {
+      if (req.headers.authorization !== undefined || isFlag(q.unredacted)) requireAuth(req);
+      full = req.headers.authorization !== undefined;
+    } else {
+      full = isFlag(q.unredacted);
+    }
+    const snap = snapshots.current();
+    if (!snap) {
+      throw new ApiError('BAMBOO_SNAPSHOT_UNAVAILABLE', 'no Marathon snapshot is stored yet; GET /status shows the last fetch from Marathon and its error');
+    }
+    const view = await rulesCache.get();
+    const t = now();
+    // Health grace periods depend on the clock: the cached rendering lives one second at most.
+    const key = `${snap.version}|${snap.hash}|${view.stamp}|${Math.floor(t / 1000)}`;
+    if (!stateCache || stateCache.key !== key) {
+      const { data, warnings } = buildTemplateData({ apps: snap.apps, services: view.services, now: t });
+      if (warnings.length > 0) log.debug({ warnings: warnings.length }, 'template data warnings');
+      stateCache = { key, full: JSON.stringify(data), redacted: JSON.stringify(redact(data)) };
+    }
+    return reply
+      .header('X-Bamboo-Snapshot-Version', String(snap.version))
+      .header('X-Bamboo-Redacted', full ? 'false' : 'true')
+      .header('Cache-Control', 'no-cache')
+      .type('application/json; charset=utf-8')
+      .send(full ? stateCache.full : stateCache.redacted);
+  });
+
+  // --- workers --------------------------------------------------------------------------------
+  app.get('/api/workers', async (_req, reply) => {
+    const [workers, snapshotVersion, view] = await Promise.all([control.workers(), control.snapshotVersion(), rulesCache.get()]);
+    const out = workers
+      .map((w: WorkerStatus) => {
+        const quarantined = new Set(w.quarantined ?? []);
+        const applied = w.rulesApplied ?? {};
+        const ids = new Set([...Object.keys(view.versions), ...Object.keys(applied)]);
+        const staleRules = [...ids].filter((id) => !quarantined.has(id) && applied[id] !== view.versions[id]).sort();
+        const snapshotUpToDate = w.snapshotVersion === snapshotVersion;
+        return { ...w, snapshotUpToDate, rulesUpToDate: staleRules.length === 0, staleRules, upToDate: snapshotUpToDate && staleRules.length === 0 };
+      })
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return reply.header('Cache-Control', 'no-cache').send({ snapshotVersion, rules: Object.keys(view.versions).length, workers: out });
+  });
+
+  // --- Marathon callbacks ---------------------------------------------------------------------
+  app.post('/api/marathon/event_callback', { bodyLimit: cfg.Bamboo.MaxBodyBytes * 4 }, async (req, reply) => {
+    // The payload is never trusted: it only says "something happened"; the fetch reads the truth.
+    const body = req.body as { eventType?: unknown } | undefined;
+    const type = body && typeof body === 'object' && typeof body.eventType === 'string' ? body.eventType.slice(0, 100) : 'unknown';
+    intake.onEvent(type);
+    return reply.code(202).send({ accepted: true, eventType: type });
+  });
+
+  return app;
+}

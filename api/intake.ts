@@ -1,0 +1,458 @@
+/**
+ * Marathon intake: turns Marathon events into few, safe snapshot updates.
+ *
+ * Events are hints (level-triggered): an event that can change routing only *requests* a fetch of
+ * the whole `/v2/apps`. Requests coalesce: at most one fetch is in flight and at most one is pending,
+ * whatever the event rate; a fetch starts `FetchDebounceMs` after the request that opened the slot,
+ * and never sooner than `minFetchIntervalMs` after the previous fetch started. So a burst of 1,000
+ * events costs a handful of fetches, and the last fetch always starts after the last event.
+ *
+ * A fetch changes the stored snapshot only when it is trustworthy:
+ * - a failed, non-2xx, HTML, unparsable or wrongly shaped answer changes nothing (the previous
+ *   snapshot stands; the error is recorded for /status and StatsD; a retry is scheduled with backoff);
+ * - an empty app list right after a non-empty one is suspicious (a Marathon that lost its state, or a
+ *   proxy answering for it): it is accepted only when the next fetch, `emptyConfirmDelayMs` later,
+ *   is empty too ("seen twice in a row");
+ * - the write is conditional on the snapshot version read before the fetch, so data fetched earlier
+ *   by a slow copy never replaces newer data stored by a faster one (the loser fetches again).
+ * A stored change publishes a `marathon` hint carrying the new snapshot version.
+ *
+ * Sources of events: Marathon's HTTP callbacks (any copy; `callback` mode keeps this api's callback
+ * URL subscribed on every endpoint) or the `/v2/events` stream, read by one copy at a time (the
+ * leader elected in ZooKeeper). Every copy also fetches on startup and every `ResyncIntervalMs`.
+ */
+import type { Config } from '../common/config.js';
+import type { HintPublisher } from '../common/bus.js';
+import type { Logger } from '../common/log.js';
+import { MarathonError, MarathonEventStream, type EventStreamStatus, type MarathonClient } from '../common/marathon.js';
+import type { Metrics } from '../common/metrics.js';
+import { SnapshotConflictError, type ControlStore } from '../common/snapshot.js';
+import { redactUrl } from '../common/config.js';
+import type { LeaderElection, LeaderStatus } from './leader.js';
+import type { SnapshotCache } from './snapshot-cache.js';
+
+/** Marathon event types that can change what HAProxy should route to. */
+const ROUTING_EVENTS = new Set([
+  'status_update_event',
+  'health_status_changed_event',
+  'instance_health_changed_event',
+  'instance_changed_event',
+  'unhealthy_task_kill_event',
+  'unhealthy_instance_kill_event',
+  'unknown_instance_terminated_event',
+  'api_post_event',
+  'app_terminated_event',
+  'group_change_success',
+  'add_health_check_event',
+  'remove_health_check_event',
+  'event_stream_attached',
+]);
+
+/** True for events after which the routing may differ (every `deployment_*` event counts). */
+export function isRoutingEvent(type: string): boolean {
+  return ROUTING_EVENTS.has(type) || type.startsWith('deployment_');
+}
+
+export type FetchOutcome = 'changed' | 'unchanged' | 'failed' | 'suspicious_empty' | 'conflict' | 'store_failed' | 'closed';
+
+export interface FetchRecord {
+  ok: boolean;
+  outcome: FetchOutcome;
+  at: number;
+  ms: number;
+  endpoint: string | null;
+  apps: number | null;
+  error: string | null;
+  reason: string | null;
+}
+
+export interface IntakeOptions {
+  /** Least time between the starts of two fetches (default 250 ms). */
+  minFetchIntervalMs?: number;
+  /** Delay of the confirming fetch after a suspicious empty list (default 1000 ms). */
+  emptyConfirmDelayMs?: number;
+  /** Retry after a failed fetch: first delay and cap (defaults 1 s and 30 s). */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  /** How often the callback subscription is checked (default ResyncIntervalMs, or 60 s when that is 0). */
+  subscriptionCheckMs?: number;
+  /** Backoff of the event stream reconnects (defaults 250 ms and 10 s). */
+  streamBackoffMinMs?: number;
+  streamBackoffMaxMs?: number;
+}
+
+export interface IntakeDeps {
+  cfg: Pick<Config, 'Marathon' | 'Bamboo'>;
+  client: MarathonClient;
+  control: ControlStore;
+  publisher: HintPublisher;
+  snapshots: SnapshotCache;
+  metrics: Metrics;
+  log: Logger;
+  /** Present in stream mode: the election deciding which copy reads the stream. */
+  election?: LeaderElection;
+  /** Other live api copies (excluding this one), to decide whether to unsubscribe on close. */
+  otherCopies?: () => Promise<number>;
+  options?: IntakeOptions;
+}
+
+export type SubscriptionState = 'subscribed' | 'unsupported' | 'error' | 'unknown';
+
+export interface IntakeStatus {
+  mode: 'callback' | 'stream';
+  lastFetch: FetchRecord | null;
+  lastGoodFetchAt: number | null;
+  fetches: number;
+  failures: number;
+  events: Record<string, number>;
+  eventsTotal: number;
+  pending: boolean;
+  inFlight: boolean;
+  suspiciousEmpty: boolean;
+  callbackUrl: string | null;
+  subscriptions: Array<{ endpoint: string; state: SubscriptionState; error: string | null; checkedAt: number | null }>;
+  stream: (EventStreamStatus & { leader: LeaderStatus | null }) | null;
+}
+
+export class MarathonIntake {
+  private readonly debounceMs: number;
+  private readonly minIntervalMs: number;
+  private readonly emptyConfirmMs: number;
+  private readonly retryMinMs: number;
+  private readonly retryMaxMs: number;
+  private pending = false;
+  private timer: NodeJS.Timeout | null = null;
+  private inFlight: Promise<FetchOutcome> | null = null;
+  private lastStart = 0;
+  private retryDelay: number;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private resyncTimer: NodeJS.Timeout | null = null;
+  private subscriptionTimer: NodeJS.Timeout | null = null;
+  private emptySeen = false;
+  private closed = false;
+  private started = false;
+  private stream: MarathonEventStream | null = null;
+  private readonly events = new Map<string, number>();
+  private eventsTotal = 0;
+  private fetches = 0;
+  private failures = 0;
+  private lastFetch: FetchRecord | null = null;
+  private lastGoodFetchAt: number | null = null;
+  private readonly subs = new Map<string, { state: SubscriptionState; error: string | null; checkedAt: number | null; warned: boolean }>();
+  readonly callbackUrl: string;
+  private readonly onLeader = (leader: boolean) => this.leaderChanged(leader);
+
+  constructor(private readonly deps: IntakeDeps) {
+    const o = deps.options ?? {};
+    this.debounceMs = deps.cfg.Marathon.FetchDebounceMs;
+    this.minIntervalMs = o.minFetchIntervalMs ?? 250;
+    this.emptyConfirmMs = o.emptyConfirmDelayMs ?? 1000;
+    this.retryMinMs = o.retryMinMs ?? 1000;
+    this.retryMaxMs = o.retryMaxMs ?? 30000;
+    this.retryDelay = this.retryMinMs;
+    this.callbackUrl = `${deps.cfg.Bamboo.Endpoint.replace(/\/+$/, '')}/api/marathon/event_callback`;
+    for (const e of deps.client.endpoints) this.subs.set(e, { state: 'unknown', error: null, checkedAt: null, warned: false });
+  }
+
+  get mode(): 'callback' | 'stream' {
+    return this.deps.cfg.Marathon.UseEventStream ? 'stream' : 'callback';
+  }
+
+  /** Fetches once now, then keeps the subscription (callback mode) or joins the stream election. */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    const { cfg, log } = this.deps;
+    this.requestFetch('startup');
+    if (cfg.Marathon.ResyncIntervalMs > 0) {
+      this.resyncTimer = setInterval(() => this.requestFetch('resync'), cfg.Marathon.ResyncIntervalMs);
+      this.resyncTimer.unref();
+    }
+    if (this.mode === 'callback') {
+      void this.checkSubscriptions();
+      const every = this.deps.options?.subscriptionCheckMs ?? (cfg.Marathon.ResyncIntervalMs || 60000);
+      this.subscriptionTimer = setInterval(() => void this.checkSubscriptions(), every);
+      this.subscriptionTimer.unref();
+    } else {
+      const election = this.deps.election;
+      if (!election) throw new Error('stream mode needs a leader election');
+      election.on('leader', this.onLeader);
+      election.start();
+      if (election.isLeader) this.leaderChanged(true);
+    }
+    log.info({ mode: this.mode, endpoints: this.deps.client.endpoints.map(redactUrl) }, 'marathon intake started');
+  }
+
+  /**
+   * Stops everything: timers, the stream, the election; waits for a fetch in flight; removes the
+   * callback subscription when no other api copy is registered (they share Bamboo.Endpoint, and
+   * unsubscribing it would silence Marathon for all of them). Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of [this.timer, this.retryTimer]) if (t) clearTimeout(t);
+    for (const t of [this.resyncTimer, this.subscriptionTimer]) if (t) clearInterval(t);
+    this.timer = this.retryTimer = this.resyncTimer = this.subscriptionTimer = null;
+    if (this.deps.election) {
+      this.deps.election.off('leader', this.onLeader);
+      await this.deps.election.close();
+    }
+    await this.stream?.stop();
+    this.stream = null;
+    await this.inFlight?.catch(() => undefined);
+    if (this.started && this.mode === 'callback') await this.unsubscribeIfLast();
+  }
+
+  /** Counts an event (callback or stream) and requests a fetch when it can change routing. */
+  onEvent(type: string): void {
+    const t = type || 'unknown';
+    this.eventsTotal++;
+    this.events.set(t, (this.events.get(t) ?? 0) + 1);
+    this.deps.metrics.marathonEvent(t);
+    if (isRoutingEvent(t)) this.requestFetch(t);
+  }
+
+  /** Asks for a fetch; see the module comment for the coalescing rules. Never blocks. */
+  requestFetch(reason: string): void {
+    if (this.closed) return;
+    this.pending = true;
+    if (this.inFlight || this.timer) return;
+    this.arm(this.debounceMs);
+    this.deps.log.debug({ reason }, 'marathon fetch requested');
+  }
+
+  private arm(delayMs: number): void {
+    const wait = Math.max(delayMs, this.lastStart + this.minIntervalMs - Date.now(), 0);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (!this.pending || this.closed) return;
+      this.pending = false;
+      this.inFlight = this.fetchOnce().finally(() => {
+        this.inFlight = null;
+        if (this.pending && !this.closed && !this.timer) this.arm(this.debounceMs);
+      });
+    }, wait);
+  }
+
+  /** Waits until no fetch is pending or in flight (tests and the benchmark). */
+  async idle(): Promise<void> {
+    while (!this.closed && (this.pending || this.inFlight || this.timer)) {
+      if (this.inFlight) await this.inFlight.catch(() => undefined);
+      else await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  private record(r: Omit<FetchRecord, 'at'>): void {
+    this.lastFetch = { ...r, at: Date.now() };
+    if (r.ok) this.lastGoodFetchAt = this.lastFetch.at;
+  }
+
+  private scheduleRetry(): void {
+    if (this.closed || this.retryTimer) return;
+    const delay = this.retryDelay;
+    this.retryDelay = Math.min(this.retryMaxMs, this.retryDelay * 2);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.requestFetch('retry');
+    }, delay);
+    this.retryTimer.unref();
+  }
+
+  /** One fetch and, when trustworthy and new, one snapshot write and one hint. Never throws. */
+  private async fetchOnce(): Promise<FetchOutcome> {
+    const { client, control, publisher, snapshots, metrics, log } = this.deps;
+    this.lastStart = Date.now();
+    this.fetches++;
+    let before: number;
+    try {
+      before = await control.snapshotVersion();
+    } catch (err) {
+      // Without ZooKeeper nothing could be stored: do not load Marathon for nothing.
+      this.failures++;
+      this.record({ ok: false, outcome: 'store_failed', ms: 0, endpoint: null, apps: null, error: `cannot read the snapshot version: ${(err as Error).message}`, reason: 'zookeeper' });
+      metrics.marathonFetch(0, false, 'zookeeper');
+      this.scheduleRetry();
+      return 'store_failed';
+    }
+    const t0 = performance.now();
+    let apps: unknown[];
+    let endpoint: string;
+    try {
+      const r = await client.fetchApps();
+      apps = r.apps;
+      endpoint = r.endpoint;
+    } catch (err) {
+      const ms = performance.now() - t0;
+      const e = err as MarathonError;
+      const reason = e instanceof MarathonError ? e.reason : 'error';
+      this.failures++;
+      this.record({ ok: false, outcome: 'failed', ms, endpoint: e.endpoint ?? null, apps: null, error: e.message, reason });
+      metrics.marathonFetch(ms, false, reason);
+      log.warn({ reason, err: e.message }, 'marathon fetch failed on every endpoint; keeping the previous snapshot');
+      this.scheduleRetry();
+      return 'failed';
+    }
+    const ms = performance.now() - t0;
+    metrics.marathonFetch(ms, true);
+    if (this.closed) return 'closed';
+
+    // Compare with what is stored, not with a cache that may not have caught up yet (startup).
+    if (before >= 0 && snapshots.version < before) await snapshots.refresh();
+    const previous = snapshots.current();
+    const previousCount = previous ? previous.apps.length : 0;
+    if (apps.length === 0 && previousCount > 0 && !this.emptySeen) {
+      this.emptySeen = true;
+      this.record({
+        ok: false, outcome: 'suspicious_empty', ms, endpoint, apps: 0, reason: 'suspicious_empty',
+        error: `Marathon answered an empty app list after ${previousCount} apps; keeping the previous snapshot until a second fetch confirms it`,
+      });
+      log.warn({ endpoint, previousApps: previousCount }, 'empty app list after a non-empty one; waiting for a second fetch to confirm');
+      setTimeout(() => this.requestFetch('confirm-empty'), this.emptyConfirmMs).unref();
+      return 'suspicious_empty';
+    }
+    this.emptySeen = false;
+
+    const fetchedAt = Date.now();
+    let result: { version: number; changed: boolean; hash: string };
+    try {
+      result = await control.writeSnapshot(apps, fetchedAt, { expectVersion: before });
+    } catch (err) {
+      if (err instanceof SnapshotConflictError) {
+        // Another copy stored a snapshot while we fetched; ours may be older: fetch again.
+        this.record({ ok: true, outcome: 'conflict', ms, endpoint, apps: apps.length, error: null, reason: null });
+        log.debug('snapshot written by another copy meanwhile; fetching again');
+        this.requestFetch('conflict');
+        return 'conflict';
+      }
+      this.failures++;
+      this.record({ ok: false, outcome: 'store_failed', ms, endpoint, apps: apps.length, error: `cannot store the snapshot: ${(err as Error).message}`, reason: 'zookeeper' });
+      log.warn({ err: (err as Error).message }, 'snapshot write failed');
+      this.scheduleRetry();
+      return 'store_failed';
+    }
+    this.retryDelay = this.retryMinMs;
+    this.record({ ok: true, outcome: result.changed ? 'changed' : 'unchanged', ms, endpoint, apps: apps.length, error: null, reason: null });
+    if (result.version > publisher.snapshotVersion) publisher.snapshotVersion = result.version;
+    snapshots.setLocal({ version: result.version, hash: result.hash, fetchedAt, apps });
+    if (!result.changed) return 'unchanged';
+    await publisher.publish('marathon');
+    metrics.published('marathon');
+    log.info({ snapshotVersion: result.version, apps: apps.length, endpoint, ms: Math.round(ms) }, 'snapshot stored');
+    return 'changed';
+  }
+
+  // --- callback mode ------------------------------------------------------------------------
+
+  /** Makes sure every endpoint has our callback URL; re-subscribes when Marathon forgot it. */
+  async checkSubscriptions(): Promise<void> {
+    const { client, log } = this.deps;
+    await Promise.all(
+      client.endpoints.map(async (endpoint) => {
+        const s = this.subs.get(endpoint)!;
+        const where = redactUrl(endpoint);
+        try {
+          const urls = await client.subscriptions(endpoint);
+          let state: SubscriptionState;
+          if (urls === 'unsupported') state = 'unsupported';
+          else if (urls.includes(this.callbackUrl)) state = 'subscribed';
+          else {
+            state = (await client.subscribe(endpoint, this.callbackUrl)) === 'ok' ? 'subscribed' : 'unsupported';
+            if (state === 'subscribed') {
+              log.info({ endpoint: where, callbackUrl: this.callbackUrl }, 'marathon event subscription registered');
+              // Events may have been missed while we were not subscribed.
+              this.requestFetch('subscribed');
+            }
+          }
+          if (state === 'unsupported' && !s.warned) {
+            s.warned = true;
+            log.warn(
+              { endpoint: where },
+              'marathon has no event subscriptions API (removed in Marathon 1.5): set Marathon.UseEventStream=true (MARATHON_USE_EVENT_STREAM=true) to read /v2/events instead',
+            );
+          }
+          Object.assign(s, { state, error: state === 'unsupported' ? 'no /v2/eventSubscriptions (Marathon 1.5+): use Marathon.UseEventStream' : null, checkedAt: Date.now() });
+        } catch (err) {
+          Object.assign(s, { state: 'error', error: (err as Error).message, checkedAt: Date.now() });
+          log.warn({ endpoint: where, err: (err as Error).message }, 'marathon event subscription check failed');
+        }
+      }),
+    );
+  }
+
+  private async unsubscribeIfLast(): Promise<void> {
+    const { client, log } = this.deps;
+    let others = 0;
+    try {
+      others = this.deps.otherCopies ? await this.deps.otherCopies() : 0;
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'cannot tell whether other api copies run; keeping the marathon subscription');
+      return;
+    }
+    if (others > 0) {
+      log.info({ others }, 'other api copies still run; keeping the marathon subscription');
+      return;
+    }
+    await Promise.all(
+      client.endpoints.map(async (endpoint) => {
+        if (this.subs.get(endpoint)?.state !== 'subscribed') return;
+        try {
+          await client.unsubscribe(endpoint, this.callbackUrl);
+          log.info({ endpoint: redactUrl(endpoint) }, 'marathon event subscription removed');
+        } catch (err) {
+          log.warn({ endpoint: redactUrl(endpoint), err: (err as Error).message }, 'marathon event subscription removal failed');
+        }
+      }),
+    );
+  }
+
+  // --- stream mode --------------------------------------------------------------------------
+
+  private leaderChanged(leader: boolean): void {
+    if (this.closed) return;
+    if (leader && !this.stream) {
+      const { cfg, client, log } = this.deps;
+      this.stream = new MarathonEventStream(client, {
+        idleTimeoutMs: cfg.Marathon.StreamIdleTimeoutMs,
+        backoffMinMs: this.deps.options?.streamBackoffMinMs,
+        backoffMaxMs: this.deps.options?.streamBackoffMaxMs,
+        log,
+        onEvent: (e) => this.onEvent(e.type),
+        // Events may have been missed while no stream was open.
+        onConnected: () => this.requestFetch('stream-connected'),
+      });
+      this.stream.start();
+    } else if (!leader && this.stream) {
+      const s = this.stream;
+      this.stream = null;
+      void s.stop();
+    }
+  }
+
+  status(): IntakeStatus {
+    return {
+      mode: this.mode,
+      lastFetch: this.lastFetch,
+      lastGoodFetchAt: this.lastGoodFetchAt,
+      fetches: this.fetches,
+      failures: this.failures,
+      events: Object.fromEntries([...this.events.entries()].sort()),
+      eventsTotal: this.eventsTotal,
+      pending: this.pending,
+      inFlight: this.inFlight !== null,
+      suspiciousEmpty: this.emptySeen,
+      callbackUrl: this.mode === 'callback' ? this.callbackUrl : null,
+      subscriptions:
+        this.mode === 'callback'
+          ? [...this.subs.entries()].map(([e, s]) => ({ endpoint: redactUrl(e), state: s.state, error: s.error, checkedAt: s.checkedAt }))
+          : [],
+      stream:
+        this.mode === 'stream'
+          ? {
+              ...(this.stream?.status() ?? { running: false, connected: false, endpoint: null, connects: 0, events: 0, lastEventAt: null, lastError: null }),
+              leader: this.deps.election?.status() ?? null,
+            }
+          : null,
+    };
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * `bamboo api`: wires the real adapters (ZooKeeper, Marathon, ZeroMQ, StatsD) into one api copy and
+ * listens. Starts even while ZooKeeper is down (GET /status answers 503 until it is back; everything
+ * recovers by itself). `close()` is idempotent and undoes everything in order: stop taking requests,
+ * stop the intake (leave the stream election; unsubscribe the Marathon callback if no other copy
+ * runs), unregister, close the publisher, close ZooKeeper.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { FastifyInstance } from 'fastify';
+import { HintPublisher } from '../common/bus.js';
+import { marathonEndpoints, type Config } from '../common/config.js';
+import type { Logger } from '../common/log.js';
+import { MarathonClient } from '../common/marathon.js';
+import { createMetrics, type Metrics } from '../common/metrics.js';
+import { RuleStore } from '../common/rules.js';
+import { ControlStore, type PublisherRecord } from '../common/snapshot.js';
+import { Zk } from '../common/zk.js';
+import { buildApp } from './app.js';
+import { MarathonIntake, type IntakeOptions } from './intake.js';
+import { LeaderElection } from './leader.js';
+import { RulesCache } from './rules-cache.js';
+import { SnapshotCache } from './snapshot-cache.js';
+
+export interface RunApiOptions {
+  /** HTTP listen address: `:8000` (all interfaces), `127.0.0.1:0` (a free port), `host:port`. */
+  bind: string;
+  /** Injected metrics (default: from the StatsD config). */
+  metrics?: Metrics;
+  /** Tuning of the intake's internal delays (tests). */
+  intake?: IntakeOptions;
+  /** How long startup waits for ZooKeeper before serving anyway (default 3 s). */
+  zkWaitMs?: number;
+  /** This copy's id (default `<hostname>-<pid>-<random>`). */
+  id?: string;
+}
+
+export interface RunningApi {
+  /** Base URL of this copy, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  app: FastifyInstance;
+  id: string;
+  zk: Zk;
+  intake: MarathonIntake;
+  publisher: HintPublisher;
+  registration: PublisherRecord;
+  close(): Promise<void>;
+}
+
+/** `:8000` -> all interfaces; `host:port`; `[::1]:8000`. */
+export function parseBind(bind: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(bind.trim());
+  if (!m) throw new Error(`bind address must be host:port or :port, got ${JSON.stringify(bind)}`);
+  const host = m[1] ?? (m[2] || '0.0.0.0');
+  return { host, port: Number(m[3]) };
+}
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '*' || host === '';
+}
+
+/** The ZeroMQ address workers should connect to: the bound one with a reachable host. */
+export function advertisedZmq(bound: string, advertiseHost: string): string {
+  const m = /^(tcp:\/\/)(\[[^\]]+\]|[^:]+)(:\d+)$/.exec(bound);
+  if (!m) return bound;
+  const host = advertiseHost || (isWildcard(m[2]) ? hostname() : m[2]);
+  return `${m[1]}${host}${m[3]}`;
+}
+
+export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOptions): Promise<RunningApi> {
+  const id = opts.id ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const { host, port } = parseBind(opts.bind);
+  const ownMetrics = !opts.metrics;
+  const metrics = opts.metrics ?? createMetrics(cfg, log);
+
+  const zk = new Zk({
+    connectionString: cfg.Bamboo.Zookeeper.Host,
+    sessionTimeoutMs: cfg.Bamboo.Zookeeper.SessionTimeoutMs,
+    digest: cfg.Bamboo.Zookeeper.Digest || undefined,
+    log: log.child({ component: 'zookeeper' }),
+  });
+  const connected = await zk.start(opts.zkWaitMs ?? 3000);
+  if (!connected) log.warn({ zk: cfg.Bamboo.Zookeeper.Host }, 'zookeeper not reachable yet; serving 503 on /status until it is');
+
+  const rules = new RuleStore(zk, cfg.Bamboo.Zookeeper.Path);
+  const control = new ControlStore(zk, cfg.Bamboo.Zookeeper.ControlPath);
+  const ensureBase = () => void rules.ensureBase().catch((err: Error) => log.warn({ err: err.message }, 'cannot create the rules path'));
+  zk.on('connected', ensureBase);
+  if (zk.connected) ensureBase();
+
+  const publisher = new HintPublisher(id, log.child({ component: 'publisher' }));
+  try {
+    await publisher.start(cfg.ZeroMQ.PublishBind);
+  } catch (err) {
+    await zk.close();
+    throw new Error(`cannot bind ZeroMQ.PublishBind ${cfg.ZeroMQ.PublishBind}: ${(err as Error).message}`);
+  }
+
+  const snapshots = new SnapshotCache(zk, control, log.child({ component: 'snapshot' }));
+  snapshots.on('changed', (s: { version: number }) => {
+    if (s.version > publisher.snapshotVersion) publisher.snapshotVersion = s.version;
+  });
+  snapshots.start();
+  const rulesCache = new RulesCache(zk, rules, log);
+
+  const client = new MarathonClient({
+    endpoints: marathonEndpoints(cfg),
+    user: cfg.Marathon.User || undefined,
+    password: cfg.Marathon.Password || undefined,
+    timeoutMs: cfg.Marathon.TimeoutMs,
+    log: log.child({ component: 'marathon' }),
+  });
+  const election = cfg.Marathon.UseEventStream
+    ? new LeaderElection(zk, control.leaderPath, id, log.child({ component: 'election' }), cfg.Bamboo.Zookeeper.SessionTimeoutMs)
+    : undefined;
+  const intake = new MarathonIntake({
+    cfg,
+    client,
+    control,
+    publisher,
+    snapshots,
+    metrics,
+    log: log.child({ component: 'intake' }),
+    election,
+    otherCopies: async () => (await control.publishers()).filter((p) => p.id !== id).length,
+    options: opts.intake,
+  });
+
+  let registration: PublisherRecord | null = null;
+  const app = buildApp({ cfg, log, zk, rules, control, snapshots, intake, publisher, metrics, rulesCache, registration: () => registration });
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    await publisher.close();
+    await zk.close();
+    throw new Error(`cannot listen on ${opts.bind}: ${(err as Error).message}`);
+  }
+  const addr = app.server.address();
+  const actualPort = typeof addr === 'object' && addr ? addr.port : port;
+  const httpHost = isWildcard(host) ? cfg.ZeroMQ.AdvertiseHost || hostname() : host.includes(':') ? `[${host}]` : host;
+  const url = `http://${httpHost}:${actualPort}`;
+
+  registration = {
+    id,
+    zmq: advertisedZmq(publisher.boundAddress, cfg.ZeroMQ.AdvertiseHost),
+    http: url,
+    host: hostname(),
+    startedAt: Date.now(),
+  };
+  const regPath = `${control.publishersPath}/${id}`;
+  const reg = registration;
+  await zk.ephemeral(regPath, () => Buffer.from(JSON.stringify(reg)));
+  intake.start();
+  log.info({ url, zmq: registration.zmq, id, mode: intake.mode }, 'api listening');
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      await app.close().catch((err: Error) => log.warn({ err: err.message }, 'http close failed'));
+      await intake.close().catch((err: Error) => log.warn({ err: err.message }, 'intake close failed'));
+      snapshots.close();
+      await zk.dropEphemeral(regPath).catch(() => undefined);
+      await publisher.close().catch(() => undefined);
+      zk.off('connected', ensureBase);
+      await zk.close();
+      if (ownMetrics) await metrics.close().catch(() => undefined);
+      log.info({ id }, 'api stopped');
+    })();
+    return closing;
+  };
+
+  return { url, app, id, zk, intake, publisher, registration, close };
+}
