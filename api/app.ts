@@ -8,8 +8,8 @@
  * codes (common/errors.ts), ETag / If-Match, `?versions=1`, the redaction of `/api/state`, auth.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { extname, join } from 'node:path';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { validateAcl, validateAppId, firstNonPrintable, MAX_ACL_LENGTH } from '../common/acl.js';
 import { PROJECT_ROOT, type Config } from '../common/config.js';
@@ -85,6 +85,7 @@ interface ServiceBody {
 /** Routes and their methods, for 405 answers (fastify only knows "no route" = 404). */
 const ROUTES: Array<{ match: (path: string) => boolean; methods: string[] }> = [
   { match: (p) => p === '/', methods: ['GET', 'HEAD'] },
+  { match: (p) => p.startsWith('/ui/'), methods: ['GET', 'HEAD'] },
   { match: (p) => p === '/status', methods: ['GET', 'HEAD'] },
   { match: (p) => p === '/api/state', methods: ['GET', 'HEAD'] },
   { match: (p) => p === '/api/workers', methods: ['GET', 'HEAD'] },
@@ -294,6 +295,28 @@ function loadUi(): string {
   }
 }
 
+/** Content types of the UI's static files; any other file in api/ui is not served. */
+const UI_TYPES: Record<string, string> = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+};
+
+/** The UI's static files (api/ui/*.js, *.css, *.svg), read once like index.html, keyed by file name. */
+function loadUiFiles(): Map<string, { type: string; body: Buffer }> {
+  const dir = join(PROJECT_ROOT, 'api', 'ui');
+  const files = new Map<string, { type: string; body: Buffer }>();
+  try {
+    for (const name of readdirSync(dir)) {
+      const type = UI_TYPES[extname(name)];
+      if (type && /^[A-Za-z0-9_-]+\.[a-z]+$/.test(name)) files.set(name, { type, body: readFileSync(join(dir, name)) });
+    }
+  } catch {
+    /* no UI directory: only the API is served */
+  }
+  return files;
+}
+
 export function buildApp(deps: AppDeps): FastifyInstance {
   const { cfg, log, zk, rules, control, snapshots, intake, publisher, metrics } = deps;
   const now = deps.now ?? Date.now;
@@ -395,6 +418,14 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   // --- UI -----------------------------------------------------------------------------------
   app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').header('Cache-Control', 'no-cache').send(ui));
+  // The URL only selects a key of this map (never a path), so no request can read outside api/ui.
+  const uiFiles = loadUiFiles();
+  app.get('/ui/*', async (req, reply) => {
+    const name = (req.params as Record<string, string>)['*'];
+    const file = uiFiles.get(name);
+    if (!file) throw new ApiError('BAMBOO_NOT_FOUND', `no UI file ${JSON.stringify(name.slice(0, 100))}; the UI is served at /`);
+    return reply.type(file.type).header('Cache-Control', 'no-cache').header('X-Content-Type-Options', 'nosniff').send(file.body);
+  });
 
   // --- status ---------------------------------------------------------------------------------
   app.get('/status', async (_req, reply) => {
