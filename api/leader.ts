@@ -104,7 +104,7 @@ export class LeaderElection extends EventEmitter {
   private setLeader(value: boolean, reason: string): void {
     if (value === this.leader) return;
     this.leader = value;
-    if (value) this.leaderIdValue = this.candidateId;
+    this.leaderIdValue = value ? this.candidateId : null; // unknown until the next check reads it
     this.log.info({ candidateId: this.candidateId, reason }, value ? 'stream leadership gained' : 'stream leadership lost');
     this.emit('leader', value);
   }
