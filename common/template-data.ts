@@ -1,0 +1,456 @@
+/**
+ * Marathon apps + service records -> template data, in Bamboo's shape.
+ *
+ * A pure, deterministic function: no I/O, no clock (`now` is passed in), no randomness; apps, tasks,
+ * map keys and warnings are sorted, so equal inputs give deep-equal (and JSON byte-equal) outputs.
+ *
+ * It accepts every Marathon response shape from 0.7 to 1.10 (0.x `ports`, 1.x `portDefinitions`,
+ * Docker bridge `portMappings` under `container.docker` or `container`, IP-per-task `ipAddress` and
+ * 1.5+ `networks`, every health-check protocol) and never throws on a bad app: a malformed app or
+ * task is skipped with a warning naming it, and the rest of the snapshot goes through.
+ *
+ * Rules for `Alive` and `Ready` follow Bamboo's `services/marathon` with its traps fixed; they are
+ * described for template authors in docs/templates.md ("Alive, Ready and unknown health").
+ */
+import { firstNonPrintable, printable, validateAcl, validateAppId } from './acl.js';
+import type {
+  AppData,
+  HealthCheckData,
+  MarathonApp,
+  MarathonHealthCheck,
+  MarathonTask,
+  ServiceRecord,
+  TaskData,
+  TemplateData,
+  Warning,
+} from './model.js';
+
+export interface BuildTemplateDataInput {
+  /** The raw `apps` array of a Marathon /v2/apps response (any version); entries are not trusted. */
+  apps: unknown[];
+  /** Service records keyed by app id, as the api stores them. Entries are not trusted either. */
+  services: Record<string, ServiceRecord>;
+  /** The current time in ms since the epoch, passed in so the function stays pure. */
+  now: number;
+  /**
+   * Grace period (ms) for a health check that does not state `gracePeriodSeconds`; Marathon's own
+   * default is 300 s. See docs/templates.md for how it is used.
+   */
+  graceMs?: number;
+}
+
+export interface BuildTemplateDataResult {
+  data: TemplateData;
+  warnings: Warning[];
+}
+
+/** Marathon's default `gracePeriodSeconds`, in ms. */
+export const DEFAULT_GRACE_MS = 300_000;
+/** Bamboo's readiness rules: a check without a timeout gets 10 s; one with a timeout gets 5 s more. */
+export const READINESS_DEFAULT_TIMEOUT_MS = 10_000;
+export const READINESS_SAFETY_MARGIN_MS = 5_000;
+
+/** States in which a task may receive traffic. Everything else (staging, killing, terminal) gets none. */
+const RUNNING = 'TASK_RUNNING';
+
+const HTTP_LIKE = new Set(['HTTP', 'HTTPS', 'MESOS_HTTP', 'MESOS_HTTPS']);
+
+/** A host name, an IPv4 address or a bare IPv6 address. */
+const HOST = /^[A-Za-z0-9._:-]{1,253}$/;
+
+type Json = Record<string, unknown>;
+
+function isObject(x: unknown): x is Json {
+  return x !== null && typeof x === 'object' && !Array.isArray(x);
+}
+
+function isPort(x: unknown): x is number {
+  return typeof x === 'number' && Number.isInteger(x) && x > 0 && x < 65536;
+}
+
+/** A port list where anything that is not a port becomes 0, so indexes stay aligned. */
+function portList(x: unknown): number[] {
+  if (!Array.isArray(x)) return [];
+  return x.map((p) => (isPort(p) ? p : 0));
+}
+
+function byString<T>(key: (t: T) => string): (a: T, b: T) => number {
+  return (a, b) => {
+    const ka = key(a);
+    const kb = key(b);
+    return ka < kb ? -1 : ka > kb ? 1 : 0;
+  };
+}
+
+/**
+ * Parses Marathon's timestamps (`2018-04-09T23:50:31.569Z`; very old versions send
+ * `2014-01-23T05:31+0000`). Returns NaN when absent or unreadable.
+ */
+export function parseMarathonTime(value: unknown): number {
+  if (typeof value !== 'string' || value === '') return NaN;
+  const normalised = value.replace(/([+-]\d\d)(\d\d)$/, '$1:$2');
+  return Date.parse(normalised);
+}
+
+/** `/nested/group/app` -> `app-group-nested`, as mesos-dns names services. */
+export function mesosDnsId(appId: string): string {
+  return appId
+    .split('/')
+    .filter((s) => s !== '')
+    .reverse()
+    .join('-');
+}
+
+/** Marathon < 0.7 ids had no leading slash; Bamboo added one. */
+export function normaliseAppId(raw: string): string {
+  return '/' + raw.replace(/^\//, '');
+}
+
+/**
+ * String-valued entries only, keys sorted. Numbers and booleans are turned into strings; objects
+ * (Marathon secret references such as `{"secret": "db-password"}`), arrays and null are left out.
+ */
+function stringMap(x: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!isObject(x)) return out;
+  for (const key of Object.keys(x).sort()) {
+    const v = x[key];
+    if (typeof v === 'string') out[key] = v;
+    else if (typeof v === 'number' || typeof v === 'boolean') out[key] = String(v);
+  }
+  return out;
+}
+
+function objects(x: unknown): Json[] {
+  return Array.isArray(x) ? x.filter(isObject) : [];
+}
+
+interface Addressing {
+  /** Container ports to use with the task's IP, for IP-per-task apps; undefined for host/bridge. */
+  containerPorts?: number[];
+}
+
+function portMappings(app: MarathonApp): Json[] {
+  const container = isObject(app.container) ? app.container : undefined;
+  if (!container) return [];
+  const top = objects(container.portMappings);
+  if (top.length > 0) return top;
+  return isObject(container.docker) ? objects(container.docker.portMappings) : [];
+}
+
+/**
+ * How tasks of this app are reached. IP-per-task (0.14-1.4 `ipAddress` with discovery ports, or a
+ * 1.5+ `networks` entry in `container` mode) uses the task's IP and the container ports; host and
+ * bridge networking use the agent host and the host ports.
+ */
+function addressing(app: MarathonApp): Addressing {
+  if (isObject(app.ipAddress)) {
+    const discovery = isObject(app.ipAddress.discovery) ? app.ipAddress.discovery : undefined;
+    const ports = objects(discovery?.ports).map((p) => (isPort(p.number) ? p.number : 0));
+    if (ports.length > 0 && ports[0] > 0) return { containerPorts: ports };
+    const mapped = portMappings(app).map((m) => (isPort(m.containerPort) ? m.containerPort : 0));
+    if (mapped.length > 0 && mapped[0] > 0) return { containerPorts: mapped };
+    return {};
+  }
+  const networks = objects(app.networks);
+  if (networks.some((n) => n.mode === 'container')) {
+    const mapped = portMappings(app).map((m) => (isPort(m.containerPort) ? m.containerPort : 0));
+    if (mapped.length > 0 && mapped[0] > 0) return { containerPorts: mapped };
+  }
+  return {};
+}
+
+function servicePorts(app: MarathonApp): number[] {
+  if (Array.isArray(app.ports) && app.ports.length > 0) return portList(app.ports);
+  const defs = objects(app.portDefinitions);
+  if (defs.length > 0) return defs.map((d) => (isPort(d.port) ? d.port : 0));
+  const mappings = portMappings(app);
+  if (mappings.length > 0) return mappings.map((m) => (isPort(m.servicePort) ? m.servicePort : 0));
+  return [];
+}
+
+function healthChecks(raw: Json[]): HealthCheckData[] {
+  return raw.map((hc) => {
+    // Marathon's default protocol is HTTP and its default path "/"; responses normally carry both.
+    const protocol = typeof hc.protocol === 'string' && hc.protocol !== '' ? hc.protocol.toUpperCase() : 'HTTP';
+    const httpLike = HTTP_LIKE.has(protocol);
+    const path = typeof hc.path === 'string' && hc.path !== '' ? hc.path : httpLike ? '/' : '';
+    const portIndex = typeof hc.portIndex === 'number' && Number.isInteger(hc.portIndex) && hc.portIndex >= 0
+      ? hc.portIndex
+      : 0;
+    return { Protocol: protocol, Path: path, PortIndex: portIndex };
+  });
+}
+
+type Health = 'alive' | 'dead' | 'unknown';
+
+/**
+ * Bamboo: a task is alive when it has a result for every health check and all say alive. Fixed here:
+ * a missing result is "unknown", not "dead" (Marathon omits results until the first check runs, may
+ * never report MESOS_* checks, and forgets them after a leader change). Unknown becomes alive once
+ * the task has been running longer than the checks' grace period. Any result saying not-alive wins.
+ */
+function health(task: Json, checks: Json[], now: number, defaultGraceMs: number): Health {
+  if (checks.length === 0) return 'alive';
+  const results = objects(task.healthCheckResults);
+  if (results.some((r) => r.alive === false)) return 'dead';
+  const alive = results.filter((r) => r.alive === true).length;
+  if (alive >= checks.length) return 'alive';
+  let graceMs = 0;
+  for (const hc of checks) {
+    const g = typeof hc.gracePeriodSeconds === 'number' && Number.isFinite(hc.gracePeriodSeconds) && hc.gracePeriodSeconds >= 0
+      ? hc.gracePeriodSeconds * 1000
+      : defaultGraceMs;
+    graceMs = Math.max(graceMs, g);
+  }
+  const started = parseMarathonTime(task.startedAt);
+  if (Number.isFinite(started) && now - started >= graceMs) return 'alive';
+  return 'unknown';
+}
+
+/**
+ * Bamboo's readiness rules: only a running task can be ready; outside a deployment, or for an app
+ * without readiness checks, it is; during a deployment its readiness result decides; without a result
+ * a task started longer ago than the check timeout (+ margin) is an old task and stays ready.
+ */
+function ready(task: Json, taskId: string, running: boolean, app: MarathonApp, now: number): boolean {
+  if (!running) return false;
+  if (!Array.isArray(app.deployments) || app.deployments.length === 0) return true;
+  const checks = objects(app.readinessChecks);
+  if (checks.length === 0) return true;
+  for (const r of objects(app.readinessCheckResults)) {
+    if (r.taskId === taskId) return r.ready === true;
+  }
+  const timeout = checks[0].timeoutSeconds;
+  const windowMs = typeof timeout === 'number' && Number.isFinite(timeout) && timeout > 0
+    ? timeout * 1000 + READINESS_SAFETY_MARGIN_MS
+    : READINESS_DEFAULT_TIMEOUT_MS;
+  const started = parseMarathonTime(task.startedAt);
+  if (!Number.isFinite(started)) return false;
+  return now - started >= windowMs;
+}
+
+/** Marathon < 1.1 sends no `state`; a task there is running once it has a start time. */
+function isRunning(task: Json): boolean {
+  if (typeof task.state === 'string' && task.state !== '') return task.state === RUNNING;
+  return typeof task.startedAt === 'string' && task.startedAt !== '';
+}
+
+function firstTaskIp(task: Json): string {
+  for (const a of objects(task.ipAddresses)) {
+    if (typeof a.ipAddress === 'string' && a.ipAddress !== '') return a.ipAddress;
+  }
+  return '';
+}
+
+function buildApp(raw: Json, now: number, defaultGraceMs: number, warnings: Warning[]): AppData | undefined {
+  const app = raw as MarathonApp;
+  if (typeof app.id !== 'string') {
+    warnings.push({ code: 'app_invalid', message: 'skipped an app without a string "id"' });
+    return undefined;
+  }
+  const id = normaliseAppId(app.id);
+  const idCheck = validateAppId(id);
+  if (!idCheck.ok) {
+    warnings.push({ code: 'app_invalid', appId: printable(app.id), message: `skipped app "${printable(app.id)}": ${idCheck.message}` });
+    return undefined;
+  }
+  for (const field of ['tasks', 'healthChecks', 'readinessChecks', 'deployments', 'readinessCheckResults'] as const) {
+    const v = raw[field];
+    if (v !== undefined && v !== null && !Array.isArray(v)) {
+      warnings.push({ code: 'app_invalid', appId: id, message: `skipped app ${id}: "${field}" is not an array` });
+      return undefined;
+    }
+  }
+
+  const rawChecks = objects(app.healthChecks);
+  const checks = healthChecks(rawChecks);
+  const firstHttp = checks.find((c) => HTTP_LIKE.has(c.Protocol));
+  const readinessChecks = objects(app.readinessChecks);
+  const ports = servicePorts(app);
+  const { containerPorts } = addressing(app);
+
+  const seen = new Set<string>();
+  const tasks: Array<TaskData & { health: Health }> = [];
+  const rawTasks = Array.isArray(app.tasks) ? app.tasks : [];
+  for (const t of rawTasks as unknown[]) {
+    if (!isObject(t) || typeof t.id !== 'string' || t.id === '') {
+      warnings.push({ code: 'task_invalid', appId: id, message: `skipped a task of ${id} without a string "id"` });
+      continue;
+    }
+    const task = t as MarathonTask & Json;
+    const taskId = task.id as string;
+    if (seen.has(taskId)) {
+      warnings.push({ code: 'task_duplicate', appId: id, message: `skipped a second task ${printable(taskId)} of ${id}` });
+      continue;
+    }
+    seen.add(taskId);
+    const running = isRunning(task);
+    let host = typeof task.host === 'string' ? task.host : '';
+    let taskPorts = portList(task.ports);
+    if (containerPorts) {
+      const ip = firstTaskIp(task);
+      if (ip !== '') {
+        host = ip;
+        taskPorts = containerPorts.slice();
+      }
+    }
+    const port = taskPorts.length > 0 ? taskPorts[0] : 0;
+    if (host !== '' && !HOST.test(host)) {
+      // The host is written into haproxy.cfg as is; anything but a name or an address could inject text.
+      warnings.push({ code: 'task_invalid', appId: id, message: `skipped task ${printable(taskId)} of ${id}: host "${printable(host)}" is not a host name or IP address` });
+      continue;
+    }
+    if (host === '' || port === 0) {
+      // Staging tasks have no address yet; only a running one without an address is worth a warning.
+      if (running) {
+        warnings.push({
+          code: 'task_no_address',
+          appId: id,
+          message: `task ${printable(taskId)} of ${id} is running but has no host or port; it gets no traffic`,
+        });
+      }
+      continue;
+    }
+    const h = running ? health(task, rawChecks, now, defaultGraceMs) : 'dead';
+    tasks.push({
+      Id: taskId,
+      Host: host,
+      Port: port,
+      Ports: taskPorts,
+      Alive: h === 'alive',
+      Ready: ready(task, taskId, running, app, now),
+      State: typeof task.state === 'string' ? task.state : '',
+      health: h,
+    });
+  }
+  tasks.sort(byString((t) => t.Id));
+
+  // Unknown health must never empty a backend: when no task of the app is known to be alive but some
+  // are merely unknown (e.g. right after a Marathon leader change, or MESOS_* checks that report
+  // nothing), those stay in rotation and HAProxy's own health checks decide.
+  if (!tasks.some((t) => t.health === 'alive') && tasks.some((t) => t.health === 'unknown')) {
+    for (const t of tasks) if (t.health === 'unknown') t.Alive = true;
+    warnings.push({
+      code: 'health_unknown',
+      appId: id,
+      message: `no task of ${id} has a health check result yet; its tasks stay in rotation and HAProxy's checks decide`,
+    });
+  }
+
+  return {
+    Id: id,
+    EscapedId: id.replace(/\//g, '::'),
+    MesosDnsId: mesosDnsId(id),
+    SplitId: id.split('/'),
+    HealthCheckPath: firstHttp ? firstHttp.Path : '',
+    HealthCheckProtocol: firstHttp ? (firstHttp.Protocol.endsWith('HTTPS') ? 'HTTPS' : 'HTTP') : '',
+    HealthChecks: checks,
+    ReadinessCheckPath: readinessChecks.length > 0 && typeof readinessChecks[0].path === 'string' ? readinessChecks[0].path : '',
+    ServicePort: ports.length > 0 ? ports[0] : 0,
+    ServicePorts: ports,
+    Env: stringMap(app.env),
+    Labels: stringMap(app.labels),
+    Tasks: tasks.map(({ health: _h, ...task }) => task),
+  };
+}
+
+/**
+ * Validates service records: the id must be an app id, a non-empty ACL must pass validateAcl
+ * (otherwise the record is left out, so its text never reaches haproxy.cfg), and Config values must
+ * be printable one-line strings (others are dropped). An empty ACL is kept: templates then use their
+ * default rule for the app.
+ */
+function buildServices(input: unknown, warnings: Warning[]): Record<string, ServiceRecord> {
+  const out: Record<string, ServiceRecord> = {};
+  if (!isObject(input)) return out;
+  const entries: Array<[string, ServiceRecord]> = [];
+  for (const key of Object.keys(input)) {
+    const rec = input[key];
+    if (!isObject(rec)) {
+      warnings.push({ code: 'service_invalid', appId: printable(key), message: `skipped service record "${printable(key)}": not an object` });
+      continue;
+    }
+    const rawId = typeof rec.Id === 'string' && rec.Id !== '' ? rec.Id : key;
+    const id = normaliseAppId(rawId);
+    const idCheck = validateAppId(id);
+    if (!idCheck.ok) {
+      warnings.push({ code: 'service_invalid', appId: printable(rawId), message: `skipped service record "${printable(rawId)}": ${idCheck.message}` });
+      continue;
+    }
+    let acl = '';
+    if (rec.Acl !== undefined && rec.Acl !== null) {
+      if (typeof rec.Acl !== 'string') {
+        warnings.push({ code: 'acl_invalid', appId: id, message: `left out the rule of ${id}: the ACL is not a string` });
+        continue;
+      }
+      acl = rec.Acl.trim();
+    }
+    if (acl !== '') {
+      const check = validateAcl(acl);
+      if (!check.ok) {
+        warnings.push({ code: 'acl_invalid', appId: id, message: `left out the rule of ${id}: ${check.message}` });
+        continue;
+      }
+    }
+    const config: Record<string, string> = {};
+    if (isObject(rec.Config)) {
+      for (const k of Object.keys(rec.Config).sort()) {
+        const v = rec.Config[k];
+        if (typeof v === 'string' && firstNonPrintable(v) < 0 && firstNonPrintable(k) < 0) config[k] = v;
+        else warnings.push({ code: 'config_invalid', appId: id, message: `dropped Config key "${printable(k)}" of ${id}: values must be one printable line` });
+      }
+    }
+    entries.push([id, { Id: id, Acl: acl, Config: config }]);
+  }
+  entries.sort(byString(([k]) => k));
+  for (const [id, rec] of entries) {
+    if (out[id]) {
+      warnings.push({ code: 'service_duplicate', appId: id, message: `ignored a second service record for ${id}` });
+      continue;
+    }
+    out[id] = rec;
+  }
+  return out;
+}
+
+/**
+ * Builds the template data from one Marathon snapshot and the service records.
+ *
+ * Never throws for bad entries: a malformed app, task or service record is skipped and reported in
+ * `warnings` (each names the app). Throws a TypeError only when `apps` itself is not an array, which
+ * is a caller bug (the caller must reject an unreadable Marathon response before this point, so that
+ * an error page never empties the config).
+ */
+export function buildTemplateData(input: BuildTemplateDataInput): BuildTemplateDataResult {
+  if (!Array.isArray(input.apps)) throw new TypeError('buildTemplateData: "apps" must be an array');
+  const now = input.now;
+  const defaultGraceMs = typeof input.graceMs === 'number' && input.graceMs >= 0 ? input.graceMs : DEFAULT_GRACE_MS;
+  const warnings: Warning[] = [];
+  const byId = new Map<string, AppData>();
+  input.apps.forEach((raw, index) => {
+    if (!isObject(raw)) {
+      warnings.push({ code: 'app_invalid', message: `skipped apps[${index}]: not an object` });
+      return;
+    }
+    let app: AppData | undefined;
+    try {
+      app = buildApp(raw, now, defaultGraceMs, warnings);
+    } catch (err) {
+      // Defensive: the checks above should make this unreachable, but one app must never sink the rest.
+      const name = typeof raw.id === 'string' ? printable(raw.id) : `apps[${index}]`;
+      warnings.push({ code: 'app_invalid', appId: name, message: `skipped app ${name}: ${(err as Error).message}` });
+      return;
+    }
+    if (!app) return;
+    if (byId.has(app.Id)) {
+      warnings.push({ code: 'app_duplicate', appId: app.Id, message: `ignored a second app with id ${app.Id}` });
+      return;
+    }
+    byId.set(app.Id, app);
+  });
+  const apps = [...byId.values()].sort(byString((a) => a.Id));
+  const services = buildServices(input.services, warnings);
+  warnings.sort(byString((w) => `${w.appId ?? ''}\u0000${w.code}\u0000${w.message}`));
+  return { data: { Apps: apps, Services: services }, warnings };
+}
