@@ -1,0 +1,206 @@
+import { expect } from 'chai';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  alertLines,
+  ManagedHAProxy,
+  parseShowProc,
+  runCommand,
+  shellQuote,
+  validateConfig,
+  validationCommandLine,
+} from '../common/haproxy.js';
+import { httpGet } from './support/http.js';
+import { freePort } from './support/ports.js';
+import { sleep, waitFor } from './support/process.js';
+import { tempDir } from './support/tmp.js';
+import { testLogger } from './worker-fixtures.js';
+
+const log = testLogger('haproxy');
+
+/** Running (a zombie waiting for a busy init to reap it counts as gone). */
+function alive(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+function configText(port: number, body: string, dir: string): string {
+  return [
+    'global',
+    `    stats socket ${join(dir, 'admin.sock')} mode 600 level admin expose-fd listeners`,
+    '    hard-stop-after 5s',
+    '    mworker-max-reloads 50',
+    'defaults',
+    '    mode http',
+    '    timeout connect 2s',
+    '    timeout client 5s',
+    '    timeout server 5s',
+    'frontend web',
+    `    bind 127.0.0.1:${port}`,
+    `    http-request return status 200 content-type text/plain string "${body}"`,
+    '',
+  ].join('\n');
+}
+
+describe('HAProxy adapter (real HAProxy 2.6)', function () {
+  this.timeout(30000);
+  const toClose: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of toClose.splice(0).reverse()) await c().catch(() => undefined);
+  });
+
+  it('kills a hung command and its children when the timeout passes', async () => {
+    const dir = tempDir('bamboo-cmd-');
+    const pidFile = join(dir, 'child.pid');
+    const r = await runCommand(`sleep 60 & echo $! > ${shellQuote(pidFile)}; wait`, { timeoutMs: 300 });
+    expect(r.ok).to.equal(false);
+    expect(r.timedOut).to.equal(true);
+    const child = Number(readFileSync(pidFile, 'utf8'));
+    await waitFor(() => !alive(child), 'the background sleep to be killed with its process group', 3000);
+  });
+
+  it('reports exit codes and output of commands', async () => {
+    const ok = await runCommand('echo hello; echo oops >&2', { timeoutMs: 5000 });
+    expect(ok.ok).to.equal(true);
+    expect(ok.output).to.contain('hello').and.to.contain('oops');
+    const bad = await runCommand('exit 3', { timeoutMs: 5000 });
+    expect(bad).to.include({ ok: false, code: 3, timedOut: false });
+  });
+
+  it('validates a config with haproxy -c and points at the offending lines', async () => {
+    const dir = tempDir('bamboo-val-');
+    const path = join(dir, 'haproxy.cfg.tmp-1');
+    const good = configText(await freePort(), 'ok', dir);
+    writeFileSync(path, good);
+    const ok = await validateConfig(path, { binary: 'haproxy', timeoutMs: 10000 });
+    expect(ok.ok, ok.output).to.equal(true);
+    const lines = good.split('\n');
+    const badLine = lines.length; // appended after the trailing newline
+    writeFileSync(path, good + '    acl broken hdr_nonsense(host) -i x\n');
+    const bad = await validateConfig(path, { binary: 'haproxy', timeoutMs: 10000 });
+    expect(bad.ok).to.equal(false);
+    expect(bad.lines).to.deep.equal([badLine]);
+  });
+
+  it('runs a custom validation command with the shell-quoted file path', async () => {
+    const dir = tempDir('bamboo val ');
+    const path = join(dir, "it's haproxy.cfg");
+    writeFileSync(path, 'x');
+    expect(validationCommandLine('check {{.}} and {}', '/a b')).to.equal("check '/a b' and '/a b'");
+    const ok = await validateConfig(path, { binary: 'haproxy', command: 'test -f {{.}} && test -f {}', timeoutMs: 5000 });
+    expect(ok.ok, ok.output).to.equal(true);
+    const hung = await validateConfig(path, { binary: 'haproxy', command: 'sleep 30', timeoutMs: 200 });
+    expect(hung).to.include({ ok: false, timedOut: true });
+  });
+
+  it('maps alert locations to line numbers of the validated file only', () => {
+    const out = [
+      '[NOTICE]   (1) : haproxy version is 2.6.12',
+      "[ALERT]    (1) : config : parsing [/tmp/x/haproxy.cfg.tmp-9:15] : error detected while parsing ACL 'a'",
+      "[ALERT]    (1) : config : parsing [/tmp/x/haproxy.cfg.tmp-9:16] : no such ACL : 'a'.",
+      '[ALERT]    (1) : config : parsing [/etc/other.cfg:3] : elsewhere',
+      '[WARNING]  (1) : config : parsing [/tmp/x/haproxy.cfg.tmp-9:2] : only a warning',
+      '[ALERT]    (1) : config : Fatal errors found in configuration.',
+    ].join('\n');
+    expect(alertLines(out, '/tmp/x/haproxy.cfg.tmp-9')).to.deep.equal([15, 16]);
+  });
+
+  it('parses the master CLI process list', () => {
+    const text = [
+      '#<PID>          <type>          <reloads>       <uptime>        <version>',
+      '10006           master          2 [failed: 1]   0d00h10m10s     2.6.12-1+deb12u4',
+      '# workers',
+      '20748           worker          1               0d00h00m01s     2.6.12-1+deb12u4',
+      '# old workers',
+      '20700           worker          2               0d00h00m03s     2.6.12-1+deb12u4',
+      '# programs',
+      '',
+    ].join('\n');
+    expect(parseShowProc(text)).to.deep.equal({ masterPid: 10006, reloads: 2, failed: 1, workers: [{ pid: 20748, reloads: 1 }] });
+  });
+
+  function managed(dir: string): ManagedHAProxy {
+    const h = new ManagedHAProxy({
+      binary: 'haproxy',
+      configPath: join(dir, 'haproxy.cfg'),
+      pidFile: join(dir, 'haproxy.pid'),
+      masterSocket: join(dir, 'master.sock'),
+      timeoutMs: 10000,
+      log,
+      restartDelayMs: 100,
+      stopGraceMs: 1000,
+    });
+    toClose.push(() => h.close());
+    return h;
+  }
+
+  it('reloads a managed HAProxy hitlessly and notices a configuration it rejected', async () => {
+    const dir = tempDir('bamboo-managed-');
+    const port = await freePort();
+    const cfgPath = join(dir, 'haproxy.cfg');
+    writeFileSync(cfgPath, configText(port, 'one', dir));
+    const h = managed(dir);
+    expect((await h.start()).ok).to.equal(true);
+    expect((await httpGet(`http://127.0.0.1:${port}/`)).body).to.equal('one');
+    const firstWorkers = h.state().workerPids;
+
+    writeFileSync(cfgPath, configText(port, 'two', dir));
+    const r = await h.reload();
+    expect(r.ok, r.reason).to.equal(true);
+    expect((await httpGet(`http://127.0.0.1:${port}/`)).body).to.equal('two');
+    expect(h.state().workerPids).to.not.deep.equal(firstWorkers);
+
+    writeFileSync(cfgPath, configText(port, 'three', dir) + 'frontend broken\n    acl x hdr_nonsense(host) -i y\n');
+    const rejected = await h.reload();
+    expect(rejected.ok).to.equal(false);
+    expect((await httpGet(`http://127.0.0.1:${port}/`)).body).to.equal('two');
+
+    writeFileSync(cfgPath, configText(port, 'four', dir));
+    expect((await h.reload()).ok).to.equal(true);
+    expect((await httpGet(`http://127.0.0.1:${port}/`)).body).to.equal('four');
+    const master = h.state().masterPid!;
+    await h.close();
+    await waitFor(() => !alive(master), 'haproxy to stop', 5000);
+  });
+
+  it('restarts a managed HAProxy whose master died', async () => {
+    const dir = tempDir('bamboo-managed-');
+    const port = await freePort();
+    writeFileSync(join(dir, 'haproxy.cfg'), configText(port, 'alive', dir));
+    const h = managed(dir);
+    expect((await h.start()).ok).to.equal(true);
+    const first = h.state().masterPid!;
+    process.kill(-first, 'SIGKILL');
+    await waitFor(() => h.state().restarts === 1 && h.state().running, 'haproxy to be restarted', 15000, 50);
+    expect(h.state().masterPid).to.not.equal(first);
+    const res = await waitFor(() => httpGet(`http://127.0.0.1:${port}/`).catch(() => null), 'traffic after the restart', 5000);
+    expect(res.body).to.equal('alive');
+  });
+
+  it('adopts the master a previous worker left running instead of starting a second one', async () => {
+    const dir = tempDir('bamboo-managed-');
+    const port = await freePort();
+    const cfgPath = join(dir, 'haproxy.cfg');
+    writeFileSync(cfgPath, configText(port, 'kept', dir));
+    const first = managed(dir);
+    expect((await first.start()).ok).to.equal(true);
+    const pid = first.state().masterPid!;
+    await first.close({ keep: true });
+    await sleep(100);
+    expect(alive(pid)).to.equal(true);
+    expect((await httpGet(`http://127.0.0.1:${port}/`)).body).to.equal('kept');
+
+    const second = managed(dir);
+    const started = await second.start();
+    expect(started).to.include({ ok: true, adopted: true });
+    expect(second.state().masterPid).to.equal(pid);
+    writeFileSync(cfgPath, configText(port, 'adopted', dir));
+    expect((await second.reload()).ok).to.equal(true);
+    expect((await httpGet(`http://127.0.0.1:${port}/`)).body).to.equal('adopted');
+    await second.close();
+    await waitFor(() => !alive(pid), 'the adopted master to stop', 5000);
+  });
+});
