@@ -67,9 +67,14 @@ export class RuleStore {
     return `${this.basePath}/${queryEscape(id)}`;
   }
 
+  /** Creates the base path once; later writes skip the round trips (re-created if it vanishes). */
   async ensureBase(): Promise<void> {
+    if (this.baseReady) return;
     await this.zk.mkdirp(this.basePath);
+    this.baseReady = true;
   }
+
+  private baseReady = false;
 
   /** Every record, read in parallel. Unparsable node names are skipped (Bamboo did the same). */
   async list(): Promise<Map<string, StoredRecord>> {
@@ -103,7 +108,12 @@ export class RuleStore {
   async create(record: ServiceRecord): Promise<StoredRecord> {
     await this.ensureBase();
     try {
-      await this.zk.create(this.nodePath(record.Id), serializeRecord(record));
+      await this.zk.create(this.nodePath(record.Id), serializeRecord(record)).catch(async (err: unknown) => {
+        if (!(err instanceof ZkNoNodeError)) throw err;
+        this.baseReady = false; // the base path was removed since: create it again, once
+        await this.ensureBase();
+        return this.zk.create(this.nodePath(record.Id), serializeRecord(record));
+      });
     } catch (err) {
       if (err instanceof ZkNodeExistsError) throw new RuleConflictError(`a rule for ${record.Id} already exists`, await this.get(record.Id));
       throw err;
@@ -139,6 +149,10 @@ export class RuleStore {
       } catch (err) {
         // Someone else created or changed it between our read and write: re-read and decide again.
         if (err instanceof ZkNodeExistsError || err instanceof ZkBadVersionError || err instanceof ZkNoNodeError) {
+          if (err instanceof ZkNoNodeError && current === null) {
+            this.baseReady = false; // the base path was removed since: create it again
+            await this.ensureBase();
+          }
           if (ifVersion !== undefined) throw new RuleConflictError(`the rule for ${record.Id} changed concurrently`, await this.get(record.Id));
           continue;
         }

@@ -191,6 +191,18 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
     expect((await call('GET', `${api.url}/api/services//x`)).json.Acl).to.equal('path_beg -i /x1');
   });
 
+  it('recreates the rules path if it was removed behind its back', async () => {
+    const api = await start();
+    expect((await call('PUT', `${api.url}/api/services//a`, { acl: 'path_beg -i /a' })).status).to.equal(201);
+    await zk.remove(`${api.cfg.Bamboo.Zookeeper.Path}/${queryEscape('/a')}`);
+    await zk.remove(api.cfg.Bamboo.Zookeeper.Path);
+    expect((await call('PUT', `${api.url}/api/services//b`, { acl: 'path_beg -i /b' })).status).to.equal(201);
+    await zk.remove(`${api.cfg.Bamboo.Zookeeper.Path}/${queryEscape('/b')}`);
+    await zk.remove(api.cfg.Bamboo.Zookeeper.Path);
+    expect((await call('POST', `${api.url}/api/services`, { id: '/c', acl: 'path_beg -i /c' })).status).to.equal(201);
+    expect(await stored(api.cfg)).to.deep.equal([queryEscape('/c')]);
+  });
+
   it('lists versions with ?versions=1 and keeps the Bamboo shape without it', async () => {
     const api = await start();
     await call('PUT', `${api.url}/api/services//v`, { acl: 'path_beg -i /v' });
