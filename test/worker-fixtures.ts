@@ -1,0 +1,157 @@
+/**
+ * Builders and helpers for the worker tests: Marathon apps, a worker config on free ports in a temp
+ * dir, and a stand-in for the api tier (writes the snapshot and rules to ZooKeeper and publishes hints
+ * from a registered publisher), so the worker is tested without the api.
+ */
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, type Config } from '../common/config.js';
+import { createLogger, type Logger } from '../common/log.js';
+import { HintPublisher } from '../common/bus.js';
+import { RuleStore } from '../common/rules.js';
+import { ControlStore } from '../common/snapshot.js';
+import { Zk } from '../common/zk.js';
+import { freePort } from './support/ports.js';
+import { tempDir } from './support/tmp.js';
+import { sharedZooKeeper, uniquePath } from './support/zookeeper.js';
+
+export function testLogger(role = 'test'): Logger {
+  return createLogger({ level: process.env.WORKER_TEST_LOG ?? 'silent', role });
+}
+
+export interface TaskSpec {
+  host?: string;
+  port: number;
+  id?: string;
+}
+
+/** A Marathon 1.x app as /v2/apps?embed=apps.tasks returns it, running `tasks`. */
+export function marathonApp(id: string, tasks: TaskSpec[], extra: Record<string, unknown> = {}): Record<string, unknown> {
+  const slug = id.replace(/^\//, '').replace(/\//g, '_');
+  return {
+    id,
+    instances: tasks.length,
+    portDefinitions: [{ port: 10000, protocol: 'tcp' }],
+    healthChecks: [],
+    labels: {},
+    env: {},
+    version: '2024-01-01T00:00:00.000Z',
+    tasks: tasks.map((t, i) => ({
+      id: t.id ?? `${slug}.task-${i}`,
+      appId: id,
+      host: t.host ?? '127.0.0.1',
+      ports: [t.port],
+      servicePorts: [10000],
+      state: 'TASK_RUNNING',
+      startedAt: '2024-01-01T00:00:00.000Z',
+      stagedAt: '2024-01-01T00:00:00.000Z',
+      version: '2024-01-01T00:00:00.000Z',
+    })),
+    ...extra,
+  };
+}
+
+export interface TestSetup {
+  dir: string;
+  outputPath: string;
+  httpPort: number;
+  zkHost: string;
+  rulesPath: string;
+  controlPath: string;
+}
+
+/** Fresh ZooKeeper paths, temp dir and HTTP port for one test. */
+export async function testSetup(): Promise<TestSetup> {
+  const zk = await sharedZooKeeper();
+  const dir = tempDir('bamboo-worker-');
+  return {
+    dir,
+    outputPath: join(dir, 'haproxy.cfg'),
+    httpPort: await freePort(),
+    zkHost: zk.connectionString,
+    rulesPath: uniquePath('/bamboo-rules'),
+    controlPath: uniquePath('/bamboo-ctl'),
+  };
+}
+
+/** A worker config for the setup; `overrides` are dotted keys (highest precedence). */
+export function workerConfig(s: TestSetup, overrides: Record<string, string | number | boolean> = {}): Readonly<Config> {
+  return loadConfig({
+    env: {},
+    overrides: {
+      'Bamboo.Zookeeper.Host': s.zkHost,
+      'Bamboo.Zookeeper.Path': s.rulesPath,
+      'Bamboo.Zookeeper.ControlPath': s.controlPath,
+      'Bamboo.Zookeeper.SessionTimeoutMs': 4000,
+      'HAProxy.OutputPath': s.outputPath,
+      'HAProxy.HttpBind': `127.0.0.1:${s.httpPort}`,
+      'HAProxy.BindOptions': '',
+      'HAProxy.CommandTimeoutMs': 10000,
+      'Worker.Name': `test-worker-${s.controlPath.slice(-6)}`,
+      'Worker.DebounceMs': 10,
+      'Worker.MinUpdateIntervalMs': 20,
+      'Worker.MinReloadIntervalMs': 50,
+      'Worker.ResyncIntervalMs': 0,
+      'Log.Level': 'silent',
+      ...overrides,
+    },
+  });
+}
+
+/** Plays the api tier: writes snapshots and rules, publishes hints from a registered publisher. */
+export class FakeApi {
+  readonly zk: Zk;
+  readonly control: ControlStore;
+  readonly rules: RuleStore;
+  publisher: HintPublisher | null = null;
+  private publisherPath = '';
+
+  constructor(s: TestSetup, log: Logger = testLogger('fake-api')) {
+    this.zk = new Zk({ connectionString: s.zkHost, sessionTimeoutMs: 4000, log });
+    this.control = new ControlStore(this.zk, s.controlPath);
+    this.rules = new RuleStore(this.zk, s.rulesPath);
+  }
+
+  async start(opts: { publish?: boolean } = {}): Promise<this> {
+    if (!(await this.zk.start(10000))) throw new Error('ZooKeeper not reachable');
+    await this.rules.ensureBase();
+    if (opts.publish !== false) await this.startPublisher();
+    return this;
+  }
+
+  /** Binds a PUB socket and registers it, as an api copy does. */
+  async startPublisher(id = `api-${Math.random().toString(16).slice(2, 8)}`): Promise<HintPublisher> {
+    const pub = new HintPublisher(id, testLogger('pub'), 200);
+    const address = await pub.start('tcp://127.0.0.1:*');
+    this.publisher = pub;
+    this.publisherPath = `${this.control.publishersPath}/${id}`;
+    const record = { id, zmq: address, http: 'http://127.0.0.1:0', host: hostname(), startedAt: Date.now() };
+    await this.zk.ephemeral(this.publisherPath, () => Buffer.from(JSON.stringify(record)));
+    return pub;
+  }
+
+  async setApps(apps: unknown[]): Promise<number> {
+    const r = await this.control.writeSnapshot(apps, Date.now());
+    if (this.publisher) {
+      this.publisher.snapshotVersion = r.version;
+      await this.publisher.publish('marathon');
+    }
+    return r.version;
+  }
+
+  async setRule(appId: string, acl: string, hint = true): Promise<void> {
+    await this.rules.put({ Id: appId, Acl: acl, Config: {} });
+    if (hint && this.publisher) await this.publisher.publish('rules', { appId });
+  }
+
+  async deleteRule(appId: string): Promise<void> {
+    await this.rules.delete(appId);
+    if (this.publisher) await this.publisher.publish('rules', { appId });
+  }
+
+  async close(): Promise<void> {
+    await this.publisher?.close();
+    if (this.publisherPath) await this.zk.dropEphemeral(this.publisherPath).catch(() => undefined);
+    await this.zk.close();
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * The worker process: one per HAProxy host. It subscribes to every api copy's hints, reads the
+ * desired state from ZooKeeper, and keeps the local HAProxy on the config it renders.
+ *
+ * Start-up order matters: subscribe (and find the publishers) before the first full read, so no change
+ * can fall between the read and the subscription; then generate on start-up, as Bamboo did. If
+ * ZooKeeper or every api copy is away, the last good config keeps serving: the worker never renders
+ * from missing data, and a managed HAProxy is started on the existing haproxy.cfg.
+ */
+import { mkdirSync, readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { dirname, join } from 'node:path';
+import { haproxySettings, workerName, type Config } from '../common/config.js';
+import { CommandHAProxy, ManagedHAProxy, sha256, validateConfig, type HAProxyProcess } from '../common/haproxy.js';
+import type { Logger } from '../common/log.js';
+import { createMetrics, type Metrics } from '../common/metrics.js';
+import { createRenderer } from '../common/render.js';
+import { RuleStore } from '../common/rules.js';
+import { ControlStore } from '../common/snapshot.js';
+import { HintSubscriber, type HintEvent } from '../common/bus.js';
+import { Zk } from '../common/zk.js';
+import { ZkDesiredState } from './desired.js';
+import { PublisherDiscovery } from './publishers.js';
+import { Reconciler, removeStaleTemps } from './reconciler.js';
+import { startStatusServer, statusRecord, statusView, type StatusDeps, type StatusView } from './status.js';
+
+export interface WorkerOptions {
+  /** Address of the `/status` endpoint (`:8001`, `127.0.0.1:0`); empty: no HTTP endpoint. */
+  bind?: string;
+  /** Managed mode: leave HAProxy running when the worker stops (default: stop it). */
+  keepHaproxy?: boolean;
+  /** Injected metrics (default: StatsD from the config, or none). */
+  metrics?: Metrics;
+  /** Managed mode: extra HAProxy arguments (default `['-dR']`, no SO_REUSEPORT). */
+  haproxyArgs?: string[];
+  /** Retry backoff of failed reloads and reads (default 500 ms doubling to 30 s). */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+}
+
+export interface WorkerHandle {
+  readonly reconciler: Reconciler;
+  readonly haproxy: HAProxyProcess;
+  readonly subscriber: HintSubscriber;
+  readonly discovery: PublisherDiscovery;
+  /** The port `/status` listens on (0 without `bind`). */
+  readonly port: number;
+  /** The status record plus health, as `/status` serves it. */
+  status(): StatusView;
+  /**
+   * Stops the worker: no new reconcile starts, the one in flight finishes, the status registration is
+   * removed. Command mode leaves HAProxy serving; managed mode stops it unless `keepHaproxy` (here or
+   * in the options) is set. Idempotent.
+   */
+  close(opts?: { keepHaproxy?: boolean }): Promise<void>;
+}
+
+/** Paths the managed HAProxy uses, next to OutputPath. */
+export function managedPaths(cfg: Pick<Config, 'HAProxy'>): { pidFile: string; masterSocket: string } {
+  const dir = dirname(cfg.HAProxy.OutputPath);
+  return { pidFile: join(dir, 'haproxy.pid'), masterSocket: join(dir, 'haproxy-master.sock') };
+}
+
+export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: WorkerOptions = {}): Promise<WorkerHandle> {
+  const startedAt = Date.now();
+  const name = workerName(cfg as Config);
+  const outputPath = cfg.HAProxy.OutputPath;
+  const timeoutMs = cfg.HAProxy.CommandTimeoutMs;
+  const ownMetrics = !opts.metrics;
+  const metrics = opts.metrics ?? createMetrics(cfg, log);
+
+  // The template is read once; a broken template is a start-up error, not a runtime surprise.
+  const templateText = readFileSync(cfg.HAProxy.TemplatePath, 'utf8');
+  const renderer = createRenderer(templateText, { filename: cfg.HAProxy.TemplatePath });
+
+  mkdirSync(dirname(outputPath), { recursive: true });
+  const stale = await removeStaleTemps(outputPath);
+  if (stale) log.info({ removed: stale }, 'removed temp files left by a previous run');
+
+  // HAProxy: Bamboo's reload command, or run it ourselves.
+  const managed = cfg.HAProxy.ReloadCommand.trim() === '';
+  const haproxy: HAProxyProcess = managed
+    ? new ManagedHAProxy({
+        binary: cfg.HAProxy.Binary,
+        configPath: outputPath,
+        ...managedPaths(cfg),
+        timeoutMs,
+        log: log.child({ component: 'haproxy' }),
+        extraArgs: opts.haproxyArgs,
+      })
+    : new CommandHAProxy(cfg.HAProxy.ReloadCommand, timeoutMs, log);
+  let initial: { hash: string; text: string } | null = null;
+  if (managed) {
+    // Serve the last config written, even before ZooKeeper answers.
+    const started = await haproxy.start();
+    if (started.ok && !started.adopted) {
+      const text = readFileSync(outputPath, 'utf8');
+      initial = { hash: sha256(text), text };
+    }
+    if (!started.ok) log.info({ reason: started.reason }, 'haproxy not started yet');
+  }
+
+  const zk = new Zk({
+    connectionString: cfg.Bamboo.Zookeeper.Host,
+    sessionTimeoutMs: cfg.Bamboo.Zookeeper.SessionTimeoutMs,
+    digest: cfg.Bamboo.Zookeeper.Digest || undefined,
+    log,
+  });
+  const connected = await zk.start(Math.min(5000, cfg.Bamboo.Zookeeper.SessionTimeoutMs));
+  if (!connected) log.warn({ zk: cfg.Bamboo.Zookeeper.Host }, 'zookeeper not reachable yet; serving the config in force');
+  const control = new ControlStore(zk, cfg.Bamboo.Zookeeper.ControlPath);
+  const rules = new RuleStore(zk, cfg.Bamboo.Zookeeper.Path);
+
+  const reconciler = new Reconciler({
+    outputPath,
+    renderer,
+    settings: haproxySettings(cfg as Config),
+    source: new ZkDesiredState(control, rules),
+    haproxy,
+    validate: (path) =>
+      validateConfig(path, { binary: cfg.HAProxy.Binary, command: cfg.HAProxy.ReloadValidationCommand.trim() || undefined, timeoutMs }),
+    cleanupCommand: cfg.HAProxy.ReloadCleanupCommand.trim() || undefined,
+    commandTimeoutMs: timeoutMs,
+    debounceMs: cfg.Worker.DebounceMs,
+    minUpdateIntervalMs: cfg.Worker.MinUpdateIntervalMs,
+    minReloadIntervalMs: cfg.Worker.MinReloadIntervalMs,
+    log,
+    metrics,
+    initial,
+    retryInitialMs: opts.retryInitialMs,
+    retryMaxMs: opts.retryMaxMs,
+  });
+
+  // Subscribe first, then read: a change published between the two cannot be missed.
+  const onHint = (e: HintEvent) => {
+    const h = e.hint;
+    reconciler.noteHintedSnapshot(h.snapshotVersion);
+    if (e.gap) reconciler.trigger('gap');
+    else if (h.kind !== 'heartbeat') reconciler.trigger(`hint:${h.kind}`);
+    // A heartbeat only matters when it reveals a snapshot this worker has not read.
+    else if (h.snapshotVersion > (reconciler.last?.snapshotVersion ?? -1)) reconciler.trigger('heartbeat');
+  };
+  const subscriber = new HintSubscriber(log, onHint);
+  subscriber.start();
+  const discovery = new PublisherDiscovery(zk, control, subscriber, log, () => reconciler.trigger('publisher'));
+  await discovery.start();
+
+  const deps: StatusDeps = {
+    name,
+    mode: haproxy.mode,
+    startedAt,
+    reconciler,
+    haproxy,
+    zk,
+    publishers: () => [...discovery.known.values()].map((p) => p.zmq).sort(),
+  };
+  const statusPath = `${control.workersPath}/${name}`;
+  await zk.ephemeral(statusPath, () => Buffer.from(JSON.stringify(statusRecord(deps))));
+  reconciler.on('outcome', () => {
+    zk.updateEphemeral(statusPath).catch((err: Error) => log.debug({ err: err.message }, 'could not update the status record'));
+  });
+
+  const onConnected = () => reconciler.trigger('reconnect');
+  zk.on('connected', onConnected);
+  const resync =
+    cfg.Worker.ResyncIntervalMs > 0 ? setInterval(() => reconciler.trigger('resync'), cfg.Worker.ResyncIntervalMs) : null;
+  resync?.unref();
+
+  let server: Server | null = null;
+  let port = 0;
+  if (opts.bind) {
+    const s = await startStatusServer(opts.bind, () => statusView(deps));
+    server = s.server;
+    port = s.port;
+  }
+
+  reconciler.trigger('startup');
+  log.info({ name, mode: haproxy.mode, outputPath, status: port || null }, 'worker started');
+
+  let closing: Promise<void> | null = null;
+  const close = (closeOpts: { keepHaproxy?: boolean } = {}): Promise<void> => {
+    closing ??= (async () => {
+      if (resync) clearInterval(resync);
+      zk.off('connected', onConnected);
+      discovery.close();
+      subscriber.close();
+      await reconciler.close();
+      if (server) {
+        const srv = server;
+        srv.closeAllConnections();
+        await new Promise<void>((r) => srv.close(() => r()));
+      }
+      await zk.dropEphemeral(statusPath).catch(() => undefined);
+      await zk.close();
+      await haproxy.close({ keep: closeOpts.keepHaproxy ?? opts.keepHaproxy ?? false });
+      if (ownMetrics) await metrics.close();
+      log.info('worker stopped');
+    })();
+    return closing;
+  };
+
+  return {
+    reconciler,
+    haproxy,
+    subscriber,
+    discovery,
+    port,
+    status: () => statusView(deps),
+    close,
+  };
+}

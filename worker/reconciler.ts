@@ -1,0 +1,659 @@
+/**
+ * The reconcile loop: desired state (Marathon snapshot + rules) -> template data -> haproxy.cfg ->
+ * validate -> install -> reload, converging HAProxy on whatever ZooKeeper holds now.
+ *
+ * Level-triggered: every trigger (hint, gap, new publisher, reconnect, timer, retry) is only a reason
+ * to look; a reconcile always reads the full desired state and never branches on what changed. One
+ * reconcile runs at a time; triggers that arrive meanwhile collapse into one pending slot (latest
+ * wins). Three separately named settings pace it:
+ * - `debounceMs` (Worker.DebounceMs, "wait before update"): after the first trigger of a quiet
+ *   period, wait this long so a burst of hints is read once;
+ * - `minUpdateIntervalMs` (Worker.MinUpdateIntervalMs, "update rate"): least time between the starts
+ *   of two reconciles;
+ * - `minReloadIntervalMs` (Worker.MinReloadIntervalMs, "minimum reload interval"): least time between
+ *   two reloads. A reconcile that is ready to reload too early waits; if newer triggers arrived while
+ *   it waited it starts over with a fresh read, so the reload carries the latest state.
+ *
+ * Each reconcile ends in exactly one ApplyOutcome (`noop | reloaded | invalid | reload-failed`) with
+ * a one-line reason. A config that fails validation never reaches OutputPath; a failed read of the
+ * desired state is a `noop` (the last good config keeps serving, nothing is emptied); a failed reload
+ * restores the last good file and is retried with exponential backoff.
+ *
+ * The reconciler keeps the model HAProxy runs (`running`: text, template data, origins, hash) so a
+ * later apply stage can compare models and change servers through the Runtime API without a reload.
+ */
+import { EventEmitter } from 'node:events';
+import { open, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { alertSummary, runCommand, sha256, type HAProxyProcess, type ValidationResult } from '../common/haproxy.js';
+import type { Logger } from '../common/log.js';
+import type { Metrics } from '../common/metrics.js';
+import type { HAProxySettings, ServiceRecord, TemplateData, Warning } from '../common/model.js';
+import { appsAtLines, TemplateError, type Origin, type Renderer } from '../common/render.js';
+import type { StoredRecord } from '../common/rules.js';
+import { buildTemplateData } from '../common/template-data.js';
+
+/**
+ * How a reconcile ended. A future apply stage adds `runtime` (servers changed through HAProxy's
+ * Runtime API, no reload); consumers should treat unknown kinds as "applied".
+ */
+export type OutcomeKind = 'noop' | 'reloaded' | 'invalid' | 'reload-failed';
+
+export const OUTCOME_KINDS: readonly OutcomeKind[] = ['noop', 'reloaded', 'invalid', 'reload-failed'];
+
+/** An app whose fragment broke validation and was left out of the config. */
+export interface QuarantinedApp {
+  appId: string;
+  /** `rules`: rendered as if it had no service record; `app`: left out entirely. */
+  level: 'rules' | 'app';
+  /** The validator's complaint about its fragment (one line). */
+  error: string;
+}
+
+export interface ApplyOutcome {
+  outcome: OutcomeKind;
+  /** One line: why (logged, counted, and shown in the status record). */
+  reason: string;
+  /** What prompted the reconcile (diagnostics only: never used to decide anything). */
+  triggers: string[];
+  /** When it ended (ms epoch) and how long it took. */
+  at: number;
+  ms: number;
+  /** sha256 of the config HAProxy runs after this reconcile; null when unknown. */
+  configHash: string | null;
+  /** sha256 of the config rendered by this reconcile; null when nothing was rendered. */
+  candidateHash: string | null;
+  /** The snapshot version read (-1: none read). */
+  snapshotVersion: number;
+  /** Apps left out of the rendered config (sorted by id). */
+  quarantined: QuarantinedApp[];
+}
+
+/** Everything a reconcile reads: one Marathon snapshot and every service record. */
+export interface DesiredState {
+  snapshotVersion: number;
+  /** The raw `apps` array of Marathon's /v2/apps. */
+  apps: unknown[];
+  rules: Map<string, StoredRecord>;
+}
+
+/** Where the desired state comes from. `read` throws when it is unavailable (never returns partial data). */
+export interface DesiredStateSource {
+  read(): Promise<DesiredState>;
+}
+
+/** What HAProxy runs, as far as this worker knows. */
+export interface RunningModel {
+  hash: string;
+  text: string;
+  /** The template data rendered (null when the file was found on disk at start). */
+  data: TemplateData | null;
+  origins: Origin[];
+  snapshotVersion: number;
+  /** App id -> rule (znode) version of each rule in force. */
+  rulesApplied: Record<string, number>;
+  quarantined: QuarantinedApp[];
+  appliedAt: number;
+  /**
+   * False after a failed reload: HAProxy may run either config, so the next reconcile reloads even
+   * when the rendered text equals `text`.
+   */
+  confirmed: boolean;
+}
+
+export interface ReconcilerOptions {
+  outputPath: string;
+  renderer: Renderer;
+  settings: HAProxySettings;
+  source: DesiredStateSource;
+  haproxy: HAProxyProcess;
+  /** Validates a candidate file (built-in `haproxy -c` or ReloadValidationCommand). */
+  validate: (path: string) => Promise<ValidationResult>;
+  /** HAProxy.ReloadCleanupCommand (empty: none). */
+  cleanupCommand?: string;
+  commandTimeoutMs: number;
+  debounceMs: number;
+  minUpdateIntervalMs: number;
+  minReloadIntervalMs: number;
+  log: Logger;
+  metrics: Metrics;
+  /** The config HAProxy already runs (managed mode started it on the existing file). */
+  initial?: { hash: string; text: string } | null;
+  /** Backoff of retries after a failed reload or read (default 500 ms doubling to 30 s). */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+  /** Outcomes kept in `history`. */
+  historySize?: number;
+}
+
+type Plan =
+  | { kind: 'unchanged'; hash: string; quarantined: QuarantinedApp[]; snapshotVersion: number }
+  | { kind: 'invalid'; reason: string; hash: string | null; quarantined: QuarantinedApp[]; snapshotVersion: number }
+  | {
+      kind: 'apply';
+      tempPath: string;
+      text: string;
+      hash: string;
+      data: TemplateData;
+      origins: Origin[];
+      quarantined: QuarantinedApp[];
+      rulesApplied: Record<string, number>;
+      snapshotVersion: number;
+      warnings: Warning[];
+    };
+
+/** The most quarantine rounds (render + validate) one reconcile tries before giving up. */
+const MAX_QUARANTINE_ROUNDS = 6;
+/** Validation failures remembered by config hash (a known-bad config is not validated again). */
+const INVALID_CACHE_SIZE = 16;
+
+export class NoSnapshotError extends Error {
+  override name = 'NoSnapshotError';
+}
+
+export class Reconciler extends EventEmitter {
+  /** The model HAProxy runs (null until the first successful apply, unless given at start). */
+  running: RunningModel | null = null;
+  last: ApplyOutcome | null = null;
+  readonly history: ApplyOutcome[] = [];
+  readonly counts: Record<OutcomeKind, number> = { noop: 0, reloaded: 0, invalid: 0, 'reload-failed': 0 };
+  reconciles = 0;
+  lastAppliedAt = 0;
+
+  private readonly o: ReconcilerOptions;
+  private readonly pending = new Set<string>();
+  private firstPendingAt = 0;
+  private loopRunning = false;
+  private closed = false;
+  private lastStartAt = -Infinity;
+  private lastReloadAt = -Infinity;
+  private reloadFailures = 0;
+  private readFailures = 0;
+  private retryNotBefore = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private tempSeq = 0;
+  private readonly invalidCache = new Map<string, ValidationResult>();
+  private readonly sleepers = new Set<() => void>();
+  private idleWaiters: Array<() => void> = [];
+  private hintedSnapshotVersion = -1;
+
+  constructor(opts: ReconcilerOptions) {
+    super();
+    this.o = opts;
+    if (opts.initial) {
+      this.running = {
+        hash: opts.initial.hash,
+        text: opts.initial.text,
+        data: null,
+        origins: [],
+        snapshotVersion: -1,
+        rulesApplied: {},
+        quarantined: [],
+        appliedAt: Date.now(),
+        confirmed: true,
+      };
+    }
+  }
+
+  get outputPath(): string {
+    return this.o.outputPath;
+  }
+  get lastGoodPath(): string {
+    return `${this.o.outputPath}.last-good`;
+  }
+  get lastFailedPath(): string {
+    return `${this.o.outputPath}.last-failed`;
+  }
+
+  /** True while a reconcile runs or one is pending. */
+  get busy(): boolean {
+    return this.loopRunning || this.pending.size > 0;
+  }
+
+  /**
+   * Asks for a reconcile. Cheap and never throws; triggers coalesce. `reason` is only recorded
+   * (e.g. `hint:rules`, `gap`, `publisher`, `reconnect`, `resync`, `retry`, `startup`).
+   */
+  trigger(reason: string): void {
+    if (this.closed) return;
+    if (this.pending.size === 0) this.firstPendingAt = Date.now();
+    this.pending.add(reason);
+    if (!this.loopRunning) {
+      this.loopRunning = true;
+      void this.loop();
+    }
+  }
+
+  /**
+   * A hint said the api wrote snapshot `version`. If a reconcile then reads an older one (a lagging
+   * ZooKeeper follower), it asks for another read soon.
+   */
+  noteHintedSnapshot(version: number): void {
+    if (version > this.hintedSnapshotVersion) this.hintedSnapshotVersion = version;
+  }
+
+  /** Resolves once no reconcile is running or pending. */
+  whenIdle(): Promise<void> {
+    if (!this.busy) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  /** Stops scheduling; waits for the reconcile in flight (bounded by the command timeouts). Idempotent. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.pending.clear();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    for (const wake of this.sleepers) wake();
+    await this.whenIdle();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Scheduling
+  // ---------------------------------------------------------------------------------------------
+
+  /** Sleeps, but wakes early on close. */
+  private sleep(ms: number): Promise<void> {
+    if (ms <= 0 || this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.sleepers.add(done);
+    });
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (!this.closed && this.pending.size > 0) {
+        const startAt = Math.max(this.firstPendingAt + this.o.debounceMs, this.lastStartAt + this.o.minUpdateIntervalMs);
+        await this.sleep(startAt - Date.now());
+        if (this.closed) break;
+        const triggers = [...this.pending].sort();
+        this.pending.clear();
+        this.lastStartAt = Date.now();
+        let outcome: ApplyOutcome;
+        try {
+          outcome = await this.reconcileOnce(triggers, this.lastStartAt);
+        } catch (err) {
+          // A bug in a stage must not stop the loop: count it as a noop that changed nothing.
+          this.o.log.error({ err: (err as Error).stack }, 'reconcile failed unexpectedly');
+          outcome = this.outcome('noop', `internal error: ${(err as Error).message}`, triggers, this.lastStartAt, {
+            candidateHash: null,
+            snapshotVersion: -1,
+            quarantined: this.running?.quarantined ?? [],
+          });
+        }
+        this.record(outcome);
+      }
+    } finally {
+      this.loopRunning = false;
+      if (this.pending.size > 0 && !this.closed) {
+        this.loopRunning = true;
+        void this.loop();
+      } else {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const w of waiters) w();
+      }
+    }
+  }
+
+  private scheduleRetry(failures: number, forReload: boolean): number {
+    const initial = this.o.retryInitialMs ?? 500;
+    const max = this.o.retryMaxMs ?? 30000;
+    const delay = Math.min(max, initial * 2 ** Math.max(0, failures - 1));
+    if (forReload) this.retryNotBefore = Date.now() + delay;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.trigger('retry');
+    }, delay);
+    this.retryTimer.unref();
+    return delay;
+  }
+
+  private record(o: ApplyOutcome): void {
+    this.reconciles++;
+    this.counts[o.outcome]++;
+    this.last = o;
+    this.history.push(o);
+    if (this.history.length > (this.o.historySize ?? 50)) this.history.shift();
+    this.o.metrics.reconcile(o.outcome, o.ms);
+    const fields = {
+      outcome: o.outcome,
+      reason: o.reason,
+      triggers: o.triggers,
+      ms: o.ms,
+      snapshotVersion: o.snapshotVersion,
+      configHash: o.configHash?.slice(0, 12) ?? null,
+      quarantined: o.quarantined.map((q) => q.appId),
+    };
+    if (o.outcome === 'noop') this.o.log.debug(fields, 'reconciled');
+    else if (o.outcome === 'reloaded') this.o.log.info(fields, 'reconciled');
+    else this.o.log.warn(fields, 'reconciled');
+    this.emit('outcome', o);
+  }
+
+  private outcome(
+    kind: OutcomeKind,
+    reason: string,
+    triggers: string[],
+    startedAt: number,
+    extra: { candidateHash: string | null; snapshotVersion: number; quarantined: QuarantinedApp[] },
+  ): ApplyOutcome {
+    const at = Date.now();
+    return {
+      outcome: kind,
+      reason,
+      triggers,
+      at,
+      ms: at - startedAt,
+      configHash: this.running?.confirmed ? this.running.hash : null,
+      ...extra,
+    };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // One reconcile
+  // ---------------------------------------------------------------------------------------------
+
+  private async reconcileOnce(initialTriggers: string[], startedAt: number): Promise<ApplyOutcome> {
+    let triggers = initialTriggers;
+    for (;;) {
+      // Stage 1: read the full desired state.
+      let desired: DesiredState;
+      try {
+        desired = await this.o.source.read();
+      } catch (err) {
+        this.readFailures++;
+        const delay = this.scheduleRetry(this.readFailures, false);
+        const why = err instanceof NoSnapshotError ? 'no Marathon snapshot in ZooKeeper yet' : `desired state unavailable: ${(err as Error).message}`;
+        return this.outcome('noop', `${why}; keeping the config in force (retry in ${delay} ms)`, triggers, startedAt, {
+          candidateHash: null,
+          snapshotVersion: -1,
+          quarantined: this.running?.quarantined ?? [],
+        });
+      }
+      this.readFailures = 0;
+      if (desired.snapshotVersion < this.hintedSnapshotVersion) {
+        // A hint announced a newer snapshot than this read saw: read again shortly.
+        this.scheduleRetry(1, false);
+      }
+
+      // Stages 2-4: build, render, compare, validate (and quarantine).
+      const plan = await this.plan(desired);
+      const extra = { candidateHash: plan.hash, snapshotVersion: plan.snapshotVersion, quarantined: plan.quarantined };
+      if (plan.kind === 'unchanged') {
+        this.o.metrics.quarantined(plan.quarantined.length);
+        return this.outcome('noop', 'unchanged', triggers, startedAt, extra);
+      }
+      if (plan.kind === 'invalid') return this.outcome('invalid', plan.reason, triggers, startedAt, extra);
+
+      // Stage 5: wait for the reload slot (minimum reload interval, backoff after a failed reload).
+      const notBefore = Math.max(this.lastReloadAt + this.o.minReloadIntervalMs, this.retryNotBefore);
+      if (notBefore > Date.now()) {
+        await this.sleep(notBefore - Date.now());
+        if (this.closed) {
+          await removeQuietly(plan.tempPath);
+          return this.outcome('noop', 'shutting down before the reload slot', triggers, startedAt, extra);
+        }
+        if (this.pending.size > 0) {
+          // Newer triggers arrived while waiting: start over so the reload carries the latest state.
+          await removeQuietly(plan.tempPath);
+          triggers = [...new Set([...triggers, ...this.pending])].sort();
+          this.pending.clear();
+          continue;
+        }
+      }
+
+      // Stages 6-8: install, reload, clean up.
+      return this.applyByReload(plan, triggers, startedAt);
+    }
+  }
+
+  /** Builds the template data, renders, compares and validates, quarantining apps that break it. */
+  private async plan(desired: DesiredState): Promise<Plan> {
+    const services: Record<string, ServiceRecord> = {};
+    for (const [id, stored] of desired.rules) services[id] = stored.record;
+    const { data: full, warnings } = buildTemplateData({ apps: desired.apps, services, now: Date.now() });
+    if (warnings.length) this.o.log.debug({ warnings: warnings.slice(0, 20), count: warnings.length }, 'template data warnings');
+
+    const quarantine = new Map<string, QuarantinedApp>();
+    const snapshotVersion = desired.snapshotVersion;
+    let lastHash: string | null = null;
+    for (let round = 0; round < MAX_QUARANTINE_ROUNDS; round++) {
+      const data = quarantine.size === 0 ? full : withoutQuarantined(full, quarantine);
+      const quarantined = [...quarantine.values()].sort((a, b) => (a.appId < b.appId ? -1 : 1));
+      let rendered: { text: string; origins: Origin[] };
+      try {
+        rendered = this.o.renderer.render(data, this.o.settings);
+      } catch (err) {
+        const msg = err instanceof TemplateError ? err.message : `render failed: ${(err as Error).message}`;
+        return { kind: 'invalid', reason: `template failed: ${msg}`, hash: null, quarantined, snapshotVersion };
+      }
+      const hash = sha256(rendered.text);
+      lastHash = hash;
+      if (this.running?.confirmed && hash === this.running.hash) return { kind: 'unchanged', hash, quarantined, snapshotVersion };
+
+      let result = this.invalidCache.get(hash);
+      let tempPath: string | null = null;
+      if (!result) {
+        tempPath = await this.writeTemp(rendered.text);
+        result = await this.o.validate(tempPath);
+        if (!result.ok) {
+          await removeQuietly(tempPath);
+          tempPath = null;
+          await this.keepLastFailed(rendered.text, `validation failed:\n${result.output}`);
+          if (!result.timedOut) this.rememberInvalid(hash, result);
+        }
+      }
+      if (result.ok && tempPath) {
+        const rulesApplied: Record<string, number> = {};
+        for (const id of Object.keys(data.Services)) {
+          const stored = desired.rules.get(id);
+          if (stored) rulesApplied[id] = stored.version;
+        }
+        return { kind: 'apply', tempPath, text: rendered.text, hash, data, origins: rendered.origins, quarantined, rulesApplied, snapshotVersion, warnings };
+      }
+      if (result.timedOut) {
+        return { kind: 'invalid', reason: `validation timed out after ${this.o.commandTimeoutMs} ms`, hash, quarantined, snapshotVersion };
+      }
+
+      // Quarantine: the apps whose fragments the errors point at lose their rules first, then
+      // (if their fragment still breaks the config) their place in it.
+      const culprits = appsAtLines(rendered.origins, result.lines);
+      let progress = false;
+      for (const appId of culprits) {
+        const error = alertsFor(result.output, rendered.origins, appId);
+        const current = quarantine.get(appId);
+        if (!current && Object.prototype.hasOwnProperty.call(data.Services, appId)) {
+          quarantine.set(appId, { appId, level: 'rules', error });
+          progress = true;
+        } else if (!current || current.level === 'rules') {
+          quarantine.set(appId, { appId, level: 'app', error });
+          progress = true;
+        }
+      }
+      if (!progress) {
+        const where = culprits.length ? '' : ' (not attributable to an app)';
+        return { kind: 'invalid', reason: `validation failed${where}: ${alertSummary(result.output)}`, hash, quarantined, snapshotVersion };
+      }
+      this.o.log.warn({ apps: culprits, round }, 'quarantining apps whose fragments fail validation');
+    }
+    return {
+      kind: 'invalid',
+      reason: `validation failed after ${MAX_QUARANTINE_ROUNDS} quarantine rounds`,
+      hash: lastHash,
+      quarantined: [...quarantine.values()],
+      snapshotVersion,
+    };
+  }
+
+  /** Renames the validated file over OutputPath, reloads, runs the cleanup command. */
+  private async applyByReload(plan: Extract<Plan, { kind: 'apply' }>, triggers: string[], startedAt: number): Promise<ApplyOutcome> {
+    const previous = this.running;
+    const extra = { candidateHash: plan.hash, snapshotVersion: plan.snapshotVersion, quarantined: plan.quarantined };
+    await this.install(plan.tempPath);
+    const reload = await this.o.haproxy.reload();
+    this.lastReloadAt = Date.now();
+    if (!reload.ok) {
+      this.reloadFailures++;
+      this.o.metrics.reloadFailed();
+      await this.keepLastFailed(plan.text, `reload failed: ${reload.reason}\n${reload.output}`);
+      // Put the last good file back so a restart of HAProxy comes up on it.
+      if (previous) {
+        await this.writeAtomic(this.o.outputPath, previous.text).catch((err: Error) =>
+          this.o.log.error({ err: err.message }, 'could not restore the last good config'),
+        );
+        this.running = { ...previous, confirmed: false };
+      }
+      const delay = this.scheduleRetry(this.reloadFailures, true);
+      return this.outcome('reload-failed', `${reload.reason} (retry in ${delay} ms)`, triggers, startedAt, extra);
+    }
+    this.reloadFailures = 0;
+    this.retryNotBefore = 0;
+    this.running = {
+      hash: plan.hash,
+      text: plan.text,
+      data: plan.data,
+      origins: plan.origins,
+      snapshotVersion: plan.snapshotVersion,
+      rulesApplied: plan.rulesApplied,
+      quarantined: plan.quarantined,
+      appliedAt: Date.now(),
+      confirmed: true,
+    };
+    this.lastAppliedAt = this.running.appliedAt;
+    this.o.metrics.reloadDone(reload.ms);
+    this.o.metrics.quarantined(plan.quarantined.length);
+    await this.writeAtomic(this.lastGoodPath, plan.text).catch((err: Error) => this.o.log.warn({ err: err.message }, 'could not write the last good config'));
+    await this.cleanup();
+    let reason = describeChange(previous, plan);
+    if (plan.quarantined.length) reason += `; quarantined ${plan.quarantined.map((q) => `${q.appId} (${q.level})`).join(', ')}`;
+    return this.outcome('reloaded', reason, triggers, startedAt, extra);
+  }
+
+  private async cleanup(): Promise<void> {
+    if (!this.o.cleanupCommand) return;
+    const r = await runCommand(this.o.cleanupCommand, { timeoutMs: this.o.commandTimeoutMs });
+    if (!r.ok) {
+      this.o.log.warn({ timedOut: r.timedOut, code: r.code, output: r.output.slice(-1000) }, 'reload cleanup command failed');
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Files
+  // ---------------------------------------------------------------------------------------------
+
+  private tempPathFor(): string {
+    return `${this.o.outputPath}.tmp-${process.pid}-${++this.tempSeq}`;
+  }
+
+  /** Writes a temp file next to OutputPath (same file system, so the rename is atomic), synced. */
+  private async writeTemp(text: string): Promise<string> {
+    const path = this.tempPathFor();
+    const fh = await open(path, 'w', 0o640);
+    try {
+      await fh.writeFile(text);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    return path;
+  }
+
+  private async install(tempPath: string): Promise<void> {
+    await rename(tempPath, this.o.outputPath);
+    await syncDir(dirname(this.o.outputPath));
+  }
+
+  private async writeAtomic(path: string, text: string): Promise<void> {
+    const tmp = this.tempPathFor();
+    await writeFile(tmp, text, { mode: 0o640 });
+    await rename(tmp, path);
+  }
+
+  private async keepLastFailed(text: string, why: string): Promise<void> {
+    const header = why
+      .split('\n')
+      .filter((l) => l.trim())
+      .slice(0, 40)
+      .map((l) => `# ${l}`)
+      .join('\n');
+    await this.writeAtomic(this.lastFailedPath, `${header}\n${text}`).catch((err: Error) =>
+      this.o.log.warn({ err: err.message }, 'could not write the last failed config'),
+    );
+  }
+
+  private rememberInvalid(hash: string, result: ValidationResult): void {
+    this.invalidCache.set(hash, result);
+    if (this.invalidCache.size > INVALID_CACHE_SIZE) this.invalidCache.delete(this.invalidCache.keys().next().value as string);
+  }
+}
+
+/** Removes temp files a previous (killed) worker left next to OutputPath. */
+export async function removeStaleTemps(outputPath: string): Promise<number> {
+  const dir = dirname(outputPath);
+  const prefix = `${basename(outputPath)}.tmp-`;
+  let removed = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (name.startsWith(prefix)) {
+      await removeQuietly(join(dir, name));
+      removed++;
+    }
+  }
+  return removed;
+}
+
+async function removeQuietly(path: string): Promise<void> {
+  await unlink(path).catch(() => undefined);
+}
+
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const fh = await open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    /* not supported everywhere; the rename is atomic regardless */
+  }
+}
+
+/** The template data without quarantined rules (level `rules`) and apps (level `app`). */
+export function withoutQuarantined(data: TemplateData, quarantine: ReadonlyMap<string, QuarantinedApp>): TemplateData {
+  const services: Record<string, ServiceRecord> = {};
+  for (const [id, rec] of Object.entries(data.Services)) if (!quarantine.has(id)) services[id] = rec;
+  const apps = data.Apps.filter((a) => quarantine.get(a.Id)?.level !== 'app');
+  return { Apps: apps, Services: services };
+}
+
+/** The validator's alert lines that point into one app's fragments, as one line. */
+function alertsFor(output: string, origins: readonly Origin[], appId: string): string {
+  const mine = output
+    .split('\n')
+    .filter((line) => {
+      if (!line.includes('[ALERT]')) return false;
+      const lines = [...line.matchAll(/\[[^\]\s]+:(\d+)\]/g)].map((m) => Number(m[1]));
+      return appsAtLines(origins, lines).includes(appId);
+    })
+    .join('\n');
+  return alertSummary(mine || output, 2).slice(0, 500);
+}
+
+function describeChange(previous: RunningModel | null, plan: Extract<Plan, { kind: 'apply' }>): string {
+  if (!previous || previous.data === null) return 'first config since start';
+  if (!previous.confirmed) return 'retrying after a failed reload';
+  const parts: string[] = [];
+  if (previous.snapshotVersion !== plan.snapshotVersion) parts.push(`snapshot ${previous.snapshotVersion} -> ${plan.snapshotVersion}`);
+  const ids = new Set([...Object.keys(previous.rulesApplied), ...Object.keys(plan.rulesApplied)]);
+  const changed = [...ids].filter((id) => previous.rulesApplied[id] !== plan.rulesApplied[id]).sort();
+  if (changed.length) parts.push(`rules changed: ${changed.slice(0, 5).join(', ')}${changed.length > 5 ? ` and ${changed.length - 5} more` : ''}`);
+  return parts.length ? `config changed (${parts.join('; ')})` : 'config changed (health or time-dependent state)';
+}

@@ -1,0 +1,124 @@
+/**
+ * The worker's status: one record, registered in ZooKeeper (ephemeral, `<control>/workers/<name>`)
+ * for the fleet view and served as JSON on `GET /status` for health checks.
+ *
+ * `/status` answers 200 while this host serves a config this worker knows (managed mode: HAProxy
+ * running), 503 otherwise; `degraded` lists what is wrong without making it unhealthy (ZooKeeper
+ * away, no api publisher, last reconcile not applied).
+ */
+import { createServer, type Server } from 'node:http';
+import { hostname } from 'node:os';
+import type { HAProxyProcess, HAProxyState } from '../common/haproxy.js';
+import type { WorkerStatus } from '../common/snapshot.js';
+import type { Zk } from '../common/zk.js';
+import type { Reconciler, QuarantinedApp, OutcomeKind } from './reconciler.js';
+
+export interface StatusView extends WorkerStatus {
+  healthy: boolean;
+  degraded: string[];
+  zookeeper: string;
+  publishers: string[];
+  haproxy: HAProxyState;
+  quarantine: QuarantinedApp[];
+  reconciles: number;
+  outcomes: Record<OutcomeKind, number>;
+  busy: boolean;
+}
+
+export interface StatusDeps {
+  name: string;
+  mode: 'managed' | 'command';
+  startedAt: number;
+  reconciler: Reconciler;
+  haproxy: HAProxyProcess;
+  zk: Zk;
+  publishers: () => string[];
+}
+
+/** The record stored in ZooKeeper (the shared WorkerStatus shape). */
+export function statusRecord(d: StatusDeps): WorkerStatus {
+  const r = d.reconciler;
+  const running = r.running;
+  const last = r.last;
+  return {
+    name: d.name,
+    host: hostname(),
+    snapshotVersion: running?.snapshotVersion ?? -1,
+    configHash: running?.confirmed ? running.hash : '',
+    rulesApplied: running?.rulesApplied ?? {},
+    lastOutcome: last?.outcome ?? '',
+    lastReason: last?.reason ?? '',
+    lastOutcomeAt: last?.at ?? 0,
+    lastAppliedAt: running?.appliedAt ?? 0,
+    quarantined: (running?.quarantined ?? []).map((q) => q.appId),
+    startedAt: d.startedAt,
+    mode: d.mode,
+  };
+}
+
+export function statusView(d: StatusDeps): StatusView {
+  const record = statusRecord(d);
+  const hp = d.haproxy.state();
+  const publishers = d.publishers();
+  const degraded: string[] = [];
+  if (!d.zk.connected) degraded.push('zookeeper unavailable');
+  if (publishers.length === 0) degraded.push('no api publisher (relying on the resync timer)');
+  const last = d.reconciler.last;
+  if (last && last.outcome !== 'noop' && last.outcome !== 'reloaded') degraded.push(`last reconcile: ${last.outcome}`);
+  if (last && last.outcome === 'noop' && last.reason !== 'unchanged') degraded.push(`last reconcile: ${last.reason}`);
+  const serving = d.reconciler.running !== null && (d.mode === 'command' || hp.running === true);
+  return {
+    ...record,
+    healthy: serving,
+    degraded,
+    zookeeper: d.zk.state,
+    publishers,
+    haproxy: hp,
+    quarantine: d.reconciler.running?.quarantined ?? [],
+    reconciles: d.reconciler.reconciles,
+    outcomes: { ...d.reconciler.counts },
+    busy: d.reconciler.busy,
+  };
+}
+
+/** Parses `--bind`: `:8001`, `8001`, `127.0.0.1:8001`, `[::1]:8001`. */
+export function parseBind(bind: string): { host: string | undefined; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*))?:?(\d+)$/.exec(bind.trim());
+  if (!m) throw new Error(`--bind must be host:port or :port, got ${JSON.stringify(bind)}`);
+  const host = m[1] ?? (m[2] || undefined);
+  return { host, port: Number(m[3]) };
+}
+
+/** Starts the `/status` endpoint. Resolves with the server and the port actually bound. */
+export async function startStatusServer(bind: string, view: () => StatusView): Promise<{ server: Server; port: number; host: string }> {
+  const { host, port } = parseBind(bind);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'application/json' }).end('{"error":"method not allowed"}');
+      return;
+    }
+    if (path === '/status' || path === '/health' || path === '/') {
+      let body: StatusView;
+      try {
+        body = view();
+      } catch (err) {
+        res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: (err as Error).message }));
+        return;
+      }
+      res.writeHead(body.healthy ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify(body));
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address();
+  return { server, port: typeof addr === 'object' && addr ? addr.port : port, host: host ?? '0.0.0.0' };
+}
