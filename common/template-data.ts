@@ -230,9 +230,14 @@ function ready(task: Json, taskId: string, running: boolean, app: MarathonApp, n
   return now - started >= windowMs;
 }
 
-/** Marathon < 1.1 sends no `state`; a task there is running once it has a start time. */
+/**
+ * Marathon < 1.1 sends no `state`; a task there is running once it has a start time (`startedAt`
+ * is null while staging). Minimal data without either field (Bamboo's own test stub) is taken as
+ * running, as Bamboo did.
+ */
 function isRunning(task: Json): boolean {
   if (typeof task.state === 'string' && task.state !== '') return task.state === RUNNING;
+  if (!('startedAt' in task)) return true;
   return typeof task.startedAt === 'string' && task.startedAt !== '';
 }
 

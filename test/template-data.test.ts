@@ -180,6 +180,7 @@ describe('buildTemplateData', () => {
       ['TASK_LOST', app('/a', withTasks(task('a.1', inState('TASK_LOST')), task('a.2'))), false],
       ['no state (Marathon < 1.1) but started', app('/a', withTasks(task('a.1', inState(undefined)))), true],
       ['no state and not started (staging)', app('/a', withTasks(task('a.1', inState(undefined), notStarted()), task('a.2'))), false],
+      ['neither state nor startedAt (minimal data, as in Bamboo\'s stub)', app('/a', withTasks(task('a.1', inState(undefined), (t) => { delete t.startedAt; }))), true],
     ];
     for (const [name, input, alive] of cases) {
       it(`the first task is ${alive ? 'alive' : 'not alive'} when ${name}`, () => {
