@@ -245,7 +245,7 @@ function describeValidation(err: FastifyError): ApiError {
 function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof ZkUnavailableError) {
-    return new ApiError('BAMBOO_ZK_UNAVAILABLE', `ZooKeeper is unavailable (${err.message}); nothing was changed. Retry later; GET /status shows when it is back`);
+    return new ApiError('BAMBOO_ZK_UNAVAILABLE', `${err.message}; nothing was changed. Retry later; GET /status shows when ZooKeeper is back`);
   }
   const e = err as FastifyError;
   if (e?.validation) return describeValidation(e);
@@ -356,7 +356,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   app.setErrorHandler((error, req, reply) => {
     const api = toApiError(error);
-    if (api.status >= 500) log.error({ err: (error as Error).message, method: req.method, url: req.url, code: api.code }, 'request failed');
+    // Only the unexpected is an error; a 503 while ZooKeeper is away is the designed degradation.
+    if (api.code === 'BAMBOO_INTERNAL') log.error({ err: (error as Error).message, method: req.method, url: req.url, code: api.code }, 'request failed');
     else log.debug({ method: req.method, url: req.url, code: api.code }, 'request rejected');
     return sendError(reply, api);
   });

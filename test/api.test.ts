@@ -492,7 +492,7 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
 
   describe('ZooKeeper loss', () => {
     it('starts without ZooKeeper, answers 503 on /status and writes, and recovers', async function () {
-      this.timeout(30000);
+      this.timeout(60000); // a ZooKeeper of its own, started and restarted: slow on a loaded machine
       const own = await startZooKeeper();
       try {
         const node = own.nodes[0];
@@ -507,7 +507,7 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
         expect(write.status).to.equal(503);
         expect(write.json.code).to.equal('BAMBOO_ZK_UNAVAILABLE');
         await node.start();
-        await waitFor(async () => (await call('GET', `${api.url}/status`)).status === 200, 'recovery', 20000, 100);
+        await waitFor(async () => (await call('GET', `${api.url}/status`)).status === 200, 'recovery', 40000, 100);
         expect((await call('PUT', `${api.url}/api/services//z`, { acl: 'path_beg -i /z' })).status).to.equal(201);
       } finally {
         await own.stop();
