@@ -6,6 +6,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { jsonClone, jsonEqual, sameApp } from '../common/app-equality.js';
 import * as filters from '../common/liquid-filters.js';
 import type { HAProxySettings, ServiceRecord, TemplateData } from '../common/model.js';
 import { TemplateError, appsAtLines, createRenderer, renderFromFiles, renderOnce, type Origin } from '../common/render.js';
@@ -383,6 +384,29 @@ describe('createRenderer', () => {
       r.render(d, S);
       d.Apps[0].Tasks[0].Host = '10.200.0.1';
       expect(r.render(d, S).text).to.contain('10.200.0.1');
+    });
+
+    it('compares apps exactly like a generic deep equality', () => {
+      const base = data(baseApps(1))[`Apps`][0];
+      const mutations: Array<(a: ReturnType<typeof jsonClone<typeof base>>) => void> = [
+        () => {},
+        (a) => { a.Tasks[0].Alive = !a.Tasks[0].Alive; },
+        (a) => { a.Tasks[1].Ports = [...a.Tasks[1].Ports, 1]; },
+        (a) => { a.Env = { ...a.Env, X: '1' }; },
+        (a) => { a.Labels = { y: '2' }; },
+        (a) => { a.HealthChecks[0].PortIndex = 1; },
+        (a) => { a.SplitId = [...a.SplitId, 'x']; },
+        (a) => { a.ServicePorts = []; },
+        (a) => { (a as unknown as Record<string, unknown>).Extra = 1; },
+        (a) => { (a.Tasks[0] as unknown as Record<string, unknown>).Extra = { deep: [1] }; },
+        (a) => { (a.Env as Record<string, unknown>).OBJ = { secret: 'x' }; },
+      ];
+      for (const [i, mutate] of mutations.entries()) {
+        const changed = jsonClone(base);
+        mutate(changed);
+        expect(sameApp(base, changed), `mutation ${i}`).to.equal(jsonEqual(base, changed));
+        expect(sameApp(changed, base), `mutation ${i} reversed`).to.equal(jsonEqual(changed, base));
+      }
     });
 
     it('keeps the memo bounded to the apps of the last render', () => {
