@@ -1,0 +1,183 @@
+/**
+ * Bamboo's web UI: the apps and their rules, the rule editor, the worker fleet. A plain client of
+ * the public REST API (docs/api.md), loaded as ES modules without a build step.
+ *
+ * Data flow: refresh() reads /api/state, /api/services?versions=1, /api/workers and /status, keeps
+ * the answers, and render() rebuilds the visible view from them (model.js -> views.js). The page
+ * polls every few seconds while visible; a save or delete refreshes at once.
+ */
+import { askToken } from './auth.js';
+import { createClient, storedToken, storeToken } from './client.js';
+import { byId, h, replace } from './dom.js';
+import { createEditor } from './editor.js';
+import { buildRows, filterRows, FILTERS } from './model.js';
+import { renderApps, renderFleet, renderHealth } from './views.js';
+
+const POLL_MS = 5000;
+
+const client = createClient({
+  askToken: async (info) => {
+    const token = await askToken(info);
+    showTokenState();
+    return token;
+  },
+});
+
+const data = {
+  state: null, // /api/state, or null before the first snapshot
+  stateError: null, // the error body when /api/state failed
+  services: {},
+  workers: null,
+  status: null,
+  loaded: false,
+};
+
+// --- refresh ---------------------------------------------------------------------------------
+
+let inFlight = null;
+let again = false;
+
+/** Reads everything again; calls made while a refresh runs ride on one more refresh after it. */
+function refresh() {
+  if (inFlight) {
+    again = true;
+    return inFlight;
+  }
+  inFlight = (async () => {
+    do {
+      again = false;
+      await load();
+    } while (again);
+    inFlight = null;
+  })();
+  return inFlight;
+}
+
+async function load() {
+  const [state, services, workers, status] = await Promise.allSettled([
+    client.request('GET', '/api/state'),
+    client.request('GET', '/api/services?versions=1'),
+    client.request('GET', '/api/workers'),
+    client.request('GET', '/status'),
+  ]);
+  const problems = [];
+  const unreachable = [state, services, workers, status].every((r) => r.status === 'rejected');
+  if (state.status === 'fulfilled') {
+    data.state = state.value.ok ? state.value.body : null;
+    data.stateError = state.value.ok ? null : state.value.body;
+    if (!state.value.ok) problems.push(`Apps from Marathon are not available: ${state.value.body?.message ?? state.value.status}`);
+  }
+  if (services.status === 'fulfilled') {
+    if (services.value.ok) data.services = services.value.body ?? {};
+    else problems.push(`Rules cannot be read: ${services.value.body?.message ?? services.value.status}`);
+  }
+  if (workers.status === 'fulfilled') data.workers = workers.value.ok ? workers.value.body : null;
+  data.status = status.status === 'fulfilled' ? status.value.body : null;
+  if (unreachable) problems.splice(0, problems.length, 'The API cannot be reached; showing the last data read. Retrying every few seconds.');
+  data.loaded = true;
+  showBanner(problems.join(' '));
+  render();
+}
+
+function showBanner(text) {
+  const banner = byId('banner');
+  banner.hidden = !text;
+  if (banner.textContent !== text) banner.textContent = text;
+}
+
+// --- render ----------------------------------------------------------------------------------
+
+/** Rebuilding a table must not lose the keyboard focus or an opened "more tasks" list. */
+function keepingFocus(fn) {
+  const active = document.activeElement;
+  const focusKey = active instanceof HTMLElement ? active.dataset.focusKey : undefined;
+  const openKeys = new Set([...document.querySelectorAll('details[open]')].map((d) => d.dataset.key));
+  fn();
+  for (const d of document.querySelectorAll('details')) if (openKeys.has(d.dataset.key)) d.open = true;
+  if (focusKey && !(document.activeElement instanceof HTMLElement && document.activeElement.dataset.focusKey === focusKey)) {
+    const again = [...document.querySelectorAll('[data-focus-key]')].find((el) => el.dataset.focusKey === focusKey);
+    if (again) again.focus();
+  }
+}
+
+function render() {
+  if (!data.loaded) return;
+  const now = Date.now();
+  const rows = buildRows(data.state, data.services, data.workers?.workers ?? []);
+  const query = byId('search').value;
+  const filter = byId('filter').value;
+  keepingFocus(() => {
+    renderHealth(data.status, now);
+    renderApps(filterRows(rows, query, filter), rows.length, { snapshotMissing: data.state === null, filtered: query.trim() !== '' || filter !== 'all' });
+    renderFleet(data.workers, rows, now);
+  });
+}
+
+// --- views and navigation --------------------------------------------------------------------
+
+function showView(fromUser) {
+  const fleet = location.hash === '#fleet';
+  byId('view-apps').hidden = fleet;
+  byId('view-fleet').hidden = !fleet;
+  for (const [id, on] of [['nav-apps', !fleet], ['nav-fleet', fleet]]) {
+    if (on) byId(id).setAttribute('aria-current', 'page');
+    else byId(id).removeAttribute('aria-current');
+  }
+  document.title = fleet ? 'Worker fleet · Bamboo' : 'Apps and rules · Bamboo';
+  if (fromUser) {
+    const title = byId(fleet ? 'fleet-title' : 'apps-title');
+    title.tabIndex = -1;
+    title.focus();
+  }
+}
+
+function showTokenState() {
+  byId('token-state').hidden = !storedToken();
+}
+
+function notice(text) {
+  const el = byId('notice');
+  el.textContent = text;
+}
+
+// --- wiring ----------------------------------------------------------------------------------
+
+const editor = createEditor({
+  client,
+  onDone(result, returnFocus) {
+    if (result.message) notice(result.message);
+    showTokenState();
+    const focusKey = returnFocus instanceof HTMLElement ? returnFocus.dataset.focusKey : undefined;
+    const done = result.changed ? refresh() : Promise.resolve();
+    void done.then(() => {
+      const target = returnFocus instanceof HTMLElement && returnFocus.isConnected
+        ? returnFocus
+        : [...document.querySelectorAll('[data-focus-key]')].find((el) => el.dataset.focusKey === focusKey) ?? byId('search');
+      target.focus();
+    });
+  },
+});
+
+replace(byId('filter'), FILTERS.map((f) => h('option', { value: f.value }, f.label)));
+byId('search').addEventListener('input', render);
+byId('filter').addEventListener('change', render);
+byId('refresh').addEventListener('click', () => void refresh());
+byId('new-rule').addEventListener('click', (ev) => void editor.open(null, ev.currentTarget));
+byId('apps').addEventListener('click', (ev) => {
+  const button = ev.target instanceof Element ? ev.target.closest('button[data-edit]') : null;
+  if (button) void editor.open(button.dataset.edit, button);
+});
+byId('forget-token').addEventListener('click', () => {
+  storeToken(null);
+  showTokenState();
+  notice('The token was forgotten; the next change will ask for it.');
+  byId('search').focus();
+});
+window.addEventListener('hashchange', () => showView(true));
+
+showView(false);
+showTokenState();
+void refresh();
+setInterval(() => {
+  if (document.visibilityState === 'visible') void refresh();
+}, POLL_MS);

@@ -1,0 +1,165 @@
+/**
+ * Rendering of the two views and the health line from the rows of model.js. Everything is built
+ * with h() (text nodes only). State is shown with words and symbols, not colour alone.
+ */
+import { h, replace, byId } from './dom.js';
+import { ago, pendingRules } from './model.js';
+
+const VISIBLE_TASKS = 6;
+
+function badge(kind, text, title) {
+  return h('span', { class: `badge ${kind}`, title }, text);
+}
+
+function mark(symbol) {
+  return h('span', { class: 'mark', 'aria-hidden': 'true' }, symbol);
+}
+
+function when(at, now) {
+  if (!at) return h('span', { class: 'muted' }, 'never');
+  const d = new Date(at);
+  return h('time', { datetime: d.toISOString(), title: d.toLocaleString() }, ago(at, now));
+}
+
+function taskItem(t) {
+  const kind = t.serving ? 'ok' : t.alive ? 'warn' : 'bad';
+  return h('li', { class: `task ${kind}`, title: `${t.id}${t.state ? ` (${t.state})` : ''}` },
+    mark(t.serving ? '✓' : t.alive ? '…' : '✗'), ' ', h('code', {}, t.address), ' ', h('span', { class: 'task-state' }, t.label));
+}
+
+function tasksCell(r) {
+  if (!r.inMarathon) return h('td', { class: 'muted' }, 'not running in Marathon');
+  if (r.tasks.length === 0) return h('td', {}, h('span', { class: 'warn-text' }, mark('✗'), ' no tasks'));
+  const list = (tasks) => h('ul', { class: 'tasks' }, tasks.map(taskItem));
+  const rest = r.tasks.slice(VISIBLE_TASKS);
+  return h('td', {},
+    h('div', { class: r.unhealthy ? 'summary-line warn-text' : 'summary-line' }, `${r.serving} of ${r.tasks.length} serving`),
+    list(r.tasks.slice(0, VISIBLE_TASKS)),
+    rest.length > 0 ? h('details', { dataset: { key: `tasks:${r.id}` } }, h('summary', {}, `${rest.length} more`), list(rest)) : null,
+  );
+}
+
+function ruleCell(r) {
+  return h('td', {},
+    h('code', { class: r.custom ? 'rule' : 'rule default' }, r.rule),
+    ' ',
+    r.custom
+      ? badge('custom', `custom · v${r.record.Version ?? '?'}`, 'A rule stored in ZooKeeper for this app')
+      : badge('default', 'default', "No rule is stored: the template's default rule for the app id applies"),
+  );
+}
+
+function fleetCell(r) {
+  const { applied, pending, quarantined, workers } = r.rollout;
+  if (workers === 0) return h('td', { class: 'muted' }, 'no workers');
+  const parts = [];
+  if (pending.length === 0 && quarantined.length === 0) {
+    parts.push(h('div', { class: 'ok-text' }, mark('✓'), ` applied on all ${workers}`));
+  }
+  if (pending.length > 0) {
+    parts.push(h('div', { class: 'warn-text pending' }, mark('○'), ` not yet applied on ${pending.length} of ${workers}: `, pending.join(', ')));
+    if (applied.length > 0) parts.push(h('div', { class: 'muted' }, `applied on ${applied.join(', ')}`));
+  }
+  if (quarantined.length > 0) {
+    parts.push(h('div', { class: 'bad-text' }, mark('⚠'), ' quarantined on ', quarantined.join(', ')));
+  }
+  return h('td', {}, parts);
+}
+
+/** The apps table (already filtered rows), or an empty-state line. */
+export function renderApps(rows, total, { snapshotMissing, filtered }) {
+  const tbody = byId('apps').querySelector('tbody');
+  replace(tbody, rows.map((r) => {
+    const action = r.record ? 'Edit rule' : 'Add rule';
+    return h('tr', { dataset: { app: r.id } },
+      h('th', { scope: 'row' }, h('code', { class: 'app-id' }, r.id), r.inMarathon ? null : h('div', {}, badge('orphan', 'not in Marathon', 'A stored rule whose app Marathon does not run'))),
+      tasksCell(r),
+      ruleCell(r),
+      fleetCell(r),
+      h('td', { class: 'actions' },
+        h('button', { type: 'button', class: 'edit', 'aria-label': `${action} for ${r.id}`, dataset: { edit: r.id, focusKey: `edit:${r.id}` } }, action)),
+    );
+  }));
+  byId('count').textContent = filtered ? `${rows.length} of ${total} apps` : `${total} apps`;
+  const empty = byId('apps-empty');
+  empty.hidden = rows.length > 0;
+  empty.textContent = total === 0
+    ? snapshotMissing ? 'No Marathon snapshot yet, and no rule is stored.' : 'Marathon runs no app and no rule is stored.'
+    : 'No app matches the search and filter.';
+  byId('apps').hidden = rows.length === 0;
+}
+
+function outcomeBadge(outcome) {
+  const good = outcome === 'noop' || outcome === 'reloaded';
+  return badge(good ? 'ok' : outcome ? 'bad' : 'default', outcome || 'none');
+}
+
+/** The fleet view from /api/workers and the app rows (for the rule rollout table). */
+export function renderFleet(answer, rows, now) {
+  const workers = answer?.workers ?? [];
+  const upToDate = workers.filter((w) => w.upToDate).length;
+  byId('fleet-summary').textContent = answer
+    ? `Latest snapshot version ${answer.snapshotVersion} · ${answer.rules} rules stored · ${workers.length} workers, ${upToDate} up to date`
+    : 'The worker list cannot be read right now.';
+  const tbody = byId('workers').querySelector('tbody');
+  replace(tbody, workers.map((w) => {
+    const stale = w.staleRules ?? [];
+    const quarantined = w.quarantined ?? [];
+    return h('tr', { dataset: { worker: w.name } },
+      h('th', { scope: 'row' },
+        h('div', { class: 'worker-name' }, w.name),
+        h('div', { class: 'muted' }, `${w.host}${w.mode ? ` · ${w.mode}` : ''}`),
+        w.upToDate ? badge('ok', 'up to date') : badge('warn', 'behind')),
+      h('td', {},
+        h('div', {}, `version ${w.snapshotVersion} `, w.snapshotUpToDate ? badge('ok', 'latest') : badge('warn', `latest is ${answer.snapshotVersion}`)),
+        w.configHash ? h('div', { class: 'muted' }, 'config ', h('code', { title: w.configHash }, String(w.configHash).slice(0, 12))) : null),
+      h('td', { class: 'outcome' },
+        h('div', {}, outcomeBadge(w.lastOutcome), ' ', when(w.lastOutcomeAt, now)),
+        w.lastReason ? h('div', { class: 'reason' }, w.lastReason) : null),
+      h('td', {}, quarantined.length === 0
+        ? h('span', { class: 'muted' }, 'none')
+        : h('ul', { class: 'plain' }, quarantined.map((id) => h('li', {}, mark('⚠'), ' ', h('code', {}, id))))),
+      h('td', {}, stale.length === 0
+        ? h('span', { class: 'ok-text' }, mark('✓'), ' all applied')
+        : [h('div', { class: 'warn-text' }, mark('○'), ` ${stale.length} not yet applied:`), h('ul', { class: 'plain' }, stale.map((id) => h('li', {}, h('code', {}, id))))]),
+    );
+  }));
+  byId('workers').hidden = workers.length === 0;
+  byId('workers-empty').hidden = workers.length > 0;
+
+  const pending = pendingRules(rows);
+  const box = byId('rollout');
+  if (workers.length === 0) {
+    replace(box, h('p', { class: 'muted' }, 'No worker to compare with.'));
+  } else if (pending.length === 0) {
+    replace(box, h('p', { class: 'ok-text' }, mark('✓'), ' Every rule is applied on every worker.'));
+  } else {
+    replace(box, h('table', { class: 'grid', id: 'rollout-table' },
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'App'), h('th', { scope: 'col' }, 'Rule'), h('th', { scope: 'col' }, 'Not yet applied on'))),
+      h('tbody', {}, pending.map((p) => h('tr', { dataset: { app: p.id } },
+        h('th', { scope: 'row' }, h('code', { class: 'app-id' }, p.id)),
+        h('td', {}, h('code', { class: p.custom ? 'rule' : 'rule default' }, p.rule), ' ', p.version === null ? badge('default', 'default (rule deleted)') : badge('custom', `v${p.version}`)),
+        h('td', {}, p.pending.join(', ')),
+      ))),
+    ));
+  }
+}
+
+/** The health line in the header, from GET /status (null: the API is unreachable). */
+export function renderHealth(status, now) {
+  const el = byId('health');
+  if (!status) {
+    el.className = 'health bad';
+    replace(el, mark('✗'), ' API unreachable');
+    return;
+  }
+  const parts = [`API ${status.status}`];
+  parts.push(status.zookeeper?.connected ? 'ZooKeeper connected' : 'ZooKeeper lost');
+  const lf = status.marathon?.lastFetch;
+  parts.push(lf ? `Marathon ${lf.ok ? 'fetched' : 'fetch failed'} ${ago(lf.at, now)}` : 'Marathon not fetched yet');
+  if (status.snapshot) parts.push(`snapshot v${status.snapshot.version} (${status.snapshot.apps} apps)`);
+  el.className = `health ${status.status === 'ok' ? 'ok' : status.status === 'degraded' ? 'warn' : 'bad'}`;
+  replace(el, mark(status.status === 'ok' ? '●' : '▲'), ' ', parts.join(' · '));
+  if (lf && !lf.ok && lf.error) el.title = String(lf.error);
+  else el.removeAttribute('title');
+}
