@@ -144,12 +144,12 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
     started.push(() => worker.stop('SIGTERM', 8000));
 
     for (const [i, url] of uiUrls.entries()) {
-      await waitFor(async () => (await httpGet(`${url}status`)).status === 200, `api ${i + 1} at ${url} (log: ${join(dir, `api-${i + 1}.log`)})`, 30000, 100);
+      await waitFor(async () => (await httpGet(`${url}status`)).status === 200, `api ${i + 1} at ${url} (log: ${join(dir, `api-${i + 1}.log`)}; ${apis[i].output().slice(-500)})`, 30000, 100);
     }
     const haproxyUrl = `http://127.0.0.1:${httpPort}/`;
     await waitFor(
       async () => (await httpGet(`${haproxyUrl}demo/web/`)).status === 200,
-      `HAProxy to route /demo/web (worker log: ${join(dir, 'worker.log')})`,
+      `HAProxy to route /demo/web (worker log: ${join(dir, 'worker.log')}; ${worker.output().slice(-500)})`,
       30000,
       100,
     );
