@@ -423,12 +423,22 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
     expect(await zk.get(path)).to.equal(null);
   });
 
-  it('serves the web UI page at /', async () => {
+  it('serves the web UI page at / and its files under /ui/, and nothing else from disk', async () => {
     const api = await start();
     const r = await call('GET', `${api.url}/`);
     expect(r.status).to.equal(200);
     expect(r.headers.get('content-type')).to.include('text/html');
-    expect(r.text).to.include('/api/services');
+    const refs = [...r.text.matchAll(/(?:src|href)="(\/ui\/[^"]+)"/g)].map((m) => m[1]);
+    for (const ref of refs) {
+      const f = await call('GET', api.url + ref);
+      expect(f.status, ref).to.equal(200);
+      expect(f.headers.get('content-type'), ref).to.match(/text\/(javascript|css)/);
+    }
+    for (const bad of ['/ui/../main.ts', '/ui/%2E%2E%2Fmain.ts', '/ui/.hidden.js', '/ui/nope.js', '/ui/app.ts']) {
+      const f = await call('GET', api.url + bad);
+      expect(f.status, bad).to.equal(404);
+      expect(f.json.code).to.equal('BAMBOO_NOT_FOUND');
+    }
   });
 
   it('answers in-process through app.inject as well', async () => {
