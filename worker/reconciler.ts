@@ -67,7 +67,11 @@ export interface ApplyOutcome {
   snapshotVersion: number;
   /** Apps left out of the rendered config (sorted by id). */
   quarantined: QuarantinedApp[];
+  /** Time spent per stage (ms): read, render, validate, wait, install, reload, cleanup. */
+  stages: Partial<Record<Stage, number>>;
 }
+
+export type Stage = 'read' | 'render' | 'validate' | 'wait' | 'install' | 'reload' | 'cleanup';
 
 /** Everything a reconcile reads: one Marathon snapshot and every service record. */
 export interface DesiredState {
@@ -176,6 +180,8 @@ export class Reconciler extends EventEmitter {
   private readonly sleepers = new Set<() => void>();
   private idleWaiters: Array<() => void> = [];
   private hintedSnapshotVersion = -1;
+  /** Stage timings of the reconcile in progress. */
+  private stages: Partial<Record<Stage, number>> = {};
 
   constructor(opts: ReconcilerOptions) {
     super();
@@ -328,6 +334,7 @@ export class Reconciler extends EventEmitter {
       reason: o.reason,
       triggers: o.triggers,
       ms: o.ms,
+      stages: o.stages,
       snapshotVersion: o.snapshotVersion,
       configHash: o.configHash?.slice(0, 12) ?? null,
       quarantined: o.quarantined.map((q) => q.appId),
@@ -354,6 +361,7 @@ export class Reconciler extends EventEmitter {
       ms: at - startedAt,
       configHash: this.running?.confirmed ? this.running.hash : null,
       ...extra,
+      stages: { ...this.stages },
     };
   }
 
@@ -361,13 +369,24 @@ export class Reconciler extends EventEmitter {
   // One reconcile
   // ---------------------------------------------------------------------------------------------
 
+  /** Runs one stage and adds its duration to the reconcile's stage timings. */
+  private async timed<T>(stage: Stage, fn: () => Promise<T> | T): Promise<T> {
+    const t = performance.now();
+    try {
+      return await fn();
+    } finally {
+      this.stages[stage] = Math.round(((this.stages[stage] ?? 0) + performance.now() - t) * 10) / 10;
+    }
+  }
+
   private async reconcileOnce(initialTriggers: string[], startedAt: number): Promise<ApplyOutcome> {
     let triggers = initialTriggers;
+    this.stages = {};
     for (;;) {
       // Stage 1: read the full desired state.
       let desired: DesiredState;
       try {
-        desired = await this.o.source.read();
+        desired = await this.timed('read', () => this.o.source.read());
       } catch (err) {
         this.readFailures++;
         const delay = this.scheduleRetry(this.readFailures, false);
@@ -396,7 +415,7 @@ export class Reconciler extends EventEmitter {
       // Stage 5: wait for the reload slot (minimum reload interval, backoff after a failed reload).
       const notBefore = Math.max(this.lastReloadAt + this.o.minReloadIntervalMs, this.retryNotBefore);
       if (notBefore > Date.now()) {
-        await this.sleep(notBefore - Date.now());
+        await this.timed('wait', () => this.sleep(notBefore - Date.now()));
         if (this.closed) {
           await removeQuietly(plan.tempPath);
           return this.outcome('noop', 'shutting down before the reload slot', triggers, startedAt, extra);
@@ -430,20 +449,22 @@ export class Reconciler extends EventEmitter {
       const quarantined = [...quarantine.values()].sort((a, b) => (a.appId < b.appId ? -1 : 1));
       let rendered: { text: string; origins: Origin[] };
       try {
-        rendered = this.o.renderer.render(data, this.o.settings);
+        rendered = await this.timed('render', () => this.o.renderer.render(data, this.o.settings));
       } catch (err) {
         const msg = err instanceof TemplateError ? err.message : `render failed: ${(err as Error).message}`;
         return { kind: 'invalid', reason: `template failed: ${msg}`, hash: null, quarantined, snapshotVersion };
       }
-      const hash = sha256(rendered.text);
+      const hash = await this.timed('render', () => sha256(rendered.text));
       lastHash = hash;
       if (this.running?.confirmed && hash === this.running.hash) return { kind: 'unchanged', hash, quarantined, snapshotVersion };
 
       let result = this.invalidCache.get(hash);
       let tempPath: string | null = null;
       if (!result) {
-        tempPath = await this.writeTemp(rendered.text);
-        result = await this.o.validate(tempPath);
+        const text = rendered.text;
+        tempPath = await this.timed('validate', () => this.writeTemp(text));
+        const path = tempPath;
+        result = await this.timed('validate', () => this.o.validate(path));
         if (!result.ok) {
           await removeQuietly(tempPath);
           tempPath = null;
@@ -497,8 +518,8 @@ export class Reconciler extends EventEmitter {
   private async applyByReload(plan: Extract<Plan, { kind: 'apply' }>, triggers: string[], startedAt: number): Promise<ApplyOutcome> {
     const previous = this.running;
     const extra = { candidateHash: plan.hash, snapshotVersion: plan.snapshotVersion, quarantined: plan.quarantined };
-    await this.install(plan.tempPath);
-    const reload = await this.o.haproxy.reload();
+    await this.timed('install', () => this.install(plan.tempPath));
+    const reload = await this.timed('reload', () => this.o.haproxy.reload());
     this.lastReloadAt = Date.now();
     if (!reload.ok) {
       this.reloadFailures++;
@@ -531,7 +552,7 @@ export class Reconciler extends EventEmitter {
     this.o.metrics.reloadDone(reload.ms);
     this.o.metrics.quarantined(plan.quarantined.length);
     await this.writeAtomic(this.lastGoodPath, plan.text).catch((err: Error) => this.o.log.warn({ err: err.message }, 'could not write the last good config'));
-    await this.cleanup();
+    await this.timed('cleanup', () => this.cleanup());
     let reason = describeChange(previous, plan);
     if (plan.quarantined.length) reason += `; quarantined ${plan.quarantined.map((q) => `${q.appId} (${q.level})`).join(', ')}`;
     return this.outcome('reloaded', reason, triggers, startedAt, extra);
