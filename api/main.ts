@@ -56,7 +56,8 @@ export function parseBind(bind: string): { host: string; port: number } {
 }
 
 function isWildcard(host: string): boolean {
-  return host === '0.0.0.0' || host === '::' || host === '*' || host === '';
+  const h = host.replace(/^\[(.*)\]$/, '$1');
+  return h === '0.0.0.0' || h === '::' || h === '*' || h === '';
 }
 
 /** The ZeroMQ address workers should connect to: the bound one with a reachable host. */

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Subscriber } from 'zeromq';
-import { runApi, type RunningApi } from '../api/main.js';
+import { advertisedZmq, parseBind, runApi, type RunningApi } from '../api/main.js';
 import { loadConfig, type Config } from '../common/config.js';
 import { ERROR_CODES, errorCodesTable } from '../common/errors.js';
 import { createLogger, silentLogger } from '../common/log.js';
@@ -523,6 +523,16 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
         await own.stop();
       }
     });
+  });
+
+  it('parses bind addresses and advertises a reachable ZeroMQ address', () => {
+    expect(parseBind(':8000')).to.deep.equal({ host: '0.0.0.0', port: 8000 });
+    expect(parseBind('127.0.0.1:0')).to.deep.equal({ host: '127.0.0.1', port: 0 });
+    expect(parseBind('[::1]:80')).to.deep.equal({ host: '::1', port: 80 });
+    expect(() => parseBind('8000')).to.throw(/host:port/);
+    expect(advertisedZmq('tcp://0.0.0.0:5556', 'lb.example')).to.equal('tcp://lb.example:5556');
+    expect(advertisedZmq('tcp://127.0.0.1:4000', '')).to.equal('tcp://127.0.0.1:4000');
+    expect(advertisedZmq('tcp://[::]:5556', '')).not.to.include('[::]');
   });
 
   it('picks the ports it was told: a free one for 127.0.0.1:0 and a given one', async () => {
