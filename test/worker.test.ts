@@ -140,8 +140,8 @@ describe('worker (real ZooKeeper, ZeroMQ, HAProxy)', function () {
       const all = await api.control.workers();
       return all.length === 1 && all[0].lastOutcome === 'reloaded' ? all : null;
     }, 'the status record in ZooKeeper');
-    expect(records[0]).to.include({ configHash: sha256(cfgText(s)), mode: 'command' });
-    expect(records[0].snapshotVersion).to.be.at.least(0);
+    expect(records![0]).to.include({ configHash: sha256(cfgText(s)), mode: 'command' });
+    expect(records![0].snapshotVersion).to.be.at.least(0);
     await w.close();
     await waitFor(async () => (await api.control.workers()).length === 0, 'the status record to go with the worker');
   });
@@ -301,7 +301,7 @@ describe('worker (real ZooKeeper, ZeroMQ, HAProxy)', function () {
       const c = await statsd.counters();
       return (c['bamboo-test.haproxy.reload.marathon.reloaded'] ?? 0) >= 2 ? c : null;
     }, 'the reload counter in StatsD');
-    expect(counters['bamboo-test.reconcile.reloaded']).to.be.at.least(2);
+    expect(counters!['bamboo-test.reconcile.reloaded']).to.be.at.least(2);
     const timers = await statsd.timers();
     expect(timers['bamboo-test.haproxy.reload.marathon.duration']).to.have.length.at.least(2);
   });
