@@ -38,6 +38,9 @@ export interface RunningDemo {
   worker: Started;
   dir: string;
   zkConnection: string;
+  workerStatusUrl: string;
+  /** Stops the worker (SIGTERM, or SIGKILL to simulate a crash) and starts a new one on the same files. */
+  restartWorker(signal?: NodeJS.Signals): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -130,17 +133,19 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
 
     const httpPort = opts.httpPort ?? (await freePort());
     const workerPort = await freePort();
-    const worker = startProcess(process.execPath, [bin, 'worker', '--bind', `127.0.0.1:${workerPort}`, '--log', join(dir, 'worker.log')], {
-      env: {
-        ...process.env,
-        ...common,
-        HAPROXY_OUTPUT_PATH: join(dir, 'haproxy', 'haproxy.cfg'),
-        HAPROXY_HTTP_BIND: `127.0.0.1:${httpPort}`,
-        HAPROXY_BIND_OPTIONS: 'noreuseport',
-        HAPROXY_RELOAD_CMD: '',
-        BAMBOO_WORKER_NAME: 'demo-worker',
-      },
-    });
+    const spawnWorker = () =>
+      startProcess(process.execPath, [bin, 'worker', '--bind', `127.0.0.1:${workerPort}`, '--log', join(dir, 'worker.log')], {
+        env: {
+          ...process.env,
+          ...common,
+          HAPROXY_OUTPUT_PATH: join(dir, 'haproxy', 'haproxy.cfg'),
+          HAPROXY_HTTP_BIND: `127.0.0.1:${httpPort}`,
+          HAPROXY_BIND_OPTIONS: 'noreuseport',
+          HAPROXY_RELOAD_CMD: '',
+          BAMBOO_WORKER_NAME: 'demo-worker',
+        },
+      });
+    let worker = spawnWorker();
     started.push(() => worker.stop('SIGTERM', 8000));
 
     for (const [i, url] of uiUrls.entries()) {
@@ -154,7 +159,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
       100,
     );
 
-    return {
+    const running: RunningDemo = {
       uiUrl: uiUrls[0],
       uiUrls,
       haproxyUrl,
@@ -165,8 +170,15 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
       worker,
       dir,
       zkConnection,
+      workerStatusUrl: `http://127.0.0.1:${workerPort}/status`,
+      async restartWorker(signal: NodeJS.Signals = 'SIGTERM') {
+        await worker.stop(signal, 8000);
+        worker = spawnWorker();
+        running.worker = worker;
+      },
       stop: stopAll,
     };
+    return running;
   } catch (err) {
     await stopAll();
     throw err;
