@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { sha256 } from '../common/haproxy.js';
 import type { WorkerStatus } from '../common/snapshot.js';
@@ -7,6 +8,7 @@ import { runWorker, type WorkerHandle, type WorkerOptions } from '../worker/main
 import type { ApplyOutcome } from '../worker/reconciler.js';
 import { haproxyCheck } from './support/haproxy.js';
 import { httpGet, startBackend, type Backend } from './support/http.js';
+import { freePort } from './support/ports.js';
 import { waitFor } from './support/process.js';
 import { startStatsd } from './support/statsd.js';
 import { startZooKeeper } from './support/zookeeper.js';
@@ -229,6 +231,82 @@ describe('worker (real ZooKeeper, ZeroMQ, HAProxy)', function () {
     await waitFor(() => w.reconciler.counts.reloaded >= 1 && !w.reconciler.busy, 'an apply despite the broken app');
     expect(w.reconciler.running!.quarantined.map((q) => [q.appId, q.level])).to.deep.equal([['/broken', 'app']]);
     expect(cfgText(s)).to.contain('backend ::fine-cluster').and.not.contain('::broken');
+  });
+
+  it('never installs a config that fails validation outside any app, and keeps the last good one', async () => {
+    const s = await testSetup();
+    const api = await fakeApi(s);
+    const template = join(s.dir, 'global.cfg.liquid');
+    // A directive outside every app block that becomes invalid once there are two apps.
+    writeFileSync(
+      template,
+      [
+        'global',
+        '{%- if Apps.size > 1 %}',
+        '    no_such_global_directive',
+        '{%- endif %}',
+        'defaults',
+        '    mode http',
+        '    timeout connect 5s',
+        '    timeout client 5s',
+        '    timeout server 5s',
+        'frontend web',
+        `    bind 127.0.0.1:${s.httpPort}`,
+        '{%- for app in Apps %}{% app app %}',
+        '    use_backend {{ app.EscapedId }} if { path_beg {{ app.Id }} }',
+        '{%- endapp %}{% endfor %}',
+        '{%- for app in Apps %}{% app app %}',
+        'backend {{ app.EscapedId }}',
+        '{%- endapp %}{% endfor %}',
+        '',
+      ].join('\n'),
+    );
+    await api.setApps([marathonApp('/one', [{ port: 21040 }])]);
+    const w = await worker(s, { 'HAProxy.ReloadCommand': 'true', 'HAProxy.TemplatePath': template });
+    const seen = outcomes(w);
+    await waitFor(() => w.reconciler.counts.reloaded === 1 && !w.reconciler.busy, 'the first config');
+    const good = cfgText(s);
+
+    await api.setApps([marathonApp('/one', [{ port: 21040 }]), marathonApp('/two', [{ port: 21041 }])]);
+    await waitFor(() => seen.some((o) => o.outcome === 'invalid'), 'the invalid outcome');
+    const invalid = seen.find((o) => o.outcome === 'invalid')!;
+    expect(invalid.reason).to.contain('no_such_global_directive');
+    expect(cfgText(s)).to.equal(good);
+    expect(readFileSync(`${s.outputPath}.last-good`, 'utf8')).to.equal(good);
+    expect(readFileSync(`${s.outputPath}.last-failed`, 'utf8')).to.contain('no_such_global_directive');
+    expect(w.status().lastOutcome).to.equal('invalid');
+    expect(w.reconciler.counts.reloaded).to.equal(1);
+  });
+
+  it('restores the last good config when a managed reload fails, and retries until it succeeds', async () => {
+    const s = await testSetup();
+    const api = await fakeApi(s);
+    const web = await backend('web');
+    // Something else holds the port a new TCP listener wants: haproxy -c passes, the reload cannot bind.
+    const blocker = createServer();
+    const tcpPort = await freePort();
+    await new Promise<void>((r) => blocker.listen(tcpPort, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => blocker.close(r)));
+    await api.setApps([marathonApp('/web', [{ port: web.port }])]);
+    const w = await worker(s, {}, { retryInitialMs: 300, retryMaxMs: 600 });
+    const seen = outcomes(w);
+    await waitFor(async () => (await httpGet(`http://127.0.0.1:${s.httpPort}/web`).catch(() => null))?.body.startsWith('web'), 'traffic to /web');
+    await w.reconciler.whenIdle();
+    const good = cfgText(s);
+
+    await api.setApps([
+      marathonApp('/web', [{ port: web.port }]),
+      marathonApp('/tcp', [{ port: web.port }], { env: { BAMBOO_TCP_PORT: String(tcpPort) } }),
+    ]);
+    await waitFor(() => seen.some((o) => o.outcome === 'reload-failed'), 'the failed reload', 20000);
+    expect(cfgText(s)).to.equal(good);
+    expect(readFileSync(`${s.outputPath}.last-failed`, 'utf8')).to.contain(`:${tcpPort}`);
+    expect((await httpGet(`http://127.0.0.1:${s.httpPort}/web`)).body).to.match(/^web/);
+
+    await new Promise((r) => blocker.close(r));
+    await waitFor(() => cfgText(s).includes(`:${tcpPort}`) && w.reconciler.last?.outcome === 'reloaded', 'a retry to succeed', 20000);
+    expect(seen.filter((o) => o.outcome === 'reloaded').at(-1)!.triggers).to.include('retry');
+    expect((await httpGet(`http://127.0.0.1:${tcpPort}/tcp`)).body).to.match(/^web/);
   });
 
   it('times out a hung reload command, kills it, and applies the next change', async () => {
