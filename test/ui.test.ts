@@ -455,6 +455,7 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
       expect(await text(row(page, '/shop/web').locator('td').nth(2))).to.equal('○ not yet applied on 1 of 2: haproxy-b applied on haproxy-a');
       expect(await text(row(page, '/shop/api').locator('td').nth(2))).to.equal('✓ applied on all 2');
       expect(await text(row(page, '/tools/grafana').locator('td').nth(2))).to.equal('⚠ quarantined on haproxy-b');
+      await screenshot(page, '5-apps-with-fleet');
       await page.locator('#filter').selectOption('pending');
       expect(await shownIds(page)).to.deep.equal(['/shop/web']);
     } finally {
