@@ -6,9 +6,10 @@
  */
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync, appendFileSync, mkdirSync, copyFileSync, chmodSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync, appendFileSync, mkdirSync, copyFileSync, chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { PROJECT_ROOT, SCHEMA, loadConfig } from '../common/config.js';
@@ -91,6 +92,46 @@ function present(path: string): boolean {
   }
 }
 
+/**
+ * One packaging run per machine at a time: the package, its user and dpkg's lock are machine-wide.
+ * A directory is created atomically; a lock left by a process that died is taken over.
+ */
+const LOCK = join(tmpdir(), 'bamboo-packaging-test.lock');
+function takeMachineLock(): boolean {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      mkdirSync(LOCK);
+      writeFileSync(join(LOCK, 'pid'), String(process.pid));
+      return true;
+    } catch {
+      let holder = 0;
+      try {
+        holder = Number(readFileSync(join(LOCK, 'pid'), 'utf8'));
+      } catch {
+        /* being written, or half-removed */
+      }
+      let alive = false;
+      try {
+        if (holder > 0) process.kill(holder, 0);
+        alive = holder > 0;
+      } catch {
+        alive = false;
+      }
+      if (alive) return false;
+      if (holder === 0) {
+        // No pid yet: a run is starting right now, unless the directory is old.
+        try {
+          if (Date.now() - statSync(LOCK).mtimeMs < 10 * 60_000) return false;
+        } catch {
+          continue;
+        }
+      }
+      rmSync(LOCK, { recursive: true, force: true });
+    }
+  }
+  return false;
+}
+
 function mode(path: string): string {
   return (statSync(path).mode & 0o7777).toString(8).padStart(4, '0');
 }
@@ -107,12 +148,15 @@ describe('packaging and deployment', function () {
     let userExisted = true;
     let groupExisted = true;
     let active = false;
+    let locked = false;
 
     before(async function () {
       if (process.getuid?.() !== 0) skipBecause(this, 'installing a .deb with dpkg -i needs root (CI runs the tests as root)');
       for (const tool of ['dpkg-deb', 'dpkg', 'dpkg-statoverride', 'systemd-analyze', 'runuser']) {
         if ((await run('sh', ['-c', `command -v ${tool}`])).code !== 0) skipBecause(this, `${tool} is not installed: not a Debian machine`);
       }
+      if (!takeMachineLock()) skipBecause(this, `another packaging test run on this machine holds ${LOCK}`);
+      locked = true;
       const status = await run('dpkg-query', ['-W', '-f', '${db:Status-Abbrev}', 'bamboo']);
       if (status.code === 0 && /^[a-z]i/.test(status.stdout)) {
         skipBecause(this, 'a bamboo package is already installed on this machine; the test would replace and purge it');
@@ -135,11 +179,16 @@ describe('packaging and deployment', function () {
     });
 
     after(async function () {
-      if (!active && !deb1) return;
-      // Leave the machine as found: no package, no enable symlinks, no user we created.
-      await run('dpkg', ['--purge', 'bamboo']);
-      if (!userExisted) await run('userdel', ['bamboo']);
-      if (!groupExisted && (await run('getent', ['group', 'bamboo'])).code === 0) await run('groupdel', ['bamboo']);
+      if (!locked) return;
+      try {
+        if (!active && !deb1) return;
+        // Leave the machine as found: no package, no enable symlinks, no user we created.
+        await run('dpkg', ['--purge', 'bamboo']);
+        if (!userExisted) await run('userdel', ['bamboo']);
+        if (!groupExisted && (await run('getent', ['group', 'bamboo'])).code === 0) await run('groupdel', ['bamboo']);
+      } finally {
+        rmSync(LOCK, { recursive: true, force: true });
+      }
     });
 
     it('builds a .deb with dpkg-deb whose metadata, conffiles and contents are complete', async () => {

@@ -31,8 +31,8 @@ arch="$(dpkg --print-architecture)"   # production node_modules hold a native ad
 pkgver="$(node -p 'require(process.argv[1]).version' "$repo/package.json")"
 version="${BAMBOO_DEB_VERSION:-${pkgver//-/\~}-1}"
 case "${BAMBOO_DEB_NODEJS:-depends}" in
-  depends)    depends="nodejs (>= 20), adduser"; recommends="haproxy (>= 2.2)" ;;
-  recommends) depends="adduser";                 recommends="nodejs (>= 20), haproxy (>= 2.2)" ;;
+  depends)    depends="nodejs (>= 20), adduser"; recommends="haproxy (>= 2.6)" ;;
+  recommends) depends="adduser";                 recommends="nodejs (>= 20), haproxy (>= 2.6)" ;;
   *) die "BAMBOO_DEB_NODEJS must be depends or recommends" ;;
 esac
 
