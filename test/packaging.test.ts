@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { PROJECT_ROOT, SCHEMA, loadConfig } from '../common/config.js';
+import { startProcess } from './support/process.js';
 import { tempDir } from './support/tmp.js';
 
 const pexec = promisify(execFile);
@@ -355,6 +356,32 @@ describe('packaging and deployment', function () {
       expect(entries).to.include('dist/api/main.js');
       const script = entries.map((e) => `await import(${JSON.stringify(join(app, e))});`).join('');
       await ok(process.execPath, ['--input-type=module', '-e', script], { cwd: app });
+    });
+
+    it('runs the whole stack (bamboo demo) from the installed tree and routes a request through HAProxy', async function () {
+      if (!existsSync('/usr/share/java/zookeeper.jar') || (await run('sh', ['-c', 'command -v java && command -v haproxy'])).code !== 0) {
+        skipBecause(this, 'the demo needs ZooKeeper (java) and HAProxy, which are not installed');
+      }
+      // Production dependencies only and no TypeScript sources: the demo's api copies and worker run
+      // from dist/ exactly as a packaged install would.
+      const demo = startProcess(bamboo, ['demo', '--exit-after', '60'], { cwd: '/', env: { ...process.env, PATH: SYSTEM_PATH } });
+      try {
+        const started = Date.now();
+        let url = '';
+        while (!url && Date.now() - started < 60_000 && demo.child.exitCode === null) {
+          url = /^HAProxy: (http:\/\/\S+?)\/?$/m.exec(demo.output())?.[1] ?? '';
+          if (!url) await new Promise((r) => setTimeout(r, 200));
+        }
+        expect(url, demo.output()).to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
+        let status = 0;
+        while (status !== 200 && Date.now() - started < 60_000) {
+          status = await fetch(`${url}/demo/web/`, { signal: AbortSignal.timeout(2000) }).then((r) => r.status, () => 0);
+          if (status !== 200) await new Promise((r) => setTimeout(r, 250));
+        }
+        expect(status, demo.output()).to.equal(200);
+      } finally {
+        await demo.stop('SIGINT', 15_000);
+      }
     });
 
     it('has the entrypoint run the image role and advertise the Mesos host to workers', async () => {

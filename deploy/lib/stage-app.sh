@@ -39,7 +39,7 @@ tar -C "$repo" -cf - \
   dist | tar -C "$dest" -xf -
 
 # Files the processes read at run time next to the code (e.g. api/ui/index.html).
-(cd "$repo" && find api worker common cli -type f ! -name '*.ts' 2>/dev/null) | while IFS= read -r f; do
+(cd "$repo" && find api worker common cli -type f ! -name '*.ts' ! -name '.*' 2>/dev/null) | while IFS= read -r f; do
   mkdir -p "$dest/$(dirname "$f")"
   cp "$repo/$f" "$dest/$f"
 done
