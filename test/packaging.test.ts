@@ -68,7 +68,10 @@ function mentionedVars(text: string): string[] {
 /** Every environment variable Bamboo reads: the schema's, plus the CLI's and Docker's conventions. */
 const KNOWN_ENV = new Set([...SCHEMA.flatMap((f) => (f.env ? [f.env] : [])), 'CONFIG_PATH', 'BIND', 'BAMBOO_DOCKER_AUTO_HOST']);
 
-/** The debhelper-style build env: reuse dist/ when `npm test` (or the developer) just built it. */
+/**
+ * Environment for build.sh and install.sh: package the existing dist/ when there is one (`npm test`
+ * builds first), so these tests check packaging, not compiling; without dist/ the scripts build.
+ */
 function buildEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return {
     ...process.env,
