@@ -7,7 +7,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { freePorts } from './ports.js';
-import { startProcess, waitFor, type Started } from './process.js';
+import { startProcess, type Started } from './process.js';
 import { tempDir } from './tmp.js';
 
 const JARS = ['/usr/share/java/zookeeper.jar', '/usr/share/java/slf4j-simple.jar'];
@@ -121,17 +121,21 @@ async function startNodes(count: number, opts: { dir?: string } = {}): Promise<Z
   return server;
 }
 
-/** Waits until every running node reports a Mode (leader/follower/standalone). */
+/**
+ * Waits until every running node reports a Mode (leader/follower/standalone). Fails at once, with the
+ * server's output, if a node process exits (e.g. its port was taken while it was down).
+ */
 export async function waitForServing(server: ZkServer, timeoutMs = 30000): Promise<void> {
-  await waitFor(
-    async () => {
-      const modes = await Promise.all(server.nodes.filter((n) => n.proc).map((n) => n.mode()));
-      return modes.length > 0 && modes.every((m) => m !== '');
-    },
-    'ZooKeeper to serve',
-    timeoutMs,
-    100,
-  );
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const running = server.nodes.filter((n) => n.proc);
+    const dead = running.find((n) => n.proc!.child.exitCode !== null || n.proc!.child.signalCode !== null);
+    if (dead) throw new Error(`ZooKeeper node ${dead.id} exited: ${dead.proc!.output().slice(-800)}`);
+    const modes = await Promise.all(running.map((n) => n.mode()));
+    if (modes.length > 0 && modes.every((m) => m !== '')) return;
+    if (Date.now() > deadline) throw new Error('timed out waiting for ZooKeeper to serve');
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 export function startZooKeeper(opts: { dir?: string } = {}): Promise<ZkServer> {
