@@ -216,9 +216,8 @@ describe('createRenderer', () => {
     ], services(service('/custom', 'hdr(host) -i custom.example.com'))), S).text;
 
     it('matches /app exactly or under /app/, so /app does not capture /app2', () => {
-      expect(text).to.contain('acl ::app-aclrule path -i /app\n');
-      expect(text).to.contain('acl ::app-aclrule path_beg -i /app/\n');
-      expect(text).not.to.match(/path_beg -i \/app\n/);
+      expect(text).to.contain('use_backend ::app-cluster if { path -i /app } || { path_beg -i /app/ }\n');
+      expect(text).not.to.match(/path_beg -i \/app \}/);
     });
 
     it('checks more specific ids first, so /group/app wins over /group', () => {
@@ -269,7 +268,7 @@ describe('createRenderer', () => {
       });
       expect(result.text).not.to.contain('injected');
       expect(result.text).to.contain('backend ::fine-cluster');
-      expect(result.text).to.contain('acl ::evil-aclrule path -i /evil');
+      expect(result.text).to.contain('use_backend ::evil-cluster if { path -i /evil }');
       expect(result.warnings.map((w) => [w.code, w.appId])).to.deep.equal([['acl_invalid', '/evil']]);
     });
 
