@@ -4,7 +4,7 @@ import { Zk, queryEscape, queryUnescape, ZkUnavailableError } from '../common/zk
 import { RuleStore, RuleConflictError, RuleNotFoundError, parseRecord } from '../common/rules.js';
 import { ControlStore } from '../common/snapshot.js';
 import { HintPublisher, HintSubscriber, type HintEvent } from '../common/bus.js';
-import { sharedZooKeeper, uniquePath, pauseNode, startZooKeeper } from './support/zookeeper.js';
+import { sharedZooKeeper, uniquePath, pauseNode, startZooKeeper, waitForServing } from './support/zookeeper.js';
 import { waitFor, sleep } from './support/process.js';
 import { freePort } from './support/ports.js';
 import { Writable } from 'node:stream';
@@ -152,6 +152,7 @@ describe('ZooKeeper adapter and stores (real ZooKeeper)', function () {
       }
       expect(Date.now() - t0).to.be.lessThan(6000); // bounded by the op timeout, not hanging
       await own.nodes[0].start();
+      await waitForServing(own, 60000);
       await waitFor(() => zk.connected, 'reconnect', 60000);
       expect((await zk.get('/alive'))!.data.toString()).to.equal('1');
     } finally {
