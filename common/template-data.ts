@@ -248,10 +248,10 @@ function firstTaskIp(task: Json): string {
   return '';
 }
 
-function buildApp(raw: Json, now: number, defaultGraceMs: number, warnings: Warning[]): AppData | undefined {
+function buildApp(raw: Json, index: number, now: number, defaultGraceMs: number, warnings: Warning[]): AppData | undefined {
   const app = raw as MarathonApp;
   if (typeof app.id !== 'string') {
-    warnings.push({ code: 'app_invalid', message: 'skipped an app without a string "id"' });
+    warnings.push({ code: 'app_invalid', message: `skipped apps[${index}]: it has no string "id"` });
     return undefined;
   }
   const id = normaliseAppId(app.id);
@@ -440,7 +440,7 @@ export function buildTemplateData(input: BuildTemplateDataInput): BuildTemplateD
     }
     let app: AppData | undefined;
     try {
-      app = buildApp(raw, now, defaultGraceMs, warnings);
+      app = buildApp(raw, index, now, defaultGraceMs, warnings);
     } catch (err) {
       // Defensive: the checks above should make this unreachable, but one app must never sink the rest.
       const name = typeof raw.id === 'string' ? printable(raw.id) : `apps[${index}]`;
