@@ -115,7 +115,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     outputPath,
     renderer,
     settings: haproxySettings(cfg as Config),
-    source: new ZkDesiredState(control, rules),
+    source: new ZkDesiredState(zk, control, rules, cfg.Worker.ResyncIntervalMs || 30000),
     haproxy,
     validate: (path) =>
       validateConfig(path, { binary: cfg.HAProxy.Binary, command: cfg.HAProxy.ReloadValidationCommand.trim() || undefined, timeoutMs }),

@@ -67,11 +67,11 @@ export interface ApplyOutcome {
   snapshotVersion: number;
   /** Apps left out of the rendered config (sorted by id). */
   quarantined: QuarantinedApp[];
-  /** Time spent per stage (ms): read, render, validate, wait, install, reload, cleanup. */
+  /** Time spent per stage (ms): read, build, render, validate, wait, install, reload, cleanup. */
   stages: Partial<Record<Stage, number>>;
 }
 
-export type Stage = 'read' | 'render' | 'validate' | 'wait' | 'install' | 'reload' | 'cleanup';
+export type Stage = 'read' | 'build' | 'render' | 'validate' | 'wait' | 'install' | 'reload' | 'cleanup';
 
 /** Everything a reconcile reads: one Marathon snapshot and every service record. */
 export interface DesiredState {
@@ -159,6 +159,8 @@ export class Reconciler extends EventEmitter {
   /** The model HAProxy runs (null until the first successful apply, unless given at start). */
   running: RunningModel | null = null;
   last: ApplyOutcome | null = null;
+  /** The last outcome that was not a noop (what the last apply attempt did). */
+  lastApply: ApplyOutcome | null = null;
   readonly history: ApplyOutcome[] = [];
   readonly counts: Record<OutcomeKind, number> = { noop: 0, reloaded: 0, invalid: 0, 'reload-failed': 0 };
   reconciles = 0;
@@ -326,6 +328,7 @@ export class Reconciler extends EventEmitter {
     this.reconciles++;
     this.counts[o.outcome]++;
     this.last = o;
+    if (o.outcome !== 'noop') this.lastApply = o;
     this.history.push(o);
     if (this.history.length > (this.o.historySize ?? 50)) this.history.shift();
     this.o.metrics.reconcile(o.outcome, o.ms);
@@ -438,7 +441,7 @@ export class Reconciler extends EventEmitter {
   private async plan(desired: DesiredState): Promise<Plan> {
     const services: Record<string, ServiceRecord> = {};
     for (const [id, stored] of desired.rules) services[id] = stored.record;
-    const { data: full, warnings } = buildTemplateData({ apps: desired.apps, services, now: Date.now() });
+    const { data: full, warnings } = await this.timed('build', () => buildTemplateData({ apps: desired.apps, services, now: Date.now() }));
     if (warnings.length) this.o.log.debug({ warnings: warnings.slice(0, 20), count: warnings.length }, 'template data warnings');
 
     const quarantine = new Map<string, QuarantinedApp>();

@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import type { HAProxyProcess, HAProxyState } from '../common/haproxy.js';
 import type { WorkerStatus } from '../common/snapshot.js';
 import type { Zk } from '../common/zk.js';
-import type { Reconciler, QuarantinedApp, OutcomeKind } from './reconciler.js';
+import type { ApplyOutcome, Reconciler, QuarantinedApp, OutcomeKind } from './reconciler.js';
 
 export interface StatusView extends WorkerStatus {
   healthy: boolean;
@@ -22,6 +22,9 @@ export interface StatusView extends WorkerStatus {
   quarantine: QuarantinedApp[];
   reconciles: number;
   outcomes: Record<OutcomeKind, number>;
+  /** Stage timings (ms) of the last reconcile, and of the last one that was not a noop. */
+  lastStages: ApplyOutcome['stages'];
+  lastApplyStages: ApplyOutcome['stages'];
   busy: boolean;
 }
 
@@ -77,6 +80,8 @@ export function statusView(d: StatusDeps): StatusView {
     quarantine: d.reconciler.running?.quarantined ?? [],
     reconciles: d.reconciler.reconciles,
     outcomes: { ...d.reconciler.counts },
+    lastStages: last?.stages ?? {},
+    lastApplyStages: d.reconciler.lastApply?.stages ?? {},
     busy: d.reconciler.busy,
   };
 }
