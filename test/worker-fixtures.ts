@@ -85,7 +85,7 @@ export function workerConfig(s: TestSetup, overrides: Record<string, string | nu
       'Bamboo.Zookeeper.SessionTimeoutMs': 4000,
       'HAProxy.OutputPath': s.outputPath,
       'HAProxy.HttpBind': `127.0.0.1:${s.httpPort}`,
-      'HAProxy.BindOptions': '',
+      'HAProxy.BindOptions': 'noreuseport',
       'HAProxy.CommandTimeoutMs': 10000,
       'Worker.Name': `test-worker-${s.controlPath.slice(-6)}`,
       'Worker.DebounceMs': 10,

@@ -160,6 +160,7 @@ describe('worker (real ZooKeeper, ZeroMQ, HAProxy)', function () {
     await api.setRule('/quiet/web', 'path_beg -i /nobody-told-me');
     await api.setApps([marathonApp('/quiet/web', [{ port: 21001 }]), marathonApp('/quiet/new', [{ port: 21002 }])]);
     await waitFor(() => cfgText(s).includes('path_beg -i /nobody-told-me') && cfgText(s).includes('::quiet::new-cluster'), 'the resync to pick up the changes', 10000);
+    await waitFor(() => w.reconciler.last?.outcome === 'reloaded' && !w.reconciler.busy, 'the apply to finish');
     const applied = seen.filter((o) => o.outcome === 'reloaded').at(-1)!;
     expect(applied.triggers).to.include('resync');
   });

@@ -138,7 +138,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     if (e.gap) reconciler.trigger('gap');
     else if (h.kind !== 'heartbeat') reconciler.trigger(`hint:${h.kind}`);
     // A heartbeat only matters when it reveals a snapshot this worker has not read.
-    else if (h.snapshotVersion > (reconciler.last?.snapshotVersion ?? -1)) reconciler.trigger('heartbeat');
+    else if (h.snapshotVersion > reconciler.lastReadSnapshotVersion) reconciler.trigger('heartbeat');
   };
   const subscriber = new HintSubscriber(log, onHint);
   subscriber.start();

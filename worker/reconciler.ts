@@ -165,6 +165,8 @@ export class Reconciler extends EventEmitter {
   readonly counts: Record<OutcomeKind, number> = { noop: 0, reloaded: 0, invalid: 0, 'reload-failed': 0 };
   reconciles = 0;
   lastAppliedAt = 0;
+  /** The snapshot version of the last successful read (-1: none yet). */
+  lastReadSnapshotVersion = -1;
 
   private readonly o: ReconcilerOptions;
   private readonly pending = new Set<string>();
@@ -401,8 +403,11 @@ export class Reconciler extends EventEmitter {
         });
       }
       this.readFailures = 0;
+      this.lastReadSnapshotVersion = desired.snapshotVersion;
       if (desired.snapshotVersion < this.hintedSnapshotVersion) {
-        // A hint announced a newer snapshot than this read saw: read again shortly.
+        // A hint announced a newer snapshot than this read saw (a lagging ZooKeeper follower): read
+        // again shortly, once; the next hint or heartbeat asks again if it is still missing.
+        this.hintedSnapshotVersion = -1;
         this.scheduleRetry(1, false);
       }
 

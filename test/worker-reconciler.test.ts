@@ -1,0 +1,147 @@
+import { expect } from 'chai';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { HAProxyProcess, ReloadResult, ValidationResult } from '../common/haproxy.js';
+import { nullMetrics } from '../common/metrics.js';
+import { createRenderer } from '../common/render.js';
+import type { StoredRecord } from '../common/rules.js';
+import { Reconciler, type ApplyOutcome, type DesiredState } from '../worker/reconciler.js';
+import { sleep, waitFor } from './support/process.js';
+import { tempDir } from './support/tmp.js';
+import { marathonApp, testLogger } from './worker-fixtures.js';
+
+// The loop and its pacing, with in-memory stand-ins for ZooKeeper, the validator and HAProxy.
+
+const TEMPLATE = '{%- for app in Apps %}{% app app %}backend {{ app.EscapedId }} # {{ Services | get_service: app.Id | map: "Acl" | join: "" }}\n{% endapp %}{% endfor %}';
+
+class FakeSource {
+  version = 0;
+  acl = 'v0';
+  reads = 0;
+  fail: Error | null = null;
+  async read(): Promise<DesiredState> {
+    this.reads++;
+    if (this.fail) throw this.fail;
+    const rules = new Map<string, StoredRecord>([['/app', { record: { Id: '/app', Acl: this.acl, Config: {} }, version: this.version, format: 2 }]]);
+    return { snapshotVersion: 1, apps: [marathonApp('/app', [{ port: 1000 }])], rules };
+  }
+}
+
+class FakeHAProxy implements HAProxyProcess {
+  readonly mode = 'command' as const;
+  reloads: string[] = [];
+  delayMs = 0;
+  constructor(private readonly outputPath: string) {}
+  async start() {
+    return { ok: true, reason: '', adopted: false };
+  }
+  async reload(): Promise<ReloadResult> {
+    await sleep(this.delayMs);
+    this.reloads.push(readFileSync(this.outputPath, 'utf8'));
+    return { ok: true, reason: 'ok', ms: this.delayMs, output: '' };
+  }
+  state() {
+    return { mode: 'command' as const, running: null, masterPid: null, workerPids: [], restarts: 0 };
+  }
+  async close() {}
+}
+
+function setup(overrides: Partial<ConstructorParameters<typeof Reconciler>[0]> = {}) {
+  const dir = tempDir('bamboo-rec-');
+  const outputPath = join(dir, 'haproxy.cfg');
+  const source = new FakeSource();
+  const haproxy = new FakeHAProxy(outputPath);
+  const validated: string[] = [];
+  const r = new Reconciler({
+    outputPath,
+    renderer: createRenderer(TEMPLATE),
+    settings: { HttpBind: '', StatsBind: '', StatsUser: '', StatsPassword: '', AdminSocket: '', BindOptions: '' },
+    source,
+    haproxy,
+    validate: async (path): Promise<ValidationResult> => {
+      validated.push(path);
+      return { ok: true, output: '', timedOut: false, ms: 0, lines: [] };
+    },
+    commandTimeoutMs: 1000,
+    debounceMs: 0,
+    minUpdateIntervalMs: 0,
+    minReloadIntervalMs: 0,
+    log: testLogger('reconciler'),
+    metrics: nullMetrics,
+    retryInitialMs: 50,
+    ...overrides,
+  });
+  const seen: ApplyOutcome[] = [];
+  r.on('outcome', (o: ApplyOutcome) => seen.push(o));
+  return { r, source, haproxy, outputPath, seen, validated };
+}
+
+describe('reconcile loop (in-memory stand-ins)', () => {
+  it('runs one apply at a time and lets the latest state win', async () => {
+    const { r, source, haproxy, seen } = setup();
+    haproxy.delayMs = 150;
+    r.trigger('first');
+    await waitFor(() => source.reads === 1, 'the first read');
+    for (let i = 1; i <= 50; i++) {
+      source.acl = `v${i}`;
+      source.version = i;
+      r.trigger(`hint-${i}`);
+      await sleep(1);
+    }
+    await r.whenIdle();
+    expect(seen.map((o) => o.outcome)).to.deep.equal(['reloaded', 'reloaded']);
+    expect(haproxy.reloads).to.have.length(2);
+    expect(haproxy.reloads[1]).to.contain('# v50');
+    expect(seen[1].triggers).to.include('hint-50');
+    await r.close();
+  });
+
+  it('waits out the minimum reload interval and reloads with state that arrived meanwhile', async () => {
+    const { r, source, haproxy, seen } = setup({ minReloadIntervalMs: 400 });
+    r.trigger('first');
+    await waitFor(() => haproxy.reloads.length === 1, 'the first reload');
+    source.acl = 'second';
+    r.trigger('second');
+    await waitFor(() => source.reads === 2, 'the second read');
+    source.acl = 'third';
+    r.trigger('third');
+    await r.whenIdle();
+    expect(haproxy.reloads).to.have.length(2);
+    expect(haproxy.reloads[1]).to.contain('# third');
+    expect(seen.at(-1)!.triggers).to.deep.equal(['second', 'third']);
+    expect(seen.at(-1)!.stages.wait).to.be.greaterThan(0);
+    await r.close();
+  });
+
+  it('treats an unreadable desired state as a noop that keeps the config in force, and retries', async () => {
+    const { r, source, haproxy, outputPath, seen } = setup();
+    r.trigger('first');
+    await waitFor(() => haproxy.reloads.length === 1, 'the first reload');
+    const good = readFileSync(outputPath, 'utf8');
+    source.fail = new Error('ZooKeeper unavailable (disconnected)');
+    r.trigger('hint');
+    await waitFor(() => seen.length >= 3, 'a read failure and its retry');
+    expect(seen.slice(1).every((o) => o.outcome === 'noop' && o.reason.includes('desired state unavailable'))).to.equal(true);
+    expect(seen[2].triggers).to.deep.equal(['retry']);
+    expect(readFileSync(outputPath, 'utf8')).to.equal(good);
+    expect(seen.at(-1)!.configHash).to.equal(seen[0].configHash);
+    source.fail = null;
+    source.acl = 'after';
+    await waitFor(() => haproxy.reloads.length === 2, 'the retry to apply once ZooKeeper is back');
+    await r.close();
+  });
+
+  it('noops without validating when the rendered config equals the one in force', async () => {
+    const { r, haproxy, seen, validated, outputPath } = setup();
+    r.trigger('first');
+    await waitFor(() => seen.length === 1, 'the first outcome');
+    r.trigger('resync');
+    await waitFor(() => seen.length === 2, 'the second outcome');
+    expect(seen[1]).to.include({ outcome: 'noop', reason: 'unchanged' });
+    expect(validated).to.have.length(1);
+    expect(haproxy.reloads).to.have.length(1);
+    expect(existsSync(validated[0])).to.equal(false);
+    expect(readFileSync(`${outputPath}.last-good`, 'utf8')).to.equal(readFileSync(outputPath, 'utf8'));
+    await r.close();
+  });
+});
