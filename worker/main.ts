@@ -73,6 +73,19 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   const templateText = readFileSync(cfg.HAProxy.TemplatePath, 'utf8');
   const renderer = createRenderer(templateText, { filename: cfg.HAProxy.TemplatePath });
 
+  // Bound first: a busy port is a start-up error before anything else is started.
+  let view: (() => StatusView) | null = null;
+  let server: Server | null = null;
+  let port = 0;
+  if (opts.bind) {
+    const s = await startStatusServer(opts.bind, () => (view ? view() : null)).catch(async (err: Error) => {
+      if (ownMetrics) await metrics.close();
+      throw err;
+    });
+    server = s.server;
+    port = s.port;
+  }
+
   mkdirSync(dirname(outputPath), { recursive: true });
   const stale = await removeStaleTemps(outputPath);
   if (stale) log.info({ removed: stale }, 'removed temp files left by a previous run');
@@ -166,14 +179,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     cfg.Worker.ResyncIntervalMs > 0 ? setInterval(() => reconciler.trigger('resync'), cfg.Worker.ResyncIntervalMs) : null;
   resync?.unref();
 
-  let server: Server | null = null;
-  let port = 0;
-  if (opts.bind) {
-    const s = await startStatusServer(opts.bind, () => statusView(deps));
-    server = s.server;
-    port = s.port;
-  }
-
+  view = () => statusView(deps);
   reconciler.trigger('startup');
   log.info({ name, mode: haproxy.mode, outputPath, status: port || null }, 'worker started');
 

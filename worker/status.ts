@@ -94,8 +94,11 @@ export function parseBind(bind: string): { host: string | undefined; port: numbe
   return { host, port: Number(m[3]) };
 }
 
-/** Starts the `/status` endpoint. Resolves with the server and the port actually bound. */
-export async function startStatusServer(bind: string, view: () => StatusView): Promise<{ server: Server; port: number; host: string }> {
+/**
+ * Starts the `/status` endpoint (503 `{"starting":true}` while `view` returns null). Resolves with the
+ * server and the port actually bound; rejects when the address cannot be bound.
+ */
+export async function startStatusServer(bind: string, view: () => StatusView | null): Promise<{ server: Server; port: number; host: string }> {
   const { host, port } = parseBind(bind);
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -104,15 +107,15 @@ export async function startStatusServer(bind: string, view: () => StatusView): P
       return;
     }
     if (path === '/status' || path === '/health' || path === '/') {
-      let body: StatusView;
+      let body: StatusView | null;
       try {
         body = view();
       } catch (err) {
         res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: (err as Error).message }));
         return;
       }
-      res.writeHead(body.healthy ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(JSON.stringify(body));
+      res.writeHead(body?.healthy ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify(body ?? { healthy: false, starting: true }));
       return;
     }
     res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
