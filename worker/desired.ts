@@ -1,35 +1,179 @@
 /**
  * The desired state in ZooKeeper: the Marathon snapshot the api tier wrote and every service record.
  *
- * Every reconcile asks ZooKeeper for the current versions (two cheap `exists` calls) and re-reads only
- * what changed: the snapshot when its version changed, the rules when their parent node's data
- * version (every RuleStore write, and Bamboo's, touches it) or children version changed. The rules are
- * also listed in full at least every `relistMs`, which bounds how long a hand edit that bypasses the
- * parent (e.g. zkCli `set` on one rule) can go unseen. The result is always the full desired state;
- * any failure throws, so the reconciler never renders from a partial read: a lost ZooKeeper means
+ * Every read returns the full desired state, but re-reads only what changed since the last one:
+ * - the snapshot when its znode version changed (one `exists` per read);
+ * - the rules through a list-and-watch cache (RuleCache below), so a one-rule change costs one
+ *   ZooKeeper read, not one per rule.
+ * Any failure throws, so the reconciler never renders from a partial read: a lost ZooKeeper means
  * "keep the config in force", never "no apps".
  */
-import type { RuleStore, StoredRecord } from '../common/rules.js';
+import type { Logger } from '../common/log.js';
+import { parseRecord, type RuleStore, type StoredRecord } from '../common/rules.js';
 import type { ControlStore, MarathonSnapshot } from '../common/snapshot.js';
-import type { Zk } from '../common/zk.js';
+import { queryUnescape, type Zk } from '../common/zk.js';
 import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './reconciler.js';
 
-export class ZkDesiredState implements DesiredStateSource {
-  private snapshot: MarathonSnapshot | null = null;
-  private rulesCache: { version: number; cversion: number; at: number; rules: Map<string, StoredRecord> } | null = null;
-  /** Full reads so far (diagnostics and tests). */
-  snapshotReads = 0;
-  ruleListings = 0;
+/**
+ * Every service record, kept current with ZooKeeper watches.
+ *
+ * Each rule znode is read with a data watch; a watch that fires marks that rule dirty. A read asks for
+ * the rules parent's stat first: every RuleStore write (and Bamboo's) sets the parent's data after
+ * writing the rule, and a creation or deletion changes its children version. ZooKeeper delivers a
+ * session's watch events in order with its replies, so once the parent shows a new version, the events
+ * of every rule write before it have been seen: re-reading the dirty rules (and listing the children
+ * when the children version moved) gives the complete current set. The cache starts over with a full
+ * listing after any disconnection, and at least every `relistMs`, which also bounds how long a hand
+ * edit that bypasses the parent can go unseen.
+ *
+ * A watch that fires (on a rule, or on the parent) also calls `onChange`: the worker treats it as a
+ * trigger, so rule changes converge even when every hint is lost, and a hint that outran a lagging
+ * ZooKeeper follower is followed by another read once the follower catches up.
+ */
+export class RuleCache {
+  private readonly records = new Map<string, StoredRecord>();
+  /** Node names with a data watch registered in this session. */
+  private readonly armed = new Set<string>();
+  private readonly dirty = new Set<string>();
+  private readonly watchers = new Map<string, () => void>();
+  private parentArmed = false;
+  private readonly parentWatcher = () => {
+    this.parentArmed = false;
+    this.onChange?.();
+  };
+  private parentVersion = -1;
+  private parentCversion = -1;
+  private valid = false;
+  private listedAt = 0;
+  private sorted: Map<string, StoredRecord> | null = null;
+  /** Full listings and single-rule reads so far (diagnostics and tests). */
+  listings = 0;
+  ruleReads = 0;
 
   constructor(
     private readonly zk: Zk,
+    private readonly store: RuleStore,
+    private readonly relistMs: number,
+    private readonly log?: Logger,
+    /** Called when a watch fires (a rule or the rules parent changed). */
+    private readonly onChange?: () => void,
+  ) {
+    zk.on('disconnected', () => (this.valid = false));
+    // A new session has none of the old session's watches.
+    zk.on('expired', () => {
+      this.armed.clear();
+      this.parentArmed = false;
+    });
+  }
+
+  private watcherFor(name: string): () => void {
+    let w = this.watchers.get(name);
+    if (!w) {
+      w = () => {
+        this.armed.delete(name);
+        this.dirty.add(name);
+        this.onChange?.();
+      };
+      this.watchers.set(name, w);
+    }
+    return w;
+  }
+
+  async read(): Promise<Map<string, StoredRecord>> {
+    const base = this.store.basePath;
+    const watchParent = !this.parentArmed;
+    const parent = await this.zk.get(base, watchParent ? this.parentWatcher : undefined);
+    if (parent && watchParent) this.parentArmed = true;
+    const st = parent?.stat;
+    if (!st) {
+      this.records.clear();
+      this.sorted = null;
+      this.valid = false;
+      return new Map();
+    }
+    const cversion = st.cversion ?? -1;
+    const fresh = this.valid && cversion >= 0 && Date.now() - this.listedAt < this.relistMs;
+    if (fresh && st.version === this.parentVersion && cversion === this.parentCversion && this.dirty.size === 0 && this.sorted) {
+      return this.sorted;
+    }
+    // Taken before reading, so events that arrive meanwhile are handled by the next read.
+    const toRead = new Set(this.dirty);
+    this.dirty.clear();
+    let names: string[] | null = null;
+    if (!fresh) {
+      names = await this.zk.children(base);
+      for (const n of names) toRead.add(n);
+      this.records.clear();
+      this.listings++;
+      this.listedAt = Date.now();
+    } else if (cversion !== this.parentCversion) {
+      names = await this.zk.children(base);
+      const present = new Set(names);
+      for (const n of names) if (!this.records.has(n)) toRead.add(n);
+      for (const n of [...this.records.keys()]) if (!present.has(n)) this.records.delete(n);
+    }
+    try {
+      await Promise.all(
+        [...toRead].map(async (name) => {
+          let id: string;
+          try {
+            id = queryUnescape(name);
+          } catch {
+            return; // not a name Bamboo would write; skipped as RuleStore.list does
+          }
+          // Watch only once per session; a rule re-read for other reasons keeps its pending watch.
+          const watch = this.armed.has(name) ? undefined : this.watcherFor(name);
+          const node = await this.zk.get(`${base}/${name}`, watch);
+          this.ruleReads++;
+          if (!node) {
+            this.records.delete(name);
+            if (watch) this.armed.delete(name);
+            return;
+          }
+          if (watch) this.armed.add(name);
+          const { record, format } = parseRecord(id, node.data);
+          this.records.set(name, { record, version: node.stat.version, format });
+        }),
+      );
+    } catch (err) {
+      // Unknown which rules were read: start over next time.
+      this.valid = false;
+      throw err;
+    }
+    this.parentVersion = st.version;
+    this.parentCversion = cversion;
+    this.valid = true;
+    const byId = [...this.records.values()].sort((a, b) => (a.record.Id < b.record.Id ? -1 : a.record.Id > b.record.Id ? 1 : 0));
+    this.sorted = new Map(byId.map((r) => [r.record.Id, r]));
+    this.log?.trace({ rules: this.sorted.size, read: toRead.size, listed: names !== null }, 'rules read');
+    return this.sorted;
+  }
+}
+
+export class ZkDesiredState implements DesiredStateSource {
+  private snapshot: MarathonSnapshot | null = null;
+  private readonly rules: RuleCache;
+  /** Full snapshot reads so far (diagnostics and tests). */
+  snapshotReads = 0;
+
+  constructor(
+    zk: Zk,
     private readonly control: ControlStore,
-    private readonly rules: RuleStore,
-    private readonly relistMs = 30000,
-  ) {}
+    store: RuleStore,
+    relistMs = 30000,
+    log?: Logger,
+    /** Called when a rules watch fires (see RuleCache). */
+    onRulesChanged?: () => void,
+  ) {
+    this.rules = new RuleCache(zk, store, relistMs, log, onRulesChanged);
+  }
+
+  get ruleCache(): RuleCache {
+    return this.rules;
+  }
 
   async read(): Promise<DesiredState> {
-    const [version, rules] = await Promise.all([this.control.snapshotVersion(), this.readRules()]);
+    const [version, rules] = await Promise.all([this.control.snapshotVersion(), this.rules.read()]);
     if (version < 0) throw new NoSnapshotError('no snapshot');
     if (!this.snapshot || this.snapshot.version !== version) {
       const snap = await this.control.readSnapshot();
@@ -39,19 +183,5 @@ export class ZkDesiredState implements DesiredStateSource {
       this.snapshot = snap;
     }
     return { snapshotVersion: this.snapshot.version, apps: this.snapshot.apps, rules };
-  }
-
-  private async readRules(): Promise<Map<string, StoredRecord>> {
-    const st = await this.zk.exists(this.rules.basePath);
-    if (!st) return new Map();
-    const c = this.rulesCache;
-    const cversion = st.cversion ?? -1;
-    if (c && c.version === st.version && c.cversion === cversion && cversion >= 0 && Date.now() - c.at < this.relistMs) return c.rules;
-    // Listed after reading the versions: a write racing with the listing changes the versions again,
-    // so the next read lists once more.
-    const rules = await this.rules.list();
-    this.ruleListings++;
-    this.rulesCache = { version: st.version, cversion, at: Date.now(), rules };
-    return rules;
   }
 }

@@ -128,7 +128,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     outputPath,
     renderer,
     settings: haproxySettings(cfg as Config),
-    source: new ZkDesiredState(zk, control, rules, cfg.Worker.ResyncIntervalMs || 30000),
+    source: new ZkDesiredState(zk, control, rules, cfg.Worker.ResyncIntervalMs || 30000, log, () => reconciler.trigger('watch')),
     haproxy,
     validate: (path) =>
       validateConfig(path, { binary: cfg.HAProxy.Binary, command: cfg.HAProxy.ReloadValidationCommand.trim() || undefined, timeoutMs }),
