@@ -132,7 +132,7 @@ describe('reconcile loop (in-memory stand-ins)', () => {
   });
 
   it('noops without validating when the rendered config equals the one in force', async () => {
-    const { r, haproxy, seen, validated, outputPath } = setup();
+    const { r, source, haproxy, seen, validated, outputPath } = setup();
     r.trigger('first');
     await waitFor(() => seen.length === 1, 'the first outcome');
     r.trigger('resync');
@@ -142,6 +142,14 @@ describe('reconcile loop (in-memory stand-ins)', () => {
     expect(haproxy.reloads).to.have.length(1);
     expect(existsSync(validated[0])).to.equal(false);
     expect(readFileSync(`${outputPath}.last-good`, 'utf8')).to.equal(readFileSync(outputPath, 'utf8'));
+
+    // A new rule version that renders the same text is applied without a reload: the model follows.
+    source.version = 7;
+    r.trigger('hint');
+    await waitFor(() => seen.length === 3, 'the third outcome');
+    expect(seen[2].outcome).to.equal('noop');
+    expect(r.running!.rulesApplied).to.deep.equal({ '/app': 7 });
+    expect(haproxy.reloads).to.have.length(1);
     await r.close();
   });
 });

@@ -131,7 +131,15 @@ export interface ReconcilerOptions {
 }
 
 type Plan =
-  | { kind: 'unchanged'; hash: string; quarantined: QuarantinedApp[]; snapshotVersion: number }
+  | {
+      kind: 'unchanged';
+      hash: string;
+      data: TemplateData;
+      origins: Origin[];
+      quarantined: QuarantinedApp[];
+      rulesApplied: Record<string, number>;
+      snapshotVersion: number;
+    }
   | { kind: 'invalid'; reason: string; hash: string | null; quarantined: QuarantinedApp[]; snapshotVersion: number }
   | {
       kind: 'apply';
@@ -415,6 +423,10 @@ export class Reconciler extends EventEmitter {
       const plan = await this.plan(desired);
       const extra = { candidateHash: plan.hash, snapshotVersion: plan.snapshotVersion, quarantined: plan.quarantined };
       if (plan.kind === 'unchanged') {
+        // HAProxy runs exactly this text, so this state is what it runs: a snapshot or rule change that
+        // renders the same config still counts as applied (the fleet view compares these versions).
+        const r = this.running!;
+        this.running = { ...r, data: plan.data, origins: plan.origins, snapshotVersion: plan.snapshotVersion, rulesApplied: plan.rulesApplied, quarantined: plan.quarantined };
         this.o.metrics.quarantined(plan.quarantined.length);
         return this.outcome('noop', 'unchanged', triggers, startedAt, extra);
       }
@@ -464,7 +476,9 @@ export class Reconciler extends EventEmitter {
       }
       const hash = await this.timed('render', () => sha256(rendered.text));
       lastHash = hash;
-      if (this.running?.confirmed && hash === this.running.hash) return { kind: 'unchanged', hash, quarantined, snapshotVersion };
+      if (this.running?.confirmed && hash === this.running.hash) {
+        return { kind: 'unchanged', hash, data, origins: rendered.origins, quarantined, rulesApplied: rulesIn(data, desired), snapshotVersion };
+      }
 
       let result = this.invalidCache.get(hash);
       let tempPath: string | null = null;
@@ -481,11 +495,7 @@ export class Reconciler extends EventEmitter {
         }
       }
       if (result.ok && tempPath) {
-        const rulesApplied: Record<string, number> = {};
-        for (const id of Object.keys(data.Services)) {
-          const stored = desired.rules.get(id);
-          if (stored) rulesApplied[id] = stored.version;
-        }
+        const rulesApplied = rulesIn(data, desired);
         return { kind: 'apply', tempPath, text: rendered.text, hash, data, origins: rendered.origins, quarantined, rulesApplied, snapshotVersion, warnings };
       }
       if (result.timedOut) {
@@ -622,6 +632,16 @@ export class Reconciler extends EventEmitter {
     this.invalidCache.set(hash, result);
     if (this.invalidCache.size > INVALID_CACHE_SIZE) this.invalidCache.delete(this.invalidCache.keys().next().value as string);
   }
+}
+
+/** App id -> rule version of every service record the template data carries. */
+function rulesIn(data: TemplateData, desired: DesiredState): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const id of Object.keys(data.Services)) {
+    const stored = desired.rules.get(id);
+    if (stored) out[id] = stored.version;
+  }
+  return out;
 }
 
 /** Removes temp files a previous (killed) worker left next to OutputPath. */
