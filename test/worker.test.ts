@@ -364,6 +364,28 @@ describe('worker (real ZooKeeper, ZeroMQ, HAProxy)', function () {
     await waitFor(async () => (await route(s, 'back.example.com'))?.body.startsWith('steady'), 'a change after the outage', 20000);
   });
 
+  it('stops a managed HAProxy with the worker by default, and hands it to the next worker when told to keep it', async () => {
+    const s = await testSetup();
+    const api = await fakeApi(s);
+    const app = await backend('kept');
+    await api.setApps([marathonApp('/kept', [{ port: app.port }])]);
+    const url = `http://127.0.0.1:${s.httpPort}/kept`;
+    const first = await worker(s);
+    await waitFor(async () => (await httpGet(url).catch(() => null))?.body.startsWith('kept'), 'traffic through the first worker');
+    const master = first.haproxy.state().masterPid!;
+    await first.close({ keepHaproxy: true });
+    expect(alive(master)).to.equal(true);
+    expect((await httpGet(url)).body).to.match(/^kept/);
+
+    const second = await worker(s);
+    expect(second.haproxy.state().masterPid).to.equal(master);
+    await api.setRule('/kept', 'path_beg -i /moved');
+    await waitFor(async () => (await httpGet(`http://127.0.0.1:${s.httpPort}/moved`).catch(() => null))?.body.startsWith('kept'), 'the adopted HAProxy to follow a change');
+    await second.close();
+    await waitFor(() => !alive(master), 'HAProxy to stop with the worker', 10000);
+    expect(await httpGet(url).then(() => 'served', () => 'refused')).to.equal('refused');
+  });
+
   it('sends reload and reconcile counters to StatsD', async () => {
     const statsd = await startStatsd();
     cleanups.push(() => statsd.stop());
