@@ -187,6 +187,7 @@ export class Reconciler extends EventEmitter {
   private readFailures = 0;
   private retryNotBefore = 0;
   private retryTimer: NodeJS.Timeout | null = null;
+  private retryAt = 0;
   private tempSeq = 0;
   private readonly invalidCache = new Map<string, ValidationResult>();
   private readonly sleepers = new Set<() => void>();
@@ -324,8 +325,12 @@ export class Reconciler extends EventEmitter {
     const initial = this.o.retryInitialMs ?? 500;
     const max = this.o.retryMaxMs ?? 30000;
     const delay = Math.min(max, initial * 2 ** Math.max(0, failures - 1));
-    if (forReload) this.retryNotBefore = Date.now() + delay;
+    const at = Date.now() + delay;
+    if (forReload) this.retryNotBefore = at;
+    // One retry timer: the earliest asked for wins (a retry reads and reconciles everything anyway).
+    if (this.retryTimer && this.retryAt <= at) return delay;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryAt = at;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.trigger('retry');
@@ -352,7 +357,10 @@ export class Reconciler extends EventEmitter {
       configHash: o.configHash?.slice(0, 12) ?? null,
       quarantined: o.quarantined.map((q) => q.appId),
     };
-    if (o.outcome === 'noop') this.o.log.debug(fields, 'reconciled');
+    if (o.outcome === 'noop') {
+      if (o.reason === 'unchanged') this.o.log.debug(fields, 'reconciled');
+      else this.o.log.info(fields, 'reconciled');
+    }
     else if (o.outcome === 'reloaded') this.o.log.info(fields, 'reconciled');
     else this.o.log.warn(fields, 'reconciled');
     this.emit('outcome', o);
