@@ -101,14 +101,14 @@ export function buildProgram(): Command {
     },
   );
 
-  commonOptions(program.command('worker').description('run a worker: subscribe, render, validate and apply to the local HAProxy'), ':8001').action(
-    async (opts: CommonOpts) => {
+  commonOptions(program.command('worker').description('run a worker: subscribe, render, validate and apply to the local HAProxy'), ':8001')
+    .option('--keep-haproxy', 'managed mode: leave HAProxy serving when the worker stops', false)
+    .action(async (opts: CommonOpts & { keepHaproxy?: boolean }) => {
       const { cfg, log } = setup(opts, 'worker');
       const { runWorker } = await import('../worker/main.js');
-      const worker = await runWorker(cfg, log, { bind: opts.bind ?? ':8001' });
+      const worker = await runWorker(cfg, log, { bind: opts.bind ?? ':8001', keepHaproxy: opts.keepHaproxy ?? false });
       onShutdown(log, () => worker.close());
-    },
-  );
+    });
 
   commonOptions(program.command('render').description('dry run: render haproxy.cfg from a /v2/apps JSON file and a services JSON file to stdout'))
     .requiredOption('--apps <file>', 'a Marathon GET /v2/apps response (or a bare array of apps)')

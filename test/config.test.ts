@@ -135,7 +135,7 @@ describe('bamboo command line', function () {
     const api = await runCli(['api', '--help']);
     expect(api.out).to.include('--config').and.include('--bind').and.include('--log').and.include('default: ":8000"');
     const worker = await runCli(['worker', '--help']);
-    expect(worker.out).to.include('default: ":8001"');
+    expect(worker.out).to.include('default: ":8001"').and.include('--keep-haproxy');
   });
 
   it('exits non-zero with one line for an unknown key, and accepts Bamboo\'s -config', async () => {
