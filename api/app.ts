@@ -9,6 +9,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
+import { STATUS_CODES } from 'node:http';
 import { extname, join } from 'node:path';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { validateAcl, validateAppId, firstNonPrintable, MAX_ACL_LENGTH } from '../common/acl.js';
@@ -330,6 +331,29 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
     frameworkErrors: (error, _req, reply) => sendError(reply, toApiError(error)),
+    // A request Node's HTTP parser refuses (raw spaces or non-ASCII bytes in the URL, headers over
+    // 16 KiB) never reaches a route; answer it in the same coded shape as every other error.
+    clientErrorHandler: (err, socket) => {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'ECONNRESET' || socket.destroyed) return;
+      if (e.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+        socket.destroy(err); // nobody is waiting for an answer
+        return;
+      }
+      const api =
+        e.code === 'HPE_HEADER_OVERFLOW'
+          ? new ApiError('BAMBOO_HEADERS_TOO_LARGE', 'the request headers are larger than 16 KiB; send fewer or shorter headers')
+          : new ApiError('BAMBOO_BAD_REQUEST', `the request is not valid HTTP (${e.code ?? 'parse error'}); percent-encode spaces, control characters and non-ASCII bytes in the URL`);
+      metrics.apiError(api.code);
+      log.debug({ code: api.code, parser: e.code }, 'request rejected before routing');
+      const body = JSON.stringify(api.body());
+      if (socket.writable) {
+        socket.write(
+          `HTTP/1.1 ${api.status} ${STATUS_CODES[api.status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+        );
+      }
+      socket.destroy(err);
+    },
   });
 
   // Bamboo's documented curl examples send JSON with curl's default form content type; Bamboo read

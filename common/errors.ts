@@ -12,6 +12,7 @@ export interface ErrorSpec {
 }
 
 export const ERROR_CODES = {
+  BAMBOO_BAD_REQUEST: { status: 400, doc: 'The request is not valid HTTP (e.g. raw spaces, control characters or non-ASCII bytes in the URL); percent-encode the URL.' },
   BAMBOO_BAD_JSON: { status: 400, doc: 'The request body is not valid JSON (or is empty where a body is required).' },
   BAMBOO_INVALID_BODY: { status: 400, doc: 'The body has the wrong shape: a missing or unknown field, or a value of the wrong type.' },
   BAMBOO_INVALID_APP_ID: { status: 400, doc: 'The app id is not a valid Marathon app id (`/group/app`, letters, digits, `-`, `.`, `_`).' },
@@ -26,6 +27,7 @@ export const ERROR_CODES = {
   BAMBOO_VERSION_CONFLICT: { status: 409, doc: 'The record changed since the version given in `If-Match`; the body carries `current` and `version`.' },
   BAMBOO_BODY_TOO_LARGE: { status: 413, doc: 'The body is larger than `Bamboo.MaxBodyBytes` (4x for Marathon callbacks).' },
   BAMBOO_UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'The body is in a format the API cannot read; send JSON.' },
+  BAMBOO_HEADERS_TOO_LARGE: { status: 431, doc: 'The request headers are larger than the server accepts (16 KiB); send fewer or shorter headers.' },
   BAMBOO_INTERNAL: { status: 500, doc: 'An unexpected error; the api logged it. Retry, and report it if it persists.' },
   BAMBOO_ZK_UNAVAILABLE: { status: 503, doc: 'ZooKeeper is unreachable or timed out; nothing was changed. Retry later; see `GET /status`.' },
   BAMBOO_SNAPSHOT_UNAVAILABLE: { status: 503, doc: 'No Marathon snapshot has been fetched or stored yet; see `marathon` in `GET /status`.' },
