@@ -60,8 +60,9 @@ function sameStrings(a: Record<string, string>, b: Record<string, string>): bool
  * 10,000 apps than the generic walk); any other shape falls back to the generic comparison.
  */
 export function sameApp(a: AppData, b: AppData): boolean {
-  if (keyCount(a) !== 13 || keyCount(b) !== 13 || !Array.isArray(a.Tasks) || !Array.isArray(a.HealthChecks) || !Array.isArray(a.SplitId)
-    || !Array.isArray(b.Tasks) || !Array.isArray(b.HealthChecks) || !Array.isArray(b.SplitId)) {
+  if (keyCount(a) !== 14 || keyCount(b) !== 14 || !Array.isArray(a.Tasks) || !Array.isArray(a.HealthChecks) || !Array.isArray(a.SplitId)
+    || !Array.isArray(b.Tasks) || !Array.isArray(b.HealthChecks) || !Array.isArray(b.SplitId)
+    || !Array.isArray(a.Slots) || !Array.isArray(b.Slots)) {
     return jsonEqual(a, b);
   }
   if (
@@ -80,15 +81,32 @@ export function sameApp(a: AppData, b: AppData): boolean {
   }
   if (!sameStrings(a.Env, b.Env) || !sameStrings(a.Labels, b.Labels)) return false;
   for (let i = 0; i < a.Tasks.length; i++) {
-    const x = a.Tasks[i];
-    const y = b.Tasks[i];
-    if (keyCount(x) !== 7 || keyCount(y) !== 7) return jsonEqual(a, b);
-    if (
-      x.Id !== y.Id || x.Host !== y.Host || x.Port !== y.Port || x.Alive !== y.Alive || x.Ready !== y.Ready
-      || x.State !== y.State || !sameNumbers(x.Ports, y.Ports)
-    ) return false;
+    const same = sameTask(a.Tasks[i], b.Tasks[i]);
+    if (same === undefined) return jsonEqual(a, b);
+    if (!same) return false;
+  }
+  if (a.Slots.length !== b.Slots.length) return false;
+  for (let i = 0; i < a.Slots.length; i++) {
+    const x = a.Slots[i];
+    const y = b.Slots[i];
+    if (x === null || y === null || typeof x !== 'object' || typeof y !== 'object' || keyCount(x) !== 2 || keyCount(y) !== 2) return jsonEqual(a, b);
+    if (x.Index !== y.Index) return false;
+    if (x.Task === null || y.Task === null) {
+      if (x.Task !== y.Task) return false;
+      continue;
+    }
+    const same = sameTask(x.Task, y.Task);
+    if (same === undefined) return jsonEqual(a, b);
+    if (!same) return false;
   }
   return true;
+}
+
+/** Equality of two tasks as buildTemplateData makes them; undefined for any other shape. */
+function sameTask(x: AppData['Tasks'][number], y: AppData['Tasks'][number]): boolean | undefined {
+  if (x === null || y === null || typeof x !== 'object' || typeof y !== 'object' || keyCount(x) !== 7 || keyCount(y) !== 7) return undefined;
+  return x.Id === y.Id && x.Host === y.Host && x.Port === y.Port && x.Alive === y.Alive && x.Ready === y.Ready
+    && x.State === y.State && sameNumbers(x.Ports, y.Ports);
 }
 
 /**

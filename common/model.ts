@@ -191,6 +191,21 @@ export interface AppData {
   Labels: Record<string, string>;
   /** Sorted by `Id`. */
   Tasks: TaskData[];
+  /**
+   * The app's server slots (new, not in Bamboo): a stable place per task, so task churn changes
+   * what a server line says but not which lines exist, and the worker can apply it through the
+   * Runtime API without a reload. Render one `server` line per slot, named after `Index`; a slot
+   * without a task is a `disabled` placeholder. See docs/templates.md ("Server slots").
+   */
+  Slots: SlotData[];
+}
+
+/** One server slot of an app. */
+export interface SlotData {
+  /** 1-based, stable: name the server after it (`slot-{{ slot.Index }}`). */
+  Index: number;
+  /** The task in this slot (one of the app's `Tasks`), or nil when the slot is free. */
+  Task: TaskData | null;
 }
 
 export interface TemplateData {
@@ -221,4 +236,9 @@ export interface HAProxySettings {
   AdminSocket: string;
   /** Appended to every `bind` line, e.g. `noreuseport`. */
   BindOptions: string;
+  /**
+   * Where HAProxy keeps server state across reloads (`server-state-file`); empty: no state file.
+   * Optional for callers that predate it (treated as empty).
+   */
+  ServerStateFile?: string;
 }

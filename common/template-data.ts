@@ -13,6 +13,7 @@
  * described for template authors in docs/templates.md ("Alive, Ready and unknown health").
  */
 import { firstNonPrintable, printable, validateAcl, validateAppId } from './acl.js';
+import { assignSlots, DEFAULT_SLOT_HEADROOM_PERCENT, type SlotTable } from './slots.js';
 import type {
   AppData,
   HealthCheckData,
@@ -37,6 +38,12 @@ export interface BuildTemplateDataInput {
    * default is 300 s. See docs/templates.md for how it is used.
    */
   graceMs?: number;
+  /**
+   * Server slots (see common/slots.ts): `previous` is the slot table of the config HAProxy runs, so
+   * tasks keep their slots; `headroomPercent` sizes new backends (HAProxy.ServerSlotHeadroom).
+   * Without `previous`, tasks fill slots 1..n in task id order.
+   */
+  slots?: { previous?: SlotTable | null; headroomPercent?: number };
 }
 
 export interface BuildTemplateDataResult {
@@ -248,7 +255,7 @@ function firstTaskIp(task: Json): string {
   return '';
 }
 
-function buildApp(raw: Json, index: number, now: number, defaultGraceMs: number, warnings: Warning[]): AppData | undefined {
+function buildApp(raw: Json, index: number, now: number, defaultGraceMs: number, warnings: Warning[], slots: SlotInput): AppData | undefined {
   const app = raw as MarathonApp;
   if (typeof app.id !== 'string') {
     warnings.push({ code: 'app_invalid', message: `skipped apps[${index}]: it has no string "id"` });
@@ -343,6 +350,9 @@ function buildApp(raw: Json, index: number, now: number, defaultGraceMs: number,
     });
   }
 
+  const finalTasks = tasks.map(({ health: _h, ...task }) => task);
+  const byTaskId = new Map(finalTasks.map((t) => [t.Id, t]));
+  const layout = assignSlots(finalTasks.map((t) => t.Id), slots.previous?.[id], slots.headroomPercent);
   return {
     Id: id,
     EscapedId: id.replace(/\//g, '::'),
@@ -356,8 +366,23 @@ function buildApp(raw: Json, index: number, now: number, defaultGraceMs: number,
     ServicePorts: ports,
     Env: stringMap(app.env),
     Labels: stringMap(app.labels),
-    Tasks: tasks.map(({ health: _h, ...task }) => task),
+    Tasks: finalTasks,
+    Slots: layout.map((taskId, i) => ({ Index: i + 1, Task: taskId === null ? null : byTaskId.get(taskId)! })),
   };
+}
+
+interface SlotInput {
+  previous: SlotTable | null | undefined;
+  headroomPercent: number;
+}
+
+/** The slot table of template data (what `slots.previous` takes on the next build). */
+export function slotTable(data: TemplateData): SlotTable {
+  const out: Record<string, Array<string | null>> = {};
+  for (const app of data.Apps) {
+    if (Array.isArray(app.Slots)) out[app.Id] = app.Slots.map((s) => s.Task?.Id ?? null);
+  }
+  return out;
 }
 
 /**
@@ -432,6 +457,10 @@ export function buildTemplateData(input: BuildTemplateDataInput): BuildTemplateD
   const now = input.now;
   const defaultGraceMs = typeof input.graceMs === 'number' && input.graceMs >= 0 ? input.graceMs : DEFAULT_GRACE_MS;
   const warnings: Warning[] = [];
+  const slots: SlotInput = {
+    previous: input.slots?.previous ?? null,
+    headroomPercent: input.slots?.headroomPercent ?? DEFAULT_SLOT_HEADROOM_PERCENT,
+  };
   const byId = new Map<string, AppData>();
   input.apps.forEach((raw, index) => {
     if (!isObject(raw)) {
@@ -440,7 +469,7 @@ export function buildTemplateData(input: BuildTemplateDataInput): BuildTemplateD
     }
     let app: AppData | undefined;
     try {
-      app = buildApp(raw, index, now, defaultGraceMs, warnings);
+      app = buildApp(raw, index, now, defaultGraceMs, warnings, slots);
     } catch (err) {
       // Defensive: the checks above should make this unreachable, but one app must never sink the rest.
       const name = typeof raw.id === 'string' ? printable(raw.id) : `apps[${index}]`;

@@ -109,7 +109,7 @@ const GOLDEN: GoldenCase[] = [
   },
   {
     name: 'unhealthy',
-    why: 'a failing task is left out, an unknown one inside its grace period too, and an app whose only task fails has an empty backend',
+    why: 'a failing task keeps its slot but is disabled, an unknown one inside its grace period too, and an app whose only task fails has no server in rotation',
     apps: () => [
       app('/web', withHealthCheck('HTTP', '/health'), withTasks(task('web.1', onHost('10.0.2.1', 31001), healthy()), task('web.2', onHost('10.0.2.2', 31002), unhealthy()), task('web.3', onHost('10.0.2.3', 31003), startedAgo(5_000)))),
       app('/down', withHealthCheck('HTTP', '/health'), withTasks(task('down.1', onHost('10.0.2.4', 31004), unhealthy()))),
@@ -123,7 +123,7 @@ const GOLDEN: GoldenCase[] = [
   },
   {
     name: 'not-ready',
-    why: 'during a deployment only tasks whose readiness check passed get traffic',
+    why: 'during a deployment only tasks whose readiness check passed get traffic (the others are disabled in their slots)',
     apps: () => [
       app('/api', withDeployment(), withReadinessCheck('/ready', 10), withReadinessResult('api.new', false), withReadinessResult('api.newer', true),
         withTasks(task('api.old', onHost('10.0.3.1', 31001), startedAgo(3_600_000)), task('api.new', onHost('10.0.3.2', 31002), startedAgo(3_000)), task('api.newer', onHost('10.0.3.3', 31003), startedAgo(3_000)))),
@@ -439,7 +439,9 @@ describe('createRenderer', () => {
         expect(slice.join('\n')).to.contain(escaped);
       }
       expect(lines[origins[2].startLine - 1]).to.equal('backend ::a-cluster');
-      expect(lines[origins[2].endLine - 1]).to.contain('server a.2 ');
+      // Two tasks get 8 slots (tasks + 4 free, rounded up to a power of two): the block ends on the last.
+      expect(lines[origins[2].endLine - 1]).to.match(/^ {4}server slot-8 127\.0\.0\.1:1 disabled$/);
+      expect(lines.slice(origins[2].startLine - 1, origins[2].endLine).filter((l) => l.includes(' disabled'))).to.have.length(6);
     });
 
     it('maps a haproxy -c error back to the app whose rule broke the config', async () => {

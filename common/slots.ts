@@ -1,0 +1,80 @@
+/**
+ * Server slots: a stable place for every task in its app's backends, so that task churn (a task
+ * started, killed or replaced) changes what a server line says but not which server lines exist.
+ * The worker then applies the change through HAProxy's Runtime API (`set server <be>/slot-<i> addr
+ * ... ; state ready|drain|maint`) instead of reloading.
+ *
+ * Pure and deterministic, like the rest of the core: the slot table of the config HAProxy runs is an
+ * input, not hidden state. With the same previous table and the same tasks the output is the same;
+ * with no previous table, tasks fill slots 1..n in task id order.
+ *
+ * Rules:
+ * - a task that held a slot keeps it (as long as the capacity holds it);
+ * - a new task takes the lowest slot that was already free before this change, then the lowest slot
+ *   freed by this change (a slot just freed is still draining its old task's requests);
+ * - capacity = the next power of two >= max(n + MIN_FREE_SLOTS, ceil(n * (1 + headroom / 100))),
+ *   kept while it holds every task and is at most SHRINK_FACTOR times what n tasks would get; so a
+ *   scale-up and back costs no re-layout, and only a large, lasting scale-down shrinks a backend.
+ */
+
+/** Slot table: app id -> task id per slot (null: free), slot i at index i - 1. */
+export type SlotTable = Record<string, ReadonlyArray<string | null>>;
+
+/** Free slots every backend gets at least, whatever the headroom percentage. */
+export const MIN_FREE_SLOTS = 4;
+/** A backend keeps its capacity until it exceeds this many times what its tasks would get. */
+export const SHRINK_FACTOR = 4;
+/** Default of HAProxy.ServerSlotHeadroom (percent of the task count). */
+export const DEFAULT_SLOT_HEADROOM_PERCENT = 50;
+
+function nextPowerOfTwo(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** Slots a backend with `tasks` tasks gets from scratch. */
+export function slotCapacity(tasks: number, headroomPercent = DEFAULT_SLOT_HEADROOM_PERCENT): number {
+  const pct = Number.isFinite(headroomPercent) && headroomPercent >= 0 ? headroomPercent : DEFAULT_SLOT_HEADROOM_PERCENT;
+  return nextPowerOfTwo(Math.max(tasks + MIN_FREE_SLOTS, Math.ceil((tasks * (100 + pct)) / 100)));
+}
+
+/**
+ * The slots of one app: `taskIds` (sorted, unique) placed into the previous layout when there is one.
+ * Returns task id or null per slot.
+ */
+export function assignSlots(
+  taskIds: readonly string[],
+  previous: ReadonlyArray<string | null> | undefined,
+  headroomPercent = DEFAULT_SLOT_HEADROOM_PERCENT,
+): Array<string | null> {
+  const fresh = slotCapacity(taskIds.length, headroomPercent);
+  if (!previous || previous.length === 0) {
+    const out: Array<string | null> = new Array(fresh).fill(null);
+    taskIds.forEach((id, i) => (out[i] = id));
+    return out;
+  }
+  const keep = previous.length >= taskIds.length && previous.length <= fresh * SHRINK_FACTOR;
+  const capacity = keep ? previous.length : fresh;
+  const wanted = new Set(taskIds);
+  const out: Array<string | null> = new Array(capacity).fill(null);
+  const placed = new Set<string>();
+  // Tasks stay where they were (slots beyond a shrunk capacity give their tasks up).
+  for (let i = 0; i < Math.min(previous.length, capacity); i++) {
+    const id = previous[i];
+    if (id !== null && wanted.has(id) && !placed.has(id)) {
+      out[i] = id;
+      placed.add(id);
+    }
+  }
+  // Slots free before this change first, then slots this change freed (still draining).
+  const order: number[] = [];
+  for (let i = 0; i < capacity; i++) if (out[i] === null && (i >= previous.length || previous[i] === null)) order.push(i);
+  for (let i = 0; i < capacity; i++) if (out[i] === null && i < previous.length && previous[i] !== null) order.push(i);
+  let next = 0;
+  for (const id of taskIds) {
+    if (placed.has(id)) continue;
+    out[order[next++]] = id;
+  }
+  return out;
+}
