@@ -122,6 +122,14 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'Path of HAProxy\'s admin socket (stats socket with expose-fd listeners). Empty: <OutputPath dir>/haproxy.sock.' },
   { key: 'HAProxy.BindOptions', type: 'string', default: '', env: 'HAPROXY_BIND_OPTIONS', used: 'worker',
     doc: 'Extra options appended to every bind line of the default template (e.g. `noreuseport`).' },
+  { key: 'HAProxy.RuntimeApi', type: 'boolean', default: true, env: 'HAPROXY_RUNTIME_API', used: 'worker',
+    doc: 'Apply changes that touch only servers (task started, killed, moved, health flipped) through the admin socket, without a reload; anything else reloads. Managed mode uses the admin socket always; command mode only when HAProxy.AdminSocket is set. A failed or unverified runtime change falls back to a reload.' },
+  { key: 'HAProxy.ServerSlotHeadroom', type: 'integer', default: 50, env: 'HAPROXY_SERVER_SLOT_HEADROOM', min: 0, max: 1000, used: 'worker',
+    doc: 'Spare server slots per backend, in percent of its tasks: a backend gets the next power of two >= max(tasks + 4, tasks * (1 + headroom/100)) slots. A scale beyond the slots reloads (and re-sizes).' },
+  { key: 'HAProxy.DrainTimeoutMs', type: 'integer', default: 10000, env: 'HAPROXY_DRAIN_TIMEOUT_MS', min: 0, max: 600000, used: 'worker',
+    doc: 'A server leaving rotation at runtime is drained (no new requests) and put in maintenance once its requests in flight finish, or after this long.' },
+  { key: 'HAProxy.ServerStateFile', type: 'string', default: '', env: 'HAPROXY_SERVER_STATE_FILE', used: 'worker',
+    doc: 'HAProxy\'s server-state-file, written by the worker before each reload so health and maintenance survive it. Empty: <OutputPath dir>/haproxy.state.' },
 
   // --- Worker (new) ----------------------------------------------------------------------------
   { key: 'Worker.Name', type: 'string', default: '', env: 'BAMBOO_WORKER_NAME', used: 'worker',
@@ -165,6 +173,7 @@ export interface Config {
     TemplatePath: string; OutputPath: string; ReloadCommand: string; ReloadValidationCommand: string;
     ReloadCleanupCommand: string; Binary: string; CommandTimeoutMs: number; HttpBind: string; StatsBind: string;
     StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string;
+    RuntimeApi: boolean; ServerSlotHeadroom: number; DrainTimeoutMs: number; ServerStateFile: string;
   };
   Worker: { Name: string; DebounceMs: number; MinUpdateIntervalMs: number; MinReloadIntervalMs: number; ResyncIntervalMs: number };
   StatsD: { Enabled: boolean; Host: string; Prefix: string };
@@ -371,6 +380,7 @@ export function redactUrl(url: string): string {
 /** The HAProxy settings the template sees as `HAProxy` (admin socket path resolved). */
 export function haproxySettings(cfg: Config): {
   HttpBind: string; StatsBind: string; StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string;
+  ServerStateFile: string;
 } {
   return {
     HttpBind: cfg.HAProxy.HttpBind,
@@ -379,6 +389,7 @@ export function haproxySettings(cfg: Config): {
     StatsPassword: cfg.HAProxy.StatsPassword,
     AdminSocket: cfg.HAProxy.AdminSocket || join(dirname(cfg.HAProxy.OutputPath), 'haproxy.sock'),
     BindOptions: cfg.HAProxy.BindOptions,
+    ServerStateFile: cfg.HAProxy.ServerStateFile || join(dirname(cfg.HAProxy.OutputPath), 'haproxy.state'),
   };
 }
 
