@@ -7,11 +7,12 @@
  * ZooKeeper or every api copy is away, the last good config keeps serving: the worker never renders
  * from missing data, and a managed HAProxy is started on the existing haproxy.cfg.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import { haproxySettings, workerName, type Config } from '../common/config.js';
 import { CommandHAProxy, ManagedHAProxy, sha256, validateConfig, type HAProxyProcess } from '../common/haproxy.js';
+import { EMPTY_SERVER_STATE, RuntimeApi } from '../common/haproxy-runtime.js';
 import type { Logger } from '../common/log.js';
 import { createMetrics, type Metrics } from '../common/metrics.js';
 import { createRenderer } from '../common/render.js';
@@ -89,6 +90,16 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   mkdirSync(dirname(outputPath), { recursive: true });
   const stale = await removeStaleTemps(outputPath);
   if (stale) log.info({ removed: stale }, 'removed temp files left by a previous run');
+  const settings = haproxySettings(cfg as Config);
+  // HAProxy warns when its server-state-file is missing; one that restores nothing is the start.
+  if (settings.ServerStateFile && !existsSync(settings.ServerStateFile)) {
+    try {
+      mkdirSync(dirname(settings.ServerStateFile), { recursive: true });
+      writeFileSync(settings.ServerStateFile, EMPTY_SERVER_STATE, { mode: 0o640 });
+    } catch (err) {
+      log.warn({ err: (err as Error).message, path: settings.ServerStateFile }, 'cannot create the server state file');
+    }
+  }
 
   // HAProxy: Bamboo's reload command, or run it ourselves.
   const managed = cfg.HAProxy.ReloadCommand.trim() === '';
@@ -124,10 +135,20 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   const control = new ControlStore(zk, cfg.Bamboo.Zookeeper.ControlPath);
   const rules = new RuleStore(zk, cfg.Bamboo.Zookeeper.Path);
 
+  // The admin socket: managed mode knows it (the default template writes it); command mode uses it
+  // only when HAProxy.AdminSocket is set explicitly. Whether it answers is found out per change.
+  const adminSocket = managed || cfg.HAProxy.AdminSocket.trim() !== '' ? settings.AdminSocket : '';
+  const runtime = adminSocket
+    ? { api: new RuntimeApi(adminSocket, Math.min(timeoutMs, 5000)), enabled: cfg.HAProxy.RuntimeApi, drainTimeoutMs: cfg.HAProxy.DrainTimeoutMs }
+    : null;
+
   const reconciler = new Reconciler({
     outputPath,
     renderer,
-    settings: haproxySettings(cfg as Config),
+    settings,
+    runtime,
+    serverStateFile: settings.ServerStateFile,
+    slotHeadroomPercent: cfg.HAProxy.ServerSlotHeadroom,
     source: new ZkDesiredState(zk, control, rules, cfg.Worker.ResyncIntervalMs || 30000, log, () => reconciler.trigger('watch')),
     haproxy,
     validate: (path) =>
@@ -161,6 +182,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   const deps: StatusDeps = {
     name,
     mode: haproxy.mode,
+    adminSocket: runtime?.enabled ? adminSocket : '',
     startedAt,
     reconciler,
     haproxy,

@@ -14,32 +14,50 @@
  *   two reloads. A reconcile that is ready to reload too early waits; if newer triggers arrived while
  *   it waited it starts over with a fresh read, so the reload carries the latest state.
  *
- * Each reconcile ends in exactly one ApplyOutcome (`noop | reloaded | invalid | reload-failed`) with
- * a one-line reason. A config that fails validation never reaches OutputPath; a failed read of the
+ * Each reconcile ends in exactly one ApplyOutcome (`noop | runtime | reloaded | invalid | reload-failed`)
+ * with a one-line reason. A config that fails validation never reaches OutputPath; a failed read of the
  * desired state is a `noop` (the last good config keeps serving, nothing is emptied); a failed reload
  * restores the last good file and is retried with exponential backoff.
  *
- * The reconciler keeps the model HAProxy runs (`running`: text, template data, origins, hash) so a
- * later apply stage can compare models and change servers through the Runtime API without a reload.
+ * The reconciler keeps the model HAProxy runs (`running`: text, template data, origins, hash, server
+ * slots). When a new config differs from it only in server lines the Runtime API can change (task
+ * churn: a task started, killed, moved, or its health flipped), the change is applied over the admin
+ * socket without a reload (`runtime`), verified with `show servers state`, and written to
+ * OutputPath as well; a failed or unverified runtime change falls back to validate + reload, never
+ * to a silent divergence. Tasks keep their slots from one config to the next (`slots` of the
+ * running model are an input of the template data), so a scale changes what server lines say, not
+ * which lines exist.
  */
 import { EventEmitter } from 'node:events';
-import { open, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { open, readFile, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { alertSummary, runCommand, sha256, type HAProxyProcess, type ValidationResult } from '../common/haproxy.js';
+import {
+  diffConfigs,
+  Drainer,
+  EMPTY_SERVER_STATE,
+  filterServerState,
+  planRuntime,
+  serverLines,
+  verifyRuntime,
+  type RuntimeApi,
+  type ServerChange,
+} from '../common/haproxy-runtime.js';
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/metrics.js';
 import type { HAProxySettings, ServiceRecord, TemplateData, Warning } from '../common/model.js';
 import { appsAtLines, TemplateError, type Origin, type Renderer } from '../common/render.js';
 import type { StoredRecord } from '../common/rules.js';
-import { buildTemplateData } from '../common/template-data.js';
+import type { SlotTable } from '../common/slots.js';
+import { buildTemplateData, slotTable } from '../common/template-data.js';
 
 /**
- * How a reconcile ended. A future apply stage adds `runtime` (servers changed through HAProxy's
- * Runtime API, no reload); consumers should treat unknown kinds as "applied".
+ * How a reconcile ended. `runtime`: only servers changed, applied through HAProxy's Runtime API
+ * without a reload (and written to OutputPath). Consumers should treat unknown kinds as "applied".
  */
-export type OutcomeKind = 'noop' | 'reloaded' | 'invalid' | 'reload-failed';
+export type OutcomeKind = 'noop' | 'runtime' | 'reloaded' | 'invalid' | 'reload-failed';
 
-export const OUTCOME_KINDS: readonly OutcomeKind[] = ['noop', 'reloaded', 'invalid', 'reload-failed'];
+export const OUTCOME_KINDS: readonly OutcomeKind[] = ['noop', 'runtime', 'reloaded', 'invalid', 'reload-failed'];
 
 /** An app whose fragment broke validation and was left out of the config. */
 export interface QuarantinedApp {
@@ -67,11 +85,13 @@ export interface ApplyOutcome {
   snapshotVersion: number;
   /** Apps left out of the rendered config (sorted by id). */
   quarantined: QuarantinedApp[];
-  /** Time spent per stage (ms): read, build, render, validate, wait, install, reload, cleanup. */
+  /** Time spent per stage (ms): read, build, render, validate, wait, install, reload, cleanup, runtime. */
   stages: Partial<Record<Stage, number>>;
+  /** `runtime`: servers changed (and of those, put into drain). */
+  servers?: { changed: number; drained: number };
 }
 
-export type Stage = 'read' | 'build' | 'render' | 'validate' | 'wait' | 'install' | 'reload' | 'cleanup';
+export type Stage = 'read' | 'build' | 'render' | 'validate' | 'wait' | 'install' | 'reload' | 'cleanup' | 'runtime';
 
 /** Everything a reconcile reads: one Marathon snapshot and every service record. */
 export interface DesiredState {
@@ -97,7 +117,11 @@ export interface RunningModel {
   /** App id -> rule (znode) version of each rule in force. */
   rulesApplied: Record<string, number>;
   quarantined: QuarantinedApp[];
+  /** The server slot of every task (null when the model came from the file on disk). */
+  slots: SlotTable | null;
   appliedAt: number;
+  /** How the model was applied last: a reload (or start), or the Runtime API. */
+  via: 'reload' | 'runtime';
   /**
    * False after a failed reload: HAProxy may run either config, so the next reconcile reloads even
    * when the rendered text equals `text`.
@@ -128,6 +152,21 @@ export interface ReconcilerOptions {
   retryMaxMs?: number;
   /** Outcomes kept in `history`. */
   historySize?: number;
+  /**
+   * The Runtime API (HAProxy.RuntimeApi): server-only changes are applied through this admin socket
+   * without a reload. Null or absent: every change reloads.
+   */
+  runtime?: {
+    /** The admin socket (also used to save server state before a reload). */
+    api: RuntimeApi;
+    /** False: every change reloads; the socket only saves server state. */
+    enabled: boolean;
+    drainTimeoutMs: number;
+  } | null;
+  /** HAProxy's server-state-file (saved before each reload); empty: none. */
+  serverStateFile?: string;
+  /** HAProxy.ServerSlotHeadroom (percent). */
+  slotHeadroomPercent?: number;
 }
 
 type Plan =
@@ -152,6 +191,19 @@ type Plan =
       rulesApplied: Record<string, number>;
       snapshotVersion: number;
       warnings: Warning[];
+      /** Why the Runtime API could not apply it (null: not considered). */
+      notRuntime: string | null;
+    }
+  | {
+      kind: 'runtime';
+      text: string;
+      hash: string;
+      data: TemplateData;
+      origins: Origin[];
+      quarantined: QuarantinedApp[];
+      rulesApplied: Record<string, number>;
+      snapshotVersion: number;
+      changes: ServerChange[];
     };
 
 /** The most quarantine rounds (render + validate) one reconcile tries before giving up. */
@@ -170,7 +222,13 @@ export class Reconciler extends EventEmitter {
   /** The last outcome that was not a noop (what the last apply attempt did). */
   lastApply: ApplyOutcome | null = null;
   readonly history: ApplyOutcome[] = [];
-  readonly counts: Record<OutcomeKind, number> = { noop: 0, reloaded: 0, invalid: 0, 'reload-failed': 0 };
+  readonly counts: Record<OutcomeKind, number> = { noop: 0, runtime: 0, reloaded: 0, invalid: 0, 'reload-failed': 0 };
+  /** Runtime changes that failed or did not verify and fell back to a reload. */
+  runtimeFallbacks = 0;
+  /** The last runtime failure (null: none since start). */
+  lastRuntimeError: { at: number; reason: string } | null = null;
+  /** Servers leaving rotation through the Runtime API, waiting to be put in maintenance. */
+  readonly drainer: Drainer | null = null;
   reconciles = 0;
   lastAppliedAt = 0;
   /** The snapshot version of the last successful read (-1: none yet). */
@@ -195,10 +253,20 @@ export class Reconciler extends EventEmitter {
   private hintedSnapshotVersion = -1;
   /** Stage timings of the reconcile in progress. */
   private stages: Partial<Record<Stage, number>> = {};
+  /**
+   * HAProxy's server state may differ from `running.text` (a runtime change failed half-way): the
+   * next reload saves no server state, so the new file is the whole truth.
+   */
+  private serverStateUntrusted = false;
 
   constructor(opts: ReconcilerOptions) {
     super();
     this.o = opts;
+    if (opts.runtime?.enabled) {
+      this.drainer = new Drainer(opts.runtime.api, opts.runtime.drainTimeoutMs, (err) =>
+        opts.log.warn({ err: err.message }, 'could not finish draining a server'),
+      );
+    }
     if (opts.initial) {
       this.running = {
         hash: opts.initial.hash,
@@ -208,7 +276,9 @@ export class Reconciler extends EventEmitter {
         snapshotVersion: -1,
         rulesApplied: {},
         quarantined: [],
+        slots: null,
         appliedAt: Date.now(),
+        via: 'reload',
         confirmed: true,
       };
     }
@@ -265,6 +335,7 @@ export class Reconciler extends EventEmitter {
     this.retryTimer = null;
     for (const wake of this.sleepers) wake();
     await this.whenIdle();
+    this.drainer?.close();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -361,7 +432,7 @@ export class Reconciler extends EventEmitter {
       if (o.reason === 'unchanged') this.o.log.debug(fields, 'reconciled');
       else this.o.log.info(fields, 'reconciled');
     }
-    else if (o.outcome === 'reloaded') this.o.log.info(fields, 'reconciled');
+    else if (o.outcome === 'reloaded' || o.outcome === 'runtime') this.o.log.info(o.servers ? { ...fields, servers: o.servers } : fields, 'reconciled');
     else this.o.log.warn(fields, 'reconciled');
     this.emit('outcome', o);
   }
@@ -427,14 +498,26 @@ export class Reconciler extends EventEmitter {
         this.scheduleRetry(1, false);
       }
 
-      // Stages 2-4: build, render, compare, validate (and quarantine).
-      const plan = await this.plan(desired);
+      // Stages 2-4: build, render, compare, validate (and quarantine); or a runtime change.
+      let plan = await this.plan(desired, this.runtimeUsable());
+      let runtimeFailure: string | null = null;
+      if (plan.kind === 'runtime') {
+        const r = await this.applyByRuntime(plan, triggers, startedAt);
+        if (r.outcome) return r.outcome;
+        // Never a silent divergence: validate the same desired state and reload.
+        runtimeFailure = r.reason;
+        plan = await this.plan(desired, false);
+      }
+      if (plan.kind === 'runtime') throw new Error('runtime plan without the Runtime API');
       const extra = { candidateHash: plan.hash, snapshotVersion: plan.snapshotVersion, quarantined: plan.quarantined };
       if (plan.kind === 'unchanged') {
         // HAProxy runs exactly this text, so this state is what it runs: a snapshot or rule change that
         // renders the same config still counts as applied (the fleet view compares these versions).
         const r = this.running!;
-        this.running = { ...r, data: plan.data, origins: plan.origins, snapshotVersion: plan.snapshotVersion, rulesApplied: plan.rulesApplied, quarantined: plan.quarantined };
+        this.running = {
+          ...r, data: plan.data, origins: plan.origins, snapshotVersion: plan.snapshotVersion, rulesApplied: plan.rulesApplied,
+          quarantined: plan.quarantined, slots: slotTable(plan.data),
+        };
         this.o.metrics.quarantined(plan.quarantined.length);
         return this.outcome('noop', 'unchanged', triggers, startedAt, extra);
       }
@@ -458,15 +541,25 @@ export class Reconciler extends EventEmitter {
       }
 
       // Stages 6-8: install, reload, clean up.
-      return this.applyByReload(plan, triggers, startedAt);
+      return this.applyByReload(runtimeFailure ? { ...plan, notRuntime: `runtime change failed: ${runtimeFailure}` } : plan, triggers, startedAt);
     }
   }
 
-  /** Builds the template data, renders, compares and validates, quarantining apps that break it. */
-  private async plan(desired: DesiredState): Promise<Plan> {
+  /** The Runtime API may apply the next change: it is on, and HAProxy is known to run `running.text`. */
+  private runtimeUsable(): boolean {
+    return !!this.o.runtime?.enabled && this.running !== null && this.running.confirmed;
+  }
+
+  /**
+   * Builds the template data (tasks keep the slots they have in the running model), renders,
+   * compares; with `allowRuntime`, a change confined to servers is returned as a `runtime` plan
+   * before any validation. Otherwise validates, quarantining apps that break the config.
+   */
+  private async plan(desired: DesiredState, allowRuntime: boolean): Promise<Plan> {
     const services: Record<string, ServiceRecord> = {};
     for (const [id, stored] of desired.rules) services[id] = stored.record;
-    const { data: full, warnings } = await this.timed('build', () => buildTemplateData({ apps: desired.apps, services, now: Date.now() }));
+    const slots = { previous: this.running?.slots ?? null, headroomPercent: this.o.slotHeadroomPercent };
+    const { data: full, warnings } = await this.timed('build', () => buildTemplateData({ apps: desired.apps, services, now: Date.now(), slots }));
     if (warnings.length) this.o.log.debug({ warnings: warnings.slice(0, 20), count: warnings.length }, 'template data warnings');
 
     const quarantine = new Map<string, QuarantinedApp>();
@@ -487,6 +580,20 @@ export class Reconciler extends EventEmitter {
       if (this.running?.confirmed && hash === this.running.hash) {
         return { kind: 'unchanged', hash, data, origins: rendered.origins, quarantined, rulesApplied: rulesIn(data, desired), snapshotVersion };
       }
+      // Only servers changed (task churn)? Then no validation: the Runtime API applies the
+      // difference, which only touches addresses, ports, weights and states of existing servers.
+      let notRuntime: string | null = null;
+      if (allowRuntime && this.running) {
+        const runningText = this.running.text;
+        const diff = await this.timed('runtime', () => diffConfigs(runningText, rendered.text));
+        if (diff.runtime) {
+          return {
+            kind: 'runtime', text: rendered.text, hash, data, origins: rendered.origins, quarantined,
+            rulesApplied: rulesIn(data, desired), snapshotVersion, changes: diff.changes,
+          };
+        }
+        notRuntime = diff.reason;
+      }
 
       let result = this.invalidCache.get(hash);
       let tempPath: string | null = null;
@@ -504,7 +611,7 @@ export class Reconciler extends EventEmitter {
       }
       if (result.ok && tempPath) {
         const rulesApplied = rulesIn(data, desired);
-        return { kind: 'apply', tempPath, text: rendered.text, hash, data, origins: rendered.origins, quarantined, rulesApplied, snapshotVersion, warnings };
+        return { kind: 'apply', tempPath, text: rendered.text, hash, data, origins: rendered.origins, quarantined, rulesApplied, snapshotVersion, warnings, notRuntime };
       }
       if (result.timedOut) {
         return { kind: 'invalid', reason: `validation timed out after ${this.o.commandTimeoutMs} ms`, hash, quarantined, snapshotVersion };
@@ -545,6 +652,7 @@ export class Reconciler extends EventEmitter {
     const previous = this.running;
     const extra = { candidateHash: plan.hash, snapshotVersion: plan.snapshotVersion, quarantined: plan.quarantined };
     await this.timed('install', () => this.install(plan.tempPath));
+    await this.timed('reload', () => this.saveServerState(previous, plan.text));
     const reload = await this.timed('reload', () => this.o.haproxy.reload());
     this.lastReloadAt = Date.now();
     if (!reload.ok) {
@@ -563,6 +671,9 @@ export class Reconciler extends EventEmitter {
     }
     this.reloadFailures = 0;
     this.retryNotBefore = 0;
+    // The new process starts from the file (and the filtered server state): nothing is draining.
+    this.serverStateUntrusted = false;
+    this.drainer?.clear();
     this.running = {
       hash: plan.hash,
       text: plan.text,
@@ -571,7 +682,9 @@ export class Reconciler extends EventEmitter {
       snapshotVersion: plan.snapshotVersion,
       rulesApplied: plan.rulesApplied,
       quarantined: plan.quarantined,
+      slots: slotTable(plan.data),
       appliedAt: Date.now(),
+      via: 'reload',
       confirmed: true,
     };
     this.lastAppliedAt = this.running.appliedAt;
@@ -581,7 +694,132 @@ export class Reconciler extends EventEmitter {
     await this.timed('cleanup', () => this.cleanup());
     let reason = describeChange(previous, plan);
     if (plan.quarantined.length) reason += `; quarantined ${plan.quarantined.map((q) => `${q.appId} (${q.level})`).join(', ')}`;
+    if (plan.notRuntime && this.o.runtime?.enabled) reason += `; reload needed: ${plan.notRuntime}`;
     return this.outcome('reloaded', reason, triggers, startedAt, extra);
+  }
+
+  /**
+   * Applies a server-only change through the Runtime API: drops the changed servers from the
+   * server-state-file (a restart must not restore their old state), sends the commands in batches,
+   * verifies every changed server with `show servers state`, then writes the same config to
+   * OutputPath. Resolves `outcome: null` with the reason when anything failed or did not verify;
+   * the caller then reloads.
+   */
+  private async applyByRuntime(
+    plan: Extract<Plan, { kind: 'runtime' }>,
+    triggers: string[],
+    startedAt: number,
+  ): Promise<{ outcome: ApplyOutcome } | { outcome: null; reason: string }> {
+    const rt = this.o.runtime!;
+    const previous = this.running!;
+    const extra = { candidateHash: plan.hash, snapshotVersion: plan.snapshotVersion, quarantined: plan.quarantined };
+    const keys = plan.changes.map((c) => `${c.backend}/${c.server}`);
+    const backends = [...new Set(plan.changes.map((c) => c.backend))];
+    let drains: string[] = [];
+    try {
+      await this.timed('runtime', async () => {
+        const rp = await planRuntime(plan.changes);
+        await this.dropServerState(keys);
+        this.drainer?.cancel(rp.enabled);
+        await rt.api.serial(async () => {
+          await rt.api.setServers(rp.commands);
+          const { states } = await rt.api.serversState(backends);
+          const problems = verifyRuntime(rp, states);
+          if (problems.length > 0) {
+            const more = problems.length > 3 ? ` and ${problems.length - 3} more` : '';
+            throw new Error(`HAProxy's state does not match the config: ${problems.slice(0, 3).join('; ')}${more}`);
+          }
+        });
+        drains = rp.drains;
+      });
+    } catch (err) {
+      const reason = (err as Error).message;
+      this.runtimeFallbacks++;
+      this.lastRuntimeError = { at: Date.now(), reason };
+      this.serverStateUntrusted = true;
+      this.o.log.warn({ err: reason, servers: keys.length }, 'runtime change failed; reloading instead');
+      return { outcome: null, reason };
+    }
+    // HAProxy now runs the new model: the file must say the same, so a reload or restart starts from it.
+    try {
+      await this.timed('install', async () => this.install(await this.writeTemp(plan.text)));
+    } catch (err) {
+      this.running = { ...this.runningFrom(plan, 'runtime'), confirmed: false };
+      this.reloadFailures++;
+      const delay = this.scheduleRetry(this.reloadFailures, true);
+      const reason = `servers changed through the Runtime API but ${this.o.outputPath} could not be written: ${(err as Error).message} (reload in ${delay} ms)`;
+      return { outcome: this.outcome('reload-failed', reason, triggers, startedAt, extra) };
+    }
+    this.drainer?.add(drains);
+    this.running = this.runningFrom(plan, 'runtime');
+    this.lastAppliedAt = this.running.appliedAt;
+    this.o.metrics.quarantined(plan.quarantined.length);
+    await this.writeAtomic(this.lastGoodPath, plan.text).catch((err: Error) => this.o.log.warn({ err: err.message }, 'could not write the last good config'));
+    const drained = drains.length ? `, ${drains.length} drained` : '';
+    const what = `${keys.length} server${keys.length === 1 ? '' : 's'} in ${backends.length} backend${backends.length === 1 ? '' : 's'}${drained}`;
+    const reason = `servers changed through the Runtime API (${what}); ${describeChange(previous, plan)}`;
+    const o = this.outcome('runtime', reason, triggers, startedAt, extra);
+    o.servers = { changed: keys.length, drained: drains.length };
+    return { outcome: o };
+  }
+
+  private runningFrom(plan: Extract<Plan, { kind: 'runtime' | 'apply' }>, via: RunningModel['via']): RunningModel {
+    return {
+      hash: plan.hash,
+      text: plan.text,
+      data: plan.data,
+      origins: plan.origins,
+      snapshotVersion: plan.snapshotVersion,
+      rulesApplied: plan.rulesApplied,
+      quarantined: plan.quarantined,
+      slots: slotTable(plan.data),
+      appliedAt: Date.now(),
+      via,
+      confirmed: true,
+    };
+  }
+
+  /**
+   * Before a reload: saves HAProxy's server state (health, maintenance, drain, weight) to the
+   * server-state-file, keeping only servers whose line is the same in the running and the new
+   * config. HAProxy restores a saved server's port, weight and maintenance over the file, so a
+   * server that changed (a slot given to another task, freed, or re-enabled) must start from the
+   * file. Without a trusted running state (unknown config, a failed runtime change, no socket) the
+   * file restores nothing.
+   */
+  private async saveServerState(previous: RunningModel | null, nextText: string): Promise<void> {
+    const path = this.o.serverStateFile;
+    if (!path) return;
+    let content = EMPTY_SERVER_STATE;
+    if (this.o.runtime && previous?.confirmed && !this.serverStateUntrusted) {
+      try {
+        const { raw } = await this.o.runtime.api.serversState();
+        const before = serverLines(previous.text);
+        const after = serverLines(nextText);
+        content = filterServerState(raw, (key) => {
+          const line = before.get(key);
+          return line !== undefined && line === after.get(key);
+        });
+      } catch (err) {
+        this.o.log.info({ err: (err as Error).message }, 'could not save server state before the reload; servers start from the config');
+      }
+    }
+    await this.writeAtomic(path, content).catch((err: Error) => this.o.log.warn({ err: err.message, path }, 'could not write the server state file'));
+  }
+
+  /** After a runtime change: the server-state-file must not restore these servers' old state. */
+  private async dropServerState(keys: readonly string[]): Promise<void> {
+    const path = this.o.serverStateFile;
+    if (!path || keys.length === 0) return;
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch {
+      return;
+    }
+    const drop = new Set(keys);
+    const next = filterServerState(text, (key) => !drop.has(key));
+    if (next !== text) await this.writeAtomic(path, next);
   }
 
   private async cleanup(): Promise<void> {
@@ -704,7 +942,7 @@ function alertsFor(output: string, origins: readonly Origin[], appId: string): s
   return alertSummary(mine || output, 2).slice(0, 500);
 }
 
-function describeChange(previous: RunningModel | null, plan: Extract<Plan, { kind: 'apply' }>): string {
+function describeChange(previous: RunningModel | null, plan: { snapshotVersion: number; rulesApplied: Record<string, number> }): string {
   if (!previous || previous.data === null) return 'first config since start';
   if (!previous.confirmed) return 'retrying after a failed reload';
   const parts: string[] = [];

@@ -26,11 +26,23 @@ export interface StatusView extends WorkerStatus {
   lastStages: ApplyOutcome['stages'];
   lastApplyStages: ApplyOutcome['stages'];
   busy: boolean;
+  /** The Runtime API: socket (empty: off), fallbacks to a reload, last failure, servers draining. */
+  runtime: {
+    enabled: boolean;
+    socket: string;
+    fallbacks: number;
+    lastError: { at: number; reason: string } | null;
+    draining: number;
+    /** How the config in force was applied last. */
+    lastAppliedVia: 'reload' | 'runtime' | null;
+  };
 }
 
 export interface StatusDeps {
   name: string;
   mode: 'managed' | 'command';
+  /** The admin socket the Runtime API uses (empty: runtime changes off). */
+  adminSocket?: string;
   startedAt: number;
   reconciler: Reconciler;
   haproxy: HAProxyProcess;
@@ -67,7 +79,7 @@ export function statusView(d: StatusDeps): StatusView {
   if (!d.zk.connected) degraded.push('zookeeper unavailable');
   if (publishers.length === 0) degraded.push('no api publisher (relying on the resync timer)');
   const last = d.reconciler.last;
-  if (last && last.outcome !== 'noop' && last.outcome !== 'reloaded') degraded.push(`last reconcile: ${last.outcome}`);
+  if (last && last.outcome !== 'noop' && last.outcome !== 'reloaded' && last.outcome !== 'runtime') degraded.push(`last reconcile: ${last.outcome}`);
   if (last && last.outcome === 'noop' && last.reason !== 'unchanged') degraded.push(`last reconcile: ${last.reason}`);
   const serving = d.reconciler.running !== null && (d.mode === 'command' || hp.running === true);
   return {
@@ -83,6 +95,14 @@ export function statusView(d: StatusDeps): StatusView {
     lastStages: last?.stages ?? {},
     lastApplyStages: d.reconciler.lastApply?.stages ?? {},
     busy: d.reconciler.busy,
+    runtime: {
+      enabled: !!d.adminSocket,
+      socket: d.adminSocket ?? '',
+      fallbacks: d.reconciler.runtimeFallbacks,
+      lastError: d.reconciler.lastRuntimeError,
+      draining: d.reconciler.drainer?.size ?? 0,
+      lastAppliedVia: d.reconciler.running?.via ?? null,
+    },
   };
 }
 

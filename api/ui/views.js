@@ -90,7 +90,7 @@ export function renderApps(rows, total, { snapshotMissing, filtered }) {
 }
 
 function outcomeBadge(outcome) {
-  const good = outcome === 'noop' || outcome === 'reloaded';
+  const good = outcome === 'noop' || outcome === 'reloaded' || outcome === 'runtime';
   return badge(good ? 'ok' : outcome ? 'bad' : 'default', outcome || 'none');
 }
 
