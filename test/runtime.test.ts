@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { existsSync, readFileSync, unlinkSync } from 'node:fs';
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { haproxySettings } from '../common/config.js';
 import { cliCommand, parseShowProc } from '../common/haproxy.js';
 import { inMaintenance, outOfRotation, parseServerLine, parseServersState, serverLines, type ServerState } from '../common/haproxy-runtime.js';
@@ -73,8 +74,8 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     return haproxySettings(workerConfig(s) as never).AdminSocket;
   }
 
-  async function serversState(s: TestSetup, backend: string): Promise<Map<string, ServerState>> {
-    return parseServersState(await cliCommand(adminSocket(s), `show servers state ${backend}`));
+  async function serversState(s: TestSetup, backend: string, socket = adminSocket(s)): Promise<Map<string, ServerState>> {
+    return parseServersState(await cliCommand(socket, `show servers state ${backend}`));
   }
 
   /** Resolves once the worker runs this snapshot version and is idle. */
@@ -89,8 +90,8 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
   }
 
   /** HAProxy's servers agree with haproxy.cfg: enabled lines in rotation at their address, disabled ones in maintenance. */
-  async function expectStateMatchesFile(s: TestSetup, backend: string): Promise<number> {
-    const states = await serversState(s, backend);
+  async function expectStateMatchesFile(s: TestSetup, backend: string, socket = adminSocket(s)): Promise<number> {
+    const states = await serversState(s, backend, socket);
     const lines = [...serverLines(readFileSync(s.outputPath, 'utf8'))].filter(([k]) => k.startsWith(`${backend}/`));
     expect(lines.length).to.be.greaterThan(0);
     let enabled = 0;
@@ -199,7 +200,7 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
 
     version = await api.setApps([withHealth(false)]);
     await applied(w, version, 'the health flip');
-    expect(w.reconciler.last?.outcome).to.equal('runtime');
+    expect(w.reconciler.lastApply?.outcome).to.equal('runtime');
     const slotOfB = [...serverLines(readFileSync(s.outputPath, 'utf8'))].find(([, l]) => l.includes(`:${b.port} `))![0];
     expect(outOfRotation((await serversState(s, '::web-cluster')).get(slotOfB)!)).to.equal(true);
     const before = b.hits;
@@ -208,7 +209,7 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
 
     version = await api.setApps([withHealth(true)]);
     await applied(w, version, 'the way back');
-    expect(w.reconciler.last?.outcome).to.equal('runtime');
+    expect(w.reconciler.lastApply?.outcome).to.equal('runtime');
     expect(outOfRotation((await serversState(s, '::web-cluster')).get(slotOfB)!)).to.equal(false);
     await waitFor(async () => (await httpGet(url)).body.startsWith('task-1'), 'traffic back on the task');
     expect(w.reconciler.counts.reloaded).to.equal(reloads);
@@ -224,12 +225,12 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     await applied(w, version, 'the first config');
     version = await api.setApps([web(tasks.slice(0, 5))]);
     await applied(w, version, 'the scale to 5');
-    expect(w.reconciler.last?.outcome).to.equal('runtime');
+    expect(w.reconciler.lastApply?.outcome).to.equal('runtime');
     const master = await masterReloads(s);
 
     await api.setRule('/web', 'path_beg -i /edited');
-    await waitFor(() => w.reconciler.last?.outcome === 'reloaded' && !w.reconciler.busy, 'the reload for the rule');
-    expect(w.reconciler.last?.reason).to.match(/reload needed/);
+    await waitFor(() => w.reconciler.lastApply?.outcome === 'reloaded' && !w.reconciler.busy, 'the reload for the rule');
+    expect(w.reconciler.lastApply?.reason).to.match(/reload needed/);
     expect(await masterReloads(s)).to.equal(master + 1);
     expect(await expectStateMatchesFile(s, '::web-cluster')).to.equal(5);
     const url = `http://127.0.0.1:${s.httpPort}/edited`;
@@ -240,7 +241,7 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     // The server state saved before the reload did not undo anything: scaling down again is a runtime change.
     version = await api.setApps([web(tasks.slice(0, 1))]);
     await applied(w, version, 'the scale to 1');
-    expect(w.reconciler.last?.outcome).to.equal('runtime');
+    expect(w.reconciler.lastApply?.outcome).to.equal('runtime');
     await waitFor(() => w.reconciler.drainer?.size === 0, 'the drains to finish', 10000);
     expect(await expectStateMatchesFile(s, '::web-cluster')).to.equal(1);
   });
@@ -255,8 +256,10 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     // slot-1 holds task-0 and keeps it (an operator put it in maintenance); task-1 goes and task-2
     // takes a slot that was free, in the same reload as a rule edit.
     await cliCommand(adminSocket(s), 'set server ::web-cluster/slot-1 state maint');
+    // Both in one reconcile: the snapshot is written without a hint (the worker reads it on the next
+    // trigger), then the rule edit's hint.
+    version = (await api.control.writeSnapshot([web([tasks[0], tasks[2]])], Date.now())).version;
     await api.setRule('/web', 'path_beg -i /edited');
-    version = await api.setApps([web([tasks[0], tasks[2]])]);
     await waitFor(() => readFileSync(s.outputPath, 'utf8').includes('/edited') && (w.reconciler.running?.snapshotVersion ?? -1) >= version && !w.reconciler.busy, 'the reload');
     const states = await serversState(s, '::web-cluster');
     expect(inMaintenance(states.get('::web-cluster/slot-1')!), 'unchanged server keeps its maintenance').to.equal(true);
@@ -278,7 +281,7 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     // Runtime changes after the last reload: two tasks replaced, one added.
     version = await api.setApps([web([tasks[0], tasks[1], tasks[4], tasks[5], tasks[2]])]);
     await applied(w, version, 'the churn');
-    expect(w.reconciler.last?.outcome).to.equal('runtime');
+    expect(w.reconciler.lastApply?.outcome).to.equal('runtime');
     await waitFor(() => w.reconciler.drainer?.size === 0, 'the drains to finish', 10000);
     const pidBefore = w.haproxy.state().masterPid!;
     process.kill(pidBefore, 'SIGTERM');
@@ -308,8 +311,8 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
 
     version = await api.setApps([web(tasks.slice(0, 4))]);
     await applied(w, version, 'the scale to 4');
-    expect(w.reconciler.last?.outcome).to.equal('reloaded');
-    expect(w.reconciler.last?.reason).to.match(/runtime change failed/);
+    expect(w.reconciler.lastApply?.outcome).to.equal('reloaded');
+    expect(w.reconciler.lastApply?.reason).to.match(/runtime change failed/);
     expect(w.reconciler.runtimeFallbacks).to.equal(1);
     expect(w.status().runtime.lastError?.reason).to.match(/ENOENT|connect/);
     expect(await masterReloads(s)).to.equal(master + 1);
@@ -319,5 +322,73 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     tasks.forEach((t, i) => expect(t.hits, `${t.name} gets traffic`).to.be.greaterThan(before[i]));
     // The server state file restored nothing from before the failure.
     expect(readFileSync(haproxySettings(workerConfig(s) as never).ServerStateFile, 'utf8')).to.equal('1\n');
+  });
+
+  it('reloads when the tasks outgrow their slots, and the bigger backend takes the next scale at runtime', async () => {
+    const s = await testSetup();
+    const api = await fakeApi(s);
+    const tasks = await backends(10);
+    let version = await api.setApps([web(tasks.slice(0, 1))]);
+    const w = await worker(s);
+    await applied(w, version, 'the first config');
+    expect([...serverLines(readFileSync(s.outputPath, 'utf8')).keys()].filter((k) => k.startsWith('::web-cluster/'))).to.have.length(8);
+
+    version = await api.setApps([web(tasks.slice(0, 9))]);
+    await applied(w, version, 'the scale to 9');
+    expect(w.reconciler.lastApply?.outcome).to.equal('reloaded');
+    expect(w.reconciler.lastApply?.reason).to.match(/reload needed: the config's structure changed/);
+    expect(await expectStateMatchesFile(s, '::web-cluster')).to.equal(9);
+    expect([...serverLines(readFileSync(s.outputPath, 'utf8')).keys()].filter((k) => k.startsWith('::web-cluster/'))).to.have.length(16);
+
+    version = await api.setApps([web(tasks.slice(0, 10))]);
+    await applied(w, version, 'the scale to 10');
+    expect(w.reconciler.lastApply?.outcome).to.equal('runtime');
+    expect(await expectStateMatchesFile(s, '::web-cluster')).to.equal(10);
+  });
+
+  describe('command mode (HAProxy.ReloadCommand)', () => {
+    it('uses the Runtime API when HAProxy.AdminSocket is set and answers', async () => {
+      const s = await testSetup();
+      const api = await fakeApi(s);
+      const tasks = await backends(3);
+      const socket = join(s.dir, 'admin.sock');
+      const pid = join(s.dir, 'haproxy.pid');
+      // A seamless reload script: the new process takes the listeners over the admin socket (-x).
+      const script = join(s.dir, 'reload.sh');
+      writeFileSync(script, [
+        `if [ -s ${pid} ] && kill -0 "$(cat ${pid})" 2>/dev/null; then`,
+        `  exec haproxy -f ${s.outputPath} -p ${pid} -D -x ${socket} -sf "$(cat ${pid})"`,
+        `else exec haproxy -f ${s.outputPath} -p ${pid} -D; fi`,
+      ].join('\n'));
+      cleanups.push(async () => {
+        const p = Number(readFileSync(pid, 'utf8').trim());
+        if (p > 1) process.kill(p, 'SIGTERM');
+      });
+      let version = await api.setApps([web(tasks.slice(0, 2))]);
+      const w = await worker(s, { 'HAProxy.ReloadCommand': `sh ${script}`, 'HAProxy.AdminSocket': socket });
+      await applied(w, version, 'the first config');
+      expect(w.reconciler.lastApply?.outcome).to.equal('reloaded');
+      expect(w.status().runtime).to.include({ enabled: true, socket });
+
+      version = await api.setApps([web(tasks.slice(0, 3))]);
+      await applied(w, version, 'the scale to 3');
+      expect(w.reconciler.lastApply?.outcome).to.equal('runtime');
+      const url = `http://127.0.0.1:${s.httpPort}/web/`;
+      await waitFor(async () => (await httpGet(url)).body.startsWith('task-2'), 'traffic to the new task');
+      expect(await expectStateMatchesFile(s, '::web-cluster', socket)).to.equal(3);
+    });
+
+    it('reloads for every change when HAProxy.AdminSocket is not set', async () => {
+      const s = await testSetup();
+      const api = await fakeApi(s);
+      let version = await api.setApps([web([{ name: 'a', port: 31001 } as Backend])]);
+      const w = await worker(s, { 'HAProxy.ReloadCommand': 'true' });
+      await applied(w, version, 'the first config');
+      version = await api.setApps([web([{ name: 'a', port: 31001 } as Backend, { name: 'b', port: 31002 } as Backend])]);
+      await applied(w, version, 'the scale to 2');
+      expect(w.reconciler.lastApply?.outcome).to.equal('reloaded');
+      expect(w.reconciler.counts.runtime).to.equal(0);
+      expect(w.status().runtime.enabled).to.equal(false);
+    });
   });
 });
