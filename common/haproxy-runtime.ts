@@ -494,10 +494,8 @@ export class Drainer {
     this.ticking = true;
     try {
       const backends = [...new Set([...this.pending.values()].map((p) => p.backend))];
-      const sessions = await this.api.currentSessions(backends).catch((err: Error) => {
-        this.onError(err);
-        return new Map<string, number>();
-      });
+      // Unknown sessions (socket away): wait for the deadline; the maint command reports the error.
+      const sessions = await this.api.currentSessions(backends).catch(() => new Map<string, number>());
       const now = Date.now();
       const done = [...this.pending].filter(([k, p]) => now >= p.deadline || sessions.get(k) === 0).map(([k]) => k);
       if (done.length > 0) {

@@ -6,6 +6,7 @@ import { cliCommand, parseShowProc } from '../common/haproxy.js';
 import { inMaintenance, outOfRotation, parseServerLine, parseServersState, serverLines, type ServerState } from '../common/haproxy-runtime.js';
 import { managedPaths, runWorker, type WorkerHandle } from '../worker/main.js';
 import type { ApplyOutcome } from '../worker/reconciler.js';
+import { createServer } from 'node:http';
 import { httpGet, startBackend, type Backend } from './support/http.js';
 import { sleep, waitFor, type Started } from './support/process.js';
 import { startWrk, stopWrk } from './support/wrk.js';
@@ -214,6 +215,45 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     await waitFor(async () => (await httpGet(url)).body.startsWith('task-1'), 'traffic back on the task');
     expect(w.reconciler.counts.reloaded).to.equal(reloads);
     expect(await masterReloads(s)).to.equal(master);
+  });
+
+  it('drains a removed task: its request in flight finishes, then it goes to maintenance without waiting for the timeout', async () => {
+    const s = await testSetup();
+    const api = await fakeApi(s);
+    const [fast] = await backends(1);
+    // A task that answers after 1.5 s.
+    const slow = createServer((req, res) => setTimeout(() => res.end(`slow ${req.url}\n`), 1500));
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => { slow.closeAllConnections(); slow.close(r); }));
+    const slowPort = (slow.address() as { port: number }).port;
+    const both = () => marathonApp('/web', [{ port: fast.port, id: 'web.fast' }, { port: slowPort, id: 'web.slow' }]);
+    let version = await api.setApps([both()]);
+    const w = await worker(s, { 'HAProxy.DrainTimeoutMs': 60000 });
+    await applied(w, version, 'the first config');
+    const url = `http://127.0.0.1:${s.httpPort}/web/`;
+    // leastconn: with the slow task busy, a second request goes to the fast one; find a slow answer.
+    let inFlight: Promise<{ status: number; body: string }> | null = null;
+    for (let i = 0; i < 10 && !inFlight; i++) {
+      const p = httpGet(url, { timeoutMs: 5000 });
+      await sleep(100);
+      // slot-2 (web.slow) has one session: scur, the fifth column of show stat.
+      if (/^::web-cluster,slot-2,\d+,\d+,1,/m.test(await cliCommand(adminSocket(s), 'show stat ::web-cluster 4 -1'))) inFlight = p;
+      else await p;
+    }
+    expect(inFlight, 'a request in flight on the slow task').to.not.equal(null);
+    const t0 = Date.now();
+    version = await api.setApps([marathonApp('/web', [{ port: fast.port, id: 'web.fast' }])]);
+    await applied(w, version, 'the scale down');
+    expect(w.reconciler.lastApply?.outcome).to.equal('runtime');
+    const draining = (await serversState(s, '::web-cluster')).get('::web-cluster/slot-2')!;
+    expect(outOfRotation(draining) && !inMaintenance(draining), 'slot-2 draining').to.equal(true);
+    const answer = await inFlight!;
+    expect(answer.status).to.equal(200);
+    expect(answer.body).to.match(/^slow/);
+    await waitFor(() => w.reconciler.drainer?.size === 0, 'the drain to finish', 10000);
+    expect(Date.now() - t0, 'finished with the request, long before the 60 s timeout').to.be.below(10000);
+    expect(inMaintenance((await serversState(s, '::web-cluster')).get('::web-cluster/slot-2')!)).to.equal(true);
+    expect(await expectStateMatchesFile(s, '::web-cluster')).to.equal(1);
   });
 
   it('reloads for a rule edit, and the servers applied at runtime are all there afterwards', async () => {
