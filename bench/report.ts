@@ -1,0 +1,706 @@
+/**
+ * docs/BENCHMARKS.md from a results file (bench/results/latest.json): the machine, versions and load
+ * of the run, then each figure as median and spread next to the original Bamboo's figure from
+ * ../shared/BENCHMARKING.md and the target, and where we miss, with the stage timings that say why.
+ * Pure: the same JSON gives the same text (`npm run bench -- --report` regenerates it).
+ */
+import type { BenchResults, ScenarioRecord } from './run.js';
+import type { Summary } from './lib/stats.js';
+import type { WrkResult } from './lib/wrk.js';
+
+/** The original Bamboo, measured on a machine like this one (BENCHMARKING.md). */
+const BAMBOO = {
+  eventToCfg: { 100: '43 ms', 1000: '134 ms', 10000: '1.18 s' } as Record<number, string>,
+  eventToRouted: { 100: '91 ms', 1000: '232 ms', 10000: '3.38 s' } as Record<number, string>,
+  burst: { 100: '2 / 1 / 131 ms', 1000: '2 / 1 / 292 ms', 10000: '2 / 1 / 3.7 s' } as Record<number, string>,
+  peakRss: { 100: '15 MB', 1000: '30 MB', 10000: '146-174 MB' } as Record<number, string>,
+  check: { 100: '26 ms', 1000: '52 ms', 10000: '497 ms' } as Record<number, string>,
+  reload: { 100: '47 ms', 1000: '89 ms', 10000: '906 ms' } as Record<number, string>,
+  marathonLb: { 100: '146 ms', 1000: '372 ms', 10000: '7.0 s' } as Record<number, string>,
+};
+
+const TARGETS = {
+  render10kMs: 500,
+  p99At1000Ms: 100,
+  reloadsPerBurst: 2,
+};
+
+// ---- formatting -------------------------------------------------------------------------------
+
+const nf = new Intl.NumberFormat('en-US');
+
+function num(x: number | null | undefined, digits = 0): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return 'n/a';
+  return nf.format(Number(x.toFixed(digits)));
+}
+
+function ms(x: number | null | undefined): string {
+  if (x === null || x === undefined || !Number.isFinite(x)) return 'n/a';
+  if (x >= 10000) return `${num(x / 1000, 1)} s`;
+  if (x >= 100) return `${num(x)} ms`;
+  return `${num(x, 1)} ms`;
+}
+
+/** `123 ms (p10-p90 100-150)` or, for few samples, `(min-max ...)`. */
+function med(s: Summary | undefined, unit: (x: number) => string = ms): string {
+  if (!s || !s.n) return 'n/a';
+  if (s.n === 1) return unit(s.median);
+  const spread = s.n >= 10 ? `p10–p90 ${unit(s.p10)}–${unit(s.p90)}` : `min–max ${unit(s.min)}–${unit(s.max)}`;
+  return `${unit(s.median)} (${spread})`;
+}
+
+function count(x: number): string {
+  return num(x, x % 1 === 0 ? 0 : 1);
+}
+
+function table(head: string[], rows: string[][]): string {
+  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+function verdict(ok: boolean | null): string {
+  return ok === null ? 'n/a' : ok ? '**met**' : '**missed**';
+}
+
+// ---- the shapes written by the scenarios (read defensively: a scenario may have failed) --------
+
+interface RenderSize {
+  apps: number;
+  outputBytes: number;
+  buildTemplateDataMs: Summary;
+  parseTemplateMs: Summary;
+  coldRenderMs: Summary;
+  oneAppChangeRenderMs: Summary;
+  oneAppChangeBuildAndRenderMs: Summary;
+  unchangedRerenderMs: Summary;
+  oneAppChangeMaxBlocksRendered: number;
+  haproxyCheckMs: Record<string, Summary>;
+  configPathChars: number[];
+  coldBuildRenderValidateMs: Summary;
+  oneAppChangeRenderValidateMs: Summary;
+  baselineRssMB: number;
+  peakRssMB: number;
+  runtime: string;
+}
+
+interface RenderWorker {
+  apps: number;
+  rules: number;
+  outputPathChars: number;
+  configBytes: number;
+  startToFirstApplyMs: number;
+  firstApplyStages: Record<string, number>;
+  ruleChangeHintToAppliedMs: Summary;
+  taskChangeHintToAppliedMs: Summary;
+  oneAppChangeStagesMs: Record<string, Summary>;
+  workerPeakRssMB: number;
+}
+
+interface LatencySize {
+  apps: number;
+  events: number;
+  eventToRoutedMs: Summary;
+  eventToHintMs: Summary;
+  eventToConfigOnDiskMs: Summary;
+  hintToRoutedMs: Summary;
+  eventsWithoutNewConfigFile: number;
+  simulatorScaleCallMs: Summary;
+  pollsPerEvent: Summary;
+  workerStagesMs: Record<string, Summary>;
+  workerOutcomes: Record<string, number>;
+  rules: { edits: number; writeToRoutedMs: Summary; putResponseMs: Summary; writeToHintMs: Summary };
+  configBytes: number;
+  configPathChars: number;
+}
+
+interface StormVariant {
+  summary: Record<string, Summary>;
+  allCorrect: boolean;
+  reps: Array<Record<string, unknown>>;
+}
+
+interface StormSize {
+  apps: number;
+  paced?: StormVariant;
+  burst?: StormVariant;
+  rules?: StormVariant;
+}
+
+interface ReloadMode {
+  baseline: WrkResult;
+  withReloads: WrkResult;
+  reloads: number;
+  reloadPhaseS: number;
+  reloadsPerSecond: number;
+  failedRequests: number;
+  p99ImpactMs: number;
+  throughputChangePct: number;
+}
+
+interface ReloadResult {
+  apps: number;
+  wrk: { threads: number; connections: number };
+  keepalive?: ReloadMode;
+  close?: ReloadMode;
+}
+
+interface Fleet {
+  workers: number;
+  changes: number;
+  eventToAllAppliedMs: Summary;
+  eventToEachAppliedMs: Summary;
+  marathonAppsFetchesPerChange: Summary;
+  marathonRequestsPerChange: Summary;
+  bambooFetchesPerChange: number;
+  startToAllAppliedMs: number;
+  hostPeakRssMB: number | null;
+}
+
+interface Throughput {
+  getServicesNoRules?: WrkResult;
+  getServices?: WrkResult;
+  getOneService?: WrkResult;
+  putService?: WrkResult;
+  getServicesAfterWrites?: WrkResult;
+  createRules50InFlight?: { rules: number; ms: number; failed: number };
+  deleteRules50InFlight?: { rules: number; ms: number; failed: number };
+  createRulesOneByOne?: { rules: number; ms: number; failed: number };
+  callbackBurst?: { callbacks: number; marathonFetches: number; deliveryMs: number; untilFinalStatePublishedMs: number; lastFetchAfterBurstStartMs: number | null };
+  eventToHintMs?: Summary;
+}
+
+function result<T>(rec: ScenarioRecord | undefined): T | null {
+  return rec && rec.result ? (rec.result as T) : null;
+}
+
+function scenarioNote(rec: ScenarioRecord | undefined): string {
+  if (!rec) return '_Not run._';
+  const parts = [`Took ${num(rec.durationS)} s; load average ${rec.load.start.join(' / ')} at the start, ${rec.load.end.join(' / ')} at the end.`];
+  if (!rec.ok) parts.push(`\n\n**Failed:** ${rec.errors.map((e) => '`' + e.replace(/`/g, "'").slice(0, 400) + '`').join('; ')}`);
+  return parts.join('');
+}
+
+const STAGES = ['read', 'build', 'render', 'runtime', 'validate', 'wait', 'install', 'reload', 'cleanup'];
+
+function stageRow(stages: Record<string, Summary> | undefined): string {
+  if (!stages) return 'n/a';
+  return STAGES.filter((s) => stages[s] && stages[s].n)
+    .map((s) => `${s} ${ms(stages[s].median)}`)
+    .join(', ');
+}
+
+// ---- sections -----------------------------------------------------------------------------------
+
+function runSection(r: BenchResults): string {
+  const m = r.machine;
+  const v = r.versions;
+  const busy = r.load.mean1m > m.cores * 0.5;
+  const lines = [
+    table(
+      ['', ''],
+      [
+        ['Date', `${r.startedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')} (${num(r.durationS / 60, 1)} min; \`${r.command}\`)`],
+        ['Machine', `${m.cpuModel}, ${m.cores} cores, ${num(m.memoryMB)} MB RAM; ${m.os}, Linux ${m.kernel}; nofile ${m.nofileSoft}/${m.nofileHard}`],
+        [
+          'Versions',
+          `Node.js ${v.node}, HAProxy ${v.haproxy}, ZooKeeper ${v.zookeeper}, liquidjs ${v.liquidjs}, bamboo-ts ${v.package} (commit ${v.git.commit}${v.git.dirtyFiles ? `, ${v.git.dirtyFiles} tracked files modified in the working tree` : ''}), wrk ${v.wrk}`,
+        ],
+        ['Bamboo processes ran', v.runtime === 'compiled' ? 'compiled (dist/, as installed)' : 'from the TypeScript sources through tsx (the build was not current): slower starts, more memory'],
+        ['Build', r.build],
+        ['Load average (1/5/15 min)', `${r.load.before.join(' / ')} before the run; 1-min average during the run: mean ${r.load.mean1m}, max ${r.load.max1m}; ${r.load.after.join(' / ')} after`],
+      ],
+    ),
+  ];
+  if (busy) {
+    lines.push(
+      '',
+      `> **The machine was busy.** The 1-minute load average stayed around ${r.load.mean1m} (max ${r.load.max1m}) on ${m.cores} cores while this ran, ` +
+        'partly other engineers\' test runs and partly the benchmark itself (HAProxy, ZooKeeper, node processes and the load generator share the two cores). ' +
+        'Absolute figures are noisy (10-20 % run to run even on a quiet machine, BENCHMARKING.md); compare only figures from the same run.',
+    );
+  }
+  return lines.join('\n');
+}
+
+function headline(r: BenchResults): string {
+  const render = result<{ sizes: RenderSize[] }>(r.scenarios.render);
+  const latency = result<{ sizes: LatencySize[] }>(r.scenarios.latency);
+  const storm = result<{ sizes: StormSize[] }>(r.scenarios.storm);
+  const reload = result<ReloadResult>(r.scenarios.reload);
+  const fanout = result<{ fleets: Fleet[] }>(r.scenarios.fanout);
+  const big = render?.sizes.reduce<RenderSize | undefined>((a, s) => (!a || s.apps > a.apps ? s : a), undefined);
+  const lat = latency?.sizes.reduce<LatencySize | undefined>((a, s) => (!a || s.apps > a.apps ? s : a), undefined);
+  const st = storm?.sizes.reduce<StormSize | undefined>((a, s) => (!a || s.apps > a.apps ? s : a), undefined);
+  const rows: string[][] = [];
+  if (big) {
+    const change = big.oneAppChangeRenderValidateMs;
+    const cold = big.coldBuildRenderValidateMs;
+    rows.push([
+      `${num(big.apps)} apps rendered + validated (\`haproxy -c\`, ${big.configPathChars[0]}-char path): one-app change / cold`,
+      `${med(change)} / ${med(cold)}`,
+      `event -> haproxy.cfg on disk ${BAMBOO.eventToCfg[big.apps] ?? 'n/a'} (of which \`haproxy -c\` ${BAMBOO.check[big.apps] ?? 'n/a'})`,
+      `< ${TARGETS.render10kMs} ms`,
+      big.apps >= 10000 ? `${verdict(change.median < TARGETS.render10kMs)} (change), ${verdict(cold.median < TARGETS.render10kMs)} (cold)` : 'n/a (not 10,000 apps)',
+    ]);
+  }
+  if (lat) {
+    rows.push([
+      `Marathon event -> traffic to the new task, ${num(lat.apps)} apps: p50 / p99 (${lat.events} events)`,
+      `${ms(lat.eventToRoutedMs.median)} / ${ms(lat.eventToRoutedMs.p99)}`,
+      `${BAMBOO.eventToRouted[lat.apps] ?? 'n/a'} (median)`,
+      `p99 < ${TARGETS.p99At1000Ms} ms at 1,000 apps`,
+      lat.apps >= 1000 ? verdict(lat.eventToRoutedMs.p99 < TARGETS.p99At1000Ms) : 'n/a (not 1,000 apps)',
+    ]);
+  }
+  if (st) {
+    const worst = Math.max(st.paced?.summary.reloads?.max ?? NaN, st.burst?.summary.reloads?.max ?? NaN);
+    const updates = st.burst?.summary.statusUpdates?.median ?? st.paced?.summary.statusUpdates?.median ?? 0;
+    const window = (r.scenarios.storm?.params as { windowMs?: number } | undefined)?.windowMs;
+    rows.push([
+      `Reloads per storm of ${num(updates)} status updates, ${num(st.apps)} apps: paced over ${ms(window)} / one burst (median, max)`,
+      `${count(st.paced?.summary.reloads?.median ?? NaN)} (max ${count(st.paced?.summary.reloads?.max ?? NaN)}) / ${count(st.burst?.summary.reloads?.median ?? NaN)} (max ${count(st.burst?.summary.reloads?.max ?? NaN)})`,
+      '1 per 1,000-event burst',
+      `<= ${TARGETS.reloadsPerBurst}`,
+      Number.isFinite(worst) ? `${verdict((st.burst?.summary.reloads?.max ?? 0) <= TARGETS.reloadsPerBurst)} (burst), ${verdict((st.paced?.summary.reloads?.max ?? 0) <= TARGETS.reloadsPerBurst)} (paced)` : 'n/a',
+    ]);
+  }
+  if (reload?.keepalive && reload.close) {
+    const ka = reload.keepalive;
+    const cl = reload.close;
+    rows.push([
+      `Failed requests during ${ka.reloads} / ${cl.reloads} reloads under wrk load: keep-alive / \`Connection: close\``,
+      `${num(ka.failedRequests)} of ${num(ka.withReloads.requests)} / ${num(cl.failedRequests)} of ${num(cl.withReloads.requests)}`,
+      '365 / 1,809 per 50 reloads (default reload); 326 / 0 with `-x`',
+      '0',
+      verdict(ka.failedRequests === 0 && cl.failedRequests === 0),
+    ]);
+  }
+  if (fanout?.fleets.length) {
+    const f = fanout.fleets;
+    const grows = f.some((x) => x.marathonAppsFetchesPerChange.max > f[0].marathonAppsFetchesPerChange.max);
+    rows.push([
+      `Marathon /v2/apps fetches per change with ${f.map((x) => x.workers).join(' / ')} workers (median)`,
+      f.map((x) => count(x.marathonAppsFetchesPerChange.median)).join(' / '),
+      f.map((x) => count(x.bambooFetchesPerChange)).join(' / ') + ' (one per instance)',
+      'independent of workers',
+      verdict(!grows),
+    ]);
+  }
+  if (!rows.length) return '_No scenario produced figures._';
+  return table(['Figure', 'Bamboo-TS (this run)', 'Original Bamboo', 'Target', 'Verdict'], rows);
+}
+
+function renderSection(r: BenchResults): string {
+  const rec = r.scenarios.render;
+  const res = result<{ haproxyFloorMs?: Summary; sizes: RenderSize[]; worker?: RenderWorker }>(rec);
+  const out = [scenarioNote(rec)];
+  if (res?.haproxyFloorMs) {
+    out.push('', `HAProxy's own start-up on this machine: \`haproxy -c\` on a ten-line config takes ${med(res.haproxyFloorMs)}. Every validation and every reload (the master re-executes itself) pays it.`);
+  }
+  if (res?.sizes.length) {
+    const pathKeys = Object.keys(res.sizes[0].haproxyCheckMs);
+    out.push(
+      '',
+      'The default template, apps with an HTTP health check and 3 healthy tasks, one app in ten with a host rule. Each size runs in its own child process ' +
+        `(${res.sizes[0].runtime}), so the peak RSS is that size's alone (it includes the runtime itself: "baseline" is the RSS before any work). ` +
+        '"Cold" is a fresh renderer (empty memo); "one-app change" is a warm renderer after one app\'s tasks moved (template data built again + render); ' +
+        '"render + validate" adds `haproxy -c` on the output. `haproxy -c` is timed with the config at two path lengths, because HAProxy\'s parse time depends on it (BENCHMARKING.md); ' +
+        `${pathKeys[0].replace('path', '')} characters is the length of /etc/haproxy/haproxy.cfg, the production default.`,
+      '',
+      table(
+        ['Apps', 'Output', 'Build template data', 'Cold render', 'One-app change: build + render', 'Blocks re-rendered', 'Unchanged re-render', ...pathKeys.map((k) => `\`haproxy -c\`, ${k.replace('path', '')}-char path`), 'Render + validate: change / cold', 'Peak RSS (baseline)', 'Bamboo: `haproxy -c` / event -> cfg / peak RSS'],
+        res.sizes.map((s) => [
+          num(s.apps),
+          `${num(s.outputBytes / 1e6, 2)} MB`,
+          med(s.buildTemplateDataMs),
+          med(s.coldRenderMs),
+          med(s.oneAppChangeBuildAndRenderMs),
+          String(s.oneAppChangeMaxBlocksRendered),
+          med(s.unchangedRerenderMs),
+          ...pathKeys.map((k) => med(s.haproxyCheckMs[k])),
+          `${ms(s.oneAppChangeRenderValidateMs.median)} / ${ms(s.coldBuildRenderValidateMs.median)}`,
+          `${num(s.peakRssMB)} MB (${num(s.baselineRssMB)} MB)`,
+          `${BAMBOO.check[s.apps] ?? 'n/a'} / ${BAMBOO.eventToCfg[s.apps] ?? 'n/a'} / ${BAMBOO.peakRss[s.apps] ?? 'n/a'}`,
+        ]),
+      ),
+      '',
+      `For scale: marathon-lb generates a config in ${BAMBOO.marathonLb[100]} / ${BAMBOO.marathonLb[1000]} / ${BAMBOO.marathonLb[10000]} for 100 / 1,000 / 10,000 apps (BENCHMARKING.md).`,
+    );
+  }
+  const w = res?.worker;
+  if (w) {
+    out.push(
+      '',
+      `**The worker process at ${num(w.apps)} apps** (${num(w.apps * 3)} servers, ${num(w.rules)} rules; \`bamboo worker\` in command mode: built-in \`haproxy -c\` validation, reload command \`true\`; ` +
+        `output path ${w.outputPathChars} characters; real ZooKeeper and ZeroMQ, this process playing the api):`,
+      '',
+      table(
+        ['Figure', 'Value'],
+        [
+          ['Start -> first config applied', ms(w.startToFirstApplyMs)],
+          ['First apply, stages', Object.entries(w.firstApplyStages).map(([k, v]) => `${k} ${ms(v)}`).join(', ')],
+          ['Rule change: hint -> applied', med(w.ruleChangeHintToAppliedMs)],
+          ['Task change (new Marathon snapshot): hint -> applied', med(w.taskChangeHintToAppliedMs)],
+          ['One-app change, stages (median)', stageRow(w.oneAppChangeStagesMs)],
+          ['Worker peak RSS (VmHWM)', `${num(w.workerPeakRssMB)} MB (Bamboo: ${BAMBOO.peakRss[10000]} at 10,000 apps)`],
+          ['haproxy.cfg', `${num(w.configBytes / 1e6, 2)} MB`],
+        ],
+      ),
+    );
+  }
+  return out.join('\n');
+}
+
+function latencySection(r: BenchResults): string {
+  const rec = r.scenarios.latency;
+  const res = result<{ sizes: LatencySize[] }>(rec);
+  const out = [scenarioNote(rec)];
+  if (!res?.sizes.length) return out.join('\n');
+  out.push(
+    '',
+    'Through the whole stack as `bamboo demo` runs it: the Marathon simulator, two api processes (event-stream mode), ZooKeeper, ZeroMQ, one worker process with a managed HAProxy (master-worker, reloads by SIGUSR2), default settings. ' +
+      'Each event scales one app up by a task on a fresh local HTTP server; the clock starts when the simulator emits that task\'s `TASK_RUNNING` status update and stops at the first response from the new server through HAProxy ' +
+      '(a tight loop of new connections). Before each event the worker is left idle past its minimum reload interval (500 ms), so pacing is not measured. ' +
+      'Spread: p10–p90 over the events (one run).',
+    '',
+    table(
+      ['Apps', 'Events', 'Event -> routed: p50 / p99 (max)', 'p10–p90', 'Event -> hint on ZeroMQ', 'Event -> haproxy.cfg on disk', 'Hint -> routed', 'Bamboo: event -> cfg / routed'],
+      res.sizes.map((s) => [
+        num(s.apps),
+        String(s.events),
+        `${ms(s.eventToRoutedMs.median)} / ${ms(s.eventToRoutedMs.p99)} (${ms(s.eventToRoutedMs.max)})`,
+        `${ms(s.eventToRoutedMs.p10)}–${ms(s.eventToRoutedMs.p90)}`,
+        med(s.eventToHintMs),
+        med(s.eventToConfigOnDiskMs) + (s.eventsWithoutNewConfigFile ? ` (${s.eventsWithoutNewConfigFile} events wrote no file)` : ''),
+        med(s.hintToRoutedMs),
+        `${BAMBOO.eventToCfg[s.apps] ?? 'n/a'} / ${BAMBOO.eventToRouted[s.apps] ?? 'n/a'}`,
+      ]),
+    ),
+    '',
+    'Where the time goes: the worker\'s own stage timings for these events (median), its outcomes, and the simulator\'s own cost of a scale call (it runs in the benchmark process and builds Marathon\'s deployment plan, which lists every app):',
+    '',
+    table(
+      ['Apps', 'Worker stages (median)', 'Outcomes', 'Simulator scale call', 'haproxy.cfg', 'Path length'],
+      res.sizes.map((s) => [
+        num(s.apps),
+        stageRow(s.workerStagesMs),
+        Object.entries(s.workerOutcomes).map(([k, v]) => `${k} ${v}`).join(', '),
+        med(s.simulatorScaleCallMs),
+        `${num(s.configBytes / 1e3)} kB`,
+        `${s.configPathChars} chars`,
+      ]),
+    ),
+    '',
+    'Rule (ACL) edits through the REST API (PUT on either api copy) until HAProxy routes the new host:',
+    '',
+    table(
+      ['Apps', 'Edits', 'PUT -> routed', 'PUT answered', 'PUT -> hint'],
+      res.sizes.map((s) => [num(s.apps), String(s.rules.edits), med(s.rules.writeToRoutedMs), med(s.rules.putResponseMs), med(s.rules.writeToHintMs)]),
+    ),
+  );
+  return out.join('\n');
+}
+
+function stormSection(r: BenchResults): string {
+  const rec = r.scenarios.storm;
+  const res = result<{ sizes: StormSize[] }>(rec);
+  const out = [scenarioNote(rec)];
+  if (!res?.sizes.length) return out.join('\n');
+  const p = rec?.params as { windowMs?: number; quietMs?: number; reps?: number } | undefined;
+  out.push(
+    '',
+    'Real state changes on the same stack: tasks of random bench apps are killed and replaced (`TASK_KILLING`, `TASK_KILLED`, the replacement\'s `TASK_RUNNING`: three status updates each, plus Marathon 1.6\'s instance events). ' +
+      `"Paced" spreads them evenly over ${ms(p?.windowMs)}; "burst" emits them as fast as the simulator can. "Config correct" compares every bench app's servers in the installed haproxy.cfg with the simulator's tasks; ` +
+      `"quiet" is when fetches, reloads and applies stopped (nothing for ${ms(p?.quietMs)} after). Fetches are counted in the simulator's request log, reloads with the HAProxy master's \`show proc\`. Median (min–max) over ${p?.reps ?? '?'} repetitions.`,
+    '',
+    table(
+      ['Apps', 'Storm', 'Updates', 'Emitted in', '/v2/apps fetches', 'Reloads', 'Last update -> config correct', 'Last update -> quiet', 'Final config correct', 'Bamboo (1,000-event burst): fetches / reloads / until quiet'],
+      res.sizes.flatMap((s) =>
+        (['paced', 'burst'] as const)
+          .filter((k) => s[k])
+          .map((k) => {
+            const v = s[k]!.summary;
+            return [
+              num(s.apps),
+              k,
+              num(v.statusUpdates?.median),
+              med(v.emitMs),
+              med(v.marathonFetches, count),
+              med(v.reloads, count),
+              med(v.lastUpdateToConfigMs),
+              med(v.lastUpdateToQuietMs),
+              s[k]!.allCorrect ? `yes (${s[k]!.reps.length}/${s[k]!.reps.length})` : `**no** (${s[k]!.reps.filter((x) => x.finalConfigCorrect).length}/${s[k]!.reps.length})`,
+              BAMBOO.burst[s.apps] ?? 'n/a',
+            ];
+          }),
+      ),
+    ),
+  );
+  const rules = res.sizes.filter((s) => s.rules);
+  if (rules.length) {
+    out.push(
+      '',
+      'Rule storm: rule (ACL) writes through the two api copies (PUT, many in flight), cycling over the first 50 apps; then every app must route by its last rule:',
+      '',
+      table(
+        ['Apps', 'Writes', 'Written in', '/v2/apps fetches', 'Reloads', 'Last write -> routed', 'Last write -> quiet', 'Every app on its last rule'],
+        rules.map((s) => {
+          const v = s.rules!.summary;
+          return [
+            num(s.apps),
+            num(v.writes?.median),
+            med(v.writeMs),
+            med(v.marathonFetches, count),
+            med(v.reloads, count),
+            med(v.lastWriteToRoutedMs),
+            med(v.lastWriteToQuietMs),
+            s.rules!.allCorrect ? 'yes' : '**no**',
+          ];
+        }),
+      ),
+    );
+  }
+  return out.join('\n');
+}
+
+function wrkCells(w: WrkResult): string[] {
+  const e = w.socketErrors;
+  return [
+    num(w.requests),
+    num(w.requestsPerSecond),
+    `${ms(w.latencyMs.p50)} / ${ms(w.latencyMs.p99)} / ${ms(w.latencyMs.max)}`,
+    `${num(w.failed)} (non-2xx ${w.non2xx}; connect ${e.connect}, read ${e.read}, write ${e.write}, timeout ${e.timeout})`,
+  ];
+}
+
+function reloadSection(r: BenchResults): string {
+  const rec = r.scenarios.reload;
+  const res = result<ReloadResult>(rec);
+  const out = [scenarioNote(rec)];
+  if (!res) return out.join('\n');
+  out.push(
+    '',
+    `wrk (threads: ${res.wrk.threads}, connections: ${res.wrk.connections}) through HAProxy to one app with two local backends, on the ${num(res.apps)}-app stack; ` +
+      'meanwhile another app\'s rule is edited through the api, each edit waiting for the HAProxy master\'s reload count to go up (managed HAProxy: SIGUSR2, sockets handed over, `option idle-close-on-response`). ' +
+      'The baseline is the same load without reloads. Failed = non-2xx + every socket error wrk reports.',
+    '',
+    table(
+      ['Connections', 'Phase', 'Reloads', 'Requests', 'Requests/s', 'Latency p50 / p99 / max', 'Failed'],
+      (['keepalive', 'close'] as const)
+        .filter((k) => res[k])
+        .flatMap((k) => {
+          const m = res[k]!;
+          const label = k === 'keepalive' ? 'keep-alive' : '`Connection: close`';
+          return [
+            [label, 'no reloads', '0', ...wrkCells(m.baseline)],
+            [label, `reloading (${num(m.reloadPhaseS, 1)} s, ${m.reloadsPerSecond}/s)`, String(m.reloads), ...wrkCells(m.withReloads)],
+          ];
+        }),
+    ),
+    '',
+    'Original Bamboo, 50 reloads under wrk load: 1,809 failed requests with `Connection: close` and 365 with keep-alive using its default reload command; 0 and 326 with `-x` and `expose-fd listeners` (BENCHMARKING.md).',
+  );
+  return out.join('\n');
+}
+
+function fanoutSection(r: BenchResults): string {
+  const rec = r.scenarios.fanout;
+  const res = result<{ apps: number; fleets: Fleet[] }>(rec);
+  const out = [scenarioNote(rec)];
+  if (!res?.fleets.length) return out.join('\n');
+  const p = rec?.params as { mode?: string } | undefined;
+  out.push(
+    '',
+    `One api process (event stream, periodic resync off so only changes are counted) and N workers on ${num(res.apps)} apps. Workers: ${p?.mode ?? 'in-process'}` +
+      ' — 50 node processes on 2 cores would measure process scheduling rather than the design, so they share one host process (and its one event loop: the time for the last of N workers grows with N for that reason). ' +
+      'Per change (one app scaled up by a task): time from the `TASK_RUNNING` event until each worker\'s status record in ZooKeeper shows the new snapshot applied (ZooKeeper watches), and Marathon requests caused (simulator request log).',
+    '',
+    table(
+      ['Workers', 'Changes', 'Event -> all workers applied', 'Event -> each worker applied', '/v2/apps fetches per change', 'All Marathon requests per change', 'Bamboo: fetches per change', 'Host peak RSS', 'Start -> all applied'],
+      res.fleets.map((f) => [
+        String(f.workers),
+        String(f.changes),
+        med(f.eventToAllAppliedMs),
+        med(f.eventToEachAppliedMs),
+        med(f.marathonAppsFetchesPerChange, count),
+        med(f.marathonRequestsPerChange, count),
+        String(f.bambooFetchesPerChange),
+        f.hostPeakRssMB === null ? 'n/a' : `${num(f.hostPeakRssMB)} MB`,
+        ms(f.startToAllAppliedMs),
+      ]),
+    ),
+  );
+  return out.join('\n');
+}
+
+function throughputSection(r: BenchResults): string {
+  const rec = r.scenarios.throughput;
+  const res = result<Throughput>(rec);
+  const out = [scenarioNote(rec)];
+  if (!res) return out.join('\n');
+  const p = rec?.params as { rules?: number; threads?: number; connections?: number; durationS?: number } | undefined;
+  const rules = num(p?.rules);
+  out.push(
+    '',
+    `One \`bamboo api\` process (callback mode) on real ZooKeeper; wrk (threads: ${p?.threads ?? '?'}, keep-alive connections: ${p?.connections ?? '?'}) for ${p?.durationS ?? '?'} s per row. PUT replaces random existing rules (no If-Match).`,
+    '',
+    table(
+      ['Request', 'Requests', 'Requests/s', 'Latency p50 / p99 / max', 'Failed', 'Original Bamboo'],
+      (
+        [
+          ['`GET /api/services`, no rules', res.getServicesNoRules, '7,300/s'],
+          [`\`GET /api/services\`, ${rules} rules`, res.getServices, '14/s with 1,000 rules'],
+          [`\`GET /api/services/:id\`, ${rules} rules`, res.getOneService, ''],
+          [`\`PUT /api/services/:id\`, ${rules} rules`, res.putService, ''],
+          [`\`GET /api/services\` after the writes`, res.getServicesAfterWrites, ''],
+        ] as Array<[string, WrkResult | undefined, string]>
+      )
+        .filter(([, w]) => w)
+        .map(([label, w, bamboo]) => [label, ...wrkCells(w!), bamboo]),
+    ),
+  );
+  const ops = [
+    ['Create rules one by one (POST)', res.createRulesOneByOne, 'Creating 1,000 rules one by one: 1.4 s'],
+    ['Create rules, 50 in flight', res.createRules50InFlight, ''],
+    ['Delete rules, 50 in flight', res.deleteRules50InFlight, ''],
+  ] as const;
+  out.push(
+    '',
+    table(
+      ['Operation', 'Rules', 'Time', 'Failed', 'Original Bamboo'],
+      ops.filter(([, o]) => o).map(([label, o, b]) => [label, num(o!.rules), ms(o!.ms), num(o!.failed), b]),
+    ),
+  );
+  if (res.callbackBurst) {
+    const c = res.callbackBurst;
+    out.push(
+      '',
+      `A burst of ${num(c.callbacks)} Marathon callbacks (status updates, the last one with a real change): ${num(c.marathonFetches)} /v2/apps fetches; delivered in ${ms(c.deliveryMs)}; ` +
+        `the final state was published on ZeroMQ ${ms(c.untilFinalStatePublishedMs)} after the burst began (last fetch started at ${ms(c.lastFetchAfterBurstStartMs)}). Original Bamboo: 2 fetches per 1,000-event burst.`,
+    );
+  }
+  if (res.eventToHintMs) {
+    out.push('', `Marathon event -> hint published on ZeroMQ (the api's share of the latency; callback delivery, debounce, fetch, ZooKeeper write): ${med(res.eventToHintMs)}.`);
+  }
+  return out.join('\n');
+}
+
+/** Data-driven notes on every target missed, with the stage timings that explain it. */
+function misses(r: BenchResults): string {
+  const notes: string[] = [];
+  const render = result<{ sizes: RenderSize[]; worker?: RenderWorker }>(r.scenarios.render);
+  const big = render?.sizes.find((s) => s.apps >= 10000);
+  if (big && big.oneAppChangeRenderValidateMs.median >= TARGETS.render10kMs) {
+    const check = big.haproxyCheckMs[Object.keys(big.haproxyCheckMs)[0]];
+    notes.push(
+      `- **10,000 apps rendered + validated in ${ms(big.oneAppChangeRenderValidateMs.median)}** (target ${TARGETS.render10kMs} ms): build ${ms(big.oneAppChangeBuildAndRenderMs.median - big.oneAppChangeRenderMs.median)} + render ${ms(big.oneAppChangeRenderMs.median)} + \`haproxy -c\` ${ms(check?.median)}. ` +
+        `The render itself is incremental (${big.oneAppChangeMaxBlocksRendered} blocks re-rendered); building the template data for every app again and HAProxy's own parse of a ${num(big.outputBytes / 1e6, 1)} MB file are what remain.`,
+    );
+  }
+  const latency = result<{ sizes: LatencySize[] }>(r.scenarios.latency);
+  for (const s of latency?.sizes ?? []) {
+    if (s.apps < 1000 || s.eventToRoutedMs.p99 < TARGETS.p99At1000Ms) continue;
+    const st = s.workerStagesMs;
+    const two = (st.validate?.median ?? 0) + (st.reload?.median ?? 0);
+    notes.push(
+      `- **Event -> traffic p99 ${ms(s.eventToRoutedMs.p99)} at ${num(s.apps)} apps** (target ${TARGETS.p99At1000Ms} ms; p50 ${ms(s.eventToRoutedMs.median)}). ` +
+        `The api's share (event -> hint) is ${ms(s.eventToHintMs.median)}; the worker's stages are ${stageRow(st)}. ` +
+        `Validation (\`haproxy -c\`) and the reload (the master re-executes and parses the file again) are two full HAProxy start-ups: ${ms(two)} of the median. ` +
+        'Scale-only changes through the Runtime API (no validation, no reload) are the planned way under the target; skipping the separate `haproxy -c` in managed mode (the master refuses a bad file and keeps its workers) would halve the rest.',
+    );
+  }
+  const storm = result<{ sizes: StormSize[] }>(r.scenarios.storm);
+  for (const s of storm?.sizes ?? []) {
+    for (const k of ['paced', 'burst'] as const) {
+      const v = s[k]?.summary;
+      if (!v || (v.reloads?.max ?? 0) <= TARGETS.reloadsPerBurst) continue;
+      notes.push(
+        `- **${num(v.reloads.median)} reloads (max ${num(v.reloads.max)}) for a ${k} storm at ${num(s.apps)} apps** (target <= ${TARGETS.reloadsPerBurst}; ${num(v.marathonFetches?.median)} fetches): ` +
+          (k === 'paced'
+            ? 'updates keep arriving for 5 s, the api stores a new snapshot after every fetch (at most one per 250 ms) and the worker applies the latest one at most every 500 ms (`Worker.MinReloadIntervalMs`), so a 5-second storm costs about one reload per interval. A longer interval, or applying task changes without reloads, lowers it.'
+            : 'the first fetch lands inside the burst, so the config changes again after it.'),
+      );
+    }
+    if (s.paced && !s.paced.allCorrect) notes.push(`- **The final config was wrong after a paced storm at ${num(s.apps)} apps.**`);
+    if (s.burst && !s.burst.allCorrect) notes.push(`- **The final config was wrong after a burst at ${num(s.apps)} apps.**`);
+  }
+  const reload = result<ReloadResult>(r.scenarios.reload);
+  for (const k of ['keepalive', 'close'] as const) {
+    const m = reload?.[k];
+    if (m && m.failedRequests > 0) notes.push(`- **${num(m.failedRequests)} failed requests during ${m.reloads} reloads (${k})**: ${JSON.stringify(m.withReloads.socketErrors)}, non-2xx ${m.withReloads.non2xx}.`);
+  }
+  const fanout = result<{ fleets: Fleet[] }>(r.scenarios.fanout);
+  if (fanout?.fleets.length) {
+    const f = fanout.fleets;
+    if (f.some((x) => x.marathonAppsFetchesPerChange.max > f[0].marathonAppsFetchesPerChange.max)) {
+      notes.push(`- **Marathon fetches per change grew with the workers**: ${f.map((x) => `${x.workers}: ${x.marathonAppsFetchesPerChange.max}`).join(', ')} (max).`);
+    }
+  }
+  const failed = Object.entries(r.scenarios).filter(([, rec]) => rec && !rec.ok);
+  for (const [name] of failed) notes.push(`- **Scenario ${name} did not complete** (see its section).`);
+  return notes.length ? notes.join('\n') : 'Every target was met in this run.';
+}
+
+export function renderReport(r: BenchResults, jsonRel: string): string {
+  return `# Benchmarks
+
+<!-- Generated by \`npm run bench\` (bench/report.ts) from ${jsonRel}; edit the generator, not this file. -->
+
+Every figure below comes from one run of \`npm run bench\` on the machine described here; the raw
+results, with every sample summary, are in [${jsonRel}](${jsonRel}). Reproduce with \`npm run bench\`
+(about 15 minutes; \`npm run bench -- --only latency\` runs one scenario, \`--smoke\` a scaled-down
+run in a minute, which \`npm test\` also does). Figures are medians with their spread (p10–p90 over
+many samples, min–max over a few repetitions), next to the original Bamboo's figures measured on a
+machine like this one (../shared/BENCHMARKING.md: Bamboo built from source, HAProxy 2.6, ZooKeeper 3.8,
+2 cores). Timings are never asserted anywhere; targets are reported, not enforced.
+
+## The run
+
+${runSection(r)}
+
+## Headline
+
+${headline(r)}
+
+## Where we miss, and why
+
+${misses(r)}
+
+## 1. Render: render + validate time and peak RSS
+
+${renderSection(r)}
+
+## 2. Latency: Marathon event -> HAProxy routes to the new task
+
+${latencySection(r)}
+
+## 3. Storm: thousands of status updates in seconds
+
+${stormSection(r)}
+
+## 4. Reloads under load
+
+${reloadSection(r)}
+
+## 5. Fan-out: one api, many workers
+
+${fanoutSection(r)}
+
+## 6. Throughput of the REST API
+
+${throughputSection(r)}
+
+## Method and caveats
+
+- Everything binds 127.0.0.1 on free ports; HAProxy runs with \`noreuseport\` and \`-dR\`, so a stray
+  listener on a shared machine cannot silently take half the traffic. Processes are stopped by the
+  PID they were started with; files live in temp directories.
+- The Marathon simulator (test/marathon-sim) runs inside the benchmark process, so its own work (for
+  example building a deployment plan that lists every app on each scale) shares a core with the
+  probes; its cost per scale call is reported. Events are timed from the moment it emits them.
+- The latency probe opens a new connection per request so that every poll reaches the newest HAProxy
+  worker; its rate is in the JSON (\`pollsPerEvent\`).
+- Fan-out workers are in-process \`runWorker\` instances (one host process), render-only (reload and
+  validation command \`true\`): they measure the fan-out of hints and the Marathon load, not HAProxy.
+- Scenario code: bench/scenarios/*.ts; shared stack: bench/lib/stack.ts; this page: bench/report.ts.
+`;
+}
