@@ -3,6 +3,7 @@ import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { haproxySettings } from '../common/config.js';
 import { cliCommand, parseShowProc } from '../common/haproxy.js';
+import { nullMetrics, type Metrics } from '../common/metrics.js';
 import { inMaintenance, outOfRotation, parseServerLine, parseServersState, serverLines, type ServerState } from '../common/haproxy-runtime.js';
 import { managedPaths, runWorker, type WorkerHandle } from '../worker/main.js';
 import type { ApplyOutcome } from '../worker/reconciler.js';
@@ -41,11 +42,11 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     return out;
   }
 
-  async function worker(s: TestSetup, overrides: Record<string, string | number | boolean> = {}): Promise<WorkerHandle> {
+  async function worker(s: TestSetup, overrides: Record<string, string | number | boolean> = {}, metrics?: Metrics): Promise<WorkerHandle> {
     const w = await runWorker(
       workerConfig(s, { 'HAProxy.DrainTimeoutMs': 1000, 'Worker.MinReloadIntervalMs': 50, ...overrides }),
       log,
-      { bind: '127.0.0.1:0', retryInitialMs: 200 },
+      { bind: '127.0.0.1:0', retryInitialMs: 200, metrics },
     );
     cleanups.push(() => w.close());
     return w;
@@ -192,7 +193,8 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
       return x;
     };
     let version = await api.setApps([withHealth(true)]);
-    const w = await worker(s);
+    const counted: string[] = [];
+    const w = await worker(s, {}, { ...nullMetrics, reconcile: (outcome) => counted.push(outcome) });
     await applied(w, version, 'the first config');
     const url = `http://127.0.0.1:${s.httpPort}/web/`;
     await waitFor(async () => (await httpGet(url).catch(() => null))?.status === 200 && b.hits > 0, 'traffic to both tasks');
@@ -215,6 +217,7 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     await waitFor(async () => (await httpGet(url)).body.startsWith('task-1'), 'traffic back on the task');
     expect(w.reconciler.counts.reloaded).to.equal(reloads);
     expect(await masterReloads(s)).to.equal(master);
+    expect(counted.filter((o) => o === 'runtime'), 'reconcile.runtime counted for StatsD').to.have.length(2);
   });
 
   it('drains a removed task: its request in flight finishes, then it goes to maintenance without waiting for the timeout', async () => {
