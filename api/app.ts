@@ -242,11 +242,16 @@ function describeValidation(err: FastifyError): ApiError {
   return new ApiError('BAMBOO_INVALID_BODY', message);
 }
 
-/** Any error -> the ApiError answered. */
-function toApiError(err: unknown): ApiError {
+/** Any error -> the ApiError answered (`method`: the request's, to word ZooKeeper failures of writes). */
+function toApiError(err: unknown, method = 'GET'): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof ZkUnavailableError) {
-    return new ApiError('BAMBOO_ZK_UNAVAILABLE', `${err.message}; nothing was changed. Retry later; GET /status shows when ZooKeeper is back`);
+    // A write whose connection broke after it was sent may have been applied: ZooKeeper cannot say.
+    const write = method !== 'GET' && method !== 'HEAD';
+    const outcome = write && err.inFlight
+      ? 'the connection broke while the change was on its way, so it may have been applied: read the record back (GET, ETag) or retry with If-Match'
+      : 'nothing was changed';
+    return new ApiError('BAMBOO_ZK_UNAVAILABLE', `${err.message}; ${outcome}. Retry later; GET /status shows when ZooKeeper is back`);
   }
   const e = err as FastifyError;
   if (e?.validation) return describeValidation(e);
@@ -379,7 +384,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   }
 
   app.setErrorHandler((error, req, reply) => {
-    const api = toApiError(error);
+    const api = toApiError(error, req.method);
     // Only the unexpected is an error; a 503 while ZooKeeper is away is the designed degradation.
     if (api.code === 'BAMBOO_INTERNAL') log.error({ err: (error as Error).message, method: req.method, url: req.url, code: api.code }, 'request failed');
     else log.debug({ method: req.method, url: req.url, code: api.code }, 'request rejected');

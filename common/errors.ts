@@ -29,7 +29,7 @@ export const ERROR_CODES = {
   BAMBOO_UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'The body is in a format the API cannot read; send JSON.' },
   BAMBOO_HEADERS_TOO_LARGE: { status: 431, doc: 'The request headers are larger than the server accepts (16 KiB); send fewer or shorter headers.' },
   BAMBOO_INTERNAL: { status: 500, doc: 'An unexpected error; the api logged it. Retry, and report it if it persists.' },
-  BAMBOO_ZK_UNAVAILABLE: { status: 503, doc: 'ZooKeeper is unreachable or timed out; nothing was changed. Retry later; see `GET /status`.' },
+  BAMBOO_ZK_UNAVAILABLE: { status: 503, doc: 'ZooKeeper is unreachable or timed out. Nothing was changed, unless the connection broke while a write was on its way (the message says so): then read the record back or retry with If-Match. See `GET /status`.' },
   BAMBOO_SNAPSHOT_UNAVAILABLE: { status: 503, doc: 'No Marathon snapshot has been fetched or stored yet; see `marathon` in `GET /status`.' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -17,6 +17,16 @@ const { Exception, CreateMode, ACL, Id, Permission } = zookeeper;
 export class ZkUnavailableError extends Error {
   override name = 'ZkUnavailableError';
   readonly code = 'ZK_UNAVAILABLE';
+  constructor(
+    message: string,
+    /**
+     * True when the request had been sent and its answer was lost (connection loss, timeout): a write
+     * may then have been applied. False when nothing was sent (not connected).
+     */
+    readonly inFlight = false,
+  ) {
+    super(message);
+  }
 }
 export class ZkNoNodeError extends Error {
   override name = 'ZkNoNodeError';
@@ -63,7 +73,7 @@ function mapError(err: unknown, path: string): Error {
     case Exception.CONNECTION_LOSS:
     case Exception.SESSION_EXPIRED:
     case Exception.OPERATION_TIMEOUT:
-      return new ZkUnavailableError(`ZooKeeper unavailable (${e.name ?? 'connection loss'})`);
+      return new ZkUnavailableError(`ZooKeeper unavailable (${e.name ?? 'connection loss'})`, true);
     default:
       return err instanceof Error ? err : new Error(String(err));
   }
@@ -127,7 +137,11 @@ export class Zk extends EventEmitter {
     const client = zookeeper.createClient(this.opts.connectionString, {
       sessionTimeout: this.opts.sessionTimeoutMs ?? 10000,
       spinDelay: 250,
-      retries: 1,
+      // No retries inside the library: it resends a request whose connection broke, and a write that
+      // had reached ZooKeeper before the break is then applied twice (a set without version), or fails
+      // as if someone else had written (a conditional set, a create, a remove). A broken connection
+      // surfaces as ZkUnavailableError instead, and the caller decides.
+      retries: 0,
     });
     this.client = client;
     if (this.opts.digest) client.addAuthInfo('digest', Buffer.from(this.opts.digest));
@@ -204,7 +218,7 @@ export class Zk extends EventEmitter {
       let done = false;
       const timer = setTimeout(() => {
         done = true;
-        reject(new ZkUnavailableError(`ZooKeeper operation on ${path} timed out after ${this.opTimeoutMs} ms`));
+        reject(new ZkUnavailableError(`ZooKeeper operation on ${path} timed out after ${this.opTimeoutMs} ms`, true));
       }, this.opTimeoutMs);
       fn(client, (err, value) => {
         if (done) return;
