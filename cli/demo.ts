@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MarathonSimulator } from '../test/marathon-sim/index.js';
+import { MarathonSimulator, type MarathonSimulatorOptions } from '../test/marathon-sim/index.js';
 import { startBackend, httpGet, type Backend } from '../test/support/http.js';
 import { freePort } from '../test/support/ports.js';
 import { startProcess, waitFor, type Started } from '../test/support/process.js';
@@ -25,6 +25,12 @@ export interface DemoOptions {
   logLevel?: string;
   /** Where to print the banner (default stdout). */
   out?: (line: string) => void;
+  /** Extra environment for every bamboo process, applied last (fault tests: auth, digest, StatsD, timeouts). */
+  env?: Record<string, string>;
+  /** Options of the Marathon simulator (fault tests: basic auth, `shareStateWith` for an HA pair). */
+  marathon?: MarathonSimulatorOptions;
+  /** More Marathon endpoints, listed after the simulator's own in `MARATHON_ENDPOINT` (failover tests). */
+  moreMarathonEndpoints?: string[];
 }
 
 export interface RunningDemo {
@@ -38,6 +44,8 @@ export interface RunningDemo {
   worker: Started;
   dir: string;
   zkConnection: string;
+  /** The ZooKeeper paths the processes use (`Bamboo.Zookeeper.Path` and `.ControlPath`). */
+  zkPaths: { rules: string; control: string };
   workerStatusUrl: string;
   /** Stops the worker (SIGTERM, or SIGKILL to simulate a crash) and starts a new one on the same files. */
   restartWorker(signal?: NodeJS.Signals): Promise<void>;
@@ -90,7 +98,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
     started.push(() => new Promise<void>((r) => echo.close(() => r())));
     const tcpPort = await freePort();
 
-    const sim = new MarathonSimulator({ heartbeatMs: 10000 });
+    const sim = new MarathonSimulator({ heartbeatMs: 10000, ...opts.marathon });
     await sim.start();
     started.push(() => sim.stop());
     const healthCheck = { protocol: 'HTTP', path: '/', portIndex: 0, gracePeriodSeconds: 5, intervalSeconds: 10, timeoutSeconds: 5, maxConsecutiveFailures: 3 };
@@ -108,12 +116,16 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
     );
 
     const suffix = randomBytes(3).toString('hex');
+    const zkPaths = {
+      rules: opts.zk ? `/bamboo-demo-${suffix}/state` : '/marathon-haproxy/state',
+      control: opts.zk ? `/bamboo-demo-${suffix}/control` : '/bamboo-ts',
+    };
     const common: Record<string, string> = {
-      MARATHON_ENDPOINT: sim.url,
+      MARATHON_ENDPOINT: [sim.url, ...(opts.moreMarathonEndpoints ?? [])].join(','),
       MARATHON_USE_EVENT_STREAM: 'true',
       BAMBOO_ZK_HOST: zkConnection,
-      BAMBOO_ZK_PATH: opts.zk ? `/bamboo-demo-${suffix}/state` : '/marathon-haproxy/state',
-      BAMBOO_ZK_CONTROL_PATH: opts.zk ? `/bamboo-demo-${suffix}/control` : '/bamboo-ts',
+      BAMBOO_ZK_PATH: zkPaths.rules,
+      BAMBOO_ZK_CONTROL_PATH: zkPaths.control,
       BAMBOO_LOG_LEVEL: opts.logLevel ?? 'warn',
       STATSD_ENABLED: 'false',
     };
@@ -124,7 +136,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
       const port = i === 0 && opts.uiPort ? opts.uiPort : await freePort();
       const zmqPort = await freePort();
       const proc = startProcess(process.execPath, [bin, 'api', '--bind', `127.0.0.1:${port}`, '--log', join(dir, `api-${i + 1}.log`)], {
-        env: { ...process.env, ...common, BAMBOO_ZMQ_BIND: `tcp://127.0.0.1:${zmqPort}`, BAMBOO_ENDPOINT: `http://127.0.0.1:${port}` },
+        env: { ...process.env, ...common, BAMBOO_ZMQ_BIND: `tcp://127.0.0.1:${zmqPort}`, BAMBOO_ENDPOINT: `http://127.0.0.1:${port}`, ...opts.env },
       });
       started.push(() => proc.stop('SIGTERM', 5000));
       apis.push(proc);
@@ -143,6 +155,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
           HAPROXY_BIND_OPTIONS: 'noreuseport',
           HAPROXY_RELOAD_CMD: '',
           BAMBOO_WORKER_NAME: 'demo-worker',
+          ...opts.env,
         },
       });
     let worker = spawnWorker();
@@ -170,6 +183,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
       worker,
       dir,
       zkConnection,
+      zkPaths,
       workerStatusUrl: `http://127.0.0.1:${workerPort}/status`,
       async restartWorker(signal: NodeJS.Signals = 'SIGTERM') {
         await worker.stop(signal, 8000);
