@@ -420,6 +420,7 @@ export class MarathonIntake {
         onEvent: (e) => this.onEvent(e.type),
         // Events may have been missed while no stream was open.
         onConnected: () => this.requestFetch('stream-connected'),
+        onFailure: (reason) => this.deps.metrics.marathonStreamFailed(reason),
       });
       this.stream.start();
     } else if (!leader && this.stream) {

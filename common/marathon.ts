@@ -329,6 +329,8 @@ export interface EventStreamOptions {
   /** Called each time a stream is open (events may have been missed before: resync). */
   onConnected?(endpoint: string): void;
   onDisconnected?(endpoint: string, reason: string): void;
+  /** Called for every failed attempt or ended stream (metrics): a MarathonFailure reason, or `ended`. */
+  onFailure?(reason: string): void;
 }
 
 export interface EventStreamStatus {
@@ -394,11 +396,13 @@ export class MarathonEventStream {
       try {
         await this.readOnce(endpoint, abort, () => (opened = true));
         this.state.lastError = 'stream ended';
+        if (this.running) this.opts.onFailure?.('ended');
       } catch (err) {
         const e = err as MarathonError;
         if (!this.running) break;
         this.state.lastError = e.message;
         this.opts.log.warn({ endpoint: redactUrl(endpoint), reason: e.reason ?? 'error', err: e.message }, 'marathon event stream failed');
+        this.opts.onFailure?.(e.reason ?? 'error');
       } finally {
         if (this.state.connected) this.opts.onDisconnected?.(redactUrl(endpoint), this.state.lastError ?? 'stopped');
         this.state.connected = false;

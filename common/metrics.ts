@@ -14,6 +14,8 @@ export interface Metrics {
   /** A Marathon event arrived (by callback or stream). */
   marathonEvent(type: string): void;
   marathonFetch(ms: number, ok: boolean, reason?: string): void;
+  /** The Marathon event stream failed or ended (`reason`: a MarathonFailure or `ended`); it is reopened. */
+  marathonStreamFailed(reason: string): void;
   published(kind: string): void;
   apiError(code: string): void;
   ruleChanged(): void;
@@ -39,6 +41,10 @@ class StatsdMetrics implements Metrics {
       this.client.increment('marathon.fetch.failed');
       if (reason) this.client.increment(`marathon.fetch.failed.${safe(reason)}`);
     }
+  }
+  marathonStreamFailed(reason: string): void {
+    this.client.increment('marathon.stream.failed');
+    this.client.increment(`marathon.stream.failed.${safe(reason)}`);
   }
   published(kind: string): void {
     this.client.increment(`publish.${safe(kind)}`);
@@ -81,6 +87,7 @@ const noop = () => undefined;
 export const nullMetrics: Metrics = {
   marathonEvent: noop,
   marathonFetch: noop,
+  marathonStreamFailed: noop,
   published: noop,
   apiError: noop,
   ruleChanged: noop,
