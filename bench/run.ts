@@ -6,6 +6,7 @@
  *   npm run bench -- --smoke                   # tiny sizes, a few iterations (npm test runs this): bench/results/smoke.json
  *   npm run bench -- --only latency,storm      # some scenarios (render, latency, storm, reload, fanout, throughput)
  *   npm run bench -- --out FILE --doc FILE     # other result / doc paths (--no-doc: no doc)
+ *   npm run bench -- --set latency.events=20 --set stack.sizes=1000   # change a parameter (see each scenario)
  *   npm run bench -- --report [FILE]           # only regenerate the doc from a results file
  *
  * Scenarios 2-4 (latency, storm, reload) share one demo stack per size (`bamboo demo`'s processes,
@@ -19,7 +20,7 @@ import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startZooKeeper } from '../test/support/zookeeper.js';
 import { tempDir } from '../test/support/tmp.js';
-import type { Ctx } from './lib/context.js';
+import { withOverrides, type Ctx } from './lib/context.js';
 import { load, LoadSampler, machineInfo, ROOT, versions } from './lib/machine.js';
 import { startDemoStack, type DemoStack } from './lib/stack.js';
 import { round } from './lib/stats.js';
@@ -64,6 +65,7 @@ interface Args {
   doc: string | null;
   report: string | null;
   build: boolean;
+  overrides: Record<string, string>;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -72,14 +74,21 @@ function parseArgs(argv: string[]): Args {
     const i = argv.indexOf(flag);
     return i >= 0 && argv[i + 1] && !argv[i + 1].startsWith('--') ? argv[i + 1] : undefined;
   };
-  const known = new Set(['--smoke', '--only', '--out', '--doc', '--no-doc', '--report', '--no-build']);
+  const known = new Set(['--smoke', '--only', '--out', '--doc', '--no-doc', '--report', '--no-build', '--set']);
   for (const a of argv) if (a.startsWith('--') && !known.has(a)) throw new Error(`unknown option ${a} (known: ${[...known].join(' ')})`);
   const only = (value('--only')?.split(',') ?? [...SCENARIOS]).map((s) => s.trim()) as ScenarioName[];
   for (const s of only) if (!SCENARIOS.includes(s)) throw new Error(`unknown scenario ${s} (known: ${SCENARIOS.join(', ')})`);
   const out = value('--out') ?? join(ROOT, 'bench', 'results', smoke ? 'smoke.json' : 'latest.json');
   const doc = argv.includes('--no-doc') ? null : (value('--doc') ?? (smoke ? null : join(ROOT, 'docs', 'BENCHMARKS.md')));
   const report = argv.includes('--report') ? (value('--report') ?? out) : null;
-  return { smoke, only, out, doc, report, build: !smoke && !argv.includes('--no-build') };
+  const overrides: Record<string, string> = {};
+  argv.forEach((a, i) => {
+    if (a !== '--set') return;
+    const m = /^(\w+\.\w+)=(.+)$/.exec(argv[i + 1] ?? '');
+    if (!m) throw new Error(`--set wants scenario.key=value, got ${argv[i + 1]}`);
+    overrides[m[1]] = m[2];
+  });
+  return { smoke, only, out, doc, report, build: !smoke && !argv.includes('--no-build'), overrides };
 }
 
 const t0 = performance.now();
@@ -142,7 +151,7 @@ async function main(): Promise<number> {
   const results: BenchResults = {
     schema: 1,
     kind: args.smoke ? 'smoke' : 'full',
-    command: `npm run bench --${args.smoke ? ' --smoke' : ''}${args.only.length < SCENARIOS.length ? ` --only ${args.only.join(',')}` : ''}`,
+    command: `npm run bench --${args.smoke ? ' --smoke' : ''}${args.only.length < SCENARIOS.length ? ` --only ${args.only.join(',')}` : ''}${Object.entries(args.overrides).map(([k, v]) => ` --set ${k}=${v}`).join('')}`,
     startedAt: startedAt.toISOString(),
     finishedAt: '',
     durationS: 0,
@@ -155,7 +164,7 @@ async function main(): Promise<number> {
   log(`${results.kind} run of ${args.only.join(', ')} on ${results.machine.cpuModel} x${results.machine.cores}, load ${loadBefore.join(' ')}, runtime ${results.versions.runtime}`);
   const dir = tempDir('bamboo-bench-');
   const zk = await startZooKeeper({ dir: join(dir, 'zookeeper') });
-  const ctx: Ctx = { smoke: args.smoke, zk: zk.connectionString, dir, log };
+  const ctx: Ctx = { smoke: args.smoke, zk: zk.connectionString, dir, log, overrides: args.overrides };
   const want = (s: ScenarioName) => args.only.includes(s);
   try {
     if (want('render')) {
@@ -167,7 +176,7 @@ async function main(): Promise<number> {
     }
 
     // Latency, storm and reload share one demo stack per size.
-    const stackSizes = args.smoke ? [20] : [100, 1000];
+    const stackSizes = withOverrides(ctx, 'stack', { sizes: args.smoke ? [20] : [100, 1000] }).sizes;
     const shared = (['latency', 'storm', 'reload'] as const).filter(want);
     if (shared.length) {
       const recs = {

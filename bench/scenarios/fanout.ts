@@ -16,7 +16,7 @@ import { Zk } from '../../common/zk.js';
 import { MarathonSimulator } from '../../test/marathon-sim/index.js';
 import { startProcess } from '../../test/support/process.js';
 import { startApiProcess } from '../lib/api-proc.js';
-import type { Ctx } from '../lib/context.js';
+import { withOverrides, type Ctx } from '../lib/context.js';
 import { nodeScript, ROOT } from '../lib/machine.js';
 import { benchApp, benchAppId } from '../lib/stack.js';
 import { round, sleep, summarize, until } from '../lib/stats.js';
@@ -28,7 +28,11 @@ export interface FanoutParams {
 }
 
 export function fanoutParams(ctx: Ctx): FanoutParams {
-  return ctx.smoke ? { workers: [1, 2], apps: 10, changes: 2 } : { workers: [1, 10, 50], apps: 100, changes: 20 };
+  return withOverrides(
+    ctx,
+    'fanout',
+    ctx.smoke ? { workers: [1, 2], apps: 10, changes: 2 } : { workers: [1, 10, 50], apps: 100, changes: 20 },
+  );
 }
 
 /** Every worker's status record, re-read on each ZooKeeper watch: when each one first showed each snapshot version. */

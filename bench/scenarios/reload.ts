@@ -8,7 +8,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { httpGet } from '../../test/support/http.js';
-import type { Ctx } from '../lib/context.js';
+import { withOverrides, type Ctx } from '../lib/context.js';
 import type { DemoStack } from '../lib/stack.js';
 import { round, sleep, until } from '../lib/stats.js';
 import { runWrk, startWrk, type WrkResult } from '../lib/wrk.js';
@@ -21,7 +21,11 @@ export interface ReloadParams {
 }
 
 export function reloadParams(ctx: Ctx): ReloadParams {
-  return ctx.smoke ? { reloads: 2, baselineS: 1, threads: 1, connections: 4 } : { reloads: 100, baselineS: 10, threads: 2, connections: 16 };
+  return withOverrides(
+    ctx,
+    'reload',
+    ctx.smoke ? { reloads: 2, baselineS: 1, threads: 1, connections: 4 } : { reloads: 100, baselineS: 10, threads: 2, connections: 16 },
+  );
 }
 
 export async function reloadScenario(ctx: Ctx, stack: DemoStack, p: ReloadParams) {

@@ -21,7 +21,7 @@ import { Zk } from '../../common/zk.js';
 import { httpGet } from '../../test/support/http.js';
 import { freePort } from '../../test/support/ports.js';
 import { startProcess } from '../../test/support/process.js';
-import type { Ctx } from '../lib/context.js';
+import { withOverrides, type Ctx } from '../lib/context.js';
 import { nodeScript, ROOT } from '../lib/machine.js';
 import { benchApp, type WorkerStatusView } from '../lib/stack.js';
 import { round, sleep, summarize, summarizeKeys, until, type Summary } from '../lib/stats.js';
@@ -193,8 +193,14 @@ export async function renderScenario(ctx: Ctx): Promise<{ params: Record<string,
         { size: 1000, runs: 9, changeRuns: 21, checkRuns: 9 },
         { size: 10000, runs: 5, changeRuns: 11, checkRuns: 5 },
       ];
-  const workerApps = ctx.smoke ? 200 : 10000;
-  const workerChanges = ctx.smoke ? 2 : 6;
+  const o = withOverrides(ctx, 'render', { sizes: sizes.map((s) => s.size), workerApps: ctx.smoke ? 200 : 10000, workerChanges: ctx.smoke ? 2 : 6, runs: 0 });
+  const workerApps = o.workerApps;
+  const workerChanges = o.workerChanges;
+  const chosen: SizeParams[] = o.sizes.map((size) => {
+    const known = sizes.find((s) => s.size === size) ?? { size, runs: size >= 10000 ? 5 : 9, changeRuns: size >= 10000 ? 11 : 21, checkRuns: size >= 10000 ? 5 : 9 };
+    return o.runs > 0 ? { size, runs: o.runs, changeRuns: o.runs, checkRuns: o.runs } : { ...known, size };
+  });
+  sizes.splice(0, sizes.length, ...chosen);
   const out: RenderResult['sizes'] = [];
   const haproxyFloorMs = haproxyFloor(ctx, ctx.smoke ? 2 : 9);
   for (const p of sizes) {

@@ -19,7 +19,7 @@ import { Zk } from '../../common/zk.js';
 import { MarathonSimulator } from '../../test/marathon-sim/index.js';
 import { httpGet } from '../../test/support/http.js';
 import { startApiProcess } from '../lib/api-proc.js';
-import type { Ctx } from '../lib/context.js';
+import { withOverrides, type Ctx } from '../lib/context.js';
 import { round, sleep, summarize, until } from '../lib/stats.js';
 import { runWrk } from '../lib/wrk.js';
 
@@ -33,9 +33,13 @@ export interface ThroughputParams {
 }
 
 export function throughputParams(ctx: Ctx): ThroughputParams {
-  return ctx.smoke
+  return withOverrides(
+    ctx,
+    'throughput',
+    ctx.smoke
     ? { rules: 20, durationS: 1, threads: 1, connections: 4, callbacks: 50, rounds: 2 }
-    : { rules: 1000, durationS: 5, threads: 2, connections: 16, callbacks: 1000, rounds: 20 };
+    : { rules: 1000, durationS: 5, threads: 2, connections: 16, callbacks: 1000, rounds: 20 },
+  );
 }
 
 const PUT_LUA = (rules: number) => `
@@ -85,7 +89,19 @@ export async function throughputScenario(ctx: Ctx) {
       }
     })().catch(() => undefined);
 
+    // ZooKeeper's own write latency here (each rule write is two synced writes: the rule and its parent).
+    const probe = `${base}/probe`;
+    await zk.mkdirp(probe);
+    const zkMs: number[] = [];
+    for (let i = 0; i < (ctx.smoke ? 20 : 200); i++) {
+      const s = performance.now();
+      await zk.set(probe, Buffer.from(String(i)));
+      zkMs.push(performance.now() - s);
+    }
+    out.zookeeperWriteMs = summarize(zkMs, 2);
+
     ctx.log('throughput: GET /api/services, no rules');
+    if (!ctx.smoke) await runWrk({ ...wrk, durationS: 1, url: `${api.url}/api/services` }); // warm-up (JIT), not reported
     out.getServicesNoRules = await runWrk({ ...wrk, url: `${api.url}/api/services` });
 
     // Create p.rules rules 50 at a time, delete them 50 at a time, then create them one by one.
