@@ -370,8 +370,6 @@ export class ManagedHAProxy implements HAProxyProcess {
   private lock: Promise<unknown> = Promise.resolve();
   /** Set once HAProxy ran successfully: only then is an unexpected exit restarted. */
   private everStarted = false;
-  /** The master died unexpectedly and none was started since: the next start counts as a restart. */
-  private restartDue = false;
 
   constructor(private readonly opts: ManagedOptions) {}
 
@@ -470,9 +468,6 @@ export class ManagedHAProxy implements HAProxyProcess {
         this.lastWorkers = info.workers.map((w) => w.pid);
         this.everStarted = true;
         this.consecutiveFailures = 0;
-        // Counted here, whoever starts it: the restart timer, or a reload that found no master.
-        if (this.restartDue) this.restarts++;
-        this.restartDue = false;
         this.opts.log.info({ pid: this.pid, workers: this.lastWorkers, ms: Date.now() - started }, 'haproxy started');
         return { ok: true, reason: 'haproxy started', adopted: false };
       }
@@ -505,7 +500,6 @@ export class ManagedHAProxy implements HAProxyProcess {
 
   private onUnexpectedExit(how: string): void {
     if (this.closed) return;
-    this.restartDue = true;
     this.opts.log.error({ how }, 'haproxy master exited unexpectedly');
     if (!this.everStarted || this.restartTimer) return;
     const delay = Math.min(30000, (this.opts.restartDelayMs ?? 1000) * 2 ** Math.min(this.consecutiveFailures, 5));
@@ -515,6 +509,7 @@ export class ManagedHAProxy implements HAProxyProcess {
         if (this.closed || (this.pid !== null && alive(this.pid))) return;
         const r = await this.startLocked();
         if (r.ok) {
+          this.restarts++;
           this.opts.log.warn({ pid: this.pid }, 'haproxy restarted');
         } else {
           this.consecutiveFailures++;
