@@ -294,7 +294,6 @@ export class MarathonIntake {
       return 'failed';
     }
     const ms = performance.now() - t0;
-    metrics.marathonFetch(ms, true);
     if (this.closed) return 'closed';
 
     // Compare with what is stored, not with a cache that may not have caught up yet (startup).
@@ -303,6 +302,9 @@ export class MarathonIntake {
     const previousCount = previous ? previous.apps.length : 0;
     if (apps.length === 0 && previousCount > 0 && !this.emptySeen) {
       this.emptySeen = true;
+      // Not accepted (yet): counted as a failed fetch, so StatsD shows it as well as /status.
+      this.failures++;
+      metrics.marathonFetch(ms, false, 'suspicious_empty');
       this.record({
         ok: false, outcome: 'suspicious_empty', ms, endpoint, apps: 0, reason: 'suspicious_empty',
         error: `Marathon answered an empty app list after ${previousCount} apps; keeping the previous snapshot until a second fetch confirms it`,
@@ -312,6 +314,7 @@ export class MarathonIntake {
       return 'suspicious_empty';
     }
     this.emptySeen = false;
+    metrics.marathonFetch(ms, true);
 
     const fetchedAt = Date.now();
     let result: { version: number; changed: boolean; hash: string };
