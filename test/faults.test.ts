@@ -215,6 +215,7 @@ describe('faults: Marathon, bad input, security and crashes on a production-like
         ['api-1.log', 'api-2.log'].reduce((n, f) => n + (readFileSync(join(demo.dir, f), 'utf8').match(/empty app list after a non-empty one/g) ?? []).length, 0);
       const before = fetches();
       const heldBefore = heldBack();
+      const countedBefore = await counter('marathon.fetch.failed.suspicious_empty');
       const t0 = Date.now();
       setBoth((s) => (s.faults.emptyApps = true));
       await poke();
@@ -225,10 +226,12 @@ describe('faults: Marathon, bad input, security and crashes on a production-like
       await waitFor(() => heldBack() >= heldBefore + apis.length, 'every copy to hold back the empty list (logged)', 5000, 20);
       await waitFor(async () => (await Promise.all(apis.map(status))).every((s) => !s.marathon.suspiciousEmpty && s.marathon.lastFetch.ok), 'the confirming fetch', 10000, 50);
       const confirmedMs = since(t0);
+      await waitFor(async () => (await counter('marathon.fetch.failed.suspicious_empty')) >= countedBefore + apis.length, 'StatsD marathon.fetch.failed.suspicious_empty', 5000, 50);
       await sleep(500);
       const now = load.mark();
       measured('marathon.empty-list-once', {
         heldBackBy: heldBack() - heldBefore,
+        statsdSuspiciousEmpty: (await counter('marathon.fetch.failed.suspicious_empty')) - countedBefore,
         confirmedFullMs: confirmedMs,
         haproxyOk: now.ok - mark.ok,
         haproxyFailed: now.failed - mark.failed,
