@@ -198,6 +198,7 @@ describe('faults: ZooKeeper ensemble under the running stack', function () {
     const wrong: string[] = [];
     let plainAcked = 0;
     let plainUnknown = 0;
+    let plainHoldingAnUnacknowledgedWrite = 0;
     for (const [i, id] of ids.entries()) {
       const node = await getData(raw, `${demo.zkPaths.rules}/${queryEscape(id)}`);
       const acl = node ? (JSON.parse(node.data) as { config: { Acl: string } }).config.Acl : null;
@@ -215,6 +216,7 @@ describe('faults: ZooKeeper ensemble under the running stack', function () {
       // The last acknowledged value, or a later write whose answer was lost; each write applied at most once.
       const allowed = got.map((o, k) => (k >= lastAcked ? valueOf(i, k) : null)).filter(Boolean);
       if (!node || !allowed.includes(acl)) wrong.push(`${id}: ${acl}, expected one of ${allowed.join(' | ')}`);
+      else if (acl !== valueOf(i, lastAcked)) plainHoldingAnUnacknowledgedWrite++; // a 503 whose write had landed
       else if (node.version > got.length - 1 || node.version < acked - 1) wrong.push(`${id}: version ${node.version} after ${acked} acknowledged of ${got.length} writes (applied twice?)`);
     }
     // Both copies list the same records and versions.
@@ -232,6 +234,7 @@ describe('faults: ZooKeeper ensemble under the running stack', function () {
       versionedAcknowledged: stats.acked - plainAcked,
       plainAcknowledged: plainAcked,
       plainUnacknowledged: plainUnknown,
+      plainIdsHoldingAnUnacknowledgedWrite: plainHoldingAnUnacknowledgedWrite,
       ackedFirstTry: stats.ackedFirstTry,
       answered503: stats.answered503,
       answered503MayHaveBeenApplied: stats.mayHaveBeenApplied503,

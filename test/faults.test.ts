@@ -159,7 +159,8 @@ describe('faults: Marathon, bad input, security and crashes on a production-like
       it(`keeps routing, reports the error in /status and StatsD, and recovers: Marathon ${fault.name}`, async () => {
         const mark = load.mark();
         const hashBefore = sha256(readFileSync(cfgPath()));
-        const failedBefore = await counter('marathon.fetch.failed');
+        const countersBefore = await statsd.counters();
+        const failedBefore = countersBefore[`${PREFIX}marathon.fetch.failed`] ?? 0;
         const id = `/faults/m${n}`;
         const t0 = Date.now();
         await fault.apply();
@@ -193,7 +194,7 @@ describe('faults: Marathon, bad input, security and crashes on a production-like
           measured(`marathon.${fault.name.replace(/\s+/g, '-')}`, {
             reason,
             error: seen[0].error.slice(0, 120),
-            statsdFailedReason: await counter(`marathon.fetch.failed.${reason}`),
+            statsdFailed: (await counter(`marathon.fetch.failed.${reason}`)) - (countersBefore[`${PREFIX}marathon.fetch.failed.${reason}`] ?? 0),
             recoveryMsAfterMarathonReturned: recoveryMs,
             haproxyOk: now.ok - mark.ok,
             haproxyFailed: now.failed - mark.failed,
@@ -314,13 +315,19 @@ describe('faults: Marathon, bad input, security and crashes on a production-like
     it('fails over to the second Marathon endpoint', async () => {
       demo.sim.faults.status = 503;
       try {
+        const [primaryBefore, secondBefore] = [demo.sim.countRequests('/v2/apps'), second.countRequests('/v2/apps')];
         const t0 = Date.now();
         const id = '/faults/failover';
         const b = await deployNew(id);
         await poke();
         await waitFor(() => routed(id, b), 'the app to route via the second Marathon', 20000, 50);
         const fetches = (await Promise.all(live().map(status))).map((s) => s.marathon.lastFetch);
-        measured('marathon.failover', { routedMs: since(t0), endpoints: fetches.map((f) => f.endpoint), primaryRequestsRefused: demo.sim.countRequests('/v2/apps') });
+        measured('marathon.failover', {
+          routedMs: since(t0),
+          lastFetchEndpoints: fetches.map((f) => (f.endpoint === second.url ? 'second' : f.endpoint)),
+          fetchesRefusedByPrimary: demo.sim.countRequests('/v2/apps') - primaryBefore,
+          fetchesServedBySecond: second.countRequests('/v2/apps') - secondBefore,
+        });
         expect(fetches.every((f) => f.ok && f.endpoint === second.url)).to.equal(true);
       } finally {
         demo.sim.faults.reset();
