@@ -77,6 +77,8 @@ function verdict(ok: boolean | null): string {
 interface RenderSize {
   apps: number;
   outputBytes: number;
+  serverLines?: number;
+  disabledServerLines?: number;
   buildTemplateDataMs: Summary;
   parseTemplateMs: Summary;
   coldRenderMs: Summary;
@@ -119,6 +121,9 @@ interface LatencySize {
   workerStagesMs: Record<string, Summary>;
   workerOutcomes: Record<string, number>;
   apiFetchMs?: Summary;
+  simulatorBusyAfterEventMs?: Summary;
+  eventBytesPerScale?: Summary;
+  slowestTenth?: { events: number; eventToRoutedMs: Summary; eventToHintMs: Summary; hintToRoutedMs: Summary; simulatorBusyAfterEventMs: Summary };
   rules: { edits: number; notRoutedWithin30s?: number; writeToRoutedMs: Summary; putResponseMs: Summary; writeToHintMs: Summary; workerStagesMs?: Record<string, Summary> };
   configBytes: number;
   configPathChars: number;
@@ -270,7 +275,8 @@ function headline(r: BenchResults): string {
     const window = (r.scenarios.storm?.params as { windowMs?: number } | undefined)?.windowMs;
     rows.push([
       `Reloads per storm of ${num(updates)} status updates, ${num(st.apps)} apps: paced over ${ms(window)} / one burst (median, max)`,
-      `${count(st.paced?.summary.reloads?.median ?? NaN)} (max ${count(st.paced?.summary.reloads?.max ?? NaN)}) / ${count(st.burst?.summary.reloads?.median ?? NaN)} (max ${count(st.burst?.summary.reloads?.max ?? NaN)})`,
+      `${count(st.paced?.summary.reloads?.median ?? NaN)} (max ${count(st.paced?.summary.reloads?.max ?? NaN)}) / ${count(st.burst?.summary.reloads?.median ?? NaN)} (max ${count(st.burst?.summary.reloads?.max ?? NaN)}); ` +
+        `applies (reload or Runtime API): ${count(st.paced?.summary.applies?.median ?? NaN)} / ${count(st.burst?.summary.applies?.median ?? NaN)}`,
       '1 per 1,000-event burst',
       `<= ${TARGETS.reloadsPerBurst}`,
       Number.isFinite(worst) ? `${verdict((st.burst?.summary.reloads?.max ?? 0) <= TARGETS.reloadsPerBurst)} (burst), ${verdict((st.paced?.summary.reloads?.max ?? 0) <= TARGETS.reloadsPerBurst)} (paced)` : 'n/a',
@@ -392,16 +398,29 @@ function latencySection(r: BenchResults): string {
     'Where the time goes: the worker\'s own stage timings for these events (median), its outcomes, the api\'s `/v2/apps` fetch (its /status), and the simulator\'s own cost of a scale call (it runs in the benchmark process and builds Marathon\'s deployment plan, which lists every app):',
     '',
     table(
-      ['Apps', 'Worker stages (median)', 'Outcomes', 'api fetch of /v2/apps', 'Simulator scale call', 'haproxy.cfg', 'Path length'],
+      ['Apps', 'Worker stages (median)', 'Outcomes', 'api fetch of /v2/apps', 'Simulator scale call (busy after the event)', 'Marathon events per scale', 'haproxy.cfg', 'Path length'],
       res.sizes.map((s) => [
         num(s.apps),
         stageRow(s.workerStagesMs),
         Object.entries(s.workerOutcomes).map(([k, v]) => `${k} ${v}`).join(', '),
         med(s.apiFetchMs),
-        med(s.simulatorScaleCallMs),
+        `${med(s.simulatorScaleCallMs)} (${ms(s.simulatorBusyAfterEventMs?.median)})`,
+        s.eventBytesPerScale ? `${num(s.eventBytesPerScale.median / 1000)} kB` : 'n/a',
         `${num(s.configBytes / 1e3)} kB`,
         `${s.configPathChars} chars`,
       ]),
+    ),
+    '',
+    'The slowest tenth of the events (the tail behind p99), split the same way:',
+    '',
+    table(
+      ['Apps', 'Events', 'Event -> routed', 'Event -> hint (api)', 'Hint -> routed (worker, HAProxy)', 'Simulator busy after the event'],
+      res.sizes
+        .filter((s) => s.slowestTenth)
+        .map((s) => {
+          const t = s.slowestTenth!;
+          return [num(s.apps), String(t.events), med(t.eventToRoutedMs), med(t.eventToHintMs), med(t.hintToRoutedMs), med(t.simulatorBusyAfterEventMs)];
+        }),
     ),
     '',
     'Rule (ACL) edits through the REST API (PUT on either api copy) until HAProxy routes the new host:',
@@ -622,20 +641,42 @@ function misses(r: BenchResults): string {
     const check = big.haproxyCheckMs[Object.keys(big.haproxyCheckMs)[0]];
     notes.push(
       `- **10,000 apps rendered + validated in ${ms(big.oneAppChangeRenderValidateMs.median)}** (target ${TARGETS.render10kMs} ms): build ${ms(big.oneAppChangeBuildAndRenderMs.median - big.oneAppChangeRenderMs.median)} + render ${ms(big.oneAppChangeRenderMs.median)} + \`haproxy -c\` ${ms(check?.median)}. ` +
-        `The render itself is incremental (${big.oneAppChangeMaxBlocksRendered} blocks re-rendered); building the template data for every app again and HAProxy's own parse of a ${num(big.outputBytes / 1e6, 1)} MB file are what remain.`,
+        `The render itself is incremental (${big.oneAppChangeMaxBlocksRendered} blocks re-rendered, though checking every app's memo still costs ${ms(big.unchangedRerenderMs.median)}); building the template data for every app again (${ms(big.oneAppChangeBuildAndRenderMs.median - big.oneAppChangeRenderMs.median)}) and HAProxy's own parse of a ${num(big.outputBytes / 1e6, 1)} MB file are what remain` +
+        (big.serverLines
+          ? `: ${num(big.serverLines)} \`server\` lines for ${num(big.apps * 3)} tasks (${num(big.disabledServerLines ?? 0)} of them disabled spare slots that let task churn go through the Runtime API), so validation parses ${num(big.serverLines / (big.apps * 3), 1)} times the servers Bamboo's config had.`
+          : '.'),
     );
   }
   const latency = result<{ sizes: LatencySize[] }>(r.scenarios.latency);
   for (const s of latency?.sizes ?? []) {
     if (s.apps < 1000 || s.eventToRoutedMs.p99 < TARGETS.p99At1000Ms) continue;
     const st = s.workerStagesMs;
-    const two = (st.validate?.median ?? 0) + (st.reload?.median ?? 0);
-    notes.push(
-      `- **Event -> traffic p99 ${ms(s.eventToRoutedMs.p99)} at ${num(s.apps)} apps** (target ${TARGETS.p99At1000Ms} ms; p50 ${ms(s.eventToRoutedMs.median)}). ` +
-        `The api's share (event -> hint) is ${ms(s.eventToHintMs.median)}; the worker's stages are ${stageRow(st)}. ` +
-        `Validation (\`haproxy -c\`) and the reload (the master re-executes and parses the file again) are two full HAProxy start-ups: ${ms(two)} of the median. ` +
-        'Scale-only changes through the Runtime API (no validation, no reload) are the planned way under the target; skipping the separate `haproxy -c` in managed mode (the master refuses a bad file and keeps its workers) would halve the rest.',
-    );
+    const runtime = s.workerOutcomes.runtime ?? 0;
+    const reloaded = s.workerOutcomes.reloaded ?? 0;
+    const t = s.slowestTenth;
+    const parts = [
+      `- **Event -> traffic p99 ${ms(s.eventToRoutedMs.p99)} at ${num(s.apps)} apps** (target ${TARGETS.p99At1000Ms} ms; p50 ${ms(s.eventToRoutedMs.median)}, p90 ${ms(s.eventToRoutedMs.p90)}).`,
+      runtime
+        ? `${runtime} of ${s.events} events were applied through the Runtime API (no \`haproxy -c\`, no reload)${reloaded ? `, ${reloaded} by a reload` : ''}, so HAProxy is not on the path.`
+        : `Every event went through \`haproxy -c\` and a reload (${ms((st.validate?.median ?? 0) + (st.reload?.median ?? 0))} of the median: two full HAProxy start-ups); the Runtime API would remove both.`,
+      `The median splits into event -> hint ${ms(s.eventToHintMs.median)} (the api: ${[
+        s.eventBytesPerScale ? `reading ${num(s.eventBytesPerScale.median / 1000)} kB of Marathon events per scale, each parsed whole` : '',
+        'the fetch debounce (`Marathon.FetchDebounceMs`, 20 ms)',
+        `the \`/v2/apps\` fetch${s.apiFetchMs ? ` (${ms(s.apiFetchMs.median)})` : ''}`,
+        'the gzipped snapshot written to ZooKeeper, ZeroMQ',
+      ]
+        .filter(Boolean)
+        .join(', ')}) and hint -> routed ${ms(s.hintToRoutedMs.median)} (the worker: debounce 20 ms, then ${stageRow(st)}).`,
+    ];
+    if (t) {
+      parts.push(
+        `The slowest tenth took ${ms(t.eventToRoutedMs.median)}: event -> hint ${ms(t.eventToHintMs.median)}, hint -> routed ${ms(t.hintToRoutedMs.median)}; ` +
+          `the simulator, which runs in the benchmark process and must answer the api's fetch, stayed busy ${ms(s.simulatorBusyAfterEventMs?.median)} after emitting the event (median; Marathon's deployment events list every app). ` +
+          `With the load average at ${r.load.mean1m} on ${r.machine.cores} cores, scheduling delays of the five processes on the path show up in this tail.`,
+      );
+    }
+    parts.push('Candidates: let the api read the event type from the SSE `event:` line and parse only the events it uses; fetch right away when no fetch is in flight instead of after a debounce; build template data only for apps whose inputs changed.');
+    notes.push(parts.join(' '));
   }
   const storm = result<{ sizes: StormSize[] }>(r.scenarios.storm);
   for (const s of storm?.sizes ?? []) {

@@ -42,6 +42,19 @@ async function pollUntil(url: string, want: (status: number, body: string) => bo
   }
 }
 
+/** Where the slowest tenth of the events lost their time: the api's part (event -> hint) or the worker's (hint -> routed). */
+function tail(events: Array<{ routed: number; hint: number | null; simAfter: number }>) {
+  const slow = [...events].sort((a, b) => b.routed - a.routed).slice(0, Math.max(1, Math.ceil(events.length / 10)));
+  const withHint = slow.filter((e) => e.hint !== null) as Array<{ routed: number; hint: number; simAfter: number }>;
+  return {
+    events: slow.length,
+    eventToRoutedMs: summarize(slow.map((e) => e.routed)),
+    eventToHintMs: summarize(withHint.map((e) => e.hint)),
+    hintToRoutedMs: summarize(withHint.map((e) => e.routed - e.hint)),
+    simulatorBusyAfterEventMs: summarize(slow.map((e) => e.simAfter)),
+  };
+}
+
 /** The most recent `/v2/apps` fetch of either api copy (their /status), to see the api's share. */
 async function lastFetch(stack: DemoStack): Promise<{ ms: number; at: number } | null> {
   let best: { ms: number; at: number } | null = null;
@@ -66,6 +79,8 @@ export async function latencyScenario(ctx: Ctx, stack: DemoStack, p: LatencyPara
   const outcomes: Record<string, number> = {};
   let noConfigSeen = 0;
   const fetchMs: number[] = [];
+  /** Per event, in order: [event -> routed, event -> hint, simulator busy after the event, event bytes]. */
+  const perEvent: Array<{ routed: number; hint: number | null; simAfter: number; bytes: number }> = [];
   const total = p.warmup + p.events;
   const startedAt = performance.now();
   for (let k = 0; k < total; k++) {
@@ -73,7 +88,9 @@ export async function latencyScenario(ctx: Ctx, stack: DemoStack, p: LatencyPara
     const id = stack.appIds[i];
     const b = await stack.backend(`n${size}-${k}`);
     let eventAt = 0;
+    let bytes = 0;
     const off = sim.onEvent((e) => {
+      bytes += e.data.length;
       if (!eventAt && e.eventType === 'status_update_event' && e.data.includes('"taskStatus":"TASK_RUNNING"') && e.data.includes(`[${b.port}]`)) {
         eventAt = performance.now();
       }
@@ -98,6 +115,7 @@ export async function latencyScenario(ctx: Ctx, stack: DemoStack, p: LatencyPara
     if (k < p.warmup) continue;
     if (fetch) fetchMs.push(fetch.ms);
     simMs.push(t1 - t0);
+    perEvent.push({ routed: routed.at - eventAt, hint: hint ? hint.receivedAt - eventAt : null, simAfter: t1 - eventAt, bytes });
     toRouted.push(routed.at - eventAt);
     polls.push(routed.polls);
     if (hint) {
@@ -152,6 +170,12 @@ export async function latencyScenario(ctx: Ctx, stack: DemoStack, p: LatencyPara
     hintToRoutedMs: summarize(hintToRouted),
     eventsWithoutNewConfigFile: noConfigSeen,
     simulatorScaleCallMs: summarize(simMs),
+    // The simulator runs in this process: after emitting the event it keeps this process (and so its
+    // HTTP server, which answers the api's /v2/apps fetch) busy until the scale call returns.
+    simulatorBusyAfterEventMs: summarize(perEvent.map((e) => e.simAfter)),
+    eventBytesPerScale: summarize(perEvent.map((e) => e.bytes), 0),
+    slowestTenth: tail(perEvent),
+    perEvent: perEvent.map((e) => ({ routed: round(e.routed), hint: e.hint === null ? null : round(e.hint), simAfter: round(e.simAfter) })),
     apiFetchMs: summarize(fetchMs),
     pollsPerEvent: summarize(polls, 0),
     workerStagesMs: summarizeKeys(stages),

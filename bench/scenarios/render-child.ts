@@ -160,6 +160,8 @@ function main(): void {
       tasks: n * TASKS_PER_APP,
       outputBytes: Buffer.byteLength(text),
       outputLines: text.split('\n').length,
+      serverLines: text.split('\n').filter((l) => /^\s+server /.test(l)).length,
+      disabledServerLines: text.split('\n').filter((l) => /^\s+server .*\sdisabled(\s|$)/.test(l)).length,
       warnings: built.warnings.length,
       buildTemplateDataMs: summarize(buildMs),
       parseTemplateMs: summarize(parseMs),
