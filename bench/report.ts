@@ -752,6 +752,13 @@ function slowerThanBamboo(r: BenchResults): string[] {
   if (t?.getServicesNoRules && t.getServicesNoRules.requestsPerSecond < BAMBOO_NUM.getNoRulesPerS) {
     out.push(`- \`GET /api/services\` with no rules: ${num(t.getServicesNoRules.requestsPerSecond)}/s against 7,300/s (with 1,000 rules we serve ${num(t.getServices?.requestsPerSecond)}/s against Bamboo's 14/s).`);
   }
+  const cb = t?.callbackBurst;
+  if (cb && cb.marathonFetches > 2) {
+    out.push(
+      `- A burst of ${num(cb.callbacks)} Marathon callbacks cost ${num(cb.marathonFetches)} \`/v2/apps\` fetches against Bamboo's 2: the simulator delivered the callbacks over ${ms(cb.deliveryMs)} (one POST at a time), ` +
+        'so the api saw a stream rather than a burst and fetched again after each minimum fetch interval (250 ms) while events kept coming.',
+    );
+  }
   const c = t?.createRulesOneByOne;
   if (c && c.rules > 0 && (c.ms * 1000) / c.rules > BAMBOO_NUM.createOneByOneMsPer1000) {
     out.push(
