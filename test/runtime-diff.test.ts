@@ -75,7 +75,7 @@ describe('diffConfigs (what the Runtime API can apply)', () => {
   const renderer = createRenderer(defaultTemplate());
   const S = settings({ AdminSocket: '', ServerStateFile: '/run/haproxy/state' });
   function render(apps: unknown[], previous: ReturnType<typeof slotTable> | null = null, acl?: string) {
-    const services = acl ? { '/web': { Id: '/web', Acl: acl, Config: {} } } : {};
+    const services: Record<string, { Id: string; Acl: string; Config: Record<string, string> }> = acl ? { '/web': { Id: '/web', Acl: acl, Config: {} } } : {};
     const { data } = buildTemplateData({ apps, services, now: 0, slots: { previous } });
     return { text: renderer.render(data, S).text, slots: slotTable(data) };
   }

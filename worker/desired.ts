@@ -123,14 +123,22 @@ export class RuleCache {
           }
           // Watch only once per session; a rule re-read for other reasons keeps its pending watch.
           const watch = this.armed.has(name) ? undefined : this.watcherFor(name);
-          const node = await this.zk.get(`${base}/${name}`, watch);
+          // Marked before the read: a watch firing between the reply and this code unmarks it, so the
+          // next read re-arms it (marking after the await lost such writes until the next re-list).
+          if (watch) this.armed.add(name);
+          let node;
+          try {
+            node = await this.zk.get(`${base}/${name}`, watch);
+          } catch (err) {
+            if (watch) this.armed.delete(name);
+            throw err;
+          }
           this.ruleReads++;
           if (!node) {
             this.records.delete(name);
             if (watch) this.armed.delete(name);
             return;
           }
-          if (watch) this.armed.add(name);
           const { record, format } = parseRecord(id, node.data);
           this.records.set(name, { record, version: node.stat.version, format });
         }),
