@@ -195,6 +195,7 @@ export class Zk extends EventEmitter {
     if (this.closing) return;
     this.closing = true;
     this.stateValue = 'closed';
+    if (this.recreateTimer) clearTimeout(this.recreateTimer);
     const client = this.client;
     this.client = null;
     if (!client) return;
@@ -326,13 +327,34 @@ export class Zk extends EventEmitter {
     }
   }
 
-  private async recreateEphemerals(): Promise<void> {
+  private recreateTimer: NodeJS.Timeout | null = null;
+
+  /**
+   * Recreates every registered ephemeral node. A failure (e.g. a freshly resumed ensemble still
+   * electing its leader) is retried with backoff for as long as this session lasts, so a registration
+   * is never left missing until the next reconnect.
+   */
+  private async recreateEphemerals(attempt = 0): Promise<void> {
+    if (this.recreateTimer) {
+      clearTimeout(this.recreateTimer);
+      this.recreateTimer = null;
+    }
+    let failed = false;
     for (const [path, data] of this.ephemerals) {
       try {
         await this.ensureEphemeral(path, data);
       } catch (err) {
-        this.opts.log.warn({ path, err: (err as Error).message }, 'could not recreate ephemeral node');
+        failed = true;
+        this.opts.log.warn({ path, attempt, err: (err as Error).message }, 'could not recreate ephemeral node, retrying');
       }
+    }
+    if (failed && !this.closing) {
+      const delay = Math.min(5000, 200 * 2 ** attempt);
+      this.recreateTimer = setTimeout(() => {
+        this.recreateTimer = null;
+        if (this.connected && !this.closing) void this.recreateEphemerals(attempt + 1);
+      }, delay);
+      this.recreateTimer.unref();
     }
   }
 }
