@@ -1,44 +1,9 @@
 import { expect } from 'chai';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { runWorker, type WorkerHandle } from '../worker/main.js';
 import { httpGet, startBackend, type Backend } from './support/http.js';
-import { startProcess, waitFor, type Started } from './support/process.js';
-import { tempDir } from './support/tmp.js';
+import { waitFor, type Started } from './support/process.js';
+import { startWrk, stopWrk } from './support/wrk.js';
 import { FakeApi, marathonApp, testLogger, testSetup, workerConfig } from './worker-fixtures.js';
-
-export interface WrkResult {
-  requests: number;
-  socketErrors: number;
-  non2xx: number;
-  output: string;
-}
-
-/** Parses wrk's summary: requests, socket errors (connect/read/write/timeout) and non-2xx answers. */
-export function parseWrk(output: string): WrkResult {
-  const requests = Number(/(\d+) requests in/.exec(output)?.[1] ?? NaN);
-  const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output);
-  const socketErrors = se ? se.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0);
-  return { requests, socketErrors, non2xx, output };
-}
-
-/**
- * wrk for up to 120 s, stopped with SIGINT (it then prints its summary). Each connection pauses
- * `pauseMs` between requests (wrk's Lua `delay()`), so the load is steady but leaves CPU for the
- * worker and HAProxy on a small shared machine.
- */
-function startWrk(url: string, extra: string[], pauseMs: number): Started {
-  const script = join(tempDir('bamboo-wrk-'), 'pace.lua');
-  writeFileSync(script, `function delay()\n  return ${pauseMs}\nend\n`);
-  return startProcess('wrk', ['-t1', '-d120s', '--timeout', '5s', '-s', script, ...extra, url]);
-}
-
-async function stopWrk(w: Started): Promise<WrkResult> {
-  process.kill(w.pid, 'SIGINT');
-  await Promise.race([w.exited, new Promise((r) => setTimeout(r, 10000))]);
-  return parseWrk(w.output());
-}
 
 describe('reloads under HTTP load (wrk, managed HAProxy)', function () {
   this.timeout(120000);
