@@ -170,7 +170,8 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     expect(await expectStateMatchesFile(s, '::web-cluster')).to.equal(3);
     const status = w.status();
     expect(status.outcomes.runtime).to.equal(14);
-    expect(status.lastOutcome).to.equal('runtime');
+    // A resync or watch may have run after the last scale step: it finds nothing to do (noop), which is fine.
+    expect(status.lastOutcome).to.be.oneOf(['runtime', 'noop']);
     expect(status.runtime).to.include({ enabled: true, fallbacks: 0, lastAppliedVia: 'runtime' });
     const runtimeMs = seen.filter((o) => o.outcome === 'runtime').map((o) => o.stages.runtime ?? 0);
     console.log(
