@@ -270,8 +270,17 @@ export interface ManagedOptions {
   log: Logger;
   /** Extra command-line arguments (default `['-dR']`). */
   extraArgs?: string[];
-  /** Delay before restarting a master that died (doubles per consecutive failure, at most 30 s). */
+  /**
+   * Backoff before restarting a master that died. The first restart after a master that ran for a
+   * while is immediate (no HAProxy is serving meanwhile); a master that dies again within
+   * `crashLoopMs` of its start, or a start that fails, waits this long, doubling per consecutive
+   * failure up to 30 s (default 500 ms).
+   */
   restartDelayMs?: number;
+  /** A master that dies sooner than this after its start counts as a failed start (default 10 s). */
+  crashLoopMs?: number;
+  /** How often an adopted master (not our child: no exit event) is checked (default 200 ms). */
+  adoptedPollMs?: number;
   /** Soft-stop grace on close before SIGTERM (default 5 s). */
   stopGraceMs?: number;
 }
@@ -363,6 +372,8 @@ export class ManagedHAProxy implements HAProxyProcess {
   private pollTimer: NodeJS.Timeout | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
   private consecutiveFailures = 0;
+  /** When the running master was started or adopted (for crash-loop detection). */
+  private startedAt = 0;
   private restarts = 0;
   private lastWorkers: number[] = [];
   private closed = false;
@@ -402,6 +413,7 @@ export class ManagedHAProxy implements HAProxyProcess {
       this.pid = previous;
       this.adopted = true;
       this.everStarted = true;
+      this.startedAt = Date.now();
       this.watchAdopted();
       await this.refreshWorkers();
       this.opts.log.info({ pid: previous }, 'adopted running haproxy master');
@@ -467,7 +479,7 @@ export class ManagedHAProxy implements HAProxyProcess {
       if (info && info.workers.length > 0) {
         this.lastWorkers = info.workers.map((w) => w.pid);
         this.everStarted = true;
-        this.consecutiveFailures = 0;
+        this.startedAt = Date.now();
         this.opts.log.info({ pid: this.pid, workers: this.lastWorkers, ms: Date.now() - started }, 'haproxy started');
         return { ok: true, reason: 'haproxy started', adopted: false };
       }
@@ -494,7 +506,7 @@ export class ManagedHAProxy implements HAProxyProcess {
         this.lastWorkers = [];
         this.onUnexpectedExit('adopted master gone');
       }
-    }, 1000);
+    }, this.opts.adoptedPollMs ?? 200);
     this.pollTimer.unref();
   }
 
@@ -502,7 +514,15 @@ export class ManagedHAProxy implements HAProxyProcess {
     if (this.closed) return;
     this.opts.log.error({ how }, 'haproxy master exited unexpectedly');
     if (!this.everStarted || this.restartTimer) return;
-    const delay = Math.min(30000, (this.opts.restartDelayMs ?? 1000) * 2 ** Math.min(this.consecutiveFailures, 5));
+    // A master that served for a while is replaced at once: every moment without one refuses
+    // connections. One that keeps dying right after its start backs off instead of spinning.
+    // (A failed start leaves startedAt at 0, so repeated failures keep backing off.)
+    if (this.startedAt > 0 && Date.now() - this.startedAt >= (this.opts.crashLoopMs ?? 10000)) this.consecutiveFailures = 0;
+    this.startedAt = 0;
+    const delay = this.consecutiveFailures === 0
+      ? 0
+      : Math.min(30000, (this.opts.restartDelayMs ?? 500) * 2 ** Math.min(this.consecutiveFailures - 1, 6));
+    this.consecutiveFailures++;
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
       void this.serial(async () => {
@@ -510,9 +530,8 @@ export class ManagedHAProxy implements HAProxyProcess {
         const r = await this.startLocked();
         if (r.ok) {
           this.restarts++;
-          this.opts.log.warn({ pid: this.pid }, 'haproxy restarted');
+          this.opts.log.warn({ pid: this.pid, delayMs: delay }, 'haproxy restarted');
         } else {
-          this.consecutiveFailures++;
           this.onUnexpectedExit(r.reason);
         }
       });

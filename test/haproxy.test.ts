@@ -180,6 +180,56 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
     expect(res?.body).to.equal('alive');
   });
 
+  it('replaces a master that served at once, but backs off when the new one dies right after its start', async () => {
+    const dir = tempDir('bamboo-managed-');
+    const port = await freePort();
+    writeFileSync(join(dir, 'haproxy.cfg'), configText(port, 'alive', dir));
+    const h = new ManagedHAProxy({
+      binary: 'haproxy',
+      configPath: join(dir, 'haproxy.cfg'),
+      pidFile: join(dir, 'haproxy.pid'),
+      masterSocket: join(dir, 'master.sock'),
+      timeoutMs: 10000,
+      log,
+      restartDelayMs: 1500,
+      crashLoopMs: 0,
+      stopGraceMs: 1000,
+    });
+    toClose.push(() => h.close());
+    expect((await h.start()).ok).to.equal(true);
+    // crashLoopMs 0: the first master "served long enough", so its replacement starts without delay.
+    process.kill(h.state().masterPid!, 'SIGKILL');
+    await waitFor(() => h.state().restarts === 1 && h.state().running, 'the immediate restart', 5000, 10);
+    expect((await waitFor(() => httpGet(`http://127.0.0.1:${port}/`).catch(() => null), 'traffic after the restart', 5000))?.body).to.equal('alive');
+    await h.close();
+
+    // crashLoopMs large: a master dying soon after its start is a crash loop, so the next start waits.
+    const dir2 = tempDir('bamboo-managed-');
+    writeFileSync(join(dir2, 'haproxy.cfg'), configText(port, 'again', dir2));
+    const h2 = new ManagedHAProxy({
+      binary: 'haproxy',
+      configPath: join(dir2, 'haproxy.cfg'),
+      pidFile: join(dir2, 'haproxy.pid'),
+      masterSocket: join(dir2, 'master.sock'),
+      timeoutMs: 10000,
+      log,
+      restartDelayMs: 1500,
+      crashLoopMs: 60000,
+      stopGraceMs: 1000,
+    });
+    toClose.push(() => h2.close());
+    expect((await h2.start()).ok).to.equal(true);
+    process.kill(h2.state().masterPid!, 'SIGKILL');
+    await waitFor(() => h2.state().restarts === 1 && h2.state().running, 'the first restart', 5000, 10);
+    const second = h2.state().masterPid!;
+    process.kill(second, 'SIGKILL');
+    await waitFor(() => !h2.state().running, 'the second master to be gone', 5000, 10);
+    await sleep(500);
+    expect(h2.state().restarts, 'no immediate restart inside a crash loop').to.equal(1);
+    await waitFor(() => h2.state().restarts === 2 && h2.state().running, 'the backed-off restart', 10000, 50);
+    expect(h2.state().masterPid).to.not.equal(second);
+  });
+
   it('adopts the master a previous worker left running instead of starting a second one', async () => {
     const dir = tempDir('bamboo-managed-');
     const port = await freePort();
