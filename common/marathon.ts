@@ -11,7 +11,9 @@
  *   `unsupported`, never thrown.
  * - MarathonEventStream reads `/v2/events` (server-sent events; CRLF or LF framing; `event:` lines or
  *   `data:` lines only), fails over across endpoints, reconnects with backoff and treats a stream
- *   silent for longer than the idle timeout as dead.
+ *   silent for longer than the idle timeout as dead. An event's JSON is parsed only when its consumer
+ *   asks for it: the type comes from the `event:` line, and with 1,000 apps Marathon sends over 1 MB
+ *   of deployment events per scale that the intake never reads.
  *
  * Redirects (Marathon sends followers' clients to its leader) are followed by hand, up to 5 hops, so
  * the basic-auth credentials go along to the leader and a 307 on the stream works like one on a fetch.
@@ -314,8 +316,44 @@ function safeJson(text: string): unknown {
 export interface MarathonEvent {
   /** `eventType` (from the `event:` line, else from the JSON's `eventType`, else `message`). */
   type: string;
-  /** The parsed JSON payload, or null when `data:` was not JSON. */
-  payload: unknown;
+  /** The `data:` text as Marathon sent it (one JSON document). */
+  data: string;
+  /**
+   * The JSON payload, or null when `data:` is not JSON. Parsed on the first call and kept: Marathon's
+   * deployment events list every app (hundreds of kB each with 1,000 apps), and a consumer that only
+   * needs the type (it is on the `event:` line) should not pay for parsing them.
+   */
+  payload(): unknown;
+}
+
+/** One event read from the stream; its payload is parsed on demand (see MarathonEvent.payload). */
+class StreamEvent implements MarathonEvent {
+  private parsed: { value: unknown } | null;
+
+  constructor(
+    readonly type: string,
+    readonly data: string,
+    parsed?: { value: unknown },
+  ) {
+    this.parsed = parsed ?? null;
+  }
+
+  payload(): unknown {
+    this.parsed ??= { value: safeJson(this.data) };
+    return this.parsed.value;
+  }
+}
+
+/**
+ * Types a server-sent message: by its `event:` line when there is one (Marathon 1.x always sends
+ * it), without reading the data; else (Marathon 0.9/0.10 data-only frames) by the JSON's
+ * `eventType`, parsing the data once for both.
+ */
+export function toMarathonEvent(msg: { event?: string; data: string }): MarathonEvent {
+  if (msg.event) return new StreamEvent(msg.event, msg.data);
+  const value = safeJson(msg.data);
+  const fromJson = value && typeof value === 'object' ? (value as { eventType?: unknown }).eventType : undefined;
+  return new StreamEvent(typeof fromJson === 'string' ? fromJson : 'message', msg.data, { value });
 }
 
 export interface EventStreamOptions {
@@ -436,18 +474,11 @@ export class MarathonEventStream {
     const parser = createParser({
       maxBufferSize: 64 * 1024 * 1024,
       onEvent: (msg: EventSourceMessage) => {
-        let payload: unknown = null;
-        try {
-          payload = JSON.parse(msg.data) as unknown;
-        } catch {
-          payload = null;
-        }
-        const fromJson = payload && typeof payload === 'object' ? (payload as { eventType?: unknown }).eventType : undefined;
-        const type = msg.event ?? (typeof fromJson === 'string' ? fromJson : 'message');
+        const event = toMarathonEvent(msg);
         this.state.events++;
         this.state.lastEventAt = Date.now();
         try {
-          this.opts.onEvent({ type, payload });
+          this.opts.onEvent(event);
         } catch (err) {
           this.opts.log.error({ err: (err as Error).message }, 'event handler failed');
         }

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger, silentLogger } from '../common/log.js';
-import { MarathonClient, MarathonError, MarathonEventStream, type MarathonEvent } from '../common/marathon.js';
+import { MarathonClient, MarathonError, MarathonEventStream, toMarathonEvent, type MarathonEvent } from '../common/marathon.js';
 import { MarathonSimulator, type MarathonSimulatorOptions } from './marathon-sim/index.js';
 import { freePort } from './support/ports.js';
 import { sleep, waitFor } from './support/process.js';
@@ -173,6 +173,26 @@ describe('Marathon adapter (against the simulator)', function () {
     });
   });
 
+  describe('event typing', () => {
+    const cases: Array<[string, { event?: string; data: string }, string, unknown]> = [
+      ['an event: line and JSON data', { event: 'status_update_event', data: '{"eventType":"status_update_event","appId":"/a"}' }, 'status_update_event', { eventType: 'status_update_event', appId: '/a' }],
+      ['an event: line naming another type than the JSON', { event: 'deployment_info', data: '{"eventType":"other"}' }, 'deployment_info', { eventType: 'other' }],
+      ['an event: line and data that is not JSON', { event: 'deployment_success', data: '{"plan":' }, 'deployment_success', null],
+      ['JSON with eventType and no event: line', { data: '{"eventType":"api_post_event"}' }, 'api_post_event', { eventType: 'api_post_event' }],
+      ['JSON without eventType and no event: line', { data: '{"x":1}' }, 'message', { x: 1 }],
+      ['data that is neither typed nor JSON', { data: 'hello' }, 'message', null],
+    ];
+    for (const [name, msg, type, payload] of cases) {
+      it(`types ${name} as ${type}`, () => {
+        const e = toMarathonEvent(msg);
+        expect(e.type).to.equal(type);
+        expect(e.data).to.equal(msg.data);
+        expect(e.payload()).to.deep.equal(payload);
+        expect(e.payload()).to.equal(e.payload()); // parsed once, then kept
+      });
+    }
+  });
+
   describe('event stream', () => {
     function stream(c: MarathonClient, extra: { idleTimeoutMs?: number } = {}) {
       const events: MarathonEvent[] = [];
@@ -196,10 +216,21 @@ describe('Marathon adapter (against the simulator)', function () {
       await waitFor(() => r.types().includes('event_stream_attached'), 'attached');
       s.deployApp({ id: '/web', instances: 1 });
       await waitFor(() => r.types().includes('status_update_event'), 'status update');
-      const upd = r.events.find((e) => e.type === 'status_update_event')!.payload as { appId: string };
+      const upd = r.events.find((e) => e.type === 'status_update_event')!.payload() as { appId: string };
       expect(upd.appId).to.equal('/web');
       const req = s.requests.find((q) => q.path === '/v2/events')!;
       expect(req.headers.accept).to.equal('text/event-stream');
+    });
+
+    it('types events by their event: line without needing their data to parse', async () => {
+      const s = await sim({ version: '1.6.322' });
+      const r = stream(client([s.url]));
+      await waitFor(() => r.connects.length > 0, 'connect');
+      s.emit('deployment_info', '{"eventType":"deployment_info","plan":');
+      await waitFor(() => r.types().includes('deployment_info'), 'typed event');
+      const e = r.events.find((x) => x.type === 'deployment_info')!;
+      expect(e.data).to.equal('{"eventType":"deployment_info","plan":');
+      expect(e.payload()).to.equal(null);
     });
 
     it('reads data-only frames (Marathon 0.9/0.10), typing events from their JSON', async () => {
@@ -208,6 +239,7 @@ describe('Marathon adapter (against the simulator)', function () {
       await waitFor(() => r.connects.length > 0, 'connect');
       s.emit('status_update_event', { eventType: 'status_update_event', appId: '/x', taskStatus: 'TASK_RUNNING' });
       await waitFor(() => r.types().includes('status_update_event'), 'typed event');
+      expect(r.events.find((e) => e.type === 'status_update_event')!.payload()).to.include({ appId: '/x' });
     });
 
     it('reconnects after the stream is dropped, and fails over to the next endpoint', async () => {
