@@ -3,9 +3,15 @@
  *
  * Events are hints (level-triggered): an event that can change routing only *requests* a fetch of
  * the whole `/v2/apps`. Requests coalesce: at most one fetch is in flight and at most one is pending,
- * whatever the event rate; a fetch starts `FetchDebounceMs` after the request that opened the slot,
- * and never sooner than `minFetchIntervalMs` after the previous fetch started. So a burst of 1,000
- * events costs a handful of fetches, and the last fetch always starts after the last event.
+ * whatever the event rate.
+ * - Leading edge: a request finding no fetch in flight, and none started within
+ *   `Marathon.MinFetchIntervalMs`, starts a fetch at once (an event after a quiet spell costs no wait).
+ * - Otherwise the request is pending: one more fetch starts `Marathon.FetchDebounceMs` after the
+ *   fetch in flight ended (or after the request, when none is in flight), and never sooner than
+ *   `MinFetchIntervalMs` after the previous fetch started; every request until then rides on it.
+ * - A fetch covers the requests made before its HTTP request is sent (after the snapshot version is
+ *   read): those are cleared then, and any later one makes another fetch. So the last fetch always
+ *   starts after the last event, and a burst of 1,000 events costs a handful of fetches.
  *
  * A fetch changes the stored snapshot only when it is trustworthy:
  * - a failed, non-2xx, HTML, unparsable or wrongly shaped answer changes nothing (the previous
@@ -67,8 +73,6 @@ export interface FetchRecord {
 }
 
 export interface IntakeOptions {
-  /** Least time between the starts of two fetches (default 250 ms). */
-  minFetchIntervalMs?: number;
   /** Delay of the confirming fetch after a suspicious empty list (default 1000 ms). */
   emptyConfirmDelayMs?: number;
   /** Retry after a failed fetch: first delay and cap (defaults 1 s and 30 s). */
@@ -145,7 +149,7 @@ export class MarathonIntake {
   constructor(private readonly deps: IntakeDeps) {
     const o = deps.options ?? {};
     this.debounceMs = deps.cfg.Marathon.FetchDebounceMs;
-    this.minIntervalMs = o.minFetchIntervalMs ?? 250;
+    this.minIntervalMs = deps.cfg.Marathon.MinFetchIntervalMs;
     this.emptyConfirmMs = o.emptyConfirmDelayMs ?? 1000;
     this.retryMinMs = o.retryMinMs ?? 1000;
     this.retryMaxMs = o.retryMaxMs ?? 30000;
@@ -213,26 +217,35 @@ export class MarathonIntake {
     if (isRoutingEvent(t)) this.requestFetch(t);
   }
 
-  /** Asks for a fetch; see the module comment for the coalescing rules. Never blocks. */
+  /**
+   * Asks for a fetch; see the module comment for the coalescing rules. Never blocks: a fetch started
+   * at once runs in the background.
+   */
   requestFetch(reason: string): void {
     if (this.closed) return;
     this.pending = true;
     if (this.inFlight || this.timer) return;
-    this.arm(this.debounceMs);
     this.deps.log.debug({ reason }, 'marathon fetch requested');
+    if (Date.now() - this.lastStart >= this.minIntervalMs) this.startFetch();
+    else this.arm(this.debounceMs);
   }
 
+  /** Starts the pending fetch after `delayMs`, and no sooner than the minimum interval after the last start. */
   private arm(delayMs: number): void {
     const wait = Math.max(delayMs, this.lastStart + this.minIntervalMs - Date.now(), 0);
     this.timer = setTimeout(() => {
       this.timer = null;
-      if (!this.pending || this.closed) return;
-      this.pending = false;
-      this.inFlight = this.fetchOnce().finally(() => {
-        this.inFlight = null;
-        if (this.pending && !this.closed && !this.timer) this.arm(this.debounceMs);
-      });
+      this.startFetch();
     }, wait);
+  }
+
+  private startFetch(): void {
+    if (!this.pending || this.closed || this.inFlight) return;
+    this.pending = false;
+    this.inFlight = this.fetchOnce().finally(() => {
+      this.inFlight = null;
+      if (this.pending && !this.closed && !this.timer) this.arm(this.debounceMs);
+    });
   }
 
   /** Waits until no fetch is pending or in flight (tests and the benchmark). */
@@ -275,6 +288,8 @@ export class MarathonIntake {
       this.scheduleRetry();
       return 'store_failed';
     }
+    // Requests made until now are answered by this fetch: Marathon handles it after their events.
+    this.pending = false;
     const t0 = performance.now();
     let apps: unknown[];
     let endpoint: string;
@@ -420,6 +435,7 @@ export class MarathonIntake {
         backoffMinMs: this.deps.options?.streamBackoffMinMs,
         backoffMaxMs: this.deps.options?.streamBackoffMaxMs,
         log,
+        // The type (from the SSE event: line) is all the intake needs: payloads stay unparsed.
         onEvent: (e) => this.onEvent(e.type),
         // Events may have been missed while no stream was open.
         onConnected: () => this.requestFetch('stream-connected'),

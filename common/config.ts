@@ -65,7 +65,9 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'Marathon.StreamIdleTimeoutMs', type: 'integer', default: 30000, env: 'MARATHON_STREAM_IDLE_TIMEOUT_MS', min: 1000, max: 600000, used: 'api',
     doc: 'An event stream silent this long is treated as dead and reopened (Marathon sends a heartbeat every 10 s).' },
   { key: 'Marathon.FetchDebounceMs', type: 'integer', default: 20, env: 'MARATHON_FETCH_DEBOUNCE_MS', min: 0, max: 60000, used: 'api',
-    doc: 'Wait this long after a routing event before fetching /v2/apps, so a burst costs one fetch. At most one fetch is in flight and one pending.' },
+    doc: 'Wait before a follow-up fetch. A routing event with no fetch in flight and none started within Marathon.MinFetchIntervalMs is fetched at once; any other waits for one more /v2/apps fetch, started this long after the fetch in flight ended (or after the event) and never sooner than MinFetchIntervalMs after the previous start, so the rest of a burst rides on it. At most one fetch is in flight and one pending.' },
+  { key: 'Marathon.MinFetchIntervalMs', type: 'integer', default: 250, env: 'MARATHON_MIN_FETCH_INTERVAL_MS', min: 0, max: 600000, used: 'api',
+    doc: 'Fetch rate: the least time between the starts of two /v2/apps fetches of one api copy, whatever the event rate (bounds the load on Marathon during event storms).' },
   { key: 'Marathon.ResyncIntervalMs', type: 'integer', default: 60000, env: 'MARATHON_RESYNC_INTERVAL_MS', min: 0, max: 86400000, used: 'api',
     doc: 'Fetch /v2/apps at least this often even without events (0: never), healing missed events.' },
 
@@ -160,7 +162,7 @@ export const SCHEMA: readonly FieldSpec[] = [
 export interface Config {
   Marathon: {
     Endpoint: string; User: string; Password: string; UseEventStream: boolean;
-    TimeoutMs: number; StreamIdleTimeoutMs: number; FetchDebounceMs: number; ResyncIntervalMs: number;
+    TimeoutMs: number; StreamIdleTimeoutMs: number; FetchDebounceMs: number; MinFetchIntervalMs: number; ResyncIntervalMs: number;
   };
   Bamboo: {
     Endpoint: string;

@@ -198,10 +198,10 @@ describe('Marathon intake of the api (simulator, ZooKeeper, ZeroMQ)', function (
       this.timeout(40000);
       const s = await sim();
       s.deployApp({ id: '/web', instances: 1 });
-      const cfg = config([s.url]);
       // At most one fetch per 500 ms while events keep coming, however slowly Marathon delivers them
       // on a loaded machine (the default is 250 ms).
-      const api = await start(cfg, { ...FAST, minFetchIntervalMs: 500 });
+      const cfg = config([s.url], { 'Marathon.MinFetchIntervalMs': 500 });
+      const api = await start(cfg);
       const hints = await listen(api);
       closers.push(() => hints.close());
       await waitFor(async () => (await status(api)).marathon.subscriptions[0].state === 'subscribed', 'subscription');

@@ -74,6 +74,13 @@ describe('configuration', () => {
     expect(cfg.StatsD).to.deep.equal({ Enabled: true, Host: 's:1', Prefix: 'x.' });
   });
 
+  it('paces Marathon fetches by MinFetchIntervalMs, 250 ms unless set', () => {
+    expect(loadConfig({ env: {} }).Marathon.MinFetchIntervalMs).to.equal(250);
+    expect(loadConfig({ env: { MARATHON_MIN_FETCH_INTERVAL_MS: '100' } }).Marathon.MinFetchIntervalMs).to.equal(100);
+    expect(loadConfig({ file: writeJson({ Marathon: { MinFetchIntervalMs: 0 } }), env: {} }).Marathon.MinFetchIntervalMs).to.equal(0);
+    expect(errorOf(() => loadConfig({ env: { MARATHON_MIN_FETCH_INTERVAL_MS: '-1' } }))).to.match(/Marathon\.MinFetchIntervalMs .* at least 0/);
+  });
+
   it('honours BAMBOO_DOCKER_AUTO_HOST like Bamboo did', () => {
     const cfg = loadConfig({ env: { BAMBOO_DOCKER_AUTO_HOST: 'true', HOST: '10.1.2.3' } });
     expect(cfg.Bamboo.Endpoint).to.equal('http://10.1.2.3:8000');
