@@ -334,7 +334,8 @@ export class MarathonIntake {
     const fetchedAt = Date.now();
     let result: { version: number; changed: boolean; hash: string };
     try {
-      result = await control.writeSnapshot(apps, fetchedAt, { expectVersion: before });
+      // Old chunks are pruned after the hint is out: workers should not wait for housekeeping.
+      result = await control.writeSnapshot(apps, fetchedAt, { expectVersion: before, prune: false });
     } catch (err) {
       if (err instanceof SnapshotConflictError) {
         // Another copy stored a snapshot while we fetched; ours may be older: fetch again.
@@ -357,6 +358,12 @@ export class MarathonIntake {
     await publisher.publish('marathon');
     metrics.published('marathon');
     log.info({ snapshotVersion: result.version, apps: apps.length, endpoint, ms: Math.round(ms) }, 'snapshot stored');
+    try {
+      await control.pruneChunks(result.hash);
+    } catch (err) {
+      // Harmless: the next stored snapshot prunes again.
+      log.warn({ err: (err as Error).message }, 'removing old snapshot chunks failed');
+    }
     return 'changed';
   }
 

@@ -8,8 +8,9 @@
  *   <control>/stream-leader/lock-      ephemeral sequential: event stream leader election
  *
  * The api that fetched Marathon writes the snapshot (chunks first, then the pointer, then removes old
- * chunks); workers and other api copies read it when hinted. A worker therefore never calls Marathon and
- * Marathon's load does not grow with the number of workers.
+ * chunks; the intake removes them only after publishing its hint); workers and other api copies read it
+ * when hinted. A worker therefore never calls Marathon and Marathon's load does not grow with the
+ * number of workers.
  */
 import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
@@ -107,14 +108,18 @@ export class ControlStore {
    * With `opts.expectVersion` (the snapshot version read before fetching; -1 for none) the write only
    * happens if no other snapshot was stored since; otherwise SnapshotConflictError, so data fetched
    * earlier by a slow copy never replaces newer data stored by a faster one.
+   *
+   * Chunks of older snapshots are removed afterwards, unless `opts.prune` is false: then the caller
+   * calls pruneChunks(hash) itself once the time-critical work is done (the intake publishes its hint
+   * first). Throws ZooKeeper errors as they come; a failed prune after a stored pointer also throws,
+   * with the snapshot stored.
    */
   async writeSnapshot(
     apps: unknown[],
     fetchedAt: number,
-    opts: { expectVersion?: number } = {},
+    opts: { expectVersion?: number; prune?: boolean } = {},
   ): Promise<{ version: number; changed: boolean; hash: string }> {
     const { json, hash } = ControlStore.hashApps(apps);
-    await this.zk.mkdirp(this.chunksPath);
     const current = await this.zk.get(this.snapshotPath);
     if (current) {
       try {
@@ -130,14 +135,7 @@ export class ControlStore {
     }
     const gz = gzipSync(json, { level: 1 });
     const chunks = Math.max(1, Math.ceil(gz.length / CHUNK_BYTES));
-    for (let i = 0; i < chunks; i++) {
-      const path = `${this.chunksPath}/${hash}-${i}`;
-      try {
-        await this.zk.create(path, gz.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES));
-      } catch (err) {
-        if (!(err instanceof ZkNodeExistsError)) throw err; // same content written by another copy
-      }
-    }
+    await this.createChunks(hash, gz, chunks);
     const pointer: Pointer = { hash, fetchedAt, chunks, bytes: gz.length };
     let version: number;
     try {
@@ -158,12 +156,39 @@ export class ControlStore {
       }
       throw err;
     }
-    await this.pruneChunks(hash);
+    if (opts.prune !== false) await this.pruneChunks(hash);
     return { version, changed: true, hash };
   }
 
-  /** Removes chunks of older snapshots (keeping the current and one previous, for readers mid-read). */
-  private async pruneChunks(keepHash: string): Promise<void> {
+  /**
+   * Creates the chunks of one snapshot, all at once. The chunks' parent is created only when missing
+   * (the first snapshot): a mkdirp on every write would cost one ZooKeeper write per path level.
+   */
+  private async createChunks(hash: string, gz: Buffer, chunks: number): Promise<void> {
+    const createAll = () =>
+      Promise.all(
+        Array.from({ length: chunks }, async (_, i) => {
+          try {
+            await this.zk.create(`${this.chunksPath}/${hash}-${i}`, gz.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES));
+          } catch (err) {
+            if (!(err instanceof ZkNodeExistsError)) throw err; // same content written by another copy
+          }
+        }),
+      );
+    try {
+      await createAll();
+    } catch (err) {
+      if (!(err instanceof ZkNoNodeError)) throw err;
+      await this.zk.mkdirp(this.chunksPath);
+      await createAll();
+    }
+  }
+
+  /**
+   * Removes chunks of older snapshots (keeping `keepHash`, the current one, and one previous, for
+   * readers mid-read). Throws ZooKeeper errors from listing; failed removals are left for next time.
+   */
+  async pruneChunks(keepHash: string): Promise<void> {
     const names = await this.zk.children(this.chunksPath);
     const hashes = [...new Set(names.map((n) => n.replace(/-\d+$/, '')))];
     if (hashes.length <= 2) return;
