@@ -104,37 +104,101 @@ export function parseServerLine(line: string): ServerSpec | null {
  * Compares the config HAProxy runs with a new one. `runtime: true` when the only differences are
  * server lines the Runtime API can change (see the module comment); otherwise the reason a reload
  * is needed, in a few words.
+ *
+ * The cost is proportional to what changed, not to the size of the config: the two texts are walked
+ * in lockstep, line by line, but runs of equal text are skipped by comparing large slices (a memcmp),
+ * and only the lines that differ are cut out and parsed. The section a differing line belongs to is
+ * found by looking back to its section header. The answer is the one of a plain line-by-line walk
+ * (same lines, same order of checks, same reasons).
  */
 export function diffConfigs(running: string, next: string): ConfigDiff {
   if (running === next) return { runtime: true, changes: [] };
-  const a = running.split('\n');
-  const b = next.split('\n');
-  if (a.length !== b.length) return { runtime: false, reason: `the config's structure changed (${a.length} -> ${b.length} lines)` };
+  const a = running;
+  const b = next;
   const changes: ServerChange[] = [];
-  let kind = '';
-  let section = '';
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i];
-    const y = b[i];
-    if (x === y) {
-      if (x.length > 0 && x.charCodeAt(0) !== 0x20 && x.charCodeAt(0) !== 0x09 && x.charCodeAt(0) !== 0x23) {
-        const m = SECTION.exec(x);
-        kind = m ? m[1] : '';
-        section = m ? m[2] : '';
-      }
-      continue;
-    }
-    const where = `line ${i + 1}`;
-    if (kind !== 'backend' && kind !== 'listen') return { runtime: false, reason: `a line outside any backend changed (${where})` };
+  // Line starts in `a` and `b` of the lines under comparison; both texts are equal before them,
+  // except for server lines already accepted as changes.
+  let i = 0;
+  let j = 0;
+  for (;;) {
+    const k = commonRun(a, i, b, j);
+    if (i + k === a.length && j + k === b.length) return { runtime: true, changes };
+    // The first difference lies on the line that starts at the last newline of the equal run.
+    const nl = k === 0 ? -1 : a.lastIndexOf('\n', i + k - 1);
+    const la = nl >= i ? nl + 1 : i;
+    const lb = j + (la - i);
+    const ea = a.indexOf('\n', la);
+    const eb = b.indexOf('\n', lb);
+    const x = a.slice(la, ea < 0 ? a.length : ea);
+    const y = b.slice(lb, eb < 0 ? b.length : eb);
+    const fail = (reason: () => string): ConfigDiff => {
+      const na = lineCount(a);
+      const nb = lineCount(b);
+      if (na !== nb) return { runtime: false, reason: `the config's structure changed (${na} -> ${nb} lines)` };
+      return { runtime: false, reason: reason() };
+    };
+    const where = () => `line ${lineCount(a, la)}`;
+    const { kind, section } = sectionAt(a, la);
+    if (kind !== 'backend' && kind !== 'listen') return fail(() => `a line outside any backend changed (${where()})`);
     const from = parseServerLine(x);
     const to = parseServerLine(y);
-    if (!from || !to) return { runtime: false, reason: `a line other than a server changed in ${section} (${where})` };
-    if (from.name !== to.name) return { runtime: false, reason: `server ${from.name} became ${to.name} in ${section}` };
-    if (from.rest !== to.rest || from.check !== to.check) return { runtime: false, reason: `options of ${section}/${to.name} changed` };
-    if (to.port === null || from.port === null) return { runtime: false, reason: `${section}/${to.name} has no port` };
+    if (!from || !to) return fail(() => `a line other than a server changed in ${section} (${where()})`);
+    if (from.name !== to.name) return fail(() => `server ${from.name} became ${to.name} in ${section}`);
+    if (from.rest !== to.rest || from.check !== to.check) return fail(() => `options of ${section}/${to.name} changed`);
+    if (to.port === null || from.port === null) return fail(() => `${section}/${to.name} has no port`);
     changes.push({ backend: section, server: to.name, from, to });
+    if (ea < 0 || eb < 0) {
+      // One text ends here: equal only if both do.
+      if (ea < 0 && eb < 0) return { runtime: true, changes };
+      return fail(() => 'unreachable: line counts differ');
+    }
+    i = ea + 1;
+    j = eb + 1;
   }
-  return { runtime: true, changes };
+}
+
+/** Length of the longest common run of `a` from `i` and `b` from `j`, found with big slice compares. */
+function commonRun(a: string, i: number, b: string, j: number): number {
+  const max = Math.min(a.length - i, b.length - j);
+  let n = 0;
+  let step = 256;
+  // Gallop while whole slices are equal, then narrow down by halving.
+  while (n + step <= max && a.slice(i + n, i + n + step) === b.slice(j + n, j + n + step)) {
+    n += step;
+    if (step < 1 << 20) step *= 2;
+  }
+  for (step >>= 1; step >= 16; step >>= 1) {
+    if (n + step <= max && a.slice(i + n, i + n + step) === b.slice(j + n, j + n + step)) n += step;
+  }
+  while (n < max && a.charCodeAt(i + n) === b.charCodeAt(j + n)) n++;
+  return n;
+}
+
+/** 1-based number of the line starting at `end` (or the number of lines of `text` when absent). */
+function lineCount(text: string, end = text.length): number {
+  let n = 1;
+  for (let p = text.indexOf('\n'); p >= 0 && p < end; p = text.indexOf('\n', p + 1)) n++;
+  return n;
+}
+
+/**
+ * The section of the line starting at `lineStart`: the closest line before it that starts with
+ * neither a blank nor `#` (what a forward walk would have taken as the last section header).
+ */
+function sectionAt(text: string, lineStart: number): { kind: string; section: string } {
+  let end = lineStart - 1;
+  while (end > 0) {
+    const start = text.lastIndexOf('\n', end - 1) + 1;
+    if (end > start) {
+      const c = text.charCodeAt(start);
+      if (c !== 0x20 && c !== 0x09 && c !== 0x23) {
+        const m = SECTION.exec(text.slice(start, end));
+        return { kind: m ? m[1] : '', section: m ? m[2] : '' };
+      }
+    }
+    end = start - 1;
+  }
+  return { kind: '', section: '' };
 }
 
 /** Every server line of a config, keyed `backend/server` (for the server-state-file filter). */
@@ -244,6 +308,45 @@ export function filterServerState(dump: string, keep: (key: string) => boolean):
   }
   if (out.length === 0 || !/^\d+$/.test(out[0])) out.unshift('1');
   return out.join('\n') + '\n';
+}
+
+/**
+ * A server-state-file without the lines of the given servers (`backend/server` keys); every other
+ * line is kept byte for byte. For a file written by filterServerState it equals
+ * `filterServerState(text, (key) => !keys.includes(key))`, but it only looks at the lines that
+ * mention a dropped server's backend (found by searching for its name), so its cost grows with the
+ * servers dropped, not with the file (tens of thousands of servers at 10,000 apps).
+ */
+export function dropServerStateLines(text: string, keys: readonly string[]): string {
+  if (keys.length === 0) return text;
+  const drop = new Set(keys);
+  // A key is `backend/server`; try every split, so a name containing a slash is still found.
+  const backends = new Set<string>();
+  for (const key of keys) for (let p = key.indexOf('/'); p > 0; p = key.indexOf('/', p + 1)) backends.add(key.slice(0, p));
+  const cuts: Array<[number, number]> = [];
+  for (const backend of backends) {
+    for (let at = text.indexOf(backend); at >= 0; at = text.indexOf(backend, at + 1)) {
+      const before = at === 0 ? 0x0a : text.charCodeAt(at - 1);
+      const after = text.charCodeAt(at + backend.length);
+      if ((before !== 0x20 && before !== 0x09) || (after !== 0x20 && after !== 0x09)) continue;
+      const start = text.lastIndexOf('\n', at) + 1;
+      const nl = text.indexOf('\n', at);
+      const end = nl < 0 ? text.length : nl + 1;
+      const f = text.slice(start, end).trimEnd().split(/\s+/);
+      if (f.length > 4 && /^\d+$/.test(f[0]) && drop.has(`${f[1]}/${f[3]}`)) cuts.push([start, end]);
+      at = end - 1;
+    }
+  }
+  if (cuts.length === 0) return text;
+  cuts.sort((x, y) => x[0] - y[0]);
+  let out = '';
+  let from = 0;
+  for (const [start, end] of cuts) {
+    if (start < from) continue;
+    out += text.slice(from, start);
+    from = end;
+  }
+  return out + text.slice(from);
 }
 
 /** A server-state-file that restores nothing (HAProxy warns about a missing or empty one). */

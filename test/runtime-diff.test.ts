@@ -1,11 +1,13 @@
 import { expect } from 'chai';
 import {
   diffConfigs,
+  dropServerStateLines,
   filterServerState,
   parseServerLine,
   parseServersState,
   planRuntime,
   verifyRuntime,
+  type ConfigDiff,
   type ServerChange,
   type ServerState,
 } from '../common/haproxy-runtime.js';
@@ -209,5 +211,116 @@ describe('runtime commands and verification', () => {
       '1', '# be_id be_name srv_id', '3 be 1 s1', '4 other 1 s1',
     ]);
     expect(filterServerState(DUMP, () => false)).to.match(/^1\n# be_id [^\n]+\n$/);
+  });
+});
+
+/**
+ * The plain line-by-line walk diffConfigs was before it skipped equal text: the reference its
+ * answers (changes and reasons) must equal.
+ */
+function referenceDiff(running: string, next: string): ConfigDiff {
+  if (running === next) return { runtime: true, changes: [] };
+  const SECTION = /^(backend|listen|frontend|defaults|global|peers|resolvers|userlist|program|cache|ring|http-errors|mailers)\b\s*(\S*)/;
+  const a = running.split('\n');
+  const b = next.split('\n');
+  if (a.length !== b.length) return { runtime: false, reason: `the config's structure changed (${a.length} -> ${b.length} lines)` };
+  const changes: ServerChange[] = [];
+  let kind = '';
+  let section = '';
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    const y = b[i];
+    if (x === y) {
+      if (x.length > 0 && x.charCodeAt(0) !== 0x20 && x.charCodeAt(0) !== 0x09 && x.charCodeAt(0) !== 0x23) {
+        const m = SECTION.exec(x);
+        kind = m ? m[1] : '';
+        section = m ? m[2] : '';
+      }
+      continue;
+    }
+    const where = `line ${i + 1}`;
+    if (kind !== 'backend' && kind !== 'listen') return { runtime: false, reason: `a line outside any backend changed (${where})` };
+    const from = parseServerLine(x);
+    const to = parseServerLine(y);
+    if (!from || !to) return { runtime: false, reason: `a line other than a server changed in ${section} (${where})` };
+    if (from.name !== to.name) return { runtime: false, reason: `server ${from.name} became ${to.name} in ${section}` };
+    if (from.rest !== to.rest || from.check !== to.check) return { runtime: false, reason: `options of ${section}/${to.name} changed` };
+    if (to.port === null || from.port === null) return { runtime: false, reason: `${section}/${to.name} has no port` };
+    changes.push({ backend: section, server: to.name, from, to });
+  }
+  return { runtime: true, changes };
+}
+
+function prng(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => {
+    x = (x * 1664525 + 1013904223) >>> 0;
+    return x / 2 ** 32;
+  };
+}
+
+describe('diffConfigs skipping equal text', () => {
+  const renderer = createRenderer(defaultTemplate());
+  const S = settings({ AdminSocket: '', ServerStateFile: '/run/haproxy/state' });
+  const apps = (n: number, portOf: (i: number, t: number) => number, tasksOf: (i: number) => number) =>
+    Array.from({ length: n }, (_, i) => marathonApp(`/g${i % 3}/app-${i}`, Array.from({ length: tasksOf(i) }, (_, t) => ({ port: portOf(i, t), id: `app-${i}.${t}` })), i % 4 === 0 ? { env: { BAMBOO_TCP_PORT: String(5000 + i) } } : {}));
+
+  it('finds the same changes and reasons as a line-by-line walk, for random task churn across many apps', () => {
+    const rnd = prng(7);
+    const base = apps(60, (i, t) => 1000 + i * 10 + t, () => 2);
+    const first = buildTemplateData({ apps: base, services: {}, now: 0 });
+    const a = renderer.render(first.data, S).text;
+    for (let round = 0; round < 40; round++) {
+      const bump = new Map<number, number>();
+      const changed = 1 + Math.floor(rnd() * 6);
+      for (let c = 0; c < changed; c++) bump.set(Math.floor(rnd() * 60), Math.floor(rnd() * 7));
+      // Port changes of different digit counts shift every later character: the walk must realign.
+      const next = apps(60, (i, t) => (bump.has(i) ? 1000 + i * 10 + t + bump.get(i)! * 9137 : 1000 + i * 10 + t), (i) => (bump.get(i) === 6 ? 3 : 2));
+      const b = renderer.render(buildTemplateData({ apps: next, services: {}, now: 0, slots: { previous: slotTable(first.data) } }).data, S).text;
+      expect(diffConfigs(a, b), `round ${round}`).to.deep.equal(referenceDiff(a, b));
+      expect(diffConfigs(b, a), `round ${round} reversed`).to.deep.equal(referenceDiff(b, a));
+    }
+  });
+
+  it('gives the same answer as a line-by-line walk for edits anywhere in the text', () => {
+    const rnd = prng(11);
+    const a = renderer.render(buildTemplateData({ apps: apps(8, (i, t) => 2000 + i * 10 + t, () => 2), services: {}, now: 0 }).data, S).text;
+    const lines = a.split('\n');
+    const edits: Array<(l: string[], i: number) => void> = [
+      (l, i) => { l[i] = l[i] + ' x'; },
+      (l, i) => { l[i] = ''; },
+      (l, i) => { l[i] = l[i].replace(/:\d+/, ':9'); },
+      (l, i) => { l[i] = l[i].replace(' disabled', ''); },
+      (l, i) => { l.splice(i, 1); },
+      (l, i) => { l.splice(i, 0, '    server extra 127.0.0.1:1'); },
+      (l, i) => { l[i] = l[i].replace(/^(\S+)/, '$1x'); },
+    ];
+    for (let round = 0; round < 300; round++) {
+      const l = [...lines];
+      const n = 1 + Math.floor(rnd() * 3);
+      for (let e = 0; e < n; e++) edits[Math.floor(rnd() * edits.length)](l, Math.floor(rnd() * l.length));
+      const b = l.join('\n');
+      expect(diffConfigs(a, b), `round ${round}`).to.deep.equal(referenceDiff(a, b));
+      expect(diffConfigs(b, a), `round ${round} reversed`).to.deep.equal(referenceDiff(b, a));
+    }
+    for (const [x, y] of [['', 'a'], ['a\n', 'a'], ['a', 'a\n'], ['backend b\n  server s 1.1.1.1:1', 'backend b\n  server s 1.1.1.1:2\n'], ['\n\n', '\n']]) {
+      expect(diffConfigs(x, y), JSON.stringify([x, y])).to.deep.equal(referenceDiff(x, y));
+    }
+  });
+});
+
+describe('dropServerStateLines (after a runtime change)', () => {
+  it('drops exactly the servers filterServerState would, and keeps every other line byte for byte', () => {
+    const header = '# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port';
+    const rows: string[] = [];
+    const backends = ['::a-cluster', '::a1-cluster', '::a-cluster-tcp', '::g/x-cluster', 'be'];
+    backends.forEach((be, b) => {
+      for (let s = 1; s <= 4; s++) rows.push(`${b + 3} ${be} ${s} slot-${s} 10.0.0.${s} 2 0 1 1 10 15 3 4 6 0 0 0 - ${31000 + s} - 0 0 - - 0`);
+    });
+    const file = filterServerState(['1', header, ...rows, ''].join('\n'), () => true);
+    const cases: string[][] = [[], ['::a-cluster/slot-1'], ['::a-cluster/slot-2', '::a1-cluster/slot-2', 'be/slot-4'], ['::g/x-cluster/slot-3', 'missing/slot-1', '::a-cluster-tcp/slot-9'], rows.map((r) => `${r.split(' ')[1]}/${r.split(' ')[3]}`)];
+    for (const keys of cases) {
+      expect(dropServerStateLines(file, keys), keys.join(',')).to.equal(filterServerState(file, (k) => !keys.includes(k)));
+    }
   });
 });
