@@ -7,7 +7,7 @@
  * silently overwrite each other. The record version returned is the znode version.
  */
 import type { ServiceRecord } from './model.js';
-import { queryEscape, queryUnescape, Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from './zk.js';
+import { queryEscape, queryUnescape, Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError, type ZkWrite } from './zk.js';
 
 export interface StoredRecord {
   record: ServiceRecord;
@@ -107,18 +107,18 @@ export class RuleStore {
   /** Creates a new record; RuleConflictError when one exists. */
   async create(record: ServiceRecord): Promise<StoredRecord> {
     await this.ensureBase();
+    const ops = [{ op: 'create', path: this.nodePath(record.Id), data: serializeRecord(record) }, this.touchParent()] as const;
     try {
-      await this.zk.create(this.nodePath(record.Id), serializeRecord(record)).catch(async (err: unknown) => {
+      await this.zk.multi(ops).catch(async (err: unknown) => {
         if (!(err instanceof ZkNoNodeError)) throw err;
         this.baseReady = false; // the base path was removed since: create it again, once
         await this.ensureBase();
-        return this.zk.create(this.nodePath(record.Id), serializeRecord(record));
+        return this.zk.multi(ops);
       });
     } catch (err) {
       if (err instanceof ZkNodeExistsError) throw new RuleConflictError(`a rule for ${record.Id} already exists`, await this.get(record.Id));
       throw err;
     }
-    await this.touchParent();
     return { record: normalise(record), version: 0, format: 2 };
   }
 
@@ -138,16 +138,14 @@ export class RuleStore {
       }
       try {
         if (current === null) {
-          await this.zk.create(path, body);
-          await this.touchParent();
+          await this.zk.multi([{ op: 'create', path, data: body }, this.touchParent()]);
           return { stored: { record: normalise(record), version: 0, format: 2 }, created: true };
         }
         // Without If-Match the last writer wins (Bamboo's semantics); with it, only the version read.
-        const version = await this.zk.set(path, body, ifVersion === undefined ? -1 : current.version);
-        await this.touchParent();
+        const [version] = await this.zk.multi([{ op: 'set', path, data: body, version: ifVersion === undefined ? -1 : current.version }, this.touchParent()]);
         return { stored: { record: normalise(record), version, format: 2 }, created: false };
       } catch (err) {
-        // Someone else created or changed it between our read and write: re-read and decide again.
+        // Someone else created or changed it between our read and write (or removed it): re-read and decide again.
         if (err instanceof ZkNodeExistsError || err instanceof ZkBadVersionError || err instanceof ZkNoNodeError) {
           if (err instanceof ZkNoNodeError && current === null) {
             this.baseReady = false; // the base path was removed since: create it again
@@ -165,18 +163,20 @@ export class RuleStore {
   /** Deletes a record; RuleNotFoundError if absent, RuleConflictError if `ifVersion` is stale. */
   async delete(id: string, ifVersion?: number): Promise<void> {
     try {
-      await this.zk.remove(this.nodePath(id), ifVersion ?? -1);
+      await this.zk.multi([{ op: 'remove', path: this.nodePath(id), version: ifVersion ?? -1 }, this.touchParent()]);
     } catch (err) {
       if (err instanceof ZkNoNodeError) throw new RuleNotFoundError(`no rule for ${id}`);
       if (err instanceof ZkBadVersionError) throw new RuleConflictError(`the rule for ${id} changed since version ${ifVersion}`, await this.get(id));
       throw err;
     }
-    await this.touchParent();
   }
 
-  /** Bamboo set the parent's data after each change so its watchers fire; keep doing it for mixed fleets. */
-  private async touchParent(): Promise<void> {
-    await this.zk.set(this.basePath, Buffer.alloc(0)).catch(() => undefined);
+  /**
+   * Bamboo set the parent's data after each change so its watchers fire; we keep doing it for mixed
+   * fleets, in the same transaction as the change (one round trip, and never one without the other).
+   */
+  private touchParent(): ZkWrite {
+    return { op: 'set', path: this.basePath, data: Buffer.alloc(0) };
   }
 }
 

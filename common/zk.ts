@@ -48,6 +48,13 @@ export interface ZkOptions {
   log: Logger;
 }
 
+/** One write of a `multi` transaction (nodes are created persistent, with this session's ACL). */
+export type ZkWrite =
+  | { op: 'create'; path: string; data: Buffer }
+  | { op: 'set'; path: string; data: Buffer; version?: number }
+  | { op: 'remove'; path: string; version?: number }
+  | { op: 'check'; path: string; version: number };
+
 export interface ZkStat {
   version: number;
   /** Modification time (ms epoch). */
@@ -147,9 +154,11 @@ export class Zk extends EventEmitter {
     if (this.opts.digest) client.addAuthInfo('digest', Buffer.from(this.opts.digest));
     client.on('state', (state: { name: string }) => {
       if (this.client !== client || this.closing) return;
+      this.lastStateAt = Date.now();
       switch (state.name) {
         case 'SYNC_CONNECTED':
         case 'CONNECTED_READ_ONLY': {
+          this.disarmWatchdog();
           const first = !this.connectedOnce;
           this.connectedOnce = true;
           this.stateValue = 'connected';
@@ -160,19 +169,16 @@ export class Zk extends EventEmitter {
           break;
         }
         case 'DISCONNECTED':
+          if (this.stateValue === 'connected') {
+            this.opts.log.warn('zookeeper disconnected');
+            this.emit('disconnected');
+          }
           this.stateValue = 'disconnected';
-          this.opts.log.warn('zookeeper disconnected');
-          this.emit('disconnected');
+          this.armWatchdog(client);
           break;
         case 'EXPIRED':
-          this.stateValue = 'disconnected';
           this.opts.log.warn('zookeeper session expired, opening a new session');
-          this.emit('disconnected');
-          this.emit('expired');
-          client.close();
-          setTimeout(() => {
-            if (!this.closing) this.openSession();
-          }, 100);
+          this.renewSession(client);
           break;
         case 'AUTH_FAILED':
           this.opts.log.error('zookeeper authentication failed');
@@ -181,7 +187,61 @@ export class Zk extends EventEmitter {
           break;
       }
     });
+    // Each connection attempt shows as a state change of the library's connection manager (the client
+    // itself reports only transitions): the reconnection watchdog's sign of progress.
+    const manager = (client as unknown as { connectionManager?: EventEmitter }).connectionManager;
+    manager?.on?.('state', () => {
+      if (this.client === client) this.lastStateAt = Date.now();
+    });
+    this.lastStateAt = Date.now();
     client.connect();
+  }
+
+  private watchdog: NodeJS.Timeout | null = null;
+
+  /** When the current client last reported a state change (each failed connection attempt does). */
+  private lastStateAt = 0;
+
+  /**
+   * The library reconnects by itself: while ZooKeeper is down every attempt fails and reports a state
+   * change, at least once per connect timeout. But an attempt can stall with no timer left to end it
+   * (seen after a ZooKeeper restart: the client sat silent and disconnected for a minute with the
+   * server serving again). A disconnected client that reported nothing for twice the session timeout
+   * (at least 5 s) is given up for a new session, exactly as after an expiry, so recovery never needs
+   * a restart; a long outage with attempts still failing keeps its session (it may resume).
+   */
+  private armWatchdog(client: Client): void {
+    if (this.watchdog || this.closing) return;
+    const stallMs = Math.max(5000, 2 * (this.opts.sessionTimeoutMs ?? 10000));
+    this.watchdog = setInterval(() => {
+      if (this.client !== client || this.closing || this.connected) return this.disarmWatchdog();
+      const silentMs = Date.now() - this.lastStateAt;
+      if (silentMs < stallMs) return;
+      this.opts.log.warn({ silentMs }, 'zookeeper reconnection stalled, opening a new session');
+      this.renewSession(client);
+    }, Math.min(1000, stallMs / 4));
+    this.watchdog.unref();
+  }
+
+  private disarmWatchdog(): void {
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = null;
+  }
+
+  /** Drops `client`'s session (expired or stuck) and opens a new one; listeners re-arm on 'expired'. */
+  private renewSession(client: Client): void {
+    const wasConnected = this.stateValue === 'connected';
+    this.stateValue = 'disconnected';
+    this.disarmWatchdog();
+    if (wasConnected) this.emit('disconnected');
+    this.emit('expired');
+    this.client = null;
+    client.close();
+    // A stalled attempt may never see its socket close: end it so the old client is gone for good.
+    (client as unknown as { connectionManager?: { socket?: { destroy?: () => void } } }).connectionManager?.socket?.destroy?.();
+    setTimeout(() => {
+      if (!this.closing) this.openSession();
+    }, 100);
   }
 
   /** The current session's id and password (diagnostics; tests use them to force a session expiry). */
@@ -195,6 +255,7 @@ export class Zk extends EventEmitter {
     if (this.closing) return;
     this.closing = true;
     this.stateValue = 'closed';
+    this.disarmWatchdog();
     if (this.recreateTimer) clearTimeout(this.recreateTimer);
     const client = this.client;
     this.client = null;
@@ -281,6 +342,40 @@ export class Zk extends EventEmitter {
   /** Removes a node if its version equals `version` (-1: any). */
   async remove(path: string, version = -1): Promise<void> {
     await this.op<void>(path, (c, cb) => c.remove(path, version, (err) => cb(err)));
+  }
+
+  /**
+   * Runs several writes as one atomic ZooKeeper transaction (one round trip): all apply or none. A
+   * failing op throws the same error its single form would (ZkNoNodeError, ZkNodeExistsError,
+   * ZkBadVersionError) naming its path. Returns, per op, the node's new version for `set` (else 0).
+   */
+  async multi(ops: readonly ZkWrite[]): Promise<number[]> {
+    const label = ops.map((o) => o.path).join(', ');
+    return this.op(label, (c, cb) => {
+      let tx = c.transaction();
+      for (const o of ops) {
+        if (o.op === 'create') tx = tx.create(o.path, o.data, this.acls, CreateMode.PERSISTENT);
+        else if (o.op === 'set') tx = tx.setData(o.path, o.data, o.version ?? -1);
+        else if (o.op === 'remove') tx = tx.remove(o.path, o.version ?? -1);
+        else tx = tx.check(o.path, o.version);
+        // node-zookeeper-client's Transaction turns version 0 into -1 ("any": `version || -1`), which
+        // would make a write conditional on version 0 unconditional: put the version back as given.
+        if (o.op !== 'create') {
+          const queued = (tx as unknown as { ops: Array<{ version?: number }> }).ops;
+          const last = queued[queued.length - 1];
+          if (!last || last.version === undefined) throw new Error('unexpected ZooKeeper transaction layout');
+          last.version = o.version ?? -1;
+        }
+      }
+      tx.commit((err, results) => {
+        if (err) {
+          const list = (results ?? []) as Array<{ err?: number }>;
+          const i = list.findIndex((r) => r.err !== undefined && r.err !== 0 && r.err !== Exception.RUNTIME_INCONSISTENCY);
+          return cb(mapError(err, ops[i >= 0 ? i : 0]?.path ?? label));
+        }
+        cb(null, ((results ?? []) as Array<{ stat?: { version: number } }>).map((r) => r.stat?.version ?? 0));
+      });
+    });
   }
 
   /** Creates the path and its parents (persistent, empty) when missing. */

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createLogger, silentLogger } from '../common/log.js';
-import { Zk, queryEscape, queryUnescape, ZkUnavailableError } from '../common/zk.js';
+import { Zk, queryEscape, queryUnescape, ZkBadVersionError, ZkNoNodeError, ZkUnavailableError } from '../common/zk.js';
 import { RuleStore, RuleConflictError, RuleNotFoundError, parseRecord } from '../common/rules.js';
 import { ControlStore } from '../common/snapshot.js';
 import { HintPublisher, HintSubscriber, type HintEvent } from '../common/bus.js';
@@ -82,6 +82,83 @@ describe('ZooKeeper adapter and stores (real ZooKeeper)', function () {
     } catch (err) {
       expect(err).to.be.instanceOf(RuleNotFoundError);
     }
+  });
+
+  it('applies a multi-op write all or nothing, and names the op that failed', async () => {
+    const zk = await connect(conn);
+    open.push(zk);
+    const base = uniquePath('/multi');
+    await zk.mkdirp(base);
+    const versions = await zk.multi([
+      { op: 'create', path: `${base}/a`, data: Buffer.from('1') },
+      { op: 'set', path: base, data: Buffer.from('touched') },
+    ]);
+    expect(versions).to.deep.equal([0, 1]);
+    // The second op fails: the first (a create) must not have happened.
+    try {
+      await zk.multi([
+        { op: 'create', path: `${base}/b`, data: Buffer.from('2') },
+        { op: 'set', path: `${base}/a`, data: Buffer.from('x'), version: 7 },
+      ]);
+      expect.fail('a stale version must fail the transaction');
+    } catch (err) {
+      expect(err).to.be.instanceOf(ZkBadVersionError);
+      expect((err as Error).message).to.contain(`${base}/a`);
+    }
+    expect(await zk.get(`${base}/b`)).to.equal(null);
+    expect((await zk.get(`${base}/a`))!.data.toString()).to.equal('1');
+    // Version 0 is a real condition (the library would read it as "any"): /multi/a is at version 0,
+    // the parent at 1, so a set of the parent conditional on 0 must fail and leave a alone.
+    try {
+      await zk.multi([{ op: 'remove', path: `${base}/a`, version: 0 }, { op: 'set', path: base, data: Buffer.alloc(0), version: 0 }]);
+      expect.fail('version 0 of a node at version 1 must fail');
+    } catch (err) {
+      expect(err).to.be.instanceOf(ZkBadVersionError);
+      expect((err as Error).message, 'the failing op is the parent set').to.equal(`bad version ${base}`);
+    }
+    expect(await zk.get(`${base}/a`)).to.not.equal(null);
+    await zk.multi([{ op: 'set', path: `${base}/a`, data: Buffer.from('3'), version: 0 }]);
+    try {
+      await zk.multi([{ op: 'remove', path: `${base}/a`, version: 0 }]);
+      expect.fail('remove at version 0 of a node at version 1 must fail');
+    } catch (err) {
+      expect(err).to.be.instanceOf(ZkBadVersionError);
+    }
+    try {
+      await zk.multi([{ op: 'remove', path: `${base}/missing` }, { op: 'set', path: base, data: Buffer.alloc(0) }]);
+      expect.fail('removing a missing node must fail');
+    } catch (err) {
+      expect(err).to.be.instanceOf(ZkNoNodeError);
+    }
+    expect((await zk.get(base))!.data.toString(), 'the parent was not touched by the failed transaction').to.equal('touched');
+  });
+
+  it('writes a rule and touches its parent in one transaction, so parent watchers see every change', async () => {
+    const zk = await connect(conn);
+    open.push(zk);
+    const store = new RuleStore(zk, uniquePath('/rules'));
+    await store.create({ Id: '/app', Acl: 'path_beg -i /a', Config: {} });
+    const after = (n: number) => zk.get(store.basePath).then((node) => expect(node!.stat.version).to.equal(n));
+    await after(1);
+    await store.put({ Id: '/app', Acl: 'path_beg -i /b', Config: {} });
+    await after(2);
+    await store.delete('/app');
+    await after(3);
+    // A failed conditional write touches nothing.
+    await store.create({ Id: '/app', Acl: 'path_beg -i /c', Config: {} });
+    await after(4);
+    try {
+      await store.put({ Id: '/app', Acl: 'x', Config: {} }, 5);
+      expect.fail('stale version');
+    } catch (err) {
+      expect(err).to.be.instanceOf(RuleConflictError);
+    }
+    await after(4);
+    // The base path removed behind our back is created again.
+    await zk.remove(`${store.basePath}/${queryEscape('/app')}`);
+    await zk.remove(store.basePath);
+    expect((await store.create({ Id: '/again', Acl: 'path_beg -i /again', Config: {} })).version).to.equal(0);
+    expect([...(await store.list()).keys()]).to.deep.equal(['/again']);
   });
 
   it('loses no update when two clients write the same rule concurrently without versions', async () => {
