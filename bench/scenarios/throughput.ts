@@ -89,7 +89,7 @@ export async function throughputScenario(ctx: Ctx) {
       }
     })().catch(() => undefined);
 
-    // ZooKeeper's own write latency here (each rule write is two synced writes: the rule and its parent).
+    // ZooKeeper's own write latency here (each rule write is one transaction writing the rule and its parent).
     const probe = `${base}/probe`;
     await zk.mkdirp(probe);
     const zkMs: number[] = [];
