@@ -122,7 +122,7 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
     expect(parseShowProc(text)).to.deep.equal({ masterPid: 10006, reloads: 2, failed: 1, workers: [{ pid: 20748, reloads: 1 }] });
   });
 
-  function managed(dir: string): ManagedHAProxy {
+  function managed(dir: string, extra: Partial<ConstructorParameters<typeof ManagedHAProxy>[0]> = {}): ManagedHAProxy {
     const h = new ManagedHAProxy({
       binary: 'haproxy',
       configPath: join(dir, 'haproxy.cfg'),
@@ -132,6 +132,7 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
       log,
       restartDelayMs: 100,
       stopGraceMs: 1000,
+      ...extra,
     });
     toClose.push(() => h.close());
     return h;
@@ -184,18 +185,7 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
     const dir = tempDir('bamboo-managed-');
     const port = await freePort();
     writeFileSync(join(dir, 'haproxy.cfg'), configText(port, 'alive', dir));
-    const h = new ManagedHAProxy({
-      binary: 'haproxy',
-      configPath: join(dir, 'haproxy.cfg'),
-      pidFile: join(dir, 'haproxy.pid'),
-      masterSocket: join(dir, 'master.sock'),
-      timeoutMs: 10000,
-      log,
-      restartDelayMs: 1500,
-      crashLoopMs: 0,
-      stopGraceMs: 1000,
-    });
-    toClose.push(() => h.close());
+    const h = managed(dir, { restartDelayMs: 1500, crashLoopMs: 0 });
     expect((await h.start()).ok).to.equal(true);
     // crashLoopMs 0: the first master "served long enough", so its replacement starts without delay.
     process.kill(h.state().masterPid!, 'SIGKILL');
@@ -206,18 +196,7 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
     // crashLoopMs large: a master dying soon after its start is a crash loop, so the next start waits.
     const dir2 = tempDir('bamboo-managed-');
     writeFileSync(join(dir2, 'haproxy.cfg'), configText(port, 'again', dir2));
-    const h2 = new ManagedHAProxy({
-      binary: 'haproxy',
-      configPath: join(dir2, 'haproxy.cfg'),
-      pidFile: join(dir2, 'haproxy.pid'),
-      masterSocket: join(dir2, 'master.sock'),
-      timeoutMs: 10000,
-      log,
-      restartDelayMs: 1500,
-      crashLoopMs: 60000,
-      stopGraceMs: 1000,
-    });
-    toClose.push(() => h2.close());
+    const h2 = managed(dir2, { restartDelayMs: 1500, crashLoopMs: 60000 });
     expect((await h2.start()).ok).to.equal(true);
     process.kill(h2.state().masterPid!, 'SIGKILL');
     await waitFor(() => h2.state().restarts === 1 && h2.state().running, 'the first restart', 5000, 10);
