@@ -13,6 +13,7 @@
  *   a candidate without a node first adopts any node carrying its id.
  */
 import { EventEmitter } from 'node:events';
+import { CoalescedRunner } from '../common/coalesce.js';
 import type { Logger } from '../common/log.js';
 import { ZkNoNodeError, type Zk } from '../common/zk.js';
 
@@ -34,8 +35,13 @@ export class LeaderElection extends EventEmitter {
   private node: string | null = null;
   private leader = false;
   private leaderIdValue: string | null = null;
-  private running: Promise<void> | null = null;
-  private again = false;
+  private readonly checks = new CoalescedRunner(
+    () => this.checkOnce(),
+    // Retried on the next connect or watch; while unsure, a leader stays leader only as long as the
+    // disconnect rules above allow.
+    (err) => this.log.warn({ err: err.message }, 'leader election check failed'),
+    () => this.closed,
+  );
   private closed = true;
   private lostTimer: NodeJS.Timeout | null = null;
   private readonly onWatch = () => void this.check();
@@ -94,7 +100,7 @@ export class LeaderElection extends EventEmitter {
     this.zk.off('disconnected', this.onDisconnected);
     this.zk.off('expired', this.onExpired);
     if (this.lostTimer) clearTimeout(this.lostTimer);
-    await this.running?.catch(() => undefined);
+    await this.checks.settled();
     this.setLeader(false, 'closing');
     const node = this.node;
     this.node = null;
@@ -111,26 +117,7 @@ export class LeaderElection extends EventEmitter {
 
   /** Re-evaluates leadership; concurrent calls coalesce into one more pass. */
   check(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        try {
-          await this.checkOnce();
-        } catch (err) {
-          // Retried on the next connect or watch; while unsure, a leader stays leader only as long
-          // as the disconnect rules above allow.
-          this.log.warn({ err: (err as Error).message }, 'leader election check failed');
-        }
-      } while (this.again && !this.closed);
-    })().finally(() => {
-      this.running = null;
-    });
-    return this.running;
+    return this.checks.run();
   }
 
   private async checkOnce(): Promise<void> {
@@ -143,7 +130,7 @@ export class LeaderElection extends EventEmitter {
       children = await this.zk.children(this.path);
       if (!children.includes(this.node)) {
         this.node = null;
-        this.again = true;
+        this.checks.again();
         return;
       }
     }
@@ -158,7 +145,7 @@ export class LeaderElection extends EventEmitter {
     this.leaderIdValue = leaderNode ? leaderNode.data.toString() : null;
     // Watch only the predecessor; when it goes we are woken and check again.
     const pred = await this.zk.exists(`${this.path}/${sorted[idx - 1]}`, this.onWatch);
-    if (!pred) this.again = true;
+    if (!pred) this.checks.again();
   }
 
   /** A node carrying our candidate id (left by a create whose reply was lost), else a new one. */

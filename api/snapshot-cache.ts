@@ -5,15 +5,25 @@
  * hands it over with `setLocal` and skips the read-back.
  */
 import { EventEmitter } from 'node:events';
+import { CoalescedRunner } from '../common/coalesce.js';
 import type { Logger } from '../common/log.js';
 import type { ControlStore, MarathonSnapshot } from '../common/snapshot.js';
 import type { Zk } from '../common/zk.js';
 
 export class SnapshotCache extends EventEmitter {
   private snap: MarathonSnapshot | null = null;
-  private running: Promise<void> | null = null;
-  private again = false;
   private closed = false;
+  private readonly reads = new CoalescedRunner(
+    async () => {
+      await this.readOnce();
+      this.lastError = null;
+    },
+    (err) => {
+      this.lastError = err.message;
+      this.log.warn({ err: this.lastError }, 'snapshot read failed');
+    },
+    () => this.closed,
+  );
   /** The last read error (for /status), null after a good read. */
   lastError: string | null = null;
   private readonly onWatch = () => this.refresh();
@@ -56,26 +66,7 @@ export class SnapshotCache extends EventEmitter {
 
   /** Re-reads the pointer (and the chunks when its version moved). Coalesces concurrent calls. */
   refresh(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    if (this.running) {
-      this.again = true;
-      return this.running;
-    }
-    this.running = (async () => {
-      do {
-        this.again = false;
-        try {
-          await this.readOnce();
-          this.lastError = null;
-        } catch (err) {
-          this.lastError = (err as Error).message;
-          this.log.warn({ err: this.lastError }, 'snapshot read failed');
-        }
-      } while (this.again && !this.closed);
-    })().finally(() => {
-      this.running = null;
-    });
-    return this.running;
+    return this.reads.run();
   }
 
   private async readOnce(): Promise<void> {
@@ -84,7 +75,7 @@ export class SnapshotCache extends EventEmitter {
     if (!node) {
       // No snapshot yet: watch for its creation (a get on a missing node sets no watch).
       const st = await this.zk.exists(this.control.snapshotPath, this.onWatch);
-      if (st) this.again = true;
+      if (st) this.reads.again();
       return;
     }
     if (this.snap && this.snap.version >= node.stat.version) return;
