@@ -137,7 +137,7 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'Worker.Name', type: 'string', default: '', env: 'BAMBOO_WORKER_NAME', used: 'worker',
     doc: 'Name of this worker in the fleet view (empty: hostname).' },
   { key: 'Worker.DebounceMs', type: 'integer', default: 20, env: 'BAMBOO_WORKER_DEBOUNCE_MS', min: 0, max: 60000, used: 'worker',
-    doc: 'Wait before update: how long after a hint the worker waits for more hints before it reconciles.' },
+    doc: 'Wait before update. A hint that finds the worker idle (no reconcile running or ended within this long) is reconciled at once; hints that arrive while one runs, or sooner, wait this long after the first of them, so the rest of a burst is read once. Worker.MinUpdateIntervalMs still applies.' },
   { key: 'Worker.MinUpdateIntervalMs', type: 'integer', default: 100, env: 'BAMBOO_WORKER_MIN_UPDATE_INTERVAL_MS', min: 0, max: 600000, used: 'worker',
     doc: 'Update rate: the least time between the starts of two reconciles.' },
   { key: 'Worker.MinReloadIntervalMs', type: 'integer', default: 500, env: 'BAMBOO_WORKER_MIN_RELOAD_INTERVAL_MS', min: 0, max: 600000, used: 'worker',

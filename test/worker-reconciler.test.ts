@@ -152,4 +152,44 @@ describe('reconcile loop (in-memory stand-ins)', () => {
     expect(haproxy.reloads).to.have.length(1);
     await r.close();
   });
+  it('starts at once when idle, however long the debounce, and still coalesces the burst that follows', async () => {
+    // A minute of debounce: only the leading edge can get the first hint applied within the wait below.
+    const { r, source, haproxy, seen } = setup({ debounceMs: 60_000 });
+    haproxy.delayMs = 150;
+    r.trigger('first');
+    await waitFor(() => haproxy.reloads.length === 1, 'the first hint applied without the debounce wait');
+    await r.close();
+
+    // Triggers arriving while a reconcile runs wait for the debounce after it: one more read, the latest state.
+    const second = setup({ debounceMs: 200 });
+    second.haproxy.delayMs = 150;
+    second.r.trigger('first');
+    await waitFor(() => second.source.reads === 1, 'the first read');
+    for (let i = 1; i <= 30; i++) {
+      second.source.acl = `v${i}`;
+      second.source.version = i;
+      second.r.trigger(`hint-${i}`);
+      await sleep(2);
+    }
+    await second.r.whenIdle();
+    expect(second.source.reads).to.equal(2);
+    expect(second.seen.map((o) => o.outcome)).to.deep.equal(['reloaded', 'reloaded']);
+    expect(second.haproxy.reloads[1]).to.contain('# v30');
+    expect(second.seen[1].triggers).to.include.members(['hint-1', 'hint-30']);
+    expect(seen).to.have.length(1);
+    expect(source.reads).to.equal(1);
+    await second.r.close();
+  });
+
+  it('waits the debounce for a trigger that comes right after a reconcile ended', async () => {
+    const { r, source, seen } = setup({ debounceMs: 60_000 });
+    r.trigger('first');
+    await waitFor(() => seen.length === 1, 'the first outcome');
+    // Not idle (a reconcile ended within the debounce window): this one waits, as part of a burst.
+    r.trigger('soon-after');
+    await sleep(300);
+    expect(source.reads).to.equal(1);
+    expect(r.busy).to.equal(true);
+    await r.close();
+  });
 });

@@ -134,13 +134,16 @@ describe('worker (real ZooKeeper, ZeroMQ, HAProxy)', function () {
     const res = await httpGet(`http://127.0.0.1:${w.port}/status`);
     expect(res.status).to.equal(200);
     const view = JSON.parse(res.body) as WorkerStatus & { healthy: boolean; publishers: string[] };
-    expect(view).to.include({ healthy: true, lastOutcome: 'reloaded', mode: 'command', configHash: sha256(cfgText(s)) });
+    expect(view).to.include({ healthy: true, mode: 'command', configHash: sha256(cfgText(s)) });
+    // The start-up trigger is read at once (the worker was idle); the api's first hint may come just
+    // after and be read on its own, finding the config unchanged.
+    expect(view.lastOutcome).to.be.oneOf(['reloaded', 'noop']);
     expect(view.rulesApplied).to.have.property('/late/web');
     expect(view.publishers).to.have.length(1);
 
     const records = await waitFor(async () => {
       const all = await api.control.workers();
-      return all.length === 1 && all[0].lastOutcome === 'reloaded' ? all : null;
+      return all.length === 1 && ['reloaded', 'noop'].includes(all[0].lastOutcome) ? all : null;
     }, 'the status record in ZooKeeper');
     expect(records![0]).to.include({ configHash: sha256(cfgText(s)), mode: 'command' });
     expect(records![0].snapshotVersion).to.be.at.least(0);
