@@ -122,3 +122,24 @@ export function jsonClone<T>(x: T): T {
   }
   return out as T;
 }
+
+/** Objects frozen, with everything they reach, by deepFreeze. */
+const DEEP_FROZEN = new WeakSet<object>();
+
+/**
+ * Freezes a JSON-like value and everything it reaches, and remembers it: data that cannot change can
+ * be shared between builds and recognised by identity (`isDeepFrozen`) instead of compared.
+ */
+export function deepFreeze<T>(x: T): T {
+  if (typeof x !== 'object' || x === null || DEEP_FROZEN.has(x)) return x;
+  if (Array.isArray(x)) for (const v of x) deepFreeze(v);
+  else for (const k in x as Record<string, unknown>) if (Object.prototype.hasOwnProperty.call(x, k)) deepFreeze((x as Record<string, unknown>)[k]);
+  Object.freeze(x);
+  DEEP_FROZEN.add(x);
+  return x;
+}
+
+/** True for a value deepFreeze froze: neither it nor anything it reaches can change. */
+export function isDeepFrozen(x: unknown): boolean {
+  return typeof x === 'object' && x !== null && DEEP_FROZEN.has(x);
+}

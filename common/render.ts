@@ -11,7 +11,9 @@
  * - Origins: the renderer records which output lines each app's fragments produced, so the worker
  *   can map a `haproxy -c` error line back to the app that caused it and quarantine that app alone.
  * - Memoisation: the block's output is kept per (block, app), keyed by everything the body may
- *   read (the app, its service record, the HAProxy settings), compared by value. Re-rendering after a
+ *   read (the app, its service record, the HAProxy settings), compared by value (app data deep-frozen
+ *   by buildTemplateData's memo cannot change, so the same object again needs no comparison and is
+ *   kept without a copy). Re-rendering after a
  *   one-app change re-renders only that app's blocks. To make that sound, the body runs in an
  *   isolated scope holding only the app (under the block's variable name), `Services` restricted to
  *   that app's record, and `HAProxy`; a reference to anything else is an undefined-variable error,
@@ -20,7 +22,7 @@
 import { Context, Liquid, LiquidError, Tag, TypeGuards, Value, toValueSync } from 'liquidjs';
 import type { Emitter, Parser, TagToken, Template, TopLevelToken } from 'liquidjs';
 import { firstNonPrintable, printable } from './acl.js';
-import { jsonClone, jsonEqual, sameApp } from './app-equality.js';
+import { isDeepFrozen, jsonClone, jsonEqual, sameApp } from './app-equality.js';
 import { BAMBOO_FILTERS } from './liquid-filters.js';
 import type { AppData, HAProxySettings, ServiceRecord, TemplateData, Warning } from './model.js';
 import { buildTemplateData } from './template-data.js';
@@ -280,9 +282,15 @@ function makeAppTag(engine: Engine) {
       let state = st.seen.get(app);
       if (state === undefined) {
         state = engine.apps.get(id);
-        if (state === undefined || !sameApp(state.app, app) || !jsonEqual(state.service, service)) {
-          state = { app: jsonClone(app), service: jsonClone(service), version: ++engine.version, gen: st.gen };
+        // Deep-frozen data (buildTemplateData with a memo) cannot change: it is kept as is, not
+        // copied, and the same object again needs no comparison. Anything else is copied and
+        // compared by value, so data mutated in place between renders is seen.
+        const frozen = isDeepFrozen(app);
+        if (state === undefined || (state.app !== app && !sameApp(state.app, app)) || !jsonEqual(state.service, service)) {
+          state = { app: frozen ? app : jsonClone(app), service: jsonClone(service), version: ++engine.version, gen: st.gen };
           engine.apps.set(id, state);
+        } else if (frozen && state.app !== app) {
+          state.app = app;
         }
         state.gen = st.gen;
         st.seen.set(app, state);

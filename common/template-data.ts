@@ -13,6 +13,7 @@
  * described for template authors in docs/templates.md ("Alive, Ready and unknown health").
  */
 import { firstNonPrintable, printable, validateAcl, validateAppId } from './acl.js';
+import { deepFreeze, jsonEqual } from './app-equality.js';
 import { assignSlots, DEFAULT_SLOT_HEADROOM_PERCENT, type SlotTable } from './slots.js';
 import type {
   AppData,
@@ -44,6 +45,13 @@ export interface BuildTemplateDataInput {
    * Without `previous`, tasks fill slots 1..n in task id order.
    */
   slots?: { previous?: SlotTable | null; headroomPercent?: number };
+  /**
+   * A per-app memo kept by the caller across builds (see TemplateDataMemo): an app equal to one of
+   * the previous build, with the same slots and on the same side of every time threshold, is not
+   * built again. The result is the same as without it (deep-equal, JSON byte-equal); its app data
+   * is frozen and shared with earlier builds, so treat it as read-only.
+   */
+  memo?: TemplateDataMemo;
 }
 
 export interface BuildTemplateDataResult {
@@ -192,12 +200,34 @@ function healthChecks(raw: Json[]): HealthCheckData[] {
 type Health = 'alive' | 'dead' | 'unknown';
 
 /**
+ * The only way an app's data depends on the time: `now - started >= windowMs` tests. Each test made
+ * is logged (started, window, answer), so a memoised app can be reused exactly when every test it
+ * made answers the same at the new `now`.
+ */
+interface Clock {
+  now: number;
+  /** Flat triples: started, windowMs, 1 (elapsed) or 0. */
+  log: number[];
+}
+
+function elapsed(clock: Clock, started: number, windowMs: number): boolean {
+  const yes = clock.now - started >= windowMs;
+  clock.log.push(started, windowMs, yes ? 1 : 0);
+  return yes;
+}
+
+function sameAnswers(log: readonly number[], now: number): boolean {
+  for (let k = 0; k < log.length; k += 3) if ((now - log[k] >= log[k + 1]) !== (log[k + 2] === 1)) return false;
+  return true;
+}
+
+/**
  * Bamboo: a task is alive when it has a result for every health check and all say alive. Fixed here:
  * a missing result is "unknown", not "dead" (Marathon omits results until the first check runs, may
  * never report MESOS_* checks, and forgets them after a leader change). Unknown becomes alive once
  * the task has been running longer than the checks' grace period. Any result saying not-alive wins.
  */
-function health(task: Json, checks: Json[], now: number, defaultGraceMs: number): Health {
+function health(task: Json, checks: Json[], clock: Clock, defaultGraceMs: number): Health {
   if (checks.length === 0) return 'alive';
   const results = objects(task.healthCheckResults);
   if (results.some((r) => r.alive === false)) return 'dead';
@@ -211,7 +241,7 @@ function health(task: Json, checks: Json[], now: number, defaultGraceMs: number)
     graceMs = Math.max(graceMs, g);
   }
   const started = parseMarathonTime(task.startedAt);
-  if (Number.isFinite(started) && now - started >= graceMs) return 'alive';
+  if (Number.isFinite(started) && elapsed(clock, started, graceMs)) return 'alive';
   return 'unknown';
 }
 
@@ -220,7 +250,7 @@ function health(task: Json, checks: Json[], now: number, defaultGraceMs: number)
  * without readiness checks, it is; during a deployment its readiness result decides; without a result
  * a task started longer ago than the check timeout (+ margin) is an old task and stays ready.
  */
-function ready(task: Json, taskId: string, running: boolean, app: MarathonApp, now: number): boolean {
+function ready(task: Json, taskId: string, running: boolean, app: MarathonApp, clock: Clock): boolean {
   if (!running) return false;
   if (!Array.isArray(app.deployments) || app.deployments.length === 0) return true;
   const checks = objects(app.readinessChecks);
@@ -234,7 +264,7 @@ function ready(task: Json, taskId: string, running: boolean, app: MarathonApp, n
     : READINESS_DEFAULT_TIMEOUT_MS;
   const started = parseMarathonTime(task.startedAt);
   if (!Number.isFinite(started)) return false;
-  return now - started >= windowMs;
+  return elapsed(clock, started, windowMs);
 }
 
 /**
@@ -255,7 +285,7 @@ function firstTaskIp(task: Json): string {
   return '';
 }
 
-function buildApp(raw: Json, index: number, now: number, defaultGraceMs: number, warnings: Warning[], slots: SlotInput): AppData | undefined {
+function buildApp(raw: Json, index: number, clock: Clock, defaultGraceMs: number, warnings: Warning[], slots: SlotInput): AppData | undefined {
   const app = raw as MarathonApp;
   if (typeof app.id !== 'string') {
     warnings.push({ code: 'app_invalid', message: `skipped apps[${index}]: it has no string "id"` });
@@ -324,14 +354,14 @@ function buildApp(raw: Json, index: number, now: number, defaultGraceMs: number,
       }
       continue;
     }
-    const h = running ? health(task, rawChecks, now, defaultGraceMs) : 'dead';
+    const h = running ? health(task, rawChecks, clock, defaultGraceMs) : 'dead';
     tasks.push({
       Id: taskId,
       Host: host,
       Port: port,
       Ports: taskPorts,
       Alive: h === 'alive',
-      Ready: ready(task, taskId, running, app, now),
+      Ready: ready(task, taskId, running, app, clock),
       State: typeof task.state === 'string' ? task.state : '',
       health: h,
     });
@@ -444,6 +474,95 @@ function buildServices(input: unknown, warnings: Warning[]): Record<string, Serv
   return out;
 }
 
+/** What the memo keeps of one app: its raw input, everything else its data depended on, and the data. */
+interface AppMemo {
+  /** The raw app the data was built from (not copied: see TemplateDataMemo). */
+  raw: Json;
+  /** The normalised app id. */
+  id: string;
+  graceMs: number;
+  headroomPercent: number;
+  /** A copy of `slots.previous[id]` as it was. */
+  previousSlots: Array<string | null> | undefined;
+  /**
+   * The slot layout built, when giving it back as `previous` builds it again (so the next build,
+   * which passes this build's slot table, may reuse the entry); null otherwise.
+   */
+  stableLayout: Array<string | null> | null;
+  /** The time tests the build made (see Clock). */
+  clock: number[];
+  app: AppData;
+  warnings: Warning[];
+  gen: number;
+}
+
+/**
+ * A per-app memo for buildTemplateData, for a caller that builds again and again from snapshots
+ * that differ in a few apps (the worker: a one-app change at 10,000 apps would otherwise rebuild
+ * 10,000 apps). Keyed by the raw app's `id`; an entry is reused when the raw app is the same object
+ * or deep-equal to the one it was built from, its previous slots are equal, the grace period and
+ * headroom are the same, and every time test the build made (health grace periods, readiness
+ * windows) gives the same answer at the new `now`. Entries of apps absent from a build are dropped.
+ *
+ * Raw apps are compared by value but kept by reference: a caller that changes a raw app object in
+ * place after a build must not reuse the memo (the worker never does: each snapshot is parsed anew).
+ */
+export class TemplateDataMemo {
+  private readonly entries = new Map<string, AppMemo>();
+  private gen = 0;
+  /** Apps of the last build taken from the memo, and built. */
+  hits = 0;
+  misses = 0;
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** @internal */
+  begin(): number {
+    this.hits = 0;
+    this.misses = 0;
+    return ++this.gen;
+  }
+
+  /** @internal The entry for `key` if it can stand for `raw` built with these inputs. */
+  find(key: string, raw: Json, now: number, graceMs: number, slots: SlotInput): AppMemo | undefined {
+    const e = this.entries.get(key);
+    if (e === undefined || e.gen === this.gen) return undefined;
+    if (e.graceMs !== graceMs || e.headroomPercent !== slots.headroomPercent) return undefined;
+    const previous = slots.previous?.[e.id];
+    if (!sameSlots(e.previousSlots, previous) && (e.stableLayout === null || !sameSlots(e.stableLayout, previous))) return undefined;
+    if (!sameAnswers(e.clock, now)) return undefined;
+    if (e.raw !== raw) {
+      if (!jsonEqual(e.raw, raw)) return undefined;
+      // Keep the newest object, so the previous snapshot can be collected.
+      e.raw = raw;
+    }
+    e.gen = this.gen;
+    this.hits++;
+    return e;
+  }
+
+  /** @internal */
+  store(key: string, e: Omit<AppMemo, 'gen'>): void {
+    // A second app with the same key in one build does not replace the first one's entry.
+    if (this.entries.get(key)?.gen !== this.gen) this.entries.set(key, { ...e, gen: this.gen });
+    this.misses++;
+  }
+
+  /** @internal Drops the entries the current build did not use. */
+  end(): void {
+    for (const [k, e] of this.entries) if (e.gen !== this.gen) this.entries.delete(k);
+  }
+}
+
+function sameSlots(a: readonly (string | null)[] | undefined, b: readonly (string | null)[] | undefined): boolean {
+  if (a === b) return true;
+  if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /**
  * Builds the template data from one Marathon snapshot and the service records.
  *
@@ -462,14 +581,40 @@ export function buildTemplateData(input: BuildTemplateDataInput): BuildTemplateD
     headroomPercent: input.slots?.headroomPercent ?? DEFAULT_SLOT_HEADROOM_PERCENT,
   };
   const byId = new Map<string, AppData>();
+  const memo = input.memo;
+  memo?.begin();
   input.apps.forEach((raw, index) => {
     if (!isObject(raw)) {
       warnings.push({ code: 'app_invalid', message: `skipped apps[${index}]: not an object` });
       return;
     }
     let app: AppData | undefined;
-    try {
-      app = buildApp(raw, index, now, defaultGraceMs, warnings, slots);
+    const key = memo && typeof raw.id === 'string' ? raw.id : undefined;
+    // A second app with the same key is built afresh (its data is dropped as a duplicate anyway).
+    const hit = key === undefined ? undefined : memo!.find(key, raw, now, defaultGraceMs, slots);
+    if (hit) {
+      for (const w of hit.warnings) warnings.push(w);
+      app = hit.app;
+    } else try {
+      const clock: Clock = { now, log: [] };
+      const own: Warning[] = key === undefined ? warnings : [];
+      try {
+        app = buildApp(raw, index, clock, defaultGraceMs, own, slots);
+      } finally {
+        if (own !== warnings) for (const w of own) warnings.push(w);
+      }
+      if (app && key !== undefined) {
+        // Frozen: shared by later builds (and the renderer may then skip comparing it).
+        deepFreeze(app);
+        const prev = slots.previous?.[app.Id];
+        const layout = app.Slots.map((x) => x.Task?.Id ?? null);
+        const again = assignSlots(app.Tasks.map((t) => t.Id), layout, slots.headroomPercent);
+        memo!.store(key, {
+          raw, id: app.Id, graceMs: defaultGraceMs, headroomPercent: slots.headroomPercent,
+          previousSlots: Array.isArray(prev) ? prev.slice() : undefined, stableLayout: sameSlots(again, layout) ? layout : null,
+          clock: clock.log, app, warnings: own.map((w) => deepFreeze(w)),
+        });
+      }
     } catch (err) {
       // Defensive: the checks above should make this unreachable, but one app must never sink the rest.
       const name = typeof raw.id === 'string' ? printable(raw.id) : `apps[${index}]`;
@@ -483,6 +628,7 @@ export function buildTemplateData(input: BuildTemplateDataInput): BuildTemplateD
     }
     byId.set(app.Id, app);
   });
+  memo?.end();
   const apps = [...byId.values()].sort(byString((a) => a.Id));
   const services = buildServices(input.services, warnings);
   warnings.sort(byString((w) => `${w.appId ?? ''}\u0000${w.code}\u0000${w.message}`));

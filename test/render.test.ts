@@ -10,7 +10,7 @@ import { jsonClone, jsonEqual, sameApp } from '../common/app-equality.js';
 import * as filters from '../common/liquid-filters.js';
 import type { HAProxySettings, ServiceRecord, TemplateData } from '../common/model.js';
 import { TemplateError, appsAtLines, createRenderer, renderFromFiles, renderOnce, type Origin } from '../common/render.js';
-import { buildTemplateData } from '../common/template-data.js';
+import { buildTemplateData, TemplateDataMemo } from '../common/template-data.js';
 import {
   DEFAULT_TEMPLATE_PATH,
   NOW,
@@ -375,6 +375,22 @@ describe('createRenderer', () => {
       const other = r.render(d, settings({ HttpBind: '127.0.0.1:8080' }));
       expect(r.stats()).to.include({ misses: 20, hits: 0 });
       expect(other.text).to.equal(createRenderer(defaultTemplate()).render(d, settings({ HttpBind: '127.0.0.1:8080' })).text);
+    });
+
+    it('renders memoised (frozen, shared) template data exactly like fresh data, re-rendering only what changed', () => {
+      const apps = baseApps(12);
+      const memo = new TemplateDataMemo();
+      const warm = createRenderer(defaultTemplate());
+      const build = (m?: TemplateDataMemo) => buildTemplateData({ apps, services: {}, now: NOW, memo: m }).data;
+      warm.render(build(memo), S);
+      for (let round = 0; round < 6; round++) {
+        // A new, equal object for every app (a snapshot parsed anew) and one real change.
+        apps.splice(0, apps.length, ...(JSON.parse(JSON.stringify(apps)) as typeof apps));
+        apps[round].env = { BAMBOO_TCP_PORT: String(41000 + round) };
+        const text = warm.render(build(memo), S).text;
+        expect(text, `round ${round}`).to.equal(createRenderer(defaultTemplate()).render(build(), S).text);
+        expect(warm.stats().misses, `round ${round}`).to.be.at.most(2);
+      }
     });
 
     it('is not fooled by data mutated in place between renders', () => {

@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { validateAcl, validateAppId } from '../common/acl.js';
 import type { AppData, MarathonApp, ServiceRecord, TaskData } from '../common/model.js';
-import { buildTemplateData } from '../common/template-data.js';
+import { buildTemplateData, slotTable, TemplateDataMemo } from '../common/template-data.js';
 import {
   FIXTURES,
   NOW,
@@ -425,3 +425,73 @@ describe('validateAppId', () => {
     });
   }
 });
+
+describe('buildTemplateData with a memo (the worker\'s repeated builds)', () => {
+  function prng(seed: number): () => number {
+    let x = seed >>> 0;
+    return () => {
+      x = (x * 1664525 + 1013904223) >>> 0;
+      return x / 2 ** 32;
+    };
+  }
+  const copy = <T>(x: T): T => JSON.parse(JSON.stringify(x)) as T;
+  const base = () => Array.from({ length: 30 }, (_, i) => app(`/g${i % 3}/app-${i}`,
+    withHealthCheck('HTTP', '/h', { gracePeriodSeconds: 60 + i }),
+    ...(i % 5 === 0 ? [withDeployment(), withReadinessCheck('/r', 20)] : []),
+    withTasks(task(`app-${i}.a`, onHost(`10.0.0.${i}`, 31000 + i), i % 2 ? healthy() : startedAgo(30_000 + i * 1000)), task(`app-${i}.b`, onHost(`10.0.1.${i}`, 32000 + i), startedAgo(50_000)))));
+
+  it('returns the same data and warnings as a fresh build across changes, time passing and slot moves', () => {
+    const rnd = prng(3);
+    let apps: unknown[] = base();
+    apps.push({ id: 42 }, app('/dup'), app('dup'), app('/bad-task', withTasks({ nope: true } as never)));
+    let svc = services(service('/g1/app-1', 'hdr(host) -i one.example.com'));
+    const memo = new TemplateDataMemo();
+    let now = NOW;
+    let previous: ReturnType<typeof slotTable> | null = null;
+    const changes: Array<(i: number) => void> = [
+      // A new object for one app (what a new snapshot brings), with a change.
+      (i) => { const a = copy(apps[i]) as MarathonApp; (a.tasks ?? []).push(task(`n${Math.floor(rnd() * 1e6)}`, onHost('10.9.9.9', 35000 + i))); apps[i] = a; },
+      (i) => { const a = copy(apps[i]) as MarathonApp; a.tasks = (a.tasks ?? []).slice(1); apps[i] = a; },
+      (i) => { const a = copy(apps[i]) as MarathonApp; const t = (a.tasks ?? [])[0]; if (t) t.healthCheckResults = [{ alive: rnd() < 0.5 }]; apps[i] = a; },
+      (i) => { const a = copy(apps[i]) as MarathonApp; a.env = { X: String(rnd()) }; apps[i] = a; },
+      // Every app a new, equal object (a snapshot parsed anew).
+      () => { apps = copy(apps); },
+      // The clock moves across grace periods and readiness windows.
+      () => { now += Math.floor(rnd() * 20_000); },
+      () => { svc = { ...svc, '/g2/app-2': service('/g2/app-2', `hdr(host) -i r${Math.floor(rnd() * 100)}.example.com`) }; },
+      (i) => { apps.splice(i, 1); },
+      () => { previous = null; },
+    ];
+    for (let round = 0; round < 60; round++) {
+      changes[Math.floor(rnd() * changes.length)](Math.floor(rnd() * apps.length));
+      const withMemo = buildTemplateData({ apps, services: svc, now, slots: { previous }, memo });
+      const fresh = buildTemplateData({ apps, services: svc, now, slots: { previous } });
+      expect(JSON.stringify(withMemo), `round ${round}`).to.equal(JSON.stringify(fresh));
+      previous = slotTable(withMemo.data);
+    }
+  });
+
+  it('builds only the apps that changed, and drops apps that left', () => {
+    const apps = base();
+    const memo = new TemplateDataMemo();
+    buildTemplateData({ apps, services: {}, now: NOW, memo });
+    expect({ hits: memo.hits, misses: memo.misses }).to.deep.equal({ hits: 0, misses: 30 });
+    const next = copy(apps);
+    next[4].env = { CHANGED: '1' };
+    next.pop();
+    const first = buildTemplateData({ apps, services: {}, now: NOW, memo }).data;
+    const second = buildTemplateData({ apps: next, services: {}, now: NOW, memo, slots: { previous: slotTable(first) } }).data;
+    expect({ hits: memo.hits, misses: memo.misses, size: memo.size }).to.deep.equal({ hits: 28, misses: 1, size: 29 });
+    // Unchanged apps come back as the same frozen objects.
+    expect(second.Apps.find((a) => a.Id === '/g1/app-1')).to.equal(first.Apps.find((a) => a.Id === '/g1/app-1'));
+    expect(Object.isFrozen(second.Apps[0])).to.equal(true);
+    // Time passing reuses apps until a time test (a grace period, a readiness window) changes its answer.
+    const previous = slotTable(second);
+    buildTemplateData({ apps: next, services: {}, now: NOW + 1, memo, slots: { previous } });
+    expect({ hits: memo.hits, misses: memo.misses }).to.deep.equal({ hits: 29, misses: 0 });
+    const later = buildTemplateData({ apps: next, services: {}, now: NOW + 1_000_000, memo, slots: { previous } });
+    expect({ hits: memo.hits, misses: memo.misses }).to.deep.equal({ hits: 0, misses: 29 });
+    expect(JSON.stringify(later)).to.equal(JSON.stringify(buildTemplateData({ apps: next, services: {}, now: NOW + 1_000_000, slots: { previous } })));
+  });
+});
+

@@ -52,7 +52,7 @@ import type { HAProxySettings, ServiceRecord, TemplateData, Warning } from '../c
 import { appsAtLines, TemplateError, type Origin, type Renderer } from '../common/render.js';
 import type { StoredRecord } from '../common/rules.js';
 import type { SlotTable } from '../common/slots.js';
-import { buildTemplateData, slotTable } from '../common/template-data.js';
+import { buildTemplateData, slotTable, TemplateDataMemo } from '../common/template-data.js';
 
 /**
  * How a reconcile ended. `runtime`: only servers changed, applied through HAProxy's Runtime API
@@ -255,6 +255,8 @@ export class Reconciler extends EventEmitter {
   private retryAt = 0;
   private tempSeq = 0;
   private readonly invalidCache = new Map<string, ValidationResult>();
+  /** Per-app template data of the last build: a one-app change rebuilds one app (snapshots are never mutated). */
+  private readonly dataMemo = new TemplateDataMemo();
   private readonly sleepers = new Set<() => void>();
   private idleWaiters: Array<() => void> = [];
   private hintedSnapshotVersion = -1;
@@ -575,7 +577,7 @@ export class Reconciler extends EventEmitter {
     const services: Record<string, ServiceRecord> = {};
     for (const [id, stored] of desired.rules) services[id] = stored.record;
     const slots = { previous: this.running?.slots ?? null, headroomPercent: this.o.slotHeadroomPercent };
-    const { data: full, warnings } = await this.timed('build', () => buildTemplateData({ apps: desired.apps, services, now: Date.now(), slots }));
+    const { data: full, warnings } = await this.timed('build', () => buildTemplateData({ apps: desired.apps, services, now: Date.now(), slots, memo: this.dataMemo }));
     if (warnings.length) this.o.log.debug({ warnings: warnings.slice(0, 20), count: warnings.length }, 'template data warnings');
 
     const quarantine = new Map<string, QuarantinedApp>();
