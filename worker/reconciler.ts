@@ -717,10 +717,10 @@ export class Reconciler extends EventEmitter {
   }
 
   /**
-   * Applies a server-only change through the Runtime API: drops the changed servers from the
-   * server-state-file (a restart must not restore their old state), sends the commands in batches,
-   * verifies every changed server with `show servers state`, then writes the same config to
-   * OutputPath. Resolves `outcome: null` with the reason when anything failed or did not verify;
+   * Applies a server-only change through the Runtime API: sends the commands in batches, verifies
+   * every changed server with `show servers state` (of the changed backends only), drops the
+   * changed servers from the server-state-file (a restart on the new file must not restore their
+   * old state), then writes the same config to OutputPath. Resolves `outcome: null` with the reason when anything failed or did not verify;
    * the caller then reloads.
    */
   private async applyByRuntime(
@@ -737,7 +737,6 @@ export class Reconciler extends EventEmitter {
     try {
       await this.timed('runtime', async () => {
         const rp = await planRuntime(plan.changes);
-        await this.dropServerState(keys);
         this.drainer?.cancel(rp.enabled);
         await rt.api.serial(async () => {
           await rt.api.setServers(rp.commands);
@@ -748,6 +747,10 @@ export class Reconciler extends EventEmitter {
             throw new Error(`HAProxy's state does not match the config: ${problems.slice(0, 3).join('; ')}${more}`);
           }
         });
+        // Before OutputPath says the new config (install, below), not before the commands: until
+        // then a restart comes up on the old file, whose saved server state still fits it. Here it
+        // is off the path to traffic.
+        await this.dropServerState(keys);
         drains = rp.drains;
       });
     } catch (err) {
