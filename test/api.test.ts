@@ -13,6 +13,7 @@ import { createLogger, silentLogger } from '../common/log.js';
 import { decodeHint, type Hint } from '../common/bus.js';
 import { Zk, queryEscape } from '../common/zk.js';
 import { MarathonSimulator } from './marathon-sim/index.js';
+import { jsonCall, type JsonResponse } from './support/http.js';
 import { freePort } from './support/ports.js';
 import { sleep, waitFor } from './support/process.js';
 import { startStatsd } from './support/statsd.js';
@@ -22,29 +23,9 @@ import { readFileSync } from 'node:fs';
 const pexec = promisify(execFile);
 const log = process.env.TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger();
 
-interface Res {
-  status: number;
-  headers: Headers;
-  text: string;
-  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
+type Res = JsonResponse;
 
-async function call(method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<Res> {
-  const init: RequestInit = { method, headers: { ...headers } };
-  if (body !== undefined) {
-    init.body = typeof body === 'string' ? body : JSON.stringify(body);
-    if (typeof body !== 'string') (init.headers as Record<string, string>)['content-type'] = 'application/json';
-  }
-  const r = await fetch(url, init);
-  const text = await r.text();
-  let json: unknown = null;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = null;
-  }
-  return { status: r.status, headers: r.headers, text, json };
-}
+const call = (method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<Res> => jsonCall(method, url, body, headers);
 
 describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function () {
   this.timeout(30000);

@@ -18,6 +18,7 @@ import { createLogger, silentLogger } from '../common/log.js';
 import { ControlStore, type WorkerStatus } from '../common/snapshot.js';
 import { Zk } from '../common/zk.js';
 import { MarathonSimulator } from './marathon-sim/index.js';
+import { jsonCall, type JsonResponse } from './support/http.js';
 import { waitFor } from './support/process.js';
 import { sharedZooKeeper, uniquePath } from './support/zookeeper.js';
 
@@ -28,11 +29,7 @@ const TOKEN = 'ui-test-token-7f3a';
 const STRICT_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'";
 const APP_IDS = ['/ExampleAppGroup/app1', '/shop/api', '/shop/web', '/tools/grafana', '/tools/prometheus'];
 
-interface Res {
-  status: number;
-  headers: Headers;
-  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
+type Res = JsonResponse;
 
 describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator)', function () {
   this.timeout(30000);
@@ -112,21 +109,8 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
     return Object.assign(running, { cfg });
   }
 
-  async function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Res> {
-    const init: RequestInit = { method, headers: { ...headers } };
-    if (body !== undefined) {
-      init.body = JSON.stringify(body);
-      (init.headers as Record<string, string>)['content-type'] = 'application/json';
-    }
-    const r = await fetch(`${api.url}${path}`, init);
-    const text = await r.text();
-    let json: unknown = null;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = null;
-    }
-    return { status: r.status, headers: r.headers, json };
+  function call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Res> {
+    return jsonCall(method, `${api.url}${path}`, body, headers);
   }
 
   async function putRule(id: string, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<Res> {

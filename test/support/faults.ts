@@ -4,7 +4,7 @@
  * written as JSON to $FAULTS_RESULTS when set, which is where docs/RELIABILITY.md takes its numbers).
  */
 import { appendFileSync } from 'node:fs';
-import { httpGet } from './http.js';
+import { httpGet, jsonCall, type JsonResponse } from './http.js';
 
 /** Requests sent one after the other (per lane) until stop(); every failure is kept with its time. */
 export class HttpLoad {
@@ -48,33 +48,11 @@ export class HttpLoad {
   }
 }
 
-export interface JsonResponse {
-  status: number;
-  headers: Headers;
-  text: string;
-  // The api's answers are checked field by field in the tests.
-  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  ms: number;
-}
-
 /** One JSON call; a connection error comes back as status 0 (the copy is down), never a throw. */
 export async function call(method: string, url: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs = 10000): Promise<JsonResponse> {
   const t0 = performance.now();
   try {
-    const r = await fetch(url, {
-      method,
-      headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    const text = await r.text();
-    let json: unknown = null;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = null;
-    }
-    return { status: r.status, headers: r.headers, text, json, ms: performance.now() - t0 };
+    return await jsonCall(method, url, body, headers, timeoutMs);
   } catch (err) {
     return { status: 0, headers: new Headers(), text: (err as Error).message, json: null, ms: performance.now() - t0 };
   }

@@ -53,3 +53,35 @@ export function httpGet(url: string, opts: { host?: string; headers?: Record<str
     req.end();
   });
 }
+
+export interface JsonResponse {
+  status: number;
+  headers: Headers;
+  text: string;
+  /** The body parsed as JSON (null when it is not JSON). The api's answers are checked field by field. */
+  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** How long the call took. */
+  ms: number;
+}
+
+/**
+ * One HTTP call to the api: an object body is sent as JSON (with its content type), a string body
+ * as it is (content type only if `headers` says). Throws on a connection error or after `timeoutMs`.
+ */
+export async function jsonCall(method: string, url: string, body?: unknown, headers: Record<string, string> = {}, timeoutMs = 10000): Promise<JsonResponse> {
+  const t0 = performance.now();
+  const init: RequestInit = { method, headers: { ...headers }, signal: AbortSignal.timeout(timeoutMs) };
+  if (body !== undefined) {
+    init.body = typeof body === 'string' ? body : JSON.stringify(body);
+    if (typeof body !== 'string') (init.headers as Record<string, string>)['content-type'] = 'application/json';
+  }
+  const r = await fetch(url, init);
+  const text = await r.text();
+  let json: unknown = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = null;
+  }
+  return { status: r.status, headers: r.headers, text, json, ms: performance.now() - t0 };
+}
