@@ -169,7 +169,6 @@ describe('reconcile loop (in-memory stand-ins)', () => {
       second.source.acl = `v${i}`;
       second.source.version = i;
       second.r.trigger(`hint-${i}`);
-      await sleep(2);
     }
     await second.r.whenIdle();
     expect(second.source.reads).to.equal(2);
