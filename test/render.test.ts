@@ -224,8 +224,37 @@ describe('createRenderer', () => {
       expect(text.indexOf('use_backend ::group::app-cluster')).to.be.lessThan(text.indexOf('use_backend ::group-cluster'));
     });
 
+    it('writes a rule that would read differently inside { } as a named ACL, and HAProxy accepts both forms', async () => {
+      const long = `hdr(host) -i ${Array.from({ length: 50 }, (_, i) => `h${i}.example.com`).join(' ')}`;
+      const rules: Record<string, string> = {
+        '/braces': 'path_reg ^/x{2}$',
+        '/hash': 'path_beg -i /a#b',
+        '/long': long,
+        '/plain': 'hdr(host) -i plain.example.com',
+      };
+      const ids = Object.keys(rules);
+      const out = createRenderer(defaultTemplate()).render(
+        data(ids.map((id) => app(id, withTasks(task(`${id.slice(1)}.1`)))), services(...ids.map((id) => service(id, rules[id])))),
+        settings({ AdminSocket: '' }),
+      ).text;
+      for (const id of ['/braces', '/hash', '/long']) {
+        expect(out).to.contain(`acl ::${id.slice(1)}-aclrule ${rules[id]}\n`);
+        expect(out).to.contain(`use_backend ::${id.slice(1)}-cluster if ::${id.slice(1)}-aclrule\n`);
+      }
+      expect(out).to.contain('use_backend ::plain-cluster if { hdr(host) -i plain.example.com }\n');
+      const dir = mkdtempSync(join(tmpdir(), 'bamboo-rules-'));
+      try {
+        writeFileSync(join(dir, 'haproxy.cfg'), out);
+        const r = await haproxyCheck(join(dir, 'haproxy.cfg'));
+        expect(r.code, r.output).to.equal(0);
+        expect(r.output).not.to.match(/\[(WARNING|ALERT)\]/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     it('uses the service record\'s ACL instead of the path rule', () => {
-      expect(text).to.contain('acl ::custom-aclrule hdr(host) -i custom.example.com\n');
+      expect(text).to.contain('use_backend ::custom-cluster if { hdr(host) -i custom.example.com }\n');
       expect(text).not.to.contain('path -i /custom');
     });
 

@@ -114,7 +114,7 @@ describe('worker (real ZooKeeper, ZeroMQ, HAProxy)', function () {
       );
     }
     expect(api.publisher!.published).to.be.at.least(500);
-    await waitFor(() => [...last].every(([id, i]) => cfgText(s).includes(`acl ${id.replace(/\//g, '::')}-aclrule path_beg -i /burst-${i}\n`)), 'the final rules in haproxy.cfg', 20000);
+    await waitFor(() => [...last].every(([id, i]) => cfgText(s).includes(`use_backend ${id.replace(/\//g, '::')}-cluster if { path_beg -i /burst-${i} }\n`)), 'the final rules in haproxy.cfg', 20000);
     await waitFor(() => !w.reconciler.busy, 'the worker to go idle');
     const reloads = w.reconciler.counts.reloaded - before;
     expect(reloads).to.be.at.least(1).and.at.most(5);
