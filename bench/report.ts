@@ -321,7 +321,7 @@ function renderSection(r: BenchResults): string {
       '',
       'The default template, apps with an HTTP health check and 3 healthy tasks, one app in ten with a host rule. Each size runs in its own child process ' +
         `(${res.sizes[0].runtime}), so the peak RSS is that size's alone (it includes the runtime itself: "baseline" is the RSS before any work). ` +
-        '"Cold" is a fresh renderer (empty memo); "one-app change" is a warm renderer after one app\'s tasks moved (template data built again + render); ' +
+        '"Cold" is a fresh renderer (empty memo); "one-app change" is a warm renderer after one app\'s tasks moved (template data built again from a freshly parsed copy of the apps with the worker\'s per-app memo, then render); ' +
         '"render + validate" adds `haproxy -c` on the output. `haproxy -c` is timed with the config at two path lengths, because HAProxy\'s parse time depends on it (BENCHMARKING.md); ' +
         `${pathKeys[0].replace('path', '')} characters is the length of /etc/haproxy/haproxy.cfg, the production default.`,
       '',
