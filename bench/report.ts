@@ -627,7 +627,7 @@ function throughputSection(r: BenchResults): string {
     );
   }
   if (res.eventToHintMs) {
-    out.push('', `Marathon event -> hint published on ZeroMQ (the api's share of the latency; callback delivery, debounce, fetch, ZooKeeper write): ${med(res.eventToHintMs)}.`);
+    out.push('', `Marathon event -> hint published on ZeroMQ (the api's share of the latency; callback delivery, fetch pacing, the fetch, ZooKeeper write): ${med(res.eventToHintMs)}.`);
   }
   return out.join('\n');
 }
@@ -641,7 +641,7 @@ function misses(r: BenchResults): string {
     const check = big.haproxyCheckMs[Object.keys(big.haproxyCheckMs)[0]];
     notes.push(
       `- **10,000 apps rendered + validated in ${ms(big.oneAppChangeRenderValidateMs.median)}** (target ${TARGETS.render10kMs} ms): build ${ms(big.oneAppChangeBuildAndRenderMs.median - big.oneAppChangeRenderMs.median)} + render ${ms(big.oneAppChangeRenderMs.median)} + \`haproxy -c\` ${ms(check?.median)}. ` +
-        `The render itself is incremental (${big.oneAppChangeMaxBlocksRendered} blocks re-rendered, though checking every app's memo still costs ${ms(big.unchangedRerenderMs.median)}); building the template data for every app again (${ms(big.oneAppChangeBuildAndRenderMs.median - big.oneAppChangeRenderMs.median)}) and HAProxy's own parse of a ${num(big.outputBytes / 1e6, 1)} MB file are what remain` +
+        `The render is incremental (${big.oneAppChangeMaxBlocksRendered} blocks re-rendered; an unchanged re-render costs ${ms(big.unchangedRerenderMs.median)}) and so is the build (the worker's per-app memo compares each freshly parsed app with the last build's instead of rebuilding it: ${ms(big.oneAppChangeBuildAndRenderMs.median - big.oneAppChangeRenderMs.median)}); HAProxy's own parse of a ${num(big.outputBytes / 1e6, 1)} MB file is what remains (docs/templates.md, "Cost of validation", counts where its instructions go)` +
         (big.serverLines
           ? `: ${num(big.serverLines)} \`server\` lines for ${num(big.apps * 3)} tasks (${num(big.disabledServerLines ?? 0)} of them disabled spare slots that let task churn go through the Runtime API), so validation parses ${num(big.serverLines / (big.apps * 3), 1)} times the servers Bamboo's config had.`
           : '.'),
@@ -660,13 +660,13 @@ function misses(r: BenchResults): string {
         ? `${runtime} of ${s.events} events were applied through the Runtime API (no \`haproxy -c\`, no reload)${reloaded ? `, ${reloaded} by a reload` : ''}, so HAProxy is not on the path.`
         : `Every event went through \`haproxy -c\` and a reload (${ms((st.validate?.median ?? 0) + (st.reload?.median ?? 0))} of the median: two full HAProxy start-ups); the Runtime API would remove both.`,
       `The median splits into event -> hint ${ms(s.eventToHintMs.median)} (the api: ${[
-        s.eventBytesPerScale ? `reading ${num(s.eventBytesPerScale.median / 1000)} kB of Marathon events per scale, each parsed whole` : '',
-        'the fetch debounce (`Marathon.FetchDebounceMs`, 20 ms)',
+        s.eventBytesPerScale ? `reading ${num(s.eventBytesPerScale.median / 1000)} kB of Marathon events per scale (typed by their \`event:\` line, not parsed)` : '',
+        'a fetch that starts at once after a quiet spell (`Marathon.MinFetchIntervalMs` paces the next ones)',
         `the \`/v2/apps\` fetch${s.apiFetchMs ? ` (${ms(s.apiFetchMs.median)})` : ''}`,
         'the gzipped snapshot written to ZooKeeper, ZeroMQ',
       ]
         .filter(Boolean)
-        .join(', ')}) and hint -> routed ${ms(s.hintToRoutedMs.median)} (the worker: debounce 20 ms, then ${stageRow(st)}).`,
+        .join(', ')}) and hint -> routed ${ms(s.hintToRoutedMs.median)} (the worker, which starts at once when idle: ${stageRow(st)}).`,
     ];
     if (t) {
       parts.push(
@@ -675,7 +675,7 @@ function misses(r: BenchResults): string {
           `With the load average at ${r.load.mean1m} on ${r.machine.cores} cores, scheduling delays of the five processes on the path show up in this tail.`,
       );
     }
-    parts.push('Candidates: let the api read the event type from the SSE `event:` line and parse only the events it uses; fetch right away when no fetch is in flight instead of after a debounce; build template data only for apps whose inputs changed.');
+    parts.push('Candidates: the worker reads the whole gzipped snapshot back from ZooKeeper and parses it (the read stage) where the hint could carry or point at just what changed; the other api copy reads and parses every snapshot too, competing for the same cores; callback mode still parses every callback body whole.');
     notes.push(parts.join(' '));
   }
   const storm = result<{ sizes: StormSize[] }>(r.scenarios.storm);
@@ -694,7 +694,7 @@ function misses(r: BenchResults): string {
       const stale = s.rules.reps.map((x) => Number(x.appsNotRoutedByTheirLastRule ?? 0));
       notes.push(
         `- **After rule storms at ${num(s.apps)} apps, ${stale.join(', ')} apps (per repetition) were still routed by an older rule** once everything was quiet: ` +
-          'the worker reported `noop unchanged` although ZooKeeper held newer rules, until its next full listing of the rules (up to `Worker.ResyncIntervalMs` and more). Diagnosis when this was written: worker/desired.ts `RuleCache` marks a rule\'s data watch as armed only after the awaited read returns, so a watch that fires in between (a write right after the read) is lost, and that rule\'s later writes go unseen; the same holds for the parent\'s watch.',
+          'the worker reported `noop unchanged` although ZooKeeper held newer rules, until its next full listing of the rules (up to `Worker.ResyncIntervalMs` and more). A watch race in worker/desired.ts `RuleCache` with this symptom was fixed in commit 69d35ab (a watch is marked armed before its read); seeing this again means another path loses a rule change.',
       );
     }
     if (s.paced && !s.paced.allCorrect) notes.push(`- **The final config was wrong after a paced storm at ${num(s.apps)} apps.**`);
