@@ -84,6 +84,8 @@ interface ServiceBody {
 }
 
 /** Routes and their methods, for 405 answers (fastify only knows "no route" = 404). */
+const CALLBACK_PATH = '/api/marathon/event_callback';
+
 const ROUTES: Array<{ match: (path: string) => boolean; methods: string[] }> = [
   { match: (p) => p === '/', methods: ['GET', 'HEAD'] },
   { match: (p) => p.startsWith('/ui/'), methods: ['GET', 'HEAD'] },
@@ -92,8 +94,51 @@ const ROUTES: Array<{ match: (path: string) => boolean; methods: string[] }> = [
   { match: (p) => p === '/api/workers', methods: ['GET', 'HEAD'] },
   { match: (p) => p === '/api/services', methods: ['GET', 'HEAD', 'POST'] },
   { match: (p) => p.startsWith('/api/services/'), methods: ['GET', 'HEAD', 'PUT', 'DELETE'] },
-  { match: (p) => p === '/api/marathon/event_callback', methods: ['POST'] },
+  { match: (p) => p === CALLBACK_PATH, methods: ['POST'] },
 ];
+
+/**
+ * Marathon callbacks may be this many times `Bamboo.MaxBodyBytes`: a deployment event carries the
+ * whole plan (every app before and after), about 450 kB at 1,000 apps.
+ */
+export const CALLBACK_BODY_FACTOR = 256;
+
+/**
+ * The `eventType` member of a JSON object's top level, found by scanning (strings skipped, nesting
+ * counted) instead of parsing the whole body; null when there is none. A nested `eventType` (an app
+ * label, say) is not the event's.
+ */
+export function topLevelEventType(text: string): string | null {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let end = text.indexOf('"', i + 1);
+      while (end > 0 && isEscaped(text, end)) end = text.indexOf('"', end + 1);
+      if (end < 0) return null;
+      if (depth === 1 && end - i - 1 === 9 && text.startsWith('eventType', i + 1)) {
+        const m = /^\s*:\s*("(?:[^"\\]|\\.){0,200}")/.exec(text.slice(end + 1, end + 420));
+        if (m) {
+          try {
+            return JSON.parse(m[1]) as string;
+          } catch {
+            return null;
+          }
+        }
+      }
+      i = end;
+    } else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return null;
+}
+
+/** True when the quote at `at` is escaped (preceded by an odd number of backslashes). */
+function isEscaped(text: string, at: number): boolean {
+  let n = 0;
+  for (let k = at - 1; k >= 0 && text.charCodeAt(k) === 0x5c; k--) n++;
+  return n % 2 === 1;
+}
 
 function isFlag(v: unknown): boolean {
   return v === '1' || v === 'true';
@@ -364,10 +409,21 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // Bamboo's documented curl examples send JSON with curl's default form content type; Bamboo read
   // any body as JSON, and so do we (a body that is not JSON is a clear 400).
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
+  app.addContentTypeParser('*', { parseAs: 'string' }, (req, body, done) => {
     const text = body as string;
     if (text.trim() === '') {
       done(null, undefined);
+      return;
+    }
+    if (req.routeOptions.url === CALLBACK_PATH) {
+      // Only the event type is used, and deployment events list every app (hundreds of kB at 1,000
+      // apps): read the type without parsing the rest.
+      const t = text.trim();
+      if (!t.startsWith('{') || !t.endsWith('}')) {
+        done(new ApiError('BAMBOO_BAD_JSON', 'a Marathon event is a JSON object; this body is not one'), undefined);
+        return;
+      }
+      done(null, { eventType: topLevelEventType(t) });
       return;
     }
     try {
@@ -626,7 +682,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
 
   // --- Marathon callbacks ---------------------------------------------------------------------
-  app.post('/api/marathon/event_callback', { bodyLimit: cfg.Bamboo.MaxBodyBytes * 4 }, async (req, reply) => {
+  app.post(CALLBACK_PATH, { bodyLimit: cfg.Bamboo.MaxBodyBytes * CALLBACK_BODY_FACTOR }, async (req, reply) => {
     // The payload is never trusted: it only says "something happened"; the fetch reads the truth.
     const body = req.body as { eventType?: unknown } | undefined;
     const type = body && typeof body === 'object' && typeof body.eventType === 'string' ? body.eventType.slice(0, 100) : 'unknown';

@@ -89,7 +89,7 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'Bamboo.AuthToken', type: 'string', default: '', env: 'BAMBOO_AUTH_TOKEN', secret: true, used: 'api',
     doc: 'Bearer token required for writes and for unredacted /api/state (empty: no auth). Secret: never logged.' },
   { key: 'Bamboo.MaxBodyBytes', type: 'integer', default: 65536, env: 'BAMBOO_MAX_BODY_BYTES', min: 1024, max: 16777216, used: 'api',
-    doc: 'Largest request body accepted (except Marathon callbacks, which get 4x); larger gets 413.' },
+    doc: 'Largest request body accepted (except Marathon callbacks, which get 256 times this: a deployment event lists every app); larger gets 413.' },
 
   // --- ZeroMQ (new) ---------------------------------------------------------------------------
   { key: 'ZeroMQ.PublishBind', type: 'string', default: 'tcp://0.0.0.0:5556', env: 'BAMBOO_ZMQ_BIND', used: 'api',

@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Subscriber } from 'zeromq';
+import { CALLBACK_BODY_FACTOR } from '../api/app.js';
 import { advertisedZmq, parseBind, runApi, type RunningApi } from '../api/main.js';
 import { loadConfig, type Config } from '../common/config.js';
 import { ERROR_CODES, errorCodesTable } from '../common/errors.js';
@@ -420,6 +421,36 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
       expect(f.status, bad).to.equal(404);
       expect(f.json.code).to.equal('BAMBOO_NOT_FOUND');
     }
+  });
+
+  it('takes a Marathon callback of several MB by its type alone, and refuses a body that is not a JSON object', async () => {
+    const api = await start();
+    const apps = Array.from({ length: 5000 }, (_, i) => ({ id: `/big/app-${i}`, env: { PAD: 'p'.repeat(400) } }));
+    const big = JSON.stringify({ plan: { original: { apps }, target: { apps } }, eventType: 'deployment_info' });
+    expect(big.length).to.be.greaterThan(4_000_000);
+    const ok = await call('POST', `${api.url}/api/marathon/event_callback`, big, { 'content-type': 'application/json' });
+    expect(ok.status, ok.text).to.equal(202);
+    expect(ok.json).to.deep.equal({ accepted: true, eventType: 'deployment_info' });
+    const noType = await call('POST', `${api.url}/api/marathon/event_callback`, { something: 'else' });
+    expect(noType.json).to.deep.equal({ accepted: true, eventType: 'unknown' });
+    for (const bad of ['[1,2]', 'not json', '"text"']) {
+      const r = await call('POST', `${api.url}/api/marathon/event_callback`, bad, { 'content-type': 'application/json' });
+      expect(r.status, bad).to.equal(400);
+      expect(r.json.code, bad).to.equal('BAMBOO_BAD_JSON');
+    }
+  });
+
+  it('refuses a Marathon callback over CALLBACK_BODY_FACTOR times MaxBodyBytes with 413, and a rule over MaxBodyBytes', async () => {
+    const api = await start({ 'Bamboo.MaxBodyBytes': 1024 });
+    const limit = 1024 * CALLBACK_BODY_FACTOR;
+    const within = JSON.stringify({ eventType: 'status_update_event', pad: 'p'.repeat(limit - 100) });
+    expect((await call('POST', `${api.url}/api/marathon/event_callback`, within, { 'content-type': 'application/json' })).status).to.equal(202);
+    const over = JSON.stringify({ eventType: 'status_update_event', pad: 'p'.repeat(limit + 10) });
+    const r = await call('POST', `${api.url}/api/marathon/event_callback`, over, { 'content-type': 'application/json' });
+    expect(r.status).to.equal(413);
+    expect(r.json.code).to.equal('BAMBOO_BODY_TOO_LARGE');
+    const rule = await call('PUT', `${api.url}/api/services//big`, { acl: 'path_beg -i /big', config: { Pad: 'p'.repeat(1024) } });
+    expect(rule.status).to.equal(413);
   });
 
   it('answers in-process through app.inject as well', async () => {

@@ -558,7 +558,7 @@ describe('faults: Marathon, bad input, security and crashes on a production-like
       });
       expect(acked).to.equal(WRITES);
       expect(wrong).to.deep.equal([]);
-      expect(readFileSync(cfgPath(), 'utf8')).to.contain(`path_beg -i /burst/${lastShop}\n`);
+      expect(readFileSync(cfgPath(), 'utf8')).to.contain(`{ path_beg -i /burst/${lastShop} }\n`);
       expect(now.failed - mark.failed, JSON.stringify(load.failures.slice(-5))).to.equal(0);
     });
 

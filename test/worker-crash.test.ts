@@ -53,7 +53,7 @@ describe('worker process killed with SIGKILL', function () {
     let version = 0;
     for (const moment of moments) {
       child = startWorkerProcess(s, configFile);
-      const want = `path_beg -i /v${version}\n`;
+      const want = `{ path_beg -i /v${version} }\n`;
       await waitFor(() => existsSync(s.outputPath) && readFileSync(s.outputPath, 'utf8').includes(want), `the worker to apply v${version} (${child.output().slice(-500)})`, 30000, 20);
       await waitFor(() => tempFiles(s).length === 0, 'the apply to finish', 10000, 10);
       const before = readFileSync(s.outputPath, 'utf8');
@@ -73,12 +73,12 @@ describe('worker process killed with SIGKILL', function () {
       const check = await haproxyCheck(s.outputPath);
       expect(check.ok, `${moment}: ${check.output}`).to.equal(true);
       const after = readFileSync(s.outputPath, 'utf8');
-      expect([`/v${version - 1}\n`, `/v${version}\n`].some((v) => after.includes(`path_beg -i ${v}`)), `${moment}: old or new config`).to.equal(true);
+      expect([version - 1, version].some((v) => after.includes(`{ path_beg -i /v${v} }\n`)), `${moment}: old or new config`).to.equal(true);
     }
 
     // A restarted worker removes what the killed one left and converges.
     child = startWorkerProcess(s, configFile);
-    await waitFor(() => readFileSync(s.outputPath, 'utf8').includes(`path_beg -i /v${version}\n`), 'the restarted worker to converge', 30000, 20);
+    await waitFor(() => readFileSync(s.outputPath, 'utf8').includes(`{ path_beg -i /v${version} }\n`), 'the restarted worker to converge', 30000, 20);
     await waitFor(() => tempFiles(s).length === 0, 'stale temp files to be removed', 10000);
     expect((await haproxyCheck(s.outputPath)).ok).to.equal(true);
   });

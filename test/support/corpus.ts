@@ -168,6 +168,9 @@ export function generateCorpus(opts: CorpusOptions): CorpusRequest[] {
   }
 
   // --- huge bodies -------------------------------------------------------------------------------
+  // (Marathon callbacks may be 256 times Bamboo.MaxBodyBytes, 16 MiB here: a body that large, refused
+  // while it is still being written, ends in a reset rather than a readable 413 over a raw socket, so
+  // test/api.test.ts checks the callback limit with a small MaxBodyBytes instead.)
   for (let i = 0; i < per; i++) {
     const t = writeTarget();
     const over = opts.maxBodyBytes + int(1, opts.maxBodyBytes * 3);
@@ -178,10 +181,6 @@ export function generateCorpus(opts: CorpusOptions): CorpusRequest[] {
     } else if (kind === 1) {
       const config = Object.fromEntries(Array.from({ length: 40 }, (_, k) => [`K${k}`, 'v'.repeat(Math.ceil(over / 40))]));
       add('huge-body', `${over}-byte Config`, t.method, t.target, { ...auth, ...json }, record(t.id, { acl: 'path_beg -i /a', config }), ['BAMBOO_BODY_TOO_LARGE']);
-    } else if (kind === 2) {
-      // Marathon callbacks accept 4x the limit; beyond that they are refused too.
-      const events = JSON.stringify({ eventType: 'status_update_event', junk: 'j'.repeat(opts.maxBodyBytes * 4 + int(1, 1000)) });
-      add('huge-body', `${events.length}-byte Marathon callback`, 'POST', '/api/marathon/event_callback', { ...json }, events, ['BAMBOO_BODY_TOO_LARGE']);
     } else if (i % 8 === 7) {
       // Headers beyond Node's 16 KiB limit: refused before any route runs.
       add('huge-body', 'a 20 KiB Cookie header', t.method, t.target, { ...auth, ...json, Cookie: `c=${'k'.repeat(20000 + int(0, 5000))}` }, record(t.id, { acl: pick(GOOD_ACLS) }), ['BAMBOO_HEADERS_TOO_LARGE']);
