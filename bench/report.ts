@@ -675,7 +675,7 @@ function misses(r: BenchResults): string {
           `With the load average at ${r.load.mean1m} on ${r.machine.cores} cores, scheduling delays of the five processes on the path show up in this tail.`,
       );
     }
-    parts.push('Candidates: the worker reads the whole gzipped snapshot back from ZooKeeper and parses it (the read stage) where the hint could carry or point at just what changed; the other api copy reads and parses every snapshot too, competing for the same cores; callback mode still parses every callback body whole.');
+    parts.push('Candidates: the worker reads the whole gzipped snapshot back from ZooKeeper and parses it (the read stage) where the hint could carry or point at just what changed; the other api copy reads and parses every snapshot too, competing for the same cores.');
     notes.push(parts.join(' '));
   }
   const storm = result<{ sizes: StormSize[] }>(r.scenarios.storm);
