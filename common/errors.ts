@@ -25,7 +25,7 @@ export const ERROR_CODES = {
   BAMBOO_METHOD_NOT_ALLOWED: { status: 405, doc: 'The route exists but not with this method; the `Allow` header lists the methods it has.' },
   BAMBOO_SERVICE_EXISTS: { status: 409, doc: 'POST of a service record that already exists; the body carries `current`. Use PUT to replace it.' },
   BAMBOO_VERSION_CONFLICT: { status: 409, doc: 'The record changed since the version given in `If-Match`; the body carries `current` and `version`.' },
-  BAMBOO_BODY_TOO_LARGE: { status: 413, doc: 'The body is larger than `Bamboo.MaxBodyBytes` (4x for Marathon callbacks).' },
+  BAMBOO_BODY_TOO_LARGE: { status: 413, doc: 'The body is larger than `Bamboo.MaxBodyBytes` (256 times that for Marathon callbacks, whose deployment events list every app).' },
   BAMBOO_UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'The body is in a format the API cannot read; send JSON.' },
   BAMBOO_HEADERS_TOO_LARGE: { status: 431, doc: 'The request headers are larger than the server accepts (16 KiB); send fewer or shorter headers.' },
   BAMBOO_INTERNAL: { status: 500, doc: 'An unexpected error; the api logged it. Retry, and report it if it persists.' },
