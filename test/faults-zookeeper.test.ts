@@ -271,10 +271,16 @@ describe('faults: ZooKeeper ensemble under the running stack', function () {
     raw = await rawClient(ens.connectionString);
 
     let after: Record<string, string> = {};
-    await waitFor(async () => {
-      after = await registrations(raw, control);
-      return Object.keys(after).length === 3 && Object.entries(after).every(([k, owner]) => before[k] !== undefined && owner !== before[k]);
-    }, `every registration recreated under a new session (before ${JSON.stringify(before)}, now ${JSON.stringify(after)})`, 30000, 100);
+    try {
+      await waitFor(async () => {
+        after = await registrations(raw, control);
+        return Object.keys(after).length === 3 && Object.entries(after).every(([k, owner]) => before[k] !== undefined && owner !== before[k]);
+      }, 'every registration recreated under a new session', 30000, 100);
+    } catch (err) {
+      // Say what was there at the end, and what each process logged about ZooKeeper since the pause.
+      const logs = ['api-1.log', 'api-2.log', 'worker.log'].map((f, i) => `${f}:\n${readFileSync(join(demo.dir, f), 'utf8').slice(logBytes[i]).split('\n').filter((l) => /zookeeper|ephemeral|session|election/i.test(l)).slice(-15).join('\n')}`);
+      throw new Error(`${(err as Error).message}: before ${JSON.stringify(before)}, now ${JSON.stringify(after)}\n${logs.join('\n')}`);
+    }
     const recreatedMs = since(resumedAt);
     const expiredIn = ['api-1.log', 'api-2.log', 'worker.log'].filter((f, i) => readFileSync(join(demo.dir, f), 'utf8').slice(logBytes[i]).includes('session expired'));
 
