@@ -559,9 +559,12 @@ export class Drainer {
     private readonly pollMs = 100,
   ) {}
 
+  /** Servers not in maintenance yet: waiting for their sessions, or with the command on its way. */
   get size(): number {
-    return this.pending.size;
+    return this.pending.size + this.inFlight;
   }
+
+  private inFlight = 0;
 
   add(keys: readonly string[]): void {
     const deadline = Date.now() + this.timeoutMs;
@@ -607,10 +610,15 @@ export class Drainer {
           const still = done.filter((k) => this.pending.has(k));
           for (const k of still) this.pending.delete(k);
           if (still.length === 0) return;
-          await this.api.setServers(still.map((k) => `set server ${k} state maint`)).then(
-            () => (this.finished += still.length),
-            (err: Error) => this.onError(err),
-          );
+          this.inFlight += still.length;
+          try {
+            await this.api.setServers(still.map((k) => `set server ${k} state maint`)).then(
+              () => (this.finished += still.length),
+              (err: Error) => this.onError(err),
+            );
+          } finally {
+            this.inFlight -= still.length;
+          }
         });
       }
     } finally {

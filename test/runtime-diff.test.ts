@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import {
   diffConfigs,
+  Drainer,
   dropServerStateLines,
   filterServerState,
   parseServerLine,
@@ -322,5 +323,33 @@ describe('dropServerStateLines (after a runtime change)', () => {
     for (const keys of cases) {
       expect(dropServerStateLines(file, keys), keys.join(',')).to.equal(filterServerState(file, (k) => !keys.includes(k)));
     }
+  });
+});
+
+describe('Drainer', () => {
+  it('counts a server as draining until its maint command has completed, not just until it was sent', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const sent: string[] = [];
+    const api = {
+      currentSessions: async (backends: string[]) => new Map(backends.map((b) => [`${b}/slot-2`, 0])),
+      serial: <T>(fn: () => Promise<T>) => fn(),
+      setServers: async (cmds: string[]) => {
+        sent.push(...cmds);
+        await held;
+      },
+    };
+    const d = new Drainer(api as never, 5000, (err) => { throw err; }, 5);
+    d.add(['::web-cluster/slot-2']);
+    expect(d.size).to.equal(1);
+    const deadline = Date.now() + 5000;
+    while (sent.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(sent).to.deep.equal(['set server ::web-cluster/slot-2 state maint']);
+    expect(d.size, 'still draining while the command is on its way').to.equal(1);
+    release();
+    while (d.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(d.size).to.equal(0);
+    expect(d.finished).to.equal(1);
+    d.close();
   });
 });
