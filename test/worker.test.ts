@@ -163,7 +163,7 @@ describe('worker (real ZooKeeper, ZeroMQ, HAProxy)', function () {
     // A new snapshot with no hint: only the resync timer can find it.
     await api.setApps([marathonApp('/quiet/web', [{ port: 21001 }]), marathonApp('/quiet/new', [{ port: 21002 }])]);
     await waitFor(() => cfgText(s).includes('::quiet::new-cluster'), 'the resync to pick up the new snapshot', 10000);
-    await waitFor(() => w.reconciler.last?.outcome === 'reloaded' && !w.reconciler.busy, 'the apply to finish');
+    await waitFor(() => w.reconciler.counts.reloaded >= 2 && !w.reconciler.busy, 'the apply to finish');
     expect(seen.filter((o) => o.outcome === 'reloaded').at(-1)!.triggers).to.deep.equal(['resync']);
 
     // A rule change with no hint: its ZooKeeper watch (or the timer) finds it.
@@ -281,7 +281,8 @@ describe('worker (real ZooKeeper, ZeroMQ, HAProxy)', function () {
     expect(cfgText(s)).to.equal(good);
     expect(readFileSync(`${s.outputPath}.last-good`, 'utf8')).to.equal(good);
     expect(readFileSync(`${s.outputPath}.last-failed`, 'utf8')).to.contain('no_such_global_directive');
-    expect(w.status().lastOutcome).to.equal('invalid');
+    // (A queued watch or hint may render the same config again afterwards; the last apply stays invalid.)
+    expect(w.reconciler.lastApply?.outcome).to.equal('invalid');
     expect(w.reconciler.counts.reloaded).to.equal(1);
   });
 
@@ -344,7 +345,8 @@ describe('worker (real ZooKeeper, ZeroMQ, HAProxy)', function () {
     await api.setRule('/hang/web', 'path_beg -i /after-the-hang');
     await waitFor(() => seen.some((o) => o.outcome === 'reloaded') && cfgText(s).includes('/after-the-hang'), 'the next change to apply', 15000);
     await waitFor(() => !w.reconciler.busy, 'idle');
-    expect(w.reconciler.last!.outcome).to.equal('reloaded');
+    // A watch queued behind the reload may end in a noop afterwards: look at the last apply.
+    expect(w.reconciler.lastApply!.outcome).to.equal('reloaded');
     expect(readFileSync(reloads, 'utf8')).to.contain('ok');
   });
 
