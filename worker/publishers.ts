@@ -6,6 +6,7 @@
  * After a reconnect (or a new session, which loses watches) the list is read again. Failures are
  * retried every second while connected; reads never throw out of this class.
  */
+import { CoalescedRunner } from '../common/coalesce.js';
 import type { Logger } from '../common/log.js';
 import type { ControlStore, PublisherRecord } from '../common/snapshot.js';
 import type { Zk } from '../common/zk.js';
@@ -19,8 +20,12 @@ export class PublisherDiscovery {
   /** Publishers last seen, by registration id. */
   readonly known = new Map<string, PublisherRecord>();
   private closed = false;
-  private reading = false;
-  private again = false;
+  /** One read at a time, one more if asked meanwhile. */
+  private readonly reads = new CoalescedRunner(
+    () => this.read(),
+    (err) => this.log.debug({ err: err.message }, 'could not read publishers'),
+    () => this.closed,
+  );
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly onConnected = () => this.refresh();
 
@@ -36,22 +41,15 @@ export class PublisherDiscovery {
   /** Reads the publishers once (resolves even if ZooKeeper is away) and keeps watching. */
   async start(): Promise<void> {
     this.zk.on('connected', this.onConnected);
-    await this.read();
+    await this.reads.run();
   }
 
   /** Re-reads the list (coalesced: one read at a time, one more if asked meanwhile). */
   refresh(): void {
-    if (this.closed) return;
-    if (this.reading) {
-      this.again = true;
-      return;
-    }
-    void this.read();
+    void this.reads.run();
   }
 
   private async read(): Promise<void> {
-    if (this.closed) return;
-    this.reading = true;
     try {
       const path = this.control.publishersPath;
       // getChildren cannot watch a missing node: make sure it exists (persistent, empty).
@@ -89,12 +87,6 @@ export class PublisherDiscovery {
           this.refresh();
         }, 1000);
         this.retryTimer.unref();
-      }
-    } finally {
-      this.reading = false;
-      if (this.again && !this.closed) {
-        this.again = false;
-        void this.read();
       }
     }
   }

@@ -839,7 +839,7 @@ export class Reconciler extends EventEmitter {
       return;
     }
     // Only the dropped servers' lines are looked at: the file holds every server (tens of
-    // thousands at 10,000 apps) and this runs before the commands, on the path to traffic.
+    // thousands at 10,000 apps), and a runtime change waits for this before installing its config.
     const next = dropServerStateLines(text, keys);
     if (next !== text) await this.writeAtomic(path, next);
   }
