@@ -4,7 +4,6 @@
  * failures that must change nothing, and the stream leader election between two copies.
  */
 import { expect } from 'chai';
-import zookeeper from 'node-zookeeper-client';
 import { Subscriber } from 'zeromq';
 import { runApi, type RunningApi } from '../api/main.js';
 import type { IntakeOptions } from '../api/intake.js';
@@ -16,7 +15,7 @@ import { Zk } from '../common/zk.js';
 import { MarathonSimulator, type MarathonSimulatorOptions } from './marathon-sim/index.js';
 import { freePort } from './support/ports.js';
 import { sleep, waitFor } from './support/process.js';
-import { sharedZooKeeper, uniquePath } from './support/zookeeper.js';
+import { expireSession, sharedZooKeeper, uniquePath } from './support/zookeeper.js';
 
 const log = process.env.TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger();
 
@@ -49,32 +48,6 @@ async function listen(api: RunningApi): Promise<Hints> {
   return { all, marathon: () => all.filter((h) => h.kind === 'marathon'), close: () => sub.close() };
 }
 
-/**
- * Ends a ZooKeeper session from the outside, as a long partition would: a second client joins the
- * session with its id and password and closes it. The owner may win the session back before the
- * close lands (it reconnects quickly), so this repeats until the owner sees the expiry.
- */
-async function expireSession(conn: string, zk: Zk): Promise<void> {
-  let expired = false;
-  zk.once('expired', () => (expired = true));
-  for (let attempt = 0; attempt < 20 && !expired; attempt++) {
-    const cred = zk.sessionCredentials();
-    if (cred) {
-      const c = zookeeper.createClient(conn, { sessionTimeout: 4000, sessionId: cred.sessionId, sessionPassword: cred.sessionPassword } as never);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 2000);
-        c.once('connected', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        c.connect();
-      });
-      c.close();
-    }
-    await waitFor(() => expired, 'session expiry', 1500).catch(() => undefined);
-  }
-  if (!expired) throw new Error('could not expire the session');
-}
 
 function taskCount(snap: MarathonSnapshot | null, appId: string): number {
   const app = (snap?.apps ?? []).find((a) => (a as { id?: string }).id === appId) as { tasks?: unknown[] } | undefined;

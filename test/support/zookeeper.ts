@@ -6,8 +6,10 @@ import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import zookeeper from 'node-zookeeper-client';
+import type { Zk } from '../../common/zk.js';
 import { freePorts } from './ports.js';
-import { startProcess, type Started } from './process.js';
+import { startProcess, waitFor, type Started } from './process.js';
 import { tempDir } from './tmp.js';
 
 const JARS = ['/usr/share/java/zookeeper.jar', '/usr/share/java/slf4j-simple.jar'];
@@ -160,16 +162,41 @@ export function uniquePath(prefix = '/test'): string {
 }
 
 /**
- * Freezes a ZooKeeper node (SIGSTOP by its PID) for `ms`, then resumes it: like a long GC pause or a
- * partition. Sessions whose timeout is shorter than `ms` are expired by the server when it resumes.
+ * Freezes a process we started (SIGSTOP by its PID) for `ms`, then lets it go on: like a long GC
+ * pause or a frozen VM. A Bamboo process frozen longer than its session timeout loses its session.
  */
-export async function pauseNode(node: ZkNode, ms: number): Promise<void> {
-  const pid = node.proc?.pid;
-  if (!pid) throw new Error('node is not running');
+export async function pauseProcess(pid: number, ms: number): Promise<void> {
   process.kill(pid, 'SIGSTOP');
   try {
     await new Promise((r) => setTimeout(r, ms));
   } finally {
     process.kill(pid, 'SIGCONT');
   }
+}
+
+/**
+ * Ends a ZooKeeper session from the outside, as a long partition would: a second client joins the
+ * session with its id and password and closes it. The owner may win the session back before the
+ * close lands (it reconnects quickly), so this repeats until the owner sees the expiry.
+ */
+export async function expireSession(conn: string, zk: Zk): Promise<void> {
+  let expired = false;
+  zk.once('expired', () => (expired = true));
+  for (let attempt = 0; attempt < 20 && !expired; attempt++) {
+    const cred = zk.sessionCredentials();
+    if (cred) {
+      const c = zookeeper.createClient(conn, { sessionTimeout: 4000, sessionId: cred.sessionId, sessionPassword: cred.sessionPassword } as never);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 2000);
+        c.once('connected', () => {
+          clearTimeout(t);
+          resolve();
+        });
+        c.connect();
+      });
+      c.close();
+    }
+    await waitFor(() => expired, 'session expiry', 1500).catch(() => undefined);
+  }
+  if (!expired) throw new Error('could not expire the session');
 }
