@@ -21,7 +21,9 @@
  *   is empty too ("seen twice in a row");
  * - the write is conditional on the snapshot version read before the fetch, so data fetched earlier
  *   by a slow copy never replaces newer data stored by a faster one (the loser fetches again).
- * A stored change publishes a `marathon` hint carrying the new snapshot version.
+ * A stored change publishes a `marathon` hint carrying the new snapshot version and, when this copy
+ * stored the snapshot it replaced and few apps changed, the changed apps (common/snapshot-delta.ts), so
+ * a worker holding the previous snapshot needs no ZooKeeper read.
  *
  * Sources of events: Marathon's HTTP callbacks (any copy; `callback` mode keeps this api's callback
  * URL subscribed on every endpoint) or the `/v2/events` stream, read by one copy at a time (the
@@ -33,6 +35,7 @@ import type { Logger } from '../common/log.js';
 import { MarathonError, MarathonEventStream, type EventStreamStatus, type MarathonClient } from '../common/marathon.js';
 import type { Metrics } from '../common/metrics.js';
 import { SnapshotConflictError, type ControlStore } from '../common/snapshot.js';
+import { diffApps, type SerialisedApps, type SnapshotDelta } from '../common/snapshot-delta.js';
 import { redactUrl } from '../common/config.js';
 import type { LeaderElection, LeaderStatus } from './leader.js';
 import type { SnapshotCache } from './snapshot-cache.js';
@@ -142,6 +145,8 @@ export class MarathonIntake {
   private failures = 0;
   private lastFetch: FetchRecord | null = null;
   private lastGoodFetchAt: number | null = null;
+  /** The snapshot this copy last stored (or found stored with the same content), app by app. */
+  private lastStored: { version: number; ids: (string | null)[]; parts: string[] } | null = null;
   private readonly subs = new Map<string, { state: SubscriptionState; error: string | null; checkedAt: number | null; warned: boolean }>();
   readonly callbackUrl: string;
   private readonly onLeader = (leader: boolean) => this.leaderChanged(leader);
@@ -279,7 +284,11 @@ export class MarathonIntake {
     this.fetches++;
     let before: number;
     try {
-      before = await control.snapshotVersion();
+      // The version this copy stored last is as good a base as a fresh read, and saves a ZooKeeper
+      // round trip on the event path: if another copy stored one since, the conditional write fails
+      // and the next fetch reads the version (lastStored is dropped on every conflict or failure).
+      if (!control.available) throw new Error('ZooKeeper is not connected');
+      before = this.lastStored ? this.lastStored.version : await control.snapshotVersion();
     } catch (err) {
       // Without ZooKeeper nothing could be stored: do not load Marathon for nothing.
       this.failures++;
@@ -332,11 +341,12 @@ export class MarathonIntake {
     metrics.marathonFetch(ms, true);
 
     const fetchedAt = Date.now();
-    let result: { version: number; changed: boolean; hash: string };
+    let result: { version: number; changed: boolean; hash: string; serialised?: SerialisedApps };
     try {
       // Old chunks are pruned after the hint is out: workers should not wait for housekeeping.
       result = await control.writeSnapshot(apps, fetchedAt, { expectVersion: before, prune: false });
     } catch (err) {
+      this.lastStored = null;
       if (err instanceof SnapshotConflictError) {
         // Another copy stored a snapshot while we fetched; ours may be older: fetch again.
         this.record({ ok: true, outcome: 'conflict', ms, endpoint, apps: apps.length, error: null, reason: null });
@@ -354,8 +364,16 @@ export class MarathonIntake {
     this.record({ ok: true, outcome: result.changed ? 'changed' : 'unchanged', ms, endpoint, apps: apps.length, error: null, reason: null });
     if (result.version > publisher.snapshotVersion) publisher.snapshotVersion = result.version;
     snapshots.setLocal({ version: result.version, hash: result.hash, fetchedAt, apps });
+    // The delta is said only against a snapshot this copy stored itself (its content known exactly).
+    const base = this.lastStored;
+    this.lastStored = result.serialised ? { version: result.version, ids: result.serialised.ids, parts: result.serialised.parts } : null;
     if (!result.changed) return 'unchanged';
-    await publisher.publish('marathon');
+    let delta: SnapshotDelta | undefined;
+    if (base && result.serialised && base.version === before && result.version > before) {
+      const d = diffApps(base, result.serialised, apps);
+      if (d) delta = { base: before, version: result.version, hash: result.hash, fetchedAt, ...d };
+    }
+    await publisher.publish('marathon', delta ? { delta } : {});
     metrics.published('marathon');
     log.info({ snapshotVersion: result.version, apps: apps.length, endpoint, ms: Math.round(ms) }, 'snapshot stored');
     try {

@@ -8,6 +8,7 @@
  */
 import { Publisher as ZPub, Subscriber as ZSub } from 'zeromq';
 import type { Logger } from './log.js';
+import type { SnapshotDelta } from './snapshot-delta.js';
 
 export const TOPIC = 'bamboo';
 
@@ -26,6 +27,11 @@ export interface Hint {
   snapshotVersion: number;
   /** For `rules`: the app id whose rule changed. */
   appId?: string;
+  /**
+   * For `marathon`, when small enough: what changed since the snapshot this one replaced, so a worker
+   * holding that one needs no ZooKeeper read (see snapshot-delta.ts). Absent: read ZooKeeper.
+   */
+  delta?: SnapshotDelta;
   /** Publisher clock, ms epoch (diagnostics only). */
   at: number;
 }
@@ -76,7 +82,7 @@ export class HintPublisher {
   }
 
   /** Publishes a hint; never throws (a lost hint is healed by the subscriber's resync). */
-  publish(kind: HintKind, extra: { appId?: string } = {}): Promise<void> {
+  publish(kind: HintKind, extra: { appId?: string; delta?: SnapshotDelta } = {}): Promise<void> {
     const sock = this.sock;
     if (!sock) return Promise.resolve();
     const hint: Hint = { v: 1, kind, publisher: this.publisherId, seq: ++this.seq, snapshotVersion: this.snapshotVersion, at: Date.now(), ...extra };

@@ -56,6 +56,7 @@ function harness(over: Record<string, number> = {}) {
     },
   };
   const control = {
+    available: true,
     async snapshotVersion() {
       await versionRead.pass();
       return stored;

@@ -8,6 +8,7 @@ import { Subscriber } from 'zeromq';
 import { runApi, type RunningApi } from '../api/main.js';
 import type { IntakeOptions } from '../api/intake.js';
 import { decodeHint, type Hint } from '../common/bus.js';
+import { applyDelta } from '../common/snapshot-delta.js';
 import { loadConfig, type Config } from '../common/config.js';
 import { createLogger, silentLogger } from '../common/log.js';
 import { ControlStore, SnapshotConflictError, type MarathonSnapshot } from '../common/snapshot.js';
@@ -151,6 +152,15 @@ describe('Marathon intake of the api (simulator, ZooKeeper, ZeroMQ)', function (
       // The hint for the scaled snapshot may trail the startup one: wait for the one naming it.
       const stored = await control(cfg).readSnapshot();
       await waitFor(() => hints.marathon().some((h) => h.snapshotVersion === stored!.version), 'marathon hint for the stored snapshot');
+      // Each later hint carries its delta: applied one after the other to the startup snapshot, they
+      // give exactly what is stored (what a worker that held the startup snapshot would compute).
+      let held = { version: snap0!.version, apps: snap0!.apps };
+      for (const h of hints.marathon().filter((x) => x.snapshotVersion > snap0!.version)) {
+        expect(h.delta, `hint for snapshot ${h.snapshotVersion}`).to.include({ base: held.version, version: h.snapshotVersion });
+        held = { version: h.delta!.version, apps: applyDelta(held.apps, h.delta!)! };
+      }
+      expect(held.version).to.equal(stored!.version);
+      expect(held.apps).to.deep.equal(stored!.apps);
       const st = await status(api);
       expect(st.marathon.events.status_update_event).to.be.greaterThan(0);
       expect(st.marathon.lastFetch.ok).to.equal(true);

@@ -86,6 +86,8 @@ describe('end to end: the demo stack with a simulated Marathon', function () {
   });
 
   it('sends traffic to new tasks on scale-up and stops sending it to removed ones on scale-down', async () => {
+    const snapshots = async () => (await (await fetch(demo.workerStatusUrl)).json()).snapshots as { reads: number; deltas: number };
+    const before = await snapshots();
     const more = [await startBackend('web-3'), await startBackend('web-4')];
     extra.push(...more);
     demo.sim.scaleApp('/demo/web', 4, { tasks: more.map((b) => ({ host: '127.0.0.1', ports: [b.port] })) });
@@ -100,6 +102,9 @@ describe('end to end: the demo stack with a simulated Marathon', function () {
       const seen = await tally(hp('/demo/web/'), 12);
       return !seen['web-3'] && !seen['web-4'] && (seen['web-1'] ?? 0) + (seen['web-2'] ?? 0) === 12;
     }, 'removed tasks to get no traffic', 20000, 50);
+    // Task churn reached the worker as hint deltas (common/snapshot-delta.ts), not only as snapshot reads.
+    const after = await snapshots();
+    expect(after.deltas - before.deltas, JSON.stringify({ before, after })).to.be.greaterThan(0);
   });
 
   it('gives no traffic to a task whose health check fails, and takes it back when healthy', async () => {

@@ -2,7 +2,8 @@
  * The desired state in ZooKeeper: the Marathon snapshot the api tier wrote and every service record.
  *
  * Every read returns the full desired state, but re-reads only what changed since the last one:
- * - the snapshot when its znode version changed (one `exists` per read);
+ * - the snapshot when its znode version changed (one `exists` per read), unless a hint's delta already
+ *   turned the held snapshot into that version;
  * - the rules through a list-and-watch cache (RuleCache below), so a one-rule change costs one
  *   ZooKeeper read, not one per rule.
  * Any failure throws, so the reconciler never renders from a partial read: a lost ZooKeeper means
@@ -11,6 +12,7 @@
 import type { Logger } from '../common/log.js';
 import { parseRecord, type RuleStore, type StoredRecord } from '../common/rules.js';
 import type { ControlStore, MarathonSnapshot } from '../common/snapshot.js';
+import { applyDelta, type SnapshotDelta } from '../common/snapshot-delta.js';
 import { queryUnescape, type Zk } from '../common/zk.js';
 import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './reconciler.js';
 
@@ -160,9 +162,12 @@ export class RuleCache {
 
 export class ZkDesiredState implements DesiredStateSource {
   private snapshot: MarathonSnapshot | null = null;
+  /** The held snapshot came from a delta and has not been confirmed by ZooKeeper's version yet. */
+  private fromDelta = false;
   private readonly rules: RuleCache;
-  /** Full snapshot reads so far (diagnostics and tests). */
+  /** Full snapshot reads so far, and hint deltas applied instead (diagnostics and tests). */
   snapshotReads = 0;
+  deltasApplied = 0;
 
   constructor(
     zk: Zk,
@@ -180,16 +185,41 @@ export class ZkDesiredState implements DesiredStateSource {
     return this.rules;
   }
 
+  /**
+   * Takes a hint's delta (common/snapshot-delta.ts) when it starts from exactly the snapshot held:
+   * the next read then needs no snapshot read, and unchanged apps keep their objects. Returns whether
+   * it was applied; otherwise the next read fetches the snapshot from ZooKeeper as usual.
+   */
+  offerDelta(delta: SnapshotDelta): boolean {
+    const held = this.snapshot;
+    if (!held || held.version !== delta.base || !(delta.version > held.version)) return false;
+    const apps = applyDelta(held.apps, delta);
+    if (!apps) return false;
+    this.snapshot = { version: delta.version, hash: delta.hash, fetchedAt: delta.fetchedAt, apps };
+    this.fromDelta = true;
+    this.deltasApplied++;
+    return true;
+  }
+
   async read(): Promise<DesiredState> {
     const [version, rules] = await Promise.all([this.control.snapshotVersion(), this.rules.read()]);
     if (version < 0) throw new NoSnapshotError('no snapshot');
-    if (!this.snapshot || this.snapshot.version !== version) {
+    const held = this.snapshot;
+    if (held && this.fromDelta && version < held.version) {
+      // The ZooKeeper server this session reads from lags behind the api that wrote the snapshot
+      // (versions only grow): the delta's is the newer one. Trusted once; a later read that still sees
+      // the older version reads it from ZooKeeper, as it would have without the delta.
+      this.fromDelta = false;
+      return { snapshotVersion: held.version, apps: held.apps, rules };
+    }
+    if (!held || held.version !== version) {
       const snap = await this.control.readSnapshot();
       if (!snap) throw new NoSnapshotError('no snapshot');
       if (!Array.isArray(snap.apps)) throw new Error('the stored snapshot is not an array of apps');
       this.snapshotReads++;
       this.snapshot = snap;
     }
-    return { snapshotVersion: this.snapshot.version, apps: this.snapshot.apps, rules };
+    this.fromDelta = false;
+    return { snapshotVersion: this.snapshot!.version, apps: this.snapshot!.apps, rules };
   }
 }

@@ -142,14 +142,15 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     ? { api: new RuntimeApi(adminSocket, Math.min(timeoutMs, 5000)), enabled: cfg.HAProxy.RuntimeApi, drainTimeoutMs: cfg.HAProxy.DrainTimeoutMs }
     : null;
 
-  const reconciler = new Reconciler({
+  const source = new ZkDesiredState(zk, control, rules, cfg.Worker.ResyncIntervalMs || 30000, log, () => reconciler.trigger('watch'));
+  const reconciler: Reconciler = new Reconciler({
     outputPath,
     renderer,
     settings,
     runtime,
     serverStateFile: settings.ServerStateFile,
     slotHeadroomPercent: cfg.HAProxy.ServerSlotHeadroom,
-    source: new ZkDesiredState(zk, control, rules, cfg.Worker.ResyncIntervalMs || 30000, log, () => reconciler.trigger('watch')),
+    source,
     haproxy,
     validate: (path) =>
       validateConfig(path, { binary: cfg.HAProxy.Binary, command: cfg.HAProxy.ReloadValidationCommand.trim() || undefined, timeoutMs }),
@@ -168,6 +169,8 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   // Subscribe first, then read: a change published between the two cannot be missed.
   const onHint = (e: HintEvent) => {
     const h = e.hint;
+    // Before the trigger, so the reconcile it starts finds the new snapshot in memory.
+    if (h.kind === 'marathon' && h.delta && typeof h.delta === 'object') source.offerDelta(h.delta);
     reconciler.noteHintedSnapshot(h.snapshotVersion);
     if (e.gap) reconciler.trigger('gap');
     else if (h.kind !== 'heartbeat') reconciler.trigger(`hint:${h.kind}`);
@@ -188,6 +191,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     haproxy,
     zk,
     publishers: () => [...discovery.known.values()].map((p) => p.zmq).sort(),
+    snapshots: () => ({ reads: source.snapshotReads, deltas: source.deltasApplied }),
   };
   const statusPath = `${control.workersPath}/${name}`;
   await zk.ephemeral(statusPath, () => Buffer.from(JSON.stringify(statusRecord(deps))));

@@ -26,6 +26,8 @@ export interface StatusView extends WorkerStatus {
   lastStages: ApplyOutcome['stages'];
   lastApplyStages: ApplyOutcome['stages'];
   busy: boolean;
+  /** How the Marathon snapshots came in: read whole from ZooKeeper, or applied from a hint's delta. */
+  snapshots: { reads: number; deltas: number };
   /** The Runtime API: socket (empty: off), fallbacks to a reload, last failure, servers draining. */
   runtime: {
     enabled: boolean;
@@ -48,6 +50,8 @@ export interface StatusDeps {
   haproxy: HAProxyProcess;
   zk: Zk;
   publishers: () => string[];
+  /** Snapshot reads and hint deltas applied (ZkDesiredState's counters). */
+  snapshots?: () => { reads: number; deltas: number };
 }
 
 /** The record stored in ZooKeeper (the shared WorkerStatus shape). */
@@ -95,6 +99,7 @@ export function statusView(d: StatusDeps): StatusView {
     lastStages: last?.stages ?? {},
     lastApplyStages: d.reconciler.lastApply?.stages ?? {},
     busy: d.reconciler.busy,
+    snapshots: d.snapshots?.() ?? { reads: 0, deltas: 0 },
     runtime: {
       enabled: !!d.adminSocket,
       socket: d.adminSocket ?? '',
