@@ -663,7 +663,7 @@ function misses(r: BenchResults): string {
         s.eventBytesPerScale ? `reading ${num(s.eventBytesPerScale.median / 1000)} kB of Marathon events per scale (typed by their \`event:\` line, not parsed)` : '',
         'a fetch that starts at once after a quiet spell (`Marathon.MinFetchIntervalMs` paces the next ones)',
         `the \`/v2/apps\` fetch${s.apiFetchMs ? ` (${ms(s.apiFetchMs.median)})` : ''}`,
-        'the gzipped snapshot written to ZooKeeper, ZeroMQ',
+        'the whole snapshot serialised, hashed, gzipped and written to ZooKeeper (it is the truth workers fall back on), ZeroMQ',
       ]
         .filter(Boolean)
         .join(', ')}) and hint -> routed ${ms(s.hintToRoutedMs.median)} (the worker, which starts at once when idle: ${stageRow(st)}).`,
@@ -675,7 +675,9 @@ function misses(r: BenchResults): string {
           `With the load average at ${r.load.mean1m} on ${r.machine.cores} cores, scheduling delays of the five processes on the path show up in this tail.`,
       );
     }
-    parts.push('Candidates: the worker reads the whole gzipped snapshot back from ZooKeeper and parses it (the read stage) where the hint could carry or point at just what changed; the other api copy reads and parses every snapshot too, competing for the same cores.');
+    parts.push(
+      "The worker's read stage is small because the hint carries the apps that changed (common/snapshot-delta.ts). Candidates: the api's part, a full `/v2/apps` fetch per change and a write of the whole snapshot, where a fetch of the one app an event names and a snapshot stored app by app would cost a fraction; the other api copy reads and parses every snapshot too, competing for the same cores.",
+    );
     notes.push(parts.join(' '));
   }
   const storm = result<{ sizes: StormSize[] }>(r.scenarios.storm);
