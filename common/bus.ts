@@ -70,7 +70,9 @@ export class HintPublisher {
   ) {}
 
   async start(bindAddress: string): Promise<string> {
-    const sock = new ZPub({ linger: 0, sendHighWaterMark: 10000 });
+    // Up to this many messages are queued per subscriber that stopped reading; beyond, ZeroMQ drops
+    // them and the subscriber sees a sequence gap and resyncs. Hints carry at most a 64 kB delta.
+    const sock = new ZPub({ linger: 0, sendHighWaterMark: 1000 });
     await sock.bind(bindAddress);
     this.sock = sock;
     this.boundAddress = sock.lastEndpoint ?? bindAddress;
@@ -129,7 +131,7 @@ export class HintSubscriber {
   ) {}
 
   start(): void {
-    this.sock = new ZSub({ linger: 0, receiveHighWaterMark: 10000 });
+    this.sock = new ZSub({ linger: 0, receiveHighWaterMark: 1000 });
     this.sock.subscribe(TOPIC);
     this.running = true;
     void this.loop(this.sock);

@@ -38,9 +38,14 @@ export interface SnapshotDelta {
   order?: string[];
 }
 
-/** Bounds of a delta: above them a worker reads ZooKeeper instead (a big deployment, the first fetch). */
+/**
+ * Bounds of a delta: above them a worker reads ZooKeeper instead (a big deployment, the first fetch).
+ * The bytes bound also bounds memory: ZeroMQ queues up to its high-water mark of messages for a
+ * subscriber that stopped reading (common/bus.ts), so 1,000 x 64 kB at worst. A typical app with its
+ * tasks is 1-3 kB of JSON.
+ */
 export const DELTA_MAX_APPS = 100;
-export const DELTA_MAX_BYTES = 512 * 1024;
+export const DELTA_MAX_BYTES = 64 * 1024;
 
 export function serialiseApps(apps: readonly unknown[]): SerialisedApps {
   const ids: (string | null)[] = new Array(apps.length);
