@@ -47,15 +47,19 @@ export interface SnapshotDelta {
 export const DELTA_MAX_APPS = 100;
 export const DELTA_MAX_BYTES = 64 * 1024;
 
+/** An app's string `id`, or null. */
+function appId(a: unknown): string | null {
+  const id = a !== null && typeof a === 'object' ? (a as { id?: unknown }).id : undefined;
+  return typeof id === 'string' ? id : null;
+}
+
 export function serialiseApps(apps: readonly unknown[]): SerialisedApps {
   const ids: (string | null)[] = new Array(apps.length);
   const parts: string[] = new Array(apps.length);
   for (let i = 0; i < apps.length; i++) {
-    const a = apps[i];
     // JSON.stringify writes null for array elements it cannot serialise; so must the parts.
-    parts[i] = JSON.stringify(a) ?? 'null';
-    const id = a !== null && typeof a === 'object' ? (a as { id?: unknown }).id : undefined;
-    ids[i] = typeof id === 'string' ? id : null;
+    parts[i] = JSON.stringify(apps[i]) ?? 'null';
+    ids[i] = appId(apps[i]);
   }
   return { ids, parts, json: `[${parts.join(',')}]` };
 }
@@ -107,15 +111,11 @@ export function diffApps(
  * order naming an app it does not have). Unchanged apps are the same objects as in `prevApps`.
  */
 export function applyDelta(prevApps: readonly unknown[], delta: Pick<SnapshotDelta, 'upsert' | 'remove' | 'order'>): unknown[] | null {
-  const idOf = (a: unknown): string | null => {
-    const id = a !== null && typeof a === 'object' ? (a as { id?: unknown }).id : undefined;
-    return typeof id === 'string' ? id : null;
-  };
   if (!Array.isArray(delta.upsert) || !Array.isArray(delta.remove)) return null;
   const byId = new Map<string, unknown>();
   const order: string[] = [];
   for (const a of prevApps) {
-    const id = idOf(a);
+    const id = appId(a);
     if (id === null || byId.has(id)) return null;
     byId.set(id, a);
     order.push(id);
@@ -124,9 +124,9 @@ export function applyDelta(prevApps: readonly unknown[], delta: Pick<SnapshotDel
   for (const id of removed) byId.delete(id);
   const added: string[] = [];
   for (const a of delta.upsert) {
-    const id = idOf(a);
+    const id = appId(a);
     if (id === null) return null;
-    if (!byId.has(id) || removed.has(id)) added.push(id);
+    if (!byId.has(id)) added.push(id);
     byId.set(id, a);
   }
   const ids = delta.order ?? [...order.filter((id) => !removed.has(id)), ...added];
