@@ -348,17 +348,38 @@ function alive(pid: number): boolean {
   }
 }
 
-/** True when /proc says `pid` is an HAProxy master running on `configPath`. */
-function isOurMaster(pid: number, configPath: string): boolean {
+/**
+ * What /proc says `pid` is: an HAProxy master running on `configPath` (`ours`), something else
+ * (`other`), no longer running (`gone`, zombies included), or `unsure`. A master re-executes itself on
+ * every reload, and while the kernel swaps its image its command line reads empty for a few
+ * milliseconds (measured: 2% of reads taken while reloading every 100 ms); that is `unsure`, never
+ * `other`, or a reload would look like the master vanished and a second HAProxy would be started.
+ */
+export function masterStatus(pid: number, configPath: string): 'ours' | 'other' | 'gone' | 'unsure' {
+  let cmdline: string;
+  let stat: string;
   try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // A zombie (state Z) is not a running master.
-    if (/^\d+ \(.*\) Z/.test(stat)) return false;
-    const f = argv.indexOf('-f');
-    return argv.includes('-W') && f >= 0 && argv[f + 1] === configPath;
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return false;
+    return alive(pid) ? 'unsure' : 'gone';
+  }
+  if (/^\d+ \(.*\) Z/.test(stat)) return 'gone';
+  if (cmdline === '') return 'unsure';
+  const argv = cmdline.split('\0');
+  const f = argv.indexOf('-f');
+  return argv.includes('-W') && f >= 0 && argv[f + 1] === configPath ? 'ours' : 'other';
+}
+
+/** Waits out an `unsure` moment (a re-exec in progress) for at most `ms`. */
+async function settledMasterStatus(pid: number, configPath: string, ms = 1000): Promise<'ours' | 'other' | 'gone'> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const s = masterStatus(pid, configPath);
+    if (s !== 'unsure') return s;
+    // Still unreadable after the bound: a process we cannot inspect is not one we may adopt.
+    if (Date.now() >= deadline) return 'other';
+    await sleep(5);
   }
 }
 
@@ -408,8 +429,8 @@ export class ManagedHAProxy implements HAProxyProcess {
     if (this.pid !== null && alive(this.pid)) return { ok: true, reason: 'already running', adopted: this.adopted };
     // A master left by a previous worker (e.g. killed with -9) keeps serving: adopt it rather than
     // start a second HAProxy on the same ports.
-    const previous = this.readPidFile();
-    if (previous !== null && alive(previous) && isOurMaster(previous, this.opts.configPath)) {
+    const previous = await this.readPidFile();
+    if (previous !== null && (await settledMasterStatus(previous, this.opts.configPath)) === 'ours') {
       this.pid = previous;
       this.adopted = true;
       this.everStarted = true;
@@ -423,12 +444,22 @@ export class ManagedHAProxy implements HAProxyProcess {
     return this.spawnMaster();
   }
 
-  private readPidFile(): number | null {
-    try {
-      const n = Number(readFileSync(this.opts.pidFile, 'utf8').trim().split('\n')[0]);
-      return Number.isInteger(n) && n > 1 ? n : null;
-    } catch {
-      return null;
+  /**
+   * The master's pid from the pidfile. A reloading master truncates and rewrites the file, so an empty
+   * read is retried for a moment before it counts as "no pidfile".
+   */
+  private async readPidFile(): Promise<number | null> {
+    for (let attempt = 0; ; attempt++) {
+      let text: string;
+      try {
+        text = readFileSync(this.opts.pidFile, 'utf8').trim();
+      } catch {
+        return null;
+      }
+      const n = Number(text.split('\n')[0]);
+      if (text !== '') return Number.isInteger(n) && n > 1 ? n : null;
+      if (attempt >= 20) return null;
+      await sleep(10);
     }
   }
 
@@ -500,7 +531,9 @@ export class ManagedHAProxy implements HAProxyProcess {
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.pollTimer = setInterval(() => {
       if (this.pid === null || !this.adopted) return;
-      if (!alive(this.pid) || !isOurMaster(this.pid, this.opts.configPath)) {
+      // `unsure` (the master re-executing itself on a reload) is left to the next poll.
+      const status = masterStatus(this.pid, this.opts.configPath);
+      if (status === 'gone' || status === 'other') {
         this.pid = null;
         this.adopted = false;
         this.lastWorkers = [];
@@ -616,7 +649,8 @@ export class ManagedHAProxy implements HAProxyProcess {
             else child.once('exit', () => r());
           })
         : (async () => {
-            while (alive(pid) && isOurMaster(pid, this.opts.configPath)) await sleep(50);
+            const running = () => ['ours', 'unsure'].includes(masterStatus(pid, this.opts.configPath));
+            while (running()) await sleep(50);
           })();
       const within = (ms: number) => Promise.race([gone.then(() => true), sleep(ms).then(() => false)]);
       // Soft stop: workers finish their connections (bounded by hard-stop-after) and the master exits.

@@ -232,4 +232,45 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
     await second.close();
     await waitFor(() => !alive(pid), 'the adopted master to stop', 5000);
   });
+
+  it('keeps an adopted master through its reloads, and adopts one that is reloading right now', async () => {
+    // A master re-executes itself on each reload: for a few milliseconds its command line reads
+    // empty and its pidfile is being rewritten. Neither may look like "the master is gone".
+    const dir = tempDir('bamboo-managed-');
+    const port = await freePort();
+    const cfgPath = join(dir, 'haproxy.cfg');
+    writeFileSync(cfgPath, configText(port, 'r0', dir));
+    const first = managed(dir);
+    expect((await first.start()).ok).to.equal(true);
+    const pid = first.state().masterPid!;
+    await first.close({ keep: true });
+
+    // Polled every millisecond, the adopted master is watched through 30 reloads of its own.
+    const watcher = managed(dir, { adoptedPollMs: 1 });
+    expect(await watcher.start()).to.include({ ok: true, adopted: true });
+    for (let i = 1; i <= 30; i++) {
+      writeFileSync(cfgPath, configText(port, `r${i}`, dir));
+      const r = await watcher.reload();
+      expect(r.ok, `reload ${i}: ${r.reason}`).to.equal(true);
+      expect(watcher.state(), `after reload ${i}`).to.include({ masterPid: pid, restarts: 0, running: true });
+    }
+    expect((await httpGet(`http://127.0.0.1:${port}/`)).body).to.equal('r30');
+    await watcher.close({ keep: true });
+
+    // A worker starting while the master reloads adopts it; it never starts a second one.
+    for (let i = 0; i < 30; i++) {
+      process.kill(pid, 'SIGUSR2');
+      await sleep(i % 6);
+      const next = managed(dir);
+      const started = await next.start();
+      expect(started, `start ${i}`).to.include({ ok: true, adopted: true });
+      expect(next.state().masterPid).to.equal(pid);
+      await next.close({ keep: true });
+    }
+    await waitFor(async () => (await httpGet(`http://127.0.0.1:${port}/`).catch(() => null))?.body === 'r30', 'the master serving after the reloads', 5000);
+    const last = managed(dir);
+    expect((await last.start()).adopted).to.equal(true);
+    await last.close();
+    await waitFor(() => !alive(pid), 'the master to stop', 5000);
+  });
 });
