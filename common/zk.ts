@@ -244,12 +244,6 @@ export class Zk extends EventEmitter {
     }, 100);
   }
 
-  /** The current session's id and password (diagnostics; tests use them to force a session expiry). */
-  sessionCredentials(): { sessionId: Buffer; sessionPassword: Buffer } | null {
-    if (!this.client || !this.connected) return null;
-    return { sessionId: this.client.getSessionId(), sessionPassword: this.client.getSessionPassword() };
-  }
-
   /** Closes the session (ephemeral nodes go at once). Idempotent. */
   async close(): Promise<void> {
     if (this.closing) return;

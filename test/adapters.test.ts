@@ -4,7 +4,7 @@ import { Zk, queryEscape, queryUnescape, ZkBadVersionError, ZkNoNodeError, ZkUna
 import { RuleStore, RuleConflictError, RuleNotFoundError, parseRecord } from '../common/rules.js';
 import { ControlStore } from '../common/snapshot.js';
 import { HintPublisher, HintSubscriber, type HintEvent } from '../common/bus.js';
-import { expireSession, sharedZooKeeper, uniquePath, startZooKeeper, waitForServing } from './support/zookeeper.js';
+import { expireThrough, partition, sharedZooKeeper, uniquePath, startZooKeeper, waitForServing } from './support/zookeeper.js';
 import { waitFor, sleep } from './support/process.js';
 import { freePort } from './support/ports.js';
 import { Writable } from 'node:stream';
@@ -192,24 +192,28 @@ describe('ZooKeeper adapter and stores (real ZooKeeper)', function () {
     expect((await store.readSnapshot())!.apps).to.deep.equal([{ id: '/only' }]);
   });
 
-  it('recreates ephemeral registrations after the session expires', async function () {
-    this.timeout(90000); // expireSession may need several attempts (the owner can win its session back)
-    // The session is ended from the outside (a second client joins it and closes it), which always
-    // expires it. Freezing the server instead does not always: on resume ZooKeeper may serve the
-    // client's queued reconnect before its session tracker runs, and the session lives on.
-    const zk = await connect(conn, { sessionTimeoutMs: 2000 });
-    open.push(zk);
-    const path = `${uniquePath('/ctl')}/workers/w1`;
-    let n = 0;
-    await zk.ephemeral(path, () => Buffer.from(JSON.stringify({ n: ++n })));
-    expect(await zk.exists(path)).to.not.equal(null);
-    await expireSession(conn, zk);
-    // Recreated means written again by the new session: the data callback ran a second time.
-    const recreated = async () => {
-      const node = zk.connected ? await zk.get(path) : null;
-      return node !== null && JSON.parse(node.data.toString()).n > 1;
-    };
-    await waitFor(recreated, 'ephemeral to be recreated by the new session', 15000);
+  it('recreates ephemeral registrations after the session expires', async () => {
+    // A partition longer than the session timeout: the server expires the session, and the client
+    // learns it when it reconnects (see `partition` for why not freeze the server instead).
+    const cutOff = await partition(conn);
+    const zk = await connect(cutOff.connectionString, { sessionTimeoutMs: 2000 });
+    const observer = await connect(conn);
+    open.push(zk, observer);
+    try {
+      const path = `${uniquePath('/ctl')}/workers/w1`;
+      let n = 0;
+      await zk.ephemeral(path, () => Buffer.from(JSON.stringify({ n: ++n })));
+      expect(await zk.exists(path)).to.not.equal(null);
+      await expireThrough(cutOff, zk, async () => (await observer.exists(path)) === null);
+      // Recreated means written again by the new session: the data callback ran a second time.
+      const recreated = async () => {
+        const node = await observer.get(path).catch(() => null);
+        return node !== null && JSON.parse(node.data.toString()).n > 1;
+      };
+      await waitFor(recreated, 'ephemeral to be recreated by the new session', 15000);
+    } finally {
+      await cutOff.close();
+    }
   });
 
   it('fails fast while ZooKeeper is down and recovers by itself when it returns', async () => {

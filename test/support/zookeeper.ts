@@ -3,10 +3,9 @@
  * server or a 3-node loopback ensemble (for failover tests). Used by tests and by `bamboo demo`.
  */
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import zookeeper from 'node-zookeeper-client';
 import type { Zk } from '../../common/zk.js';
 import { freePorts } from './ports.js';
 import { startProcess, waitFor, type Started } from './process.js';
@@ -175,28 +174,75 @@ export async function pauseProcess(pid: number, ms: number): Promise<void> {
 }
 
 /**
- * Ends a ZooKeeper session from the outside, as a long partition would: a second client joins the
- * session with its id and password and closes it. The owner may win the session back before the
- * close lands (it reconnects quickly), so this repeats until the owner sees the expiry.
+ * A network partition between one client and ZooKeeper: a TCP relay the client connects through
+ * (`connectionString`), which can be cut (every relayed connection closed, new ones closed at once)
+ * and healed. Cut longer than the client's session timeout, the server expires the session, and the
+ * client learns it when it reconnects after the heal: a session expiry that always happens, unlike
+ * ending the session from a second client (the owner may win it back) or freezing the server (it may
+ * serve the owner's reconnect before its session tracker runs).
  */
-export async function expireSession(conn: string, zk: Zk): Promise<void> {
-  let expired = false;
-  zk.once('expired', () => (expired = true));
-  for (let attempt = 0; attempt < 20 && !expired; attempt++) {
-    const cred = zk.sessionCredentials();
-    if (cred) {
-      const c = zookeeper.createClient(conn, { sessionTimeout: 4000, sessionId: cred.sessionId, sessionPassword: cred.sessionPassword } as never);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 2000);
-        c.once('connected', () => {
-          clearTimeout(t);
-          resolve();
-        });
-        c.connect();
+export interface Partition {
+  readonly connectionString: string;
+  cut(): void;
+  heal(): void;
+  close(): Promise<void>;
+}
+
+export async function partition(target: string): Promise<Partition> {
+  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  let isCut = false;
+  const open = new Set<Socket>();
+  const server = createServer((client) => {
+    if (isCut) return void client.destroy();
+    const upstream = connect({ host, port });
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      open.add(a);
+      a.on('error', () => undefined);
+      a.on('close', () => {
+        open.delete(a);
+        b.destroy();
       });
-      c.close();
+      a.pipe(b);
     }
-    await waitFor(() => expired, 'session expiry', 1500).catch(() => undefined);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const cutAll = () => {
+    for (const sock of open) sock.destroy();
+    open.clear();
+  };
+  return {
+    connectionString: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    cut() {
+      isCut = true;
+      cutAll();
+    },
+    heal() {
+      isCut = false;
+    },
+    close() {
+      cutAll();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * Expires the session of a client connected through `p`: cuts the partition until `gone()` says the
+ * server dropped the session (e.g. an ephemeral node of it vanished, seen by another client), heals it
+ * and waits for the client to report the expiry.
+ */
+export async function expireThrough(p: Partition, zk: Zk, gone: () => boolean | Promise<boolean>, timeoutMs = 30000): Promise<void> {
+  let expired = false;
+  const onExpired = () => (expired = true);
+  zk.once('expired', onExpired);
+  p.cut();
+  try {
+    await waitFor(gone, 'the server to expire the session of the cut-off client', timeoutMs, 50);
+  } finally {
+    p.heal();
   }
-  if (!expired) throw new Error('could not expire the session');
+  await waitFor(() => expired, 'the client to report the expiry after the heal', timeoutMs, 20);
 }
