@@ -147,6 +147,11 @@ export class MarathonIntake {
   private lastGoodFetchAt: number | null = null;
   /** The snapshot this copy last stored (or found stored with the same content), app by app. */
   private lastStored: { version: number; ids: (string | null)[]; parts: string[] } | null = null;
+  /**
+   * The last answer's apps with their JSON texts: the next fetch parses only apps whose text changed
+   * (a cache by content, right whoever stored what since).
+   */
+  private lastParsed: { texts: readonly string[]; apps: readonly unknown[] } | null = null;
   private readonly subs = new Map<string, { state: SubscriptionState; error: string | null; checkedAt: number | null; warned: boolean }>();
   readonly callbackUrl: string;
   private readonly onLeader = (leader: boolean) => this.leaderChanged(leader);
@@ -302,10 +307,13 @@ export class MarathonIntake {
     const t0 = performance.now();
     let apps: unknown[];
     let endpoint: string;
+    let texts: string[] | undefined;
     try {
-      const r = await client.fetchApps();
+      const r = await client.fetchApps(this.lastParsed);
       apps = r.apps;
       endpoint = r.endpoint;
+      texts = r.texts;
+      this.lastParsed = texts ? { texts, apps } : null;
     } catch (err) {
       const ms = performance.now() - t0;
       const e = err as MarathonError;
@@ -344,7 +352,7 @@ export class MarathonIntake {
     let result: { version: number; changed: boolean; hash: string; serialised?: SerialisedApps };
     try {
       // Old chunks are pruned after the hint is out: workers should not wait for housekeeping.
-      result = await control.writeSnapshot(apps, fetchedAt, { expectVersion: before, prune: false });
+      result = await control.writeSnapshot(apps, fetchedAt, { expectVersion: before, prune: false, texts });
     } catch (err) {
       this.lastStored = null;
       if (err instanceof SnapshotConflictError) {

@@ -24,6 +24,7 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { Readable } from 'node:stream';
 import { redactUrl } from './config.js';
 import type { Logger } from './log.js';
+import { parseAppsText } from './snapshot-delta.js';
 
 export const APPS_PATH = '/v2/apps?embed=apps.tasks&embed=apps.deployments&embed=apps.readiness';
 export const EVENTS_PATH = '/v2/events';
@@ -72,6 +73,8 @@ export interface AppsResult {
   /** The endpoint (redacted) that answered. */
   endpoint: string;
   ms: number;
+  /** Each app's JSON text as Marathon sent it (absent when the answer could not be cut app by app). */
+  texts?: string[];
 }
 
 interface RawResponse<T> {
@@ -170,6 +173,29 @@ export class MarathonClient {
 
   /** A JSON request against one endpoint with the full checks; throws MarathonError. */
   private async getJson(endpoint: string, path: string, method = 'GET'): Promise<{ status: number; json: unknown }> {
+    const r = await this.getText(endpoint, path, method);
+    return r.ok ? { status: r.status, json: this.parse(r.body, endpoint, path, method, r.status) } : r;
+  }
+
+  /** JSON.parse with Marathon's error: a body that is not JSON is a failed request. */
+  private parse(body: string, endpoint: string, path: string, method: string, status: number): unknown {
+    try {
+      return JSON.parse(body) as unknown;
+    } catch (err) {
+      throw new MarathonError('parse', `${method} ${redactUrl(endpoint)}${path.split('?')[0]} answered unparsable JSON (${body.length} bytes): ${(err as Error).message}`, redactUrl(endpoint), status);
+    }
+  }
+
+  /**
+   * A request expecting JSON against one endpoint, with the transport and HTML checks; throws
+   * MarathonError. A 2xx answer is its text, still to be parsed; any other is its status with the body
+   * parsed if it can be (for its message).
+   */
+  private async getText(
+    endpoint: string,
+    path: string,
+    method = 'GET',
+  ): Promise<{ ok: true; status: number; body: string } | { ok: false; status: number; json: unknown }> {
     const where = redactUrl(endpoint);
     let res: RawResponse<string>;
     try {
@@ -189,40 +215,44 @@ export class MarathonClient {
     const body = typeof res.data === 'string' ? res.data : String(res.data ?? '');
     const type = headerValue(res.headers, 'content-type').toLowerCase();
     if (res.status < 200 || res.status > 299) {
-      return { status: res.status, json: safeJson(body) };
+      return { ok: false, status: res.status, json: safeJson(body) };
     }
     if (type.includes('text/html') || /^\s*</.test(body)) {
       throw new MarathonError('html', `${method} ${where}${path.split('?')[0]} answered an HTML page instead of JSON: ${snippet(body)}`, where, res.status);
     }
-    try {
-      return { status: res.status, json: JSON.parse(body) as unknown };
-    } catch (err) {
-      throw new MarathonError('parse', `${method} ${where}${path.split('?')[0]} answered unparsable JSON (${body.length} bytes): ${(err as Error).message}`, where, res.status);
-    }
+    return { ok: true, status: res.status, body };
   }
 
   /**
    * GET /v2/apps from the first endpoint that answers well. Throws the last MarathonError when every
    * endpoint failed; the caller must then keep its previous snapshot.
    */
-  async fetchApps(): Promise<AppsResult> {
+  async fetchApps(previous?: { texts: readonly string[]; apps: readonly unknown[] } | null): Promise<AppsResult> {
     let last: MarathonError | null = null;
     for (const i of this.order()) {
       const endpoint = this.endpoints[i];
       const where = redactUrl(endpoint);
       const t0 = performance.now();
       try {
-        const { status, json } = await this.getJson(endpoint, APPS_PATH);
-        if (status < 200 || status > 299) {
+        const r = await this.getText(endpoint, APPS_PATH);
+        if (!r.ok) {
+          const json = r.json;
           const msg = json && typeof json === 'object' && 'message' in json ? `: ${String((json as { message: unknown }).message)}` : '';
-          throw new MarathonError('status', `GET ${where}/v2/apps answered HTTP ${status}${snippet(msg)}`, where, status);
+          throw new MarathonError('status', `GET ${where}/v2/apps answered HTTP ${r.status}${snippet(msg)}`, where, r.status);
         }
-        const apps = (json as { apps?: unknown } | null)?.apps;
+        // App by app, reusing the previous snapshot's unchanged apps; the whole text when it cannot be cut.
+        let cut: { apps: unknown[]; texts: string[] } | null = null;
+        try {
+          cut = parseAppsText(r.body, previous);
+        } catch {
+          cut = null; // an app's text is not JSON: the whole parse below says where
+        }
+        const apps = cut ? cut.apps : (this.parse(r.body, endpoint, APPS_PATH, 'GET', r.status) as { apps?: unknown } | null)?.apps;
         if (!Array.isArray(apps)) {
-          throw new MarathonError('shape', `GET ${where}/v2/apps answered JSON without an "apps" array`, where, status);
+          throw new MarathonError('shape', `GET ${where}/v2/apps answered JSON without an "apps" array`, where, r.status);
         }
         this.preferred = i;
-        return { apps, endpoint: where, ms: performance.now() - t0 };
+        return { apps, endpoint: where, ms: performance.now() - t0, ...(cut ? { texts: cut.texts } : {}) };
       } catch (err) {
         last = err instanceof MarathonError ? err : new MarathonError('unreachable', (err as Error).message, where);
         this.opts.log.warn({ endpoint: where, reason: last.reason, err: last.message }, 'marathon fetch failed');

@@ -53,15 +53,151 @@ function appId(a: unknown): string | null {
   return typeof id === 'string' ? id : null;
 }
 
-export function serialiseApps(apps: readonly unknown[]): SerialisedApps {
+/**
+ * The apps serialised one by one. `texts`, when given, are the apps' own JSON texts (cut out of
+ * Marathon's answer by parseAppsText) and are used as they are when there is one per app: serialising
+ * 1,000 apps again costs about 11 ms. Otherwise each app is serialised.
+ */
+export function serialiseApps(apps: readonly unknown[], texts?: readonly string[]): SerialisedApps {
   const ids: (string | null)[] = new Array(apps.length);
-  const parts: string[] = new Array(apps.length);
-  for (let i = 0; i < apps.length; i++) {
+  let parts: string[];
+  if (texts && texts.length === apps.length) parts = [...texts];
+  else {
+    parts = new Array(apps.length);
     // JSON.stringify writes null for array elements it cannot serialise; so must the parts.
-    parts[i] = JSON.stringify(apps[i]) ?? 'null';
-    ids[i] = appId(apps[i]);
+    for (let i = 0; i < apps.length; i++) parts[i] = JSON.stringify(apps[i]) ?? 'null';
   }
+  for (let i = 0; i < apps.length; i++) ids[i] = appId(apps[i]);
   return { ids, parts, json: `[${parts.join(',')}]` };
+}
+
+/**
+ * Marathon's `/v2/apps` answer parsed app by app: `apps` as JSON.parse would give them (`.apps` of the
+ * whole), `texts` each app's own JSON text. An app whose text equals one in `previous` (the last
+ * snapshot's texts and apps) is that app's object, not parsed again: a change usually touches one app
+ * in a thousand, and parsing the whole answer costs about 12 ms for 1,000 apps, cutting it about 4.
+ *
+ * Returns null when the text is not a JSON object whose last `"apps"` key holds an array (or cannot be
+ * cut: a key spelt with escapes); the caller then parses the whole text, with its own errors. Throws
+ * SyntaxError when an app's text is not valid JSON. The text outside the apps array is checked only for
+ * balance (its brackets close, nothing follows), not parsed: it is never used.
+ */
+export function parseAppsText(
+  text: string,
+  previous?: { texts: readonly string[]; apps: readonly unknown[] } | null,
+): { apps: unknown[]; texts: string[] } | null {
+  const texts = appsArrayParts(text);
+  if (!texts) return null;
+  const prev = previous && previous.texts.length === previous.apps.length ? previous : null;
+  // Compared at the same position first (cheap: most apps stay where they were), then by text (which
+  // hashes the text, so only for the apps that moved or changed).
+  let known: Map<string, unknown> | null = null;
+  const apps: unknown[] = new Array(texts.length);
+  for (let i = 0; i < texts.length; i++) {
+    const t = texts[i];
+    if (prev && i < prev.texts.length && prev.texts[i] === t) {
+      apps[i] = prev.apps[i];
+      continue;
+    }
+    if (prev && !known) {
+      known = new Map();
+      for (let j = 0; j < prev.texts.length; j++) known.set(prev.texts[j], prev.apps[j]);
+    }
+    apps[i] = known?.has(t) ? known.get(t) : JSON.parse(t);
+  }
+  return { apps, texts };
+}
+
+/**
+ * The text of each element of the top-level object's `"apps"` array (the last such key, as JSON.parse
+ * keeps the last), or null when there is none, when the text is not one object (unbalanced, truncated,
+ * something after it) or an `"apps"` key is spelt with escapes. Only strings and brackets are followed:
+ * the elements' texts are cut, not validated (parse them).
+ */
+export function appsArrayParts(text: string): string[] | null {
+  const n = text.length;
+  // A JSON object, and nothing after it but whitespace (checked at the end).
+  let first = 0;
+  while (first < n && isJsonSpace(text.charCodeAt(first))) first++;
+  if (text.charCodeAt(first) !== 0x7b) return null;
+  let end = -1;
+  let depth = 0;
+  let expectKey = false;
+  let key: string | null = null;
+  let appsValue = false;
+  let inApps = false;
+  let start = 0;
+  let parts: string[] | null = null;
+  let current: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // A string: skip to its closing quote, the first one not escaped by an odd run of backslashes.
+      const from = i;
+      for (;;) {
+        i = text.indexOf('"', i + 1);
+        if (i < 0) return null;
+        let slashes = 0;
+        while (text.charCodeAt(i - 1 - slashes) === 0x5c) slashes++;
+        if (slashes % 2 === 0) break;
+      }
+      if (depth === 1 && expectKey) {
+        key = text.slice(from, i + 1);
+        expectKey = false;
+      }
+    } else if (c === 0x7b || c === 0x5b) {
+      // { or [
+      depth++;
+      if (depth === 1) expectKey = true;
+      else if (depth === 2 && appsValue && c === 0x5b) {
+        inApps = true;
+        current = [];
+        start = i + 1;
+      }
+    } else if (c === 0x7d || c === 0x5d) {
+      // } or ]
+      if (depth === 2 && inApps) {
+        const last = jsonTrimmed(text, start, i);
+        if (last !== '' || current.length > 0) current.push(last);
+        parts = current;
+        inApps = false;
+        appsValue = false;
+      }
+      depth--;
+      if (depth < 0) return null;
+      if (depth === 0) {
+        end = i;
+        break;
+      }
+    } else if (c === 0x2c) {
+      // ,
+      if (depth === 1) {
+        expectKey = true;
+        appsValue = false;
+      } else if (depth === 2 && inApps) {
+        current.push(jsonTrimmed(text, start, i));
+        start = i + 1;
+      }
+    } else if (c === 0x3a && depth === 1) {
+      // : after a key. A later "apps" replaces an earlier one, as in JSON.parse.
+      appsValue = key === '"apps"';
+      if (appsValue) parts = null;
+    }
+  }
+  if (end < 0) return null;
+  for (let i = end + 1; i < n; i++) if (!isJsonSpace(text.charCodeAt(i))) return null;
+  return parts;
+}
+
+/** text[from, to) without JSON whitespace around it (String#trim removes more than JSON allows). */
+function jsonTrimmed(text: string, from: number, to: number): string {
+  while (from < to && isJsonSpace(text.charCodeAt(from))) from++;
+  while (to > from && isJsonSpace(text.charCodeAt(to - 1))) to--;
+  return text.slice(from, to);
+}
+
+function isJsonSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 }
 
 function uniqueIds(ids: readonly (string | null)[]): Set<string> | null {

@@ -72,6 +72,24 @@ describe('Marathon adapter (against the simulator)', function () {
       expect(req.query).to.include('embed=apps.readiness');
     });
 
+    it('parses only the apps that changed since the answer it is given, and keeps each app\'s text', async () => {
+      const s = await sim();
+      s.deployApp({ id: '/web', instances: 2 });
+      s.deployApp({ id: '/api', instances: 1 });
+      const c = client([s.url]);
+      const first = await c.fetchApps();
+      expect(first.texts).to.have.length(2);
+      expect(first.texts!.map((t) => JSON.parse(t))).to.deep.equal(first.apps);
+      s.scaleApp('/web', 3);
+      const second = await c.fetchApps({ texts: first.texts!, apps: first.apps });
+      const byId = (r: typeof first, id: string) => r.apps.find((a) => (a as { id: string }).id === id);
+      expect(byId(second, '/api')).to.equal(byId(first, '/api'));
+      expect(byId(second, '/web')).to.not.equal(byId(first, '/web'));
+      expect((byId(second, '/web') as { tasks: unknown[] }).tasks).to.have.length(3);
+      // The same apps as a fresh client's whole parse.
+      expect(second.apps).to.deep.equal((await client([s.url]).fetchApps()).apps);
+    });
+
     const faults: Array<[string, (s: MarathonSimulator) => void, string]> = [
       ['a 500', (s) => (s.faults.status = 500), 'status'],
       ['a 503', (s) => (s.faults.status = 503), 'status'],

@@ -4,7 +4,7 @@
  * changes, and the worker's use of a delta on real ZooKeeper is in test/snapshot-store.test.ts.
  */
 import { expect } from 'chai';
-import { applyDelta, diffApps, serialiseApps, DELTA_MAX_APPS } from '../common/snapshot-delta.js';
+import { applyDelta, appsArrayParts, diffApps, parseAppsText, serialiseApps, DELTA_MAX_APPS } from '../common/snapshot-delta.js';
 import { marathonApp } from './worker-fixtures.js';
 
 /** A small seeded PRNG, so a failure can be replayed. */
@@ -94,5 +94,87 @@ describe('snapshot deltas', () => {
     expect(applyDelta(prev, { upsert: [{ cmd: 'no id' }], remove: [] })).to.equal(null);
     expect(applyDelta([...prev, { cmd: 'no id' }], { upsert: [], remove: [] })).to.equal(null);
     expect(applyDelta(prev, { upsert: 'x' as never, remove: [] })).to.equal(null);
+  });
+
+  describe("parsing Marathon's answer app by app", () => {
+    /** Strings that read as structure to a careless scanner. */
+    const tricky = ['a]b', 'x,y', '{"apps":[1]}', 'q"uote', 'back\\', 'back\\\\', '\\"', '\u00e9\u2028', '', ' ', ':', '\\u0022'];
+
+    function randomValue(random: () => number, depth: number): unknown {
+      const r = random();
+      if (depth > 3 || r < 0.3) return tricky[Math.floor(random() * tricky.length)];
+      if (r < 0.4) return Math.floor(random() * 1e6) / 100;
+      if (r < 0.45) return null;
+      if (r < 0.5) return random() < 0.5;
+      if (r < 0.75) return Array.from({ length: Math.floor(random() * 4) }, () => randomValue(random, depth + 1));
+      const o: Record<string, unknown> = {};
+      for (let k = 0; k < 1 + Math.floor(random() * 4); k++) o[`${tricky[Math.floor(random() * tricky.length)]}${k}`] = randomValue(random, depth + 1);
+      return o;
+    }
+
+    it('cuts exactly the apps JSON.parse finds, whatever the strings, spacing and other keys', () => {
+      const random = rng(7);
+      for (let round = 0; round < 300; round++) {
+        const list = Array.from({ length: Math.floor(random() * 6) }, (_, i) =>
+          random() < 0.9 ? { id: `/a${i}`, v: randomValue(random, 0), apps: [randomValue(random, 1)] } : randomValue(random, 0),
+        );
+        const body: Record<string, unknown> = {};
+        if (random() < 0.5) body['before'] = { apps: [1, 2], x: randomValue(random, 1) };
+        body['apps'] = list;
+        if (random() < 0.5) body['after'] = [randomValue(random, 1), { apps: 'no' }];
+        const text = JSON.stringify(body, null, [0, 1, 2, '\t'][round % 4] as number | string);
+        const r = parseAppsText(random() < 0.5 ? text : `\r\n ${text}\n`)!;
+        expect(r, text).to.not.equal(null);
+        expect(r.apps, text).to.deep.equal(JSON.parse(text).apps);
+        expect(r.texts.map((t) => JSON.parse(t)), text).to.deep.equal(list.map((a) => JSON.parse(JSON.stringify(a))));
+      }
+    });
+
+    it('keeps the last "apps" key, as JSON.parse does', () => {
+      expect(parseAppsText('{"apps":[1],"x":{},"apps":[2,3]}')!.apps).to.deep.equal([2, 3]);
+      expect(parseAppsText('{"apps":[1],"apps":{"a":[4]}}')).to.equal(null);
+      expect(parseAppsText('{"apps":[]}')!.apps).to.deep.equal([]);
+      expect(parseAppsText('{"apps":[ ]}')!.apps).to.deep.equal([]);
+    });
+
+    it('declines what it cannot cut, so the caller parses the whole text and reports its error', () => {
+      const text = JSON.stringify({ apps: [{ id: '/a', cmd: 'sleep "1]"' }, { id: '/b' }] });
+      // Every truncation (a fault Marathon's proxies produce) is declined or fails to parse.
+      for (let k = 1; k < text.length; k++) {
+        let r: unknown;
+        try {
+          r = parseAppsText(text.slice(0, k));
+        } catch (err) {
+          expect(err).to.be.instanceOf(SyntaxError);
+          continue;
+        }
+        expect(r, text.slice(0, k)).to.equal(null);
+      }
+      expect(parseAppsText(`${text} x`)).to.equal(null);
+      expect(parseAppsText(`${text}}`)).to.equal(null);
+      expect(parseAppsText(`[${text}]`)).to.equal(null);
+      expect(parseAppsText('{"\\u0061pps":[1]}')).to.equal(null);
+      expect(parseAppsText('{"other":[1]}')).to.equal(null);
+      expect(() => parseAppsText('{"apps":[{"id":"/a"} x]}')).to.throw(SyntaxError);
+      expect(() => parseAppsText('{"apps":[1,]}')).to.throw(SyntaxError);
+      expect(() => parseAppsText('{"apps":[\u00a0{"id":"/a"}]}')).to.throw(SyntaxError);
+      expect(appsArrayParts('{"apps":[ {"id":"/a"} ,\n2 ]}')).to.deep.equal(['{"id":"/a"}', '2']);
+    });
+
+    it('reuses the previous objects of unchanged apps and parses only the changed ones', () => {
+      const before = apps(4);
+      const first = parseAppsText(JSON.stringify({ apps: before }))!;
+      const after = [before[0], { ...before[1], instances: 9 }, before[3]];
+      const second = parseAppsText(JSON.stringify({ apps: after }), first)!;
+      expect(second.apps).to.deep.equal(after);
+      expect(second.apps[0]).to.equal(first.apps[0]);
+      expect(second.apps[2]).to.equal(first.apps[3]);
+      expect(second.apps[1]).to.not.equal(first.apps[1]);
+      // The texts serialise into the snapshot as they are.
+      const s = serialiseApps(second.apps, second.texts);
+      expect(s.parts).to.deep.equal(second.texts);
+      expect(JSON.parse(s.json)).to.deep.equal(after);
+      expect(s.ids).to.deep.equal(['/app-0', '/app-1', '/app-3']);
+    });
   });
 });
