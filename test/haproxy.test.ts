@@ -209,15 +209,21 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
     expect(h2.state().masterPid).to.not.equal(second);
   });
 
-  it('adopts the master a previous worker left running instead of starting a second one', async () => {
+  /** A managed master started on `body`'s config and left running, as by a worker that exited with --keep-haproxy. */
+  async function masterLeftRunning(body: string): Promise<{ dir: string; port: number; cfgPath: string; pid: number }> {
     const dir = tempDir('bamboo-managed-');
     const port = await freePort();
     const cfgPath = join(dir, 'haproxy.cfg');
-    writeFileSync(cfgPath, configText(port, 'kept', dir));
+    writeFileSync(cfgPath, configText(port, body, dir));
     const first = managed(dir);
     expect((await first.start()).ok).to.equal(true);
     const pid = first.state().masterPid!;
     await first.close({ keep: true });
+    return { dir, port, cfgPath, pid };
+  }
+
+  it('adopts the master a previous worker left running instead of starting a second one', async () => {
+    const { dir, port, cfgPath, pid } = await masterLeftRunning('kept');
     await sleep(100);
     expect(alive(pid)).to.equal(true);
     expect((await httpGet(`http://127.0.0.1:${port}/`)).body).to.equal('kept');
@@ -236,14 +242,7 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
   it('keeps an adopted master through its reloads, and adopts one that is reloading right now', async () => {
     // A master re-executes itself on each reload: for a few milliseconds its command line reads
     // empty and its pidfile is being rewritten. Neither may look like "the master is gone".
-    const dir = tempDir('bamboo-managed-');
-    const port = await freePort();
-    const cfgPath = join(dir, 'haproxy.cfg');
-    writeFileSync(cfgPath, configText(port, 'r0', dir));
-    const first = managed(dir);
-    expect((await first.start()).ok).to.equal(true);
-    const pid = first.state().masterPid!;
-    await first.close({ keep: true });
+    const { dir, port, cfgPath, pid } = await masterLeftRunning('r0');
 
     // Polled every millisecond, the adopted master is watched through 30 reloads of its own.
     const watcher = managed(dir, { adoptedPollMs: 1 });
