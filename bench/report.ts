@@ -665,7 +665,7 @@ function misses(r: BenchResults): string {
         s.eventBytesPerScale ? `reading ${num(s.eventBytesPerScale.median / 1000)} kB of Marathon events per scale (typed by their \`event:\` line, not parsed)` : '',
         'a fetch that starts at once after a quiet spell (`Marathon.MinFetchIntervalMs` paces the next ones)',
         `the \`/v2/apps\` fetch${s.apiFetchMs ? ` (${ms(s.apiFetchMs.median)})` : ''}`,
-        'the whole snapshot serialised, hashed, gzipped and written to ZooKeeper (it is the truth workers fall back on), ZeroMQ',
+        "only the apps whose text changed parsed (the others are the last fetch's objects), the whole snapshot hashed, gzipped and written to ZooKeeper (it is the truth workers fall back on), ZeroMQ",
       ]
         .filter(Boolean)
         .join(', ')}) and hint -> routed ${ms(s.hintToRoutedMs.median)} (the worker, which starts at once when idle: ${stageRow(st)}).`,
@@ -678,7 +678,7 @@ function misses(r: BenchResults): string {
       );
     }
     parts.push(
-      "The worker's read stage is small because the hint carries the apps that changed (common/snapshot-delta.ts). Candidates: the api's part, a full `/v2/apps` fetch per change and a write of the whole snapshot, where a fetch of the one app an event names and a snapshot stored app by app would cost a fraction; the other api copy reads and parses every snapshot too, competing for the same cores.",
+      "The worker's read stage is small because the hint carries the apps that changed, and the api parses only the apps that changed (both common/snapshot-delta.ts). Candidates: the api's part, a full `/v2/apps` fetch per change (Marathon, here the simulator, serialises and sends every app) and a write of the whole snapshot, where a fetch of the one app an event names and a snapshot stored app by app would cost a fraction; the other api copy reads and parses every snapshot too, competing for the same cores.",
     );
     notes.push(parts.join(' '));
   }
