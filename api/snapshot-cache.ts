@@ -12,6 +12,8 @@ import type { Zk } from '../common/zk.js';
 
 export class SnapshotCache extends EventEmitter {
   private snap: MarathonSnapshot | null = null;
+  /** The apps of the last snapshot read with their texts: the next read parses only apps that changed. */
+  private parsed: { texts: readonly string[]; apps: readonly unknown[] } | null = null;
   private closed = false;
   private readonly reads = new CoalescedRunner(
     async () => {
@@ -79,8 +81,11 @@ export class SnapshotCache extends EventEmitter {
       return;
     }
     if (this.snap && this.snap.version >= node.stat.version) return;
-    const snap = await this.control.readSnapshot();
-    if (snap && (!this.snap || snap.version > this.snap.version)) {
+    const read = await this.control.readSnapshot(this.parsed);
+    if (!read) return;
+    const { texts, ...snap } = read;
+    this.parsed = texts ? { texts, apps: snap.apps } : null;
+    if (!this.snap || snap.version > this.snap.version) {
       this.snap = snap;
       this.log.debug({ snapshotVersion: snap.version, apps: snap.apps.length }, 'snapshot loaded');
       this.emit('changed', snap);

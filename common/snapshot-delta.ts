@@ -109,6 +109,18 @@ export function parseAppsText(
 }
 
 /**
+ * parseAppsText for a stored snapshot, whose text is the apps array itself (`[...]`, see
+ * ControlStore): a reader that keeps what it parsed last gets the unchanged apps as the same objects,
+ * which the worker's template-data memo recognises by identity.
+ */
+export function parseAppsArrayText(
+  text: string,
+  previous?: { texts: readonly string[]; apps: readonly unknown[] } | null,
+): { apps: unknown[]; texts: string[] } | null {
+  return parseAppsText(`{"apps":${text}}`, previous);
+}
+
+/**
  * The text of each element of the top-level object's `"apps"` array (the last such key, as JSON.parse
  * keeps the last), or null when there is none, when the text is not one object (unbalanced, truncated,
  * something after it) or an `"apps"` key is spelt with escapes. Only strings and brackets are followed:

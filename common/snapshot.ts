@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { serialiseApps, type SerialisedApps } from './snapshot-delta.js';
+import { parseAppsArrayText, serialiseApps, type SerialisedApps } from './snapshot-delta.js';
 import { Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from './zk.js';
 
 const CHUNK_BYTES = 900 * 1024;
@@ -241,7 +241,12 @@ export class ControlStore {
   }
 
   /** Reads the stored snapshot, or null when none was written yet. Retries if chunks vanish mid-read. */
-  async readSnapshot(): Promise<MarathonSnapshot | null> {
+  /**
+   * The stored snapshot, or null when there is none. `previous`: the apps and their texts this reader
+   * got last time; apps whose text is unchanged are those objects, not parsed again (the answer's
+   * `texts` are the ones to pass next time).
+   */
+  async readSnapshot(previous?: { texts: readonly string[]; apps: readonly unknown[] } | null): Promise<(MarathonSnapshot & { texts?: string[] }) | null> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const node = await this.zk.get(this.snapshotPath);
       if (!node) return null;
@@ -253,8 +258,15 @@ export class ControlStore {
           if (!c) throw new ZkNoNodeError('chunk gone');
           parts.push(c.data);
         }
-        const apps = JSON.parse(gunzipSync(Buffer.concat(parts)).toString()) as unknown[];
-        return { version: node.stat.version, hash: p.hash, fetchedAt: p.fetchedAt, apps };
+        const text = gunzipSync(Buffer.concat(parts)).toString();
+        let cut: { apps: unknown[]; texts: string[] } | null = null;
+        try {
+          cut = parseAppsArrayText(text, previous);
+        } catch {
+          cut = null; // not JSON app by app: the whole parse below throws as it always did
+        }
+        if (!cut) return { version: node.stat.version, hash: p.hash, fetchedAt: p.fetchedAt, apps: JSON.parse(text) as unknown[] };
+        return { version: node.stat.version, hash: p.hash, fetchedAt: p.fetchedAt, apps: cut.apps, texts: cut.texts };
       } catch (err) {
         if (!(err instanceof ZkNoNodeError)) throw err;
       }

@@ -162,6 +162,8 @@ export class RuleCache {
 
 export class ZkDesiredState implements DesiredStateSource {
   private snapshot: MarathonSnapshot | null = null;
+  /** The apps of the last snapshot read with their texts: the next read parses only apps that changed. */
+  private parsed: { texts: readonly string[]; apps: readonly unknown[] } | null = null;
   /** The held snapshot came from a delta and has not been confirmed by ZooKeeper's version yet. */
   private fromDelta = false;
   private readonly rules: RuleCache;
@@ -213,11 +215,13 @@ export class ZkDesiredState implements DesiredStateSource {
       return { snapshotVersion: held.version, apps: held.apps, rules };
     }
     if (!held || held.version !== version) {
-      const snap = await this.control.readSnapshot();
+      const snap = await this.control.readSnapshot(this.parsed);
       if (!snap) throw new NoSnapshotError('no snapshot');
       if (!Array.isArray(snap.apps)) throw new Error('the stored snapshot is not an array of apps');
       this.snapshotReads++;
-      this.snapshot = snap;
+      const { texts, ...snapshot } = snap;
+      this.parsed = texts ? { texts, apps: snapshot.apps } : null;
+      this.snapshot = snapshot;
     }
     this.fromDelta = false;
     return { snapshotVersion: this.snapshot!.version, apps: this.snapshot!.apps, rules };

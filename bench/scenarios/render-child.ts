@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createRenderer } from '../../common/render.js';
+import { parseAppsArrayText } from '../../common/snapshot-delta.js';
 import { buildTemplateData, TemplateDataMemo } from '../../common/template-data.js';
 import type { HAProxySettings, MarathonApp, ServiceRecord } from '../../common/model.js';
 import { ROOT } from '../lib/machine.js';
@@ -129,15 +130,17 @@ function main(): void {
   // app's tasks move to new ports each round. Usually the change arrives as a hint's delta
   // (common/snapshot-delta.ts): the unchanged apps are the very objects of the last build, and only the
   // changed one is new. Without a delta (a big deployment, a missed hint) the worker reads the snapshot
-  // from ZooKeeper and the apps arrive freshly parsed: equal, not the same objects, so the memo compares
-  // each one (timed separately, with its own renderer and memo; the parse is the read stage, not timed).
+  // from ZooKeeper: its text is cut app by app and only apps whose text changed since the worker's last
+  // read are parsed, the others are that read's objects (ControlStore.readSnapshot). Timed separately,
+  // with its own renderer and memo; the parse is the read stage, not timed.
   const renderer = createRenderer(templateText);
   const memo = new TemplateDataMemo();
   let held = JSON.parse(JSON.stringify(apps)) as unknown[];
   renderer.render(buildTemplateData({ apps: held, services: svc, now: NOW, memo }).data, SETTINGS);
   const freshRenderer = createRenderer(templateText);
   const freshMemo = new TemplateDataMemo();
-  freshRenderer.render(buildTemplateData({ apps: JSON.parse(JSON.stringify(apps)) as unknown[], services: svc, now: NOW, memo: freshMemo }).data, SETTINGS);
+  let lastRead = parseAppsArrayText(JSON.stringify(apps))!;
+  freshRenderer.render(buildTemplateData({ apps: lastRead.apps, services: svc, now: NOW, memo: freshMemo }).data, SETTINGS);
   const changeRenderMs: number[] = [];
   const changeBuildRenderMs: number[] = [];
   const freshBuildRenderMs: number[] = [];
@@ -160,7 +163,8 @@ function main(): void {
     if (changed.length === 0) throw new Error('empty render');
     unchangedMs.push(time(() => renderer.render(next.data, SETTINGS)));
 
-    const fresh = JSON.parse(JSON.stringify(apps)) as unknown[];
+    lastRead = parseAppsArrayText(JSON.stringify(apps), lastRead)!;
+    const fresh = lastRead.apps;
     freshBuildRenderMs.push(time(() => freshRenderer.render(buildTemplateData({ apps: fresh, services: svc, now: NOW, memo: freshMemo }).data, SETTINGS)));
   }
 
