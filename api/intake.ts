@@ -35,7 +35,7 @@ import type { Logger } from '../common/log.js';
 import { MarathonError, MarathonEventStream, type EventStreamStatus, type MarathonClient } from '../common/marathon.js';
 import type { Metrics } from '../common/metrics.js';
 import { SnapshotConflictError, type ControlStore } from '../common/snapshot.js';
-import { diffApps, type SerialisedApps, type SnapshotDelta } from '../common/snapshot-delta.js';
+import { diffApps, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
 import { redactUrl } from '../common/config.js';
 import type { LeaderElection, LeaderStatus } from './leader.js';
 import type { SnapshotCache } from './snapshot-cache.js';
@@ -151,7 +151,7 @@ export class MarathonIntake {
    * The last answer's apps with their JSON texts: the next fetch parses only apps whose text changed
    * (a cache by content, right whoever stored what since).
    */
-  private lastParsed: { texts: readonly string[]; apps: readonly unknown[] } | null = null;
+  private lastParsed: ParsedApps | null = null;
   private readonly subs = new Map<string, { state: SubscriptionState; error: string | null; checkedAt: number | null; warned: boolean }>();
   readonly callbackUrl: string;
   private readonly onLeader = (leader: boolean) => this.leaderChanged(leader);

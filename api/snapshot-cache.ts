@@ -4,6 +4,7 @@
  * never calls Marathon and never reads ZooKeeper per request. A copy that wrote the snapshot itself
  * hands it over with `setLocal` and skips the read-back.
  */
+import type { ParsedApps } from '../common/snapshot-delta.js';
 import { EventEmitter } from 'node:events';
 import { CoalescedRunner } from '../common/coalesce.js';
 import type { Logger } from '../common/log.js';
@@ -13,7 +14,7 @@ import type { Zk } from '../common/zk.js';
 export class SnapshotCache extends EventEmitter {
   private snap: MarathonSnapshot | null = null;
   /** The apps of the last snapshot read with their texts: the next read parses only apps that changed. */
-  private parsed: { texts: readonly string[]; apps: readonly unknown[] } | null = null;
+  private parsed: ParsedApps | null = null;
   private closed = false;
   private readonly reads = new CoalescedRunner(
     async () => {

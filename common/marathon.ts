@@ -24,7 +24,7 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { Readable } from 'node:stream';
 import { redactUrl } from './config.js';
 import type { Logger } from './log.js';
-import { parseAppsText } from './snapshot-delta.js';
+import { parseAppsText, type ParsedApps } from './snapshot-delta.js';
 
 export const APPS_PATH = '/v2/apps?embed=apps.tasks&embed=apps.deployments&embed=apps.readiness';
 export const EVENTS_PATH = '/v2/events';
@@ -227,7 +227,7 @@ export class MarathonClient {
    * GET /v2/apps from the first endpoint that answers well. Throws the last MarathonError when every
    * endpoint failed; the caller must then keep its previous snapshot.
    */
-  async fetchApps(previous?: { texts: readonly string[]; apps: readonly unknown[] } | null): Promise<AppsResult> {
+  async fetchApps(previous?: ParsedApps | null): Promise<AppsResult> {
     let last: MarathonError | null = null;
     for (const i of this.order()) {
       const endpoint = this.endpoints[i];

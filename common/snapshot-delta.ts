@@ -71,6 +71,12 @@ export function serialiseApps(apps: readonly unknown[], texts?: readonly string[
   return { ids, parts, json: `[${parts.join(',')}]` };
 }
 
+/** Apps with the JSON text each was parsed from: what the next parse may reuse. */
+export interface ParsedApps {
+  texts: readonly string[];
+  apps: readonly unknown[];
+}
+
 /**
  * Marathon's `/v2/apps` answer parsed app by app: `apps` as JSON.parse would give them (`.apps` of the
  * whole), `texts` each app's own JSON text. An app whose text equals one in `previous` (the last
@@ -84,7 +90,7 @@ export function serialiseApps(apps: readonly unknown[], texts?: readonly string[
  */
 export function parseAppsText(
   text: string,
-  previous?: { texts: readonly string[]; apps: readonly unknown[] } | null,
+  previous?: ParsedApps | null,
 ): { apps: unknown[]; texts: string[] } | null {
   const texts = appsArrayParts(text);
   if (!texts) return null;
@@ -115,7 +121,7 @@ export function parseAppsText(
  */
 export function parseAppsArrayText(
   text: string,
-  previous?: { texts: readonly string[]; apps: readonly unknown[] } | null,
+  previous?: ParsedApps | null,
 ): { apps: unknown[]; texts: string[] } | null {
   return parseAppsText(`{"apps":${text}}`, previous);
 }

@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { parseAppsArrayText, serialiseApps, type SerialisedApps } from './snapshot-delta.js';
+import { parseAppsArrayText, serialiseApps, type SerialisedApps, type ParsedApps } from './snapshot-delta.js';
 import { Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from './zk.js';
 
 const CHUNK_BYTES = 900 * 1024;
@@ -246,7 +246,7 @@ export class ControlStore {
    * got last time; apps whose text is unchanged are those objects, not parsed again (the answer's
    * `texts` are the ones to pass next time).
    */
-  async readSnapshot(previous?: { texts: readonly string[]; apps: readonly unknown[] } | null): Promise<(MarathonSnapshot & { texts?: string[] }) | null> {
+  async readSnapshot(previous?: ParsedApps | null): Promise<(MarathonSnapshot & { texts?: string[] }) | null> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const node = await this.zk.get(this.snapshotPath);
       if (!node) return null;

@@ -12,7 +12,7 @@
 import type { Logger } from '../common/log.js';
 import { parseRecord, type RuleStore, type StoredRecord } from '../common/rules.js';
 import type { ControlStore, MarathonSnapshot } from '../common/snapshot.js';
-import { applyDelta, type SnapshotDelta } from '../common/snapshot-delta.js';
+import { applyDelta, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
 import { queryUnescape, type Zk } from '../common/zk.js';
 import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './reconciler.js';
 
@@ -163,7 +163,7 @@ export class RuleCache {
 export class ZkDesiredState implements DesiredStateSource {
   private snapshot: MarathonSnapshot | null = null;
   /** The apps of the last snapshot read with their texts: the next read parses only apps that changed. */
-  private parsed: { texts: readonly string[]; apps: readonly unknown[] } | null = null;
+  private parsed: ParsedApps | null = null;
   /** The held snapshot came from a delta and has not been confirmed by ZooKeeper's version yet. */
   private fromDelta = false;
   private readonly rules: RuleCache;
