@@ -372,7 +372,7 @@ export function masterStatus(pid: number, configPath: string): 'ours' | 'other' 
 }
 
 /** Waits out an `unsure` moment (a re-exec in progress) for at most `ms`. */
-async function settledMasterStatus(pid: number, configPath: string, ms = 1000): Promise<'ours' | 'other' | 'gone'> {
+async function settledMasterStatus(pid: number, configPath: string, ms = 3000): Promise<'ours' | 'other' | 'gone'> {
   const deadline = Date.now() + ms;
   for (;;) {
     const s = masterStatus(pid, configPath);
@@ -458,7 +458,8 @@ export class ManagedHAProxy implements HAProxyProcess {
       }
       const n = Number(text.split('\n')[0]);
       if (text !== '') return Number.isInteger(n) && n > 1 ? n : null;
-      if (attempt >= 20) return null;
+      // A busy machine can take a while between the truncation and the write: up to 3 s.
+      if (attempt >= 300) return null;
       await sleep(10);
     }
   }
