@@ -369,6 +369,9 @@ export class MarathonIntake {
       return 'store_failed';
     }
     this.retryDelay = this.retryMinMs;
+    // A retry still waiting for a failure that this fetch has healed would only load Marathon again.
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     this.record({ ok: true, outcome: result.changed ? 'changed' : 'unchanged', ms, endpoint, apps: apps.length, error: null, reason: null });
     if (result.version > publisher.snapshotVersion) publisher.snapshotVersion = result.version;
     snapshots.setLocal({ version: result.version, hash: result.hash, fetchedAt, apps });

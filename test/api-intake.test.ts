@@ -253,6 +253,27 @@ describe('Marathon intake of the api (simulator, ZooKeeper, ZeroMQ)', function (
       });
     }
 
+    it('drops a pending retry once a later fetch succeeds', async () => {
+      const s = await sim();
+      s.deployApp({ id: '/web', instances: 1 });
+      const cfg = config([s.url]);
+      const api = await start(cfg, { ...FAST, retryMinMs: 2000, retryMaxMs: 2000 });
+      await waitFor(() => control(cfg).readSnapshot(), 'startup snapshot');
+      await api.intake.idle();
+      s.faults.status = 500;
+      const failuresBefore = api.intake.status().failures;
+      expect(await postEvent(api)).to.equal(202);
+      await waitFor(() => api.intake.status().failures > failuresBefore, 'a failed fetch (retry in 2 s)', 5000);
+      s.faults.reset();
+      s.scaleApp('/web', 2);
+      expect(await postEvent(api)).to.equal(202);
+      await waitFor(async () => taskCount(await control(cfg).readSnapshot(), '/web') === 2, 'the event to heal the failure', 5000);
+      await api.intake.idle();
+      const fetchesBefore = s.countRequests('/v2/apps');
+      await sleep(2500);
+      expect(s.countRequests('/v2/apps') - fetchesBefore, 'fetches after the healing one').to.equal(0);
+    });
+
     it('fails over to a second Marathon', async () => {
       const a = await sim();
       const b = await sim({ shareStateWith: a });
