@@ -80,6 +80,10 @@ describe('faults: Marathon, bad input, security and crashes on a production-like
         MARATHON_PASSWORD: SECRETS.marathonPassword,
         MARATHON_TIMEOUT_MS: '1000',
         MARATHON_STREAM_IDLE_TIMEOUT_MS: '2000',
+        // No periodic /v2/apps fetch: every recovery here must come from the fault's own path (retry,
+        // reopened stream, failover), and a resync landing inside the stall test's window would route the
+        // app the lost event named before the stream flows again.
+        MARATHON_RESYNC_INTERVAL_MS: '0',
         BAMBOO_ZK_DIGEST: ZK_DIGEST,
         BAMBOO_ZK_SESSION_TIMEOUT_MS: '4000',
         HAPROXY_STATS_BIND: `127.0.0.1:${statsPort}`,

@@ -219,6 +219,10 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
     expect((await first.start()).ok).to.equal(true);
     const pid = first.state().masterPid!;
     await first.close({ keep: true });
+    // Nobody owns this master now: a test that fails before stopping it must not leave it running.
+    toClose.push(async () => {
+      if (alive(pid)) process.kill(-pid, 'SIGKILL'); // its process group: the master and its workers
+    });
     return { dir, port, cfgPath, pid };
   }
 
