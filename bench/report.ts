@@ -125,6 +125,7 @@ interface LatencySize {
   apiFetchMs?: Summary;
   simulatorBusyAfterEventMs?: Summary;
   eventBytesPerScale?: Summary;
+  eventBytesPerScaleFullPlans?: Summary;
   slowestTenth?: { events: number; eventToRoutedMs: Summary; eventToHintMs: Summary; hintToRoutedMs: Summary; simulatorBusyAfterEventMs: Summary };
   rules: { edits: number; notRoutedWithin30s?: number; writeToRoutedMs: Summary; putResponseMs: Summary; writeToHintMs: Summary; workerStagesMs?: Record<string, Summary> };
   configBytes: number;
@@ -407,7 +408,9 @@ function latencySection(r: BenchResults): string {
         Object.entries(s.workerOutcomes).map(([k, v]) => `${k} ${v}`).join(', '),
         med(s.apiFetchMs),
         `${med(s.simulatorScaleCallMs)} (${ms(s.simulatorBusyAfterEventMs?.median)})`,
-        s.eventBytesPerScale ? `${num(s.eventBytesPerScale.median / 1000)} kB` : 'n/a',
+        s.eventBytesPerScale
+          ? `${num(s.eventBytesPerScale.median / 1000)} kB${s.eventBytesPerScaleFullPlans ? ` (${num(s.eventBytesPerScaleFullPlans.median / 1000)} kB with full plans)` : ''}`
+          : 'n/a',
         `${num(s.configBytes / 1e3)} kB`,
         `${s.configPathChars} chars`,
       ]),
@@ -662,7 +665,9 @@ function misses(r: BenchResults): string {
         ? `${runtime} of ${s.events} events were applied through the Runtime API (no \`haproxy -c\`, no reload)${reloaded ? `, ${reloaded} by a reload` : ''}, so HAProxy is not on the path.`
         : `Every event went through \`haproxy -c\` and a reload (${ms((st.validate?.median ?? 0) + (st.reload?.median ?? 0))} of the median: two full HAProxy start-ups); the Runtime API would remove both.`,
       `The median splits into event -> hint ${ms(s.eventToHintMs.median)} (the api: ${[
-        s.eventBytesPerScale ? `reading ${num(s.eventBytesPerScale.median / 1000)} kB of Marathon events per scale (typed by their \`event:\` line, not parsed)` : '',
+        s.eventBytesPerScale
+          ? `reading ${num(s.eventBytesPerScale.median / 1000)} kB of Marathon events per scale (typed by their \`event:\` line, not parsed; the stream asks for the light plan format${s.eventBytesPerScaleFullPlans ? `, without which Marathon 1.6 sends ${num(s.eventBytesPerScaleFullPlans.median / 1000)} kB` : ''})`
+          : '',
         'a fetch that starts at once after a quiet spell (`Marathon.MinFetchIntervalMs` paces the next ones)',
         `the \`/v2/apps\` fetch${s.apiFetchMs ? ` (${ms(s.apiFetchMs.median)})` : ''}`,
         "only the apps whose text changed parsed (the others are the last fetch's objects), the whole snapshot hashed, gzipped and written to ZooKeeper (it is the truth workers fall back on), ZeroMQ",

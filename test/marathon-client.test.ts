@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger, silentLogger } from '../common/log.js';
-import { MarathonClient, MarathonError, MarathonEventStream, toMarathonEvent, type MarathonEvent } from '../common/marathon.js';
+import { EVENTS_PATH, MarathonClient, MarathonError, MarathonEventStream, toMarathonEvent, type MarathonEvent } from '../common/marathon.js';
 import { MarathonSimulator, type MarathonSimulatorOptions } from './marathon-sim/index.js';
 import { freePort } from './support/ports.js';
 import { sleep, waitFor } from './support/process.js';
@@ -240,6 +240,20 @@ describe('Marathon adapter (against the simulator)', function () {
       expect(req.headers.accept).to.equal('text/event-stream');
     });
 
+    it('asks for the light plan format, so deployment events do not carry the whole app group twice', async () => {
+      const s = await sim({ version: '1.6.322' });
+      const r = stream(client([s.url]));
+      await waitFor(() => r.types().includes('event_stream_attached'), 'attached');
+      s.deployApp({ id: '/web', instances: 1 });
+      await waitFor(() => r.types().includes('deployment_success'), 'deployment events');
+      expect(new URLSearchParams(s.requests.find((q) => q.path === '/v2/events')!.query).get('plan-format')).to.equal('light');
+      for (const e of r.events.filter((x) => x.type.startsWith('deployment_'))) {
+        const plan = (e.payload() as { plan: Record<string, unknown> }).plan;
+        expect(plan, e.type).to.include.keys('id', 'steps');
+        expect(plan, e.type).to.not.have.any.keys('original', 'target');
+      }
+    });
+
     it('types events by their event: line without needing their data to parse', async () => {
       const s = await sim({ version: '1.6.322' });
       const r = stream(client([s.url]));
@@ -265,9 +279,9 @@ describe('Marathon adapter (against the simulator)', function () {
       const b = await sim({ shareStateWith: a });
       const r = stream(client([a.url, b.url]));
       await waitFor(() => r.connects.length === 1, 'first connect');
-      expect(r.connects[0]).to.equal(`${a.url}/v2/events`);
+      expect(r.connects[0]).to.equal(`${a.url}${EVENTS_PATH}`);
       await a.stop();
-      await waitFor(() => r.connects.length >= 2 && r.connects.at(-1) === `${b.url}/v2/events`, 'failover to b');
+      await waitFor(() => r.connects.length >= 2 && r.connects.at(-1) === `${b.url}${EVENTS_PATH}`, 'failover to b');
       b.emit('deployment_success', { eventType: 'deployment_success', id: 'd1' });
       await waitFor(() => r.types().includes('deployment_success'), 'event from b');
     });
@@ -290,7 +304,7 @@ describe('Marathon adapter (against the simulator)', function () {
       const r = stream(client([red.url]));
       await waitFor(() => r.types().includes('event_stream_attached'), 'attached through the redirect');
       expect(red.hits).to.be.greaterThan(0);
-      expect(r.st.status().endpoint).to.equal(`${s.url}/v2/events`);
+      expect(r.st.status().endpoint).to.equal(`${s.url}${EVENTS_PATH}`);
     });
 
     it('stops cleanly and closes the connection', async () => {

@@ -635,6 +635,24 @@ describe('Marathon simulator', function () {
       expect(stream.events.map((e) => e.event)).to.deep.equal(['status_update_event', 'status_update_event', 'status_update_event', 'app_terminated_event']);
     });
 
+    for (const [version, honoured] of [['1.6.322', true], ['1.5.0', false], ['1.7.0', true]] as const) {
+      it(`${honoured ? 'honours' : 'ignores'} plan-format=light on ${version}: deployment events ${honoured ? 'without' : 'with'} original/target`, async () => {
+        const sim = await h.sim({ version });
+        const light = await h.stream(sim, { query: 'plan-format=light&event_type=deployment_info&event_type=deployment_success' });
+        const full = await h.stream(sim, { query: 'event_type=deployment_info&event_type=deployment_success' });
+        sim.deployApp({ id: '/p', instances: 1 });
+        await light.waitForEvents(2);
+        await full.waitForEvents(2);
+        const plans = (c: SseClient) => c.events.map((e) => (JSON.parse(e.data) as { plan: JsonObject }).plan);
+        const heavyByDefault = version !== '1.7.0';
+        for (const p of plans(full)) expect(Object.keys(p).includes('original'), 'a stream without the parameter').to.equal(heavyByDefault);
+        for (const p of plans(light)) expect(Object.keys(p).includes('original') || Object.keys(p).includes('target'), 'light stream').to.equal(!honoured);
+        // Light is the same event minus the two groups: everything else is kept, in order.
+        const strip = (p: JsonObject) => Object.fromEntries(Object.entries(p).filter(([k]) => k !== 'original' && k !== 'target'));
+        expect(plans(light).map(strip)).to.deep.equal(plans(full).map(strip));
+      });
+    }
+
     it('sends a bare CRLF heartbeat every heartbeatMs, which parsers ignore', async () => {
       const sim = await h.sim({ heartbeatMs: 20 });
       const stream = await h.stream(sim);

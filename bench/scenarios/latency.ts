@@ -79,8 +79,11 @@ export async function latencyScenario(ctx: Ctx, stack: DemoStack, p: LatencyPara
   const outcomes: Record<string, number> = {};
   let noConfigSeen = 0;
   const fetchMs: number[] = [];
-  /** Per event, in order: [event -> routed, event -> hint, simulator busy after the event, event bytes]. */
-  const perEvent: Array<{ routed: number; hint: number | null; simAfter: number; bytes: number }> = [];
+  /**
+   * Per event, in order: event -> routed, event -> hint, simulator busy after the event, the bytes of
+   * Marathon events the api's stream read (light plan format) and what they would be without it.
+   */
+  const perEvent: Array<{ routed: number; hint: number | null; simAfter: number; bytes: number; fullBytes: number }> = [];
   const total = p.warmup + p.events;
   const startedAt = performance.now();
   for (let k = 0; k < total; k++) {
@@ -89,8 +92,10 @@ export async function latencyScenario(ctx: Ctx, stack: DemoStack, p: LatencyPara
     const b = await stack.backend(`n${size}-${k}`);
     let eventAt = 0;
     let bytes = 0;
+    let fullBytes = 0;
     const off = sim.onEvent((e) => {
-      bytes += e.data.length;
+      bytes += (e.light ?? e.data).length;
+      fullBytes += e.data.length;
       if (!eventAt && e.eventType === 'status_update_event' && e.data.includes('"taskStatus":"TASK_RUNNING"') && e.data.includes(`[${b.port}]`)) {
         eventAt = performance.now();
       }
@@ -115,7 +120,7 @@ export async function latencyScenario(ctx: Ctx, stack: DemoStack, p: LatencyPara
     if (k < p.warmup) continue;
     if (fetch) fetchMs.push(fetch.ms);
     simMs.push(t1 - t0);
-    perEvent.push({ routed: routed.at - eventAt, hint: hint ? hint.receivedAt - eventAt : null, simAfter: t1 - eventAt, bytes });
+    perEvent.push({ routed: routed.at - eventAt, hint: hint ? hint.receivedAt - eventAt : null, simAfter: t1 - eventAt, bytes, fullBytes });
     toRouted.push(routed.at - eventAt);
     polls.push(routed.polls);
     if (hint) {
@@ -174,6 +179,7 @@ export async function latencyScenario(ctx: Ctx, stack: DemoStack, p: LatencyPara
     // HTTP server, which answers the api's /v2/apps fetch) busy until the scale call returns.
     simulatorBusyAfterEventMs: summarize(perEvent.map((e) => e.simAfter)),
     eventBytesPerScale: summarize(perEvent.map((e) => e.bytes), 0),
+    eventBytesPerScaleFullPlans: summarize(perEvent.map((e) => e.fullBytes), 0),
     slowestTenth: tail(perEvent),
     perEvent: perEvent.map((e) => ({ routed: round(e.routed), hint: e.hint === null ? null : round(e.hint), simAfter: round(e.simAfter) })),
     apiFetchMs: summarize(fetchMs),

@@ -67,6 +67,8 @@ export interface ServerContext {
 interface Stream {
   res: http.ServerResponse;
   filter: Set<string> | null;
+  /** Asked for `?plan-format=light` on a Marathon that knows it (1.6; later ones send light anyway). */
+  light: boolean;
   remoteAddress: string;
   heartbeat?: NodeJS.Timeout;
 }
@@ -135,7 +137,12 @@ export class SimServer {
     this.ctx.onDispatch(e);
     if (!this.ctx.faults.stallStream) {
       const frame = sseFrame(e.eventType, e.data, this.ctx.framing);
-      for (const s of this.streams) if (!s.filter || s.filter.has(e.eventType)) s.res.write(frame);
+      let light: string | undefined;
+      for (const s of this.streams) {
+        if (s.filter && !s.filter.has(e.eventType)) continue;
+        if (s.light && e.light !== undefined) s.res.write((light ??= sseFrame(e.eventType, e.light, this.ctx.framing)));
+        else s.res.write(frame);
+      }
     }
     if (this.ctx.subscriptions) this.ctx.callbacks.deliver(e.data);
   }
@@ -435,7 +442,8 @@ export class SimServer {
 
   /**
    * GET /v2/events. Jetty's EventSourceServlet only answers `Accept: text/event-stream`; filters by
-   * the repeatable `event_type` parameter (1.3.7+); first frame event_stream_attached.
+   * the repeatable `event_type` parameter (1.3.7+); `plan-format=light` (1.6+) drops the deployment
+   * plans' original/target; first frame event_stream_attached.
    */
   private openStream(req: http.IncomingMessage, res: http.ServerResponse, params: URLSearchParams, method: string): void {
     if (method !== 'GET') throw new HttpError(405, 'HTTP 405 Method Not Allowed');
@@ -444,7 +452,9 @@ export class SimServer {
       throw new HttpError(406, 'GET /v2/events needs the header "Accept: text/event-stream"');
     }
     const types = params.getAll('event_type').filter((t) => t !== '');
-    const stream: Stream = { res, filter: types.length > 0 ? new Set(types) : null, remoteAddress: clientAddress(req) };
+    // Marathon before 1.6 ignores the parameter; 1.6 drops the plans' original/target when asked.
+    const light = params.get('plan-format') === 'light';
+    const stream: Stream = { res, filter: types.length > 0 ? new Set(types) : null, light, remoteAddress: clientAddress(req) };
     res.on('close', () => this.detach(stream));
     if (this.ctx.faults.stallStream) this.held.add(stream);
     else this.attach(stream);

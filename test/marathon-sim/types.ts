@@ -77,6 +77,11 @@ export interface SimEvent {
   eventType: string;
   /** One-line JSON, byte-identical in the SSE `data:` line and in the callback POST body. */
   data: string;
+  /**
+   * The same event in the light plan format (no `plan.original`/`plan.target`), for the streams that
+   * asked for it with `?plan-format=light` (1.6; fact 2). Absent when the event carries no heavy plan.
+   */
+  light?: string;
 }
 
 /** One logged HTTP request (tests count fetches with it). */
