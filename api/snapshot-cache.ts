@@ -8,7 +8,7 @@ import type { ParsedApps } from '../common/snapshot-delta.js';
 import { EventEmitter } from 'node:events';
 import { CoalescedRunner } from '../common/coalesce.js';
 import type { Logger } from '../common/log.js';
-import type { ControlStore, MarathonSnapshot } from '../common/snapshot.js';
+import { splitParsed, type ControlStore, type MarathonSnapshot } from '../common/snapshot.js';
 import type { Zk } from '../common/zk.js';
 
 export class SnapshotCache extends EventEmitter {
@@ -84,8 +84,8 @@ export class SnapshotCache extends EventEmitter {
     if (this.snap && this.snap.version >= node.stat.version) return;
     const read = await this.control.readSnapshot(this.parsed);
     if (!read) return;
-    const { texts, ...snap } = read;
-    this.parsed = texts ? { texts, apps: snap.apps } : null;
+    const { snapshot: snap, parsed } = splitParsed(read);
+    this.parsed = parsed;
     if (!this.snap || snap.version > this.snap.version) {
       this.snap = snap;
       this.log.debug({ snapshotVersion: snap.version, apps: snap.apps.length }, 'snapshot loaded');

@@ -74,6 +74,12 @@ export class SnapshotConflictError extends Error {
   override name = 'SnapshotConflictError';
 }
 
+/** A read snapshot without its apps' texts, and the texts with the apps: what to pass to the next read. */
+export function splitParsed(read: MarathonSnapshot & { texts?: string[] }): { snapshot: MarathonSnapshot; parsed: ParsedApps | null } {
+  const { texts, ...snapshot } = read;
+  return { snapshot, parsed: texts ? { texts, apps: snapshot.apps } : null };
+}
+
 export class ControlStore {
   constructor(
     private readonly zk: Zk,
@@ -240,11 +246,10 @@ export class ControlStore {
     return st ? st.version : -1;
   }
 
-  /** Reads the stored snapshot, or null when none was written yet. Retries if chunks vanish mid-read. */
   /**
-   * The stored snapshot, or null when there is none. `previous`: the apps and their texts this reader
-   * got last time; apps whose text is unchanged are those objects, not parsed again (the answer's
-   * `texts` are the ones to pass next time).
+   * The stored snapshot, or null when none was written yet; retries if chunks vanish mid-read.
+   * `previous`: what this reader parsed last time (splitParsed); apps whose text is unchanged are those
+   * objects, not parsed again.
    */
   async readSnapshot(previous?: ParsedApps | null): Promise<(MarathonSnapshot & { texts?: string[] }) | null> {
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -259,7 +264,7 @@ export class ControlStore {
           parts.push(c.data);
         }
         const text = gunzipSync(Buffer.concat(parts)).toString();
-        let cut: { apps: unknown[]; texts: string[] } | null = null;
+        let cut: ReturnType<typeof parseAppsArrayText> = null;
         try {
           cut = parseAppsArrayText(text, previous);
         } catch {

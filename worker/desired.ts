@@ -11,7 +11,7 @@
  */
 import type { Logger } from '../common/log.js';
 import { parseRecord, type RuleStore, type StoredRecord } from '../common/rules.js';
-import type { ControlStore, MarathonSnapshot } from '../common/snapshot.js';
+import { splitParsed, type ControlStore, type MarathonSnapshot } from '../common/snapshot.js';
 import { applyDelta, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
 import { queryUnescape, type Zk } from '../common/zk.js';
 import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './reconciler.js';
@@ -219,9 +219,7 @@ export class ZkDesiredState implements DesiredStateSource {
       if (!snap) throw new NoSnapshotError('no snapshot');
       if (!Array.isArray(snap.apps)) throw new Error('the stored snapshot is not an array of apps');
       this.snapshotReads++;
-      const { texts, ...snapshot } = snap;
-      this.parsed = texts ? { texts, apps: snapshot.apps } : null;
-      this.snapshot = snapshot;
+      ({ snapshot: this.snapshot, parsed: this.parsed } = splitParsed(snap));
     }
     this.fromDelta = false;
     return { snapshotVersion: this.snapshot!.version, apps: this.snapshot!.apps, rules };

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import * as ev from './events.js';
 import { appsFromFixture } from './fixtures.js';
 import type { AppDefinition, JsonObject, SimEvent, TaskSpec, TaskState, TaskView } from './types.js';
-import { atLeast, eraOf, type Era } from './version.js';
+import { eraOf, type Era } from './version.js';
 import {
   assignServicePorts,
   canonicalAppId,
@@ -23,6 +23,7 @@ import {
   nextHealthResults,
   normalizeDefinition,
   parentGroupId,
+  lightPlanEvent,
   planJson,
   rootGroup,
   stepJson,
@@ -133,13 +134,7 @@ export class SimState {
     if (/[\r\n]/.test(data)) throw new SimulatorError('raw event JSON must be one line (Marathon writes one data: line per event)');
     const event: SimEvent = { eventType, data };
     // A heavy plan (1.6) also goes out light to the streams that ask for it.
-    const plan = typeof payload === 'string' ? undefined : payload['plan'];
-    if (typeof payload !== 'string' && plan && typeof plan === 'object' && !Array.isArray(plan) && 'original' in plan && atLeast(this.era.version, '1.6')) {
-      const light: JsonObject = { ...(plan as JsonObject) };
-      delete light['original'];
-      delete light['target'];
-      event.light = JSON.stringify({ ...payload, plan: light });
-    }
+    if (typeof payload !== 'string' && this.era.heavyPlans && this.era.planFormatParam) event.light = lightPlanEvent(payload);
     for (const l of [...this.listeners]) l(event);
     return event;
   }

@@ -32,6 +32,8 @@ export interface Era {
   legacyPorts: boolean;
   /** Deployment plans carry `original`/`target` ("heavy") up to 1.6; 1.7+ default to light (fact 2). */
   heavyPlans: boolean;
+  /** 1.6+: a stream may ask for light plans with `?plan-format=light`; older versions ignore it (fact 2). */
+  planFormatParam: boolean;
 }
 
 /** Parses "1.6.322", "1.5.0-SNAPSHOT", "0.8.1" into numbers; missing parts count as 0. */
@@ -66,5 +68,6 @@ export function eraOf(version: string): Era {
     portDefinitions: atLeast(version, '1.0'),
     legacyPorts: !atLeast(version, '1.5'),
     heavyPlans: !atLeast(version, '1.7'),
+    planFormatParam: atLeast(version, '1.6'),
   };
 }

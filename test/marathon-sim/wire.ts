@@ -423,6 +423,19 @@ export function planJson(
     : { id: p.id, steps, version: p.version };
 }
 
+/**
+ * A deployment event with a heavy plan as a stream that asked for `?plan-format=light` gets it (1.6,
+ * fact 2): one-line JSON without `plan.original`/`plan.target`. Undefined for any other event.
+ */
+export function lightPlanEvent(payload: JsonObject): string | undefined {
+  const plan = asObject(payload['plan']);
+  if (!plan || !('original' in plan)) return undefined;
+  const light = { ...plan };
+  delete light['original'];
+  delete light['target'];
+  return JSON.stringify({ ...payload, plan: light });
+}
+
 /** One entry of `GET /v2/deployments` (1.x shape). */
 export function deploymentJson(d: DeploymentRecord, era: Era): JsonObject {
   const current = d.steps[d.current] ?? [];
