@@ -73,6 +73,28 @@ describe('worker rule cache (list and watch, real ZooKeeper)', function () {
     expect(acls(await cache.read())['/hand']).to.equal('path_beg /by-hand');
   });
 
+  it('sees a record created or deleted without touching the parent (as Bamboo and zkCli write), through a children watch', async () => {
+    const path = uniquePath('/rules');
+    const writerZk = await connect();
+    const writer = new RuleStore(writerZk, path);
+    await writer.ensureBase();
+    await writer.put({ Id: '/old', Acl: 'path_beg /old', Config: {} });
+    const reader = await connect();
+    let changes = 0;
+    // A re-list interval far beyond the test: only the watch can bring the new record in.
+    const cache = new RuleCache(reader, new RuleStore(reader, path), 600000, log, () => changes++);
+    expect([...(await cache.read()).keys()]).to.deep.equal(['/old']);
+    // Bamboo (Go) creates a V2 record as a plain child create; the parent's data stays as it was.
+    await writerZk.create(writer.nodePath('/bamboo-made'), Buffer.from(JSON.stringify({ version: '2', config: { Acl: 'path_beg /b' } })));
+    await waitFor(() => changes > 0, 'the children watch to fire on a create');
+    expect(acls(await cache.read())).to.deep.equal({ '/bamboo-made': 'path_beg /b', '/old': 'path_beg /old' });
+    const before = changes;
+    await writerZk.remove(writer.nodePath('/old'));
+    await waitFor(() => changes > before, 'the watches to fire on a delete');
+    expect(Object.keys(acls(await cache.read()))).to.deep.equal(['/bamboo-made']);
+    expect(cache.listings).to.equal(1);
+  });
+
   it('lists everything again after the re-list interval', async () => {
     const path = uniquePath('/rules');
     const writer = new RuleStore(await connect(), path);

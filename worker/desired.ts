@@ -28,6 +28,9 @@ import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './r
  * listing after any disconnection, and at least every `relistMs`, which also bounds how long a hand
  * edit that bypasses the parent can go unseen.
  *
+ * A children watch on the parent sees records created or deleted by writers that leave the parent's
+ * data alone (Bamboo's own create is a plain child create; so is zkCli's).
+ *
  * A watch that fires (on a rule, or on the parent) also calls `onChange`: the worker treats it as a
  * trigger, so rule changes converge even when every hint is lost, and a hint that outran a lagging
  * ZooKeeper follower is followed by another read once the follower catches up.
@@ -41,6 +44,15 @@ export class RuleCache {
   private parentArmed = false;
   private readonly parentWatcher = () => {
     this.parentArmed = false;
+    this.onChange?.();
+  };
+  /**
+   * A children watch on the rules parent: a record created or deleted by a writer that does not touch
+   * the parent's data (Bamboo's create, zkCli) is seen at once, not at the next re-list.
+   */
+  private childrenArmed = false;
+  private readonly childrenWatcher = () => {
+    this.childrenArmed = false;
     this.onChange?.();
   };
   private parentVersion = -1;
@@ -65,6 +77,7 @@ export class RuleCache {
     zk.on('expired', () => {
       this.armed.clear();
       this.parentArmed = false;
+      this.childrenArmed = false;
     });
   }
 
@@ -81,6 +94,19 @@ export class RuleCache {
     return w;
   }
 
+  /** Lists the rules parent's children, arming the children watch when it is not armed. */
+  private async listChildren(base: string): Promise<string[]> {
+    const watch = !this.childrenArmed;
+    // Marked before the call, as for rule watches: a watch firing during the reply unmarks it.
+    if (watch) this.childrenArmed = true;
+    try {
+      return await this.zk.children(base, watch ? this.childrenWatcher : undefined);
+    } catch (err) {
+      if (watch) this.childrenArmed = false;
+      throw err;
+    }
+  }
+
   async read(): Promise<Map<string, StoredRecord>> {
     const base = this.store.basePath;
     const watchParent = !this.parentArmed;
@@ -95,7 +121,7 @@ export class RuleCache {
     }
     const cversion = st.cversion ?? -1;
     const fresh = this.valid && cversion >= 0 && Date.now() - this.listedAt < this.relistMs;
-    if (fresh && st.version === this.parentVersion && cversion === this.parentCversion && this.dirty.size === 0 && this.sorted) {
+    if (fresh && st.version === this.parentVersion && cversion === this.parentCversion && this.dirty.size === 0 && this.sorted && this.childrenArmed) {
       return this.sorted;
     }
     // Taken before reading, so events that arrive meanwhile are handled by the next read.
@@ -103,13 +129,13 @@ export class RuleCache {
     this.dirty.clear();
     let names: string[] | null = null;
     if (!fresh) {
-      names = await this.zk.children(base);
+      names = await this.listChildren(base);
       for (const n of names) toRead.add(n);
       this.records.clear();
       this.listings++;
       this.listedAt = Date.now();
-    } else if (cversion !== this.parentCversion) {
-      names = await this.zk.children(base);
+    } else if (cversion !== this.parentCversion || !this.childrenArmed) {
+      names = await this.listChildren(base);
       const present = new Set(names);
       for (const n of names) if (!this.records.has(n)) toRead.add(n);
       for (const n of [...this.records.keys()]) if (!present.has(n)) this.records.delete(n);
