@@ -132,6 +132,19 @@ export function healthCheck(app: unknown): HealthCheckData | null {
   return checks.find((c) => HTTP_LIKE.has(c.Protocol)) ?? checks.find((c) => TCP_LIKE.has(c.Protocol)) ?? null;
 }
 
+/**
+ * `{% if app.Env.X | truthy %}` (Bamboo: `{{ if $app.Env.X }}`): Go text/template's truth, where
+ * false, 0, nil and an empty string, list or map are false. Liquid alone treats `""`, `0` and `[]` as
+ * true, so a ported `{{ if }}` on an env var set to "" would silently flip.
+ */
+export function truthy(value: unknown): boolean {
+  if (value === null || value === undefined || value === false || value === 0 || value === '') return false;
+  if (typeof value === 'number') return !Number.isNaN(value);
+  if (Array.isArray(value)) return value.length > 0;
+  if (isRecord(value)) return Object.keys(value).length > 0;
+  return true;
+}
+
 /** Every filter this module adds, by its Liquid name. */
 export const BAMBOO_FILTERS: Record<string, (value: unknown, ...args: unknown[]) => unknown> = {
   has_key: hasKey,
@@ -145,4 +158,5 @@ export const BAMBOO_FILTERS: Record<string, (value: unknown, ...args: unknown[])
   bind_options: bindOptions,
   global_options: globalOptions,
   health_check: healthCheck,
+  truthy,
 };

@@ -81,6 +81,13 @@ function oneLine(s: string): string {
   return s.replace(/\s*\n\s*/g, ' ').trim();
 }
 
+/**
+ * An `{% app %}` block renders once per app and is reused wherever that app stands, so it cannot see
+ * its position (Bamboo templates used `$index`): said where the error would otherwise only name forloop.
+ */
+const FORLOOP_HINT =
+  ' (inside {% app %} a block cannot depend on its position: name things by app.EscapedId, or loop with a plain {% for app in Apps %} where forloop works; see "Porting a Bamboo template" in docs/templates.md)';
+
 function toTemplateError(err: unknown, file: string): TemplateError {
   if (err instanceof TemplateError) return err;
   if (err instanceof Error && LiquidError.is(err)) {
@@ -89,8 +96,9 @@ function toTemplateError(err: unknown, file: string): TemplateError {
     if (original instanceof TemplateError) return original;
     const pos = token && typeof token.getPosition === 'function' ? token.getPosition() : undefined;
     const bare = oneLine(err.message.replace(/(, file:.*?)?, line:\d+, col:\d+$/, ''));
-    if (pos) return new TemplateError(`${file}:${pos[0]}:${pos[1]}: ${bare}`, file, pos[0], pos[1], { cause: err });
-    return new TemplateError(`${file}: ${bare}`, file, undefined, undefined, { cause: err });
+    const hint = /undefined variable: forloop\b/.test(bare) ? FORLOOP_HINT : '';
+    if (pos) return new TemplateError(`${file}:${pos[0]}:${pos[1]}: ${bare}${hint}`, file, pos[0], pos[1], { cause: err });
+    return new TemplateError(`${file}: ${bare}${hint}`, file, undefined, undefined, { cause: err });
   }
   const msg = err instanceof Error ? err.message : String(err);
   return new TemplateError(`${file}: ${oneLine(msg)}`, file, undefined, undefined, { cause: err });

@@ -328,6 +328,7 @@ describe('createRenderer', () => {
       ['a block body reading outside its app', '{% app app in Apps %}\n{{ Apps.size }}\n{% endapp %}', /undefined variable: Apps/, 2],
       ['nested app blocks', '{% app app in Apps %}{% app app %}x{% endapp %}{% endapp %}', /cannot be nested/, 1],
       ['an app block inside capture', '{% capture c %}{% app app in Apps %}x{% endapp %}{% endcapture %}', /capture/, 1],
+      ['forloop inside an app block, with the supported form named', '{% app app in Apps %}\n{{ forloop.index0 }}\n{% endapp %}', /forloop.*app.EscapedId.*plain \{% for app in Apps %\}/, 2],
     ];
     for (const [name, tpl, message, line] of cases) {
       it(`throws a TemplateError naming file and line for ${name}`, () => {
@@ -533,6 +534,9 @@ describe('liquid filters', () => {
     ['to_int', filters.toInt(' 8080 '), 8080],
     ['to_int on a negative number', filters.toInt('-3'), -3],
     ['to_int on text', filters.toInt('80a'), null],
+    ['truthy on an empty string (false, as Go templates)', filters.truthy(''), false],
+    ['truthy on 0, false, nil, [], {}', [0, false, null, undefined, [], {}].map(filters.truthy), [false, false, false, false, false, false]],
+    ['truthy on text, "0", "false", 1, [x], {k}', ['a', '0', 'false', 1, ['x'], { k: 1 }].map(filters.truthy), [true, true, true, true, true, true]],
     ['to_int on a secret reference', filters.toInt({ secret: 'x' }), null],
     ['contains on a string', filters.contains('/group/app', 'group'), true],
     ['contains on a list', filters.contains(['a', 'b'], 'c'), false],
@@ -601,6 +605,12 @@ describe('renderFromFiles', () => {
       expect(() => renderFromFiles({ ...base, appsJson: '[]', ...opts })).to.throw(Error, message).with.property('message').that.does.not.contain('\n');
     });
   }
+
+  it('gives ported Go templates Go\'s truth through the truthy filter: an env var set to "" is false', () => {
+    const tpl = '{% app app in Apps %}{{ app.Id }}:{% if app.Env.PORT | truthy %}tcp{% else %}http{% endif %}/{% if app.Env.PORT %}liquid-true{% endif %}\n{% endapp %}';
+    const text = createRenderer(tpl).render(data([app('/empty', withEnv({ PORT: '' })), app('/none'), app('/set', withEnv({ PORT: '9000' }))]), settings()).text;
+    expect(text).to.equal('/empty:http/liquid-true\n/none:http/\n/set:tcp/liquid-true\n');
+  });
 
   it('names the template file in template errors', () => {
     expect(() => renderFromFiles({ ...base, appsJson: '[]', templateText: '{{ nope }}', templateFile: 'my.liquid' })).to.throw(TemplateError, /^my\.liquid:1:/);
