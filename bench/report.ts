@@ -831,7 +831,7 @@ ${throughputSection(r)}
 - Everything binds 127.0.0.1 on free ports; HAProxy runs with \`noreuseport\` and \`-dR\`, so a stray
   listener on a shared machine cannot silently take half the traffic. Processes are stopped by the
   PID they were started with; files live in temp directories.
-- The Marathon simulator (test/marathon-sim) runs inside the benchmark process, so its own work (for
+- The Marathon simulator (harness/marathon-sim) runs inside the benchmark process, so its own work (for
   example building a deployment plan that lists every app on each scale) shares a core with the
   probes; its cost per scale call is reported. Events are timed from the moment it emits them.
 - The latency probe opens a new connection per request so that every poll reaches the newest HAProxy

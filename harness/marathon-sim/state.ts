@@ -1,7 +1,7 @@
 /**
  * The simulated Marathon's state: apps, tasks and deployments, and the controls that change them.
  * Every control publishes exactly the events real Marathon publishes for that change, in the order
- * the real captures show (../shared/fixtures/marathon/sse/real-marathon-1.6_gestalt-dcos_app-lifecycle.txt
+ * the real captures show (harness/fixtures/marathon/sse/real-marathon-1.6_gestalt-dcos_app-lifecycle.txt
  * for create and destroy). The HTTP side (server.ts) only reads this state and forwards the events.
  *
  * Controls run synchronously (all their events are published before they return), except

@@ -2,7 +2,7 @@
  * A Marathon simulator: an HTTP server speaking Marathon's exact wire format (REST, `/v2/events`
  * server-sent events, HTTP callback subscriptions), with controls that change its apps and tasks
  * and publish the events real Marathon publishes, plus fault injection. Used by the tests and by
- * `bamboo demo`. The evidence for every format detail is ../shared/fixtures/marathon/README.md.
+ * `bamboo demo`. The evidence for every format detail is harness/fixtures/marathon/README.md.
  *
  * ```ts
  * const sim = new MarathonSimulator({ heartbeatMs: 200 });

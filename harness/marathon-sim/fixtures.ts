@@ -1,6 +1,7 @@
 /**
- * Reading the shared Marathon fixtures (../shared/fixtures/marathon beside the repository) and
- * turning every response shape they contain into a plain list of app objects.
+ * Reading the Marathon fixtures (harness/fixtures/marathon: real Marathon payloads, with their sources
+ * in its README.md and PROVENANCE.md) and turning every response shape they contain into a plain list
+ * of app objects.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -19,11 +20,12 @@ export function repoRoot(): string {
 }
 
 /**
- * The Marathon fixture folder. CI clones the repository elsewhere with a copy of shared/ beside it,
- * so the path is always resolved relative to the repository, never absolute.
+ * The Marathon fixture folder, inside the repository (a checkout needs nothing beside it). Resolved
+ * from the repository root, so it is the same from sources and from dist/. Installed packages do not
+ * ship the fixtures: only tests and `loadFixture` callers read them, never `bamboo demo`.
  */
 export function fixturesDir(): string {
-  return resolve(repoRoot(), '../shared/fixtures/marathon');
+  return resolve(repoRoot(), 'harness', 'fixtures', 'marathon');
 }
 
 /** Every file under `dir` (recursively), sorted, as paths relative to `dir`. */

@@ -1,6 +1,6 @@
 /**
  * Builders for the events Marathon publishes, each returning the object with Marathon's key order
- * (taken from the real captures in ../shared/fixtures/marathon/events; the comment on each names
+ * (taken from the real captures in harness/fixtures/marathon/events; the comment on each names
  * the file). Pure: the caller passes the timestamp.
  */
 import type { JsonObject } from './types.js';

@@ -1,6 +1,6 @@
 /**
  * Which wire-format details depend on the Marathon version. Each flag cites the evidence in
- * ../shared/fixtures/marathon/README.md ("Wire-format facts"), so a reader can check why.
+ * harness/fixtures/marathon/README.md ("Wire-format facts"), so a reader can check why.
  */
 
 /** Version-dependent choices of the simulator. Pure data derived from the reported version. */
