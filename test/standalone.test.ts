@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { PROJECT_ROOT } from '../common/config.js';
@@ -19,11 +19,20 @@ const ROOT = PROJECT_ROOT;
 /** Folders that are not part of the repository (installs, builds, caches; all in .gitignore). */
 const NOT_REPOSITORY = new Set(['.git', 'node_modules', 'dist', 'build', 'scratch', '.bench-results', 'tmp']);
 
+function isFile(rel: string): boolean {
+  try {
+    return lstatSync(join(ROOT, rel)).isFile();
+  } catch {
+    return false; // deleted in the work tree but still in the index
+  }
+}
+
 /** The repository's files: what git tracks, or (no git, e.g. an unpacked archive) the tree minus installs and builds. */
 async function repositoryFiles(): Promise<string[]> {
   try {
     const { stdout } = await pexec('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: ROOT, maxBuffer: 64 * 1024 * 1024 });
-    const files = stdout.split('\0').filter((f) => f && existsSync(join(ROOT, f)));
+    // Regular files only: untracked entries may include a node_modules symlink (a worktree sharing an install).
+    const files = stdout.split('\0').filter((f) => f && !NOT_REPOSITORY.has(f.split('/')[0]) && isFile(f));
     if (files.length) return files;
   } catch {
     // Not a git checkout: walk the tree instead.
