@@ -1,14 +1,14 @@
 /**
  * docs/BENCHMARKS.md from a results file (bench/results/latest.json): the machine, versions and load
  * of the run, then each figure as median and spread next to the original Bamboo's figure from
- * ../shared/BENCHMARKING.md and the target, and where we miss, with the stage timings that say why.
+ * docs/bamboo-baseline.md and the target, and where we miss, with the stage timings that say why.
  * Pure: the same JSON gives the same text (`npm run bench -- --report` regenerates it).
  */
 import type { BenchResults, ScenarioRecord } from './run.js';
 import type { Summary } from './lib/stats.js';
 import type { WrkResult } from './lib/wrk.js';
 
-/** The original Bamboo, measured on a machine like this one (BENCHMARKING.md). */
+/** The original Bamboo, measured on a machine like this one (docs/bamboo-baseline.md, which gives the method). */
 const BAMBOO = {
   eventToCfg: { 100: '43 ms', 1000: '134 ms', 10000: '1.18 s' } as Record<number, string>,
   eventToRouted: { 100: '91 ms', 1000: '232 ms', 10000: '3.38 s' } as Record<number, string>,
@@ -236,7 +236,7 @@ function runSection(r: BenchResults): string {
       '',
       `> **The machine was busy.** The 1-minute load average stayed around ${r.load.mean1m} (max ${r.load.max1m}) on ${m.cores} cores while this ran, ` +
         'partly other engineers\' test runs and partly the benchmark itself (HAProxy, ZooKeeper, node processes and the load generator share the two cores). ' +
-        'Absolute figures are noisy (10-20 % run to run even on a quiet machine, BENCHMARKING.md); compare only figures from the same run.',
+        'Absolute figures are noisy (10-20 % run to run even on a quiet machine, [bamboo-baseline.md](bamboo-baseline.md)); compare only figures from the same run.',
     );
   }
   return lines.join('\n');
@@ -325,7 +325,7 @@ function renderSection(r: BenchResults): string {
       'The default template, apps with an HTTP health check and 3 healthy tasks, one app in ten with a host rule. Each size runs in its own child process ' +
         `(${res.sizes[0].runtime}), so the peak RSS is that size's alone (it includes the runtime itself: "baseline" is the RSS before any work). ` +
         '"Cold" is a fresh renderer (empty memo); "one-app change" is a warm renderer after one app\'s tasks moved, the way the worker gets it from a hint\'s delta (template data built again with the worker\'s per-app memo, the unchanged apps being the objects of the last build, then render); "without a delta" is the same change when the worker reads the snapshot from ZooKeeper instead (a big deployment, a missed hint: only the apps whose text changed since its last read are parsed, the others are that read\'s objects, which the memo recognises; the parse itself is the read stage, not counted here); ' +
-        '"render + validate" adds `haproxy -c` on the output. `haproxy -c` is timed with the config at two path lengths, because HAProxy\'s parse time depends on it (BENCHMARKING.md); ' +
+        '"render + validate" adds `haproxy -c` on the output. `haproxy -c` is timed with the config at two path lengths, because HAProxy\'s parse time depends on it ([bamboo-baseline.md](bamboo-baseline.md)); ' +
         `${pathKeys[0].replace('path', '')} characters is the length of /etc/haproxy/haproxy.cfg, the production default.`,
       '',
       table(
@@ -345,7 +345,7 @@ function renderSection(r: BenchResults): string {
         ]),
       ),
       '',
-      `For scale: marathon-lb generates a config in ${BAMBOO.marathonLb[100]} / ${BAMBOO.marathonLb[1000]} / ${BAMBOO.marathonLb[10000]} for 100 / 1,000 / 10,000 apps (BENCHMARKING.md).`,
+      `For scale: marathon-lb generates a config in ${BAMBOO.marathonLb[100]} / ${BAMBOO.marathonLb[1000]} / ${BAMBOO.marathonLb[10000]} for 100 / 1,000 / 10,000 apps ([bamboo-baseline.md](bamboo-baseline.md)).`,
     );
   }
   const w = res?.worker;
@@ -547,7 +547,7 @@ function reloadSection(r: BenchResults): string {
         }),
     ),
     '',
-    'Original Bamboo, 50 reloads under wrk load: 1,809 failed requests with `Connection: close` and 365 with keep-alive using its default reload command; 0 and 326 with `-x` and `expose-fd listeners` (BENCHMARKING.md).',
+    'Original Bamboo, 50 reloads under wrk load: 1,809 failed requests with `Connection: close` and 365 with keep-alive using its default reload command; 0 and 326 with `-x` and `expose-fd listeners` ([bamboo-baseline.md](bamboo-baseline.md)).',
   );
   return out.join('\n');
 }
@@ -725,7 +725,7 @@ function misses(r: BenchResults): string {
   for (const [name] of failed) notes.push(`- **Scenario ${name} did not complete** (see its section).`);
   const text = notes.length ? notes.join('\n') : 'Every target was met in this run.';
   const slow = slowerThanBamboo(r);
-  return slow.length ? `${text}\n\nWhere the original Bamboo's figure (BENCHMARKING.md, another run on a similar machine) is better than ours:\n\n${slow.join('\n')}` : text;
+  return slow.length ? `${text}\n\nWhere the original Bamboo's figure ([bamboo-baseline.md](bamboo-baseline.md), another run on a similar machine) is better than ours:\n\n${slow.join('\n')}` : text;
 }
 
 /** Figures where the original Bamboo did better (not targets, but reported as honestly). */
@@ -787,8 +787,9 @@ results, with every sample summary, are in [${jsonRel}](${jsonRel}). Reproduce w
 (about 15 minutes; \`npm run bench -- --only latency\` runs one scenario, \`--smoke\` a scaled-down
 run in a minute, which \`npm test\` also does). Figures are medians with their spread (p10–p90 over
 many samples, min–max over a few repetitions), next to the original Bamboo's figures measured on a
-machine like this one (../shared/BENCHMARKING.md: Bamboo built from source, HAProxy 2.6, ZooKeeper 3.8,
-2 cores). Timings are never asserted anywhere; targets are reported, not enforced.
+machine like this one ([bamboo-baseline.md](bamboo-baseline.md) gives them with their method: Bamboo
+built from source, HAProxy 2.6, ZooKeeper 3.8, 2 cores). Timings are never asserted anywhere; targets
+are reported, not enforced.
 
 ## The run
 
@@ -831,7 +832,7 @@ ${throughputSection(r)}
 - Everything binds 127.0.0.1 on free ports; HAProxy runs with \`noreuseport\` and \`-dR\`, so a stray
   listener on a shared machine cannot silently take half the traffic. Processes are stopped by the
   PID they were started with; files live in temp directories.
-- The Marathon simulator (test/marathon-sim) runs inside the benchmark process, so its own work (for
+- The Marathon simulator (harness/marathon-sim) runs inside the benchmark process, so its own work (for
   example building a deployment plan that lists every app on each scale) shares a core with the
   probes; its cost per scale call is reported. Events are timed from the moment it emits them.
 - The latency probe opens a new connection per request so that every poll reaches the newest HAProxy

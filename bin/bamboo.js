@@ -30,7 +30,7 @@ function buildIsCurrent() {
   if (!existsSync(built)) return false;
   if (!existsSync(join(root, 'cli', 'main.ts'))) return true; // installed package: no sources
   const builtAt = statSync(built).mtimeMs;
-  return ['cli', 'common', 'api', 'worker', join('test', 'marathon-sim'), join('test', 'support')].every(
+  return ['cli', 'common', 'api', 'worker', 'harness'].every(
     (d) => newestSource(join(root, d)) <= builtAt,
   );
 }

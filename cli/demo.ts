@@ -10,12 +10,12 @@ import { randomBytes } from 'node:crypto';
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MarathonSimulator, type MarathonSimulatorOptions } from '../test/marathon-sim/index.js';
-import { startBackend, httpGet, type Backend } from '../test/support/http.js';
-import { freePort } from '../test/support/ports.js';
-import { startProcess, waitFor, type Started } from '../test/support/process.js';
-import { tempDir } from '../test/support/tmp.js';
-import { startZooKeeper, type ZkServer } from '../test/support/zookeeper.js';
+import { MarathonSimulator, type MarathonSimulatorOptions } from '../harness/marathon-sim/index.js';
+import { startBackend, httpGet, type Backend } from '../harness/http.js';
+import { freePort } from '../harness/ports.js';
+import { startProcess, waitFor, type Started } from '../harness/process.js';
+import { tempDir } from '../harness/tmp.js';
+import { startZooKeeper, type ZkServer } from '../harness/zookeeper.js';
 
 export interface DemoOptions {
   httpPort?: number;

@@ -13,7 +13,7 @@
  * Why slots and `set server` rather than `add server`/`del server`: HAProxy 2.6's dynamic servers
  * do not inherit `default-server` settings (`init-addr`, `inter`, ...), need their health checks
  * enabled one by one (`enable health`), can be deleted only once in maintenance with no connection
- * left, and cost about 16 times more per change (BENCHMARKING.md: ~8,000/s against ~133,000/s for
+ * left, and cost about 16 times more per change (docs/bamboo-baseline.md: ~8,000/s against ~133,000/s for
  * batched `set server`). Slots are plain config servers: checks, `ssl` and every default apply, and
  * a reload or restart rebuilds exactly the same servers from the file.
  *

@@ -1,12 +1,24 @@
 #!/usr/bin/env node
 // Dependencies point one way: common <- api, common <- worker, never api <-> worker, and common never
-// imports api/, worker/ or cli/. madge checks cycles; this checks direction.
+// imports api/, worker/ or cli/. harness/ (the Marathon simulator and the launchers of ZooKeeper and
+// other real processes, used by `bamboo demo`, the benchmarks and the tests) sits beside the product:
+// only cli/ (the demo), bench/ and test/ use it, and nothing shipped imports test/. madge checks
+// cycles; this checks direction.
+//
+// Usage: node scripts/check-layers.js [ROOT]   (ROOT defaults to this repository)
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const rules = { common: ['api', 'worker', 'cli', 'test'], api: ['worker', 'cli'], worker: ['api', 'cli'] };
+const root = resolve(process.argv[2] ?? resolve(dirname(fileURLToPath(import.meta.url)), '..'));
+const rules = {
+  common: ['api', 'worker', 'cli', 'harness', 'bench', 'test'],
+  api: ['worker', 'cli', 'harness', 'bench', 'test'],
+  worker: ['api', 'cli', 'harness', 'bench', 'test'],
+  cli: ['bench', 'test'],
+  harness: ['api', 'worker', 'cli', 'bench', 'test'],
+  bench: ['test'],
+};
 const bad = [];
 function walk(dir) {
   for (const name of readdirSync(dir)) {

@@ -4,9 +4,9 @@ import { Zk, queryEscape, queryUnescape, ZkBadVersionError, ZkNoNodeError, ZkUna
 import { RuleStore, RuleConflictError, RuleNotFoundError, parseRecord } from '../common/rules.js';
 import { ControlStore } from '../common/snapshot.js';
 import { HintPublisher, HintSubscriber, type HintEvent } from '../common/bus.js';
-import { expireThrough, partition, sharedZooKeeper, uniquePath, startZooKeeper, waitForServing } from './support/zookeeper.js';
-import { waitFor, sleep } from './support/process.js';
-import { freePort } from './support/ports.js';
+import { expireThrough, partition, sharedZooKeeper, uniquePath, startZooKeeper, waitForServing } from '../harness/zookeeper.js';
+import { waitFor, sleep } from '../harness/process.js';
+import { freePort } from '../harness/ports.js';
 import { Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 

@@ -13,7 +13,7 @@ import { silentLogger } from '../common/log.js';
 import type { MarathonClient } from '../common/marathon.js';
 import { nullMetrics } from '../common/metrics.js';
 import type { ControlStore, MarathonSnapshot } from '../common/snapshot.js';
-import { waitFor } from './support/process.js';
+import { waitFor } from '../harness/process.js';
 
 /** A door calls pass through while open and wait at while closed. */
 class Door {

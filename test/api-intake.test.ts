@@ -13,10 +13,10 @@ import { loadConfig, type Config } from '../common/config.js';
 import { createLogger, silentLogger } from '../common/log.js';
 import { ControlStore, SnapshotConflictError, type MarathonSnapshot } from '../common/snapshot.js';
 import { Zk } from '../common/zk.js';
-import { MarathonSimulator, type MarathonSimulatorOptions } from './marathon-sim/index.js';
-import { freePort } from './support/ports.js';
-import { sleep, waitFor } from './support/process.js';
-import { expireThrough, partition, sharedZooKeeper, uniquePath } from './support/zookeeper.js';
+import { MarathonSimulator, type MarathonSimulatorOptions } from '../harness/marathon-sim/index.js';
+import { freePort } from '../harness/ports.js';
+import { sleep, waitFor } from '../harness/process.js';
+import { expireThrough, partition, sharedZooKeeper, uniquePath } from '../harness/zookeeper.js';
 
 const log = process.env.TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger();
 

@@ -13,12 +13,12 @@ import { ERROR_CODES, errorCodesTable } from '../common/errors.js';
 import { createLogger, silentLogger } from '../common/log.js';
 import { decodeHint, type Hint } from '../common/bus.js';
 import { Zk, queryEscape } from '../common/zk.js';
-import { MarathonSimulator } from './marathon-sim/index.js';
-import { jsonCall, type JsonResponse } from './support/http.js';
-import { freePort } from './support/ports.js';
-import { sleep, waitFor } from './support/process.js';
+import { MarathonSimulator } from '../harness/marathon-sim/index.js';
+import { jsonCall, type JsonResponse } from '../harness/http.js';
+import { freePort } from '../harness/ports.js';
+import { sleep, waitFor } from '../harness/process.js';
 import { startStatsd } from './support/statsd.js';
-import { sharedZooKeeper, startZooKeeper, uniquePath } from './support/zookeeper.js';
+import { sharedZooKeeper, startZooKeeper, uniquePath } from '../harness/zookeeper.js';
 import { readFileSync } from 'node:fs';
 
 const pexec = promisify(execFile);

@@ -7,8 +7,8 @@ import { expect } from 'chai';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startProcess } from './support/process.js';
-import { tempDir } from './support/tmp.js';
+import { startProcess } from '../harness/process.js';
+import { tempDir } from '../harness/tmp.js';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 

@@ -17,6 +17,7 @@ import type {
   MarathonTask,
   ServiceRecord,
 } from '../common/model.js';
+import { fixturesDir } from '../harness/marathon-sim/fixtures.js';
 
 /** The clock every test uses: tasks start an hour before it unless a test says otherwise. */
 export const NOW = Date.parse('2024-01-01T00:00:00.000Z');
@@ -180,8 +181,8 @@ export const REPO_ROOT = (() => {
   return dir;
 })();
 
-/** The shared Marathon fixtures (CI clones the repo with shared/ beside it). */
-export const FIXTURES = resolve(REPO_ROOT, '../shared/fixtures/marathon');
+/** The Marathon fixtures, inside the repository (harness/fixtures/marathon). */
+export const FIXTURES = fixturesDir();
 
 export const DEFAULT_TEMPLATE_PATH = resolve(REPO_ROOT, 'templates/haproxy.cfg.liquid');
 

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { ConfigError, PROJECT_ROOT, SCHEMA, loadConfig, redactConfig, secretValues } from '../common/config.js';
 import { withTable } from '../scripts/gen-config-docs.js';
-import { tempDir } from './support/tmp.js';
+import { tempDir } from '../harness/tmp.js';
 
 const pexec = promisify(execFile);
 const BIN = join(PROJECT_ROOT, 'bin', 'bamboo.js');

@@ -5,8 +5,8 @@
 import { expect } from 'chai';
 import { connect } from 'node:net';
 import { startDemo, type RunningDemo } from '../cli/demo.js';
-import { startBackend, httpGet, type Backend } from './support/http.js';
-import { waitFor, sleep } from './support/process.js';
+import { startBackend, httpGet, type Backend } from '../harness/http.js';
+import { waitFor, sleep } from '../harness/process.js';
 
 /** Sends `n` requests and tallies which backend answered (the body starts with its name). */
 async function tally(url: string, n: number, host?: string): Promise<Record<string, number>> {

@@ -15,9 +15,9 @@ import zookeeper from 'node-zookeeper-client';
 import { startDemo, type RunningDemo } from '../cli/demo.js';
 import { queryEscape } from '../common/zk.js';
 import { call, HttpLoad, measured, since } from './support/faults.js';
-import { httpGet, startBackend, type Backend } from './support/http.js';
-import { sleep, waitFor } from './support/process.js';
-import { pauseProcess, startEnsemble, waitForServing, type ZkServer } from './support/zookeeper.js';
+import { httpGet, startBackend, type Backend } from '../harness/http.js';
+import { sleep, waitFor } from '../harness/process.js';
+import { pauseProcess, startEnsemble, waitForServing, type ZkServer } from '../harness/zookeeper.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 

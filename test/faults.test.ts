@@ -18,15 +18,15 @@ import { ERROR_CODES, type ErrorCode } from '../common/errors.js';
 import { sha256 } from '../common/haproxy.js';
 import { silentLogger } from '../common/log.js';
 import { Zk } from '../common/zk.js';
-import { MarathonSimulator } from './marathon-sim/index.js';
+import { MarathonSimulator } from '../harness/marathon-sim/index.js';
 import { generateCorpus, sendRaw, type CorpusCategory } from './support/corpus.js';
 import { call, HttpLoad, measured, since } from './support/faults.js';
 import { haproxyCheck } from './support/haproxy.js';
-import { httpGet, startBackend, type Backend } from './support/http.js';
-import { freePort } from './support/ports.js';
-import { sleep, waitFor, type Started } from './support/process.js';
+import { httpGet, startBackend, type Backend } from '../harness/http.js';
+import { freePort } from '../harness/ports.js';
+import { sleep, waitFor, type Started } from '../harness/process.js';
 import { startStatsd, type StatsdServer } from './support/statsd.js';
-import { startZooKeeper, type ZkServer } from './support/zookeeper.js';
+import { startZooKeeper, type ZkServer } from '../harness/zookeeper.js';
 
 const hex = () => randomBytes(8).toString('hex');
 const SECRETS = {

@@ -10,10 +10,10 @@ import {
   validateConfig,
   validationCommandLine,
 } from '../common/haproxy.js';
-import { httpGet } from './support/http.js';
-import { freePort } from './support/ports.js';
-import { sleep, waitFor } from './support/process.js';
-import { tempDir } from './support/tmp.js';
+import { httpGet } from '../harness/http.js';
+import { freePort } from '../harness/ports.js';
+import { sleep, waitFor } from '../harness/process.js';
+import { tempDir } from '../harness/tmp.js';
 import { testLogger } from './worker-fixtures.js';
 
 const log = testLogger('haproxy');

@@ -7,9 +7,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger, silentLogger } from '../common/log.js';
 import { EVENTS_PATH, MarathonClient, MarathonError, MarathonEventStream, toMarathonEvent, type MarathonEvent } from '../common/marathon.js';
-import { MarathonSimulator, type MarathonSimulatorOptions } from './marathon-sim/index.js';
-import { freePort } from './support/ports.js';
-import { sleep, waitFor } from './support/process.js';
+import { MarathonSimulator, type MarathonSimulatorOptions } from '../harness/marathon-sim/index.js';
+import { freePort } from '../harness/ports.js';
+import { sleep, waitFor } from '../harness/process.js';
 
 const log = process.env.TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger();
 

@@ -1,5 +1,5 @@
 /**
- * The Marathon simulator against the shared wire-format evidence (../shared/fixtures/marathon):
+ * The Marathon simulator against the wire-format evidence (harness/fixtures/marathon):
  * every apps/, events/ and sse/ fixture is replayed through it, and its controls, embed parameters,
  * auth and faults are checked against what real Marathon does.
  */
@@ -17,8 +17,8 @@ import {
   type JsonObject,
   type MarathonSimulatorOptions,
   type SimEvent,
-} from './marathon-sim/index.js';
-import { openEventStream, startCallbackReceiver, waitUntil, type CallbackReceiver, type SseClient } from './marathon-sim/clients.js';
+} from '../harness/marathon-sim/index.js';
+import { openEventStream, startCallbackReceiver, waitUntil, type CallbackReceiver, type SseClient } from '../harness/marathon-sim/clients.js';
 
 const FIXTURES = fixturesDir();
 const readFixture = (rel: string): string => readFileSync(join(FIXTURES, rel), 'utf8');

@@ -10,16 +10,17 @@ import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSyn
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PROJECT_ROOT, SCHEMA, loadConfig } from '../common/config.js';
-import { startProcess } from './support/process.js';
-import { tempDir } from './support/tmp.js';
+import { fixturesDir } from '../harness/marathon-sim/fixtures.js';
+import { startProcess } from '../harness/process.js';
+import { tempDir } from '../harness/tmp.js';
 
 const pexec = promisify(execFile);
 const ROOT = PROJECT_ROOT;
 const DEPLOY = join(ROOT, 'deploy');
-const FIXTURES = resolve(ROOT, '../shared/fixtures/marathon');
+const FIXTURES = fixturesDir();
 /** The PATH systemd gives services: `bamboo` must be found there, not via node_modules/.bin. */
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const UNITS = ['bamboo-api.service', 'bamboo-worker.service'];
@@ -207,6 +208,7 @@ describe('packaging and deployment', function () {
       const listing = await ok('dpkg-deb', ['-c', deb1]);
       for (const path of ['./opt/bamboo/dist/cli/main.js', './opt/bamboo/bin/bamboo.js', './opt/bamboo/templates/haproxy.cfg.liquid', './opt/bamboo/package.json',
         './opt/bamboo/node_modules/zeromq/package.json', './opt/bamboo/api/ui/index.html', './opt/bamboo/share/systemd/bamboo-worker-managed.conf',
+        './opt/bamboo/dist/harness/marathon-sim/index.js', './opt/bamboo/dist/harness/zookeeper.js',
         './lib/systemd/system/bamboo-api.service', './lib/systemd/system/bamboo-worker.service', './usr/bin/bamboo -> /opt/bamboo/bin/bamboo.js']) {
         expect(listing, path).to.include(path);
       }
@@ -215,6 +217,7 @@ describe('packaging and deployment', function () {
         expect(listing, devOnly).not.to.include(devOnly);
       }
       expect(listing).not.to.match(/\.\/opt\/bamboo\/dist\/\S*\.test\.js/);
+      expect(listing).not.to.match(/\.\/opt\/bamboo\/dist\/test\//); // `bamboo demo` runs dist/harness, never test code
     });
 
     it('installs with dpkg -i (systemd not running here) and puts a working bamboo on PATH', async () => {
@@ -355,6 +358,9 @@ describe('packaging and deployment', function () {
       for (const dev of ['typescript', 'mocha', 'tsx', 'chai', 'madge']) expect(existsSync(join(app, 'node_modules', dev)), dev).to.equal(false);
       const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
       for (const dep of Object.keys(pkg.dependencies)) expect(existsSync(join(app, 'node_modules', dep, 'package.json')), dep).to.equal(true);
+      // `bamboo demo` runs the simulator and the launchers from dist/harness; no test code is shipped.
+      expect(existsSync(join(app, 'dist', 'harness', 'marathon-sim', 'index.js'))).to.equal(true);
+      expect(existsSync(join(app, 'dist', 'test')), 'dist/test shipped').to.equal(false);
       const entries = ['dist/api/main.js', 'dist/worker/main.js', 'dist/common/render.js'].filter((e) => existsSync(join(app, e)));
       expect(entries).to.include('dist/api/main.js');
       const script = entries.map((e) => `await import(${JSON.stringify(join(app, e))});`).join('');

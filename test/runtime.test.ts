@@ -8,8 +8,8 @@ import { inMaintenance, outOfRotation, parseServerLine, parseServersState, serve
 import { managedPaths, runWorker, type WorkerHandle } from '../worker/main.js';
 import type { ApplyOutcome } from '../worker/reconciler.js';
 import { createServer } from 'node:http';
-import { httpGet, startBackend, type Backend } from './support/http.js';
-import { sleep, waitFor, type Started } from './support/process.js';
+import { httpGet, startBackend, type Backend } from '../harness/http.js';
+import { sleep, waitFor, type Started } from '../harness/process.js';
 import { startWrk, stopWrk } from './support/wrk.js';
 import { FakeApi, marathonApp, testLogger, testSetup, workerConfig, type TestSetup } from './worker-fixtures.js';
 

@@ -11,7 +11,7 @@ import { RuleStore } from '../common/rules.js';
 import { ZkDesiredState } from '../worker/desired.js';
 import { marathonApp } from './worker-fixtures.js';
 import { Zk } from '../common/zk.js';
-import { sharedZooKeeper, uniquePath } from './support/zookeeper.js';
+import { sharedZooKeeper, uniquePath } from '../harness/zookeeper.js';
 
 const apps = (n: number) => Array.from({ length: n }, (_, i) => marathonApp(`/app-${i}`, [{ port: 31000 + i }]));
 

@@ -17,10 +17,10 @@ import { loadConfig, type Config } from '../common/config.js';
 import { createLogger, silentLogger } from '../common/log.js';
 import { ControlStore, type WorkerStatus } from '../common/snapshot.js';
 import { Zk } from '../common/zk.js';
-import { MarathonSimulator } from './marathon-sim/index.js';
-import { jsonCall, type JsonResponse } from './support/http.js';
-import { waitFor } from './support/process.js';
-import { sharedZooKeeper, uniquePath } from './support/zookeeper.js';
+import { MarathonSimulator } from '../harness/marathon-sim/index.js';
+import { jsonCall, type JsonResponse } from '../harness/http.js';
+import { waitFor } from '../harness/process.js';
+import { sharedZooKeeper, uniquePath } from '../harness/zookeeper.js';
 
 const log = process.env.TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger();
 

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { haproxyCheck } from './support/haproxy.js';
-import { startProcess, waitFor, type Started } from './support/process.js';
+import { startProcess, waitFor, type Started } from '../harness/process.js';
 import { FakeApi, marathonApp, testSetup, type TestSetup } from './worker-fixtures.js';
 
 const ROOT = dirname(dirname(fileURLToPath(import.meta.url)));

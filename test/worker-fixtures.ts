@@ -11,9 +11,9 @@ import { HintPublisher } from '../common/bus.js';
 import { RuleStore } from '../common/rules.js';
 import { ControlStore } from '../common/snapshot.js';
 import { Zk } from '../common/zk.js';
-import { freePort } from './support/ports.js';
-import { tempDir } from './support/tmp.js';
-import { sharedZooKeeper, uniquePath } from './support/zookeeper.js';
+import { freePort } from '../harness/ports.js';
+import { tempDir } from '../harness/tmp.js';
+import { sharedZooKeeper, uniquePath } from '../harness/zookeeper.js';
 
 export function testLogger(role = 'test'): Logger {
   return createLogger({ level: process.env.WORKER_TEST_LOG ?? 'silent', role });

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { runWorker, type WorkerHandle } from '../worker/main.js';
-import { httpGet, startBackend, type Backend } from './support/http.js';
-import { waitFor, type Started } from './support/process.js';
+import { httpGet, startBackend, type Backend } from '../harness/http.js';
+import { waitFor, type Started } from '../harness/process.js';
 import { startWrk, stopWrk } from './support/wrk.js';
 import { FakeApi, marathonApp, testLogger, testSetup, workerConfig } from './worker-fixtures.js';
 

@@ -6,8 +6,8 @@ import { nullMetrics } from '../common/metrics.js';
 import { createRenderer } from '../common/render.js';
 import type { StoredRecord } from '../common/rules.js';
 import { Reconciler, type ApplyOutcome, type DesiredState } from '../worker/reconciler.js';
-import { sleep, waitFor } from './support/process.js';
-import { tempDir } from './support/tmp.js';
+import { sleep, waitFor } from '../harness/process.js';
+import { tempDir } from '../harness/tmp.js';
 import { marathonApp, testLogger } from './worker-fixtures.js';
 
 // The loop and its pacing, with in-memory stand-ins for ZooKeeper, the validator and HAProxy.

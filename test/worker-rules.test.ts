@@ -2,8 +2,8 @@ import { expect } from 'chai';
 import { RuleStore } from '../common/rules.js';
 import { Zk } from '../common/zk.js';
 import { RuleCache } from '../worker/desired.js';
-import { waitFor } from './support/process.js';
-import { sharedZooKeeper, uniquePath } from './support/zookeeper.js';
+import { waitFor } from '../harness/process.js';
+import { sharedZooKeeper, uniquePath } from '../harness/zookeeper.js';
 import { testLogger } from './worker-fixtures.js';
 
 describe('worker rule cache (list and watch, real ZooKeeper)', function () {

@@ -7,11 +7,11 @@ import type { WorkerStatus } from '../common/snapshot.js';
 import { runWorker, type WorkerHandle, type WorkerOptions } from '../worker/main.js';
 import type { ApplyOutcome } from '../worker/reconciler.js';
 import { haproxyCheck } from './support/haproxy.js';
-import { httpGet, startBackend, type Backend } from './support/http.js';
-import { freePort } from './support/ports.js';
-import { waitFor } from './support/process.js';
+import { httpGet, startBackend, type Backend } from '../harness/http.js';
+import { freePort } from '../harness/ports.js';
+import { waitFor } from '../harness/process.js';
 import { startStatsd } from './support/statsd.js';
-import { startZooKeeper } from './support/zookeeper.js';
+import { startZooKeeper } from '../harness/zookeeper.js';
 import { FakeApi, marathonApp, testLogger, testSetup, workerConfig, type TestSetup } from './worker-fixtures.js';
 
 const log = testLogger('worker');

@@ -4,9 +4,9 @@
  * and free ports.
  */
 import { join } from 'node:path';
-import { freePort } from '../../test/support/ports.js';
-import { startProcess, type Started } from '../../test/support/process.js';
-import { httpGet } from '../../test/support/http.js';
+import { freePort } from '../../harness/ports.js';
+import { startProcess, type Started } from '../../harness/process.js';
+import { httpGet } from '../../harness/http.js';
 import { ROOT } from './machine.js';
 import { until } from './stats.js';
 

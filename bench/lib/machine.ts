@@ -113,7 +113,7 @@ export function buildIsCurrent(): boolean {
   const built = join(ROOT, 'dist', 'cli', 'main.js');
   if (!existsSync(built)) return false;
   const builtAt = statSync(built).mtimeMs;
-  return ['cli', 'common', 'api', 'worker', 'bench', join('test', 'marathon-sim'), join('test', 'support')].every((d) => newestTs(join(ROOT, d)) <= builtAt);
+  return ['cli', 'common', 'api', 'worker', 'harness', 'bench'].every((d) => newestTs(join(ROOT, d)) <= builtAt);
 }
 
 export interface Versions {

@@ -17,8 +17,8 @@ import { cliCommand, parseShowProc } from '../../common/haproxy.js';
 import { silentLogger } from '../../common/log.js';
 import { ControlStore } from '../../common/snapshot.js';
 import { Zk } from '../../common/zk.js';
-import type { MarathonSimulator } from '../../test/marathon-sim/index.js';
-import { httpGet, startBackend, type Backend } from '../../test/support/http.js';
+import type { MarathonSimulator } from '../../harness/marathon-sim/index.js';
+import { httpGet, startBackend, type Backend } from '../../harness/http.js';
 import { until } from './stats.js';
 
 export const STARTED = '2024-01-01T00:00:00.000Z';

@@ -11,7 +11,7 @@
  * measured. A few rule (ACL) edits through the api's REST API are timed the same way.
  */
 import { performance } from 'node:perf_hooks';
-import { httpGet } from '../../test/support/http.js';
+import { httpGet } from '../../harness/http.js';
 import { withOverrides, type Ctx } from '../lib/context.js';
 import { appPath, type DemoStack } from '../lib/stack.js';
 import { round, sleep, summarize, summarizeKeys } from '../lib/stats.js';

@@ -7,7 +7,7 @@
  * write, timeout). Each change waits for the HAProxy master's reload count to go up (`show proc`).
  */
 import { performance } from 'node:perf_hooks';
-import { httpGet } from '../../test/support/http.js';
+import { httpGet } from '../../harness/http.js';
 import { withOverrides, type Ctx } from '../lib/context.js';
 import type { DemoStack } from '../lib/stack.js';
 import { round, sleep, until } from '../lib/stats.js';

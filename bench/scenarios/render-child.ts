@@ -24,7 +24,7 @@ const TEMPLATE_PATH = join(ROOT, 'templates', 'haproxy.cfg.liquid');
 const NOW = Date.parse('2024-01-01T00:00:00Z');
 const STARTED = '2023-12-31T00:00:00.000Z';
 const TASKS_PER_APP = 3;
-/** The length of /etc/haproxy/haproxy.cfg, the production default, which BENCHMARKING.md found slow. */
+/** The length of /etc/haproxy/haproxy.cfg, the production default, which docs/bamboo-baseline.md found slow. */
 const SHORT_PATH_CHARS = 24;
 
 const SETTINGS: HAProxySettings = {

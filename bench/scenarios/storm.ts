@@ -17,7 +17,7 @@
 import { performance } from 'node:perf_hooks';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { httpGet } from '../../test/support/http.js';
+import { httpGet } from '../../harness/http.js';
 import { withOverrides, type Ctx } from '../lib/context.js';
 import { mismatchedApps, type DemoStack } from '../lib/stack.js';
 import { round, sleep, summarize, until } from '../lib/stats.js';

@@ -32,9 +32,9 @@ rm -rf "$dest"
 mkdir -p "$dest"
 
 # The build, without tests, benchmarks, dev scripts and source maps (their sources are not shipped).
-# test/ helpers stay: `bamboo demo` may use the Marathon simulator.
+# dist/harness stays: `bamboo demo` runs the Marathon simulator and starts ZooKeeper through it.
 tar -C "$repo" -cf - \
-  --exclude='dist/bench' --exclude='dist/scripts' \
+  --exclude='dist/bench' --exclude='dist/scripts' --exclude='dist/test' \
   --exclude='*.test.js' --exclude='*.map' \
   dist | tar -C "$dest" -xf -
 

@@ -4,7 +4,7 @@
  * written as JSON to $FAULTS_RESULTS when set, which is where docs/RELIABILITY.md takes its numbers).
  */
 import { appendFileSync } from 'node:fs';
-import { httpGet, jsonCall, type JsonResponse } from './http.js';
+import { httpGet, jsonCall, type JsonResponse } from '../../harness/http.js';
 
 /** Requests sent one after the other (per lane) until stop(); every failure is kept with its time. */
 export class HttpLoad {

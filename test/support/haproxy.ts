@@ -8,8 +8,8 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { startProcess, waitFor, type Started } from './process.js';
-import { tempDir } from './tmp.js';
+import { startProcess, waitFor, type Started } from '../../harness/process.js';
+import { tempDir } from '../../harness/tmp.js';
 
 const pexec = promisify(execFile);
 export const HAPROXY_BIN = process.env.HAPROXY_BIN || 'haproxy';

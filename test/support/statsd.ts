@@ -6,9 +6,9 @@ import { writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { freePorts } from './ports.js';
-import { startProcess, waitFor, type Started } from './process.js';
-import { tempDir } from './tmp.js';
+import { freePorts } from '../../harness/ports.js';
+import { startProcess, waitFor, type Started } from '../../harness/process.js';
+import { tempDir } from '../../harness/tmp.js';
 
 export interface StatsdServer {
   /** host:port for clients (UDP). */

@@ -1,8 +1,8 @@
 /** wrk load for tests: paced, bounded, stopped with SIGINT (wrk then prints its summary). */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { sleep, startProcess, type Started } from './process.js';
-import { tempDir } from './tmp.js';
+import { sleep, startProcess, type Started } from '../../harness/process.js';
+import { tempDir } from '../../harness/tmp.js';
 
 export interface WrkResult {
   requests: number;
