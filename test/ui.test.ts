@@ -20,7 +20,7 @@ import { Zk } from '../common/zk.js';
 import { MarathonSimulator } from '../harness/marathon-sim/index.js';
 import { jsonCall, type JsonResponse } from '../harness/http.js';
 import { waitFor } from '../harness/process.js';
-import { sharedZooKeeper, uniquePath } from '../harness/zookeeper.js';
+import { partition, sharedZooKeeper, uniquePath } from '../harness/zookeeper.js';
 
 const log = process.env.TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger();
 
@@ -205,6 +205,34 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
     );
     expect(unlabelled).to.deep.equal([]);
     expect(await page.locator('#health').textContent()).to.match(/API ok · ZooKeeper connected · Marathon fetched .* · snapshot v\d+ \(5 apps\)/);
+  });
+
+  it('says ZooKeeper is unreachable during an outage and keeps showing the last known apps and rules', async () => {
+    const relay = await partition(conn);
+    try {
+      await api.close();
+      api = await startApi({ 'Bamboo.Zookeeper.Host': relay.connectionString });
+      await putRule('/shop/api', { acl: 'hdr(host) -i api.shop.example.com' });
+      const page = await openUi();
+      await waitFor(async () => (await shownIds(page)).length === APP_IDS.length, 'every app listed');
+      relay.cut();
+      await waitFor(async () => (await call('GET', '/api/state')).status === 503, 'the api to lose ZooKeeper', 20000);
+      await page.locator('#refresh').click();
+      const banner = page.locator('#banner');
+      await waitFor(async () => /ZooKeeper is unreachable/.test((await banner.textContent()) ?? ''), 'the outage banner', 15000);
+      expect(await banner.textContent()).to.match(/^ZooKeeper is unreachable: showing the last known apps and rules \(read at .+\); changes cannot be saved until it is back\./);
+      expect(await shownIds(page)).to.deep.equal(APP_IDS);
+      expect(await row(page, '/shop/api').locator('code.rule').textContent()).to.equal('hdr(host) -i api.shop.example.com');
+      expect(await page.locator('#apps-empty').isHidden()).to.equal(true);
+      await screenshot(page, '6-zookeeper-outage');
+      relay.heal();
+      await waitFor(async () => (await call('GET', '/api/state')).status === 200, 'the api to reach ZooKeeper again', 30000);
+      await page.locator('#refresh').click();
+      await waitFor(async () => await banner.isHidden(), 'the banner to go once ZooKeeper is back', 15000);
+      expect(await shownIds(page)).to.deep.equal(APP_IDS);
+    } finally {
+      await relay.close();
+    }
   });
 
   it('creates, edits and deletes a rule, and /api/services shows each step', async () => {

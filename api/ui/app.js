@@ -14,6 +14,8 @@ import { buildRows, filterRows, FILTERS } from './model.js';
 import { renderApps, renderFleet, renderHealth } from './views.js';
 
 const POLL_MS = 5000;
+/** The API's error code when ZooKeeper cannot be reached (docs/api.md). */
+const ZK_UNAVAILABLE = 'BAMBOO_ZK_UNAVAILABLE';
 
 const client = createClient({
   askToken: async (info) => {
@@ -24,7 +26,8 @@ const client = createClient({
 });
 
 const data = {
-  state: null, // /api/state, or null before the first snapshot
+  state: null, // /api/state, or null before the first snapshot; kept through a ZooKeeper outage
+  stateReadAt: 0, // when `state` was read
   stateError: null, // the error body when /api/state failed
   services: {},
   workers: null,
@@ -62,14 +65,27 @@ async function load() {
   ]);
   const problems = [];
   const unreachable = [state, services, workers, status].every((r) => r.status === 'rejected');
+  const zkDown = [state, services].some((r) => r.status === 'fulfilled' && r.value.body?.code === ZK_UNAVAILABLE);
   if (state.status === 'fulfilled') {
-    data.state = state.value.ok ? state.value.body : null;
+    if (state.value.ok) {
+      data.state = state.value.body;
+      data.stateReadAt = Date.now();
+    } else if (state.value.body?.code !== ZK_UNAVAILABLE) {
+      // No snapshot at all (or another error): nothing to show. A ZooKeeper outage keeps the last apps.
+      data.state = null;
+    }
     data.stateError = state.value.ok ? null : state.value.body;
-    if (!state.value.ok) problems.push(`Apps from Marathon are not available: ${state.value.body?.message ?? state.value.status}`);
+    if (!state.value.ok && state.value.body?.code !== ZK_UNAVAILABLE) problems.push(`Apps from Marathon are not available: ${state.value.body?.message ?? state.value.status}`);
   }
   if (services.status === 'fulfilled') {
     if (services.value.ok) data.services = services.value.body ?? {};
-    else problems.push(`Rules cannot be read: ${services.value.body?.message ?? services.value.status}`);
+    else if (services.value.body?.code !== ZK_UNAVAILABLE) problems.push(`Rules cannot be read: ${services.value.body?.message ?? services.value.status}`);
+  }
+  if (zkDown) {
+    const at = data.stateReadAt ? ` (read at ${new Date(data.stateReadAt).toLocaleTimeString()})` : '';
+    problems.unshift(data.state
+      ? `ZooKeeper is unreachable: showing the last known apps and rules${at}; changes cannot be saved until it is back. Retrying every few seconds.`
+      : 'ZooKeeper is unreachable, and no apps were read before it went away. Retrying every few seconds.');
   }
   if (workers.status === 'fulfilled') data.workers = workers.value.ok ? workers.value.body : null;
   data.status = status.status === 'fulfilled' ? status.value.body : null;
