@@ -1,7 +1,7 @@
 /**
  * StatsD metrics (hot-shots) behind domain methods, so no raw client is passed around.
  *
- * Bamboo's names are kept where Bamboo had them (`callback.marathon`, `reload.domain`,
+ * Bamboo's names are kept where Bamboo had them (`restart`, `callback.marathon`, `reload.domain`,
  * `haproxy.reload.error`, `haproxy.reload.marathon.reloaded`, `haproxy.reload.marathon.duration`,
  * `haproxy.reload.skipped`); new figures get names under the same prefix. Sending never throws: a
  * missing StatsD must not affect routing.
@@ -109,5 +109,7 @@ export function createMetrics(cfg: Pick<Config, 'StatsD'>, log: Logger): Metrics
     prefix: cfg.StatsD.Prefix,
     errorHandler: (err) => log.debug({ err: err.message }, 'statsd send failed'),
   });
+  // Bamboo counted `restart` once per process start; dashboards built on it keep working.
+  client.increment('restart');
   return new StatsdMetrics(client);
 }

@@ -398,7 +398,7 @@ describe('worker (real ZooKeeper, ZeroMQ, HAProxy)', function () {
     expect(await httpGet(url).then(() => 'served', () => 'refused')).to.equal('refused');
   });
 
-  it('sends reload and reconcile counters to StatsD', async () => {
+  it('sends reload, reconcile and (Bamboo\'s) restart counters to StatsD', async () => {
     const statsd = await startStatsd();
     cleanups.push(() => statsd.stop());
     const s = await testSetup();
@@ -418,6 +418,8 @@ describe('worker (real ZooKeeper, ZeroMQ, HAProxy)', function () {
       return (c['bamboo-test.haproxy.reload.marathon.reloaded'] ?? 0) >= 2 ? c : null;
     }, 'the reload counter in StatsD');
     expect(counters!['bamboo-test.reconcile.reloaded']).to.be.at.least(2);
+    // Bamboo's counter of process starts.
+    expect(counters!['bamboo-test.restart']).to.equal(1);
     const timers = await statsd.timers();
     expect(timers['bamboo-test.haproxy.reload.marathon.duration']).to.have.length.at.least(2);
   });
