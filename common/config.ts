@@ -247,18 +247,55 @@ function getPath(source: Record<string, unknown>, key: string): unknown {
   return obj;
 }
 
-/** Walks the file's JSON and rejects keys the schema does not know, naming the first one found. */
-function checkUnknownKeys(json: unknown, file: string, prefix = ''): void {
+/**
+ * Keys of Bamboo v0.1 that no longer exist, with what replaced them: an unknown key names its
+ * successor instead of leaving the operator to guess. Matched case-insensitively, like every key.
+ */
+const RETIRED_KEYS: ReadonlyArray<[string, string]> = [
+  ['Bamboo.Host', 'Bamboo.Endpoint (the URL Marathon posts callbacks to)'],
+  ['DomainMapping', 'service records: set a rule per app through the REST API or the UI (stored under Bamboo.Zookeeper.Path)'],
+  ['Marathon.Zookeeper', 'Marathon.Endpoint (apps are read from Marathon\'s REST API; events from /v2/events or http_callback)'],
+];
+
+/** Schema keys and section names by their lower-case spelling. */
+const CANONICAL = (() => {
+  const m = new Map<string, string>();
+  for (const f of SCHEMA) {
+    const parts = f.key.split('.');
+    for (let i = 1; i <= parts.length; i++) {
+      const k = parts.slice(0, i).join('.');
+      m.set(k.toLowerCase(), k);
+    }
+  }
+  return m;
+})();
+
+/**
+ * The file's JSON with every key spelt as the schema spells it. Keys match case-insensitively, as
+ * Go's encoding/json matched Bamboo's (`EndPoint`, a lower-case `marathon` section); a key the schema
+ * does not know is an error naming it (and, for a Bamboo v0.1 key, what replaced it), and so are two
+ * spellings of one key in the same object.
+ */
+function canonicalKeys(json: unknown, file: string, prefix = ''): Record<string, unknown> {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     throw new ConfigError(`config: ${prefix || 'the top level'} (from ${file}) must be a JSON object`);
   }
+  const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(json)) {
-    const key = prefix ? `${prefix}.${k}` : k;
-    if (BY_KEY.has(key)) continue;
-    const isSection = SCHEMA.some((f) => f.key.startsWith(key + '.'));
-    if (!isSection) throw new ConfigError(`config: unknown key ${key} (from ${file})`);
-    checkUnknownKeys(v, file, key);
+    const given = prefix ? `${prefix}.${k}` : k;
+    const key = CANONICAL.get(given.toLowerCase());
+    if (key === undefined) {
+      const retired = RETIRED_KEYS.find(([old]) => old.toLowerCase() === given.toLowerCase() || given.toLowerCase().startsWith(old.toLowerCase() + '.'));
+      const hint = retired ? `; ${retired[0]} was Bamboo v0.1's, replaced by ${retired[1]}` : '';
+      throw new ConfigError(`config: unknown key ${given} (from ${file})${hint}`);
+    }
+    const name = key.slice(key.lastIndexOf('.') + 1);
+    if (Object.prototype.hasOwnProperty.call(out, name)) {
+      throw new ConfigError(`config: ${key} is given twice (from ${file}), in spellings that differ only in case`);
+    }
+    out[name] = BY_KEY.has(key) ? v : canonicalKeys(v, file, key);
   }
+  return out;
 }
 
 /** Removes `// ...` line comments (Bamboo's documented example has them) outside of strings. */
@@ -309,7 +346,7 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
     } catch (err) {
       throw new ConfigError(`config: ${opts.file} is not valid JSON: ${(err as Error).message.split('\n')[0]}`);
     }
-    checkUnknownKeys(fileJson, opts.file);
+    fileJson = canonicalKeys(fileJson, opts.file);
   }
 
   const out: Record<string, unknown> = {};
@@ -317,8 +354,10 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
     let value: string | number | boolean = f.default;
     const fromFile = opts.file ? getPath(fileJson, f.key) : undefined;
     if (fromFile !== undefined && fromFile !== null) value = coerce(f, fromFile, opts.file!, false);
+    // As in Bamboo, an env var overrides only when set and non-empty: `FOO=` in a unit file or a
+    // container definition leaves the file's value alone.
     const fromEnv = f.env ? env[f.env] : undefined;
-    if (fromEnv !== undefined) value = coerce(f, fromEnv, `env ${f.env}`, true);
+    if (fromEnv !== undefined && fromEnv !== '') value = coerce(f, fromEnv, `env ${f.env}`, true);
     const fromFlag = opts.overrides?.[f.key];
     if (fromFlag !== undefined) value = coerce(f, fromFlag, 'command line', typeof fromFlag === 'string');
     setPath(out, f.key, value);

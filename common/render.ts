@@ -338,11 +338,33 @@ function makeAppTag(engine: Engine) {
 }
 
 /**
+ * Constructs only Go's text/template has (`{{ range`, `{{ end }}`, `{{ .Field`, `{{ $var :=`,
+ * Go comments opening with a slash and a star...): the line of the first, or null. Liquid has `{% %}` tags and `{{ value }}` outputs of
+ * lower-case or Liquid-spelt names, so none of these is a valid Liquid output.
+ */
+const GO_TEMPLATE = /\{\{-?\s*(?:range\s|end\s*-?\}\}|else\s*-?\}\}|if\s|with\s|define\s|template\s|block\s|\/\*|\.[A-Za-z]|\$[A-Za-z_]\w*\s*:?=|\$\.)/;
+
+export function goTemplateLine(text: string): number | null {
+  const m = GO_TEMPLATE.exec(text);
+  if (!m) return null;
+  let line = 1;
+  for (let i = text.indexOf('\n'); i >= 0 && i < m.index; i = text.indexOf('\n', i + 1)) line++;
+  return line;
+}
+
+/**
  * Parses a template once and returns a Renderer for it. Throws a TemplateError naming the file and
  * line when the template cannot be parsed.
  */
 export function createRenderer(templateText: string, opts: { filename?: string } = {}): Renderer {
   const filename = opts.filename ?? 'haproxy.cfg.liquid';
+  const go = goTemplateLine(templateText);
+  if (go !== null) {
+    throw new TemplateError(
+      `${filename}:${go}: this is a Go text/template (Bamboo's format), not Liquid; port it as "Porting a Bamboo template" in docs/templates.md shows`,
+      filename, go, undefined,
+    );
+  }
   const liquid = new Liquid({
     strictVariables: true,
     strictFilters: true,

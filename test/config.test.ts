@@ -74,6 +74,36 @@ describe('configuration', () => {
     expect(cfg.StatsD).to.deep.equal({ Enabled: true, Host: 's:1', Prefix: 'x.' });
   });
 
+  it("matches keys case-insensitively, as Bamboo's Go decoder did (EndPoint, a lower-case marathon section)", () => {
+    const cfg = loadConfig({
+      file: writeJson({ marathon: { EndPoint: 'http://m:8080', useeventstream: true }, BAMBOO: { zookeeper: { HOST: 'zk:2181', path: '/bamboo' } }, statsd: { enabled: true } }),
+      env: {},
+    });
+    expect(cfg.Marathon).to.include({ Endpoint: 'http://m:8080', UseEventStream: true });
+    expect(cfg.Bamboo.Zookeeper).to.include({ Host: 'zk:2181', Path: '/bamboo' });
+    expect(cfg.StatsD.Enabled).to.equal(true);
+    expect(errorOf(() => loadConfig({ file: writeJson({ Marathon: { Endpoint: 'http://a:1', endpoint: 'http://b:1' } }), env: {} }))).to.match(
+      /^config: Marathon\.Endpoint is given twice \(from .*\), in spellings that differ only in case$/,
+    );
+  });
+
+  it("names what replaced a Bamboo v0.1 key (Bamboo.Host, DomainMapping, Marathon.Zookeeper) and still refuses it", () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{ Bamboo: { Host: 'http://b:8000' } }, /^config: unknown key Bamboo\.Host \(from .*\); Bamboo\.Host was Bamboo v0\.1's, replaced by Bamboo\.Endpoint/],
+      [{ DomainMapping: { '/app': 'app.example.com' } }, /unknown key DomainMapping .*replaced by service records: set a rule per app through the REST API or the UI/],
+      [{ marathon: { zookeeper: { Host: 'zk:2181', Path: '/marathon' } } }, /unknown key Marathon\.zookeeper .*Marathon\.Zookeeper was Bamboo v0\.1's, replaced by Marathon\.Endpoint/],
+    ];
+    for (const [json, re] of cases) expect(errorOf(() => loadConfig({ file: writeJson(json), env: {} }))).to.match(re);
+  });
+
+  it('lets an env var override only when set and non-empty, as in Bamboo', () => {
+    const file = writeJson({ Marathon: { Endpoint: 'http://file:8080', UseEventStream: true }, Bamboo: { Zookeeper: { ReportingDelay: 7 } } });
+    const cfg = loadConfig({ file, env: { MARATHON_ENDPOINT: '', MARATHON_USE_EVENT_STREAM: '', BAMBOO_ZK_REPORTING_DELAY: '', STATSD_ENABLED: '' } });
+    expect(cfg.Marathon).to.include({ Endpoint: 'http://file:8080', UseEventStream: true });
+    expect(cfg.Bamboo.Zookeeper.ReportingDelay).to.equal(7);
+    expect(cfg.StatsD.Enabled).to.equal(false);
+  });
+
   it('paces Marathon fetches by MinFetchIntervalMs, 250 ms unless set', () => {
     expect(loadConfig({ env: {} }).Marathon.MinFetchIntervalMs).to.equal(250);
     expect(loadConfig({ env: { MARATHON_MIN_FETCH_INTERVAL_MS: '100' } }).Marathon.MinFetchIntervalMs).to.equal(100);

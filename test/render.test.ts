@@ -328,6 +328,8 @@ describe('createRenderer', () => {
       ['a block body reading outside its app', '{% app app in Apps %}\n{{ Apps.size }}\n{% endapp %}', /undefined variable: Apps/, 2],
       ['nested app blocks', '{% app app in Apps %}{% app app %}x{% endapp %}{% endapp %}', /cannot be nested/, 1],
       ['an app block inside capture', '{% capture c %}{% app app in Apps %}x{% endapp %}{% endcapture %}', /capture/, 1],
+      ['a Go template (Bamboo\'s format), pointing to the porting guide', 'global\n  daemon\nfrontend http-in\n{{ range $index, $app := .Apps }}\n{{ end }}\n', /Go text\/template \(Bamboo's format\), not Liquid; port it as "Porting a Bamboo template" in docs\/templates\.md/, 4],
+      ['a Go template using only fields and if', 'x\n{{ if .Ready }}ok{{ end }}', /Go text\/template/, 2],
       ['forloop inside an app block, with the supported form named', '{% app app in Apps %}\n{{ forloop.index0 }}\n{% endapp %}', /forloop.*app.EscapedId.*plain \{% for app in Apps %\}/, 2],
     ];
     for (const [name, tpl, message, line] of cases) {
