@@ -69,8 +69,17 @@ const SERVICE_BODY_SCHEMA = {
       additionalProperties: { type: 'string' },
     },
   },
-  additionalProperties: false,
+  // Other fields are ignored, as Go's decoder ignored them, and named in a Warning header.
+  maxProperties: 64,
 } as const;
+
+const KNOWN_FIELDS = new Set(['id', 'acl', 'config']);
+
+/** The body's top-level fields that are not id, acl or config (any case). */
+function unknownFields(body: ServiceBody | undefined): string[] {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) return [];
+  return Object.keys(body).filter((k) => !KNOWN_FIELDS.has(k.toLowerCase())).sort();
+}
 
 const ID_PARAMS_SCHEMA = {
   type: 'object',
@@ -215,6 +224,8 @@ function recordFromBody(body: ServiceBody | undefined, urlId: string | null): Se
   } else {
     if (ids.length === 0) throw new ApiError('BAMBOO_INVALID_BODY', 'the body has no "id"; send {"id":"/group/app","acl":"..."}');
     id = ids[0];
+    // As Bamboo (and Marathon) did: a relative id is taken from the root, `app1` is `/app1`.
+    if (id !== '' && !id.startsWith('/')) id = `/${id}`;
     checkAppId(id);
   }
   const config: Record<string, string> = {};
@@ -563,25 +574,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return sendRecord(reply, stored, 200);
   });
 
-  app.post('/api/services', { onRequest: authWrite, preValidation: requireBody, schema: { body: SERVICE_BODY_SCHEMA } }, async (req, reply) => {
-    const record = recordFromBody(req.body as ServiceBody | undefined, null);
-    let stored: StoredRecord;
-    try {
-      stored = await rules.create(record);
-    } catch (err) {
-      if (err instanceof RuleConflictError) {
-        throw conflict(err, 'BAMBOO_SERVICE_EXISTS', `a service record for ${record.Id} exists already; replace it with PUT /api/services/${record.Id} (optionally with If-Match)`);
-      }
-      throw err;
-    }
-    await afterWrite(record.Id, stored.version, 'created');
-    reply.header('Location', `/api/services/${record.Id}`);
-    return sendRecord(reply, stored, 201);
-  });
-
-  app.put('/api/services/*', { onRequest: authWrite, preValidation: requireBody, schema: { params: ID_PARAMS_SCHEMA, body: SERVICE_BODY_SCHEMA } }, async (req, reply) => {
-    const id = idFromParam((req.params as Record<string, string>)['*']);
-    const record = recordFromBody(req.body as ServiceBody | undefined, id);
+  /**
+   * Creates or replaces a record, as POST and PUT both do (Bamboo's POST set a rule whether or not
+   * the app had one). `If-None-Match: *` makes it create-only, `If-Match` replace-only at that version
+   * (`*`: any version); a conflict is a 409 with the current value.
+   */
+  async function writeRecord(req: FastifyRequest, reply: FastifyReply, record: ServiceRecord): Promise<FastifyReply> {
+    const id = record.Id;
     const ifMatch = parseIfMatch(req.headers['if-match'] as string | undefined);
     const ifNoneMatch = (req.headers['if-none-match'] as string | undefined)?.trim();
     let stored: StoredRecord;
@@ -599,7 +598,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       }
     } catch (err) {
       if (err instanceof RuleConflictError) {
-        if (ifNoneMatch === '*') throw conflict(err, 'BAMBOO_SERVICE_EXISTS', `a service record for ${id} exists already (If-None-Match: *)`);
+        if (ifNoneMatch === '*') throw conflict(err, 'BAMBOO_SERVICE_EXISTS', `a service record for ${id} exists already (If-None-Match: *); replace it with If-Match: "${err.current?.version ?? 0}" or without a condition`);
         throw conflict(
           err,
           'BAMBOO_VERSION_CONFLICT',
@@ -612,7 +611,19 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     }
     await afterWrite(id, stored.version, created ? 'created' : 'replaced');
     if (created) reply.header('Location', `/api/services/${id}`);
+    const ignored = unknownFields(req.body as ServiceBody | undefined);
+    // RFC 7234's miscellaneous persistent warning: the write happened, but these fields were not read.
+    if (ignored.length > 0) reply.header('Warning', `299 bamboo "unknown fields ignored: ${ignored.map((k) => k.slice(0, 40).replace(/[^\x20-\x7e]|"/g, '?')).join(', ')}"`);
     return sendRecord(reply, stored, created ? 201 : 200);
+  }
+
+  app.post('/api/services', { onRequest: authWrite, preValidation: requireBody, schema: { body: SERVICE_BODY_SCHEMA } }, async (req, reply) => {
+    return writeRecord(req, reply, recordFromBody(req.body as ServiceBody | undefined, null));
+  });
+
+  app.put('/api/services/*', { onRequest: authWrite, preValidation: requireBody, schema: { params: ID_PARAMS_SCHEMA, body: SERVICE_BODY_SCHEMA } }, async (req, reply) => {
+    const id = idFromParam((req.params as Record<string, string>)['*']);
+    return writeRecord(req, reply, recordFromBody(req.body as ServiceBody | undefined, id));
   });
 
   app.delete('/api/services/*', { onRequest: authWrite, schema: { params: ID_PARAMS_SCHEMA } }, async (req, reply) => {

@@ -14,7 +14,7 @@ export interface ErrorSpec {
 export const ERROR_CODES = {
   BAMBOO_BAD_REQUEST: { status: 400, doc: 'The request is not valid HTTP (e.g. raw spaces, control characters or non-ASCII bytes in the URL); percent-encode the URL.' },
   BAMBOO_BAD_JSON: { status: 400, doc: 'The request body is not valid JSON (or is empty where a body is required).' },
-  BAMBOO_INVALID_BODY: { status: 400, doc: 'The body has the wrong shape: a missing or unknown field, or a value of the wrong type.' },
+  BAMBOO_INVALID_BODY: { status: 400, doc: 'The body has the wrong shape: a missing field, or a value of the wrong type.' },
   BAMBOO_INVALID_APP_ID: { status: 400, doc: 'The app id is not a valid Marathon app id (`/group/app`, letters, digits, `-`, `.`, `_`).' },
   BAMBOO_INVALID_ACL: { status: 400, doc: 'The ACL is empty, too long, or not one printable line (newline, CR, NUL, other control characters).' },
   BAMBOO_INVALID_CONFIG: { status: 400, doc: 'A `Config` key or value is not acceptable (keys are identifiers, values are short printable strings).' },
@@ -23,7 +23,7 @@ export const ERROR_CODES = {
   BAMBOO_NOT_FOUND: { status: 404, doc: 'No such route.' },
   BAMBOO_SERVICE_NOT_FOUND: { status: 404, doc: 'No service record (rule) exists for this app id.' },
   BAMBOO_METHOD_NOT_ALLOWED: { status: 405, doc: 'The route exists but not with this method; the `Allow` header lists the methods it has.' },
-  BAMBOO_SERVICE_EXISTS: { status: 409, doc: 'POST of a service record that already exists; the body carries `current`. Use PUT to replace it.' },
+  BAMBOO_SERVICE_EXISTS: { status: 409, doc: 'A create-only write (`If-None-Match: *`) of a service record that already exists; the body carries `current`.' },
   BAMBOO_VERSION_CONFLICT: { status: 409, doc: 'The record changed since the version given in `If-Match`; the body carries `current` and `version`.' },
   BAMBOO_BODY_TOO_LARGE: { status: 413, doc: 'The body is larger than `Bamboo.MaxBodyBytes` (256 times that for Marathon callbacks, whose deployment events list every app).' },
   BAMBOO_UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'The body is in a format the API cannot read; send JSON.' },

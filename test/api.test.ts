@@ -146,13 +146,45 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
     expect(await stored(api.cfg)).to.deep.equal([queryEscape('/a')]);
   });
 
-  it('answers 409 with the current value for a POST of an existing id and for a stale If-Match', async () => {
+  it("treats a POST of an existing id as an upsert (Bamboo's way to set a rule), conditional with If-Match, create-only with If-None-Match: *", async () => {
+    const api = await start();
+    const post = (acl: string, headers: Record<string, string> = {}) => call('POST', `${api.url}/api/services`, { id: '/p', acl }, headers);
+    const first = await post('path_beg -i /p');
+    expect([first.status, first.headers.get('etag'), first.headers.get('location')]).to.deep.equal([201, '"0"', '/api/services//p']);
+    // A deploy pipeline POSTs the same rule on every deploy.
+    const again = await post('path_beg -i /p');
+    expect([again.status, again.headers.get('etag'), again.json.Acl]).to.deep.equal([200, '"1"', 'path_beg -i /p']);
+    const changed = await post('path_beg -i /p2');
+    expect([changed.status, changed.json.Acl]).to.deep.equal([200, 'path_beg -i /p2']);
+
+    const exclusive = await post('path_beg -i /p3', { 'If-None-Match': '*' });
+    expect([exclusive.status, exclusive.json.code, exclusive.json.current.Acl, exclusive.headers.get('etag')]).to.deep.equal([409, 'BAMBOO_SERVICE_EXISTS', 'path_beg -i /p2', '"2"']);
+    const stale = await post('path_beg -i /p4', { 'If-Match': '"1"' });
+    expect([stale.status, stale.json.code, stale.json.version]).to.deep.equal([409, 'BAMBOO_VERSION_CONFLICT', 2]);
+    const fresh = await post('path_beg -i /p5', { 'If-Match': '"2"' });
+    expect([fresh.status, fresh.headers.get('etag')]).to.deep.equal([200, '"3"']);
+    const onlyNew = await call('POST', `${api.url}/api/services`, { id: '/q', acl: 'path_beg -i /q' }, { 'If-None-Match': '*' });
+    expect(onlyNew.status).to.equal(201);
+    const vanished = await call('POST', `${api.url}/api/services`, { id: '/never', acl: 'path_beg -i /n' }, { 'If-Match': '"0"' });
+    expect([vanished.status, vanished.json.current]).to.deep.equal([409, null]);
+    expect((await call('GET', `${api.url}/api/services//p`)).json.Acl).to.equal('path_beg -i /p5');
+    expect(await stored(api.cfg)).to.deep.equal([queryEscape('/p'), queryEscape('/q')]);
+  });
+
+  it('ignores unknown body fields as Go did, names them in a Warning header, and matches known ones in any case', async () => {
+    const api = await start();
+    const r = await call('POST', `${api.url}/api/services`, { ID: '/w', aCl: 'path_beg -i /w', CONFIG: { Note: 'n' }, alc: 'typo', deployedBy: { ci: 42 } });
+    expect(r.status, r.text).to.equal(201);
+    expect(r.json).to.deep.equal({ Id: '/w', Acl: 'path_beg -i /w', Config: { Note: 'n', Acl: 'path_beg -i /w' } });
+    expect(r.headers.get('warning')).to.equal('299 bamboo "unknown fields ignored: alc, deployedBy"');
+    const clean = await call('PUT', `${api.url}/api/services//w`, { acl: 'path_beg -i /w2' });
+    expect(clean.status).to.equal(200);
+    expect(clean.headers.get('warning')).to.equal(null);
+  });
+
+  it('answers 409 with the current value for a stale If-Match', async () => {
     const api = await start();
     expect((await call('POST', `${api.url}/api/services`, { id: '/x', acl: 'path_beg -i /x' })).status).to.equal(201);
-    const dup = await call('POST', `${api.url}/api/services`, { id: '/x', acl: 'path_beg -i /other' });
-    expect(dup.status).to.equal(409);
-    expect(dup.json.code).to.equal('BAMBOO_SERVICE_EXISTS');
-    expect(dup.json.current.Acl).to.equal('path_beg -i /x');
 
     const ok = await call('PUT', `${api.url}/api/services//x`, { acl: 'path_beg -i /x1' }, { 'If-Match': '"0"' });
     expect(ok.status).to.equal(200);
@@ -207,7 +239,8 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
       ['a missing ACL', 'POST', '/api/services', { id: '/a' }, 400, 'BAMBOO_INVALID_ACL'],
       ['a 2,000-character ACL', 'PUT', '/api/services//a', { acl: 'x'.repeat(2000) }, 400, 'BAMBOO_INVALID_ACL'],
       ['an ACL that is a number', 'PUT', '/api/services//a', { acl: 42 }, 400, 'BAMBOO_INVALID_BODY'],
-      ['a relative id in a POST', 'POST', '/api/services', { id: 'a', acl: 'path_beg /a' }, 400, 'BAMBOO_INVALID_APP_ID'],
+      ['an empty id in a POST', 'POST', '/api/services', { id: '', acl: 'path_beg /a' }, 400, 'BAMBOO_INVALID_APP_ID'],
+      ['a relative id with a bad segment in a POST', 'POST', '/api/services', { id: 'a/../b', acl: 'path_beg /a' }, 400, 'BAMBOO_INVALID_APP_ID'],
       ['an id with a space', 'POST', '/api/services', { id: '/a b', acl: 'path_beg /a' }, 400, 'BAMBOO_INVALID_APP_ID'],
       ['an id with a ".." segment', 'PUT', '/api/services/%2Fa%2F..%2Fb', { acl: 'path_beg /a' }, 400, 'BAMBOO_INVALID_APP_ID'],
       ['an id with an empty segment', 'PUT', '/api/services//a//b', { acl: 'path_beg /a' }, 400, 'BAMBOO_INVALID_APP_ID'],
@@ -218,7 +251,6 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
       ['a Config key with a space', 'PUT', '/api/services//a', { acl: 'path_beg /a', config: { 'bad key': 'v' } }, 400, 'BAMBOO_INVALID_CONFIG'],
       ['Config that is not an object', 'PUT', '/api/services//a', { acl: 'path_beg /a', config: 'x' }, 400, 'BAMBOO_INVALID_CONFIG'],
       ['acl and Config.Acl that differ', 'PUT', '/api/services//a', { acl: 'path_beg /a', config: { Acl: 'path_beg /b' } }, 400, 'BAMBOO_INVALID_BODY'],
-      ['an unknown field', 'PUT', '/api/services//a', { acl: 'path_beg /a', alc: 'typo' }, 400, 'BAMBOO_INVALID_BODY'],
       ['a body that is an array', 'PUT', '/api/services//a', '[1,2]', 400, 'BAMBOO_INVALID_BODY'],
       ['bad JSON', 'POST', '/api/services', '{"id": "/a", "acl": ', 400, 'BAMBOO_BAD_JSON'],
       ['an empty body', 'POST', '/api/services', '', 400, 'BAMBOO_BAD_JSON'],
