@@ -88,7 +88,7 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'Bamboo.Zookeeper.Digest', type: 'string', default: '', env: 'BAMBOO_ZK_DIGEST', secret: true, used: 'both',
     doc: 'user:password for ZooKeeper digest auth; nodes created get a digest ACL. Secret: never logged.' },
   { key: 'Bamboo.AuthToken', type: 'string', default: '', env: 'BAMBOO_AUTH_TOKEN', secret: true, used: 'api',
-    doc: 'Bearer token required for writes and for unredacted /api/state (empty: no auth). Secret: never logged.' },
+    doc: 'A single bearer token (Bamboo\'s key), the credential named `default`: required for writes and for unredacted /api/state, like the tokens of Bamboo.AuthTokens. Without any token an api on a non-loopback bind refuses to start (see Bamboo.AllowAnonymousWrites). Secret: never logged.' },
   { key: 'Bamboo.AuthTokens', type: 'secrets', default: '', env: 'BAMBOO_AUTH_TOKENS', secret: true, used: 'api',
     doc: 'Named bearer tokens: a JSON object `{"name": "token", ...}` (env: the same JSON text). Names are 1-64 of `A-Z a-z 0-9 _ . -`; tokens 16-512 printable ASCII characters without spaces, each used once. A write is attributed to its token\'s name (`Bamboo.AuthToken` is the name `default`). Secret: never logged.' },
   { key: 'Bamboo.AllowAnonymousWrites', type: 'boolean', default: false, env: 'BAMBOO_ALLOW_ANONYMOUS_WRITES', used: 'api',
@@ -104,7 +104,7 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'Bamboo.HttpRequestTimeoutMs', type: 'integer', default: 30000, env: 'BAMBOO_HTTP_REQUEST_TIMEOUT_MS', min: 100, max: 3600000, used: 'both',
     doc: 'A client must send its whole request (headers and body) within this long, or its connection is closed: slow clients cannot hold connections and memory (api and worker HTTP servers).' },
   { key: 'Bamboo.MaxBodyBytes', type: 'integer', default: 65536, env: 'BAMBOO_MAX_BODY_BYTES', min: 1024, max: 16777216, used: 'api',
-    doc: 'Largest request body accepted (except Marathon callbacks, which get 256 times this: a deployment event lists every app); larger gets 413.' },
+    doc: 'Largest request body accepted (except Marathon callbacks, which get 256 times this: a deployment event lists every app; they are scanned as they arrive, never held in memory); larger gets 413.' },
 
   // --- ZeroMQ (new) ---------------------------------------------------------------------------
   { key: 'ZeroMQ.PublishBind', type: 'string', default: 'tcp://0.0.0.0:5556', env: 'BAMBOO_ZMQ_BIND', used: 'api',
