@@ -231,18 +231,22 @@ export function scanCallbackBody(payload: Readable, limit: number): Promise<Even
       cleanup();
       resolve(scanner);
     };
-    const onError = (err: Error) => {
+    // A client that goes away (or is cut by the request timeout) mid-body is not an api failure:
+    // answer it as a bad request (logged at debug), never as an internal error.
+    const onError = () => {
       cleanup();
-      reject(err);
+      reject(new ApiError('BAMBOO_BAD_REQUEST', 'the callback body ended before its announced length', {}, { Connection: 'close' }));
     };
     const cleanup = () => {
       payload.off('data', onData);
       payload.off('end', onEnd);
       payload.off('error', onError);
+      payload.off('close', onError);
     };
     payload.on('data', onData);
     payload.on('end', onEnd);
     payload.on('error', onError);
+    payload.on('close', onError);
   });
 }
 

@@ -224,7 +224,8 @@ function chainElements(word: string): Array<{ name: string; args: string[] }> {
   let start = 0;
   const push = (part: string) => {
     const open = part.indexOf('(');
-    const name = (open < 0 ? part : part.slice(0, open)).trim().toLowerCase();
+    // `!` and `{` never belong to a fetch name; strip them so `!env(x)` is read as env.
+    const name = (open < 0 ? part : part.slice(0, open)).trim().toLowerCase().replace(/^[!{]+/, '');
     const inner = open < 0 ? '' : part.slice(open + 1, part.lastIndexOf(')') > open ? part.lastIndexOf(')') : undefined);
     out.push({ name, args: open < 0 ? [] : inner.split(',') });
   };
