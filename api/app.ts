@@ -393,8 +393,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
     // A slow client is cut: its headers within HttpHeadersTimeoutMs, its whole request (body too)
-    // within HttpRequestTimeoutMs, checked every second (Node's default check is every 30 s).
+    // within HttpRequestTimeoutMs, checked every second (Node's default check is every 30 s); a
+    // connection that sends nothing at all is closed after HttpRequestTimeoutMs of silence.
     requestTimeout: cfg.Bamboo.HttpRequestTimeoutMs,
+    connectionTimeout: cfg.Bamboo.HttpRequestTimeoutMs,
     http: { headersTimeout: Math.min(cfg.Bamboo.HttpHeadersTimeoutMs, cfg.Bamboo.HttpRequestTimeoutMs), connectionsCheckingInterval: Math.min(1000, cfg.Bamboo.HttpHeadersTimeoutMs) },
     frameworkErrors: (error, _req, reply) => sendError(reply, toApiError(error)),
     // A request Node's HTTP parser refuses (raw spaces or non-ASCII bytes in the URL, headers over

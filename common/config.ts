@@ -102,7 +102,7 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'Bamboo.HttpHeadersTimeoutMs', type: 'integer', default: 10000, env: 'BAMBOO_HTTP_HEADERS_TIMEOUT_MS', min: 100, max: 600000, used: 'both',
     doc: 'A client must send its request headers within this long, or its connection is closed (api and worker HTTP servers).' },
   { key: 'Bamboo.HttpRequestTimeoutMs', type: 'integer', default: 30000, env: 'BAMBOO_HTTP_REQUEST_TIMEOUT_MS', min: 100, max: 3600000, used: 'both',
-    doc: 'A client must send its whole request (headers and body) within this long, or its connection is closed: slow clients cannot hold connections and memory (api and worker HTTP servers).' },
+    doc: 'A client must send its whole request (headers and body) within this long, or its connection is closed; a connection silent this long is closed too: slow clients cannot hold connections and memory (api and worker HTTP servers).' },
   { key: 'Bamboo.MaxBodyBytes', type: 'integer', default: 65536, env: 'BAMBOO_MAX_BODY_BYTES', min: 1024, max: 16777216, used: 'api',
     doc: 'Largest request body accepted (except Marathon callbacks, which get 256 times this: a deployment event lists every app; they are scanned as they arrive, never held in memory); larger gets 413.' },
 

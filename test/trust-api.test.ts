@@ -403,6 +403,8 @@ describe('trust at the api edge (issue 15)', function () {
           ['api slow headers', apiPort, 'GET /status HTTP/1.1\r\nHost: x\r\n'],
           ['worker slow headers', worker.port, 'GET /status HTTP/1.1\r\nHost: x\r\n'],
           ['worker slow body', worker.port, 'GET /status HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx'],
+          ['api silent connection', apiPort, ''],
+          ['worker silent connection', worker.port, ''],
         ];
         const results = await Promise.all(cases.map(([name, port, head]) => slowClient(port, head).then((ms) => [name, ms] as const)));
         for (const [name, ms] of results) expect(ms, name).to.be.below(8000);
@@ -585,6 +587,7 @@ function slowClient(port: number, head: string): Promise<number> {
     s.on('close', done);
     s.on('data', () => undefined);
     s.on('connect', () => {
+      if (head === '') return; // says nothing at all
       s.write(head);
       timer = setInterval(() => {
         if (!s.destroyed) s.write(head.startsWith('GET') && !head.includes('Content-Length') ? 'X-a: b\r\n' : 'a');

@@ -157,6 +157,7 @@ export async function startStatusServer(
     }
     res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
   });
+  server.setTimeout(timeouts.requestMs); // a connection silent this long is closed
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
