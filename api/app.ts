@@ -7,12 +7,12 @@
  * is a 404, a create is a 201. Everything else a client can rely on is in docs/api.md: the error
  * codes (common/errors.ts), ETag / If-Match, `?versions=1`, the redaction of `/api/state`, auth.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import { extname, join } from 'node:path';
+import { Readable } from 'node:stream';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { validateAcl, validateAppId, firstNonPrintable, MAX_ACL_LENGTH } from '../common/acl.js';
+import { validateAcl, validateAppId, firstNonPrintable, firstInvalidUnicode, invalidUnicodeMessage, MAX_ACL_LENGTH } from '../common/acl.js';
 import { PROJECT_ROOT, type Config } from '../common/config.js';
 import type { HintPublisher } from '../common/bus.js';
 import { ApiError } from '../common/errors.js';
@@ -23,6 +23,7 @@ import { RuleConflictError, RuleNotFoundError, type RuleStore, type StoredRecord
 import type { ControlStore, PublisherRecord, WorkerStatus } from '../common/snapshot.js';
 import { buildTemplateData } from '../common/template-data.js';
 import { ZkUnavailableError, type Zk } from '../common/zk.js';
+import { ANONYMOUS, Authenticator, WriteLimiter, decodeBody, redactCallbackUrl, sameSecret, scanCallbackBody } from './edge.js';
 import type { IntakeStatus } from './intake.js';
 import { RulesCache } from './rules-cache.js';
 import type { SnapshotCache } from './snapshot-cache.js';
@@ -31,6 +32,17 @@ import type { SnapshotCache } from './snapshot-cache.js';
 export interface IntakeLike {
   onEvent(type: string): void;
   status(): IntakeStatus;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * Who sent the request: the name of the credential its bearer token matched (a name from
+     * Bamboo.AuthTokens, or `default` for Bamboo.AuthToken), or `anonymous`. Writes are attributed
+     * to it (the rule-change log line carries it as `credential`).
+     */
+    credential: string;
+  }
 }
 
 export interface AppDeps {
@@ -49,6 +61,8 @@ export interface AppDeps {
   rulesCache?: RulesCache;
   /** Clock for template data (health grace periods); default Date.now. */
   now?: () => number;
+  /** Monotonic clock in ms for the write rate limit; default performance.now. */
+  monotonicNow?: () => number;
 }
 
 /** Longest `Config` value, same bound as an ACL: values may be pasted into haproxy.cfg by templates. */
@@ -241,6 +255,8 @@ function recordFromBody(body: ServiceBody | undefined, urlId: string | null): Se
     if (bad >= 0) {
       throw new ApiError('BAMBOO_INVALID_CONFIG', `Config.${k} contains a control character (U+${v.charCodeAt(bad).toString(16).toUpperCase().padStart(4, '0')}) at position ${bad}; values must be one printable line`);
     }
+    const broken = firstInvalidUnicode(v);
+    if (broken >= 0) throw new ApiError('BAMBOO_INVALID_CONFIG', invalidUnicodeMessage(`Config.${k}`, v, broken));
     config[k] = v;
   }
   const configAcl = Object.entries(config).find(([k]) => k.toLowerCase() === 'acl');
@@ -331,13 +347,6 @@ function toApiError(err: unknown, method = 'GET'): ApiError {
   return new ApiError('BAMBOO_INTERNAL', 'an unexpected error happened; it was logged. Retry, and report it if it persists');
 }
 
-/** Constant-time comparison of two secrets of any length. */
-function sameSecret(a: string, b: string): boolean {
-  const ha = createHash('sha256').update(a).digest();
-  const hb = createHash('sha256').update(b).digest();
-  return timingSafeEqual(ha, hb) && a.length === b.length;
-}
-
 function redact(data: TemplateData): TemplateData {
   return {
     ...data,
@@ -383,7 +392,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const { cfg, log, zk, rules, control, snapshots, intake, publisher, metrics } = deps;
   const now = deps.now ?? Date.now;
   const rulesCache = deps.rulesCache ?? new RulesCache(zk, rules, log);
-  const token = cfg.Bamboo.AuthToken;
+  const auth = new Authenticator(cfg);
+  const limiter = new WriteLimiter(cfg.Bamboo.WriteRateBurst, cfg.Bamboo.WriteRatePerMinute, deps.monotonicNow ?? (() => performance.now()));
+  const callbackSecret = cfg.Bamboo.CallbackSecret;
+  const callbackLimit = cfg.Bamboo.MaxBodyBytes * CALLBACK_BODY_FACTOR;
   const ui = loadUi();
 
   const app = Fastify({
@@ -391,6 +403,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     routerOptions: { maxParamLength: 4096, ignoreDuplicateSlashes: false, ignoreTrailingSlash: false },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
+    // A slow client is cut: its headers within HttpHeadersTimeoutMs, its whole request (body too)
+    // within HttpRequestTimeoutMs, checked every second (Node's default check is every 30 s); a
+    // connection that sends nothing at all is closed after HttpRequestTimeoutMs of silence.
+    requestTimeout: cfg.Bamboo.HttpRequestTimeoutMs,
+    connectionTimeout: cfg.Bamboo.HttpRequestTimeoutMs,
+    http: { headersTimeout: Math.min(cfg.Bamboo.HttpHeadersTimeoutMs, cfg.Bamboo.HttpRequestTimeoutMs), connectionsCheckingInterval: Math.min(1000, cfg.Bamboo.HttpHeadersTimeoutMs) },
     frameworkErrors: (error, _req, reply) => sendError(reply, toApiError(error)),
     // A request Node's HTTP parser refuses (raw spaces or non-ASCII bytes in the URL, headers over
     // 16 KiB) never reaches a route; answer it in the same coded shape as every other error.
@@ -420,8 +438,14 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // Bamboo's documented curl examples send JSON with curl's default form content type; Bamboo read
   // any body as JSON, and so do we (a body that is not JSON is a clear 400).
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string' }, (req, body, done) => {
-    const text = body as string;
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (req, body, done) => {
+    let text: string;
+    try {
+      text = decodeBody(body as Buffer);
+    } catch (err) {
+      done(err as Error, undefined);
+      return;
+    }
     if (text.trim() === '') {
       done(null, undefined);
       return;
@@ -470,26 +494,54 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return sendError(reply, new ApiError('BAMBOO_NOT_FOUND', `no route ${req.method} ${path.slice(0, 200)}; the API lives under /api (see docs/api.md)`));
   });
 
-  /** Token check for writes; a no-op when no token is configured. */
-  function authorised(req: FastifyRequest): boolean {
-    if (!token) return true;
-    const h = req.headers.authorization;
-    const m = typeof h === 'string' ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
-    return m !== null && sameSecret(m[1], token);
-  }
+  // Every request learns who sent it; only the routes that need a credential act on a bad one.
+  app.decorateRequest('credential', ANONYMOUS);
+  app.addHook('onRequest', async (req) => {
+    const id = auth.identify(req.headers.authorization);
+    req.credential = id.kind === 'valid' ? id.name : ANONYMOUS;
+  });
 
-  function requireAuth(req: FastifyRequest): void {
-    if (authorised(req)) return;
+  function unauthorised(req: FastifyRequest): ApiError {
     const given = req.headers.authorization !== undefined;
-    throw new ApiError(
+    return new ApiError(
       'BAMBOO_UNAUTHORIZED',
-      given ? 'the bearer token is not valid; send Authorization: Bearer <Bamboo.AuthToken>' : 'this request needs Authorization: Bearer <Bamboo.AuthToken>',
+      given ? 'the bearer token is not valid; send Authorization: Bearer <token> with a token of Bamboo.AuthTokens (or Bamboo.AuthToken)' : 'this request needs Authorization: Bearer <token> (a token of Bamboo.AuthTokens, or Bamboo.AuthToken)',
       {},
       { 'WWW-Authenticate': given ? 'Bearer realm="bamboo", error="invalid_token"' : 'Bearer realm="bamboo"' },
     );
   }
 
-  const authWrite = async (req: FastifyRequest) => requireAuth(req);
+  /** Writes need a valid credential once any is configured (without any, see checkExposure). */
+  function requireAuth(req: FastifyRequest): void {
+    if (!auth.enabled || req.credential !== ANONYMOUS) return;
+    throw unauthorised(req);
+  }
+
+  /** Secret values (unredacted state) need a valid credential, always: without any configured, nobody gets them. */
+  function requireCredential(req: FastifyRequest): void {
+    if (!auth.enabled) {
+      throw new ApiError('BAMBOO_FORBIDDEN', 'unredacted values need a credential and none is configured; set Bamboo.AuthTokens (or Bamboo.AuthToken) and send it as a bearer token');
+    }
+    if (req.credential === ANONYMOUS) throw unauthorised(req);
+  }
+
+  /** One token bucket per credential name (anonymous: per client address). */
+  function limitWrite(req: FastifyRequest): void {
+    const key = req.credential === ANONYMOUS ? `${ANONYMOUS}@${req.ip}` : req.credential;
+    const wait = limiter.take(key);
+    if (wait === 0) return;
+    throw new ApiError(
+      'BAMBOO_RATE_LIMITED',
+      `too many rule writes from ${req.credential === ANONYMOUS ? 'this client address' : `credential ${JSON.stringify(req.credential)}`}; retry in ${wait} s (Bamboo.WriteRateBurst, Bamboo.WriteRatePerMinute)`,
+      { retryAfter: wait },
+      { 'Retry-After': String(wait) },
+    );
+  }
+
+  const authWrite = async (req: FastifyRequest) => {
+    requireAuth(req);
+    limitWrite(req);
+  };
   // Runs before schema validation, so an empty body gets its own clear answer.
   const requireBody = async (req: FastifyRequest) => {
     if (req.body === undefined || req.body === null) {
@@ -497,10 +549,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     }
   };
 
-  async function afterWrite(appId: string, version: number | null, action: string): Promise<void> {
+  async function afterWrite(appId: string, version: number | null, action: string, credential: string): Promise<void> {
     rulesCache.invalidate();
     metrics.ruleChanged();
-    log.info({ appId, version, action }, 'rule changed');
+    log.info({ appId, version, action, credential }, 'rule changed');
     await publisher.publish('rules', { appId });
     metrics.published('rules');
   }
@@ -542,7 +594,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         suspiciousEmpty: m.suspiciousEmpty,
         eventsTotal: m.eventsTotal,
         events: m.events,
-        callbackUrl: m.callbackUrl,
+        callbackUrl: redactCallbackUrl(m.callbackUrl),
         subscriptions: m.subscriptions,
       },
       snapshot: snap ? { version: snap.version, hash: snap.hash, fetchedAt: snap.fetchedAt, apps: snap.apps.length } : null,
@@ -552,6 +604,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         bound: publisher.boundAddress,
         published: publisher.published,
         snapshotVersion: publisher.snapshotVersion,
+      },
+      auth: {
+        credentials: auth.count,
+        anonymousWrites: !auth.enabled,
+        allowAnonymousWrites: cfg.Bamboo.AllowAnonymousWrites,
+        callbackSecret: callbackSecret !== '',
+        writeRate: limiter.enabled ? { burst: cfg.Bamboo.WriteRateBurst, perMinute: cfg.Bamboo.WriteRatePerMinute } : null,
       },
       streamLeader: m.stream
         ? { isLeader: m.stream.leader?.isLeader ?? false, leaderId: m.stream.leader?.leaderId ?? null, reading: m.stream.connected, endpoint: m.stream.endpoint, connects: m.stream.connects, events: m.stream.events, lastError: m.stream.lastError }
@@ -609,7 +668,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       }
       throw err;
     }
-    await afterWrite(id, stored.version, created ? 'created' : 'replaced');
+    await afterWrite(id, stored.version, created ? 'created' : 'replaced', req.credential);
     if (created) reply.header('Location', `/api/services/${id}`);
     const ignored = unknownFields(req.body as ServiceBody | undefined);
     // RFC 7234's miscellaneous persistent warning: the write happened, but these fields were not read.
@@ -638,7 +697,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       }
       throw err;
     }
-    await afterWrite(id, null, 'deleted');
+    await afterWrite(id, null, 'deleted', req.credential);
     return reply.code(204).send();
   });
 
@@ -646,15 +705,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   let stateCache: { key: string; full: string; redacted: string } | null = null;
   app.get('/api/state', { schema: { querystring: { type: 'object', properties: { unredacted: FLAG } } } }, async (req, reply) => {
     const q = req.query as { unredacted?: string };
-    // With a token configured, the token decides (a wrong one is a 401, not a silent redaction);
-    // without one, values are hidden unless the caller asks with ?unredacted=1 (docs/api.md).
-    let full: boolean;
-    if (token) {
-      if (req.headers.authorization !== undefined || isFlag(q.unredacted)) requireAuth(req);
-      full = req.headers.authorization !== undefined;
-    } else {
-      full = isFlag(q.unredacted);
-    }
+    // Values are shown only to a valid credential: ?unredacted=1 without one is a 401 (403 when none
+    // is configured at all), a wrong token is a 401, not a silent redaction (docs/api.md).
+    if (isFlag(q.unredacted) || (auth.enabled && req.headers.authorization !== undefined)) requireCredential(req);
+    const full = req.credential !== ANONYMOUS;
     const snap = snapshots.current();
     if (!snap) {
       throw new ApiError('BAMBOO_SNAPSHOT_UNAVAILABLE', 'no Marathon snapshot is stored yet; GET /status shows the last fetch from Marathon and its error');
@@ -693,7 +747,31 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
 
   // --- Marathon callbacks ---------------------------------------------------------------------
-  app.post(CALLBACK_PATH, { bodyLimit: cfg.Bamboo.MaxBodyBytes * CALLBACK_BODY_FACTOR }, async (req, reply) => {
+  // A callback is refused before its body is read when the URL lacks the secret; its body is then
+  // scanned as it arrives for the top-level event type and never held (EventTypeScanner), so a flood
+  // of multi-megabyte callbacks costs a chunk each, and HttpRequestTimeoutMs cuts the slow ones.
+  const callbackGuard = async (req: FastifyRequest, reply: FastifyReply) => {
+    if (!callbackSecret) return;
+    const given = (req.query as Record<string, unknown>).secret;
+    if (typeof given !== 'string' || !sameSecret(given, callbackSecret)) {
+      reply.header('Connection', 'close');
+      throw new ApiError('BAMBOO_FORBIDDEN', 'this Marathon callback URL lacks the callback secret (Bamboo.CallbackSecret); Marathon is given the right URL when the api subscribes');
+    }
+  };
+  const callbackScan = async (req: FastifyRequest, reply: FastifyReply, payload: NodeJS.ReadableStream) => {
+    const scanner = await scanCallbackBody(payload as import('node:stream').Readable, callbackLimit).catch((err: unknown) => {
+      reply.header('Connection', 'close');
+      throw err;
+    });
+    if (scanner.bytes === 0) return Readable.from([]);
+    if (!scanner.isObject) throw new ApiError('BAMBOO_BAD_JSON', 'a Marathon event is a JSON object; this body is not one');
+    const small = Readable.from([Buffer.from(JSON.stringify({ eventType: scanner.eventType }))]) as Readable & { receivedEncodedLength?: number };
+    // fastify compares the bytes received with Content-Length: report those of the real body.
+    small.receivedEncodedLength = scanner.bytes;
+    return small;
+  };
+
+  app.post(CALLBACK_PATH, { bodyLimit: callbackLimit, onRequest: callbackGuard, preParsing: callbackScan }, async (req, reply) => {
     // The payload is never trusted: it only says "something happened"; the fetch reads the truth.
     const body = req.body as { eventType?: unknown } | undefined;
     const type = body && typeof body === 'object' && typeof body.eventType === 'string' ? body.eventType.slice(0, 100) : 'unknown';

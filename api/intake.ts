@@ -32,6 +32,7 @@
 import type { Config } from '../common/config.js';
 import type { HintPublisher } from '../common/bus.js';
 import type { Logger } from '../common/log.js';
+import { callbackUrlFor } from './edge.js';
 import { MarathonError, MarathonEventStream, type EventStreamStatus, type MarathonClient } from '../common/marathon.js';
 import type { Metrics } from '../common/metrics.js';
 import { SnapshotConflictError, type ControlStore } from '../common/snapshot.js';
@@ -164,7 +165,7 @@ export class MarathonIntake {
     this.retryMinMs = o.retryMinMs ?? 1000;
     this.retryMaxMs = o.retryMaxMs ?? 30000;
     this.retryDelay = this.retryMinMs;
-    this.callbackUrl = `${deps.cfg.Bamboo.Endpoint.replace(/\/+$/, '')}/api/marathon/event_callback`;
+    this.callbackUrl = callbackUrlFor(deps.cfg);
     for (const e of deps.client.endpoints) this.subs.set(e, { state: 'unknown', error: null, checkedAt: null, warned: false });
   }
 

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { HintPublisher } from '../common/bus.js';
-import { marathonEndpoints, type Config } from '../common/config.js';
+import { credentials, marathonEndpoints, type Config } from '../common/config.js';
 import type { Logger } from '../common/log.js';
 import { MarathonClient } from '../common/marathon.js';
 import { createMetrics, type Metrics } from '../common/metrics.js';
@@ -17,6 +17,7 @@ import { RuleStore } from '../common/rules.js';
 import { ControlStore, type PublisherRecord } from '../common/snapshot.js';
 import { Zk } from '../common/zk.js';
 import { buildApp } from './app.js';
+import { checkExposure, isLoopbackHost } from './edge.js';
 import { MarathonIntake, type IntakeOptions } from './intake.js';
 import { LeaderElection } from './leader.js';
 import { RulesCache } from './rules-cache.js';
@@ -71,6 +72,11 @@ export function advertisedZmq(bound: string, advertiseHost: string): string {
 export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOptions): Promise<RunningApi> {
   const id = opts.id ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const { host, port } = parseBind(opts.bind);
+  // Before anything starts: an api open to the network without credentials is a config error.
+  checkExposure(cfg, host, opts.bind);
+  if (credentials(cfg).length === 0 && !isLoopbackHost(host)) {
+    log.warn({ bind: opts.bind }, 'anonymous rule writes are allowed (Bamboo.AllowAnonymousWrites): anyone who reaches this api can change routing');
+  }
   const ownMetrics = !opts.metrics;
   const metrics = opts.metrics ?? createMetrics(cfg, log);
 

@@ -96,7 +96,10 @@ export function buildProgram(): Command {
     async (opts: CommonOpts) => {
       const { cfg, log } = setup(opts, 'api');
       const { runApi } = await import('../api/main.js');
-      const api = await runApi(cfg, log, { bind: opts.bind ?? ':8000' });
+      const api = await runApi(cfg, log, { bind: opts.bind ?? ':8000' }).catch((err: unknown) => {
+        if (err instanceof ConfigError) fail(err.message); // e.g. no credential off loopback: exit 2
+        throw err;
+      });
       onShutdown(log, () => api.close());
     },
   );

@@ -11,12 +11,13 @@ import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type FieldType = 'string' | 'boolean' | 'integer' | 'enum';
+export type FieldType = 'string' | 'boolean' | 'integer' | 'enum' | 'secrets';
 
 export interface FieldSpec {
   /** Dotted JSON path, Bamboo's spelling (e.g. `Marathon.Endpoint`). */
   key: string;
   type: FieldType;
+  /** `secrets` fields (a JSON object of name -> secret) default to `{}`, written here as `''`. */
   default: string | number | boolean;
   /** Environment variable that overrides the file. */
   env?: string;
@@ -87,9 +88,23 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'Bamboo.Zookeeper.Digest', type: 'string', default: '', env: 'BAMBOO_ZK_DIGEST', secret: true, used: 'both',
     doc: 'user:password for ZooKeeper digest auth; nodes created get a digest ACL. Secret: never logged.' },
   { key: 'Bamboo.AuthToken', type: 'string', default: '', env: 'BAMBOO_AUTH_TOKEN', secret: true, used: 'api',
-    doc: 'Bearer token required for writes and for unredacted /api/state (empty: no auth). Secret: never logged.' },
+    doc: 'A single bearer token (Bamboo\'s key), the credential named `default`: required for writes and for unredacted /api/state, like the tokens of Bamboo.AuthTokens. Without any token an api on a non-loopback bind refuses to start (see Bamboo.AllowAnonymousWrites). Secret: never logged.' },
+  { key: 'Bamboo.AuthTokens', type: 'secrets', default: '', env: 'BAMBOO_AUTH_TOKENS', secret: true, used: 'api',
+    doc: 'Named bearer tokens: a JSON object `{"name": "token", ...}` (env: the same JSON text). Names are 1-64 of `A-Z a-z 0-9 _ . -`; tokens 16-512 printable ASCII characters without spaces, each used once. A write is attributed to its token\'s name (`Bamboo.AuthToken` is the name `default`). Secret: never logged.' },
+  { key: 'Bamboo.AllowAnonymousWrites', type: 'boolean', default: false, env: 'BAMBOO_ALLOW_ANONYMOUS_WRITES', used: 'api',
+    doc: 'Opt-out: let an api listening beyond loopback start without Bamboo.AuthToken(s), so anyone who reaches it can change rules (Bamboo\'s behaviour). Logged as a warning at start and shown in /status. Unredacted /api/state still needs a token.' },
+  { key: 'Bamboo.CallbackSecret', type: 'string', default: '', env: 'BAMBOO_CALLBACK_SECRET', secret: true, used: 'api',
+    doc: 'Shared secret for Marathon callbacks: the callback URL registered with Marathon carries `?secret=<it>`, and a callback without it is a 403 (empty: callbacks are open). Secret: never logged, hidden in /status.' },
+  { key: 'Bamboo.WriteRateBurst', type: 'integer', default: 120, env: 'BAMBOO_WRITE_RATE_BURST', min: 1, max: 1000000, used: 'api',
+    doc: 'Rule writes (POST/PUT/DELETE) one credential (or, anonymous, one client address) may make at once; then Bamboo.WriteRatePerMinute refills. Over it: 429 with Retry-After.' },
+  { key: 'Bamboo.WriteRatePerMinute', type: 'integer', default: 600, env: 'BAMBOO_WRITE_RATE_PER_MINUTE', min: 0, max: 6000000, used: 'api',
+    doc: 'Sustained rule writes per minute per credential (anonymous: per client address), per api copy (0: no limit).' },
+  { key: 'Bamboo.HttpHeadersTimeoutMs', type: 'integer', default: 10000, env: 'BAMBOO_HTTP_HEADERS_TIMEOUT_MS', min: 100, max: 600000, used: 'both',
+    doc: 'A client must send its request headers within this long, or its connection is closed (api and worker HTTP servers).' },
+  { key: 'Bamboo.HttpRequestTimeoutMs', type: 'integer', default: 30000, env: 'BAMBOO_HTTP_REQUEST_TIMEOUT_MS', min: 100, max: 3600000, used: 'both',
+    doc: 'A client must send its whole request (headers and body) within this long, or its connection is closed; a connection silent this long is closed too: slow clients cannot hold connections and memory (api and worker HTTP servers).' },
   { key: 'Bamboo.MaxBodyBytes', type: 'integer', default: 65536, env: 'BAMBOO_MAX_BODY_BYTES', min: 1024, max: 16777216, used: 'api',
-    doc: 'Largest request body accepted (except Marathon callbacks, which get 256 times this: a deployment event lists every app); larger gets 413.' },
+    doc: 'Largest request body accepted (except Marathon callbacks, which get 256 times this: a deployment event lists every app; they are scanned as they arrive, never held in memory); larger gets 413.' },
 
   // --- ZeroMQ (new) ---------------------------------------------------------------------------
   { key: 'ZeroMQ.PublishBind', type: 'string', default: 'tcp://0.0.0.0:5556', env: 'BAMBOO_ZMQ_BIND', used: 'api',
@@ -168,6 +183,13 @@ export interface Config {
     Endpoint: string;
     Zookeeper: { Host: string; Path: string; ReportingDelay: number; ControlPath: string; SessionTimeoutMs: number; Digest: string };
     AuthToken: string;
+    AuthTokens: Record<string, string>;
+    AllowAnonymousWrites: boolean;
+    CallbackSecret: string;
+    WriteRateBurst: number;
+    WriteRatePerMinute: number;
+    HttpHeadersTimeoutMs: number;
+    HttpRequestTimeoutMs: number;
     MaxBodyBytes: number;
   };
   ZeroMQ: { PublishBind: string; AdvertiseHost: string };
@@ -197,10 +219,50 @@ function describe(f: FieldSpec, raw: unknown): string {
   return `got ${s.length > 60 ? s.slice(0, 57) + '...' : s}`;
 }
 
+/** Names of named secrets (`Bamboo.AuthTokens`): they appear in logs and audit lines, so plain. */
+const SECRET_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+/** A token: printable ASCII without spaces (it travels in an `Authorization: Bearer` header). */
+const SECRET_VALUE = /^[\x21-\x7e]{16,512}$/;
+
+/**
+ * A `secrets` field: a JSON object of name -> secret (from env: its JSON text). Names and secrets
+ * are checked; an error names the offending entry by its name (or position), never by its secret.
+ */
+function coerceSecrets(f: FieldSpec, raw: unknown, where: string, fromEnv: boolean): Record<string, string> {
+  let value = raw;
+  if (fromEnv && typeof raw === 'string') {
+    if (raw.trim() === '') return {};
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      throw new ConfigError(`config: ${where} must be a JSON object of name -> token, like {"deploy":"<token>"} (secret value hidden)`);
+    }
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError(`config: ${where} must be a JSON object of name -> token, like {"deploy":"<token>"} (secret value hidden)`);
+  }
+  const out: Record<string, string> = {};
+  const seen = new Map<string, string>();
+  Object.entries(value as Record<string, unknown>).forEach(([name, secret], i) => {
+    const label = SECRET_NAME.test(name) ? JSON.stringify(name) : `number ${i + 1}`;
+    if (!SECRET_NAME.test(name)) throw new ConfigError(`config: ${where}: the name of entry ${label} must be 1-64 letters, digits, "_", "." or "-"`);
+    if (typeof secret !== 'string' || !SECRET_VALUE.test(secret)) {
+      throw new ConfigError(`config: ${where}: the token named ${label} must be a string of 16-512 printable ASCII characters without spaces (secret value hidden)`);
+    }
+    const twin = seen.get(secret);
+    if (twin !== undefined) throw new ConfigError(`config: ${where}: the tokens named ${JSON.stringify(twin)} and ${label} are the same; give each credential its own token`);
+    seen.set(secret, name);
+    out[name] = secret;
+  });
+  return out;
+}
+
 /** Converts and checks one value; strings from env are parsed, JSON values must have the right type. */
-function coerce(f: FieldSpec, raw: unknown, source: Source, fromEnv: boolean): string | number | boolean {
+function coerce(f: FieldSpec, raw: unknown, source: Source, fromEnv: boolean): string | number | boolean | Record<string, string> {
   const where = `${f.key} (from ${source})`;
   switch (f.type) {
+    case 'secrets':
+      return coerceSecrets(f, raw, where, fromEnv);
     case 'string':
       if (typeof raw !== 'string') throw new ConfigError(`config: ${where} must be a string, ${describe(f, raw)}`);
       return raw;
@@ -327,7 +389,7 @@ export interface LoadOptions {
   /** Environment to read overrides from (default process.env). */
   env?: Record<string, string | undefined>;
   /** Highest-precedence overrides by dotted key (from CLI flags). */
-  overrides?: Record<string, string | number | boolean | undefined>;
+  overrides?: Record<string, string | number | boolean | Record<string, string> | undefined>;
 }
 
 /** Loads, validates and freezes the configuration. Throws ConfigError with a one-line message. */
@@ -351,7 +413,7 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
 
   const out: Record<string, unknown> = {};
   for (const f of SCHEMA) {
-    let value: string | number | boolean = f.default;
+    let value: string | number | boolean | Record<string, string> = f.type === 'secrets' ? {} : f.default;
     const fromFile = opts.file ? getPath(fileJson, f.key) : undefined;
     if (fromFile !== undefined && fromFile !== null) value = coerce(f, fromFile, opts.file!, false);
     // As in Bamboo, an env var overrides only when set and non-empty: `FOO=` in a unit file or a
@@ -359,7 +421,7 @@ export function loadConfig(opts: LoadOptions = {}): Readonly<Config> {
     const fromEnv = f.env ? env[f.env] : undefined;
     if (fromEnv !== undefined && fromEnv !== '') value = coerce(f, fromEnv, `env ${f.env}`, true);
     const fromFlag = opts.overrides?.[f.key];
-    if (fromFlag !== undefined) value = coerce(f, fromFlag, 'command line', typeof fromFlag === 'string');
+    if (fromFlag !== undefined) value = coerce(f, fromFlag, 'command line', typeof fromFlag === 'string' || f.type === 'secrets');
     setPath(out, f.key, value);
   }
 
@@ -400,12 +462,39 @@ function validateCrossField(cfg: Config): void {
   if (cfg.Bamboo.Zookeeper.Digest && !cfg.Bamboo.Zookeeper.Digest.includes(':')) {
     throw new ConfigError('config: Bamboo.Zookeeper.Digest must have the form user:password (secret value hidden)');
   }
+  validateCredentials(cfg);
   if (!/^(tcp|ipc|inproc):\/\//.test(cfg.ZeroMQ.PublishBind)) {
     throw new ConfigError(`config: ZeroMQ.PublishBind must be a ZeroMQ address like tcp://0.0.0.0:5556, got ${JSON.stringify(cfg.ZeroMQ.PublishBind)}`);
   }
   if (!/^[^:]+:\d+$/.test(cfg.StatsD.Host)) {
     throw new ConfigError(`config: StatsD.Host must be host:port, got ${JSON.stringify(cfg.StatsD.Host)}`);
   }
+}
+
+/** The name `Bamboo.AuthToken` goes by among the named tokens (in logs and on requests). */
+export const DEFAULT_TOKEN_NAME = 'default';
+
+/** The single token joins the named ones; both forms together must not clash. */
+function validateCredentials(cfg: Config): void {
+  // The callback secret travels in a URL and must appear there verbatim (so log redaction finds it).
+  if (cfg.Bamboo.CallbackSecret && !/^[A-Za-z0-9._~-]{16,256}$/.test(cfg.Bamboo.CallbackSecret)) {
+    throw new ConfigError('config: Bamboo.CallbackSecret must be 16-256 characters of A-Z a-z 0-9 . _ ~ - (secret value hidden)');
+  }
+  const t = cfg.Bamboo.AuthToken;
+  if (!t) return;
+  if (/\s/.test(t)) throw new ConfigError('config: Bamboo.AuthToken must not contain spaces (secret value hidden)');
+  if (Object.prototype.hasOwnProperty.call(cfg.Bamboo.AuthTokens, DEFAULT_TOKEN_NAME)) {
+    throw new ConfigError(`config: Bamboo.AuthTokens has an entry named "${DEFAULT_TOKEN_NAME}", the name Bamboo.AuthToken goes by; rename it or drop Bamboo.AuthToken`);
+  }
+  const twin = Object.entries(cfg.Bamboo.AuthTokens).find(([, v]) => v === t);
+  if (twin) throw new ConfigError(`config: Bamboo.AuthToken is the same as the token named ${JSON.stringify(twin[0])} in Bamboo.AuthTokens; give each credential its own token`);
+}
+
+/** Every credential as name -> token: Bamboo.AuthTokens plus Bamboo.AuthToken as `default`. */
+export function credentials(cfg: Pick<Config, 'Bamboo'>): Array<{ name: string; token: string }> {
+  const out = Object.entries(cfg.Bamboo.AuthTokens ?? {}).map(([name, token]) => ({ name, token }));
+  if (cfg.Bamboo.AuthToken) out.push({ name: DEFAULT_TOKEN_NAME, token: cfg.Bamboo.AuthToken });
+  return out;
 }
 
 /** The configured Marathon endpoints, trimmed, without trailing slashes. */
@@ -443,7 +532,10 @@ export function workerName(cfg: Config): string {
 export function redactConfig(cfg: Config): Config {
   const copy = JSON.parse(JSON.stringify(cfg)) as Record<string, unknown>;
   for (const f of SCHEMA) {
-    if (f.secret && getPath(copy, f.key)) setPath(copy, f.key, '***');
+    const v = getPath(copy, f.key);
+    if (f.secret && f.type === 'secrets' && v && typeof v === 'object') {
+      setPath(copy, f.key, Object.fromEntries(Object.keys(v).map((k) => [k, '***'])));
+    } else if (f.secret && v) setPath(copy, f.key, '***');
   }
   const m = copy.Marathon as Record<string, string>;
   m.Endpoint = m.Endpoint.split(',').map(redactUrl).join(',');
@@ -453,7 +545,10 @@ export function redactConfig(cfg: Config): Config {
 /** Every secret value currently configured (for log redaction). */
 export function secretValues(cfg: Config): string[] {
   return SCHEMA.filter((f) => f.secret)
-    .map((f) => getPath(cfg as unknown as Record<string, unknown>, f.key))
+    .flatMap((f) => {
+      const v = getPath(cfg as unknown as Record<string, unknown>, f.key);
+      return v && typeof v === 'object' ? Object.values(v as Record<string, unknown>) : [v];
+    })
     .filter((v): v is string => typeof v === 'string' && v.length > 0);
 }
 
@@ -468,8 +563,8 @@ function deepFreeze<T>(o: T): Readonly<T> {
 /** The markdown reference table (docs/configuration.md is generated from and checked against this). */
 export function configReferenceTable(): string {
   const rows = SCHEMA.map((f) => {
-    const def = f.key === 'HAProxy.TemplatePath' ? '`templates/haproxy.cfg.liquid` (shipped)' : f.default === '' ? '(empty)' : '`' + String(f.default) + '`';
-    const type = f.type === 'enum' ? f.values!.join(' \\| ') : f.type;
+    const def = f.key === 'HAProxy.TemplatePath' ? '`templates/haproxy.cfg.liquid` (shipped)' : f.type === 'secrets' ? '`{}`' : f.default === '' ? '(empty)' : '`' + String(f.default) + '`';
+    const type = f.type === 'enum' ? f.values!.join(' \\| ') : f.type === 'secrets' ? 'JSON object (name -> secret)' : f.type;
     return `| \`${f.key}\` | ${f.env ? '`' + f.env + '`' : ''} | ${type} | ${def} | ${f.used} | ${f.bamboo ? 'yes' : 'new'} | ${f.doc.replace(/\|/g, '\\|')} |`;
   });
   return ['| Key | Env | Type | Default | Used by | Bamboo | Meaning |', '|---|---|---|---|---|---|---|', ...rows].join('\n');

@@ -354,13 +354,17 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
       expect(full.headers.get('x-bamboo-redacted')).to.equal('false');
     });
 
-    it('without a token, redacts by default and shows values only on ?unredacted=1', async () => {
+    it('without any token, redacts always: ?unredacted=1 is a 403, whoever asks', async () => {
       const api = await start();
       await waitFor(async () => (await call('GET', `${api.url}/api/state`)).status === 200, 'first snapshot');
       const redacted = await call('GET', `${api.url}/api/state`);
       expect(redacted.text).not.to.include('hunter2');
-      const full = await call('GET', `${api.url}/api/state?unredacted=1`);
-      expect(full.text).to.include('hunter2');
+      for (const headers of [{}, { Authorization: 'Bearer anything-at-all-0123' }] as Array<Record<string, string>>) {
+        const asked = await call('GET', `${api.url}/api/state?unredacted=1`, undefined, headers);
+        expect(asked.status).to.equal(403);
+        expect(asked.json.code).to.equal('BAMBOO_FORBIDDEN');
+        expect(asked.text).not.to.include('hunter2');
+      }
     });
   });
 

@@ -84,7 +84,8 @@ describe('faults: ZooKeeper ensemble under the running stack', function () {
       zk: ens.connectionString,
       logLevel: 'info',
       out: () => undefined,
-      env: { BAMBOO_ZK_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS) },
+      // 500 writes as fast as ZooKeeper takes them: no write rate limit.
+      env: { BAMBOO_ZK_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS), BAMBOO_WRITE_RATE_PER_MINUTE: '0' },
     });
     raw = await rawClient(ens.connectionString);
     // Through HAProxy, all along: the worker must keep serving whatever ZooKeeper does.

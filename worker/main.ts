@@ -79,7 +79,8 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   let server: Server | null = null;
   let port = 0;
   if (opts.bind) {
-    const s = await startStatusServer(opts.bind, () => (view ? view() : null)).catch(async (err: Error) => {
+    const timeouts = { headersMs: cfg.Bamboo.HttpHeadersTimeoutMs, requestMs: cfg.Bamboo.HttpRequestTimeoutMs };
+    const s = await startStatusServer(opts.bind, () => (view ? view() : null), timeouts).catch(async (err: Error) => {
       if (ownMetrics) await metrics.close();
       throw err;
     });

@@ -121,11 +121,23 @@ export function parseBind(bind: string): { host: string | undefined; port: numbe
 
 /**
  * Starts the `/status` endpoint (503 `{"starting":true}` while `view` returns null). Resolves with the
- * server and the port actually bound; rejects when the address cannot be bound.
+ * server and the port actually bound; rejects when the address cannot be bound. Slow clients are cut
+ * after `timeouts` (headers, whole request).
  */
-export async function startStatusServer(bind: string, view: () => StatusView | null): Promise<{ server: Server; port: number; host: string }> {
+export async function startStatusServer(
+  bind: string,
+  view: () => StatusView | null,
+  timeouts: { headersMs: number; requestMs: number } = { headersMs: 10000, requestMs: 30000 },
+): Promise<{ server: Server; port: number; host: string }> {
   const { host, port } = parseBind(bind);
-  const server = createServer((req, res) => {
+  // A client that sends its request slowly is cut (Bamboo.HttpHeadersTimeoutMs, HttpRequestTimeoutMs),
+  // checked every second, so idle half-requests cannot pile up on the worker's port.
+  const serverOptions = {
+    headersTimeout: Math.min(timeouts.headersMs, timeouts.requestMs),
+    requestTimeout: timeouts.requestMs,
+    connectionsCheckingInterval: Math.min(1000, timeouts.headersMs),
+  };
+  const server = createServer(serverOptions, (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'application/json' }).end('{"error":"method not allowed"}');
@@ -145,6 +157,7 @@ export async function startStatusServer(bind: string, view: () => StatusView | n
     }
     res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
   });
+  server.setTimeout(timeouts.requestMs); // a connection silent this long is closed
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

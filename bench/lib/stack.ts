@@ -187,7 +187,8 @@ export async function startDemoStack(zkConnection: string, size: number, log: (l
   const extra: Backend[] = [];
   const before = new Set(await zk.children('/'));
   const t0 = performance.now();
-  const demo = await startDemo({ zk: zkConnection, logLevel: 'warn', out: () => undefined });
+  // The benchmarks write up to 1,000 rules one after another as fast as the api answers: no write limit.
+  const demo = await startDemo({ zk: zkConnection, logLevel: 'warn', out: () => undefined, env: { BAMBOO_WRITE_RATE_PER_MINUTE: '0' } });
   // Newer demos say which ZooKeeper paths they use; older ones keep them under a fresh /bamboo-demo-<suffix>.
   let controlPath = (demo as { zkPaths?: { control?: string } }).zkPaths?.control;
   if (!controlPath) {

@@ -135,10 +135,10 @@ export function generateCorpus(opts: CorpusOptions): CorpusRequest[] {
   for (let i = 0; i < per; i++) {
     const t = writeTarget();
     if (i % 9 === 8) {
-      // Binary garbage (never valid UTF-8 JSON).
+      // Binary garbage (never valid UTF-8 JSON; refused as bad UTF-8 before it is parsed).
       const bytes = Buffer.from(Array.from({ length: int(1, 200) }, () => int(0, 255)));
       bytes[0] = 0xff;
-      add('bad-json', 'binary garbage', t.method, t.target, { ...auth, 'Content-Type': pick(['application/json', 'application/octet-stream', 'text/plain']) }, bytes, ['BAMBOO_BAD_JSON']);
+      add('bad-json', 'binary garbage', t.method, t.target, { ...auth, 'Content-Type': pick(['application/json', 'application/octet-stream', 'text/plain']) }, bytes, ['BAMBOO_BAD_JSON', 'BAMBOO_INVALID_ENCODING']);
       continue;
     }
     const body = pick(brokenJson)(t.id);
