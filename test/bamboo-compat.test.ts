@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { checkExposure } from '../api/edge.js';
 import { runApi, type RunningApi } from '../api/main.js';
 import { ConfigError, loadConfig, PROJECT_ROOT, type Config } from '../common/config.js';
 import { createRenderer, TemplateError } from '../common/render.js';
@@ -59,7 +60,7 @@ describe('Bamboo compatibility (its documented use, and the listed differences)'
     await Promise.all(apis.splice(0).map((a) => a.close()));
   });
 
-  async function start(): Promise<RunningApi & { cfg: Readonly<Config> }> {
+  async function start(over: Record<string, string | number | boolean> = {}): Promise<RunningApi & { cfg: Readonly<Config> }> {
     const cfg = loadConfig({
       env: {},
       overrides: {
@@ -70,6 +71,7 @@ describe('Bamboo compatibility (its documented use, and the listed differences)'
         'Marathon.Endpoint': sim.url,
         'Marathon.ResyncIntervalMs': 0,
         'Bamboo.Endpoint': 'http://127.0.0.1:9',
+        ...over,
       },
     });
     const api = await runApi(cfg, log, { bind: '127.0.0.1:0', intake: { subscriptionCheckMs: 60000 } });
@@ -202,10 +204,17 @@ describe('Bamboo compatibility (its documented use, and the listed differences)'
       expect([stale.status, stale.json.code]).to.deep.equal([409, 'BAMBOO_VERSION_CONFLICT']);
     });
 
-    row('R5', 'a rule with a newline (which injected directives into Bamboo\'s haproxy.cfg) is a 400 and is not stored', async () => {
+    row('R5', 'a rule with a newline (which injected directives into Bamboo\'s haproxy.cfg), a file or the environment is a 400 and is not stored', async () => {
       const api = await start();
-      const r = await jsonCall('POST', `${api.url}/api/services`, { id: '/r5', acl: 'path_beg /a\n  server evil 10.0.0.1:80' });
-      expect([r.status, r.json.code]).to.deep.equal([400, 'BAMBOO_INVALID_ACL']);
+      const cases: Array<[string, string]> = [
+        ['path_beg /a\n  server evil 10.0.0.1:80', 'ACL_CONTROL_CHAR'],
+        ['path_beg -f /etc/passwd', 'ACL_FILE_ACCESS'],
+        ['env(BAMBOO_ZK_DIGEST) -m found', 'ACL_ENV_ACCESS'],
+      ];
+      for (const [acl, reason] of cases) {
+        const r = await jsonCall('POST', `${api.url}/api/services`, { id: '/r5', acl });
+        expect([r.status, r.json.code, r.json.reason], acl).to.deep.equal([400, 'BAMBOO_INVALID_ACL', reason]);
+      }
       expect(await zk.children(api.cfg.Bamboo.Zookeeper.Path)).to.deep.equal([]);
     });
 
@@ -224,6 +233,27 @@ describe('Bamboo compatibility (its documented use, and the listed differences)'
       }, 'the snapshot');
       expect(state!.json.Apps[0].Env).to.deep.equal({ DB_PASSWORD: '***' });
       expect(state!.json.Apps[0].Labels).to.deep.equal({ team: '***' });
+    });
+
+    row('R8', 'an api off loopback refuses to start without a credential, unless anonymous writes are allowed explicitly', () => {
+      const open = loadConfig({ env: {} });
+      expect(() => checkExposure(open, '0.0.0.0', ':8000')).to.throw(ConfigError, /refusing to serve rule writes without a credential on :8000/);
+      expect(() => checkExposure(open, '127.0.0.1', '127.0.0.1:8000')).not.to.throw();
+      expect(() => checkExposure(loadConfig({ env: { BAMBOO_AUTH_TOKENS: '{"deploy":"d3ploy-t0ken-secret"}' } }), '0.0.0.0', ':8000')).not.to.throw();
+      expect(() => checkExposure(loadConfig({ env: { BAMBOO_ALLOW_ANONYMOUS_WRITES: 'true' } }), '0.0.0.0', ':8000')).not.to.throw();
+    });
+
+    row('R9', 'writes beyond the burst of one credential answer 429 with Retry-After', async () => {
+      const api = await start({ 'Bamboo.WriteRateBurst': 3, 'Bamboo.WriteRatePerMinute': 1 });
+      const statuses: number[] = [];
+      let last;
+      for (let i = 0; i < 4; i++) {
+        last = await jsonCall('PUT', `${api.url}/api/services//r9`, { acl: `path_beg -i /r9-${i}` });
+        statuses.push(last.status);
+      }
+      expect(statuses).to.deep.equal([201, 200, 200, 429]);
+      expect(last!.json.code).to.equal('BAMBOO_RATE_LIMITED');
+      expect(Number(last!.headers.get('retry-after'))).to.be.greaterThan(0);
     });
 
     row('C1', 'an unknown configuration key stops the process with a line naming it', () => {
