@@ -284,6 +284,8 @@ export class Reconciler extends EventEmitter {
   private readonly sleeper: Sleeper;
   private readonly reloadRate: RateWindow;
   private closed = false;
+  /** A storm bound holds a reload: a trigger wakes the wait (server changes are applied meanwhile). */
+  private wakeOnTrigger = false;
   private lastReloadAt = -Infinity;
   private readonly reloadBackoff: Backoff;
   private readonly readBackoff: Backoff;
@@ -366,6 +368,7 @@ export class Reconciler extends EventEmitter {
     // Leading edge: nothing ran lately, so this is the start of a quiet period's first burst and
     // waiting would only add latency. A burst's later triggers find the reconcile running and wait.
     this.pacer.request(reason);
+    if (this.wakeOnTrigger) this.sleeper.wake();
   }
 
   /**
@@ -544,15 +547,16 @@ export class Reconciler extends EventEmitter {
 
       // Stage 5: wait for the reload slot (minimum reload interval, backoff after a failed reload,
       // reloads per minute, old generations).
-      const waited = await this.timed('wait', () => this.reloadSlot());
+      const slot = await this.timed('wait', () => this.reloadSlot(take));
       if (this.closed) {
         await removeQuietly(plan.tempPath);
         return this.outcome('noop', 'shutting down before the reload slot', triggers, startedAt, extra);
       }
-      if (waited && this.pacer.hasPending) {
-        // Newer triggers arrived while waiting: start over so the reload carries the latest state.
+      if (slot.taken.length > 0 || (slot.waited && this.pacer.hasPending)) {
+        // Newer triggers arrived while waiting (and servers may have changed at runtime meanwhile):
+        // start over so the reload carries the latest state.
         await removeQuietly(plan.tempPath);
-        triggers = [...new Set([...triggers, ...take()])].sort();
+        triggers = [...new Set([...triggers, ...slot.taken, ...take()])].sort();
         continue;
       }
 
@@ -567,12 +571,37 @@ export class Reconciler extends EventEmitter {
    * counted every OLD_GENERATIONS_POLL_MS, for at most `oldGenerationsWaitMs`: HAProxy's own
    * hard-stop-after ends old generations in time with the shipped template; with a template that
    * lets them live forever the reload goes ahead rather than freezing every update). Wakes early on
-   * close. Resolves true when it waited.
+   * close. While a storm bound (rate, generations) holds the reload, new triggers are taken at once
+   * (no sooner than `minUpdateIntervalMs` apart) and a change confined to servers is applied through
+   * the Runtime API meanwhile (`runtimeWhileHeld`). Resolves whether it waited and the triggers it took.
    */
-  private async reloadSlot(): Promise<boolean> {
+  private async reloadSlot(take: () => string[]): Promise<{ waited: boolean; taken: string[] }> {
     const began = this.clock.now();
     const reasons = new Set<ReloadWait['reason']>();
+    const taken: string[] = [];
+    let lastPass = -Infinity;
     let generationsSince: number | null = null;
+    /** Sleeps up to `ms`, or runs a runtime pass for triggers that came while a storm bound holds the reload. */
+    const pause = async (ms: number, reason: ReloadWait['reason']) => {
+      const held = (reason === 'rate' || reason === 'generations') && this.runtimeUsable();
+      if (held && this.pacer.hasPending) {
+        const due = lastPass + this.o.minUpdateIntervalMs - this.clock.now();
+        if (due <= 0) {
+          lastPass = this.clock.now();
+          const triggers = take();
+          taken.push(...triggers);
+          await this.runtimeWhileHeld(triggers);
+          return;
+        }
+        ms = Math.min(ms, due);
+      }
+      this.wakeOnTrigger = held;
+      try {
+        await this.sleeper.sleep(ms);
+      } finally {
+        this.wakeOnTrigger = false;
+      }
+    };
     const hold = (reason: ReloadWait['reason'], untilMs: number | null) => {
       if (this.reloadWait?.reason !== reason) this.reloadWait = { reason, since: Date.now(), until: null };
       this.reloadWait.until = untilMs === null ? null : Date.now() + untilMs;
@@ -595,7 +624,7 @@ export class Reconciler extends EventEmitter {
         const [reason, until] = slots.reduce((a, b) => (b[1] > a[1] ? b : a));
         if (until > now) {
           hold(reason, until - now);
-          await this.sleeper.sleep(until - now);
+          await pause(until - now, reason);
           continue;
         }
         const max = this.o.maxOldGenerations ?? 0;
@@ -611,14 +640,55 @@ export class Reconciler extends EventEmitter {
           break;
         }
         hold('generations', null);
-        await this.sleeper.sleep(Math.min(OLD_GENERATIONS_POLL_MS, bound - (now - generationsSince)));
+        await pause(Math.min(OLD_GENERATIONS_POLL_MS, bound - (now - generationsSince)), 'generations');
       }
     } finally {
       this.reloadWait = null;
     }
     const waitedMs = this.clock.now() - began;
     for (const reason of reasons) this.o.metrics.reloadDeferred(reason, waitedMs);
-    return reasons.size > 0;
+    return { waited: reasons.size > 0, taken: [...new Set(taken)].sort() };
+  }
+
+  /**
+   * While a storm bound holds a reload: applies what the Runtime API can apply on its own. The desired
+   * state is read and rendered with the rules in force (a rule change is what needs the reload), the
+   * newest apps and tasks, and the quarantine in force; when that differs from the running config only
+   * in servers, it is applied (and recorded) as a `runtime` outcome. Anything else waits for the reload.
+   */
+  private async runtimeWhileHeld(triggers: string[]): Promise<void> {
+    const r = this.running;
+    if (!this.runtimeUsable() || !r?.data) return;
+    const saved = this.stages;
+    this.stages = {};
+    const startedAt = this.clock.now();
+    try {
+      let desired: DesiredState;
+      try {
+        desired = await this.timed('read', () => this.o.source.read());
+      } catch {
+        return; // the held reconcile reads again when the wait ends
+      }
+      const slots = { previous: r.slots, headroomPercent: this.o.slotHeadroomPercent };
+      const { data: full } = await this.timed('build', () => buildTemplateData({ apps: desired.apps, services: r.data!.Services, now: Date.now(), slots, memo: this.dataMemo }));
+      const quarantine = new Map(r.quarantined.map((q) => [q.appId, q]));
+      const data = quarantine.size === 0 ? full : withoutQuarantined(full, quarantine);
+      const rendered = await this.timed('render', () => this.o.renderer.render(data, this.o.settings));
+      const hash = await sha256(rendered.text);
+      if (hash === r.hash) return;
+      const diff = await this.timed('runtime', () => diffConfigs(r.text, rendered.text));
+      if (!diff.runtime) return;
+      const plan: Extract<Plan, { kind: 'runtime' }> = {
+        kind: 'runtime', text: rendered.text, hash, data, origins: rendered.origins, quarantined: r.quarantined,
+        rulesApplied: r.rulesApplied, snapshotVersion: desired.snapshotVersion, changes: diff.changes,
+      };
+      const applied = await this.applyByRuntime(plan, [...triggers, 'reload-held'], startedAt);
+      if (applied.outcome) this.record(applied.outcome);
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message }, 'runtime change while a reload waits failed; the reload will carry it');
+    } finally {
+      this.stages = saved;
+    }
   }
 
   /** The Runtime API may apply the next change: it is on, and HAProxy is known to run `running.text`. */
