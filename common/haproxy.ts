@@ -21,7 +21,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { basename } from 'node:path';
 import type { Logger } from './log.js';
-import { monotonicNow } from './pacing.js';
+import { Backoff, monotonicNow } from './pacing.js';
 
 // ------------------------------------------------------------------------------------------------
 // Commands with timeouts
@@ -402,6 +402,7 @@ export class ManagedHAProxy implements HAProxyProcess {
   private pollTimer: NodeJS.Timeout | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
   private consecutiveFailures = 0;
+  private readonly restartBackoff: Backoff;
   /** When the running master was started or adopted (for crash-loop detection). */
   private startedAt = 0;
   private restarts = 0;
@@ -412,7 +413,10 @@ export class ManagedHAProxy implements HAProxyProcess {
   /** Set once HAProxy ran successfully: only then is an unexpected exit restarted. */
   private everStarted = false;
 
-  constructor(private readonly opts: ManagedOptions) {}
+  constructor(private readonly opts: ManagedOptions) {
+    const initial = opts.restartDelayMs ?? 500;
+    this.restartBackoff = new Backoff(initial, Math.min(30000, initial * 64));
+  }
 
   private get args(): string[] {
     const o = this.opts;
@@ -560,11 +564,12 @@ export class ManagedHAProxy implements HAProxyProcess {
     // A master that served for a while is replaced at once: every moment without one refuses
     // connections. One that keeps dying right after its start backs off instead of spinning.
     // (A failed start leaves startedAt at 0, so repeated failures keep backing off.)
-    if (this.startedAt > 0 && monotonicNow() - this.startedAt >= (this.opts.crashLoopMs ?? 10000)) this.consecutiveFailures = 0;
+    if (this.startedAt > 0 && monotonicNow() - this.startedAt >= (this.opts.crashLoopMs ?? 10000)) {
+      this.consecutiveFailures = 0;
+      this.restartBackoff.reset();
+    }
     this.startedAt = 0;
-    const delay = this.consecutiveFailures === 0
-      ? 0
-      : Math.min(30000, (this.opts.restartDelayMs ?? 500) * 2 ** Math.min(this.consecutiveFailures - 1, 6));
+    const delay = this.consecutiveFailures === 0 ? 0 : this.restartBackoff.fail();
     this.consecutiveFailures++;
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;

@@ -321,6 +321,8 @@ export class Reconciler extends EventEmitter {
       debounceAfter: 'request',
       clock: this.clock,
       run: (triggers, take) => this.runOnce(triggers, take),
+      // runOnce turns a failing stage into an outcome; this is what is left (an outcome listener that threw).
+      onError: (err) => opts.log.error({ err: err.stack }, 'reconcile loop failed unexpectedly'),
     });
     if (opts.runtime?.enabled) {
       this.drainer = new Drainer(opts.runtime.api, opts.runtime.drainTimeoutMs, (err) =>
@@ -473,7 +475,7 @@ export class Reconciler extends EventEmitter {
       triggers,
       // A timestamp people read and the fleet view compares: wall clock. The duration: monotonic.
       at: Date.now(),
-      ms: Math.round((this.clock.now() - startedAt) * 10) / 10,
+      ms: Math.round(this.clock.now() - startedAt),
       configHash: this.running?.confirmed ? this.running.hash : null,
       ...extra,
       stages: { ...this.stages },
