@@ -35,6 +35,7 @@ import type { Logger } from '../common/log.js';
 import { callbackUrlFor } from './edge.js';
 import { MarathonError, MarathonEventStream, type EventStreamStatus, type MarathonClient } from '../common/marathon.js';
 import type { Metrics } from '../common/metrics.js';
+import { Backoff, LatestWins, monotonicClock, type Clock, type Timer } from '../common/pacing.js';
 import { SnapshotConflictError, type ControlStore } from '../common/snapshot.js';
 import { diffApps, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
 import { redactUrl } from '../common/config.js';
@@ -87,6 +88,8 @@ export interface IntakeOptions {
   /** Backoff of the event stream reconnects (defaults 250 ms and 10 s). */
   streamBackoffMinMs?: number;
   streamBackoffMaxMs?: number;
+  /** The monotonic clock pacing the fetches and their retries (tests inject a fake one). */
+  clock?: Clock;
 }
 
 export interface IntakeDeps {
@@ -123,17 +126,12 @@ export interface IntakeStatus {
 }
 
 export class MarathonIntake {
-  private readonly debounceMs: number;
-  private readonly minIntervalMs: number;
   private readonly emptyConfirmMs: number;
-  private readonly retryMinMs: number;
-  private readonly retryMaxMs: number;
-  private pending = false;
-  private timer: NodeJS.Timeout | null = null;
-  private inFlight: Promise<FetchOutcome> | null = null;
-  private lastStart = 0;
-  private retryDelay: number;
-  private retryTimer: NodeJS.Timeout | null = null;
+  private readonly clock: Clock;
+  /** Fetch pacing (common/pacing.ts): one in flight, one pending, leading edge, debounce, minimum interval. */
+  private readonly pacer: LatestWins;
+  private readonly retry: Backoff;
+  private retryTimer: Timer | null = null;
   private resyncTimer: NodeJS.Timeout | null = null;
   private subscriptionTimer: NodeJS.Timeout | null = null;
   private emptySeen = false;
@@ -159,12 +157,20 @@ export class MarathonIntake {
 
   constructor(private readonly deps: IntakeDeps) {
     const o = deps.options ?? {};
-    this.debounceMs = deps.cfg.Marathon.FetchDebounceMs;
-    this.minIntervalMs = deps.cfg.Marathon.MinFetchIntervalMs;
     this.emptyConfirmMs = o.emptyConfirmDelayMs ?? 1000;
-    this.retryMinMs = o.retryMinMs ?? 1000;
-    this.retryMaxMs = o.retryMaxMs ?? 30000;
-    this.retryDelay = this.retryMinMs;
+    this.clock = o.clock ?? monotonicClock;
+    this.retry = new Backoff(o.retryMinMs ?? 1000, o.retryMaxMs ?? 30000);
+    this.pacer = new LatestWins({
+      debounceMs: deps.cfg.Marathon.FetchDebounceMs,
+      minIntervalMs: deps.cfg.Marathon.MinFetchIntervalMs,
+      // A request is a leading edge when no fetch started within the minimum interval, and one made
+      // during a fetch waits the debounce after that fetch ended (see the module comment).
+      idleWhen: 'started',
+      debounceAfter: 'end',
+      clock: this.clock,
+      run: async (_reasons, take) => void (await this.fetchOnce(take)),
+      onError: (err) => deps.log.error({ err: err.stack }, 'marathon fetch failed unexpectedly'),
+    });
     this.callbackUrl = callbackUrlFor(deps.cfg);
     for (const e of deps.client.endpoints) this.subs.set(e, { state: 'unknown', error: null, checkedAt: null, warned: false });
   }
@@ -206,16 +212,17 @@ export class MarathonIntake {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const t of [this.timer, this.retryTimer]) if (t) clearTimeout(t);
+    this.retryTimer?.cancel();
     for (const t of [this.resyncTimer, this.subscriptionTimer]) if (t) clearInterval(t);
-    this.timer = this.retryTimer = this.resyncTimer = this.subscriptionTimer = null;
+    this.retryTimer = this.resyncTimer = this.subscriptionTimer = null;
+    const fetching = this.pacer.close();
     if (this.deps.election) {
       this.deps.election.off('leader', this.onLeader);
       await this.deps.election.close();
     }
     await this.stream?.stop();
     this.stream = null;
-    await this.inFlight?.catch(() => undefined);
+    await fetching;
     if (this.started && this.mode === 'callback') await this.unsubscribeIfLast();
   }
 
@@ -234,37 +241,13 @@ export class MarathonIntake {
    */
   requestFetch(reason: string): void {
     if (this.closed) return;
-    this.pending = true;
-    if (this.inFlight || this.timer) return;
-    this.deps.log.debug({ reason }, 'marathon fetch requested');
-    if (Date.now() - this.lastStart >= this.minIntervalMs) this.startFetch();
-    else this.arm(this.debounceMs);
-  }
-
-  /** Starts the pending fetch after `delayMs`, and no sooner than the minimum interval after the last start. */
-  private arm(delayMs: number): void {
-    const wait = Math.max(delayMs, this.lastStart + this.minIntervalMs - Date.now(), 0);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.startFetch();
-    }, wait);
-  }
-
-  private startFetch(): void {
-    if (!this.pending || this.closed || this.inFlight) return;
-    this.pending = false;
-    this.inFlight = this.fetchOnce().finally(() => {
-      this.inFlight = null;
-      if (this.pending && !this.closed && !this.timer) this.arm(this.debounceMs);
-    });
+    if (!this.pacer.busy) this.deps.log.debug({ reason }, 'marathon fetch requested');
+    this.pacer.request(reason);
   }
 
   /** Waits until no fetch is pending or in flight (tests and the benchmark). */
-  async idle(): Promise<void> {
-    while (!this.closed && (this.pending || this.inFlight || this.timer)) {
-      if (this.inFlight) await this.inFlight.catch(() => undefined);
-      else await new Promise((r) => setTimeout(r, 5));
-    }
+  idle(): Promise<void> {
+    return this.pacer.whenIdle();
   }
 
   private record(r: Omit<FetchRecord, 'at'>): void {
@@ -274,19 +257,19 @@ export class MarathonIntake {
 
   private scheduleRetry(): void {
     if (this.closed || this.retryTimer) return;
-    const delay = this.retryDelay;
-    this.retryDelay = Math.min(this.retryMaxMs, this.retryDelay * 2);
-    this.retryTimer = setTimeout(() => {
+    const delay = this.retry.fail();
+    this.retryTimer = this.clock.after(delay, () => {
       this.retryTimer = null;
       this.requestFetch('retry');
-    }, delay);
-    this.retryTimer.unref();
+    }, { unref: true });
   }
 
-  /** One fetch and, when trustworthy and new, one snapshot write and one hint. Never throws. */
-  private async fetchOnce(): Promise<FetchOutcome> {
+  /**
+   * One fetch and, when trustworthy and new, one snapshot write and one hint. Never throws.
+   * `take()` marks the requests made until the HTTP request is sent as answered by this fetch.
+   */
+  private async fetchOnce(take: () => string[]): Promise<FetchOutcome> {
     const { client, control, publisher, snapshots, metrics, log } = this.deps;
-    this.lastStart = Date.now();
     this.fetches++;
     let before: number;
     try {
@@ -304,7 +287,7 @@ export class MarathonIntake {
       return 'store_failed';
     }
     // Requests made until now are answered by this fetch: Marathon handles it after their events.
-    this.pending = false;
+    take();
     const t0 = performance.now();
     let apps: unknown[];
     let endpoint: string;
@@ -343,7 +326,7 @@ export class MarathonIntake {
         error: `Marathon answered an empty app list after ${previousCount} apps; keeping the previous snapshot until a second fetch confirms it`,
       });
       log.warn({ endpoint, previousApps: previousCount }, 'empty app list after a non-empty one; waiting for a second fetch to confirm');
-      setTimeout(() => this.requestFetch('confirm-empty'), this.emptyConfirmMs).unref();
+      this.clock.after(this.emptyConfirmMs, () => this.requestFetch('confirm-empty'), { unref: true });
       return 'suspicious_empty';
     }
     this.emptySeen = false;
@@ -369,9 +352,9 @@ export class MarathonIntake {
       this.scheduleRetry();
       return 'store_failed';
     }
-    this.retryDelay = this.retryMinMs;
+    this.retry.reset();
     // A retry still waiting for a failure that this fetch has healed would only load Marathon again.
-    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer?.cancel();
     this.retryTimer = null;
     this.record({ ok: true, outcome: result.changed ? 'changed' : 'unchanged', ms, endpoint, apps: apps.length, error: null, reason: null });
     if (result.version > publisher.snapshotVersion) publisher.snapshotVersion = result.version;
@@ -495,8 +478,8 @@ export class MarathonIntake {
       failures: this.failures,
       events: Object.fromEntries([...this.events.entries()].sort()),
       eventsTotal: this.eventsTotal,
-      pending: this.pending,
-      inFlight: this.inFlight !== null,
+      pending: this.pacer.hasPending,
+      inFlight: this.pacer.running,
       suspiciousEmpty: this.emptySeen,
       callbackUrl: this.mode === 'callback' ? this.callbackUrl : null,
       subscriptions:

@@ -13,6 +13,7 @@ import type { Logger } from '../common/log.js';
 import type { ServiceRecord } from '../common/model.js';
 import type { RuleStore, StoredRecord } from '../common/rules.js';
 import type { Zk } from '../common/zk.js';
+import { monotonicNow } from '../common/pacing.js';
 
 export interface RulesView {
   /** Every record by app id, sorted by id. */
@@ -26,6 +27,7 @@ export interface RulesView {
   jsonWithVersions: string;
   /** Changes whenever the content may have changed (cache key for derived data). */
   stamp: string;
+  /** When it was loaded (monotonic ms: only its age is used). */
   loadedAt: number;
 }
 
@@ -53,7 +55,7 @@ export class RulesCache {
     const st = await this.zk.exists(this.store.basePath);
     const stamp = st ? `${st.version}.${st.cversion ?? -1}` : 'none';
     const v = this.view;
-    if (v && this.viewGen === this.gen && v.stamp.startsWith(`${stamp}/`) && Date.now() - v.loadedAt < this.maxAgeMs) return v;
+    if (v && this.viewGen === this.gen && v.stamp.startsWith(`${stamp}/`) && monotonicNow() - v.loadedAt < this.maxAgeMs) return v;
     if (this.loading && this.loading.gen === this.gen && this.loading.stamp === stamp) return this.loading.promise;
     const gen = this.gen;
     const promise = this.load(stamp, gen).finally(() => {
@@ -80,7 +82,7 @@ export class RulesCache {
       json: JSON.stringify(services),
       jsonWithVersions: JSON.stringify(withVersions),
       stamp: `${stamp}/${++this.loads}`,
-      loadedAt: Date.now(),
+      loadedAt: monotonicNow(),
     };
     if (gen === this.gen) {
       this.view = view;

@@ -157,6 +157,12 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'Update rate: the least time between the starts of two reconciles.' },
   { key: 'Worker.MinReloadIntervalMs', type: 'integer', default: 500, env: 'BAMBOO_WORKER_MIN_RELOAD_INTERVAL_MS', min: 0, max: 600000, used: 'worker',
     doc: 'Minimum reload interval: the least time between two HAProxy reloads.' },
+  { key: 'Worker.MaxReloadsPerMinute', type: 'integer', default: 30, env: 'BAMBOO_WORKER_MAX_RELOADS_PER_MINUTE', min: 0, max: 10000, used: 'worker',
+    doc: 'Reload storm bound: at most this many HAProxy reloads in any 60 s (0: no bound). A reload over it waits (shown as reloadWait in /status); Runtime API changes do not count.' },
+  { key: 'Worker.MaxOldGenerations', type: 'integer', default: 10, env: 'BAMBOO_WORKER_MAX_OLD_GENERATIONS', min: 0, max: 1000, used: 'worker',
+    doc: 'Managed mode: a reload waits while this many old HAProxy generations (workers replaced by earlier reloads, still finishing long connections; counted with the master CLI show proc) are alive (0: no bound). See Worker.OldGenerationsWaitMs.' },
+  { key: 'Worker.OldGenerationsWaitMs', type: 'integer', default: 60000, env: 'BAMBOO_WORKER_OLD_GENERATIONS_WAIT_MS', min: 0, max: 3600000, used: 'worker',
+    doc: 'The longest a reload waits for old generations to exit before it goes ahead anyway (updates are never frozen by connections that stay open). The shipped template\'s hard-stop-after 60s ends old generations within this time.' },
   { key: 'Worker.ResyncIntervalMs', type: 'integer', default: 30000, env: 'BAMBOO_WORKER_RESYNC_INTERVAL_MS', min: 0, max: 86400000, used: 'worker',
     doc: 'Full reconcile at least this often even if every message is lost (0: never).' },
 
@@ -199,7 +205,10 @@ export interface Config {
     StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string;
     RuntimeApi: boolean; ServerSlotHeadroom: number; DrainTimeoutMs: number; ServerStateFile: string;
   };
-  Worker: { Name: string; DebounceMs: number; MinUpdateIntervalMs: number; MinReloadIntervalMs: number; ResyncIntervalMs: number };
+  Worker: {
+    Name: string; DebounceMs: number; MinUpdateIntervalMs: number; MinReloadIntervalMs: number; ResyncIntervalMs: number;
+    MaxReloadsPerMinute: number; MaxOldGenerations: number; OldGenerationsWaitMs: number;
+  };
   StatsD: { Enabled: boolean; Host: string; Prefix: string };
   Log: { Level: string };
 }

@@ -26,6 +26,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { cliCommand } from './haproxy.js';
+import { monotonicNow } from './pacing.js';
 
 // ------------------------------------------------------------------------------------------------
 // Server lines and the difference between two configs
@@ -567,7 +568,7 @@ export class Drainer {
   private inFlight = 0;
 
   add(keys: readonly string[]): void {
-    const deadline = Date.now() + this.timeoutMs;
+    const deadline = monotonicNow() + this.timeoutMs;
     for (const key of keys) this.pending.set(key, { backend: key.slice(0, key.lastIndexOf('/')), deadline });
     this.schedule();
   }
@@ -602,7 +603,7 @@ export class Drainer {
       const backends = [...new Set([...this.pending.values()].map((p) => p.backend))];
       // Unknown sessions (socket away): wait for the deadline; the maint command reports the error.
       const sessions = await this.api.currentSessions(backends).catch(() => new Map<string, number>());
-      const now = Date.now();
+      const now = monotonicNow();
       const done = [...this.pending].filter(([k, p]) => now >= p.deadline || sessions.get(k) === 0).map(([k]) => k);
       if (done.length > 0) {
         await this.api.serial(async () => {

@@ -21,6 +21,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { basename } from 'node:path';
 import type { Logger } from './log.js';
+import { Backoff, monotonicNow } from './pacing.js';
 
 // ------------------------------------------------------------------------------------------------
 // Commands with timeouts
@@ -57,13 +58,13 @@ export function shellQuote(s: string): string {
  * comes back as `ok: false`. On timeout the whole group gets SIGKILL.
  */
 export function runFile(file: string, args: readonly string[], opts: RunOptions): Promise<CommandResult> {
-  const started = Date.now();
+  const started = monotonicNow();
   return new Promise((resolve) => {
     let child: ChildProcess;
     try {
       child = spawn(file, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     } catch (err) {
-      resolve({ ok: false, code: null, signal: null, timedOut: false, output: (err as Error).message, ms: Date.now() - started });
+      resolve({ ok: false, code: null, signal: null, timedOut: false, output: (err as Error).message, ms: monotonicNow() - started });
       return;
     }
     let output = '';
@@ -83,7 +84,7 @@ export function runFile(file: string, args: readonly string[], opts: RunOptions)
       child.stdout?.destroy();
       child.stderr?.destroy();
       const out = (output + extra).slice(-MAX_OUTPUT);
-      resolve({ ok: !timedOut && code === 0, code, signal, timedOut, output: out, ms: Date.now() - started });
+      resolve({ ok: !timedOut && code === 0, code, signal, timedOut, output: out, ms: monotonicNow() - started });
     };
     const timer = setTimeout(() => {
       timedOut = true;
@@ -221,6 +222,11 @@ export interface HAProxyProcess {
   reload(): Promise<ReloadResult>;
   state(): HAProxyState;
   /**
+   * Managed mode: the pids of old HAProxy workers (generations replaced by a reload, still finishing
+   * their connections), oldest first; null when the master does not answer. Absent in command mode.
+   */
+  oldWorkers?(): Promise<number[] | null>;
+  /**
    * Stops watching HAProxy. Managed mode stops it (soft stop, then SIGTERM, then SIGKILL) unless
    * `keep` is set; command mode never stops anything. Idempotent.
    */
@@ -291,6 +297,8 @@ interface ProcInfo {
   failed: number;
   /** Current workers (not the old ones still finishing connections). */
   workers: Array<{ pid: number; reloads: number }>;
+  /** Old workers: generations replaced by a reload, still finishing their connections. */
+  oldWorkers: Array<{ pid: number; reloads: number }>;
 }
 
 /** Parses the master CLI's `show proc` (HAProxy 2.6). */
@@ -309,8 +317,9 @@ export function parseShowProc(text: string): ProcInfo | null {
     const m = /^(\d+)\s+(\w+)\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?/.exec(line);
     if (!m) continue;
     const pid = Number(m[1]);
-    if (m[2] === 'master') master = { masterPid: pid, reloads: Number(m[3]), failed: m[4] ? Number(m[4]) : 0, workers: [] };
+    if (m[2] === 'master') master = { masterPid: pid, reloads: Number(m[3]), failed: m[4] ? Number(m[4]) : 0, workers: [], oldWorkers: [] };
     else if (m[2] === 'worker' && section === 'workers' && master) master.workers.push({ pid, reloads: Number(m[3]) });
+    else if (m[2] === 'worker' && section === 'old' && master) master.oldWorkers.push({ pid, reloads: Number(m[3]) });
   }
   return master;
 }
@@ -373,12 +382,12 @@ export function masterStatus(pid: number, configPath: string): 'ours' | 'other' 
 
 /** Waits out an `unsure` moment (a re-exec in progress) for at most `ms`. */
 async function settledMasterStatus(pid: number, configPath: string, ms = 3000): Promise<'ours' | 'other' | 'gone'> {
-  const deadline = Date.now() + ms;
+  const deadline = monotonicNow() + ms;
   for (;;) {
     const s = masterStatus(pid, configPath);
     if (s !== 'unsure') return s;
     // Still unreadable after the bound: a process we cannot inspect is not one we may adopt.
-    if (Date.now() >= deadline) return 'other';
+    if (monotonicNow() >= deadline) return 'other';
     await sleep(5);
   }
 }
@@ -393,6 +402,7 @@ export class ManagedHAProxy implements HAProxyProcess {
   private pollTimer: NodeJS.Timeout | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
   private consecutiveFailures = 0;
+  private readonly restartBackoff: Backoff;
   /** When the running master was started or adopted (for crash-loop detection). */
   private startedAt = 0;
   private restarts = 0;
@@ -403,7 +413,10 @@ export class ManagedHAProxy implements HAProxyProcess {
   /** Set once HAProxy ran successfully: only then is an unexpected exit restarted. */
   private everStarted = false;
 
-  constructor(private readonly opts: ManagedOptions) {}
+  constructor(private readonly opts: ManagedOptions) {
+    const initial = opts.restartDelayMs ?? 500;
+    this.restartBackoff = new Backoff(initial, Math.min(30000, initial * 64));
+  }
 
   private get args(): string[] {
     const o = this.opts;
@@ -434,7 +447,7 @@ export class ManagedHAProxy implements HAProxyProcess {
       this.pid = previous;
       this.adopted = true;
       this.everStarted = true;
-      this.startedAt = Date.now();
+      this.startedAt = monotonicNow();
       this.watchAdopted();
       await this.refreshWorkers();
       this.opts.log.info({ pid: previous }, 'adopted running haproxy master');
@@ -465,7 +478,7 @@ export class ManagedHAProxy implements HAProxyProcess {
   }
 
   private async spawnMaster(): Promise<{ ok: boolean; reason: string; adopted: boolean }> {
-    const started = Date.now();
+    const started = monotonicNow();
     let child: ChildProcess;
     try {
       // Its own process group: a Ctrl-C to the worker's terminal does not stop HAProxy, and stop()
@@ -505,14 +518,14 @@ export class ManagedHAProxy implements HAProxyProcess {
     this.adopted = false;
     // Wait until the master answers with a worker, or exits.
     const deadline = started + this.opts.timeoutMs;
-    while (Date.now() < deadline) {
+    while (monotonicNow() < deadline) {
       if (exited) break;
       const info = await this.showProc().catch(() => null);
       if (info && info.workers.length > 0) {
         this.lastWorkers = info.workers.map((w) => w.pid);
         this.everStarted = true;
-        this.startedAt = Date.now();
-        this.opts.log.info({ pid: this.pid, workers: this.lastWorkers, ms: Date.now() - started }, 'haproxy started');
+        this.startedAt = monotonicNow();
+        this.opts.log.info({ pid: this.pid, workers: this.lastWorkers, ms: monotonicNow() - started }, 'haproxy started');
         return { ok: true, reason: 'haproxy started', adopted: false };
       }
       await sleep(20);
@@ -551,11 +564,12 @@ export class ManagedHAProxy implements HAProxyProcess {
     // A master that served for a while is replaced at once: every moment without one refuses
     // connections. One that keeps dying right after its start backs off instead of spinning.
     // (A failed start leaves startedAt at 0, so repeated failures keep backing off.)
-    if (this.startedAt > 0 && Date.now() - this.startedAt >= (this.opts.crashLoopMs ?? 10000)) this.consecutiveFailures = 0;
+    if (this.startedAt > 0 && monotonicNow() - this.startedAt >= (this.opts.crashLoopMs ?? 10000)) {
+      this.consecutiveFailures = 0;
+      this.restartBackoff.reset();
+    }
     this.startedAt = 0;
-    const delay = this.consecutiveFailures === 0
-      ? 0
-      : Math.min(30000, (this.opts.restartDelayMs ?? 500) * 2 ** Math.min(this.consecutiveFailures - 1, 6));
+    const delay = this.consecutiveFailures === 0 ? 0 : this.restartBackoff.fail();
     this.consecutiveFailures++;
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
@@ -586,42 +600,49 @@ export class ManagedHAProxy implements HAProxyProcess {
     return this.serial(() => this.reloadLocked());
   }
 
+  async oldWorkers(): Promise<number[] | null> {
+    if (this.pid === null) return null;
+    const info = await this.showProc().catch(() => null);
+    // Most reloads survived first: the oldest generation.
+    return info ? [...info.oldWorkers].sort((a, b) => b.reloads - a.reloads).map((w) => w.pid) : null;
+  }
+
   private async reloadLocked(): Promise<ReloadResult> {
-    const started = Date.now();
+    const started = monotonicNow();
     if (this.closed) return { ok: false, reason: 'closed', ms: 0, output: '' };
     if (this.pid === null || !alive(this.pid)) {
       const r = await this.startLocked();
-      return { ok: r.ok, reason: r.ok ? (r.adopted ? r.reason : 'haproxy started') : r.reason, ms: Date.now() - started, output: '' };
+      return { ok: r.ok, reason: r.ok ? (r.adopted ? r.reason : 'haproxy started') : r.reason, ms: monotonicNow() - started, output: '' };
     }
     const pid = this.pid;
     const before = await this.showProc().catch(() => null);
     if (!before) {
-      return { ok: false, reason: 'master CLI not answering before reload', ms: Date.now() - started, output: '' };
+      return { ok: false, reason: 'master CLI not answering before reload', ms: monotonicNow() - started, output: '' };
     }
     const oldWorkers = new Set(before.workers.map((w) => w.pid));
     try {
       process.kill(pid, 'SIGUSR2');
     } catch (err) {
-      return { ok: false, reason: `cannot signal master ${pid}: ${(err as Error).message}`, ms: Date.now() - started, output: '' };
+      return { ok: false, reason: `cannot signal master ${pid}: ${(err as Error).message}`, ms: monotonicNow() - started, output: '' };
     }
     // The master re-executes itself: its CLI is away for a moment, then shows the reload counted and
     // either a new worker (success) or a failed-reload count (it keeps the old workers).
     const deadline = started + this.opts.timeoutMs;
-    while (Date.now() < deadline) {
+    while (monotonicNow() < deadline) {
       await sleep(10);
-      if (!alive(pid)) return { ok: false, reason: 'haproxy master exited during reload', ms: Date.now() - started, output: '' };
+      if (!alive(pid)) return { ok: false, reason: 'haproxy master exited during reload', ms: monotonicNow() - started, output: '' };
       const info = await this.showProc().catch(() => null);
       if (!info || info.reloads <= before.reloads) continue;
       const fresh = info.workers.filter((w) => !oldWorkers.has(w.pid));
       if (fresh.length > 0) {
         this.lastWorkers = info.workers.map((w) => w.pid);
-        return { ok: true, reason: `new worker ${fresh.map((w) => w.pid).join(',')}`, ms: Date.now() - started, output: '' };
+        return { ok: true, reason: `new worker ${fresh.map((w) => w.pid).join(',')}`, ms: monotonicNow() - started, output: '' };
       }
       if (info.failed > 0) {
-        return { ok: false, reason: 'haproxy rejected the new configuration (master kept the old workers)', ms: Date.now() - started, output: '' };
+        return { ok: false, reason: 'haproxy rejected the new configuration (master kept the old workers)', ms: monotonicNow() - started, output: '' };
       }
     }
-    return { ok: false, reason: `reload not confirmed within ${this.opts.timeoutMs} ms`, ms: Date.now() - started, output: '' };
+    return { ok: false, reason: `reload not confirmed within ${this.opts.timeoutMs} ms`, ms: monotonicNow() - started, output: '' };
   }
 
   close(opts: { keep?: boolean } = {}): Promise<void> {

@@ -24,6 +24,7 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { Readable } from 'node:stream';
 import { redactUrl } from './config.js';
 import type { Logger } from './log.js';
+import { Backoff } from './pacing.js';
 import { parseAppsText, type ParsedApps } from './snapshot-delta.js';
 
 export const APPS_PATH = '/v2/apps?embed=apps.tasks&embed=apps.deployments&embed=apps.readiness';
@@ -458,9 +459,7 @@ export class MarathonEventStream {
   }
 
   private async loop(): Promise<void> {
-    const min = this.opts.backoffMinMs ?? 250;
-    const max = this.opts.backoffMaxMs ?? 10000;
-    let backoff = min;
+    const backoff = new Backoff(this.opts.backoffMinMs ?? 250, this.opts.backoffMaxMs ?? 10000);
     while (this.running) {
       const endpoint = this.client.endpoints[this.index % this.client.endpoints.length];
       const abort = new AbortController();
@@ -483,17 +482,17 @@ export class MarathonEventStream {
       if (!this.running) break;
       // A stream that opened and then ended or went silent is reopened soon on the same endpoint; an
       // endpoint that could not be opened makes us try the next one, backing off.
-      if (opened) backoff = min;
+      if (opened) backoff.reset();
       else this.index++;
+      const delay = opened ? backoff.initialMs : backoff.fail();
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, backoff);
+        const t = setTimeout(resolve, delay);
         this.wake = () => {
           clearTimeout(t);
           resolve();
         };
       });
       this.wake = null;
-      if (!opened) backoff = Math.min(max, backoff * 2);
     }
   }
 

@@ -23,6 +23,8 @@ export interface Metrics {
   reconcile(outcome: string, ms: number): void;
   reloadDone(ms: number): void;
   reloadFailed(): void;
+  /** A reload waited (`reason`: interval | retry | rate | generations) this long before it could run. */
+  reloadDeferred(reason: string, ms: number): void;
   quarantined(count: number): void;
   gauge(name: string, value: number): void;
   close(): Promise<void>;
@@ -68,6 +70,10 @@ class StatsdMetrics implements Metrics {
   reloadFailed(): void {
     this.client.increment('haproxy.reload.error');
   }
+  reloadDeferred(reason: string, ms: number): void {
+    this.client.increment(`haproxy.reload.deferred.${safe(reason)}`);
+    this.client.timing('haproxy.reload.deferred.duration', ms);
+  }
   quarantined(count: number): void {
     this.client.gauge('quarantine.apps', count);
   }
@@ -94,6 +100,7 @@ export const nullMetrics: Metrics = {
   reconcile: noop,
   reloadDone: noop,
   reloadFailed: noop,
+  reloadDeferred: noop,
   quarantined: noop,
   gauge: noop,
   close: async () => undefined,

@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events';
 import { createHash } from 'node:crypto';
 import zookeeper from 'node-zookeeper-client';
 import type { Logger } from './log.js';
+import { monotonicNow } from './pacing.js';
 
 const { Exception, CreateMode, ACL, Id, Permission } = zookeeper;
 
@@ -154,7 +155,7 @@ export class Zk extends EventEmitter {
     if (this.opts.digest) client.addAuthInfo('digest', Buffer.from(this.opts.digest));
     client.on('state', (state: { name: string }) => {
       if (this.client !== client || this.closing) return;
-      this.lastStateAt = Date.now();
+      this.lastStateAt = monotonicNow();
       switch (state.name) {
         case 'SYNC_CONNECTED':
         case 'CONNECTED_READ_ONLY': {
@@ -191,9 +192,9 @@ export class Zk extends EventEmitter {
     // itself reports only transitions): the reconnection watchdog's sign of progress.
     const manager = (client as unknown as { connectionManager?: EventEmitter }).connectionManager;
     manager?.on?.('state', () => {
-      if (this.client === client) this.lastStateAt = Date.now();
+      if (this.client === client) this.lastStateAt = monotonicNow();
     });
-    this.lastStateAt = Date.now();
+    this.lastStateAt = monotonicNow();
     client.connect();
   }
 
@@ -215,7 +216,7 @@ export class Zk extends EventEmitter {
     const stallMs = Math.max(5000, 2 * (this.opts.sessionTimeoutMs ?? 10000));
     this.watchdog = setInterval(() => {
       if (this.client !== client || this.closing || this.connected) return this.disarmWatchdog();
-      const silentMs = Date.now() - this.lastStateAt;
+      const silentMs = monotonicNow() - this.lastStateAt;
       if (silentMs < stallMs) return;
       this.opts.log.warn({ silentMs }, 'zookeeper reconnection stalled, opening a new session');
       this.renewSession(client);

@@ -13,6 +13,8 @@ import { silentLogger } from '../common/log.js';
 import type { MarathonClient } from '../common/marathon.js';
 import { nullMetrics } from '../common/metrics.js';
 import type { ControlStore, MarathonSnapshot } from '../common/snapshot.js';
+import type { Clock } from '../common/pacing.js';
+import { FakeClock } from './support/fake-clock.js';
 import { waitFor } from '../harness/process.js';
 
 /** A door calls pass through while open and wait at while closed. */
@@ -31,7 +33,7 @@ class Door {
 /** Everything the intake did and saw, in order: `event` for a routing event, `fetch` for a request sent to Marathon. */
 type Step = 'event' | 'fetch' | 'hint';
 
-function harness(over: Record<string, number> = {}) {
+function harness(over: Record<string, number> = {}, clock?: Clock) {
   const steps: Step[] = [];
   const versionRead = new Door();
   const marathonAnswer = new Door();
@@ -96,7 +98,7 @@ function harness(over: Record<string, number> = {}) {
     snapshots: snapshots as unknown as SnapshotCache,
     metrics: nullMetrics,
     log: silentLogger(),
-    options: { retryMinMs: 50, retryMaxMs: 100 },
+    options: { retryMinMs: 50, retryMaxMs: 100, clock },
   });
   return {
     intake,
@@ -170,16 +172,37 @@ describe('Marathon intake: fetch pacing (in-memory stand-ins)', function () {
   });
 
   it('holds a request made soon after a fetch started until the minimum interval passed, then fetches once', async () => {
-    const h = track(harness({ 'Marathon.MinFetchIntervalMs': 1500 }));
+    const clock = new FakeClock();
+    const h = track(harness({ 'Marathon.MinFetchIntervalMs': 1500 }, clock));
     h.event();
     await h.intake.idle();
+    await clock.advance(100);
     for (let i = 0; i < 20; i++) h.event();
     // Not fetched at once: the first fetch started less than 1.5 s ago.
     expect(h.intake.status()).to.include({ inFlight: false, pending: true });
+    await clock.advance(1399);
     expect(h.fetches()).to.equal(1);
+    await clock.advance(1);
     await h.intake.idle();
     expect(h.fetches()).to.equal(2);
     expect(h.lastFetchAfterLastEvent()).to.equal(true);
+  });
+
+  it('keeps fetching on time when the wall clock steps back an hour (pacing is monotonic)', async () => {
+    const clock = new FakeClock();
+    const realNow = Date.now;
+    const h = track(harness({ 'Marathon.MinFetchIntervalMs': 250, 'Marathon.FetchDebounceMs': 20 }, clock));
+    try {
+      h.event();
+      await h.intake.idle();
+      Date.now = () => realNow() - 3_600_000;
+      h.event();
+      await clock.advance(250);
+      await h.intake.idle();
+      expect(h.fetches()).to.equal(2);
+    } finally {
+      Date.now = realNow;
+    }
   });
 
   it('keeps one fetch in flight and ends with a fetch after the last event, through a long uneven burst', async () => {

@@ -21,6 +21,9 @@ describe('CoalescedRunner', () => {
       concurrent--;
     }, () => undefined);
     const first = r.run();
+    // During the pass (it starts on the next microtask: calls in the same tick ride on it).
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(passes).to.equal(1);
     for (let i = 0; i < 10; i++) void r.run();
     g.open();
     await first;

@@ -119,7 +119,9 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
       '# programs',
       '',
     ].join('\n');
-    expect(parseShowProc(text)).to.deep.equal({ masterPid: 10006, reloads: 2, failed: 1, workers: [{ pid: 20748, reloads: 1 }] });
+    expect(parseShowProc(text)).to.deep.equal({
+      masterPid: 10006, reloads: 2, failed: 1, workers: [{ pid: 20748, reloads: 1 }], oldWorkers: [{ pid: 20700, reloads: 2 }],
+    });
   });
 
   function managed(dir: string, extra: Partial<ConstructorParameters<typeof ManagedHAProxy>[0]> = {}): ManagedHAProxy {

@@ -23,7 +23,12 @@ describe('reloads under HTTP load (wrk, managed HAProxy)', function () {
     api = await new FakeApi(s).start();
     app = await startBackend('steady');
     await api.setApps([marathonApp('/steady', [{ port: app.port }]), marathonApp('/churn', [{ port: app.port }])]);
-    worker = await runWorker(workerConfig(s, { 'Worker.MinReloadIntervalMs': 0 }), testLogger('worker'), {});
+    // 50 reloads as fast as they go: the storm bounds (test/reload-storm.test.ts) are off here.
+    worker = await runWorker(
+      workerConfig(s, { 'Worker.MinReloadIntervalMs': 0, 'Worker.MaxReloadsPerMinute': 0, 'Worker.MaxOldGenerations': 0 }),
+      testLogger('worker'),
+      {},
+    );
     const url = `http://127.0.0.1:${s.httpPort}/steady/x`;
     await waitFor(async () => (await httpGet(url).catch(() => null))?.status === 200, 'traffic through HAProxy');
 

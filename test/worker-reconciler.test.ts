@@ -6,6 +6,7 @@ import { nullMetrics } from '../common/metrics.js';
 import { createRenderer } from '../common/render.js';
 import type { StoredRecord } from '../common/rules.js';
 import { Reconciler, type ApplyOutcome, type DesiredState } from '../worker/reconciler.js';
+import { FakeClock } from './support/fake-clock.js';
 import { sleep, waitFor } from '../harness/process.js';
 import { tempDir } from '../harness/tmp.js';
 import { marathonApp, testLogger } from './worker-fixtures.js';
@@ -31,6 +32,11 @@ class FakeHAProxy implements HAProxyProcess {
   readonly mode = 'command' as const;
   reloads: string[] = [];
   delayMs = 0;
+  /** Old generations the master would list (null: cannot tell). */
+  old: number[] | null = null;
+  async oldWorkers(): Promise<number[] | null> {
+    return this.old;
+  }
   constructor(private readonly outputPath: string) {}
   async start() {
     return { ok: true, reason: '', adopted: false };
@@ -181,14 +187,104 @@ describe('reconcile loop (in-memory stand-ins)', () => {
   });
 
   it('waits the debounce for a trigger that comes right after a reconcile ended', async () => {
-    const { r, source, seen } = setup({ debounceMs: 60_000 });
+    const clock = new FakeClock();
+    const { r, source, seen } = setup({ debounceMs: 60_000, clock });
     r.trigger('first');
     await waitFor(() => seen.length === 1, 'the first outcome');
     // Not idle (a reconcile ended within the debounce window): this one waits, as part of a burst.
     r.trigger('soon-after');
-    await sleep(300);
+    await clock.advance(59_999);
     expect(source.reads).to.equal(1);
     expect(r.busy).to.equal(true);
+    await clock.advance(1);
+    await waitFor(() => seen.length === 2, 'the debounced reconcile');
+    expect(seen[1].triggers).to.deep.equal(['soon-after']);
     await r.close();
+  });
+
+  it('keeps its pace when the wall clock steps back an hour or forward an hour (pacing is monotonic)', async () => {
+    const realNow = Date.now;
+    const { r, source, haproxy } = setup({ debounceMs: 20, minUpdateIntervalMs: 100, minReloadIntervalMs: 300 });
+    try {
+      r.trigger('first');
+      await waitFor(() => haproxy.reloads.length === 1, 'the first reload');
+      for (const [i, step] of [-3_600_000, 3_600_000].entries()) {
+        Date.now = () => realNow() + step;
+        source.acl = `after-step-${i}`;
+        r.trigger('hint');
+        await waitFor(() => haproxy.reloads.length === i + 2, `the reload after a ${step} ms step`, 5000);
+        expect(haproxy.reloads.at(-1)).to.contain(`# after-step-${i}`);
+      }
+    } finally {
+      Date.now = realNow;
+      await r.close();
+    }
+  });
+});
+
+describe('reload storm bounds (in-memory stand-ins, fake clock)', () => {
+  /** Changes the rule and asks for a reconcile. */
+  async function change(h: ReturnType<typeof setup>, acl: string) {
+    h.source.acl = acl;
+    h.source.version++;
+    h.r.trigger(`hint-${acl}`);
+  }
+
+  it('holds a reload over Worker.MaxReloadsPerMinute until the minute allows it, shows why, and reloads the latest state', async () => {
+    const clock = new FakeClock();
+    const deferred: string[] = [];
+    const h = setup({ clock, maxReloadsPerMinute: 3, metrics: { ...nullMetrics, reloadDeferred: (reason: string) => void deferred.push(reason) } });
+    for (let i = 1; i <= 3; i++) {
+      await change(h, `v${i}`);
+      await waitFor(() => h.haproxy.reloads.length === i, `reload ${i}`);
+      await clock.advance(1000);
+    }
+    await change(h, 'v4');
+    await waitFor(() => h.r.reloadWait?.reason === 'rate', 'the fourth reload to wait for the per-minute bound');
+    expect(h.r.reloadWait!.until).to.be.a('number');
+    await change(h, 'v5');
+    await clock.advance(56_999);
+    expect(h.haproxy.reloads).to.have.length(3);
+    await clock.advance(1);
+    await waitFor(() => h.haproxy.reloads.length === 4 && !h.r.busy, 'the held reload');
+    // It started over with the state that arrived while it waited: one reload, the latest rule.
+    expect(h.haproxy.reloads.at(-1)).to.contain('# v5');
+    expect(h.r.reloadWait).to.equal(null);
+    expect(h.r.reloadsDeferred).to.equal(1);
+    expect(deferred).to.include('rate');
+    await h.r.close();
+  });
+
+  it('holds a reload while Worker.MaxOldGenerations old HAProxy generations run, and reloads once one exits', async () => {
+    const clock = new FakeClock();
+    const h = setup({ clock, maxOldGenerations: 2 });
+    await change(h, 'v1');
+    await waitFor(() => h.haproxy.reloads.length === 1, 'the first reload');
+    h.haproxy.old = [101, 102];
+    await change(h, 'v2');
+    await waitFor(() => h.r.reloadWait?.reason === 'generations', 'the reload to wait for old generations');
+    expect(h.r.oldGenerations).to.equal(2);
+    await clock.advance(5000);
+    expect(h.haproxy.reloads).to.have.length(1);
+    h.haproxy.old = [102];
+    await clock.advance(250);
+    await waitFor(() => h.haproxy.reloads.length === 2, 'the reload once an old generation exited');
+    expect(h.haproxy.reloads[1]).to.contain('# v2');
+    await h.r.close();
+  });
+
+  it('reloads anyway after Worker.OldGenerationsWaitMs when old generations never exit, so updates never freeze', async () => {
+    const clock = new FakeClock();
+    const h = setup({ clock, maxOldGenerations: 1, oldGenerationsWaitMs: 10_000 });
+    await change(h, 'v1');
+    await waitFor(() => h.haproxy.reloads.length === 1, 'the first reload');
+    h.haproxy.old = [101];
+    await change(h, 'v2');
+    await waitFor(() => h.r.reloadWait?.reason === 'generations', 'the reload to wait for old generations');
+    await clock.advance(9_000);
+    expect(h.haproxy.reloads).to.have.length(1);
+    for (let i = 0; i < 8 && h.haproxy.reloads.length < 2; i++) await clock.advance(250);
+    await waitFor(() => h.haproxy.reloads.length === 2, 'the reload after the bounded wait');
+    await h.r.close();
   });
 });

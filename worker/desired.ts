@@ -15,6 +15,7 @@ import { splitParsed, type ControlStore, type MarathonSnapshot } from '../common
 import { applyDelta, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
 import { queryUnescape, type Zk } from '../common/zk.js';
 import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './reconciler.js';
+import { monotonicNow } from '../common/pacing.js';
 
 /**
  * Every service record, kept current with ZooKeeper watches.
@@ -58,7 +59,7 @@ export class RuleCache {
   private parentVersion = -1;
   private parentCversion = -1;
   private valid = false;
-  private listedAt = 0;
+  private listedAt = -Infinity;
   private sorted: Map<string, StoredRecord> | null = null;
   /** Full listings and single-rule reads so far (diagnostics and tests). */
   listings = 0;
@@ -120,7 +121,7 @@ export class RuleCache {
       return new Map();
     }
     const cversion = st.cversion ?? -1;
-    const fresh = this.valid && cversion >= 0 && Date.now() - this.listedAt < this.relistMs;
+    const fresh = this.valid && cversion >= 0 && monotonicNow() - this.listedAt < this.relistMs;
     if (fresh && st.version === this.parentVersion && cversion === this.parentCversion && this.dirty.size === 0 && this.sorted && this.childrenArmed) {
       return this.sorted;
     }
@@ -133,7 +134,7 @@ export class RuleCache {
       for (const n of names) toRead.add(n);
       this.records.clear();
       this.listings++;
-      this.listedAt = Date.now();
+      this.listedAt = monotonicNow();
     } else if (cversion !== this.parentCversion || !this.childrenArmed) {
       names = await this.listChildren(base);
       const present = new Set(names);

@@ -15,6 +15,12 @@
  * - `minReloadIntervalMs` (Worker.MinReloadIntervalMs, "minimum reload interval"): least time between
  *   two reloads. A reconcile that is ready to reload too early waits; if newer triggers arrived while
  *   it waited it starts over with a fresh read, so the reload carries the latest state.
+ * - `maxReloadsPerMinute` and `maxOldGenerations` (Worker.MaxReloadsPerMinute, Worker.MaxOldGenerations)
+ *   bound reload storms: the reload waits for a free place in the last minute's budget, and (managed
+ *   mode) until fewer old HAProxy generations are still finishing their connections, for at most
+ *   `oldGenerationsWaitMs`. The wait is visible in `reloadWait` (status) and in metrics.
+ * The loop's pacing is common/pacing.ts (LatestWins, Backoff, RateWindow) on a monotonic clock: a
+ * wall-clock step changes no wait.
  *
  * Each reconcile ends in exactly one ApplyOutcome (`noop | runtime | reloaded | invalid | reload-failed`)
  * with a one-line reason. A config that fails validation never reaches OutputPath; a failed read of the
@@ -48,6 +54,7 @@ import {
 } from '../common/haproxy-runtime.js';
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/metrics.js';
+import { Backoff, LatestWins, monotonicClock, RateWindow, Sleeper, type Clock, type Timer } from '../common/pacing.js';
 import type { HAProxySettings, ServiceRecord, TemplateData, Warning } from '../common/model.js';
 import { appsAtLines, TemplateError, type Origin, type Renderer } from '../common/render.js';
 import type { StoredRecord } from '../common/rules.js';
@@ -93,6 +100,22 @@ export interface ApplyOutcome {
   /** `runtime`: servers changed (and of those, put into drain). */
   servers?: { changed: number; drained: number };
 }
+
+/** Why a reload waits (shown in /status as `reloadWait`). */
+export interface ReloadWait {
+  /**
+   * `interval`: Worker.MinReloadIntervalMs; `retry`: backoff after a failed reload; `rate`:
+   * Worker.MaxReloadsPerMinute; `generations`: Worker.MaxOldGenerations old HAProxy generations still run.
+   */
+  reason: 'interval' | 'retry' | 'rate' | 'generations';
+  /** Since when this reason holds the reload (ms epoch). */
+  since: number;
+  /** When it is expected to end (ms epoch); null when it depends on old generations exiting. */
+  until: number | null;
+}
+
+/** How often the old generations are counted while a reload waits for them. */
+const OLD_GENERATIONS_POLL_MS = 250;
 
 export type Stage = 'read' | 'build' | 'render' | 'validate' | 'wait' | 'install' | 'reload' | 'cleanup' | 'runtime';
 
@@ -155,6 +178,17 @@ export interface ReconcilerOptions {
   retryMaxMs?: number;
   /** Outcomes kept in `history`. */
   historySize?: number;
+  /** Worker.MaxReloadsPerMinute: reloads in any 60 s (0: no bound). */
+  maxReloadsPerMinute?: number;
+  /**
+   * Worker.MaxOldGenerations: a reload waits while this many old HAProxy generations still finish
+   * their connections (0: no bound; only where `haproxy.oldWorkers` can count them).
+   */
+  maxOldGenerations?: number;
+  /** Worker.OldGenerationsWaitMs: the longest a reload waits for old generations to exit; then it goes ahead. */
+  oldGenerationsWaitMs?: number;
+  /** The monotonic clock of the loop's pacing, retries and reload slot (tests inject a fake one). */
+  clock?: Clock;
   /**
    * The Runtime API (HAProxy.RuntimeApi): server-only changes are applied through this admin socket
    * without a reload. Null or absent: every change reloads.
@@ -237,28 +271,31 @@ export class Reconciler extends EventEmitter {
   /** The snapshot version of the last successful read (-1: none yet). */
   lastReadSnapshotVersion = -1;
 
+  /** Why the reload of the reconcile in progress waits, and since and until when (ms epoch); null: not waiting. */
+  reloadWait: ReloadWait | null = null;
+  /** Reloads held back by the storm bounds (rate or old generations), and the old generations last counted. */
+  reloadsDeferred = 0;
+  oldGenerations: number | null = null;
+
   private readonly o: ReconcilerOptions;
-  private readonly pending = new Set<string>();
-  private firstPendingAt = 0;
-  /** The pending triggers began while the worker was idle: start without the debounce wait. */
-  private leadingEdge = false;
-  /** When the last reconcile ended (what "idle" is measured from). */
-  private lastEndAt = -Infinity;
-  private loopRunning = false;
+  private readonly clock: Clock;
+  /** The loop's pacing: one reconcile at a time, latest wins, debounce, minimum update interval. */
+  private readonly pacer: LatestWins;
+  private readonly sleeper: Sleeper;
+  private readonly reloadRate: RateWindow;
   private closed = false;
-  private lastStartAt = -Infinity;
+  /** A storm bound holds a reload: a trigger wakes the wait (server changes are applied meanwhile). */
+  private wakeOnTrigger = false;
   private lastReloadAt = -Infinity;
-  private reloadFailures = 0;
-  private readFailures = 0;
-  private retryNotBefore = 0;
-  private retryTimer: NodeJS.Timeout | null = null;
+  private readonly reloadBackoff: Backoff;
+  private readonly readBackoff: Backoff;
+  private retryNotBefore = -Infinity;
+  private retryTimer: Timer | null = null;
   private retryAt = 0;
   private tempSeq = 0;
   private readonly invalidCache = new Map<string, ValidationResult>();
   /** Per-app template data of the last build: a one-app change rebuilds one app (snapshots are never mutated). */
   private readonly dataMemo = new TemplateDataMemo();
-  private readonly sleepers = new Set<() => void>();
-  private idleWaiters: Array<() => void> = [];
   private hintedSnapshotVersion = -1;
   /** Stage timings of the reconcile in progress. */
   private stages: Partial<Record<Stage, number>> = {};
@@ -271,6 +308,22 @@ export class Reconciler extends EventEmitter {
   constructor(opts: ReconcilerOptions) {
     super();
     this.o = opts;
+    this.clock = opts.clock ?? monotonicClock;
+    this.sleeper = new Sleeper(this.clock);
+    this.reloadRate = new RateWindow(opts.maxReloadsPerMinute ?? 0, 60_000, this.clock);
+    this.reloadBackoff = new Backoff(opts.retryInitialMs ?? 500, opts.retryMaxMs ?? 30000);
+    this.readBackoff = new Backoff(opts.retryInitialMs ?? 500, opts.retryMaxMs ?? 30000);
+    this.pacer = new LatestWins({
+      debounceMs: opts.debounceMs,
+      minIntervalMs: opts.minUpdateIntervalMs,
+      // Idle = no reconcile ended within the debounce; a trigger during one waits after itself.
+      idleWhen: 'ended',
+      debounceAfter: 'request',
+      clock: this.clock,
+      run: (triggers, take) => this.runOnce(triggers, take),
+      // runOnce turns a failing stage into an outcome; this is what is left (an outcome listener that threw).
+      onError: (err) => opts.log.error({ err: err.stack }, 'reconcile loop failed unexpectedly'),
+    });
     if (opts.runtime?.enabled) {
       this.drainer = new Drainer(opts.runtime.api, opts.runtime.drainTimeoutMs, (err) =>
         opts.log.warn({ err: err.message }, 'could not finish draining a server'),
@@ -305,7 +358,7 @@ export class Reconciler extends EventEmitter {
 
   /** True while a reconcile runs or one is pending. */
   get busy(): boolean {
-    return this.loopRunning || this.pending.size > 0;
+    return this.pacer.busy;
   }
 
   /**
@@ -314,18 +367,10 @@ export class Reconciler extends EventEmitter {
    */
   trigger(reason: string): void {
     if (this.closed) return;
-    if (this.pending.size === 0) {
-      const now = Date.now();
-      this.firstPendingAt = now;
-      // Leading edge: nothing ran lately, so this is the start of a quiet period's first burst and
-      // waiting would only add latency. A burst's later triggers find the reconcile running and wait.
-      this.leadingEdge = !this.loopRunning && now - this.lastEndAt >= this.o.debounceMs;
-    }
-    this.pending.add(reason);
-    if (!this.loopRunning) {
-      this.loopRunning = true;
-      void this.loop();
-    }
+    // Leading edge: nothing ran lately, so this is the start of a quiet period's first burst and
+    // waiting would only add latency. A burst's later triggers find the reconcile running and wait.
+    this.pacer.request(reason);
+    if (this.wakeOnTrigger) this.sleeper.wake();
   }
 
   /**
@@ -338,18 +383,17 @@ export class Reconciler extends EventEmitter {
 
   /** Resolves once no reconcile is running or pending. */
   whenIdle(): Promise<void> {
-    if (!this.busy) return Promise.resolve();
-    return new Promise((r) => this.idleWaiters.push(r));
+    return this.pacer.whenIdle();
   }
 
   /** Stops scheduling; waits for the reconcile in flight (bounded by the command timeouts). Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
-    this.pending.clear();
-    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer?.cancel();
     this.retryTimer = null;
-    for (const wake of this.sleepers) wake();
-    await this.whenIdle();
+    const inFlight = this.pacer.close();
+    this.sleeper.wake();
+    await inFlight;
     this.drainer?.close();
   }
 
@@ -357,74 +401,37 @@ export class Reconciler extends EventEmitter {
   // Scheduling
   // ---------------------------------------------------------------------------------------------
 
-  /** Sleeps, but wakes early on close. */
-  private sleep(ms: number): Promise<void> {
-    if (ms <= 0 || this.closed) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(t);
-        this.sleepers.delete(done);
-        resolve();
-      };
-      const t = setTimeout(done, ms);
-      this.sleepers.add(done);
-    });
-  }
-
-  private async loop(): Promise<void> {
+  /** One reconcile, run by the pacer (never two at once). */
+  private async runOnce(triggers: string[], take: () => string[]): Promise<void> {
+    if (this.closed) return;
+    const startedAt = this.clock.now();
+    let outcome: ApplyOutcome;
     try {
-      while (!this.closed && this.pending.size > 0) {
-        const debounced = this.leadingEdge ? this.firstPendingAt : this.firstPendingAt + this.o.debounceMs;
-        const startAt = Math.max(debounced, this.lastStartAt + this.o.minUpdateIntervalMs);
-        await this.sleep(startAt - Date.now());
-        if (this.closed) break;
-        const triggers = [...this.pending].sort();
-        this.pending.clear();
-        this.leadingEdge = false;
-        this.lastStartAt = Date.now();
-        let outcome: ApplyOutcome;
-        try {
-          outcome = await this.reconcileOnce(triggers, this.lastStartAt);
-        } catch (err) {
-          // A bug in a stage must not stop the loop: count it as a noop that changed nothing.
-          this.o.log.error({ err: (err as Error).stack }, 'reconcile failed unexpectedly');
-          outcome = this.outcome('noop', `internal error: ${(err as Error).message}`, triggers, this.lastStartAt, {
-            candidateHash: null,
-            snapshotVersion: -1,
-            quarantined: this.running?.quarantined ?? [],
-          });
-        }
-        this.lastEndAt = Date.now();
-        this.record(outcome);
-      }
-    } finally {
-      this.loopRunning = false;
-      if (this.pending.size > 0 && !this.closed) {
-        this.loopRunning = true;
-        void this.loop();
-      } else {
-        const waiters = this.idleWaiters;
-        this.idleWaiters = [];
-        for (const w of waiters) w();
-      }
+      outcome = await this.reconcileOnce(triggers, startedAt, take);
+    } catch (err) {
+      // A bug in a stage must not stop the loop: count it as a noop that changed nothing.
+      this.o.log.error({ err: (err as Error).stack }, 'reconcile failed unexpectedly');
+      outcome = this.outcome('noop', `internal error: ${(err as Error).message}`, triggers, startedAt, {
+        candidateHash: null,
+        snapshotVersion: -1,
+        quarantined: this.running?.quarantined ?? [],
+      });
     }
+    this.record(outcome);
   }
 
-  private scheduleRetry(failures: number, forReload: boolean): number {
-    const initial = this.o.retryInitialMs ?? 500;
-    const max = this.o.retryMaxMs ?? 30000;
-    const delay = Math.min(max, initial * 2 ** Math.max(0, failures - 1));
-    const at = Date.now() + delay;
+  /** Asks for a `retry` trigger in `delay` ms; `forReload`: no reload before then either. */
+  private scheduleRetry(delay: number, forReload: boolean): number {
+    const at = this.clock.now() + delay;
     if (forReload) this.retryNotBefore = at;
     // One retry timer: the earliest asked for wins (a retry reads and reconciles everything anyway).
     if (this.retryTimer && this.retryAt <= at) return delay;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer?.cancel();
     this.retryAt = at;
-    this.retryTimer = setTimeout(() => {
+    this.retryTimer = this.clock.after(delay, () => {
       this.retryTimer = null;
       this.trigger('retry');
-    }, delay);
-    this.retryTimer.unref();
+    }, { unref: true });
     return delay;
   }
 
@@ -462,13 +469,13 @@ export class Reconciler extends EventEmitter {
     startedAt: number,
     extra: { candidateHash: string | null; snapshotVersion: number; quarantined: QuarantinedApp[] },
   ): ApplyOutcome {
-    const at = Date.now();
     return {
       outcome: kind,
       reason,
       triggers,
-      at,
-      ms: at - startedAt,
+      // A timestamp people read and the fleet view compares: wall clock. The duration: monotonic.
+      at: Date.now(),
+      ms: Math.round(this.clock.now() - startedAt),
       configHash: this.running?.confirmed ? this.running.hash : null,
       ...extra,
       stages: { ...this.stages },
@@ -489,7 +496,7 @@ export class Reconciler extends EventEmitter {
     }
   }
 
-  private async reconcileOnce(initialTriggers: string[], startedAt: number): Promise<ApplyOutcome> {
+  private async reconcileOnce(initialTriggers: string[], startedAt: number, take: () => string[]): Promise<ApplyOutcome> {
     let triggers = initialTriggers;
     this.stages = {};
     for (;;) {
@@ -498,8 +505,7 @@ export class Reconciler extends EventEmitter {
       try {
         desired = await this.timed('read', () => this.o.source.read());
       } catch (err) {
-        this.readFailures++;
-        const delay = this.scheduleRetry(this.readFailures, false);
+        const delay = this.scheduleRetry(this.readBackoff.fail(), false);
         const why = err instanceof NoSnapshotError ? 'no Marathon snapshot in ZooKeeper yet' : `desired state unavailable: ${(err as Error).message}`;
         return this.outcome('noop', `${why}; keeping the config in force (retry in ${delay} ms)`, triggers, startedAt, {
           candidateHash: null,
@@ -507,13 +513,13 @@ export class Reconciler extends EventEmitter {
           quarantined: this.running?.quarantined ?? [],
         });
       }
-      this.readFailures = 0;
+      this.readBackoff.reset();
       this.lastReadSnapshotVersion = desired.snapshotVersion;
       if (desired.snapshotVersion < this.hintedSnapshotVersion) {
         // A hint announced a newer snapshot than this read saw (a lagging ZooKeeper follower): read
         // again shortly, once; the next hint or heartbeat asks again if it is still missing.
         this.hintedSnapshotVersion = -1;
-        this.scheduleRetry(1, false);
+        this.scheduleRetry(this.readBackoff.initialMs, false);
       }
 
       // Stages 2-4: build, render, compare, validate (and quarantine); or a runtime change.
@@ -541,25 +547,149 @@ export class Reconciler extends EventEmitter {
       }
       if (plan.kind === 'invalid') return this.outcome('invalid', plan.reason, triggers, startedAt, extra);
 
-      // Stage 5: wait for the reload slot (minimum reload interval, backoff after a failed reload).
-      const notBefore = Math.max(this.lastReloadAt + this.o.minReloadIntervalMs, this.retryNotBefore);
-      if (notBefore > Date.now()) {
-        await this.timed('wait', () => this.sleep(notBefore - Date.now()));
-        if (this.closed) {
-          await removeQuietly(plan.tempPath);
-          return this.outcome('noop', 'shutting down before the reload slot', triggers, startedAt, extra);
-        }
-        if (this.pending.size > 0) {
-          // Newer triggers arrived while waiting: start over so the reload carries the latest state.
-          await removeQuietly(plan.tempPath);
-          triggers = [...new Set([...triggers, ...this.pending])].sort();
-          this.pending.clear();
-          continue;
-        }
+      // Stage 5: wait for the reload slot (minimum reload interval, backoff after a failed reload,
+      // reloads per minute, old generations).
+      const slot = await this.timed('wait', () => this.reloadSlot(take));
+      if (this.closed) {
+        await removeQuietly(plan.tempPath);
+        return this.outcome('noop', 'shutting down before the reload slot', triggers, startedAt, extra);
+      }
+      if (slot.taken.length > 0 || (slot.waited && this.pacer.hasPending)) {
+        // Newer triggers arrived while waiting (and servers may have changed at runtime meanwhile):
+        // start over so the reload carries the latest state.
+        await removeQuietly(plan.tempPath);
+        triggers = [...new Set([...triggers, ...slot.taken, ...take()])].sort();
+        continue;
       }
 
       // Stages 6-8: install, reload, clean up.
       return this.applyByReload(runtimeFailure ? { ...plan, notRuntime: `runtime change failed: ${runtimeFailure}` } : plan, triggers, startedAt);
+    }
+  }
+
+  /**
+   * Waits until a reload may run: the minimum reload interval, the backoff after a failed reload and
+   * the per-minute budget first, then the old generations bound (checked right before the reload,
+   * counted every OLD_GENERATIONS_POLL_MS, for at most `oldGenerationsWaitMs`: HAProxy's own
+   * hard-stop-after ends old generations in time with the shipped template; with a template that
+   * lets them live forever the reload goes ahead rather than freezing every update). Wakes early on
+   * close. While a storm bound (rate, generations) holds the reload, new triggers are taken at once
+   * (no sooner than `minUpdateIntervalMs` apart) and a change confined to servers is applied through
+   * the Runtime API meanwhile (`runtimeWhileHeld`). Resolves whether it waited and the triggers it took.
+   */
+  private async reloadSlot(take: () => string[]): Promise<{ waited: boolean; taken: string[] }> {
+    const began = this.clock.now();
+    const reasons = new Set<ReloadWait['reason']>();
+    const taken: string[] = [];
+    let lastPass = -Infinity;
+    let generationsSince: number | null = null;
+    /** Sleeps up to `ms`, or runs a runtime pass for triggers that came while a storm bound holds the reload. */
+    const pause = async (ms: number, reason: ReloadWait['reason']) => {
+      const held = (reason === 'rate' || reason === 'generations') && this.runtimeUsable();
+      if (held && this.pacer.hasPending) {
+        const due = lastPass + this.o.minUpdateIntervalMs - this.clock.now();
+        if (due <= 0) {
+          lastPass = this.clock.now();
+          const triggers = take();
+          taken.push(...triggers);
+          await this.runtimeWhileHeld(triggers);
+          return;
+        }
+        ms = Math.min(ms, due);
+      }
+      this.wakeOnTrigger = held;
+      try {
+        await this.sleeper.sleep(ms);
+      } finally {
+        this.wakeOnTrigger = false;
+      }
+    };
+    const hold = (reason: ReloadWait['reason'], untilMs: number | null) => {
+      if (this.reloadWait?.reason !== reason) this.reloadWait = { reason, since: Date.now(), until: null };
+      this.reloadWait.until = untilMs === null ? null : Date.now() + untilMs;
+      if (!reasons.has(reason)) {
+        reasons.add(reason);
+        if (reason === 'rate' || reason === 'generations') {
+          this.reloadsDeferred++;
+          this.o.log.info({ reason, reloadsLastMinute: this.reloadRate.count(), oldGenerations: this.oldGenerations }, 'reload deferred');
+        }
+      }
+    };
+    try {
+      while (!this.closed) {
+        const now = this.clock.now();
+        const slots: Array<[ReloadWait['reason'], number]> = [
+          ['interval', this.lastReloadAt + this.o.minReloadIntervalMs],
+          ['retry', this.retryNotBefore],
+          ['rate', this.reloadRate.nextAt()],
+        ];
+        const [reason, until] = slots.reduce((a, b) => (b[1] > a[1] ? b : a));
+        if (until > now) {
+          hold(reason, until - now);
+          await pause(until - now, reason);
+          continue;
+        }
+        const max = this.o.maxOldGenerations ?? 0;
+        if (max <= 0 || !this.o.haproxy.oldWorkers) break;
+        const old = await this.o.haproxy.oldWorkers();
+        this.oldGenerations = old === null ? null : old.length;
+        if (old !== null) this.o.metrics.gauge('haproxy.old_generations', old.length);
+        if (old === null || old.length < max) break;
+        generationsSince ??= now;
+        const bound = this.o.oldGenerationsWaitMs ?? 60000;
+        if (now - generationsSince >= bound) {
+          this.o.log.warn({ oldGenerations: old.length, max, waitedMs: Math.round(now - generationsSince) }, 'old haproxy generations did not exit in time; reloading anyway');
+          break;
+        }
+        hold('generations', null);
+        await pause(Math.min(OLD_GENERATIONS_POLL_MS, bound - (now - generationsSince)), 'generations');
+      }
+    } finally {
+      this.reloadWait = null;
+    }
+    const waitedMs = this.clock.now() - began;
+    for (const reason of reasons) this.o.metrics.reloadDeferred(reason, waitedMs);
+    return { waited: reasons.size > 0, taken: [...new Set(taken)].sort() };
+  }
+
+  /**
+   * While a storm bound holds a reload: applies what the Runtime API can apply on its own. The desired
+   * state is read and rendered with the rules in force (a rule change is what needs the reload), the
+   * newest apps and tasks, and the quarantine in force; when that differs from the running config only
+   * in servers, it is applied (and recorded) as a `runtime` outcome. Anything else waits for the reload.
+   */
+  private async runtimeWhileHeld(triggers: string[]): Promise<void> {
+    const r = this.running;
+    if (!this.runtimeUsable() || !r?.data) return;
+    const saved = this.stages;
+    this.stages = {};
+    const startedAt = this.clock.now();
+    try {
+      let desired: DesiredState;
+      try {
+        desired = await this.timed('read', () => this.o.source.read());
+      } catch {
+        return; // the held reconcile reads again when the wait ends
+      }
+      const slots = { previous: r.slots, headroomPercent: this.o.slotHeadroomPercent };
+      const { data: full } = await this.timed('build', () => buildTemplateData({ apps: desired.apps, services: r.data!.Services, now: Date.now(), slots, memo: this.dataMemo }));
+      const quarantine = new Map(r.quarantined.map((q) => [q.appId, q]));
+      const data = quarantine.size === 0 ? full : withoutQuarantined(full, quarantine);
+      const rendered = await this.timed('render', () => this.o.renderer.render(data, this.o.settings));
+      const hash = await sha256(rendered.text);
+      if (hash === r.hash) return;
+      const diff = await this.timed('runtime', () => diffConfigs(r.text, rendered.text));
+      if (!diff.runtime) return;
+      const plan: Extract<Plan, { kind: 'runtime' }> = {
+        kind: 'runtime', text: rendered.text, hash, data, origins: rendered.origins, quarantined: r.quarantined,
+        rulesApplied: r.rulesApplied, snapshotVersion: desired.snapshotVersion, changes: diff.changes,
+      };
+      const applied = await this.applyByRuntime(plan, [...triggers, 'reload-held'], startedAt);
+      if (applied.outcome) this.record(applied.outcome);
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message }, 'runtime change while a reload waits failed; the reload will carry it');
+    } finally {
+      this.stages = saved;
     }
   }
 
@@ -672,9 +802,10 @@ export class Reconciler extends EventEmitter {
     await this.timed('install', () => this.install(plan.tempPath));
     await this.timed('reload', () => this.saveServerState(previous, plan.text));
     const reload = await this.timed('reload', () => this.o.haproxy.reload());
-    this.lastReloadAt = Date.now();
+    this.lastReloadAt = this.clock.now();
+    // Every attempt counts against the per-minute bound: a failed reload may have started a generation too.
+    this.reloadRate.note();
     if (!reload.ok) {
-      this.reloadFailures++;
       this.o.metrics.reloadFailed();
       await this.keepLastFailed(plan.text, `reload failed: ${reload.reason}\n${reload.output}`);
       // Put the last good file back so a restart of HAProxy comes up on it.
@@ -684,11 +815,11 @@ export class Reconciler extends EventEmitter {
         );
         this.running = { ...previous, confirmed: false };
       }
-      const delay = this.scheduleRetry(this.reloadFailures, true);
+      const delay = this.scheduleRetry(this.reloadBackoff.fail(), true);
       return this.outcome('reload-failed', `${reload.reason} (retry in ${delay} ms)`, triggers, startedAt, extra);
     }
-    this.reloadFailures = 0;
-    this.retryNotBefore = 0;
+    this.reloadBackoff.reset();
+    this.retryNotBefore = -Infinity;
     // The new process starts from the file (and the filtered server state): nothing is draining.
     this.serverStateUntrusted = false;
     this.drainer?.clear();
@@ -766,8 +897,7 @@ export class Reconciler extends EventEmitter {
       await this.timed('install', async () => this.install(await this.writeTemp(plan.text)));
     } catch (err) {
       this.running = { ...this.runningFrom(plan, 'runtime'), confirmed: false };
-      this.reloadFailures++;
-      const delay = this.scheduleRetry(this.reloadFailures, true);
+      const delay = this.scheduleRetry(this.reloadBackoff.fail(), true);
       const reason = `servers changed through the Runtime API but ${this.o.outputPath} could not be written: ${(err as Error).message} (reload in ${delay} ms)`;
       return { outcome: this.outcome('reload-failed', reason, triggers, startedAt, extra) };
     }

@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import type { HAProxyProcess, HAProxyState } from '../common/haproxy.js';
 import type { WorkerStatus } from '../common/snapshot.js';
 import type { Zk } from '../common/zk.js';
-import type { ApplyOutcome, Reconciler, QuarantinedApp, OutcomeKind } from './reconciler.js';
+import type { ApplyOutcome, Reconciler, QuarantinedApp, OutcomeKind, ReloadWait } from './reconciler.js';
 
 export interface StatusView extends WorkerStatus {
   healthy: boolean;
@@ -26,6 +26,11 @@ export interface StatusView extends WorkerStatus {
   lastStages: ApplyOutcome['stages'];
   lastApplyStages: ApplyOutcome['stages'];
   busy: boolean;
+  /**
+   * The reload storm bounds: the reload waiting now and why (null: none), reloads held back by the
+   * rate or generations bound since start, old HAProxy generations last counted (null: unknown).
+   */
+  reloads: { wait: ReloadWait | null; deferred: number; oldGenerations: number | null };
   /** How the Marathon snapshots came in: read whole from ZooKeeper, or applied from a hint's delta. */
   snapshots: { reads: number; deltas: number };
   /** The Runtime API: socket (empty: off), fallbacks to a reload, last failure, servers draining. */
@@ -99,6 +104,7 @@ export function statusView(d: StatusDeps): StatusView {
     lastStages: last?.stages ?? {},
     lastApplyStages: d.reconciler.lastApply?.stages ?? {},
     busy: d.reconciler.busy,
+    reloads: { wait: d.reconciler.reloadWait, deferred: d.reconciler.reloadsDeferred, oldGenerations: d.reconciler.oldGenerations },
     snapshots: d.snapshots?.() ?? { reads: 0, deltas: 0 },
     runtime: {
       enabled: !!d.adminSocket,

@@ -187,8 +187,13 @@ export async function startDemoStack(zkConnection: string, size: number, log: (l
   const extra: Backend[] = [];
   const before = new Set(await zk.children('/'));
   const t0 = performance.now();
-  // The benchmarks write up to 1,000 rules one after another as fast as the api answers: no write limit.
-  const demo = await startDemo({ zk: zkConnection, logLevel: 'warn', out: () => undefined, env: { BAMBOO_WRITE_RATE_PER_MINUTE: '0' } });
+  // The benchmarks write up to 1,000 rules one after another as fast as the api answers (no write
+  // limit), and the reload scenario times 100 back-to-back reloads: the reload storm bounds
+  // (Worker.MaxReloadsPerMinute, Worker.MaxOldGenerations) would pace it to 30 a minute, so they are off.
+  const demo = await startDemo({
+    zk: zkConnection, logLevel: 'warn', out: () => undefined,
+    env: { BAMBOO_WRITE_RATE_PER_MINUTE: '0', BAMBOO_WORKER_MAX_RELOADS_PER_MINUTE: '0', BAMBOO_WORKER_MAX_OLD_GENERATIONS: '0' },
+  });
   // Newer demos say which ZooKeeper paths they use; older ones keep them under a fresh /bamboo-demo-<suffix>.
   let controlPath = (demo as { zkPaths?: { control?: string } }).zkPaths?.control;
   if (!controlPath) {
