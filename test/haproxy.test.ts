@@ -10,7 +10,11 @@ import {
   validateConfig,
   validationCommandLine,
 } from '../common/haproxy.js';
+import { DEFAULT_TEMPLATE_PATH, SCHEMA } from '../common/config.js';
 import { haproxyEnv } from '../common/haproxy-sandbox.js';
+import { createRenderer } from '../common/render.js';
+import { buildTemplateData } from '../common/template-data.js';
+import { app, NOW, onHost, task, withHealthCheck, withPortDefinitions, withTasks } from './builders.js';
 import { createLogger } from '../common/log.js';
 import { httpGet } from './support/http.js';
 import { freePort } from './support/ports.js';
@@ -423,5 +427,30 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
     expect(info.filter((l) => / stopped /.test(l.line ?? '')), 'per-proxy lines at info').to.have.length(0);
     expect(lines.filter((l) => l.msg === 'haproxy worker stopped its proxies')).to.have.length(1);
     expect(lines.filter((l) => l.level === 20 && / stopped /.test(l.line ?? '')).length).to.be.at.least(301);
+  });
+  it('validates the default template at 10,000 apps within the default limits', async function () {
+    this.timeout(120000);
+    const apps = Array.from({ length: 10000 }, (_, i) =>
+      app(
+        `/group-${i % 50}/app-${i}`,
+        withPortDefinitions(10000 + i),
+        withHealthCheck('HTTP', '/health'),
+        withTasks(...[1, 2, 3].map((t) => task(`app-${i}.${t}`, onHost(`10.${(i >> 8) & 255}.${i & 255}.${t}`, 31000 + t)))),
+      ),
+    );
+    const services: Record<string, { Id: string; Acl: string; Config: Record<string, string> }> = {};
+    for (let i = 0; i < 10000; i += 10) services[`/group-${i % 50}/app-${i}`] = { Id: `/group-${i % 50}/app-${i}`, Acl: `hdr(host) -i app-${i}.example.com`, Config: {} };
+    const { data } = buildTemplateData({ apps, services, now: NOW });
+    const dir = tempDir('bamboo-val-');
+    const settings = { HttpBind: `127.0.0.1:${await freePort()}`, StatsBind: '', StatsUser: '', StatsPassword: '', AdminSocket: join(dir, 'admin.sock'), BindOptions: 'noreuseport', ServerStateFile: '' };
+    const path = join(dir, 'haproxy.cfg.tmp-1');
+    writeFileSync(path, createRenderer(readFileSync(DEFAULT_TEMPLATE_PATH, 'utf8')).render(data, settings).text);
+    const def = (key: string) => SCHEMA.find((f) => f.key === key)!.default as number;
+    const limits = { cpuSeconds: def('HAProxy.ValidationCpuSeconds'), memoryMB: def('HAProxy.ValidationMemoryMB') };
+    const r = await validateConfig(path, { binary: 'haproxy', timeoutMs: 90000, limits });
+    expect(r.ok, r.output.slice(-500)).to.equal(true);
+    // Headroom: HAProxy sizes per-thread structures by the CPUs it sees (measured 500 MiB with 2, 800 with 64).
+    expect(r.usage!.peakKB / 1024, 'peak MiB').to.be.below(limits.memoryMB / 2);
+    expect(r.usage!.cpuSeconds, 'CPU seconds').to.be.below(limits.cpuSeconds / 2);
   });
 });
