@@ -150,9 +150,12 @@ describe('worker: the HAProxy process boundary (real ZooKeeper, ZeroMQ, HAProxy)
     await waitFor(async () => (await route(s, '/web'))?.body.startsWith('web'), 'traffic to /web');
 
     await api.setRule('/rand', 'path_beg -f /dev/urandom');
-    await api.setApps([marathonApp('/web', [{ port: other.port }]), marathonApp('/rand', [{ port: web.port }])]);
-    await waitFor(async () => (await route(s, '/web'))?.body.startsWith('other'), 'the other app to update', 90000);
-    const q = w.reconciler.running!.quarantined.find((x) => x.appId === '/rand');
+    // A new app needs a reload (not a runtime change), so it is applied by the config that holds the rule.
+    await api.setApps([marathonApp('/web', [{ port: web.port }]), marathonApp('/rand', [{ port: web.port }]), marathonApp('/new', [{ port: other.port }])]);
+    const quarantined = () => w.reconciler.running?.quarantined.find((x) => x.appId === '/rand');
+    await waitFor(async () => quarantined() && (await route(s, '/new'))?.body.startsWith('other'), 'the rule quarantined and the new app routed', 90000);
+    expect((await route(s, '/web'))?.body).to.match(/^web/);
+    const q = quarantined();
     expect(q, 'the /rand rule quarantined').to.include({ level: 'rules' });
     expect(q!.error).to.contain('memory limit (192 MiB');
   });
