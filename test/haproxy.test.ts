@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   alertLines,
+  CommandHAProxy,
   ManagedHAProxy,
   parseShowProc,
   runCommand,
@@ -340,6 +341,12 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
     const seen = readFileSync(dump, 'utf8');
     expectNoSecret(seen, 'a validation');
     expect(seen).to.contain('BAMBOO_PASSED=visible').and.not.contain('NOT_SET_ANYWHERE');
+    // Bamboo's reload command (command mode) gets the same.
+    const reloadDump = join(dir, 'reload-env.txt');
+    const reload = await new CommandHAProxy(`env > ${shellQuote(reloadDump)}`, 5000, log, env).reload();
+    expect(reload.ok, reload.reason).to.equal(true);
+    expectNoSecret(readFileSync(reloadDump, 'utf8'), 'a reload command');
+    expect(readFileSync(reloadDump, 'utf8')).to.contain('BAMBOO_PASSED=visible');
   });
 
   it("starts a managed HAProxy whose master and workers carry none of the worker's secrets", async () => {
