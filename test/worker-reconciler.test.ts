@@ -212,4 +212,17 @@ describe('reconcile loop (in-memory stand-ins)', () => {
     expect(readdirSync(dirname(outputPath)).filter((n) => n.includes('.tmp-'))).to.deep.equal([]);
     await r.close();
   });
+  it('removes the candidate when the validator throws', async () => {
+    const { r, outputPath, seen } = setup({
+      validate: async () => {
+        throw new Error('validator exploded');
+      },
+    });
+    r.trigger('first');
+    await waitFor(() => seen.length >= 1, 'the outcome');
+    await r.whenIdle();
+    expect(seen[0].reason).to.contain('validator exploded');
+    expect(readdirSync(dirname(outputPath)).filter((n) => n.includes('.tmp-'))).to.deep.equal([]);
+    await r.close();
+  });
 });

@@ -655,7 +655,11 @@ export class Reconciler extends EventEmitter {
         const text = rendered.text;
         tempPath = await this.timed('validate', () => this.writeTemp(text));
         const path = tempPath;
-        result = await this.timed('validate', () => this.o.validate(path));
+        // The validator never rejects by contract; should one do so, the candidate still goes.
+        result = await this.timed('validate', () => this.o.validate(path)).catch(async (err: unknown) => {
+          await removeQuietly(path);
+          throw err;
+        });
         if (!result.ok) {
           await removeQuietly(tempPath);
           tempPath = null;
