@@ -213,6 +213,8 @@ describe('worker: the HAProxy process boundary (real ZooKeeper, ZeroMQ, HAProxy)
     const failed = await waitFor(() => seen.slice(before).find((o) => o.outcome === 'write-failed'), 'the write-failed outcome', 30000);
     expect(failed!.reason).to.contain('ENOSPC');
     expect(await statusCode(w), '/status while the disk is full').to.equal(503);
+    // Checked between two attempts (a retry's candidate exists while it is being written).
+    await w.reconciler.whenIdle();
     expect(temps(out!), 'temp files left').to.deep.equal([]);
     expect((await route(s, '/one'))?.body, 'the config in force keeps serving').to.match(/^app-a/);
 
@@ -222,6 +224,7 @@ describe('worker: the HAProxy process boundary (real ZooKeeper, ZeroMQ, HAProxy)
     await waitFor(async () => (await route(s, '/two'))?.body.startsWith('app-a'), 'the change after space was freed', 20000);
     expect(Date.now() - freedAt, 'from free space to applied (ms)').to.be.below(15000);
     await waitFor(async () => (await statusCode(w)) === 200, '/status healthy again', 10000);
+    await w.reconciler.whenIdle();
     expect(temps(out!)).to.deep.equal([]);
 
     // Read-only: a write fails the same way, and a master that dies now comes back, because its
@@ -240,6 +243,7 @@ describe('worker: the HAProxy process boundary (real ZooKeeper, ZeroMQ, HAProxy)
 
     execFileSync('mount', ['-o', 'remount,rw', out!], { stdio: 'pipe' });
     await waitFor(async () => (await route(s, '/three'))?.body.startsWith('app-a'), 'the change once the dir is writable', 20000);
+    await w.reconciler.whenIdle();
     expect(temps(out!)).to.deep.equal([]);
   });
 });
