@@ -127,6 +127,14 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'HAProxy executable used for validation and managed mode.' },
   { key: 'HAProxy.CommandTimeoutMs', type: 'integer', default: 30000, env: 'HAPROXY_COMMAND_TIMEOUT_MS', min: 100, max: 600000, used: 'worker',
     doc: 'Timeout for validation, reload and cleanup commands; a hung command is killed and counted as failed.' },
+  { key: 'HAProxy.ValidationCpuSeconds', type: 'integer', default: 10, env: 'HAPROXY_VALIDATION_CPU_SECONDS', min: 0, max: 3600, used: 'worker',
+    doc: 'CPU-time limit of each validation (built-in `haproxy -c` or ReloadValidationCommand, through `prlimit` from util-linux; 0: none). A validation it stops is `invalid` with a reason naming the limit. `haproxy -c` of 10,000 apps (3 tasks each) takes about 1 s of CPU.' },
+  { key: 'HAProxy.ValidationMemoryMB', type: 'integer', default: 2048, env: 'HAPROXY_VALIDATION_MEMORY_MB', min: 0, max: 1048576, used: 'worker',
+    doc: 'Address-space limit (MiB) of each validation (0: none). `haproxy -c` of 10,000 apps (3 tasks each) needs about 500 MiB with 2 threads and 800 MiB with 64 (HAProxy sizes per-thread structures by the number of CPUs).' },
+  { key: 'HAProxy.PassEnv', type: 'string', default: '', env: 'HAPROXY_PASS_ENV', used: 'worker',
+    doc: 'Names of environment variables (comma- or space-separated) passed to HAProxy and to the validation, reload and cleanup commands, for a template or command that needs them. Everything else of the worker\'s environment is withheld: they get PATH and these only. Names of secret settings (e.g. BAMBOO_ZK_DIGEST) are refused.' },
+  { key: 'HAProxy.RuntimeDir', type: 'string', default: '', env: 'HAPROXY_RUNTIME_DIR', used: 'worker',
+    doc: 'Directory of HAProxy\'s sockets and pidfile (managed mode: pidfile and master socket; the default admin socket in both modes), apart from the config, so a full or read-only config directory cannot stop a restarted HAProxy from binding them. Use a tmpfs such as /run/bamboo-worker (the packaged units and image do). Empty: the directory of OutputPath. Created at start.' },
   { key: 'HAProxy.HttpBind', type: 'string', default: '*:80', env: 'HAPROXY_HTTP_BIND', used: 'worker',
     doc: 'Bind address of the HTTP frontend in the default template.' },
   { key: 'HAProxy.StatsBind', type: 'string', default: '', env: 'HAPROXY_STATS_BIND', used: 'worker',
@@ -136,7 +144,7 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'HAProxy.StatsPassword', type: 'string', default: '', env: 'HAPROXY_STATS_PASSWORD', secret: true, used: 'worker',
     doc: 'Stats page password. Secret: never logged (it is written into haproxy.cfg, which should be mode 0640).' },
   { key: 'HAProxy.AdminSocket', type: 'string', default: '', env: 'HAPROXY_ADMIN_SOCKET', used: 'worker',
-    doc: 'Path of HAProxy\'s admin socket (stats socket with expose-fd listeners). Empty: <OutputPath dir>/haproxy.sock.' },
+    doc: 'Path of HAProxy\'s admin socket (stats socket with expose-fd listeners). Empty: <RuntimeDir>/haproxy.sock.' },
   { key: 'HAProxy.BindOptions', type: 'string', default: '', env: 'HAPROXY_BIND_OPTIONS', used: 'worker',
     doc: 'Extra options appended to every bind line of the default template (e.g. `noreuseport`).' },
   { key: 'HAProxy.RuntimeApi', type: 'boolean', default: true, env: 'HAPROXY_RUNTIME_API', used: 'worker',
@@ -201,7 +209,8 @@ export interface Config {
   ZeroMQ: { PublishBind: string; AdvertiseHost: string };
   HAProxy: {
     TemplatePath: string; OutputPath: string; ReloadCommand: string; ReloadValidationCommand: string;
-    ReloadCleanupCommand: string; Binary: string; CommandTimeoutMs: number; HttpBind: string; StatsBind: string;
+    ReloadCleanupCommand: string; Binary: string; CommandTimeoutMs: number; ValidationCpuSeconds: number; ValidationMemoryMB: number;
+    PassEnv: string; RuntimeDir: string; HttpBind: string; StatsBind: string;
     StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string;
     RuntimeApi: boolean; ServerSlotHeadroom: number; DrainTimeoutMs: number; ServerStateFile: string;
   };
@@ -475,6 +484,13 @@ function validateCrossField(cfg: Config): void {
   if (!/^(tcp|ipc|inproc):\/\//.test(cfg.ZeroMQ.PublishBind)) {
     throw new ConfigError(`config: ZeroMQ.PublishBind must be a ZeroMQ address like tcp://0.0.0.0:5556, got ${JSON.stringify(cfg.ZeroMQ.PublishBind)}`);
   }
+  for (const name of cfg.HAProxy.PassEnv.split(/[\s,]+/).filter(Boolean)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+      throw new ConfigError(`config: HAProxy.PassEnv must list environment variable names, got ${JSON.stringify(name.slice(0, 60))}`);
+    }
+    const secret = SCHEMA.find((f) => f.secret && f.env === name);
+    if (secret) throw new ConfigError(`config: HAProxy.PassEnv must not pass ${name} (the secret ${secret.key}) to HAProxy`);
+  }
   if (!/^[^:]+:\d+$/.test(cfg.StatsD.Host)) {
     throw new ConfigError(`config: StatsD.Host must be host:port, got ${JSON.stringify(cfg.StatsD.Host)}`);
   }
@@ -526,10 +542,15 @@ export function haproxySettings(cfg: Config): {
     StatsBind: cfg.HAProxy.StatsBind,
     StatsUser: cfg.HAProxy.StatsUser,
     StatsPassword: cfg.HAProxy.StatsPassword,
-    AdminSocket: cfg.HAProxy.AdminSocket || join(dirname(cfg.HAProxy.OutputPath), 'haproxy.sock'),
+    AdminSocket: cfg.HAProxy.AdminSocket || join(runtimeDir(cfg), 'haproxy.sock'),
     BindOptions: cfg.HAProxy.BindOptions,
     ServerStateFile: cfg.HAProxy.ServerStateFile || join(dirname(cfg.HAProxy.OutputPath), 'haproxy.state'),
   };
+}
+
+/** Where HAProxy's sockets and pidfile live: HAProxy.RuntimeDir, or the directory of OutputPath. */
+export function runtimeDir(cfg: Pick<Config, 'HAProxy'>): string {
+  return cfg.HAProxy.RuntimeDir.trim() || dirname(cfg.HAProxy.OutputPath);
 }
 
 /** The worker's name in the fleet view. */

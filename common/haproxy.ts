@@ -20,6 +20,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { basename } from 'node:path';
+import { HAProxyOutputLog, LineSplitter } from './haproxy-log.js';
+import { haproxyEnv, limitedArgv, limitHit, limitReason, sampleUsage, type UsageSample, type ValidationLimits } from './haproxy-sandbox.js';
 import type { Logger } from './log.js';
 import { Backoff, monotonicNow } from './pacing.js';
 
@@ -37,12 +39,17 @@ export interface CommandResult {
   /** stdout + stderr, interleaved, at most the last 64 KiB. */
   output: string;
   ms: number;
+  /** With `sampleUsage`: what the process used, sampled from /proc while it ran. */
+  usage?: UsageSample;
 }
 
 export interface RunOptions {
   timeoutMs: number;
   cwd?: string;
+  /** Default: PATH only (haproxyEnv()); never the worker's own environment, which holds its secrets. */
   env?: NodeJS.ProcessEnv;
+  /** Sample the process's peak memory and CPU time from /proc while it runs. */
+  sampleUsage?: boolean;
 }
 
 const MAX_OUTPUT = 64 * 1024;
@@ -62,7 +69,7 @@ export function runFile(file: string, args: readonly string[], opts: RunOptions)
   return new Promise((resolve) => {
     let child: ChildProcess;
     try {
-      child = spawn(file, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      child = spawn(file, args, { cwd: opts.cwd, env: opts.env ?? haproxyEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     } catch (err) {
       resolve({ ok: false, code: null, signal: null, timedOut: false, output: (err as Error).message, ms: monotonicNow() - started });
       return;
@@ -70,6 +77,7 @@ export function runFile(file: string, args: readonly string[], opts: RunOptions)
     let output = '';
     let timedOut = false;
     let settled = false;
+    const sampler = opts.sampleUsage ? sampleUsage(child.pid) : null;
     const keep = (b: Buffer) => {
       output += b.toString();
       if (output.length > MAX_OUTPUT * 2) output = output.slice(-MAX_OUTPUT);
@@ -84,7 +92,8 @@ export function runFile(file: string, args: readonly string[], opts: RunOptions)
       child.stdout?.destroy();
       child.stderr?.destroy();
       const out = (output + extra).slice(-MAX_OUTPUT);
-      resolve({ ok: !timedOut && code === 0, code, signal, timedOut, output: out, ms: monotonicNow() - started });
+      const usage = sampler?.stop();
+      resolve({ ok: !timedOut && code === 0, code, signal, timedOut, output: out, ms: monotonicNow() - started, ...(usage ? { usage } : {}) });
     };
     const timer = setTimeout(() => {
       timedOut = true;
@@ -134,6 +143,12 @@ export interface ValidationResult {
   ms: number;
   /** Line numbers of the validated file that HAProxy's alerts point at (sorted, unique). */
   lines: number[];
+  /** A resource limit (HAProxy.ValidationCpuSeconds / ValidationMemoryMB) stopped it; null otherwise. */
+  limit?: 'cpu' | 'memory' | null;
+  /** With `limit`: one line saying which limit. */
+  limitReason?: string;
+  /** Peak memory and CPU time sampled while it ran (when limits are set). */
+  usage?: UsageSample;
 }
 
 export interface ValidatorOptions {
@@ -142,6 +157,10 @@ export interface ValidatorOptions {
   /** HAProxy.ReloadValidationCommand; `{{.}}` or `{}` is replaced by the shell-quoted file path. */
   command?: string;
   timeoutMs: number;
+  /** Environment of the validator (default: PATH only). */
+  env?: NodeJS.ProcessEnv;
+  /** CPU-time and memory limits of the validator (and of a custom command's children). */
+  limits?: ValidationLimits;
 }
 
 /** The validation command line for a custom ReloadValidationCommand. */
@@ -167,12 +186,25 @@ export function alertLines(output: string, file: string): number[] {
   return [...lines].sort((a, b) => a - b);
 }
 
-/** Validates a config file; never rejects (a hung validator is a failed validation). */
+/**
+ * Validates a config file; never rejects (a hung validator is a failed validation). With `limits`,
+ * the validator runs under them and a validation they stop says so in `limit` and `limitReason`.
+ */
 export async function validateConfig(path: string, opts: ValidatorOptions): Promise<ValidationResult> {
-  const r = opts.command
-    ? await runCommand(validationCommandLine(opts.command, path), { timeoutMs: opts.timeoutMs })
-    : await runFile(opts.binary, ['-c', '-f', path], { timeoutMs: opts.timeoutMs });
-  return { ok: r.ok, output: r.output, timedOut: r.timedOut, ms: r.ms, lines: r.ok ? [] : alertLines(r.output, path) };
+  const [file, args] = opts.command ? ['/bin/sh', ['-c', validationCommandLine(opts.command, path)]] : [opts.binary, ['-c', '-f', path]];
+  const argv = limitedArgv(file, args, opts.limits);
+  const r = await runFile(argv.file, argv.args, { timeoutMs: opts.timeoutMs, env: opts.env, sampleUsage: !!opts.limits });
+  const limit = opts.limits && r.usage ? limitHit(r, opts.limits, r.usage) : null;
+  return {
+    ok: r.ok,
+    output: r.output,
+    timedOut: r.timedOut,
+    ms: r.ms,
+    lines: r.ok ? [] : alertLines(r.output, path),
+    limit,
+    ...(limit && opts.limits ? { limitReason: limitReason(limit, opts.limits) } : {}),
+    ...(r.usage ? { usage: r.usage } : {}),
+  };
 }
 
 /** The `[ALERT]` lines of an output (or its last lines when there are none), for logs and reasons. */
@@ -240,6 +272,8 @@ export class CommandHAProxy implements HAProxyProcess {
     private readonly command: string,
     private readonly timeoutMs: number,
     private readonly log: Logger,
+    /** Environment of the reload command (default: PATH only). */
+    private readonly env?: NodeJS.ProcessEnv,
   ) {}
 
   async start(): Promise<{ ok: boolean; reason: string; adopted: boolean }> {
@@ -247,7 +281,7 @@ export class CommandHAProxy implements HAProxyProcess {
   }
 
   async reload(): Promise<ReloadResult> {
-    const r = await runCommand(this.command, { timeoutMs: this.timeoutMs });
+    const r = await runCommand(this.command, { timeoutMs: this.timeoutMs, env: this.env });
     if (r.ok) return { ok: true, reason: 'reload command succeeded', ms: r.ms, output: r.output };
     const why = r.timedOut
       ? `reload command timed out after ${this.timeoutMs} ms and was killed`
@@ -276,6 +310,8 @@ export interface ManagedOptions {
   log: Logger;
   /** Extra command-line arguments (default `['-dR']`). */
   extraArgs?: string[];
+  /** HAProxy's environment (default: PATH only; never the worker's, which holds its secrets). */
+  env?: NodeJS.ProcessEnv;
   /**
    * Backoff before restarting a master that died. The first restart after a master that ran for a
    * while is immediate (no HAProxy is serving meanwhile); a master that dies again within
@@ -483,23 +519,26 @@ export class ManagedHAProxy implements HAProxyProcess {
     try {
       // Its own process group: a Ctrl-C to the worker's terminal does not stop HAProxy, and stop()
       // can signal master and workers together.
-      child = spawn(this.opts.binary, this.args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      child = spawn(this.opts.binary, this.args, { env: this.opts.env ?? haproxyEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     } catch (err) {
       return { ok: false, reason: `cannot start haproxy: ${(err as Error).message}`, adopted: false };
     }
     let output = '';
-    const onData = (b: Buffer) => {
-      const text = b.toString();
-      output = (output + text).slice(-MAX_OUTPUT);
-      for (const line of text.split('\n')) {
-        if (!line.trim()) continue;
-        if (line.includes('[ALERT]')) this.opts.log.warn({ line }, 'haproxy alert');
-        else if (line.includes('[WARNING]')) this.opts.log.info({ line }, 'haproxy warning');
-        else this.opts.log.debug({ line }, 'haproxy output');
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
+    // Per-proxy shutdown lines after each reload are summarised (common/haproxy-log.ts).
+    const outLog = new HAProxyOutputLog(this.opts.log);
+    const splitters = [child.stdout, child.stderr].map((stream) => {
+      const splitter = new LineSplitter((line) => outLog.line(line));
+      stream?.on('data', (b: Buffer) => {
+        const text = b.toString();
+        output = (output + text).slice(-MAX_OUTPUT);
+        splitter.push(text);
+      });
+      return splitter;
+    });
+    child.once('close', () => {
+      for (const s of splitters) s.end();
+      outLog.close();
+    });
     // HAProxy ignores SIGPIPE, so it outlives these pipes if the worker dies.
     child.stdout?.on('error', () => undefined);
     child.stderr?.on('error', () => undefined);

@@ -19,7 +19,7 @@ export interface Metrics {
   published(kind: string): void;
   apiError(code: string): void;
   ruleChanged(): void;
-  /** One reconcile finished with this outcome (noop | reloaded | runtime | invalid | reload-failed). */
+  /** One reconcile finished with this outcome (noop | reloaded | runtime | invalid | reload-failed | write-failed). */
   reconcile(outcome: string, ms: number): void;
   reloadDone(ms: number): void;
   reloadFailed(): void;

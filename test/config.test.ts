@@ -127,6 +127,9 @@ describe('configuration', () => {
     ['a relative ZooKeeper path', () => loadConfig({ env: { BAMBOO_ZK_PATH: 'bamboo' } }), /Bamboo\.Zookeeper\.Path must be an absolute/],
     ['malformed JSON', () => loadConfig({ file: writeJson('{"Marathon": '), env: {} }), /is not valid JSON/],
     ['a missing file', () => loadConfig({ file: '/nonexistent/bamboo.json', env: {} }), /cannot read \/nonexistent\/bamboo\.json: ENOENT/],
+    ['passing a secret to HAProxy', () => loadConfig({ env: { HAPROXY_PASS_ENV: 'TZ, BAMBOO_ZK_DIGEST' } }), /^config: HAProxy\.PassEnv must not pass BAMBOO_ZK_DIGEST \(the secret Bamboo\.Zookeeper\.Digest\)/],
+    ['passing the stats password to HAProxy', () => loadConfig({ env: { HAPROXY_PASS_ENV: 'HAPROXY_STATS_PASSWORD' } }), /HAProxy\.PassEnv must not pass HAPROXY_STATS_PASSWORD/],
+    ['a PassEnv entry that is no variable name', () => loadConfig({ env: { HAPROXY_PASS_ENV: 'A=B' } }), /HAProxy\.PassEnv must list environment variable names, got "A=B"/],
   ];
   for (const [what, fn, re] of bad) {
     it(`rejects ${what} with one line naming the key`, () => {

@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   alertLines,
+  CommandHAProxy,
   ManagedHAProxy,
   parseShowProc,
   runCommand,
@@ -10,6 +11,12 @@ import {
   validateConfig,
   validationCommandLine,
 } from '../common/haproxy.js';
+import { DEFAULT_TEMPLATE_PATH, SCHEMA } from '../common/config.js';
+import { haproxyEnv } from '../common/haproxy-sandbox.js';
+import { createRenderer } from '../common/render.js';
+import { buildTemplateData } from '../common/template-data.js';
+import { app, NOW, onHost, task, withHealthCheck, withPortDefinitions, withTasks } from './builders.js';
+import { createLogger } from '../common/log.js';
 import { httpGet } from '../harness/http.js';
 import { freePort } from '../harness/ports.js';
 import { sleep, waitFor } from '../harness/process.js';
@@ -277,5 +284,182 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
     expect((await last.start()).adopted).to.equal(true);
     await last.close();
     await waitFor(() => !alive(pid), 'the master to stop', 5000);
+  });
+  // --- The process boundary: environment, validation limits, log volume ---------------------------
+
+  /** Secrets set in this process's environment for one test (as the worker gets them from systemd or Docker). */
+  function withSecrets(vars: Record<string, string>): void {
+    const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, vars);
+    toClose.push(async () => {
+      for (const [k, v] of Object.entries(before)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    });
+  }
+
+  const SECRETS = {
+    BAMBOO_ZK_DIGEST: 'bamboo:zk-digest-secret-1',
+    HAPROXY_STATS_PASSWORD: 'stats-secret-2',
+    BAMBOO_AUTH_TOKEN: 'token-secret-3',
+    MARATHON_PASSWORD: 'marathon-secret-4',
+    SOME_OTHER_SECRET: 'other-secret-5',
+  };
+
+  /** The environment a process was started with, from /proc. */
+  function environOf(pid: number): Record<string, string> {
+    const text = readFileSync(`/proc/${pid}/environ`, 'utf8');
+    return Object.fromEntries(text.split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  }
+
+  function expectNoSecret(env: Record<string, string> | string, what: string): void {
+    const text = typeof env === 'string' ? env : Object.entries(env).map(([k, v]) => `${k}=${v}`).join('\n');
+    for (const [name, value] of Object.entries(SECRETS)) {
+      expect(text, `${what} must not carry ${name}`).to.not.contain(name).and.not.contain(value);
+    }
+  }
+
+  it("gives commands and validations PATH and the passed-through variables only, never the worker's secrets", async () => {
+    withSecrets({ ...SECRETS, BAMBOO_PASSED: 'visible' });
+    const dir = tempDir('bamboo-env-');
+    const dump = join(dir, 'env.txt');
+    // The default: PATH only.
+    const plain = await runCommand('env', { timeoutMs: 5000 });
+    expect(plain.ok).to.equal(true);
+    expectNoSecret(plain.output, 'a command');
+    expect(plain.output).to.match(/^PATH=/m).and.not.contain('BAMBOO_PASSED');
+    // A custom validation command, under limits, with one variable passed through.
+    writeFileSync(join(dir, 'haproxy.cfg'), configText(await freePort(), 'x', dir));
+    const env = haproxyEnv(['BAMBOO_PASSED', 'NOT_SET_ANYWHERE']);
+    const r = await validateConfig(join(dir, 'haproxy.cfg'), {
+      binary: 'haproxy',
+      command: `env > ${shellQuote(dump)} && haproxy -c -f {}`,
+      timeoutMs: 10000,
+      env,
+      limits: { cpuSeconds: 10, memoryMB: 2048 },
+    });
+    expect(r.ok, r.output).to.equal(true);
+    const seen = readFileSync(dump, 'utf8');
+    expectNoSecret(seen, 'a validation');
+    expect(seen).to.contain('BAMBOO_PASSED=visible').and.not.contain('NOT_SET_ANYWHERE');
+    // Bamboo's reload command (command mode) gets the same.
+    const reloadDump = join(dir, 'reload-env.txt');
+    const reload = await new CommandHAProxy(`env > ${shellQuote(reloadDump)}`, 5000, log, env).reload();
+    expect(reload.ok, reload.reason).to.equal(true);
+    expectNoSecret(readFileSync(reloadDump, 'utf8'), 'a reload command');
+    expect(readFileSync(reloadDump, 'utf8')).to.contain('BAMBOO_PASSED=visible');
+  });
+
+  it("starts a managed HAProxy whose master and workers carry none of the worker's secrets", async () => {
+    withSecrets(SECRETS);
+    const dir = tempDir('bamboo-managed-');
+    const port = await freePort();
+    writeFileSync(join(dir, 'haproxy.cfg'), configText(port, 'env', dir));
+    const h = managed(dir);
+    expect((await h.start()).ok).to.equal(true);
+    const { masterPid, workerPids } = h.state();
+    expect(workerPids).to.have.length.above(0);
+    for (const pid of [masterPid!, ...workerPids]) {
+      const env = environOf(pid);
+      expect(env.PATH, `PATH of ${pid}`).to.be.a('string');
+      expectNoSecret(env, `haproxy process ${pid}`);
+    }
+    // The re-executed master (a reload) and its new worker too.
+    writeFileSync(join(dir, 'haproxy.cfg'), configText(port, 'env2', dir));
+    expect((await h.reload()).ok).to.equal(true);
+    for (const pid of [h.state().masterPid!, ...h.state().workerPids]) expectNoSecret(environOf(pid), `haproxy process ${pid} after a reload`);
+  });
+
+  /** A config whose only frontend loads `file` as path patterns. */
+  function patternFileConfig(port: number, file: string): string {
+    return [
+      'defaults',
+      '    mode http',
+      '    timeout connect 2s',
+      '    timeout client 5s',
+      '    timeout server 5s',
+      'frontend web',
+      `    bind 127.0.0.1:${port}`,
+      `    http-request deny if { path_beg -f ${file} }`,
+      '',
+    ].join('\n');
+  }
+
+  it('stops a validation that reads -f /dev/zero at the CPU-time limit, long before the command timeout', async () => {
+    const dir = tempDir('bamboo-val-');
+    const path = join(dir, 'haproxy.cfg.tmp-1');
+    writeFileSync(path, patternFileConfig(await freePort(), '/dev/zero'));
+    const r = await validateConfig(path, { binary: 'haproxy', timeoutMs: 120000, limits: { cpuSeconds: 1, memoryMB: 2048 } });
+    expect(r.ok).to.equal(false);
+    expect(r.timedOut).to.equal(false);
+    expect(r.limit).to.equal('cpu');
+    expect(r.limitReason).to.contain('CPU-time limit (1 s');
+    // Wall time depends on the machine's load; the timeout (120 s) is what it replaced.
+    expect(r.ms).to.be.below(60000);
+  });
+
+  it('stops a validation that loads -f /dev/urandom at the memory limit, before it grows past it', async function () {
+    this.timeout(90000);
+    const dir = tempDir('bamboo-val-');
+    const path = join(dir, 'haproxy.cfg.tmp-1');
+    writeFileSync(path, patternFileConfig(await freePort(), '/dev/urandom'));
+    const r = await validateConfig(path, { binary: 'haproxy', timeoutMs: 60000, limits: { cpuSeconds: 30, memoryMB: 160 } });
+    expect(r.ok).to.equal(false);
+    expect(r.limit, r.output).to.equal('memory');
+    expect(r.limitReason).to.contain('memory limit (160 MiB');
+    expect(r.usage!.peakKB, 'the peak address space of the validation').to.be.at.most(160 * 1024);
+    // The alert still points at the line, so the worker can quarantine the app that wrote it.
+    expect(r.lines).to.deep.equal([8]);
+  });
+
+  it('summarises the per-proxy stop lines of each reload in one info line', async () => {
+    const dir = tempDir('bamboo-managed-');
+    const port = await freePort();
+    const lines: Array<{ level: number; msg: string; proxies?: number; line?: string }> = [];
+    const capture = createLogger({
+      level: 'debug',
+      destination: { write: (s: string) => void lines.push(JSON.parse(s)) },
+    });
+    const backends = Array.from({ length: 300 }, (_, i) => `backend b${i}\n    server s 127.0.0.1:1 disabled`).join('\n');
+    const cfg = (body: string) => configText(port, body, dir) + backends + '\n';
+    writeFileSync(join(dir, 'haproxy.cfg'), cfg('one'));
+    const h = managed(dir, { log: capture });
+    expect((await h.start()).ok).to.equal(true);
+    writeFileSync(join(dir, 'haproxy.cfg'), cfg('two'));
+    expect((await h.reload()).ok).to.equal(true);
+    const summary = await waitFor(() => lines.find((l) => l.msg === 'haproxy worker stopped its proxies'), 'the summary of the old worker', 15000);
+    // 300 backends, the frontend and HAProxy's internal proxies.
+    expect(summary!.proxies).to.be.at.least(301);
+    expect(summary!.level).to.equal(30);
+    const info = lines.filter((l) => l.level >= 30);
+    expect(info.filter((l) => / stopped /.test(l.line ?? '')), 'per-proxy lines at info').to.have.length(0);
+    expect(lines.filter((l) => l.msg === 'haproxy worker stopped its proxies')).to.have.length(1);
+    expect(lines.filter((l) => l.level === 20 && / stopped /.test(l.line ?? '')).length).to.be.at.least(301);
+  });
+  it('validates the default template at 10,000 apps within the default limits', async function () {
+    this.timeout(120000);
+    const apps = Array.from({ length: 10000 }, (_, i) =>
+      app(
+        `/group-${i % 50}/app-${i}`,
+        withPortDefinitions(10000 + i),
+        withHealthCheck('HTTP', '/health'),
+        withTasks(...[1, 2, 3].map((t) => task(`app-${i}.${t}`, onHost(`10.${(i >> 8) & 255}.${i & 255}.${t}`, 31000 + t)))),
+      ),
+    );
+    const services: Record<string, { Id: string; Acl: string; Config: Record<string, string> }> = {};
+    for (let i = 0; i < 10000; i += 10) services[`/group-${i % 50}/app-${i}`] = { Id: `/group-${i % 50}/app-${i}`, Acl: `hdr(host) -i app-${i}.example.com`, Config: {} };
+    const { data } = buildTemplateData({ apps, services, now: NOW });
+    const dir = tempDir('bamboo-val-');
+    const settings = { HttpBind: `127.0.0.1:${await freePort()}`, StatsBind: '', StatsUser: '', StatsPassword: '', AdminSocket: join(dir, 'admin.sock'), BindOptions: 'noreuseport', ServerStateFile: '' };
+    const path = join(dir, 'haproxy.cfg.tmp-1');
+    writeFileSync(path, createRenderer(readFileSync(DEFAULT_TEMPLATE_PATH, 'utf8')).render(data, settings).text);
+    const def = (key: string) => SCHEMA.find((f) => f.key === key)!.default as number;
+    const limits = { cpuSeconds: def('HAProxy.ValidationCpuSeconds'), memoryMB: def('HAProxy.ValidationMemoryMB') };
+    const r = await validateConfig(path, { binary: 'haproxy', timeoutMs: 90000, limits });
+    expect(r.ok, r.output.slice(-500)).to.equal(true);
+    // Headroom: HAProxy sizes per-thread structures by the CPUs it sees (measured 500 MiB with 2, 800 with 64).
+    expect(r.usage!.peakKB / 1024, 'peak MiB').to.be.below(limits.memoryMB / 2);
+    expect(r.usage!.cpuSeconds, 'CPU seconds').to.be.below(limits.cpuSeconds / 2);
   });
 });

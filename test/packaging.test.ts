@@ -489,6 +489,8 @@ describe('packaging and deployment', function () {
         if (f === 'worker-managed.env') {
           expect(cfg.HAProxy.ReloadCommand).to.equal(''); // managed mode, whatever the JSON file says
           expect(cfg.HAProxy.OutputPath).to.equal('/var/lib/bamboo-worker/haproxy.cfg');
+          // Sockets and pidfile on systemd's tmpfs (RuntimeDirectory=bamboo-worker), not next to the config.
+          expect(cfg.HAProxy.RuntimeDir).to.equal('/run/bamboo-worker');
         }
       }
     });

@@ -139,8 +139,8 @@ export class FakeApi {
     return r.version;
   }
 
-  async setRule(appId: string, acl: string, hint = true): Promise<void> {
-    await this.rules.put({ Id: appId, Acl: acl, Config: {} });
+  async setRule(appId: string, acl: string, hint = true, config: Record<string, string> = {}): Promise<void> {
+    await this.rules.put({ Id: appId, Acl: acl, Config: config });
     if (hint && this.publisher) await this.publisher.publish('rules', { appId });
   }
 

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { HAProxyProcess, ReloadResult, ValidationResult } from '../common/haproxy.js';
 import { nullMetrics } from '../common/metrics.js';
 import { createRenderer } from '../common/render.js';
@@ -286,5 +286,42 @@ describe('reload storm bounds (in-memory stand-ins, fake clock)', () => {
     for (let i = 0; i < 8 && h.haproxy.reloads.length < 2; i++) await clock.advance(250);
     await waitFor(() => h.haproxy.reloads.length === 2, 'the reload after the bounded wait');
     await h.r.close();
+  });
+});
+
+describe('reconciler write failures (in-memory stand-ins)', () => {
+  it('reports a candidate it cannot install as write-failed, leaves no temp file, and retries soon', async () => {
+    const { r, haproxy, outputPath, seen } = setup({ retryInitialMs: 50 });
+    // A non-empty directory where haproxy.cfg should be: the temp file is written and validated, the rename fails.
+    mkdirSync(outputPath);
+    writeFileSync(join(outputPath, 'keep'), 'x');
+    r.trigger('first');
+    await waitFor(() => seen.filter((o) => o.outcome === 'write-failed').length >= 2, 'a write-failed outcome and its retry');
+    const failed = seen.find((o) => o.outcome === 'write-failed')!;
+    expect(failed.reason).to.match(/^cannot write .*haproxy\.cfg: E[A-Z]+; keeping the config in force \(retry in \d+ ms\)$/);
+    expect(seen.slice(1).some((o) => o.triggers.includes('retry')), 'retried by the timer').to.equal(true);
+    // Between two reconciles (a retry timer fires only after this synchronous check).
+    await r.whenIdle();
+    expect(readdirSync(dirname(outputPath)).filter((n) => n.includes('.tmp-')), 'temp files').to.deep.equal([]);
+    expect(haproxy.reloads).to.have.length(0);
+    expect(r.counts['write-failed']).to.be.at.least(2);
+
+    rmSync(outputPath, { recursive: true });
+    await waitFor(() => haproxy.reloads.length === 1, 'the retry to apply once the path is free', 10000);
+    expect(readdirSync(dirname(outputPath)).filter((n) => n.includes('.tmp-'))).to.deep.equal([]);
+    await r.close();
+  });
+  it('removes the candidate when the validator throws', async () => {
+    const { r, outputPath, seen } = setup({
+      validate: async () => {
+        throw new Error('validator exploded');
+      },
+    });
+    r.trigger('first');
+    await waitFor(() => seen.length >= 1, 'the outcome');
+    await r.whenIdle();
+    expect(seen[0].reason).to.contain('validator exploded');
+    expect(readdirSync(dirname(outputPath)).filter((n) => n.includes('.tmp-'))).to.deep.equal([]);
+    await r.close();
   });
 });

@@ -10,9 +10,10 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
-import { haproxySettings, workerName, type Config } from '../common/config.js';
+import { haproxySettings, runtimeDir, workerName, type Config } from '../common/config.js';
 import { CommandHAProxy, ManagedHAProxy, sha256, validateConfig, type HAProxyProcess } from '../common/haproxy.js';
 import { EMPTY_SERVER_STATE, RuntimeApi } from '../common/haproxy-runtime.js';
+import { haproxyEnv, hasLimits, onPath, passEnvNames, type ValidationLimits } from '../common/haproxy-sandbox.js';
 import type { Logger } from '../common/log.js';
 import { createMetrics, type Metrics } from '../common/metrics.js';
 import { createRenderer } from '../common/render.js';
@@ -56,9 +57,9 @@ export interface WorkerHandle {
   close(opts?: { keepHaproxy?: boolean }): Promise<void>;
 }
 
-/** Paths the managed HAProxy uses, next to OutputPath. */
+/** Paths the managed HAProxy uses, in HAProxy.RuntimeDir (default: next to OutputPath). */
 export function managedPaths(cfg: Pick<Config, 'HAProxy'>): { pidFile: string; masterSocket: string } {
-  const dir = dirname(cfg.HAProxy.OutputPath);
+  const dir = runtimeDir(cfg);
   return { pidFile: join(dir, 'haproxy.pid'), masterSocket: join(dir, 'haproxy-master.sock') };
 }
 
@@ -73,6 +74,22 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   // The template is read once; a broken template is a start-up error, not a runtime surprise.
   const templateText = readFileSync(cfg.HAProxy.TemplatePath, 'utf8');
   const renderer = createRenderer(templateText, { filename: cfg.HAProxy.TemplatePath });
+
+  const managed = cfg.HAProxy.ReloadCommand.trim() === '';
+  if (managed || cfg.HAProxy.RuntimeDir.trim()) {
+    try {
+      mkdirSync(runtimeDir(cfg), { recursive: true, mode: 0o750 });
+    } catch (err) {
+      throw new Error(`cannot create HAProxy.RuntimeDir ${runtimeDir(cfg)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  // HAProxy and every command around it get PATH and HAProxy.PassEnv only: never this process's
+  // environment, which holds its secrets (rules can read HAProxy's environment).
+  const hpEnv = haproxyEnv(passEnvNames(cfg.HAProxy.PassEnv));
+  const limits: ValidationLimits = { cpuSeconds: cfg.HAProxy.ValidationCpuSeconds, memoryMB: cfg.HAProxy.ValidationMemoryMB };
+  if (hasLimits(limits) && !onPath('prlimit', hpEnv)) {
+    throw new Error('HAProxy.ValidationCpuSeconds and ValidationMemoryMB need prlimit (util-linux) on PATH; set both to 0 to validate without limits');
+  }
 
   // Bound first: a busy port is a start-up error before anything else is started.
   let view: (() => StatusView) | null = null;
@@ -103,7 +120,6 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   }
 
   // HAProxy: Bamboo's reload command, or run it ourselves.
-  const managed = cfg.HAProxy.ReloadCommand.trim() === '';
   const haproxy: HAProxyProcess = managed
     ? new ManagedHAProxy({
         binary: cfg.HAProxy.Binary,
@@ -112,8 +128,9 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
         timeoutMs,
         log: log.child({ component: 'haproxy' }),
         extraArgs: opts.haproxyArgs,
+        env: hpEnv,
       })
-    : new CommandHAProxy(cfg.HAProxy.ReloadCommand, timeoutMs, log);
+    : new CommandHAProxy(cfg.HAProxy.ReloadCommand, timeoutMs, log, hpEnv);
   let initial: { hash: string; text: string } | null = null;
   if (managed) {
     // Serve the last config written, even before ZooKeeper answers.
@@ -154,8 +171,9 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     source,
     haproxy,
     validate: (path) =>
-      validateConfig(path, { binary: cfg.HAProxy.Binary, command: cfg.HAProxy.ReloadValidationCommand.trim() || undefined, timeoutMs }),
+      validateConfig(path, { binary: cfg.HAProxy.Binary, command: cfg.HAProxy.ReloadValidationCommand.trim() || undefined, timeoutMs, env: hpEnv, limits }),
     cleanupCommand: cfg.HAProxy.ReloadCleanupCommand.trim() || undefined,
+    commandEnv: hpEnv,
     commandTimeoutMs: timeoutMs,
     debounceMs: cfg.Worker.DebounceMs,
     minUpdateIntervalMs: cfg.Worker.MinUpdateIntervalMs,

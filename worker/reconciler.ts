@@ -22,10 +22,12 @@
  * The loop's pacing is common/pacing.ts (LatestWins, Backoff, RateWindow) on a monotonic clock: a
  * wall-clock step changes no wait.
  *
- * Each reconcile ends in exactly one ApplyOutcome (`noop | runtime | reloaded | invalid | reload-failed`)
- * with a one-line reason. A config that fails validation never reaches OutputPath; a failed read of the
- * desired state is a `noop` (the last good config keeps serving, nothing is emptied); a failed reload
- * restores the last good file and is retried with exponential backoff.
+ * Each reconcile ends in exactly one ApplyOutcome (`noop | runtime | reloaded | invalid | reload-failed |
+ * write-failed`) with a one-line reason. A config that fails validation never reaches OutputPath; a
+ * failed read of the desired state is a `noop` (the last good config keeps serving, nothing is emptied);
+ * a failed reload restores the last good file and is retried with exponential backoff; a candidate
+ * that cannot be written or installed (disk full, read-only) is `write-failed`, its temp file removed,
+ * and retried after a short backoff.
  *
  * The reconciler keeps the model HAProxy runs (`running`: text, template data, origins, hash, server
  * slots). When a new config differs from it only in server lines the Runtime API can change (task
@@ -65,9 +67,9 @@ import { buildTemplateData, slotTable, TemplateDataMemo } from '../common/templa
  * How a reconcile ended. `runtime`: only servers changed, applied through HAProxy's Runtime API
  * without a reload (and written to OutputPath). Consumers should treat unknown kinds as "applied".
  */
-export type OutcomeKind = 'noop' | 'runtime' | 'reloaded' | 'invalid' | 'reload-failed';
+export type OutcomeKind = 'noop' | 'runtime' | 'reloaded' | 'invalid' | 'reload-failed' | 'write-failed';
 
-export const OUTCOME_KINDS: readonly OutcomeKind[] = ['noop', 'runtime', 'reloaded', 'invalid', 'reload-failed'];
+export const OUTCOME_KINDS: readonly OutcomeKind[] = ['noop', 'runtime', 'reloaded', 'invalid', 'reload-failed', 'write-failed'];
 
 /** An app whose fragment broke validation and was left out of the config. */
 export interface QuarantinedApp {
@@ -165,6 +167,8 @@ export interface ReconcilerOptions {
   validate: (path: string) => Promise<ValidationResult>;
   /** HAProxy.ReloadCleanupCommand (empty: none). */
   cleanupCommand?: string;
+  /** Environment of the cleanup command (default: PATH only). */
+  commandEnv?: NodeJS.ProcessEnv;
   commandTimeoutMs: number;
   debounceMs: number;
   minUpdateIntervalMs: number;
@@ -252,6 +256,17 @@ export class NoSnapshotError extends Error {
   override name = 'NoSnapshotError';
 }
 
+/** A file next to OutputPath could not be written or renamed (ENOSPC, EROFS, EACCES, ...). */
+export class WriteError extends Error {
+  override name = 'WriteError';
+  readonly code: string | undefined;
+  constructor(readonly path: string, cause: Error) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    super(`cannot write ${path}: ${code ?? cause.message}`);
+    this.code = code;
+  }
+}
+
 export class Reconciler extends EventEmitter {
   /** The model HAProxy runs (null until the first successful apply, unless given at start). */
   running: RunningModel | null = null;
@@ -259,7 +274,7 @@ export class Reconciler extends EventEmitter {
   /** The last outcome that was not a noop (what the last apply attempt did). */
   lastApply: ApplyOutcome | null = null;
   readonly history: ApplyOutcome[] = [];
-  readonly counts: Record<OutcomeKind, number> = { noop: 0, runtime: 0, reloaded: 0, invalid: 0, 'reload-failed': 0 };
+  readonly counts: Record<OutcomeKind, number> = { noop: 0, runtime: 0, reloaded: 0, invalid: 0, 'reload-failed': 0, 'write-failed': 0 };
   /** Runtime changes that failed or did not verify and fell back to a reload. */
   runtimeFallbacks = 0;
   /** The last runtime failure (null: none since start). */
@@ -289,6 +304,8 @@ export class Reconciler extends EventEmitter {
   private lastReloadAt = -Infinity;
   private readonly reloadBackoff: Backoff;
   private readonly readBackoff: Backoff;
+  /** A candidate that cannot be written is tried again soon: space freed should not wait for the resync. */
+  private readonly writeBackoff: Backoff;
   private retryNotBefore = -Infinity;
   private retryTimer: Timer | null = null;
   private retryAt = 0;
@@ -313,6 +330,7 @@ export class Reconciler extends EventEmitter {
     this.reloadRate = new RateWindow(opts.maxReloadsPerMinute ?? 0, 60_000, this.clock);
     this.reloadBackoff = new Backoff(opts.retryInitialMs ?? 500, opts.retryMaxMs ?? 30000);
     this.readBackoff = new Backoff(opts.retryInitialMs ?? 500, opts.retryMaxMs ?? 30000);
+    this.writeBackoff = new Backoff(opts.retryInitialMs ?? 500, Math.min(5000, opts.retryMaxMs ?? 30000));
     this.pacer = new LatestWins({
       debounceMs: opts.debounceMs,
       minIntervalMs: opts.minUpdateIntervalMs,
@@ -408,16 +426,35 @@ export class Reconciler extends EventEmitter {
     let outcome: ApplyOutcome;
     try {
       outcome = await this.reconcileOnce(triggers, startedAt, take);
+      this.writeBackoff.reset();
     } catch (err) {
-      // A bug in a stage must not stop the loop: count it as a noop that changed nothing.
-      this.o.log.error({ err: (err as Error).stack }, 'reconcile failed unexpectedly');
-      outcome = this.outcome('noop', `internal error: ${(err as Error).message}`, triggers, startedAt, {
-        candidateHash: null,
-        snapshotVersion: -1,
-        quarantined: this.running?.quarantined ?? [],
-      });
+      if (err instanceof WriteError) {
+        outcome = this.writeFailed(err, triggers, startedAt);
+      } else {
+        // A bug in a stage must not stop the loop: count it as a noop that changed nothing.
+        this.o.log.error({ err: (err as Error).stack }, 'reconcile failed unexpectedly');
+        outcome = this.outcome('noop', `internal error: ${(err as Error).message}`, triggers, startedAt, {
+          candidateHash: null,
+          snapshotVersion: -1,
+          quarantined: this.running?.quarantined ?? [],
+        });
+      }
     }
     this.record(outcome);
+  }
+
+  /**
+   * The candidate could not be written or installed (disk full, read-only directory): HAProxy keeps
+   * the config in force, the temp file is gone, and the same state is tried again soon (doubling
+   * from the retry backoff up to 5 s: space freed should not wait for the resync timer).
+   */
+  private writeFailed(err: WriteError, triggers: string[], startedAt: number): ApplyOutcome {
+    const delay = this.scheduleRetry(this.writeBackoff.fail(), false);
+    return this.outcome('write-failed', `${err.message}; keeping the config in force (retry in ${delay} ms)`, triggers, startedAt, {
+      candidateHash: null,
+      snapshotVersion: this.lastReadSnapshotVersion,
+      quarantined: this.running?.quarantined ?? [],
+    });
   }
 
   /** Asks for a `retry` trigger in `delay` ms; `forReload`: no reload before then either. */
@@ -749,7 +786,11 @@ export class Reconciler extends EventEmitter {
         const text = rendered.text;
         tempPath = await this.timed('validate', () => this.writeTemp(text));
         const path = tempPath;
-        result = await this.timed('validate', () => this.o.validate(path));
+        // The validator never rejects by contract; should one do so, the candidate still goes.
+        result = await this.timed('validate', () => this.o.validate(path)).catch(async (err: unknown) => {
+          await removeQuietly(path);
+          throw err;
+        });
         if (!result.ok) {
           await removeQuietly(tempPath);
           tempPath = null;
@@ -764,13 +805,16 @@ export class Reconciler extends EventEmitter {
       if (result.timedOut) {
         return { kind: 'invalid', reason: `validation timed out after ${this.o.commandTimeoutMs} ms`, hash, quarantined, snapshotVersion };
       }
+      if (result.limitReason && result.lines.length === 0) {
+        return { kind: 'invalid', reason: result.limitReason, hash, quarantined, snapshotVersion };
+      }
 
       // Quarantine: the apps whose fragments the errors point at lose their rules first, then
       // (if their fragment still breaks the config) their place in it.
       const culprits = appsAtLines(rendered.origins, result.lines);
       let progress = false;
       for (const appId of culprits) {
-        const error = alertsFor(result.output, rendered.origins, appId);
+        const error = (result.limitReason ? `${result.limitReason}: ` : '') + alertsFor(result.output, rendered.origins, appId);
         const current = quarantine.get(appId);
         if (!current && Object.prototype.hasOwnProperty.call(data.Services, appId)) {
           quarantine.set(appId, { appId, level: 'rules', error });
@@ -976,7 +1020,7 @@ export class Reconciler extends EventEmitter {
 
   private async cleanup(): Promise<void> {
     if (!this.o.cleanupCommand) return;
-    const r = await runCommand(this.o.cleanupCommand, { timeoutMs: this.o.commandTimeoutMs });
+    const r = await runCommand(this.o.cleanupCommand, { timeoutMs: this.o.commandTimeoutMs, env: this.o.commandEnv });
     if (!r.ok) {
       this.o.log.warn({ timedOut: r.timedOut, code: r.code, output: r.output.slice(-1000) }, 'reload cleanup command failed');
     }
@@ -990,28 +1034,48 @@ export class Reconciler extends EventEmitter {
     return `${this.o.outputPath}.tmp-${process.pid}-${++this.tempSeq}`;
   }
 
-  /** Writes a temp file next to OutputPath (same file system, so the rename is atomic), synced. */
+  /**
+   * Writes a temp file next to OutputPath (same file system, so the rename is atomic), synced.
+   * Throws WriteError (disk full, read-only, ...) after removing whatever part of it was written.
+   */
   private async writeTemp(text: string): Promise<string> {
     const path = this.tempPathFor();
-    const fh = await open(path, 'w', 0o640);
     try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
+      const fh = await open(path, 'w', 0o640);
+      try {
+        await fh.writeFile(text);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      await removeQuietly(path);
+      throw new WriteError(path, err as Error);
     }
     return path;
   }
 
+  /** Renames the temp file over OutputPath; on failure removes it and throws WriteError. */
   private async install(tempPath: string): Promise<void> {
-    await rename(tempPath, this.o.outputPath);
+    try {
+      await rename(tempPath, this.o.outputPath);
+    } catch (err) {
+      await removeQuietly(tempPath);
+      throw new WriteError(this.o.outputPath, err as Error);
+    }
     await syncDir(dirname(this.o.outputPath));
   }
 
+  /** Temp file + rename; never leaves the temp file behind (throws WriteError). */
   private async writeAtomic(path: string, text: string): Promise<void> {
     const tmp = this.tempPathFor();
-    await writeFile(tmp, text, { mode: 0o640 });
-    await rename(tmp, path);
+    try {
+      await writeFile(tmp, text, { mode: 0o640 });
+      await rename(tmp, path);
+    } catch (err) {
+      await removeQuietly(tmp);
+      throw new WriteError(path, err as Error);
+    }
   }
 
   private async keepLastFailed(text: string, why: string): Promise<void> {

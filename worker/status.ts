@@ -3,7 +3,7 @@
  * for the fleet view and served as JSON on `GET /status` for health checks.
  *
  * `/status` answers 200 while this host serves a config this worker knows (managed mode: HAProxy
- * running), 503 otherwise; `degraded` lists what is wrong without making it unhealthy (ZooKeeper
+ * running) and its last reconcile could write its files, 503 otherwise; `degraded` lists what is wrong without making it unhealthy (ZooKeeper
  * away, no api publisher, last reconcile not applied).
  */
 import { createServer, type Server } from 'node:http';
@@ -91,9 +91,12 @@ export function statusView(d: StatusDeps): StatusView {
   if (last && last.outcome !== 'noop' && last.outcome !== 'reloaded' && last.outcome !== 'runtime') degraded.push(`last reconcile: ${last.outcome}`);
   if (last && last.outcome === 'noop' && last.reason !== 'unchanged') degraded.push(`last reconcile: ${last.reason}`);
   const serving = d.reconciler.running !== null && (d.mode === 'command' || hp.running === true);
+  // A disk that takes no new config (full, read-only) leaves this host behind the fleet: unhealthy
+  // until a write succeeds again, though the config in force keeps serving.
+  const writable = last?.outcome !== 'write-failed';
   return {
     ...record,
-    healthy: serving,
+    healthy: serving && writable,
     degraded,
     zookeeper: d.zk.state,
     publishers,

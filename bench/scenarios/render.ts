@@ -65,7 +65,7 @@ function peakRssMB(pid: number): number {
 /** Reconciles that changed what HAProxy runs (a reload, or a Runtime API update once there is one). */
 export function applied(outcomes: Record<string, number>): number {
   let n = 0;
-  for (const [k, v] of Object.entries(outcomes)) if (k !== 'noop' && k !== 'invalid' && k !== 'reload-failed') n += v;
+  for (const [k, v] of Object.entries(outcomes)) if (k !== 'noop' && k !== 'invalid' && k !== 'reload-failed' && k !== 'write-failed') n += v;
   return n;
 }
 
