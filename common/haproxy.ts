@@ -402,6 +402,8 @@ export class ManagedHAProxy implements HAProxyProcess {
   private lock: Promise<unknown> = Promise.resolve();
   /** Set once HAProxy ran successfully: only then is an unexpected exit restarted. */
   private everStarted = false;
+  /** The master's output since the reload in progress began (null: no reload in progress). */
+  private reloadOutput: string | null = null;
 
   constructor(private readonly opts: ManagedOptions) {}
 
@@ -478,6 +480,7 @@ export class ManagedHAProxy implements HAProxyProcess {
     const onData = (b: Buffer) => {
       const text = b.toString();
       output = (output + text).slice(-MAX_OUTPUT);
+      if (this.reloadOutput !== null) this.reloadOutput = (this.reloadOutput + text).slice(-MAX_OUTPUT);
       for (const line of text.split('\n')) {
         if (!line.trim()) continue;
         if (line.includes('[ALERT]')) this.opts.log.warn({ line }, 'haproxy alert');
@@ -590,8 +593,13 @@ export class ManagedHAProxy implements HAProxyProcess {
     const started = Date.now();
     if (this.closed) return { ok: false, reason: 'closed', ms: 0, output: '' };
     if (this.pid === null || !alive(this.pid)) {
-      const r = await this.startLocked();
-      return { ok: r.ok, reason: r.ok ? (r.adopted ? r.reason : 'haproxy started') : r.reason, ms: Date.now() - started, output: '' };
+      this.reloadOutput = '';
+      try {
+        const r = await this.startLocked();
+        return { ok: r.ok, reason: r.ok ? (r.adopted ? r.reason : 'haproxy started') : r.reason, ms: Date.now() - started, output: r.ok ? '' : this.reloadOutput };
+      } finally {
+        this.reloadOutput = null;
+      }
     }
     const pid = this.pid;
     const before = await this.showProc().catch(() => null);
@@ -599,6 +607,17 @@ export class ManagedHAProxy implements HAProxyProcess {
       return { ok: false, reason: 'master CLI not answering before reload', ms: Date.now() - started, output: '' };
     }
     const oldWorkers = new Set(before.workers.map((w) => w.pid));
+    // The master's alerts about the new config (`cannot bind socket ... [file:line] for proxy X`) go
+    // into a failed reload's output, so the worker can tell which app caused it.
+    this.reloadOutput = '';
+    try {
+      return await this.signalReload(pid, before, oldWorkers, started);
+    } finally {
+      this.reloadOutput = null;
+    }
+  }
+
+  private async signalReload(pid: number, before: ProcInfo, oldWorkers: Set<number>, started: number): Promise<ReloadResult> {
     try {
       process.kill(pid, 'SIGUSR2');
     } catch (err) {
@@ -618,7 +637,9 @@ export class ManagedHAProxy implements HAProxyProcess {
         return { ok: true, reason: `new worker ${fresh.map((w) => w.pid).join(',')}`, ms: Date.now() - started, output: '' };
       }
       if (info.failed > 0) {
-        return { ok: false, reason: 'haproxy rejected the new configuration (master kept the old workers)', ms: Date.now() - started, output: '' };
+        // The alerts come before the master says "Loading failure!"; give the pipe a moment to deliver them.
+        for (let i = 0; i < 20 && !/Loading failure/.test(this.reloadOutput ?? ''); i++) await sleep(10);
+        return { ok: false, reason: 'haproxy rejected the new configuration (master kept the old workers)', ms: Date.now() - started, output: this.reloadOutput ?? '' };
       }
     }
     return { ok: false, reason: `reload not confirmed within ${this.opts.timeoutMs} ms`, ms: Date.now() - started, output: '' };
