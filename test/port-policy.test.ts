@@ -4,7 +4,7 @@ import { addressPorts, bindLines, heldPorts, parsePortRange, portRefusals, setti
 import { reloadCulprits } from '../common/reload-alerts.js';
 import { renderOnce } from '../common/render.js';
 import { buildTemplateData } from '../common/template-data.js';
-import { changedSinceLastGood } from '../worker/quarantine.js';
+import { changedAgainstText, changedSinceLastGood } from '../worker/quarantine.js';
 import { app, defaultTemplate, onHost, service, services, settings, task, withEnv, withPortDefinitions, withTasks } from './builders.js';
 
 const NOW = Date.parse('2024-06-01T12:00:00Z');
@@ -219,5 +219,15 @@ describe('changed since the last good config (pure)', () => {
     ).data;
     expect(changedSinceLastGood(now, good)).to.deep.equal({ rules: ['/a'], apps: ['/b', '/d'] });
     expect(changedSinceLastGood(now, null)).to.equal(null);
+  });
+
+  it('tells the same from the text of a config found on disk: task churn aside, and a rule only when its text is new', () => {
+    const good = render([tenant('/a'), tenant('/b'), tenant('/c')], services(service('/a', 'path_beg /a'), service('/b', 'path_beg /b')));
+    const scaled = app('/c', withPortDefinitions(10000), withTasks(task('_c.1', onHost('10.0.0.9', 31000))));
+    const now = render(
+      [tenant('/a'), tenant('/b', { tcp: '31500' }), scaled, tenant('/d')],
+      services(service('/a', 'path_beg -f /dev/zero'), service('/b', 'path_beg /b')),
+    );
+    expect(changedAgainstText(now, now.data, good.text)).to.deep.equal({ rules: ['/a'], apps: ['/a', '/b', '/d'] });
   });
 });

@@ -223,6 +223,31 @@ describe('worker port policy and failure attribution (real ZooKeeper, ZeroMQ, HA
     expect((await quarantineOf(w, '/team-c/clash')).error).to.equal(q.error);
   });
 
+  it('quarantines what changed since the last good config when reloads keep failing with nothing to blame, and applies later changes', async () => {
+    const s = await testSetup();
+    const api = await fakeApi(s);
+    // Command mode: the reload command refuses any config that mentions /team-d, and says nothing an
+    // app could be blamed by (as an adopted master, whose output the worker cannot read).
+    const base = [marathonApp('/demo/web', [{ port: 21001 }])];
+    await api.setApps(base);
+    const w = await worker(s, { 'HAProxy.ReloadCommand': `! grep -q team-d ${s.outputPath}` });
+    const seen = outcomes(w);
+    await waitFor(() => w.reconciler.counts.reloaded === 1 && !w.reconciler.busy, 'the start-up reload');
+
+    const apps = [...base, marathonApp('/team-d/app', [{ port: 21002 }])];
+    await api.setApps(apps);
+    const q = await quarantineOf(w, '/team-d/app');
+    expect(q).to.deep.equal({ appId: '/team-d/app', level: 'app', error: 'reload failed (not attributable to an app) with this app changed since the last good config' });
+    const failed = seen.filter((o) => o.outcome === 'reload-failed');
+    expect(failed.length).to.equal(2);
+    expect(failed[0].reason).to.match(/^reload command failed \(exit 1\) \(retry in \d+ ms\)$/);
+    expect(failed[1].reason).to.contain('quarantined /team-d/app (app)');
+
+    await api.setApps([marathonApp('/demo/web', [{ port: 21001 }, { port: 21003 }]), apps[1]]);
+    await waitFor(() => cfgText(s).includes('127.0.0.1:21003'), 'the new task of /demo/web in haproxy.cfg', 30000);
+    expect(cfgText(s)).to.not.contain('team-d');
+  });
+
   it('keeps applying unrelated changes when a rule written straight to ZooKeeper makes validation time out (F4)', async () => {
     const s = await testSetup();
     const api = await fakeApi(s);
@@ -251,5 +276,30 @@ describe('worker port policy and failure attribution (real ZooKeeper, ZeroMQ, HA
     await api.setRule('/demo/shop/api', 'path_beg -i /shop');
     await waitFor(async () => (await get(s.httpPort, '/shop'))?.body.startsWith('shop'), 'the edited rule to apply', 30000);
     await waitFor(() => !w.reconciler.busy && w.reconciler.running?.quarantined.length === 0, 'the quarantine to lift');
+  });
+
+  it('still leaves the slow rule out after a worker restart that adopts the running HAProxy (F4)', async () => {
+    const s = await testSetup();
+    const api = await fakeApi(s);
+    const web = await backend('web');
+    const shop = await backend('shop');
+    const apps = [marathonApp('/demo/web', [{ port: web.port }]), marathonApp('/demo/shop/api', [{ port: shop.port }])];
+    await api.setApps(apps);
+    await api.setRule('/demo/web', 'path_beg -i /demo/web');
+    const first = await runWorker(workerConfig(s, { 'HAProxy.CommandTimeoutMs': 3000 }), log, { bind: '127.0.0.1:0', retryInitialMs: 200 });
+    cleanups.push(() => first.close());
+    await waitFor(async () => (await get(s.httpPort, '/demo/web/'))?.body.startsWith('web'), 'traffic for /demo/web');
+    await first.close({ keepHaproxy: true });
+
+    // Written while no worker ran: the new worker has no template data of the config in force, only
+    // the last good file, and its first validation times out.
+    await api.setRule('/demo/shop/api', 'path_beg -f /dev/zero');
+    const w = await worker(s, { 'HAProxy.CommandTimeoutMs': 3000 });
+    const q = await quarantineOf(w, '/demo/shop/api');
+    expect(q.level).to.equal('rules');
+    expect(q.error).to.contain('validation timed out after 3000 ms');
+    expect(w.reconciler.running!.quarantined.map((x) => x.appId)).to.deep.equal(['/demo/shop/api']);
+    await laterChangeApplies(s, api, apps, web);
+    expect((await get(s.httpPort, '/demo/shop/api/x'))?.body).to.match(/^shop /);
   });
 });

@@ -14,6 +14,7 @@
  */
 import { jsonEqual } from '../common/app-equality.js';
 import type { AppData, ServiceRecord, TemplateData } from '../common/model.js';
+import type { Origin } from '../common/render.js';
 
 /** What an app's remembered quarantine depends on: it is lifted when this changes. */
 export function quarantineKey(level: 'rules' | 'app', app: AppData | undefined, service: ServiceRecord | undefined): string | null {
@@ -51,4 +52,37 @@ export function changedSinceLastGood(candidate: TemplateData, lastGood: Template
   }
   const byId = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
   return { rules: rules.sort(byId), apps: apps.sort(byId) };
+}
+
+/**
+ * The same question when the last good config is known only as text (a config found on disk at
+ * start): an app counts as changed when a line of its fragments (server lines aside: task churn) is
+ * not in the running text. Its rule counts as changed when, in addition, the rule's text is nowhere
+ * in the running text. Sorted by id.
+ */
+export function changedAgainstText(
+  candidate: { text: string; origins: readonly Origin[] },
+  data: TemplateData,
+  runningText: string,
+): { rules: string[]; apps: string[] } {
+  const running = new Set(runningText.split('\n').map((l) => l.trim()));
+  const lines = candidate.text.split('\n');
+  const changed = new Set<string>();
+  for (const o of candidate.origins) {
+    if (changed.has(o.appId)) continue;
+    for (let i = o.startLine; i <= o.endLine; i++) {
+      const line = (lines[i - 1] ?? '').trim();
+      if (line === '' || line.startsWith('server ')) continue;
+      if (!running.has(line)) {
+        changed.add(o.appId);
+        break;
+      }
+    }
+  }
+  const apps = [...changed].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const rules = apps.filter((id) => {
+    const acl = Object.prototype.hasOwnProperty.call(data.Services, id) ? data.Services[id].Acl : '';
+    return typeof acl === 'string' && acl.trim() !== '' && !runningText.includes(acl.trim());
+  });
+  return { rules, apps };
 }

@@ -55,7 +55,7 @@ import { appsAtLines, TemplateError, type Origin, type Renderer } from '../commo
 import type { StoredRecord } from '../common/rules.js';
 import type { SlotTable } from '../common/slots.js';
 import { buildTemplateData, slotTable, TemplateDataMemo } from '../common/template-data.js';
-import { appsById, changedSinceLastGood, quarantineKey } from './quarantine.js';
+import { appsById, changedAgainstText, changedSinceLastGood, quarantineKey } from './quarantine.js';
 
 /**
  * How a reconcile ended. `runtime`: only servers changed, applied through HAProxy's Runtime API
@@ -223,6 +223,16 @@ const MAX_QUARANTINE_ROUNDS = 6;
 /** Validation failures remembered by config hash (a known-bad config is not validated again). */
 const INVALID_CACHE_SIZE = 16;
 
+/** A quarantine kept across reconciles; `until`: a reload quarantine is tried again then. */
+interface Remembered {
+  q: QuarantinedApp;
+  /** quarantineKey of the app when it was quarantined: a change lifts the quarantine. */
+  key: string;
+  until?: number;
+  /** Reload failures in a row blamed on the app with this key. */
+  strikes?: number;
+}
+
 export class NoSnapshotError extends Error {
   override name = 'NoSnapshotError';
 }
@@ -277,7 +287,10 @@ export class Reconciler extends EventEmitter {
    */
   private serverStateUntrusted = false;
   /** Quarantine kept across reconciles (refused reloads, validation timeouts), with the key that lifts it. */
-  private readonly remembered = new Map<string, { q: QuarantinedApp; key: string }>();
+  private readonly remembered = new Map<string, Remembered>();
+  /** Wakes the loop when a remembered reload quarantine is due to be tried again. */
+  private recheckTimer: NodeJS.Timeout | null = null;
+  private recheckAt = 0;
   /** Ports apps bind in the running config, by its hash (the port policy's incumbents). */
   private heldCache: { hash: string; held: Map<number, Holder> } | null = null;
   /** Ports of HAProxy.HttpBind and HAProxy.StatsBind: the edge's whether or not the template binds them. */
@@ -364,6 +377,8 @@ export class Reconciler extends EventEmitter {
     this.pending.clear();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    if (this.recheckTimer) clearTimeout(this.recheckTimer);
+    this.recheckTimer = null;
     for (const wake of this.sleepers) wake();
     await this.whenIdle();
     this.drainer?.close();
@@ -665,7 +680,7 @@ export class Reconciler extends EventEmitter {
       if (result.timedOut) {
         // A timeout names no line. Leave out what changed since the last good config (rules first,
         // then apps) and validate again, so one slow rule cannot stop every other update.
-        const more = this.timeoutSuspects(data, timeoutStage++);
+        const more = await this.timeoutSuspects(data, rendered, timeoutStage++);
         if (more.length === 0) {
           return { kind: 'invalid', reason: `validation timed out after ${this.o.commandTimeoutMs} ms`, hash, quarantined, snapshotVersion };
         }
@@ -736,36 +751,79 @@ export class Reconciler extends EventEmitter {
     return this.heldCache.held;
   }
 
-  /** The remembered quarantine that still applies to `full` (entries whose app changed are dropped). */
+  /**
+   * The remembered quarantine that still applies to `full`: entries whose app changed are dropped;
+   * a reload quarantine whose hold ran out is tried again (kept, to count its strikes).
+   */
   private rememberedQuarantine(full: TemplateData): Map<string, QuarantinedApp> {
     const out = new Map<string, QuarantinedApp>();
     if (this.remembered.size === 0) return out;
     const apps = appsById(full);
-    for (const [id, { q, key }] of this.remembered) {
-      if (quarantineKey(q.level, apps.get(id), full.Services[id]) === key) out.set(id, q);
-      else this.remembered.delete(id);
+    const now = Date.now();
+    let next = Infinity;
+    for (const [id, r] of this.remembered) {
+      if (quarantineKey(r.q.level, apps.get(id), full.Services[id]) !== r.key) this.remembered.delete(id);
+      else if (r.until === undefined || now < r.until) {
+        out.set(id, r.q);
+        if (r.until !== undefined) next = Math.min(next, r.until);
+      }
     }
+    if (next < Infinity) this.wakeForQuarantine(next);
     return out;
   }
 
-  /** Keeps these quarantined apps out of later reconciles while they stay as they are in `data`. */
-  private remember(data: TemplateData, qs: readonly QuarantinedApp[]): void {
+  /**
+   * Keeps these quarantined apps out of later reconciles while they stay as they are in `data`.
+   * With `hold` (reload failures: the cause may be outside the app, e.g. a port another process held
+   * for a while), only for that long, doubling with every repeated failure up to 16 times.
+   */
+  private remember(data: TemplateData, qs: readonly QuarantinedApp[], hold?: number): void {
     const apps = appsById(data);
+    const now = Date.now();
     for (const q of qs) {
       const key = quarantineKey(q.level, apps.get(q.appId), data.Services[q.appId]);
-      if (key !== null) this.remembered.set(q.appId, { q, key });
+      if (key === null) continue;
+      if (hold === undefined) {
+        this.remembered.set(q.appId, { q, key });
+        continue;
+      }
+      const before = this.remembered.get(q.appId);
+      const strikes = before && before.key === key && before.strikes !== undefined ? before.strikes + 1 : 1;
+      const until = now + hold * 2 ** Math.min(strikes - 1, 4);
+      this.remembered.set(q.appId, { q, key, until, strikes });
+      this.wakeForQuarantine(until);
     }
   }
 
   /**
-   * After a validation timeout: the rules changed since the last good config or, when none did, the
-   * apps changed since then. Nothing after two such rounds, or without a last good config to compare
-   * with (a config found on disk at start).
+   * What changed between the config in force and a candidate: by template data, or by text when the
+   * config in force was found on disk at start (see worker/quarantine.ts).
    */
-  private timeoutSuspects(data: TemplateData, stage: number): QuarantinedApp[] {
+  private changedSince(lastGood: Pick<RunningModel, 'data' | 'text'>, data: TemplateData, rendered: { text: string; origins: Origin[] }): { rules: string[]; apps: string[] } {
+    return changedSinceLastGood(data, lastGood.data) ?? changedAgainstText(rendered, data, lastGood.text);
+  }
+
+  private wakeForQuarantine(at: number): void {
+    if (this.closed || (this.recheckTimer && this.recheckAt <= at)) return;
+    if (this.recheckTimer) clearTimeout(this.recheckTimer);
+    this.recheckAt = at;
+    this.recheckTimer = setTimeout(() => {
+      this.recheckTimer = null;
+      this.trigger('retry');
+    }, Math.max(0, at - Date.now()));
+    this.recheckTimer.unref();
+  }
+
+  /**
+   * After a validation timeout: the rules changed since the last good config or, when none did, the
+   * apps changed since then. Nothing after two such rounds, or without any last good config.
+   */
+  private async timeoutSuspects(data: TemplateData, rendered: { text: string; origins: Origin[] }, stage: number): Promise<QuarantinedApp[]> {
     if (stage >= 2) return [];
-    const changed = changedSinceLastGood(data, this.running?.data ?? null);
-    if (!changed) return [];
+    // An adopted master's config is not known: the last good file is what this host last applied.
+    const lastGood = this.running ?? (await readFile(this.lastGoodPath, 'utf8').then((text) => ({ data: null, text }), () => null));
+    if (!lastGood) return [];
+    const changed = this.changedSince(lastGood, data, rendered);
     const error = (what: string) => `validation timed out after ${this.o.commandTimeoutMs} ms with this ${what} changed since the last good config`;
     if (changed.rules.length) return changed.rules.map((appId) => ({ appId, level: 'rules' as const, error: error('rule') }));
     return changed.apps.map((appId) => ({ appId, level: 'app' as const, error: error('app') }));
@@ -780,18 +838,16 @@ export class Reconciler extends EventEmitter {
   private blameFailedReload(plan: Extract<Plan, { kind: 'apply' }>, previous: RunningModel | null, output: string): QuarantinedApp[] {
     const { culprits, edge } = reloadCulprits(output, this.o.outputPath, plan.text, plan.origins);
     let qs: QuarantinedApp[] = culprits.map((c) => ({ appId: c.appId, level: 'app' as const, error: `reload failed: ${c.alert}` }));
-    if (qs.length === 0 && !edge && this.reloadFailures >= 2) {
-      const changed = changedSinceLastGood(plan.data, previous?.data ?? null);
-      if (changed) {
-        const error = (what: string) => `reload failed (not attributable to an app) with this ${what} changed since the last good config`;
-        const apps = new Set(changed.apps);
-        qs = [
-          ...changed.apps.map((appId) => ({ appId, level: 'app' as const, error: error('app') })),
-          ...changed.rules.filter((id) => !apps.has(id)).map((appId) => ({ appId, level: 'rules' as const, error: error('rule') })),
-        ].sort((a, b) => (a.appId < b.appId ? -1 : 1));
-      }
+    if (qs.length === 0 && !edge && this.reloadFailures >= 2 && previous) {
+      const changed = this.changedSince(previous, plan.data, plan);
+      const error = (what: string) => `reload failed (not attributable to an app) with this ${what} changed since the last good config`;
+      const apps = new Set(changed.apps);
+      qs = [
+        ...changed.apps.map((appId) => ({ appId, level: 'app' as const, error: error('app') })),
+        ...changed.rules.filter((id) => !apps.has(id)).map((appId) => ({ appId, level: 'rules' as const, error: error('rule') })),
+      ].sort((a, b) => (a.appId < b.appId ? -1 : 1));
     }
-    this.remember(plan.data, qs);
+    this.remember(plan.data, qs, this.o.retryMaxMs ?? 30000);
     return qs;
   }
 
@@ -816,12 +872,12 @@ export class Reconciler extends EventEmitter {
       }
       const blamed = this.blameFailedReload(plan, previous, reload.output);
       if (blamed.length > 0) {
-        // The rest applies at once, without the blamed apps (the minimum reload interval still holds).
+        // The rest applies without the blamed apps after the first backoff step, not at once: a
+        // master that just refused a config is still resuming its old workers' listeners.
         this.o.log.warn({ apps: blamed.map((q) => q.appId), errors: blamed.slice(0, 3).map((q) => q.error) }, 'quarantining apps that made the reload fail');
-        this.retryNotBefore = 0;
-        this.trigger('retry');
+        const delay = this.scheduleRetry(1, true);
         const list = blamed.map((q) => `${q.appId} (${q.level})`).join(', ');
-        return this.outcome('reload-failed', `${reload.reason}; quarantined ${list}: ${blamed[0].error} (retrying without them)`, triggers, startedAt, {
+        return this.outcome('reload-failed', `${reload.reason}; quarantined ${list}: ${blamed[0].error} (retry without them in ${delay} ms)`, triggers, startedAt, {
           ...extra,
           quarantined: [...extra.quarantined.filter((q) => !blamed.some((b) => b.appId === q.appId)), ...blamed].sort((a, b) => (a.appId < b.appId ? -1 : 1)),
         });
@@ -831,6 +887,8 @@ export class Reconciler extends EventEmitter {
     }
     this.reloadFailures = 0;
     this.retryNotBefore = 0;
+    // Reload quarantines tried again and now in force are forgotten (their strikes with them).
+    for (const [id, r] of this.remembered) if (r.until !== undefined && !plan.quarantined.some((q) => q.appId === id)) this.remembered.delete(id);
     // The new process starts from the file (and the filtered server state): nothing is draining.
     this.serverStateUntrusted = false;
     this.drainer?.clear();
