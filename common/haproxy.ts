@@ -494,6 +494,8 @@ export class ManagedHAProxy implements HAProxyProcess {
     child.stdout?.on('error', () => undefined);
     child.stderr?.on('error', () => undefined);
     let exited = false;
+    let drained = false;
+    child.once('close', () => (drained = true));
     child.once('error', () => (exited = true));
     child.once('exit', (code, signal) => {
       exited = true;
@@ -520,6 +522,8 @@ export class ManagedHAProxy implements HAProxyProcess {
       }
       await sleep(20);
     }
+    // 'exit' can come before the pipes deliver the last alerts (the worker maps them to apps).
+    for (let i = 0; exited && !drained && i < 50; i++) await sleep(10);
     if (!exited) {
       // Did not come up in time: stop it so the next attempt starts clean.
       this.child = null;

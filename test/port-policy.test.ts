@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { loadConfig } from '../common/config.js';
 import type { ServiceRecord } from '../common/model.js';
 import { addressPorts, bindLines, heldPorts, parsePortRange, portRefusals, settingPorts, type PortRange } from '../common/port-policy.js';
 import { reloadCulprits } from '../common/reload-alerts.js';
@@ -64,6 +65,12 @@ describe('port policy (pure)', () => {
         expect(r.unreadable).to.equal(unreadable);
       });
     }
+  });
+
+  it('refuses a bad HAProxy.TcpPortRange at start-up with one line naming the key, and takes a good one from the env', () => {
+    expect(() => loadConfig({ env: { HAPROXY_TCP_PORT_RANGE: '80-70000' } })).to.throw(/^config: HAProxy\.TcpPortRange must be a port range like 10000-65535 .*got "80-70000"$/);
+    expect(loadConfig({ env: {} }).HAProxy.TcpPortRange).to.equal('10000-65535');
+    expect(loadConfig({ env: { HAPROXY_TCP_PORT_RANGE: '1024-65535' } }).HAProxy.TcpPortRange).to.equal('1024-65535');
   });
 
   it('parses HAProxy.TcpPortRange', () => {

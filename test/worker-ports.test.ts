@@ -302,4 +302,20 @@ describe('worker port policy and failure attribution (real ZooKeeper, ZeroMQ, HA
     await laterChangeApplies(s, api, apps, web);
     expect((await get(s.httpPort, '/demo/shop/api/x'))?.body).to.match(/^shop /);
   });
+
+  it('quarantines an app whose port another process holds even in the very first config of a new host', async () => {
+    const s = await testSetup();
+    const taken = await freePort();
+    await occupy(taken);
+    const api = await fakeApi(s);
+    const web = await backend('web');
+    const apps = [marathonApp('/demo/web', [{ port: web.port }]), tcpApp('/team-c/clash', [{ port: web.port }], taken)];
+    await api.setApps(apps);
+    // No haproxy.cfg yet: the first config starts HAProxy, and the start fails on the taken port.
+    const w = await worker(s);
+    const q = await quarantineOf(w, '/team-c/clash');
+    expect(q.error).to.match(/^reload failed: .*cannot bind socket/);
+    await waitFor(async () => (await get(s.httpPort, '/demo/web/'))?.body.startsWith('web'), 'traffic for /demo/web');
+    await laterChangeApplies(s, api, apps, web);
+  });
 });
