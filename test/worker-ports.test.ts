@@ -72,7 +72,7 @@ describe('worker port policy and failure attribution (real ZooKeeper, ZeroMQ, HA
     return seen;
   }
 
-  const get = (port: number, path = '/') => httpGet(`http://127.0.0.1:${port}${path}`, { timeoutMs: 3000 }).catch(() => null);
+  const get = (port: number, path = '/') => httpGet(`http://127.0.0.1:${port}${path}`, { timeoutMs: 10000 }).catch(() => null);
   const cfgText = (s: TestSetup) => (existsSync(s.outputPath) ? readFileSync(s.outputPath, 'utf8') : '');
 
   /** The quarantine HAProxy's config runs with, once the worker is idle. */
