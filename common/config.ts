@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parsePortRange } from './port-policy.js';
 
 export type FieldType = 'string' | 'boolean' | 'integer' | 'enum' | 'secrets';
 
@@ -147,6 +148,8 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'Path of HAProxy\'s admin socket (stats socket with expose-fd listeners). Empty: <RuntimeDir>/haproxy.sock.' },
   { key: 'HAProxy.BindOptions', type: 'string', default: '', env: 'HAPROXY_BIND_OPTIONS', used: 'worker',
     doc: 'Extra options appended to every bind line of the default template (e.g. `noreuseport`).' },
+  { key: 'HAProxy.TcpPortRange', type: 'string', default: '10000-65535', env: 'HAPROXY_TCP_PORT_RANGE', used: 'worker',
+    doc: 'Ports an app may make HAProxy listen on (`BAMBOO_TCP_PORT`, extra service ports, any `bind` in an app\'s fragment), as `min-max`. An app binding a port outside it, a port the edge binds (HAProxy.HttpBind, HAProxy.StatsBind, any bind the template renders outside app fragments), or a port another app holds is quarantined (docs/worker.md, "Port policy"). The default keeps Marathon\'s service ports (10000-20000) and the ephemeral range, and keeps well-known and privileged ports (80, 443, 8080, ...) for the edge.' },
   { key: 'HAProxy.RuntimeApi', type: 'boolean', default: true, env: 'HAPROXY_RUNTIME_API', used: 'worker',
     doc: 'Apply changes that touch only servers (task started, killed, moved, health flipped) through the admin socket, without a reload; anything else reloads. Managed mode uses the admin socket always; command mode only when HAProxy.AdminSocket is set. A failed or unverified runtime change falls back to a reload.' },
   { key: 'HAProxy.ServerSlotHeadroom', type: 'integer', default: 50, env: 'HAPROXY_SERVER_SLOT_HEADROOM', min: 0, max: 1000, used: 'worker',
@@ -211,7 +214,7 @@ export interface Config {
     TemplatePath: string; OutputPath: string; ReloadCommand: string; ReloadValidationCommand: string;
     ReloadCleanupCommand: string; Binary: string; CommandTimeoutMs: number; ValidationCpuSeconds: number; ValidationMemoryMB: number;
     PassEnv: string; RuntimeDir: string; HttpBind: string; StatsBind: string;
-    StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string;
+    StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string; TcpPortRange: string;
     RuntimeApi: boolean; ServerSlotHeadroom: number; DrainTimeoutMs: number; ServerStateFile: string;
   };
   Worker: {
@@ -490,6 +493,9 @@ function validateCrossField(cfg: Config): void {
     }
     const secret = SCHEMA.find((f) => f.secret && f.env === name);
     if (secret) throw new ConfigError(`config: HAProxy.PassEnv must not pass ${name} (the secret ${secret.key}) to HAProxy`);
+  }
+  if (!parsePortRange(cfg.HAProxy.TcpPortRange)) {
+    throw new ConfigError(`config: HAProxy.TcpPortRange must be a port range like 10000-65535 (1-65535, min <= max), got ${JSON.stringify(cfg.HAProxy.TcpPortRange)}`);
   }
   if (!/^[^:]+:\d+$/.test(cfg.StatsD.Host)) {
     throw new ConfigError(`config: StatsD.Host must be host:port, got ${JSON.stringify(cfg.StatsD.Host)}`);

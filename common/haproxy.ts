@@ -448,6 +448,8 @@ export class ManagedHAProxy implements HAProxyProcess {
   private lock: Promise<unknown> = Promise.resolve();
   /** Set once HAProxy ran successfully: only then is an unexpected exit restarted. */
   private everStarted = false;
+  /** The master's output since the reload in progress began (null: no reload in progress). */
+  private reloadOutput: string | null = null;
 
   constructor(private readonly opts: ManagedOptions) {
     const initial = opts.restartDelayMs ?? 500;
@@ -524,13 +526,15 @@ export class ManagedHAProxy implements HAProxyProcess {
       return { ok: false, reason: `cannot start haproxy: ${(err as Error).message}`, adopted: false };
     }
     let output = '';
-    // Per-proxy shutdown lines after each reload are summarised (common/haproxy-log.ts).
+    // Per-proxy shutdown lines after each reload are summarised (common/haproxy-log.ts). The output of
+    // a reload or start in progress is also kept whole, so a refused one can be blamed on an app.
     const outLog = new HAProxyOutputLog(this.opts.log);
     const splitters = [child.stdout, child.stderr].map((stream) => {
       const splitter = new LineSplitter((line) => outLog.line(line));
       stream?.on('data', (b: Buffer) => {
         const text = b.toString();
         output = (output + text).slice(-MAX_OUTPUT);
+        if (this.reloadOutput !== null) this.reloadOutput = (this.reloadOutput + text).slice(-MAX_OUTPUT);
         splitter.push(text);
       });
       return splitter;
@@ -543,6 +547,8 @@ export class ManagedHAProxy implements HAProxyProcess {
     child.stdout?.on('error', () => undefined);
     child.stderr?.on('error', () => undefined);
     let exited = false;
+    let drained = false;
+    child.once('close', () => (drained = true));
     child.once('error', () => (exited = true));
     child.once('exit', (code, signal) => {
       exited = true;
@@ -569,6 +575,8 @@ export class ManagedHAProxy implements HAProxyProcess {
       }
       await sleep(20);
     }
+    // 'exit' can come before the pipes deliver the last alerts (the worker maps them to apps).
+    for (let i = 0; exited && !drained && i < 50; i++) await sleep(10);
     if (!exited) {
       // Did not come up in time: stop it so the next attempt starts clean.
       this.child = null;
@@ -650,8 +658,13 @@ export class ManagedHAProxy implements HAProxyProcess {
     const started = monotonicNow();
     if (this.closed) return { ok: false, reason: 'closed', ms: 0, output: '' };
     if (this.pid === null || !alive(this.pid)) {
-      const r = await this.startLocked();
-      return { ok: r.ok, reason: r.ok ? (r.adopted ? r.reason : 'haproxy started') : r.reason, ms: monotonicNow() - started, output: '' };
+      this.reloadOutput = '';
+      try {
+        const r = await this.startLocked();
+        return { ok: r.ok, reason: r.ok ? (r.adopted ? r.reason : 'haproxy started') : r.reason, ms: monotonicNow() - started, output: r.ok ? '' : this.reloadOutput };
+      } finally {
+        this.reloadOutput = null;
+      }
     }
     const pid = this.pid;
     const before = await this.showProc().catch(() => null);
@@ -659,6 +672,17 @@ export class ManagedHAProxy implements HAProxyProcess {
       return { ok: false, reason: 'master CLI not answering before reload', ms: monotonicNow() - started, output: '' };
     }
     const oldWorkers = new Set(before.workers.map((w) => w.pid));
+    // The master's alerts about the new config (`cannot bind socket ... [file:line] for proxy X`) go
+    // into a failed reload's output, so the worker can tell which app caused it.
+    this.reloadOutput = '';
+    try {
+      return await this.signalReload(pid, before, oldWorkers, started);
+    } finally {
+      this.reloadOutput = null;
+    }
+  }
+
+  private async signalReload(pid: number, before: ProcInfo, oldWorkers: Set<number>, started: number): Promise<ReloadResult> {
     try {
       process.kill(pid, 'SIGUSR2');
     } catch (err) {
@@ -678,7 +702,9 @@ export class ManagedHAProxy implements HAProxyProcess {
         return { ok: true, reason: `new worker ${fresh.map((w) => w.pid).join(',')}`, ms: monotonicNow() - started, output: '' };
       }
       if (info.failed > 0) {
-        return { ok: false, reason: 'haproxy rejected the new configuration (master kept the old workers)', ms: monotonicNow() - started, output: '' };
+        // The alerts come before the master says "Loading failure!"; give the pipe a moment to deliver them.
+        for (let i = 0; i < 20 && !/Loading failure/.test(this.reloadOutput ?? ''); i++) await sleep(10);
+        return { ok: false, reason: 'haproxy rejected the new configuration (master kept the old workers)', ms: monotonicNow() - started, output: this.reloadOutput ?? '' };
       }
     }
     return { ok: false, reason: `reload not confirmed within ${this.opts.timeoutMs} ms`, ms: monotonicNow() - started, output: '' };

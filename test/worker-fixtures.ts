@@ -3,9 +3,10 @@
  * dir, and a stand-in for the api tier (writes the snapshot and rules to ZooKeeper and publishes hints
  * from a registered publisher), so the worker is tested without the api.
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig, type Config } from '../common/config.js';
+import { DEFAULT_TEMPLATE_PATH, loadConfig, type Config } from '../common/config.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { HintPublisher } from '../common/bus.js';
 import { RuleStore } from '../common/rules.js';
@@ -144,6 +145,14 @@ export class FakeApi {
     if (hint && this.publisher) await this.publisher.publish('rules', { appId });
   }
 
+  /**
+   * Stores a record whose `Acl` is harmless and whose `Config.Rule` is what `configRuleTemplate`
+   * routes by: how a rule that `validateAcl` refuses (env(), -f) still reaches HAProxy.
+   */
+  async setConfigRule(appId: string, rule: string): Promise<void> {
+    await this.setRule(appId, 'path_beg /unused', true, { Rule: rule });
+  }
+
   async deleteRule(appId: string): Promise<void> {
     await this.rules.delete(appId);
     if (this.publisher) await this.publisher.publish('rules', { appId });
@@ -154,4 +163,19 @@ export class FakeApi {
     if (this.publisherPath) await this.zk.dropEphemeral(this.publisherPath).catch(() => undefined);
     await this.zk.close();
   }
+}
+
+/**
+ * A custom template that takes each app's rule from its record's `Config.Rule` (Bamboo-era templates
+ * used Config keys freely). `validateAcl` refuses env(), -f and the like in `Acl`, at the api and in the
+ * worker's template data; a Config value a custom template pastes is checked for printable text only,
+ * so this is how such a rule still reaches HAProxy, and the worker's deeper defences must hold anyway.
+ */
+export function configRuleTemplate(s: TestSetup): string {
+  const text = readFileSync(DEFAULT_TEMPLATE_PATH, 'utf8');
+  const from = '{%- assign acl = Services | get_service: app.Id | get: "Acl" %}';
+  if (!text.includes(from)) throw new Error('the default template no longer assigns the rule as configRuleTemplate expects');
+  const path = join(s.dir, 'config-rule.cfg.liquid');
+  writeFileSync(path, text.replace(from, '{%- assign acl = Services | get_service: app.Id | get: "Config" | get: "Rule" %}'));
+  return path;
 }

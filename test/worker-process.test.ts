@@ -7,13 +7,12 @@ import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_TEMPLATE_PATH } from '../common/config.js';
 import { runWorker, type WorkerHandle, type WorkerOptions } from '../worker/main.js';
 import type { ApplyOutcome } from '../worker/reconciler.js';
 import { httpGet, startBackend, type Backend } from '../harness/http.js';
 import { waitFor } from '../harness/process.js';
 import { tempDir } from '../harness/tmp.js';
-import { FakeApi, marathonApp, testLogger, testSetup, workerConfig, type TestSetup } from './worker-fixtures.js';
+import { configRuleTemplate, FakeApi, marathonApp, testLogger, testSetup, workerConfig, type TestSetup } from './worker-fixtures.js';
 
 const log = testLogger('worker-process');
 
@@ -91,26 +90,6 @@ describe('worker: the HAProxy process boundary (real ZooKeeper, ZeroMQ, HAProxy)
     }, `the rule of ${appId} to be applied`, 30000);
   }
 
-  /**
-   * A custom template that takes each app's rule from its record's `Config.Rule` (Bamboo-era templates
-   * used Config keys freely). `validateAcl` refuses env(), -f and the like in `Acl`, at the api and in
-   * the worker's template data; a Config value a custom template pastes is checked for printable text
-   * only, so this is how such a rule still reaches HAProxy, and the process boundary must hold anyway.
-   */
-  function configRuleTemplate(s: TestSetup): string {
-    const text = readFileSync(DEFAULT_TEMPLATE_PATH, 'utf8');
-    const from = '{%- assign acl = Services | get_service: app.Id | get: "Acl" %}';
-    expect(text, 'the default template').to.contain(from);
-    const path = join(s.dir, 'config-rule.cfg.liquid');
-    writeFileSync(path, text.replace(from, '{%- assign acl = Services | get_service: app.Id | get: "Config" | get: "Rule" %}'));
-    return path;
-  }
-
-  /** Stores a record whose `Acl` is harmless and whose `Config.Rule` is what the custom template routes by. */
-  async function setConfigRule(api: FakeApi, appId: string, rule: string): Promise<void> {
-    await api.setRule(appId, 'path_beg /unused', true, { Rule: rule });
-  }
-
   it("keeps the worker's secrets out of HAProxy and its validations, so env() in a rule finds nothing", async () => {
     withEnv({ ...SECRETS, BAMBOO_TEST_VISIBLE: 'yes' });
     const s = await testSetup();
@@ -124,7 +103,7 @@ describe('worker: the HAProxy process boundary (real ZooKeeper, ZeroMQ, HAProxy)
     chmodSync(wrapper, 0o755);
     await api.setApps([marathonApp('/leak', [{ port: leak.port }])]);
     // Written straight to ZooKeeper, as by a client holding the digest or past a missing API check.
-    await setConfigRule(api, '/leak', 'env(BAMBOO_TEST_SECRET) -m found');
+    await api.setConfigRule('/leak', 'env(BAMBOO_TEST_SECRET) -m found');
     const w = await worker(s, { 'HAProxy.Binary': wrapper, 'HAProxy.PassEnv': 'BAMBOO_TEST_VISIBLE', 'HAProxy.TemplatePath': configRuleTemplate(s) });
     await ruleApplied(w, api, '/leak');
 
@@ -138,12 +117,12 @@ describe('worker: the HAProxy process boundary (real ZooKeeper, ZeroMQ, HAProxy)
     for (const run of runs) expectNoSecret(readFileSync(join(dumps, run), 'utf8'), 'a validation');
 
     // What HAProxy.PassEnv names does reach HAProxy: the same kind of rule matches then.
-    await setConfigRule(api, '/leak', 'env(BAMBOO_TEST_VISIBLE) -m found');
+    await api.setConfigRule('/leak', 'env(BAMBOO_TEST_VISIBLE) -m found');
     await ruleApplied(w, api, '/leak');
     expect((await route(s, '/probe'))?.body).to.match(/^leak/);
   });
 
-  it('cuts a validation spinning on -f /dev/zero at the CPU-time limit and says so, long before the command timeout', async () => {
+  it('cuts a validation spinning on -f /dev/zero at the CPU-time limit, long before the command timeout, and quarantines the rule', async () => {
     const s = await testSetup();
     const api = await fakeApi(s);
     const web = await backend('web');
@@ -153,11 +132,17 @@ describe('worker: the HAProxy process boundary (real ZooKeeper, ZeroMQ, HAProxy)
     await waitFor(async () => (await route(s, '/web'))?.body.startsWith('web'), 'traffic to /web');
     const good = readFileSync(s.outputPath, 'utf8');
 
-    await setConfigRule(api, '/zero', 'path_beg -f /dev/zero');
-    const invalid = await waitFor(() => seen.find((o) => o.outcome === 'invalid'), 'the invalid outcome', 90000);
-    expect(invalid!.reason).to.contain('CPU-time limit').and.not.contain('timed out');
-    expect(invalid!.stages.validate, 'validation time (ms)').to.be.below(60000);
-    expect(readFileSync(s.outputPath, 'utf8')).to.equal(good);
+    await api.setConfigRule('/zero', 'path_beg -f /dev/zero');
+    // The limit names no line: the rule changed since the last good config is left out, the rest applies.
+    const quarantined = () => w.reconciler.running?.quarantined.find((x) => x.appId === '/zero');
+    await waitFor(() => quarantined() !== undefined, 'the /zero rule quarantined', 90000);
+    expect(quarantined()!.error).to.contain('CPU-time limit').and.not.contain('timed out');
+    // Without the rule the config is the one in force: the reconcile ends unchanged, the rule left out.
+    const limited = seen.filter((o) => o.quarantined.some((q) => q.appId === '/zero'));
+    expect(limited.map((o) => o.outcome), 'a reconcile without the rule').to.include.oneOf(['noop', 'reloaded']);
+    expect(limited[0].stages.validate, 'validation time (ms), the limited run included').to.be.below(60000);
+    expect(readFileSync(s.outputPath, 'utf8')).not.to.contain('/dev/zero');
+    expect(good).not.to.contain('/dev/zero');
     expect((await route(s, '/web'))?.body).to.match(/^web/);
   });
 
@@ -170,7 +155,7 @@ describe('worker: the HAProxy process boundary (real ZooKeeper, ZeroMQ, HAProxy)
     const w = await worker(s, { 'HAProxy.ValidationMemoryMB': 192, 'HAProxy.ValidationCpuSeconds': 60, 'HAProxy.CommandTimeoutMs': 600000, 'HAProxy.TemplatePath': configRuleTemplate(s) });
     await waitFor(async () => (await route(s, '/web'))?.body.startsWith('web'), 'traffic to /web');
 
-    await setConfigRule(api, '/rand', 'path_beg -f /dev/urandom');
+    await api.setConfigRule('/rand', 'path_beg -f /dev/urandom');
     // A new app needs a reload (not a runtime change), so it is applied by the config that holds the rule.
     await api.setApps([marathonApp('/web', [{ port: web.port }]), marathonApp('/rand', [{ port: web.port }]), marathonApp('/new', [{ port: other.port }])]);
     const quarantined = () => w.reconciler.running?.quarantined.find((x) => x.appId === '/rand');

@@ -12,6 +12,7 @@ import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import { haproxySettings, runtimeDir, workerName, type Config } from '../common/config.js';
 import { CommandHAProxy, ManagedHAProxy, sha256, validateConfig, type HAProxyProcess } from '../common/haproxy.js';
+import { parsePortRange } from '../common/port-policy.js';
 import { EMPTY_SERVER_STATE, RuntimeApi } from '../common/haproxy-runtime.js';
 import { haproxyEnv, hasLimits, onPath, passEnvNames, type ValidationLimits } from '../common/haproxy-sandbox.js';
 import type { Logger } from '../common/log.js';
@@ -168,6 +169,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     runtime,
     serverStateFile: settings.ServerStateFile,
     slotHeadroomPercent: cfg.HAProxy.ServerSlotHeadroom,
+    tcpPortRange: parsePortRange(cfg.HAProxy.TcpPortRange) ?? undefined,
     source,
     haproxy,
     validate: (path) =>

@@ -58,10 +58,13 @@ import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/metrics.js';
 import { Backoff, LatestWins, monotonicClock, RateWindow, Sleeper, type Clock, type Timer } from '../common/pacing.js';
 import type { HAProxySettings, ServiceRecord, TemplateData, Warning } from '../common/model.js';
+import { heldPorts, portRefusals, settingPorts, type Holder, type PortRange } from '../common/port-policy.js';
+import { reloadCulprits } from '../common/reload-alerts.js';
 import { appsAtLines, TemplateError, type Origin, type Renderer } from '../common/render.js';
 import type { StoredRecord } from '../common/rules.js';
 import type { SlotTable } from '../common/slots.js';
 import { buildTemplateData, slotTable, TemplateDataMemo } from '../common/template-data.js';
+import { appsById, changedAgainstText, changedSinceLastGood, quarantineKey } from './quarantine.js';
 
 /**
  * How a reconcile ended. `runtime`: only servers changed, applied through HAProxy's Runtime API
@@ -71,12 +74,16 @@ export type OutcomeKind = 'noop' | 'runtime' | 'reloaded' | 'invalid' | 'reload-
 
 export const OUTCOME_KINDS: readonly OutcomeKind[] = ['noop', 'runtime', 'reloaded', 'invalid', 'reload-failed', 'write-failed'];
 
-/** An app whose fragment broke validation and was left out of the config. */
+/**
+ * An app left out of the config (its rule, or all of it) because its fragment broke validation,
+ * the port policy refused a port it binds, HAProxy refused it at reload, or validation timed out
+ * with it changed since the last good config.
+ */
 export interface QuarantinedApp {
   appId: string;
   /** `rules`: rendered as if it had no service record; `app`: left out entirely. */
   level: 'rules' | 'app';
-  /** The validator's complaint about its fragment (one line). */
+  /** Why (one line): the validator's complaint, `port policy: ...`, `reload failed: ...`, `validation timed out ...`. */
   error: string;
 }
 
@@ -208,6 +215,8 @@ export interface ReconcilerOptions {
   serverStateFile?: string;
   /** HAProxy.ServerSlotHeadroom (percent). */
   slotHeadroomPercent?: number;
+  /** HAProxy.TcpPortRange: ports apps may bind (default: any; the edge's ports and clashes are refused regardless). */
+  tcpPortRange?: PortRange;
 }
 
 type Plan =
@@ -251,6 +260,17 @@ type Plan =
 const MAX_QUARANTINE_ROUNDS = 6;
 /** Validation failures remembered by config hash (a known-bad config is not validated again). */
 const INVALID_CACHE_SIZE = 16;
+
+/** A quarantine kept across reconciles; `until`: a reload quarantine is tried again then. */
+interface Remembered {
+  q: QuarantinedApp;
+  /** quarantineKey of the app when it was quarantined: a change lifts the quarantine. */
+  key: string;
+  /** When a reload quarantine is tried again (monotonic ms, the reconciler's clock). */
+  until?: number;
+  /** Reload failures in a row blamed on the app with this key. */
+  strikes?: number;
+}
 
 export class NoSnapshotError extends Error {
   override name = 'NoSnapshotError';
@@ -321,6 +341,15 @@ export class Reconciler extends EventEmitter {
    * next reload saves no server state, so the new file is the whole truth.
    */
   private serverStateUntrusted = false;
+  /** Quarantine kept across reconciles (refused reloads, validation timeouts), with the key that lifts it. */
+  private readonly remembered = new Map<string, Remembered>();
+  /** Wakes the loop when a remembered reload quarantine is due to be tried again. */
+  private recheckTimer: Timer | null = null;
+  private recheckAt = 0;
+  /** Ports apps bind in the running config, by its hash (the port policy's incumbents). */
+  private heldCache: { hash: string; held: Map<number, Holder> } | null = null;
+  /** Ports of HAProxy.HttpBind and HAProxy.StatsBind: the edge's whether or not the template binds them. */
+  private readonly edgePorts: number[];
 
   constructor(opts: ReconcilerOptions) {
     super();
@@ -342,6 +371,7 @@ export class Reconciler extends EventEmitter {
       // runOnce turns a failing stage into an outcome; this is what is left (an outcome listener that threw).
       onError: (err) => opts.log.error({ err: err.stack }, 'reconcile loop failed unexpectedly'),
     });
+    this.edgePorts = settingPorts([opts.settings.HttpBind, opts.settings.StatsBind]);
     if (opts.runtime?.enabled) {
       this.drainer = new Drainer(opts.runtime.api, opts.runtime.drainTimeoutMs, (err) =>
         opts.log.warn({ err: err.message }, 'could not finish draining a server'),
@@ -409,6 +439,8 @@ export class Reconciler extends EventEmitter {
     this.closed = true;
     this.retryTimer?.cancel();
     this.retryTimer = null;
+    this.recheckTimer?.cancel();
+    this.recheckTimer = null;
     const inFlight = this.pacer.close();
     this.sleeper.wake();
     await inFlight;
@@ -747,22 +779,32 @@ export class Reconciler extends EventEmitter {
     const { data: full, warnings } = await this.timed('build', () => buildTemplateData({ apps: desired.apps, services, now: Date.now(), slots, memo: this.dataMemo }));
     if (warnings.length) this.o.log.debug({ warnings: warnings.slice(0, 20), count: warnings.length }, 'template data warnings');
 
-    const quarantine = new Map<string, QuarantinedApp>();
+    // Apps quarantined by an earlier reconcile for a refused reload or a validation timeout stay
+    // out while they are unchanged (worker/quarantine.ts).
+    const quarantine = this.rememberedQuarantine(full);
+    /** Quarantined here for a validation timeout: remembered once a config without them validates. */
+    const suspects = new Map<string, QuarantinedApp>();
+    let timeoutStage = 0;
     const snapshotVersion = desired.snapshotVersion;
     let lastHash: string | null = null;
     for (let round = 0; round < MAX_QUARANTINE_ROUNDS; round++) {
-      const data = quarantine.size === 0 ? full : withoutQuarantined(full, quarantine);
-      const quarantined = [...quarantine.values()].sort((a, b) => (a.appId < b.appId ? -1 : 1));
+      let data: TemplateData;
       let rendered: { text: string; origins: Origin[] };
       try {
-        rendered = await this.timed('render', () => this.o.renderer.render(data, this.o.settings));
+        // Renders, then quarantines apps whose listeners the port policy refuses (and renders again).
+        ({ data, rendered } = await this.timed('render', () => this.renderAllowed(full, quarantine)));
       } catch (err) {
         const msg = err instanceof TemplateError ? err.message : `render failed: ${(err as Error).message}`;
+        const quarantined = [...quarantine.values()].sort((a, b) => (a.appId < b.appId ? -1 : 1));
         return { kind: 'invalid', reason: `template failed: ${msg}`, hash: null, quarantined, snapshotVersion };
       }
+      const quarantined = [...quarantine.values()].sort((a, b) => (a.appId < b.appId ? -1 : 1));
       const hash = await this.timed('render', () => sha256(rendered.text));
       lastHash = hash;
       if (this.running?.confirmed && hash === this.running.hash) {
+        // Without the suspects of a validation timeout the config is the one in force (validated
+        // before): the timeout was theirs.
+        if (suspects.size > 0) this.remember(full, [...suspects.values()]);
         return { kind: 'unchanged', hash, data, origins: rendered.origins, quarantined, rulesApplied: rulesIn(data, desired), snapshotVersion };
       }
       // Only servers changed (task churn)? Then no validation: the Runtime API applies the
@@ -772,6 +814,8 @@ export class Reconciler extends EventEmitter {
         const runningText = this.running.text;
         const diff = await this.timed('runtime', () => diffConfigs(runningText, rendered.text));
         if (diff.runtime) {
+          // Only servers differ from the config in force: as above.
+          if (suspects.size > 0) this.remember(full, [...suspects.values()]);
           return {
             kind: 'runtime', text: rendered.text, hash, data, origins: rendered.origins, quarantined,
             rulesApplied: rulesIn(data, desired), snapshotVersion, changes: diff.changes,
@@ -795,15 +839,32 @@ export class Reconciler extends EventEmitter {
           await removeQuietly(tempPath);
           tempPath = null;
           await this.keepLastFailed(rendered.text, `validation failed:\n${result.output}`);
-          if (!result.timedOut) this.rememberInvalid(hash, result);
+          // A slow validation may be the machine's load, not the config: not remembered as invalid.
+          if (!result.timedOut && result.limit !== 'cpu') this.rememberInvalid(hash, result);
         }
       }
       if (result.ok && tempPath) {
+        // A config without the suspects of a validation timeout validated well within the timeout:
+        // the timeout was theirs, not the machine's load, so they stay out until they change.
+        if (suspects.size > 0 && result.ms < this.o.commandTimeoutMs / 2) this.remember(full, [...suspects.values()]);
         const rulesApplied = rulesIn(data, desired);
         return { kind: 'apply', tempPath, text: rendered.text, hash, data, origins: rendered.origins, quarantined, rulesApplied, snapshotVersion, warnings, notRuntime };
       }
-      if (result.timedOut) {
-        return { kind: 'invalid', reason: `validation timed out after ${this.o.commandTimeoutMs} ms`, hash, quarantined, snapshotVersion };
+      if (result.timedOut || (result.limit === 'cpu' && result.lines.length === 0)) {
+        // A timeout (or the CPU-time limit, e.g. a pattern file that never ends) names no line. Leave
+        // out what changed since the last good config (rules first, then apps) and validate again, so
+        // one slow rule cannot stop every other update.
+        const cause = result.timedOut ? `validation timed out after ${this.o.commandTimeoutMs} ms` : result.limitReason ?? 'validation stopped by the CPU-time limit';
+        const more = await this.timeoutSuspects(data, rendered, timeoutStage++, cause);
+        if (more.length === 0) {
+          return { kind: 'invalid', reason: cause, hash, quarantined, snapshotVersion };
+        }
+        for (const q of more) {
+          quarantine.set(q.appId, q);
+          suspects.set(q.appId, q);
+        }
+        this.o.log.warn({ apps: more.map((q) => q.appId), level: more[0].level, round }, 'validation timed out; quarantining what changed since the last good config');
+        continue;
       }
       if (result.limitReason && result.lines.length === 0) {
         return { kind: 'invalid', reason: result.limitReason, hash, quarantined, snapshotVersion };
@@ -839,6 +900,135 @@ export class Reconciler extends EventEmitter {
     };
   }
 
+  /**
+   * Renders the data without the quarantined apps, then applies the port policy to the text: apps
+   * binding a port the policy refuses are quarantined (left out entirely: the listener comes from
+   * their Marathon data) and the rest rendered again. Each pass quarantines at least one more app.
+   */
+  private renderAllowed(full: TemplateData, quarantine: Map<string, QuarantinedApp>): { data: TemplateData; rendered: { text: string; origins: Origin[] } } {
+    for (;;) {
+      const data = quarantine.size === 0 ? full : withoutQuarantined(full, quarantine);
+      const rendered = this.o.renderer.render(data, this.o.settings);
+      const refused = portRefusals({
+        text: rendered.text,
+        origins: rendered.origins,
+        range: this.o.tcpPortRange ?? { min: 1, max: 65535 },
+        reserved: this.edgePorts,
+        held: () => this.heldPorts(),
+      }).filter((r) => quarantine.get(r.appId)?.level !== 'app');
+      if (refused.length === 0) return { data, rendered };
+      for (const r of refused) quarantine.set(r.appId, { appId: r.appId, level: 'app', error: `port policy: ${r.reason}` });
+      this.o.log.warn({ apps: refused.map((r) => r.appId), reasons: refused.slice(0, 5).map((r) => r.reason) }, 'quarantining apps whose ports the port policy refuses');
+    }
+  }
+
+  private heldPorts(): Map<number, Holder> {
+    const r = this.running;
+    if (!r) return new Map();
+    if (this.heldCache?.hash !== r.hash) this.heldCache = { hash: r.hash, held: heldPorts(r.text, r.origins) };
+    return this.heldCache.held;
+  }
+
+  /**
+   * The remembered quarantine that still applies to `full`: entries whose app changed are dropped;
+   * a reload quarantine whose hold ran out is tried again (kept, to count its strikes).
+   */
+  private rememberedQuarantine(full: TemplateData): Map<string, QuarantinedApp> {
+    const out = new Map<string, QuarantinedApp>();
+    if (this.remembered.size === 0) return out;
+    const apps = appsById(full);
+    const now = this.clock.now();
+    let next = Infinity;
+    for (const [id, r] of this.remembered) {
+      if (quarantineKey(r.q.level, apps.get(id), full.Services[id]) !== r.key) this.remembered.delete(id);
+      else if (r.until === undefined || now < r.until) {
+        out.set(id, r.q);
+        if (r.until !== undefined) next = Math.min(next, r.until);
+      }
+    }
+    if (next < Infinity) this.wakeForQuarantine(next);
+    return out;
+  }
+
+  /**
+   * Keeps these quarantined apps out of later reconciles while they stay as they are in `data`.
+   * With `hold` (reload failures: the cause may be outside the app, e.g. a port another process held
+   * for a while), only for that long, doubling with every repeated failure up to 16 times.
+   */
+  private remember(data: TemplateData, qs: readonly QuarantinedApp[], hold?: number): void {
+    const apps = appsById(data);
+    const now = this.clock.now();
+    for (const q of qs) {
+      const key = quarantineKey(q.level, apps.get(q.appId), data.Services[q.appId]);
+      if (key === null) continue;
+      if (hold === undefined) {
+        this.remembered.set(q.appId, { q, key });
+        continue;
+      }
+      const before = this.remembered.get(q.appId);
+      const strikes = before && before.key === key && before.strikes !== undefined ? before.strikes + 1 : 1;
+      const until = now + hold * 2 ** Math.min(strikes - 1, 4);
+      this.remembered.set(q.appId, { q, key, until, strikes });
+      this.wakeForQuarantine(until);
+    }
+  }
+
+  /**
+   * What changed between the config in force and a candidate: by template data, or by text when the
+   * config in force was found on disk at start (see worker/quarantine.ts).
+   */
+  private changedSince(lastGood: Pick<RunningModel, 'data' | 'text'>, data: TemplateData, rendered: { text: string; origins: Origin[] }): { rules: string[]; apps: string[] } {
+    return changedSinceLastGood(data, lastGood.data) ?? changedAgainstText(rendered, data, lastGood.text);
+  }
+
+  private wakeForQuarantine(at: number): void {
+    if (this.closed || (this.recheckTimer && this.recheckAt <= at)) return;
+    this.recheckTimer?.cancel();
+    this.recheckAt = at;
+    this.recheckTimer = this.clock.after(Math.max(0, at - this.clock.now()), () => {
+      this.recheckTimer = null;
+      this.trigger('retry');
+    }, { unref: true });
+  }
+
+  /**
+   * After a validation timeout: the rules changed since the last good config or, when none did, the
+   * apps changed since then. Nothing after two such rounds, or without any last good config.
+   */
+  private async timeoutSuspects(data: TemplateData, rendered: { text: string; origins: Origin[] }, stage: number, cause: string): Promise<QuarantinedApp[]> {
+    if (stage >= 2) return [];
+    // An adopted master's config is not known: the last good file is what this host last applied.
+    const lastGood = this.running ?? (await readFile(this.lastGoodPath, 'utf8').then((text) => ({ data: null, text }), () => null));
+    if (!lastGood) return [];
+    const changed = this.changedSince(lastGood, data, rendered);
+    const error = (what: string) => `${cause} with this ${what} changed since the last good config`;
+    if (changed.rules.length) return changed.rules.map((appId) => ({ appId, level: 'rules' as const, error: error('rule') }));
+    return changed.apps.map((appId) => ({ appId, level: 'app' as const, error: error('app') }));
+  }
+
+  /**
+   * After a refused reload: the apps HAProxy's alerts blame (through the line origins), quarantined
+   * and remembered. When the alerts blame no app nor the edge and the same kind of failure repeats,
+   * the rules and apps changed since the last good config instead, so an unattributable failure
+   * cannot stop every later change. Empty: nothing to quarantine (retry with backoff).
+   */
+  private blameFailedReload(plan: Extract<Plan, { kind: 'apply' }>, previous: RunningModel | null, output: string): QuarantinedApp[] {
+    const { culprits, edge } = reloadCulprits(output, this.o.outputPath, plan.text, plan.origins);
+    let qs: QuarantinedApp[] = culprits.map((c) => ({ appId: c.appId, level: 'app' as const, error: `reload failed: ${c.alert}` }));
+    // The backoff counts the failures in a row that blamed nothing: this one is at least the second.
+    if (qs.length === 0 && !edge && this.reloadBackoff.failures >= 1 && previous) {
+      const changed = this.changedSince(previous, plan.data, plan);
+      const error = (what: string) => `reload failed (not attributable to an app) with this ${what} changed since the last good config`;
+      const apps = new Set(changed.apps);
+      qs = [
+        ...changed.apps.map((appId) => ({ appId, level: 'app' as const, error: error('app') })),
+        ...changed.rules.filter((id) => !apps.has(id)).map((appId) => ({ appId, level: 'rules' as const, error: error('rule') })),
+      ].sort((a, b) => (a.appId < b.appId ? -1 : 1));
+    }
+    this.remember(plan.data, qs, this.o.retryMaxMs ?? 30000);
+    return qs;
+  }
+
   /** Renames the validated file over OutputPath, reloads, runs the cleanup command. */
   private async applyByReload(plan: Extract<Plan, { kind: 'apply' }>, triggers: string[], startedAt: number): Promise<ApplyOutcome> {
     const previous = this.running;
@@ -859,11 +1049,25 @@ export class Reconciler extends EventEmitter {
         );
         this.running = { ...previous, confirmed: false };
       }
+      const blamed = this.blameFailedReload(plan, previous, reload.output);
+      if (blamed.length > 0) {
+        // The rest applies without the blamed apps after the first backoff step, not at once: a
+        // master that just refused a config is still resuming its old workers' listeners.
+        this.o.log.warn({ apps: blamed.map((q) => q.appId), errors: blamed.slice(0, 3).map((q) => q.error) }, 'quarantining apps that made the reload fail');
+        const delay = this.scheduleRetry(this.reloadBackoff.initialMs, true);
+        const list = blamed.map((q) => `${q.appId} (${q.level})`).join(', ');
+        return this.outcome('reload-failed', `${reload.reason}; quarantined ${list}: ${blamed[0].error} (retry without them in ${delay} ms)`, triggers, startedAt, {
+          ...extra,
+          quarantined: [...extra.quarantined.filter((q) => !blamed.some((b) => b.appId === q.appId)), ...blamed].sort((a, b) => (a.appId < b.appId ? -1 : 1)),
+        });
+      }
       const delay = this.scheduleRetry(this.reloadBackoff.fail(), true);
       return this.outcome('reload-failed', `${reload.reason} (retry in ${delay} ms)`, triggers, startedAt, extra);
     }
     this.reloadBackoff.reset();
     this.retryNotBefore = -Infinity;
+    // Reload quarantines tried again and now in force are forgotten (their strikes with them).
+    for (const [id, r] of this.remembered) if (r.until !== undefined && !plan.quarantined.some((q) => q.appId === id)) this.remembered.delete(id);
     // The new process starts from the file (and the filtered server state): nothing is draining.
     this.serverStateUntrusted = false;
     this.drainer?.clear();

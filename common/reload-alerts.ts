@@ -1,0 +1,66 @@
+/**
+ * Maps a failed reload's HAProxy alerts back to the apps whose fragments caused them (F3 of the
+ * reliability review). `haproxy -c` does not bind sockets, so a config can validate and still be
+ * refused by the master at reload, e.g.
+ *
+ *   [ALERT] (9892) : Binding [/etc/haproxy/haproxy.cfg:17] for proxy ::db::pg-cluster-tcp: cannot bind socket (Address already in use) for [127.0.0.1:31777]
+ *
+ * The alert names the file and line, the proxy, and often the address. Each is mapped with the
+ * renderer's line origins: the line directly, the proxy through the line that declares it. Pure.
+ */
+import { alertLines } from './haproxy.js';
+import { appsAtLines, type Origin } from './render.js';
+
+/** One app blamed for a failed reload, with the alert (one line) that blames it. */
+export interface ReloadCulprit {
+  appId: string;
+  alert: string;
+}
+
+const SECTION = /^[ \t]*(frontend|backend|listen|peers)[ \t]+(\S+)/gm;
+
+/** Proxy name -> the 1-based line that declares it, in a rendered config. */
+function proxyLines(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  let line = 1;
+  let at = 0;
+  SECTION.lastIndex = 0;
+  for (let m = SECTION.exec(text); m !== null; m = SECTION.exec(text)) {
+    for (let i = text.indexOf('\n', at); i >= 0 && i < m.index; i = text.indexOf('\n', i + 1)) line++;
+    at = m.index;
+    if (!out.has(m[2])) out.set(m[2], line);
+  }
+  return out;
+}
+
+function tidy(alert: string): string {
+  return alert.trim().replace(/^\[ALERT\]\s*\(\d+\)\s*:\s*(config\s*:\s*)?/, '').slice(0, 300);
+}
+
+/**
+ * The apps a reload failure's output blames, sorted by app id. `file` is the config path HAProxy
+ * loaded (OutputPath), `text` and `origins` the config installed there. Alerts that point at no app
+ * blame nobody; `edge` tells whether one pointed at a line of the template's own (the edge's) part,
+ * which no quarantine can fix.
+ */
+export function reloadCulprits(output: string, file: string, text: string, origins: readonly Origin[]): { culprits: ReloadCulprit[]; edge: boolean } {
+  const found = new Map<string, string>();
+  let edge = false;
+  let proxies: Map<string, number> | null = null;
+  for (const raw of output ? output.split('\n') : []) {
+    if (!raw.includes('[ALERT]')) continue;
+    const lines = alertLines(raw, file);
+    for (const m of raw.matchAll(/\b(?:proxy|frontend|backend|listener)\s+'?([^\s']+)/g)) {
+      proxies ??= proxyLines(text);
+      const line = proxies.get(m[1].replace(/'?:?$/, ''));
+      if (line !== undefined) lines.push(line);
+    }
+    for (const line of lines) {
+      const ids = appsAtLines(origins, [line]);
+      if (ids.length === 0) edge = true;
+      for (const id of ids) if (!found.has(id)) found.set(id, tidy(raw));
+    }
+  }
+  const culprits = [...found].map(([appId, alert]) => ({ appId, alert })).sort((a, b) => (a.appId < b.appId ? -1 : a.appId > b.appId ? 1 : 0));
+  return { culprits, edge };
+}
