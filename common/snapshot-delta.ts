@@ -10,9 +10,15 @@
  * missed a hint, reads ZooKeeper as before: the stored snapshot stays the truth and the delta only a
  * shortcut to it.
  *
+ * A hint is unauthenticated by default (anyone who can reach a worker's subscription can send one), so a
+ * worker never applies a delta on the hint's word: the api stores the delta's digest (deltaDigest) in
+ * the snapshot pointer it writes in the same ZooKeeper operation as the snapshot, and a worker applies a
+ * delta only when the pointer it reads shows that digest, that version and that hash (worker/desired.ts).
+ *
  * Pure functions; apps are compared by their JSON text, which the api has at hand anyway (it is what it
  * stores).
  */
+import { createHash } from 'node:crypto';
 
 /** A snapshot's apps serialised one by one: `json` equals `JSON.stringify(apps)`. */
 export interface SerialisedApps {
@@ -26,6 +32,8 @@ export interface SerialisedApps {
 export interface SnapshotDelta {
   /** The snapshot version this delta applies to. */
   base: number;
+  /** The hash of that snapshot's content: a delta applies only to exactly that content. */
+  baseHash: string;
   /** The snapshot version it produces, with its hash and fetch time (as stored in ZooKeeper). */
   version: number;
   hash: string;
@@ -46,6 +54,20 @@ export interface SnapshotDelta {
  */
 export const DELTA_MAX_APPS = 100;
 export const DELTA_MAX_BYTES = 64 * 1024;
+
+/** What a delta changes, without the snapshot it produces (which the pointer names): what the digest covers. */
+export type DeltaBody = Pick<SnapshotDelta, 'base' | 'baseHash' | 'upsert' | 'remove' | 'order'>;
+
+/**
+ * sha256 of a delta's body, as the api stores it in the snapshot pointer (`delta`). The api computes it
+ * over the objects it then sends; the worker over the objects it parsed from the hint. JSON.stringify of
+ * JSON.parse of JSON.stringify's output is that output again, so both get the same text.
+ */
+export function deltaDigest(d: DeltaBody): string {
+  return createHash('sha256')
+    .update(JSON.stringify([d.base, d.baseHash, d.upsert, d.remove, d.order ?? null]))
+    .digest('hex');
+}
 
 /** An app's string `id`, or null. */
 function appId(a: unknown): string | null {

@@ -9,7 +9,7 @@ import { loadConfig, type Config } from '../common/config.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { HintPublisher } from '../common/bus.js';
 import { RuleStore } from '../common/rules.js';
-import { ControlStore } from '../common/snapshot.js';
+import { ControlStore, type StoredContent } from '../common/snapshot.js';
 import { Zk } from '../common/zk.js';
 import { freePort } from './support/ports.js';
 import { tempDir } from './support/tmp.js';
@@ -104,6 +104,9 @@ export class FakeApi {
   readonly control: ControlStore;
   readonly rules: RuleStore;
   publisher: HintPublisher | null = null;
+  /** Put a delta on each `marathon` hint, as the intake does (its digest stored in the pointer). */
+  sayDeltas = false;
+  private lastStored: StoredContent | null = null;
   private publisherPath = '';
 
   constructor(s: TestSetup, log: Logger = testLogger('fake-api')) {
@@ -131,10 +134,12 @@ export class FakeApi {
   }
 
   async setApps(apps: unknown[]): Promise<number> {
-    const r = await this.control.writeSnapshot(apps, Date.now());
+    const fetchedAt = Date.now();
+    const r = await this.control.writeSnapshot(apps, fetchedAt, { deltaFrom: this.sayDeltas ? this.lastStored : null });
+    this.lastStored = { version: r.version, hash: r.hash, ids: r.serialised.ids, parts: r.serialised.parts };
     if (this.publisher) {
       this.publisher.snapshotVersion = r.version;
-      await this.publisher.publish('marathon');
+      await this.publisher.publish('marathon', r.delta ? { delta: { ...r.delta, version: r.version, hash: r.hash, fetchedAt } } : {});
     }
     return r.version;
   }

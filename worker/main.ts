@@ -169,7 +169,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   // Subscribe first, then read: a change published between the two cannot be missed.
   const onHint = (e: HintEvent) => {
     const h = e.hint;
-    // Before the trigger, so the reconcile it starts finds the new snapshot in memory.
+    // Before the trigger, so the reconcile it starts can confirm it against ZooKeeper and apply it.
     if (h.kind === 'marathon' && h.delta && typeof h.delta === 'object') source.offerDelta(h.delta);
     reconciler.noteHintedSnapshot(h.snapshotVersion);
     if (e.gap) reconciler.trigger('gap');
@@ -191,7 +191,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     haproxy,
     zk,
     publishers: () => [...discovery.known.values()].map((p) => p.zmq).sort(),
-    snapshots: () => ({ reads: source.snapshotReads, deltas: source.deltasApplied }),
+    snapshots: () => ({ reads: source.snapshotReads, deltas: source.deltasApplied, ignored: source.deltasIgnored }),
   };
   const statusPath = `${control.workersPath}/${name}`;
   await zk.ephemeral(statusPath, () => Buffer.from(JSON.stringify(statusRecord(deps))));

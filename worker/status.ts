@@ -26,8 +26,11 @@ export interface StatusView extends WorkerStatus {
   lastStages: ApplyOutcome['stages'];
   lastApplyStages: ApplyOutcome['stages'];
   busy: boolean;
-  /** How the Marathon snapshots came in: read whole from ZooKeeper, or applied from a hint's delta. */
-  snapshots: { reads: number; deltas: number };
+  /**
+   * How the Marathon snapshots came in: read whole from ZooKeeper, or applied from a hint's delta that
+   * ZooKeeper confirmed; `ignored`: hint deltas not applied (not confirmed by ZooKeeper: forged; or superseded, or a replay).
+   */
+  snapshots: { reads: number; deltas: number; ignored: number };
   /** The Runtime API: socket (empty: off), fallbacks to a reload, last failure, servers draining. */
   runtime: {
     enabled: boolean;
@@ -51,7 +54,7 @@ export interface StatusDeps {
   zk: Zk;
   publishers: () => string[];
   /** Snapshot reads and hint deltas applied (ZkDesiredState's counters). */
-  snapshots?: () => { reads: number; deltas: number };
+  snapshots?: () => { reads: number; deltas: number; ignored: number };
 }
 
 /** The record stored in ZooKeeper (the shared WorkerStatus shape). */
@@ -99,7 +102,7 @@ export function statusView(d: StatusDeps): StatusView {
     lastStages: last?.stages ?? {},
     lastApplyStages: d.reconciler.lastApply?.stages ?? {},
     busy: d.reconciler.busy,
-    snapshots: d.snapshots?.() ?? { reads: 0, deltas: 0 },
+    snapshots: d.snapshots?.() ?? { reads: 0, deltas: 0, ignored: 0 },
     runtime: {
       enabled: !!d.adminSocket,
       socket: d.adminSocket ?? '',
