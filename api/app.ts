@@ -24,6 +24,7 @@ import type { ControlStore, PublisherRecord, WorkerStatus } from '../common/snap
 import { buildTemplateData } from '../common/template-data.js';
 import { ZkUnavailableError, type Zk } from '../common/zk.js';
 import type { IntakeStatus } from './intake.js';
+import type { AclStatus } from './zk-acl.js';
 import { RulesCache } from './rules-cache.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 
@@ -45,6 +46,8 @@ export interface AppDeps {
   metrics: Metrics;
   /** This copy's registration in ZooKeeper (shown in /status). */
   registration?: () => PublisherRecord | null;
+  /** Whether Bamboo's ZooKeeper nodes carry the digest ACL (shown in /status as `zookeeperAcl`). */
+  acls?: () => AclStatus;
   /** Shared with other components when given; created otherwise. */
   rulesCache?: RulesCache;
   /** Clock for template data (health grace periods); default Date.now. */
@@ -522,6 +525,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const body = {
       status: !zkUp ? 'unavailable' : marathonOk && snap ? 'ok' : 'degraded',
       zookeeper: { connected: zkUp, state: zk.state },
+      zookeeperAcl: deps.acls?.() ?? null,
       marathon: {
         mode: m.mode,
         lastFetch: m.lastFetch,

@@ -85,7 +85,7 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'Bamboo.Zookeeper.SessionTimeoutMs', type: 'integer', default: 10000, env: 'BAMBOO_ZK_SESSION_TIMEOUT_MS', min: 2000, max: 120000, used: 'both',
     doc: 'ZooKeeper session timeout; ephemeral registrations vanish this long after a process dies.' },
   { key: 'Bamboo.Zookeeper.Digest', type: 'string', default: '', env: 'BAMBOO_ZK_DIGEST', secret: true, used: 'both',
-    doc: 'user:password for ZooKeeper digest auth; nodes created get a digest ACL. Secret: never logged.' },
+    doc: 'user:password for ZooKeeper digest auth: every node created gets the digest ACL (no access for anyone else), and at start-up the api gives it to existing nodes under Path and ControlPath that lack it, such as rules an older Bamboo created world-writable (docs/deployment.md, "Securing ZooKeeper"). Secret: never logged.' },
   { key: 'Bamboo.AuthToken', type: 'string', default: '', env: 'BAMBOO_AUTH_TOKEN', secret: true, used: 'api',
     doc: 'Bearer token required for writes and for unredacted /api/state (empty: no auth). Secret: never logged.' },
   { key: 'Bamboo.MaxBodyBytes', type: 'integer', default: 65536, env: 'BAMBOO_MAX_BODY_BYTES', min: 1024, max: 16777216, used: 'api',
