@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { HintPublisher } from '../common/bus.js';
-import { marathonEndpoints, type Config } from '../common/config.js';
+import { curveKeyList, marathonEndpoints, type Config } from '../common/config.js';
 import type { Logger } from '../common/log.js';
 import { MarathonClient } from '../common/marathon.js';
 import { createMetrics, type Metrics } from '../common/metrics.js';
@@ -98,7 +98,9 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
   zk.on('connected', ensureBase);
   if (zk.connected) ensureBase();
 
-  const publisher = new HintPublisher(id, log.child({ component: 'publisher' }));
+  const z = cfg.ZeroMQ;
+  const curve = z.CurveSecretKey ? { publicKey: z.CurvePublicKey, secretKey: z.CurveSecretKey, clientKeys: curveKeyList(z.CurveClientKeys) } : undefined;
+  const publisher = new HintPublisher(id, log.child({ component: 'publisher' }), undefined, curve);
   try {
     await publisher.start(cfg.ZeroMQ.PublishBind);
   } catch (err) {
@@ -156,6 +158,7 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
     http: url,
     host: hostname(),
     startedAt: Date.now(),
+    ...(publisher.curvePublicKey ? { curve: publisher.curvePublicKey } : {}),
   };
   const regPath = `${control.publishersPath}/${id}`;
   const reg = registration;

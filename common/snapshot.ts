@@ -67,6 +67,8 @@ export interface PublisherRecord {
   http: string;
   host: string;
   startedAt: number;
+  /** Its ZeroMQ CURVE public key (Z85), when it publishes over CURVE. */
+  curve?: string;
 }
 
 export interface WorkerStatus {

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Publisher } from 'zeromq';
-import { encodeHint, type Hint } from '../common/bus.js';
+import { encodeHint, HintPublisher, HintSubscriber, newCurveKeys, type Hint, type HintEvent } from '../common/bus.js';
 import { Zk } from '../common/zk.js';
 import { runWorker, type WorkerHandle } from '../worker/main.js';
 import { freePort } from './support/ports.js';
@@ -63,8 +63,8 @@ describe('hints are hints: forged ZeroMQ hints (real ZooKeeper, ZeroMQ, haproxy 
     for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
   });
 
-  async function fakeApi(s: TestSetup): Promise<FakeApi> {
-    const api = await new FakeApi(s).start();
+  async function fakeApi(s: TestSetup, opts: Parameters<FakeApi['start']>[0] = {}): Promise<FakeApi> {
+    const api = await new FakeApi(s).start(opts);
     api.sayDeltas = true;
     cleanups.push(() => api.close());
     return api;
@@ -162,5 +162,73 @@ describe('hints are hints: forged ZeroMQ hints (real ZooKeeper, ZeroMQ, haproxy 
     expect(w.status().snapshots.deltas, "the real api's deltas applied once confirmed").to.be.greaterThan(deltasBefore);
     expect(written.join('\n')).to.not.contain(`:${attackerPort}`);
     expect(w.status().snapshots.ignored, 'forged deltas counted').to.be.greaterThan(0);
+  });
+
+  describe('with ZeroMQ CURVE', () => {
+    it('takes hints only from publishers proving a trusted key: not from a plain one, an impostor naming the key, or an untrusted key', async () => {
+      const apiKeys = newCurveKeys();
+      const s = await testSetup();
+      const api = await fakeApi(s, { curve: apiKeys });
+      await api.setApps([marathonApp('/curve/web', [{ port: 32001 }])]);
+      const w = await worker(s, { 'ZeroMQ.CurveServerKeys': apiKeys.publicKey });
+      await waitFor(() => cfgText(s).includes(':32001'), 'the start-up config');
+
+      const other = newCurveKeys();
+      // A plain publisher registered without a key (the worker tries the one key it trusts: no handshake).
+      const plain = await rogue(s, { id: 'evil-plain' });
+      // A CURVE publisher with its own keys that registers the api's public key: it cannot prove it.
+      const impostor = await rogue(s, { id: 'evil-impostor', socket: { curveServer: true, curvePublicKey: other.publicKey, curveSecretKey: other.secretKey }, record: { curve: apiKeys.publicKey } });
+      // A CURVE publisher registering its own key: not trusted, not even connected to.
+      const untrusted = await rogue(s, { id: 'evil-untrusted', socket: { curveServer: true, curvePublicKey: other.publicKey, curveSecretKey: other.secretKey }, record: { curve: other.publicKey } });
+      await waitFor(() => w.discovery.known.size === 4, 'the worker to see every registration');
+      expect([...w.discovery.untrusted]).to.deep.equal(['evil-untrusted']);
+      expect(w.subscriber.connectedEndpoints).to.include(plain.address).and.include(impostor.address).and.not.include(untrusted.address);
+
+      // All three send a stream of hints while the real api keeps publishing (heartbeats every 200 ms
+      // and a change): the real one arrives and applies, none of theirs is received.
+      let sending = true;
+      const stream = (async () => {
+        while (sending) {
+          for (const r of [plain, impostor, untrusted]) await r.send({ kind: 'rules', appId: '/curve/web', snapshotVersion: 1e9 });
+          await sleep(50);
+        }
+      })();
+      const fromApi = () => w.subscriber.receivedFrom.get(api.publisher!.publisherId) ?? 0;
+      const start = fromApi();
+      await api.setApps([marathonApp('/curve/web', [{ port: 32002 }])]);
+      await waitFor(() => cfgText(s).includes(':32002'), "the real api's hint over CURVE");
+      await waitFor(() => fromApi() >= start + 10 && plain.sent >= 20, 'a while of traffic from both sides');
+      sending = false;
+      await stream;
+      for (const id of ['evil-plain', 'evil-impostor', 'evil-untrusted']) expect(w.subscriber.receivedFrom.get(id) ?? 0, id).to.equal(0);
+    });
+
+    it('lets only the listed worker keys subscribe when the api restricts its clients (ZAP)', async () => {
+      const apiKeys = newCurveKeys();
+      const allowed = newCurveKeys();
+      const stranger = newCurveKeys();
+      const pub = new HintPublisher('api-zap', log, 100, { ...apiKeys, clientKeys: [allowed.publicKey] });
+      const address = await pub.start('tcp://127.0.0.1:*');
+      cleanups.push(() => pub.close());
+      const subscriber = (keys: typeof allowed) => {
+        const seen: HintEvent[] = [];
+        const sub = new HintSubscriber(log, (e) => seen.push(e), keys);
+        sub.start();
+        sub.setEndpoints([{ address, serverKey: apiKeys.publicKey }]);
+        cleanups.push(async () => sub.close());
+        return seen;
+      };
+      const good = subscriber(allowed);
+      const bad = subscriber(stranger);
+      const plain: HintEvent[] = [];
+      const plainSub = new HintSubscriber(log, (e) => plain.push(e));
+      plainSub.start();
+      plainSub.setEndpoints([address]);
+      cleanups.push(async () => plainSub.close());
+      // Heartbeats every 100 ms: ten of them reach the listed worker, none the others.
+      await waitFor(() => good.length >= 10, 'hints at the listed worker');
+      expect(bad, 'a CURVE client with another key').to.have.length(0);
+      expect(plain, 'a plain client').to.have.length(0);
+    });
   });
 });

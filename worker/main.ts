@@ -10,7 +10,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
-import { haproxySettings, workerName, type Config } from '../common/config.js';
+import { curveKeyList, haproxySettings, workerName, type Config } from '../common/config.js';
 import { CommandHAProxy, ManagedHAProxy, sha256, validateConfig, type HAProxyProcess } from '../common/haproxy.js';
 import { EMPTY_SERVER_STATE, RuntimeApi } from '../common/haproxy-runtime.js';
 import type { Logger } from '../common/log.js';
@@ -177,9 +177,10 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     // A heartbeat only matters when it reveals a snapshot this worker has not read.
     else if (h.snapshotVersion > reconciler.lastReadSnapshotVersion) reconciler.trigger('heartbeat');
   };
-  const subscriber = new HintSubscriber(log, onHint);
+  const z = cfg.ZeroMQ;
+  const subscriber = new HintSubscriber(log, onHint, z.CurveSecretKey ? { publicKey: z.CurvePublicKey, secretKey: z.CurveSecretKey } : undefined);
   subscriber.start();
-  const discovery = new PublisherDiscovery(zk, control, subscriber, log, () => reconciler.trigger('publisher'));
+  const discovery = new PublisherDiscovery(zk, control, subscriber, log, () => reconciler.trigger('publisher'), curveKeyList(z.CurveServerKeys));
   await discovery.start();
 
   const deps: StatusDeps = {
