@@ -60,10 +60,10 @@ export function decodeHint(frames: Buffer[]): Hint | null {
 }
 
 /**
- * Messages larger than this are refused by a worker's socket (ZeroMQ drops the connection): a real hint
- * carries at most a 64 kB delta plus the app order (about 40 bytes per app).
+ * Messages larger than this are refused by a worker's socket (ZeroMQ drops the connection, which then
+ * reconnects): a real hint carries at most a 64 kB delta (DELTA_MAX_BYTES, its app order included).
  */
-export const HINT_MAX_BYTES = 16 * 1024 * 1024;
+export const HINT_MAX_BYTES = 1024 * 1024;
 
 /** A CURVE keypair in Z85 text (40 characters each). */
 export interface CurveKeys {

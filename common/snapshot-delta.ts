@@ -47,7 +47,8 @@ export interface SnapshotDelta {
 }
 
 /**
- * Bounds of a delta: above them a worker reads ZooKeeper instead (a big deployment, the first fetch).
+ * Bounds of a delta: above them a worker reads ZooKeeper instead (a big deployment, the first fetch, a
+ * reordering of many apps: the bytes bound covers the new order too).
  * The bytes bound also bounds memory: ZeroMQ queues up to its high-water mark of messages for a
  * subscriber that stopped reading (common/bus.ts), so 1,000 x 64 kB at worst. A typical app with its
  * tasks is 1-3 kB of JSON.
@@ -279,7 +280,11 @@ export function diffApps(
   // The order applyDelta produces without help: the old one, minus removals, plus additions at the end.
   const implied = [...(prev.ids as string[]).filter((id) => nextIds.has(id)), ...(next.ids as string[]).filter((id) => !prevIds.has(id))];
   const same = implied.every((id, i) => id === next.ids[i]);
-  return same ? { upsert, remove } : { upsert, remove, order: next.ids as string[] };
+  if (same) return { upsert, remove };
+  // The order lists every app: bounded like the rest, so a hint stays small (a worker refuses big ones).
+  let orderBytes = 0;
+  for (const id of next.ids as string[]) orderBytes += id.length + 3;
+  return bytes + orderBytes > maxBytes ? null : { upsert, remove, order: next.ids as string[] };
 }
 
 /**

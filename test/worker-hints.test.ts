@@ -100,8 +100,10 @@ describe('hints are hints: forged ZeroMQ hints (real ZooKeeper, ZeroMQ, haproxy 
     const written: string[] = [];
     w.reconciler.on('outcome', () => written.push(cfgText(s)));
 
-    const evil = await rogue(s);
+    // Registered under its own name, claiming the real api's id: the worker must keep both connections.
+    const evil = await rogue(s, { record: { id: api.publisher!.publisherId } });
     await waitFor(() => w.subscriber.connectedEndpoints.includes(evil.address), 'the worker to connect to the registered rogue publisher');
+    expect(w.subscriber.connectedEndpoints, 'the real api stays connected').to.include(api.publisher!.boundAddress);
     const pointer = (await api.control.snapshotPointer())!;
     const forgedApp = webAt(attackerPort);
     const forge = (base: number, baseHash: string, version: number, hash: string) => ({

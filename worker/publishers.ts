@@ -23,7 +23,10 @@ export interface PublisherSink {
 }
 
 export class PublisherDiscovery {
-  /** Publishers last seen, by registration id. */
+  /**
+   * Publishers last seen, by registration znode name (unique; the id inside a record is whatever its
+   * writer put there, so two registrations claiming one id are still two publishers).
+   */
   readonly known = new Map<string, PublisherRecord>();
   /** Registered publishers not connected to because their CURVE key is not trusted, by id. */
   readonly untrusted = new Set<string>();
@@ -92,7 +95,9 @@ export class PublisherDiscovery {
       );
       if (this.closed) return;
       const now = new Map<string, PublisherRecord>();
-      for (const r of records) if (r) now.set(r.id, r);
+      records.forEach((r, i) => {
+        if (r) now.set(names[i], r);
+      });
       const added = [...now.keys()].filter((id) => !this.known.has(id));
       const removed = [...this.known.keys()].filter((id) => !now.has(id));
       this.known.clear();
