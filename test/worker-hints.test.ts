@@ -185,6 +185,7 @@ describe('hints are hints: forged ZeroMQ hints (real ZooKeeper, ZeroMQ, haproxy 
       await waitFor(() => w.discovery.known.size === 4, 'the worker to see every registration');
       expect([...w.discovery.untrusted]).to.deep.equal(['evil-untrusted']);
       expect(w.subscriber.connectedEndpoints).to.include(plain.address).and.include(impostor.address).and.not.include(untrusted.address);
+      expect(w.status().publishers, '/status lists the publishers it connects to').to.not.include(untrusted.address);
 
       // All three send a stream of hints while the real api keeps publishing (heartbeats every 200 ms
       // and a change): the real one arrives and applies, none of theirs is received.

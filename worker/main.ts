@@ -191,7 +191,8 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     reconciler,
     haproxy,
     zk,
-    publishers: () => [...discovery.known.values()].map((p) => p.zmq).sort(),
+    // Untrusted publishers (CURVE) are not connected to: with none left, /status says "no api publisher".
+    publishers: () => [...discovery.known].filter(([name]) => !discovery.untrusted.has(name)).map(([, p]) => p.zmq).sort(),
     snapshots: () => ({ reads: source.snapshotReads, deltas: source.deltasApplied, ignored: source.deltasIgnored }),
   };
   const statusPath = `${control.workersPath}/${name}`;
