@@ -110,7 +110,7 @@ export class PublisherDiscovery {
           this.untrusted.delete(id);
         } else if (!this.untrusted.has(id)) {
           this.untrusted.add(id);
-          this.log.warn({ id, address: r.zmq }, 'not connecting to a publisher whose CURVE key is not in ZeroMQ.CurveServerKeys');
+          this.log.warn({ id, address: r.zmq }, 'not connecting to a publisher: its registration names no CURVE key in ZeroMQ.CurveServerKeys');
         }
       }
       for (const id of [...this.untrusted]) if (!now.has(id)) this.untrusted.delete(id);
