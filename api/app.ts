@@ -25,6 +25,7 @@ import { buildTemplateData } from '../common/template-data.js';
 import { ZkUnavailableError, type Zk } from '../common/zk.js';
 import { ANONYMOUS, Authenticator, WriteLimiter, decodeBody, redactCallbackUrl, sameSecret, scanCallbackBody } from './edge.js';
 import type { IntakeStatus } from './intake.js';
+import type { AclStatus } from './zk-acl.js';
 import { RulesCache } from './rules-cache.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 
@@ -57,6 +58,8 @@ export interface AppDeps {
   metrics: Metrics;
   /** This copy's registration in ZooKeeper (shown in /status). */
   registration?: () => PublisherRecord | null;
+  /** Whether Bamboo's ZooKeeper nodes carry the digest ACL (shown in /status as `zookeeperAcl`). */
+  acls?: () => AclStatus;
   /** Shared with other components when given; created otherwise. */
   rulesCache?: RulesCache;
   /** Clock for template data (health grace periods); default Date.now. */
@@ -585,6 +588,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const body = {
       status: !zkUp ? 'unavailable' : marathonOk && snap ? 'ok' : 'degraded',
       zookeeper: { connected: zkUp, state: zk.state },
+      zookeeperAcl: deps.acls?.() ?? null,
       marathon: {
         mode: m.mode,
         lastFetch: m.lastFetch,

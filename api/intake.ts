@@ -36,8 +36,8 @@ import { callbackUrlFor } from './edge.js';
 import { MarathonError, MarathonEventStream, type EventStreamStatus, type MarathonClient } from '../common/marathon.js';
 import type { Metrics } from '../common/metrics.js';
 import { Backoff, LatestWins, monotonicClock, type Clock, type Timer } from '../common/pacing.js';
-import { SnapshotConflictError, type ControlStore } from '../common/snapshot.js';
-import { diffApps, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
+import { SnapshotConflictError, type ControlStore, type StoredContent } from '../common/snapshot.js';
+import { diffApps, type DeltaBody, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
 import { redactUrl } from '../common/config.js';
 import type { LeaderElection, LeaderStatus } from './leader.js';
 import type { SnapshotCache } from './snapshot-cache.js';
@@ -145,7 +145,7 @@ export class MarathonIntake {
   private lastFetch: FetchRecord | null = null;
   private lastGoodFetchAt: number | null = null;
   /** The snapshot this copy last stored (or found stored with the same content), app by app. */
-  private lastStored: { version: number; ids: (string | null)[]; parts: string[] } | null = null;
+  private lastStored: StoredContent | null = null;
   /**
    * The last answer's apps with their JSON texts: the next fetch parses only apps whose text changed
    * (a cache by content, right whoever stored what since).
@@ -333,10 +333,12 @@ export class MarathonIntake {
     metrics.marathonFetch(ms, true);
 
     const fetchedAt = Date.now();
-    let result: { version: number; changed: boolean; hash: string; serialised?: SerialisedApps };
+    let result: { version: number; changed: boolean; hash: string; serialised?: SerialisedApps; delta?: DeltaBody };
     try {
       // Old chunks are pruned after the hint is out: workers should not wait for housekeeping.
-      result = await control.writeSnapshot(apps, fetchedAt, { expectVersion: before, prune: false, texts });
+      // The delta is said only against a snapshot this copy stored itself (its content known exactly);
+      // its digest goes into the pointer, where workers confirm a hint's delta before applying it.
+      result = await control.writeSnapshot(apps, fetchedAt, { expectVersion: before, prune: false, texts, deltaFrom: this.lastStored });
     } catch (err) {
       this.lastStored = null;
       if (err instanceof SnapshotConflictError) {
@@ -359,15 +361,11 @@ export class MarathonIntake {
     this.record({ ok: true, outcome: result.changed ? 'changed' : 'unchanged', ms, endpoint, apps: apps.length, error: null, reason: null });
     if (result.version > publisher.snapshotVersion) publisher.snapshotVersion = result.version;
     snapshots.setLocal({ version: result.version, hash: result.hash, fetchedAt, apps });
-    // The delta is said only against a snapshot this copy stored itself (its content known exactly).
-    const base = this.lastStored;
-    this.lastStored = result.serialised ? { version: result.version, ids: result.serialised.ids, parts: result.serialised.parts } : null;
+    this.lastStored = result.serialised
+      ? { version: result.version, hash: result.hash, ids: result.serialised.ids, parts: result.serialised.parts }
+      : null;
     if (!result.changed) return 'unchanged';
-    let delta: SnapshotDelta | undefined;
-    if (base && result.serialised && base.version === before && result.version > before) {
-      const d = diffApps(base, result.serialised, apps);
-      if (d) delta = { base: before, version: result.version, hash: result.hash, fetchedAt, ...d };
-    }
+    const delta: SnapshotDelta | undefined = result.delta ? { ...result.delta, version: result.version, hash: result.hash, fetchedAt } : undefined;
     await publisher.publish('marathon', delta ? { delta } : {});
     metrics.published('marathon');
     log.info({ snapshotVersion: result.version, apps: apps.length, endpoint, ms: Math.round(ms) }, 'snapshot stored');

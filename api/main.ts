@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { HintPublisher } from '../common/bus.js';
-import { credentials, marathonEndpoints, type Config } from '../common/config.js';
+import { credentials, curveKeyList, marathonEndpoints, type Config } from '../common/config.js';
 import type { Logger } from '../common/log.js';
 import { MarathonClient } from '../common/marathon.js';
 import { createMetrics, type Metrics } from '../common/metrics.js';
@@ -22,6 +22,7 @@ import { MarathonIntake, type IntakeOptions } from './intake.js';
 import { LeaderElection } from './leader.js';
 import { RulesCache } from './rules-cache.js';
 import { SnapshotCache } from './snapshot-cache.js';
+import { AclGuard } from './zk-acl.js';
 
 export interface RunApiOptions {
   /** HTTP listen address: `:8000` (all interfaces), `127.0.0.1:0` (a free port), `host:port`. */
@@ -44,6 +45,8 @@ export interface RunningApi {
   zk: Zk;
   intake: MarathonIntake;
   publisher: HintPublisher;
+  /** Secures Bamboo's nodes with the digest ACL (api/zk-acl.ts); run on start. */
+  acls: AclGuard;
   registration: PublisherRecord;
   close(): Promise<void>;
 }
@@ -91,11 +94,19 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
 
   const rules = new RuleStore(zk, cfg.Bamboo.Zookeeper.Path);
   const control = new ControlStore(zk, cfg.Bamboo.Zookeeper.ControlPath);
-  const ensureBase = () => void rules.ensureBase().catch((err: Error) => log.warn({ err: err.message }, 'cannot create the rules path'));
+  const acls = new AclGuard(zk, { rules: rules.basePath, control: control.root }, Boolean(cfg.Bamboo.Zookeeper.Digest), log.child({ component: 'zk-acl' }), metrics);
+  // With a digest, nodes an older Bamboo created world-writable get the digest ACL (once per process).
+  const ensureBase = () =>
+    void rules
+      .ensureBase()
+      .catch((err: Error) => log.warn({ err: err.message }, 'cannot create the rules path'))
+      .then(() => (acls.done ? undefined : acls.run()));
   zk.on('connected', ensureBase);
   if (zk.connected) ensureBase();
 
-  const publisher = new HintPublisher(id, log.child({ component: 'publisher' }));
+  const z = cfg.ZeroMQ;
+  const curve = z.CurveSecretKey ? { publicKey: z.CurvePublicKey, secretKey: z.CurveSecretKey, clientKeys: curveKeyList(z.CurveClientKeys) } : undefined;
+  const publisher = new HintPublisher(id, log.child({ component: 'publisher' }), undefined, curve);
   try {
     await publisher.start(cfg.ZeroMQ.PublishBind);
   } catch (err) {
@@ -134,7 +145,7 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
   });
 
   let registration: PublisherRecord | null = null;
-  const app = buildApp({ cfg, log, zk, rules, control, snapshots, intake, publisher, metrics, rulesCache, registration: () => registration });
+  const app = buildApp({ cfg, log, zk, rules, control, snapshots, intake, publisher, metrics, rulesCache, registration: () => registration, acls: () => acls.status() });
   try {
     await app.listen({ host, port });
   } catch (err) {
@@ -153,6 +164,7 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
     http: url,
     host: hostname(),
     startedAt: Date.now(),
+    ...(publisher.curvePublicKey ? { curve: publisher.curvePublicKey } : {}),
   };
   const regPath = `${control.publishersPath}/${id}`;
   const reg = registration;
@@ -176,5 +188,5 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
     return closing;
   };
 
-  return { url, app, id, zk, intake, publisher, registration, close };
+  return { url, app, id, zk, intake, publisher, acls, registration, close };
 }

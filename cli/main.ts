@@ -1,5 +1,5 @@
 /**
- * The `bamboo` executable: subcommands api, worker, render and demo.
+ * The `bamboo` executable: subcommands api, worker, render, keygen and demo.
  *
  * Configuration errors print one line (naming the key and where it came from) and exit 2, never a
  * stack trace. Bamboo's single-dash flags (`-config FILE`, `-bind :8000`, `-log FILE`) are accepted.
@@ -142,6 +142,22 @@ export function buildProgram(): Command {
         process.stdout.write(result.text);
       } catch (err) {
         fail((err as Error).message, 1);
+      }
+    });
+
+  program
+    .command('keygen')
+    .description('print a new ZeroMQ CURVE keypair (ZeroMQ.CurvePublicKey / CurveSecretKey) as env-file lines, or --json')
+    .option('--json', 'print a config-file fragment instead')
+    .action(async (opts: { json?: boolean }) => {
+      const { newCurveKeys } = await import('../common/bus.js');
+      const k = newCurveKeys();
+      if (opts.json) {
+        process.stdout.write(JSON.stringify({ ZeroMQ: { CurvePublicKey: k.publicKey, CurveSecretKey: k.secretKey } }, null, 2) + '\n');
+      } else {
+        // Single quotes: Z85 has no quote or backslash, and keys contain $, & and #.
+        process.stdout.write(`# ZeroMQ CURVE keypair. Keep the secret key secret; give the public key to the other side.\n`);
+        process.stdout.write(`BAMBOO_ZMQ_CURVE_PUBLIC_KEY='${k.publicKey}'\nBAMBOO_ZMQ_CURVE_SECRET_KEY='${k.secretKey}'\n`);
       }
     });
 

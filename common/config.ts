@@ -87,7 +87,7 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'Bamboo.Zookeeper.SessionTimeoutMs', type: 'integer', default: 10000, env: 'BAMBOO_ZK_SESSION_TIMEOUT_MS', min: 2000, max: 120000, used: 'both',
     doc: 'ZooKeeper session timeout; ephemeral registrations vanish this long after a process dies.' },
   { key: 'Bamboo.Zookeeper.Digest', type: 'string', default: '', env: 'BAMBOO_ZK_DIGEST', secret: true, used: 'both',
-    doc: 'user:password for ZooKeeper digest auth; nodes created get a digest ACL. Secret: never logged.' },
+    doc: 'user:password for ZooKeeper digest auth: every node created gets the digest ACL (no access for anyone else), and at start-up the api gives it to existing nodes under Path and ControlPath that lack it, such as rules an older Bamboo created world-writable (docs/deployment.md, "Securing ZooKeeper"). Secret: never logged.' },
   { key: 'Bamboo.AuthToken', type: 'string', default: '', env: 'BAMBOO_AUTH_TOKEN', secret: true, used: 'api',
     doc: 'A single bearer token (Bamboo\'s key), the credential named `default`: required for writes and for unredacted /api/state, like the tokens of Bamboo.AuthTokens. Without any token an api on a non-loopback bind refuses to start (see Bamboo.AllowAnonymousWrites). Secret: never logged.' },
   { key: 'Bamboo.AuthTokens', type: 'secrets', default: '', env: 'BAMBOO_AUTH_TOKENS', secret: true, used: 'api',
@@ -112,6 +112,14 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'Where the api binds its ZeroMQ PUB socket. `tcp://127.0.0.1:*` picks a free port.' },
   { key: 'ZeroMQ.AdvertiseHost', type: 'string', default: '', env: 'BAMBOO_ZMQ_ADVERTISE_HOST', used: 'api',
     doc: 'Host name workers use to reach this api (registered in ZooKeeper). Empty: the bind host, or this machine\'s hostname for 0.0.0.0.' },
+  { key: 'ZeroMQ.CurveSecretKey', type: 'string', default: '', env: 'BAMBOO_ZMQ_CURVE_SECRET_KEY', secret: true, used: 'both',
+    doc: 'This process\'s ZeroMQ CURVE secret key (Z85, 40 characters; `bamboo keygen` makes a pair). On an api it turns CURVE on: workers then accept its hints only if they trust its public key, and hints are encrypted. On a worker, optional: its client key (default: a new one per start). Secret: never logged.' },
+  { key: 'ZeroMQ.CurvePublicKey', type: 'string', default: '', env: 'BAMBOO_ZMQ_CURVE_PUBLIC_KEY', used: 'both',
+    doc: 'The public key of ZeroMQ.CurveSecretKey (required with it). An api registers it in ZooKeeper with its address.' },
+  { key: 'ZeroMQ.CurveServerKeys', type: 'string', default: '', env: 'BAMBOO_ZMQ_CURVE_SERVER_KEYS', used: 'worker',
+    doc: 'Comma-separated public keys of the api copies this worker takes hints from. Set: the worker connects only to registered publishers with one of these keys, over CURVE, so a publisher that cannot prove the key sends it nothing. Empty: no CURVE; the worker takes hints from every registered publisher (they can only make it read ZooKeeper).' },
+  { key: 'ZeroMQ.CurveClientKeys', type: 'string', default: '', env: 'BAMBOO_ZMQ_CURVE_CLIENT_KEYS', used: 'api',
+    doc: 'With CURVE on: comma-separated public keys of the workers allowed to subscribe (their ZeroMQ.CurvePublicKey). Empty: any CURVE client may subscribe and read the hints (changed apps, env included).' },
 
   // --- HAProxy (worker) ------------------------------------------------------------------------
   { key: 'HAProxy.TemplatePath', type: 'string', default: DEFAULT_TEMPLATE_PATH, env: 'HAPROXY_TEMPLATE_PATH', used: 'worker', bamboo: true,
@@ -209,7 +217,7 @@ export interface Config {
     HttpRequestTimeoutMs: number;
     MaxBodyBytes: number;
   };
-  ZeroMQ: { PublishBind: string; AdvertiseHost: string };
+  ZeroMQ: { PublishBind: string; AdvertiseHost: string; CurveSecretKey: string; CurvePublicKey: string; CurveServerKeys: string; CurveClientKeys: string };
   HAProxy: {
     TemplatePath: string; OutputPath: string; ReloadCommand: string; ReloadValidationCommand: string;
     ReloadCleanupCommand: string; Binary: string; CommandTimeoutMs: number; ValidationCpuSeconds: number; ValidationMemoryMB: number;
@@ -497,6 +505,7 @@ function validateCrossField(cfg: Config): void {
   if (!parsePortRange(cfg.HAProxy.TcpPortRange)) {
     throw new ConfigError(`config: HAProxy.TcpPortRange must be a port range like 10000-65535 (1-65535, min <= max), got ${JSON.stringify(cfg.HAProxy.TcpPortRange)}`);
   }
+  validateCurve(cfg);
   if (!/^[^:]+:\d+$/.test(cfg.StatsD.Host)) {
     throw new ConfigError(`config: StatsD.Host must be host:port, got ${JSON.stringify(cfg.StatsD.Host)}`);
   }
@@ -526,6 +535,32 @@ export function credentials(cfg: Pick<Config, 'Bamboo'>): Array<{ name: string; 
   const out = Object.entries(cfg.Bamboo.AuthTokens ?? {}).map(([name, token]) => ({ name, token }));
   if (cfg.Bamboo.AuthToken) out.push({ name: DEFAULT_TOKEN_NAME, token: cfg.Bamboo.AuthToken });
   return out;
+}
+
+/** A ZeroMQ CURVE key in Z85 text: 40 characters of its alphabet. */
+const Z85_KEY = /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/;
+
+/** A comma-separated list of keys, trimmed, empty entries dropped. */
+export function curveKeyList(value: string): string[] {
+  return value.split(',').map((k) => k.trim()).filter(Boolean);
+}
+
+function validateCurve(cfg: Config): void {
+  const z = cfg.ZeroMQ;
+  if (Boolean(z.CurveSecretKey) !== Boolean(z.CurvePublicKey)) {
+    throw new ConfigError('config: ZeroMQ.CurveSecretKey and ZeroMQ.CurvePublicKey go together (`bamboo keygen` makes a pair)');
+  }
+  if (z.CurveClientKeys && !z.CurveSecretKey) {
+    throw new ConfigError('config: ZeroMQ.CurveClientKeys needs CURVE on: set ZeroMQ.CurveSecretKey and ZeroMQ.CurvePublicKey');
+  }
+  if (z.CurveSecretKey && !Z85_KEY.test(z.CurveSecretKey)) {
+    throw new ConfigError('config: ZeroMQ.CurveSecretKey must be a Z85 CURVE key of 40 characters (secret value hidden)');
+  }
+  for (const key of ['CurvePublicKey', 'CurveServerKeys', 'CurveClientKeys'] as const) {
+    for (const k of key === 'CurvePublicKey' ? (z[key] ? [z[key]] : []) : curveKeyList(z[key])) {
+      if (!Z85_KEY.test(k)) throw new ConfigError(`config: ZeroMQ.${key} must hold Z85 CURVE public keys of 40 characters, got ${JSON.stringify(k)}`);
+    }
+  }
 }
 
 /** The configured Marathon endpoints, trimmed, without trailing slashes. */

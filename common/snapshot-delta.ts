@@ -10,9 +10,15 @@
  * missed a hint, reads ZooKeeper as before: the stored snapshot stays the truth and the delta only a
  * shortcut to it.
  *
+ * A hint is unauthenticated by default (anyone who can reach a worker's subscription can send one), so a
+ * worker never applies a delta on the hint's word: the api stores the delta's digest (deltaDigest) in
+ * the snapshot pointer it writes in the same ZooKeeper operation as the snapshot, and a worker applies a
+ * delta only when the pointer it reads shows that digest, that version and that hash (worker/desired.ts).
+ *
  * Pure functions; apps are compared by their JSON text, which the api has at hand anyway (it is what it
  * stores).
  */
+import { createHash } from 'node:crypto';
 
 /** A snapshot's apps serialised one by one: `json` equals `JSON.stringify(apps)`. */
 export interface SerialisedApps {
@@ -26,6 +32,8 @@ export interface SerialisedApps {
 export interface SnapshotDelta {
   /** The snapshot version this delta applies to. */
   base: number;
+  /** The hash of that snapshot's content: a delta applies only to exactly that content. */
+  baseHash: string;
   /** The snapshot version it produces, with its hash and fetch time (as stored in ZooKeeper). */
   version: number;
   hash: string;
@@ -39,13 +47,28 @@ export interface SnapshotDelta {
 }
 
 /**
- * Bounds of a delta: above them a worker reads ZooKeeper instead (a big deployment, the first fetch).
+ * Bounds of a delta: above them a worker reads ZooKeeper instead (a big deployment, the first fetch, a
+ * reordering of many apps: the bytes bound covers the new order too).
  * The bytes bound also bounds memory: ZeroMQ queues up to its high-water mark of messages for a
  * subscriber that stopped reading (common/bus.ts), so 1,000 x 64 kB at worst. A typical app with its
  * tasks is 1-3 kB of JSON.
  */
 export const DELTA_MAX_APPS = 100;
 export const DELTA_MAX_BYTES = 64 * 1024;
+
+/** What a delta changes, without the snapshot it produces (which the pointer names): what the digest covers. */
+export type DeltaBody = Pick<SnapshotDelta, 'base' | 'baseHash' | 'upsert' | 'remove' | 'order'>;
+
+/**
+ * sha256 of a delta's body, as the api stores it in the snapshot pointer (`delta`). The api computes it
+ * over the objects it then sends; the worker over the objects it parsed from the hint. JSON.stringify of
+ * JSON.parse of JSON.stringify's output is that output again, so both get the same text.
+ */
+export function deltaDigest(d: DeltaBody): string {
+  return createHash('sha256')
+    .update(JSON.stringify([d.base, d.baseHash, d.upsert, d.remove, d.order ?? null]))
+    .digest('hex');
+}
 
 /** An app's string `id`, or null. */
 function appId(a: unknown): string | null {
@@ -257,7 +280,11 @@ export function diffApps(
   // The order applyDelta produces without help: the old one, minus removals, plus additions at the end.
   const implied = [...(prev.ids as string[]).filter((id) => nextIds.has(id)), ...(next.ids as string[]).filter((id) => !prevIds.has(id))];
   const same = implied.every((id, i) => id === next.ids[i]);
-  return same ? { upsert, remove } : { upsert, remove, order: next.ids as string[] };
+  if (same) return { upsert, remove };
+  // The order lists every app: bounded like the rest, so a hint stays small (a worker refuses big ones).
+  let orderBytes = 0;
+  for (const id of next.ids as string[]) orderBytes += id.length + 3;
+  return bytes + orderBytes > maxBytes ? null : { upsert, remove, order: next.ids as string[] };
 }
 
 /**

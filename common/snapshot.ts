@@ -1,7 +1,7 @@
 /**
  * The shared Marathon snapshot and the registrations, in ZooKeeper under `Bamboo.Zookeeper.ControlPath`:
  *
- *   <control>/snapshot                 {"hash","fetchedAt","chunks","bytes","source"}   (its znode version is the snapshot version)
+ *   <control>/snapshot                 {"hash","fetchedAt","chunks","bytes","delta"?}   (its znode version is the snapshot version)
  *   <control>/snapshot-chunks/<hash>-<i>  gzip(JSON apps array), split in chunks under ZooKeeper's 1 MB node limit
  *   <control>/publishers/<id>          ephemeral {"id","zmq","http","host","startedAt"}  one per api copy
  *   <control>/workers/<name>           ephemeral worker status record (see WorkerStatus)
@@ -14,7 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { parseAppsArrayText, serialiseApps, type SerialisedApps, type ParsedApps } from './snapshot-delta.js';
+import { deltaDigest, diffApps, parseAppsArrayText, serialiseApps, type DeltaBody, type SerialisedApps, type ParsedApps } from './snapshot-delta.js';
 import { Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from './zk.js';
 
 const CHUNK_BYTES = 900 * 1024;
@@ -35,6 +35,28 @@ interface Pointer {
   fetchedAt: number;
   chunks: number;
   bytes: number;
+  /**
+   * deltaDigest of the delta from the snapshot this one replaced, when the writer said one: the only
+   * delta a worker applies for this version (a hint's delta is confirmed against it).
+   */
+  delta?: string;
+}
+
+/** The snapshot pointer: what a worker reads on every reconcile (about 200 bytes). */
+export interface SnapshotPointer {
+  version: number;
+  /** '' when the pointer cannot be parsed (a full read then fails as it would have). */
+  hash: string;
+  fetchedAt: number;
+  delta?: string;
+}
+
+/** A snapshot this writer stored (its content known exactly): what the next delta is said against. */
+export interface StoredContent {
+  version: number;
+  hash: string;
+  ids: (string | null)[];
+  parts: string[];
 }
 
 export interface PublisherRecord {
@@ -45,6 +67,8 @@ export interface PublisherRecord {
   http: string;
   host: string;
   startedAt: number;
+  /** Its ZeroMQ CURVE public key (Z85), when it publishes over CURVE. */
+  curve?: string;
 }
 
 export interface WorkerStatus {
@@ -130,12 +154,16 @@ export class ControlStore {
    * calls pruneChunks(hash) itself once the time-critical work is done (the intake publishes its hint
    * first). Throws ZooKeeper errors as they come; a failed prune after a stored pointer also throws,
    * with the snapshot stored.
+   *
+   * With `opts.deltaFrom` (the content this writer stored last) still the stored snapshot, the changes
+   * from it are computed (diffApps) and their digest stored in the new pointer, in the same write: the
+   * returned `delta` is then the only delta workers accept for the new version (what the hint carries).
    */
   async writeSnapshot(
     apps: unknown[],
     fetchedAt: number,
-    opts: { expectVersion?: number; prune?: boolean; texts?: readonly string[] } = {},
-  ): Promise<{ version: number; changed: boolean; hash: string; serialised: SerialisedApps }> {
+    opts: { expectVersion?: number; prune?: boolean; texts?: readonly string[]; deltaFrom?: StoredContent | null } = {},
+  ): Promise<{ version: number; changed: boolean; hash: string; serialised: SerialisedApps; delta?: DeltaBody }> {
     const [current, { hash, serialised }] = await Promise.all([
       this.zk.get(this.snapshotPath),
       // Serialised (or joined from Marathon's texts) and hashed while the pointer read travels.
@@ -156,6 +184,8 @@ export class ControlStore {
     const gz = gzipSync(serialised.json, { level: 1 });
     const chunks = Math.max(1, Math.ceil(gz.length / CHUNK_BYTES));
     const pointer: Pointer = { hash, fetchedAt, chunks, bytes: gz.length };
+    const delta = current ? this.deltaFrom(opts.deltaFrom, current, serialised, apps) : undefined;
+    if (delta) pointer.delta = deltaDigest(delta);
     const pointerData = Buffer.from(JSON.stringify(pointer));
     const setVersion = expect === undefined || !current ? -1 : current.stat.version;
     if (current && chunks === 1) {
@@ -167,7 +197,7 @@ export class ControlStore {
           { op: 'set', path: this.snapshotPath, data: pointerData, version: setVersion },
         ]);
         if (opts.prune !== false) await this.pruneChunks(hash);
-        return { version, changed: true, hash, serialised };
+        return { version, changed: true, hash, serialised, delta };
       } catch (err) {
         if (err instanceof ZkBadVersionError) throw new SnapshotConflictError(`the snapshot changed while version ${expect} was being replaced`);
         // The chunk exists (written by another copy) or its parent is gone: step by step below.
@@ -195,7 +225,26 @@ export class ControlStore {
       throw err;
     }
     if (opts.prune !== false) await this.pruneChunks(hash);
-    return { version, changed: true, hash, serialised };
+    return { version, changed: true, hash, serialised, delta };
+  }
+
+  /** The delta from `from` when it is exactly the stored snapshot (version and content) and small enough. */
+  private deltaFrom(
+    from: StoredContent | null | undefined,
+    current: { data: Buffer; stat: { version: number } },
+    serialised: SerialisedApps,
+    apps: readonly unknown[],
+  ): DeltaBody | undefined {
+    if (!from || from.version !== current.stat.version) return undefined;
+    let storedHash: unknown;
+    try {
+      storedHash = (JSON.parse(current.data.toString()) as Pointer).hash;
+    } catch {
+      return undefined;
+    }
+    if (storedHash !== from.hash) return undefined;
+    const d = diffApps(from, serialised, apps);
+    return d ? { base: from.version, baseHash: from.hash, ...d } : undefined;
   }
 
   /**
@@ -238,6 +287,26 @@ export class ControlStore {
     await Promise.all(
       names.filter((n) => !keep.has(n.replace(/-\d+$/, ''))).map((n) => this.zk.remove(`${this.chunksPath}/${n}`).catch(() => undefined)),
     );
+  }
+
+  /**
+   * The snapshot pointer (null when none): its version, hash and delta digest, in one small read. What
+   * a worker checks a hint's delta against before applying it.
+   */
+  async snapshotPointer(): Promise<SnapshotPointer | null> {
+    const node = await this.zk.get(this.snapshotPath);
+    if (!node) return null;
+    try {
+      const p = JSON.parse(node.data.toString()) as Partial<Pointer>;
+      return {
+        version: node.stat.version,
+        hash: typeof p.hash === 'string' ? p.hash : '',
+        fetchedAt: typeof p.fetchedAt === 'number' ? p.fetchedAt : 0,
+        ...(typeof p.delta === 'string' ? { delta: p.delta } : {}),
+      };
+    } catch {
+      return { version: node.stat.version, hash: '', fetchedAt: 0 };
+    }
   }
 
   /** The version of the stored snapshot (-1 when none), one cheap read. */

@@ -39,6 +39,11 @@ export class ZkBadVersionError extends Error {
   override name = 'ZkBadVersionError';
 }
 
+/** True for ZooKeeper's NO_AUTH: the node's ACL does not let this session do that. */
+export function isNoAuth(err: unknown): boolean {
+  return (err as { code?: number } | null)?.code === Exception.NO_AUTH;
+}
+
 export interface ZkOptions {
   connectionString: string;
   sessionTimeoutMs?: number;
@@ -323,6 +328,32 @@ export class Zk extends EventEmitter {
     }
   }
 
+  /** The ACL every node is created with, as `scheme:id:permissions` entries (sorted). */
+  get ownAcl(): string[] {
+    return aclStrings(this.acls);
+  }
+
+  /** A node's ACL as `scheme:id:permissions` entries (sorted) and its ACL version, or null when it does not exist. */
+  async acl(path: string): Promise<{ acl: string[]; aversion: number } | null> {
+    try {
+      return await this.op(path, (c, cb) =>
+        c.getACL(path, (err, acls, stat) => (err ? cb(err) : cb(null, { acl: aclStrings(acls ?? []), aversion: (stat as { aversion: number }).aversion }))),
+      );
+    } catch (err) {
+      if (err instanceof ZkNoNodeError) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Gives a node the ACL this session creates nodes with (`aversion`: its ACL version, -1 any). Needs
+   * ADMIN permission on it: throws ZooKeeper's NO_AUTH (see isNoAuth) otherwise, ZkNoNodeError when it
+   * is gone.
+   */
+  async setOwnAcl(path: string, aversion = -1): Promise<void> {
+    await this.op<void>(path, (c, cb) => c.setACL(path, this.acls, aversion, (err) => cb(err)));
+  }
+
   /** Creates a node; throws ZkNodeExistsError when it exists. Parent nodes must exist. */
   async create(path: string, data: Buffer, mode: 'persistent' | 'ephemeral' | 'ephemeral_sequential' = 'persistent'): Promise<string> {
     const m = mode === 'persistent' ? CreateMode.PERSISTENT : mode === 'ephemeral' ? CreateMode.EPHEMERAL : CreateMode.EPHEMERAL_SEQUENTIAL;
@@ -447,6 +478,11 @@ export class Zk extends EventEmitter {
       this.recreateTimer.unref();
     }
   }
+}
+
+function aclStrings(acls: ReadonlyArray<InstanceType<typeof ACL>>): string[] {
+  // The library's objects carry `permission` (its typings say `perms`).
+  return acls.map((a) => `${a.id.scheme}:${a.id.id}:${(a as unknown as { permission?: number }).permission ?? a.perms}`).sort();
 }
 
 /** Go's url.QueryEscape, which Bamboo used for znode names: `/a/b c` -> `%2Fa%2Fb+c`. */

@@ -130,6 +130,9 @@ describe('configuration', () => {
     ['passing a secret to HAProxy', () => loadConfig({ env: { HAPROXY_PASS_ENV: 'TZ, BAMBOO_ZK_DIGEST' } }), /^config: HAProxy\.PassEnv must not pass BAMBOO_ZK_DIGEST \(the secret Bamboo\.Zookeeper\.Digest\)/],
     ['passing the stats password to HAProxy', () => loadConfig({ env: { HAPROXY_PASS_ENV: 'HAPROXY_STATS_PASSWORD' } }), /HAProxy\.PassEnv must not pass HAPROXY_STATS_PASSWORD/],
     ['a PassEnv entry that is no variable name', () => loadConfig({ env: { HAPROXY_PASS_ENV: 'A=B' } }), /HAProxy\.PassEnv must list environment variable names, got "A=B"/],
+    ['a CURVE secret key without its public key', () => loadConfig({ env: { BAMBOO_ZMQ_CURVE_SECRET_KEY: 'x'.repeat(40) } }), /ZeroMQ\.CurveSecretKey and ZeroMQ\.CurvePublicKey go together/],
+    ['a CURVE key that is not Z85', () => loadConfig({ env: { BAMBOO_ZMQ_CURVE_SERVER_KEYS: `${'a'.repeat(40)},too-short` } }), /ZeroMQ\.CurveServerKeys must hold Z85/],
+    ['CURVE client keys without CURVE', () => loadConfig({ env: { BAMBOO_ZMQ_CURVE_CLIENT_KEYS: 'a'.repeat(40) } }), /ZeroMQ\.CurveClientKeys needs CURVE/],
   ];
   for (const [what, fn, re] of bad) {
     it(`rejects ${what} with one line naming the key`, () => {
@@ -171,11 +174,21 @@ describe('bamboo command line', function () {
   it('lists every subcommand, and every flag with its default in each --help', async () => {
     const top = await runCli(['--help']);
     expect(top.code).to.equal(0);
-    for (const c of ['api', 'worker', 'render', 'demo']) expect(top.out).to.include(c);
+    for (const c of ['api', 'worker', 'render', 'keygen', 'demo']) expect(top.out).to.include(c);
     const api = await runCli(['api', '--help']);
     expect(api.out).to.include('--config').and.include('--bind').and.include('--log').and.include('default: ":8000"');
     const worker = await runCli(['worker', '--help']);
     expect(worker.out).to.include('default: ":8001"').and.include('--keep-haproxy');
+  });
+
+  it('prints a CURVE keypair the config accepts with keygen', async () => {
+    const r = await runCli(['keygen']);
+    expect(r.code).to.equal(0);
+    const env = Object.fromEntries([...r.out.matchAll(/^(BAMBOO_ZMQ_CURVE_\w+)='([^']{40})'$/gm)].map((m) => [m[1], m[2]]));
+    expect(Object.keys(env).sort()).to.deep.equal(['BAMBOO_ZMQ_CURVE_PUBLIC_KEY', 'BAMBOO_ZMQ_CURVE_SECRET_KEY']);
+    const cfg = loadConfig({ env });
+    expect(cfg.ZeroMQ.CurvePublicKey).to.equal(env.BAMBOO_ZMQ_CURVE_PUBLIC_KEY);
+    expect(secretValues(cfg)).to.include(env.BAMBOO_ZMQ_CURVE_SECRET_KEY);
   });
 
   it('exits non-zero with one line for an unknown key, and accepts Bamboo\'s -config', async () => {

@@ -75,6 +75,15 @@ describe('snapshot deltas', () => {
     expect(JSON.stringify(d).length).to.be.lessThan(2000);
   });
 
+  it('gives no delta when the new order alone would make the hint big (it lists every app)', () => {
+    const prev = apps(3000, '/a-rather-long-group-name/and-a-long-app-name');
+    const next = [prev[2999], ...prev.slice(0, 2999)]; // one app moved first: only an order can say it
+    expect(diffApps(serialiseApps(prev), serialiseApps(next), next)).to.equal(null);
+    const small = apps(10);
+    const moved = [small[9], ...small.slice(0, 9)];
+    expect(diffApps(serialiseApps(small), serialiseApps(moved), moved)!.order).to.have.length(10);
+  });
+
   it('gives no delta when apps cannot be told apart by id, or when too much changed', () => {
     const prev = apps(3);
     const noId = [...prev, { cmd: 'no id' }];

@@ -8,9 +8,9 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_TEMPLATE_PATH, loadConfig, type Config } from '../common/config.js';
 import { createLogger, type Logger } from '../common/log.js';
-import { HintPublisher } from '../common/bus.js';
+import { HintPublisher, type PublisherCurve } from '../common/bus.js';
 import { RuleStore } from '../common/rules.js';
-import { ControlStore } from '../common/snapshot.js';
+import { ControlStore, type StoredContent } from '../common/snapshot.js';
 import { Zk } from '../common/zk.js';
 import { freePort } from '../harness/ports.js';
 import { tempDir } from '../harness/tmp.js';
@@ -105,6 +105,9 @@ export class FakeApi {
   readonly control: ControlStore;
   readonly rules: RuleStore;
   publisher: HintPublisher | null = null;
+  /** Put a delta on each `marathon` hint, as the intake does (its digest stored in the pointer). */
+  sayDeltas = false;
+  private lastStored: StoredContent | null = null;
   private publisherPath = '';
 
   constructor(s: TestSetup, log: Logger = testLogger('fake-api')) {
@@ -113,29 +116,31 @@ export class FakeApi {
     this.rules = new RuleStore(this.zk, s.rulesPath);
   }
 
-  async start(opts: { publish?: boolean } = {}): Promise<this> {
+  async start(opts: { publish?: boolean; curve?: PublisherCurve } = {}): Promise<this> {
     if (!(await this.zk.start(10000))) throw new Error('ZooKeeper not reachable');
     await this.rules.ensureBase();
-    if (opts.publish !== false) await this.startPublisher();
+    if (opts.publish !== false) await this.startPublisher(undefined, opts.curve);
     return this;
   }
 
-  /** Binds a PUB socket and registers it, as an api copy does. */
-  async startPublisher(id = `api-${Math.random().toString(16).slice(2, 8)}`): Promise<HintPublisher> {
-    const pub = new HintPublisher(id, testLogger('pub'), 200);
+  /** Binds a PUB socket (a CURVE server with `curve`) and registers it, as an api copy does. */
+  async startPublisher(id = `api-${Math.random().toString(16).slice(2, 8)}`, curve?: PublisherCurve): Promise<HintPublisher> {
+    const pub = new HintPublisher(id, testLogger('pub'), 200, curve);
     const address = await pub.start('tcp://127.0.0.1:*');
     this.publisher = pub;
     this.publisherPath = `${this.control.publishersPath}/${id}`;
-    const record = { id, zmq: address, http: 'http://127.0.0.1:0', host: hostname(), startedAt: Date.now() };
+    const record = { id, zmq: address, http: 'http://127.0.0.1:0', host: hostname(), startedAt: Date.now(), ...(curve ? { curve: curve.publicKey } : {}) };
     await this.zk.ephemeral(this.publisherPath, () => Buffer.from(JSON.stringify(record)));
     return pub;
   }
 
   async setApps(apps: unknown[]): Promise<number> {
-    const r = await this.control.writeSnapshot(apps, Date.now());
+    const fetchedAt = Date.now();
+    const r = await this.control.writeSnapshot(apps, fetchedAt, { deltaFrom: this.sayDeltas ? this.lastStored : null });
+    this.lastStored = { version: r.version, hash: r.hash, ids: r.serialised.ids, parts: r.serialised.parts };
     if (this.publisher) {
       this.publisher.snapshotVersion = r.version;
-      await this.publisher.publish('marathon');
+      await this.publisher.publish('marathon', r.delta ? { delta: { ...r.delta, version: r.version, hash: r.hash, fetchedAt } } : {});
     }
     return r.version;
   }

@@ -2,8 +2,9 @@
  * The desired state in ZooKeeper: the Marathon snapshot the api tier wrote and every service record.
  *
  * Every read returns the full desired state, but re-reads only what changed since the last one:
- * - the snapshot when its znode version changed (one `exists` per read), unless a hint's delta already
- *   turned the held snapshot into that version;
+ * - the snapshot when its pointer changed (one small `get` per read), unless a hint's delta turns the
+ *   held snapshot into exactly that one: the pointer names the version, hash and delta digest the api
+ *   stored, and a delta that does not match all of them is dropped (a hint is never trusted);
  * - the rules through a list-and-watch cache (RuleCache below), so a one-rule change costs one
  *   ZooKeeper read, not one per rule.
  * Any failure throws, so the reconciler never renders from a partial read: a lost ZooKeeper means
@@ -11,8 +12,8 @@
  */
 import type { Logger } from '../common/log.js';
 import { parseRecord, type RuleStore, type StoredRecord } from '../common/rules.js';
-import { splitParsed, type ControlStore, type MarathonSnapshot } from '../common/snapshot.js';
-import { applyDelta, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
+import { splitParsed, type ControlStore, type MarathonSnapshot, type SnapshotPointer } from '../common/snapshot.js';
+import { applyDelta, deltaDigest, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
 import { queryUnescape, type Zk } from '../common/zk.js';
 import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './reconciler.js';
 import { monotonicNow } from '../common/pacing.js';
@@ -191,19 +192,27 @@ export class ZkDesiredState implements DesiredStateSource {
   private snapshot: MarathonSnapshot | null = null;
   /** The apps of the last snapshot read with their texts: the next read parses only apps that changed. */
   private parsed: ParsedApps | null = null;
-  /** The held snapshot came from a delta and has not been confirmed by ZooKeeper's version yet. */
-  private fromDelta = false;
+  /**
+   * The last hint's delta, not yet confirmed by ZooKeeper: one slot, latest wins, so a stream of forged
+   * hints holds one object and costs nothing but the reads the reconciler paces anyway.
+   */
+  private pending: SnapshotDelta | null = null;
   private readonly rules: RuleCache;
-  /** Full snapshot reads so far, and hint deltas applied instead (diagnostics and tests). */
+  /**
+   * Full snapshot reads so far, hint deltas applied instead, and hint deltas ignored: not confirmed by
+   * ZooKeeper's pointer (forged), malformed, not newer than the snapshot held (a replay, or the snapshot
+   * was read before its hint came), or replaced by a later hint before a read (diagnostics and tests).
+   */
   snapshotReads = 0;
   deltasApplied = 0;
+  deltasIgnored = 0;
 
   constructor(
     zk: Zk,
     private readonly control: ControlStore,
     store: RuleStore,
     relistMs = 30000,
-    log?: Logger,
+    private readonly log?: Logger,
     /** Called when a rules watch fires (see RuleCache). */
     onRulesChanged?: () => void,
   ) {
@@ -215,40 +224,91 @@ export class ZkDesiredState implements DesiredStateSource {
   }
 
   /**
-   * Takes a hint's delta (common/snapshot-delta.ts) when it starts from exactly the snapshot held:
-   * the next read then needs no snapshot read, and unchanged apps keep their objects. Returns whether
-   * it was applied; otherwise the next read fetches the snapshot from ZooKeeper as usual.
+   * Keeps a hint's delta (common/snapshot-delta.ts) for the next read, which applies it only if
+   * ZooKeeper confirms it (see read). Returns whether it was kept: false for anything not shaped like a
+   * delta or not newer than the snapshot held. Never applies anything by itself.
    */
   offerDelta(delta: SnapshotDelta): boolean {
-    const held = this.snapshot;
-    if (!held || held.version !== delta.base || !(delta.version > held.version)) return false;
-    const apps = applyDelta(held.apps, delta);
-    if (!apps) return false;
-    this.snapshot = { version: delta.version, hash: delta.hash, fetchedAt: delta.fetchedAt, apps };
-    this.fromDelta = true;
-    this.deltasApplied++;
+    if (!this.acceptable(delta)) {
+      this.ignore(delta, 'malformed or not newer than the snapshot held');
+      return false;
+    }
+    if (this.pending) this.ignore(this.pending, 'replaced by a later hint before a read');
+    this.pending = delta;
     return true;
   }
 
-  async read(): Promise<DesiredState> {
-    const [version, rules] = await Promise.all([this.control.snapshotVersion(), this.rules.read()]);
-    if (version < 0) throw new NoSnapshotError('no snapshot');
+  private acceptable(delta: SnapshotDelta): boolean {
+    const d = delta as Partial<SnapshotDelta> | null;
+    if (
+      !d ||
+      typeof d !== 'object' ||
+      !Number.isSafeInteger(d.base) ||
+      !Number.isSafeInteger(d.version) ||
+      typeof d.hash !== 'string' ||
+      typeof d.baseHash !== 'string' ||
+      !Array.isArray(d.upsert) ||
+      !Array.isArray(d.remove) ||
+      (d.order !== undefined && !Array.isArray(d.order))
+    ) {
+      return false;
+    }
+    return !this.snapshot || delta.version > this.snapshot.version;
+  }
+
+  private ignore(delta: SnapshotDelta, why: string): void {
+    this.deltasIgnored++;
+    const d = delta as Partial<SnapshotDelta> | null;
+    this.log?.debug({ why, base: d?.base, version: d?.version, held: this.snapshot?.version ?? -1 }, 'hint delta ignored');
+  }
+
+  /**
+   * The pending delta applied to the held snapshot, when ZooKeeper's pointer confirms it: the pointer
+   * is at the delta's version and hash, it stores the digest of exactly this delta, and the delta starts
+   * from the content held. A delta for a version ZooKeeper does not show yet stays pending (this
+   * session's server may lag behind the api that wrote it; the reconciler reads again when a hint
+   * announced a newer version than it read); any other is dropped, counted and logged.
+   */
+  private confirmDelta(pointer: SnapshotPointer): MarathonSnapshot | null {
+    const d = this.pending;
     const held = this.snapshot;
-    if (held && this.fromDelta && version < held.version) {
-      // The ZooKeeper server this session reads from lags behind the api that wrote the snapshot
-      // (versions only grow): the delta's is the newer one. Trusted once; a later read that still sees
-      // the older version reads it from ZooKeeper, as it would have without the delta.
-      this.fromDelta = false;
-      return { snapshotVersion: held.version, apps: held.apps, rules };
+    if (!d || d.version > pointer.version) return null;
+    this.pending = null;
+    const confirmed =
+      held !== null &&
+      d.version === pointer.version &&
+      d.hash === pointer.hash &&
+      d.base === held.version &&
+      d.baseHash === held.hash &&
+      pointer.delta !== undefined &&
+      deltaDigest(d) === pointer.delta;
+    const apps = confirmed ? applyDelta(held.apps, d) : null;
+    if (!apps) {
+      this.ignore(d, `not confirmed by zookeeper (snapshot version ${pointer.version})`);
+      return null;
     }
-    if (!held || held.version !== version) {
-      const snap = await this.control.readSnapshot(this.parsed);
-      if (!snap) throw new NoSnapshotError('no snapshot');
-      if (!Array.isArray(snap.apps)) throw new Error('the stored snapshot is not an array of apps');
-      this.snapshotReads++;
-      ({ snapshot: this.snapshot, parsed: this.parsed } = splitParsed(snap));
+    this.deltasApplied++;
+    return { version: pointer.version, hash: pointer.hash, fetchedAt: pointer.fetchedAt, apps };
+  }
+
+  async read(): Promise<DesiredState> {
+    const [pointer, rules] = await Promise.all([this.control.snapshotPointer(), this.rules.read()]);
+    if (!pointer) throw new NoSnapshotError('no snapshot');
+    const held = this.snapshot;
+    if (!held || held.version !== pointer.version || held.hash !== pointer.hash) {
+      const fromDelta = this.confirmDelta(pointer);
+      if (fromDelta) this.snapshot = fromDelta;
+      else {
+        const snap = await this.control.readSnapshot(this.parsed);
+        if (!snap) throw new NoSnapshotError('no snapshot');
+        if (!Array.isArray(snap.apps)) throw new Error('the stored snapshot is not an array of apps');
+        this.snapshotReads++;
+        ({ snapshot: this.snapshot, parsed: this.parsed } = splitParsed(snap));
+      }
+    } else if (this.pending && this.pending.version <= pointer.version) {
+      // A delta for the version held (or older) has nothing to add: a replay, or forged.
+      this.confirmDelta(pointer);
     }
-    this.fromDelta = false;
     return { snapshotVersion: this.snapshot!.version, apps: this.snapshot!.apps, rules };
   }
 }

@@ -10,7 +10,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
-import { haproxySettings, runtimeDir, workerName, type Config } from '../common/config.js';
+import { curveKeyList, haproxySettings, runtimeDir, workerName, type Config } from '../common/config.js';
 import { CommandHAProxy, ManagedHAProxy, sha256, validateConfig, type HAProxyProcess } from '../common/haproxy.js';
 import { parsePortRange } from '../common/port-policy.js';
 import { EMPTY_SERVER_STATE, RuntimeApi } from '../common/haproxy-runtime.js';
@@ -193,7 +193,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   // Subscribe first, then read: a change published between the two cannot be missed.
   const onHint = (e: HintEvent) => {
     const h = e.hint;
-    // Before the trigger, so the reconcile it starts finds the new snapshot in memory.
+    // Before the trigger, so the reconcile it starts can confirm it against ZooKeeper and apply it.
     if (h.kind === 'marathon' && h.delta && typeof h.delta === 'object') source.offerDelta(h.delta);
     reconciler.noteHintedSnapshot(h.snapshotVersion);
     if (e.gap) reconciler.trigger('gap');
@@ -201,9 +201,10 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     // A heartbeat only matters when it reveals a snapshot this worker has not read.
     else if (h.snapshotVersion > reconciler.lastReadSnapshotVersion) reconciler.trigger('heartbeat');
   };
-  const subscriber = new HintSubscriber(log, onHint);
+  const z = cfg.ZeroMQ;
+  const subscriber = new HintSubscriber(log, onHint, z.CurveSecretKey ? { publicKey: z.CurvePublicKey, secretKey: z.CurveSecretKey } : undefined);
   subscriber.start();
-  const discovery = new PublisherDiscovery(zk, control, subscriber, log, () => reconciler.trigger('publisher'));
+  const discovery = new PublisherDiscovery(zk, control, subscriber, log, () => reconciler.trigger('publisher'), curveKeyList(z.CurveServerKeys));
   await discovery.start();
 
   const deps: StatusDeps = {
@@ -214,8 +215,9 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     reconciler,
     haproxy,
     zk,
-    publishers: () => [...discovery.known.values()].map((p) => p.zmq).sort(),
-    snapshots: () => ({ reads: source.snapshotReads, deltas: source.deltasApplied }),
+    // Untrusted publishers (CURVE) are not connected to: with none left, /status says "no api publisher".
+    publishers: () => [...discovery.known].filter(([name]) => !discovery.untrusted.has(name)).map(([, p]) => p.zmq).sort(),
+    snapshots: () => ({ reads: source.snapshotReads, deltas: source.deltasApplied, ignored: source.deltasIgnored }),
   };
   const statusPath = `${control.workersPath}/${name}`;
   await zk.ephemeral(statusPath, () => Buffer.from(JSON.stringify(statusRecord(deps))));

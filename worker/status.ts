@@ -31,8 +31,11 @@ export interface StatusView extends WorkerStatus {
    * rate or generations bound since start, old HAProxy generations last counted (null: unknown).
    */
   reloads: { wait: ReloadWait | null; deferred: number; oldGenerations: number | null };
-  /** How the Marathon snapshots came in: read whole from ZooKeeper, or applied from a hint's delta. */
-  snapshots: { reads: number; deltas: number };
+  /**
+   * How the Marathon snapshots came in: read whole from ZooKeeper, or applied from a hint's delta that
+   * ZooKeeper confirmed; `ignored`: hint deltas not applied (not confirmed by ZooKeeper: forged; or superseded, or a replay).
+   */
+  snapshots: { reads: number; deltas: number; ignored: number };
   /** The Runtime API: socket (empty: off), fallbacks to a reload, last failure, servers draining. */
   runtime: {
     enabled: boolean;
@@ -56,7 +59,7 @@ export interface StatusDeps {
   zk: Zk;
   publishers: () => string[];
   /** Snapshot reads and hint deltas applied (ZkDesiredState's counters). */
-  snapshots?: () => { reads: number; deltas: number };
+  snapshots?: () => { reads: number; deltas: number; ignored: number };
 }
 
 /** The record stored in ZooKeeper (the shared WorkerStatus shape). */
@@ -108,7 +111,7 @@ export function statusView(d: StatusDeps): StatusView {
     lastApplyStages: d.reconciler.lastApply?.stages ?? {},
     busy: d.reconciler.busy,
     reloads: { wait: d.reconciler.reloadWait, deferred: d.reconciler.reloadsDeferred, oldGenerations: d.reconciler.oldGenerations },
-    snapshots: d.snapshots?.() ?? { reads: 0, deltas: 0 },
+    snapshots: d.snapshots?.() ?? { reads: 0, deltas: 0, ignored: 0 },
     runtime: {
       enabled: !!d.adminSocket,
       socket: d.adminSocket ?? '',
