@@ -16,9 +16,10 @@
  * A fetch changes the stored snapshot only when it is trustworthy:
  * - a failed, non-2xx, HTML, unparsable or wrongly shaped answer changes nothing (the previous
  *   snapshot stands; the error is recorded for /status and StatsD; a retry is scheduled with backoff);
- * - an empty app list right after a non-empty one is suspicious (a Marathon that lost its state, or a
- *   proxy answering for it): it is accepted only when the next fetch, `emptyConfirmDelayMs` later,
- *   is empty too ("seen twice in a row");
+ * - an answer that is empty after a non-empty snapshot, or drops more than `Marathon.ShrinkGuardPercent`
+ *   of the apps or tasks (a Marathon that lost its state, or a proxy answering for it), is held by the
+ *   shrink guard (api/shrink-guard.ts): nothing is stored until Marathon has kept answering so for
+ *   `Marathon.ShrinkGuardHoldMs`, or an operator confirms it; a normal answer in between drops it;
  * - the write is conditional on the snapshot version read before the fetch, so data fetched earlier
  *   by a slow copy never replaces newer data stored by a faster one (the loser fetches again).
  * A stored change publishes a `marathon` hint carrying the new snapshot version and, when this copy
@@ -34,10 +35,11 @@ import type { HintPublisher } from '../common/bus.js';
 import type { Logger } from '../common/log.js';
 import { MarathonError, MarathonEventStream, type EventStreamStatus, type MarathonClient } from '../common/marathon.js';
 import type { Metrics } from '../common/metrics.js';
-import { SnapshotConflictError, type ControlStore } from '../common/snapshot.js';
+import { ControlStore, SnapshotConflictError } from '../common/snapshot.js';
 import { diffApps, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
 import { redactUrl } from '../common/config.js';
 import type { LeaderElection, LeaderStatus } from './leader.js';
+import { countAnswer, memoryGuardStore, ShrinkGuard, type Decision, type HeldAnswer } from './shrink-guard.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 
 /** Marathon event types that can change what HAProxy should route to. */
@@ -62,7 +64,7 @@ export function isRoutingEvent(type: string): boolean {
   return ROUTING_EVENTS.has(type) || type.startsWith('deployment_');
 }
 
-export type FetchOutcome = 'changed' | 'unchanged' | 'failed' | 'suspicious_empty' | 'conflict' | 'store_failed' | 'closed';
+export type FetchOutcome = 'changed' | 'unchanged' | 'failed' | 'held' | 'conflict' | 'store_failed' | 'closed';
 
 export interface FetchRecord {
   ok: boolean;
@@ -76,7 +78,7 @@ export interface FetchRecord {
 }
 
 export interface IntakeOptions {
-  /** Delay of the confirming fetch after a suspicious empty list (default 1000 ms). */
+  /** Least delay of the fetch that checks a held answer again (default 1000 ms; see the shrink guard). */
   emptyConfirmDelayMs?: number;
   /** Retry after a failed fetch: first delay and cap (defaults 1 s and 30 s). */
   retryMinMs?: number;
@@ -100,6 +102,8 @@ export interface IntakeDeps {
   election?: LeaderElection;
   /** Other live api copies (excluding this one), to decide whether to unsubscribe on close. */
   otherCopies?: () => Promise<number>;
+  /** The shrink guard (its record shared in ZooKeeper); default: one with its record in memory. */
+  guard?: ShrinkGuard;
   options?: IntakeOptions;
 }
 
@@ -115,7 +119,10 @@ export interface IntakeStatus {
   eventsTotal: number;
   pending: boolean;
   inFlight: boolean;
+  /** True while the held answer (below) is an empty app list. */
   suspiciousEmpty: boolean;
+  /** The Marathon answer held back by the shrink guard (any copy's), or null. */
+  held: HeldAnswer | null;
   callbackUrl: string | null;
   subscriptions: Array<{ endpoint: string; state: SubscriptionState; error: string | null; checkedAt: number | null }>;
   stream: (EventStreamStatus & { leader: LeaderStatus | null }) | null;
@@ -135,7 +142,10 @@ export class MarathonIntake {
   private retryTimer: NodeJS.Timeout | null = null;
   private resyncTimer: NodeJS.Timeout | null = null;
   private subscriptionTimer: NodeJS.Timeout | null = null;
-  private emptySeen = false;
+  private heldTimer: NodeJS.Timeout | null = null;
+  /** Delay of the next check of a held answer: from emptyConfirmDelayMs, doubling to retryMaxMs. */
+  private heldCheckMs: number;
+  readonly guard: ShrinkGuard;
   private closed = false;
   private started = false;
   private stream: MarathonEventStream | null = null;
@@ -164,8 +174,17 @@ export class MarathonIntake {
     this.retryMinMs = o.retryMinMs ?? 1000;
     this.retryMaxMs = o.retryMaxMs ?? 30000;
     this.retryDelay = this.retryMinMs;
+    this.heldCheckMs = this.emptyConfirmMs;
     this.callbackUrl = `${deps.cfg.Bamboo.Endpoint.replace(/\/+$/, '')}/api/marathon/event_callback`;
     for (const e of deps.client.endpoints) this.subs.set(e, { state: 'unknown', error: null, checkedAt: null, warned: false });
+    const m = deps.cfg.Marathon;
+    this.guard = deps.guard ?? new ShrinkGuard({
+      store: memoryGuardStore(),
+      policy: { percent: m.ShrinkGuardPercent, minDrop: m.ShrinkGuardMinDrop, holdMs: m.ShrinkGuardHoldMs },
+      copy: 'local',
+      log: deps.log,
+      metrics: deps.metrics,
+    });
   }
 
   get mode(): 'callback' | 'stream' {
@@ -177,6 +196,7 @@ export class MarathonIntake {
     if (this.started) return;
     this.started = true;
     const { cfg, log } = this.deps;
+    this.guard.start();
     this.requestFetch('startup');
     if (cfg.Marathon.ResyncIntervalMs > 0) {
       this.resyncTimer = setInterval(() => this.requestFetch('resync'), cfg.Marathon.ResyncIntervalMs);
@@ -205,7 +225,8 @@ export class MarathonIntake {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const t of [this.timer, this.retryTimer]) if (t) clearTimeout(t);
+    for (const t of [this.timer, this.retryTimer, this.heldTimer]) if (t) clearTimeout(t);
+    this.guard.close();
     for (const t of [this.resyncTimer, this.subscriptionTimer]) if (t) clearInterval(t);
     this.timer = this.retryTimer = this.resyncTimer = this.subscriptionTimer = null;
     if (this.deps.election) {
@@ -331,21 +352,19 @@ export class MarathonIntake {
     // Compare with what is stored, not with a cache that may not have caught up yet (startup).
     if (before >= 0 && snapshots.version < before) await snapshots.refresh();
     const previous = snapshots.current();
-    const previousCount = previous ? previous.apps.length : 0;
-    if (apps.length === 0 && previousCount > 0 && !this.emptySeen) {
-      this.emptySeen = true;
-      // Not accepted (yet): counted as a failed fetch, so StatsD shows it as well as /status.
+    const counts = countAnswer(apps);
+    let decision: Decision;
+    try {
+      decision = await this.guard.admit(previous ? countAnswer(previous.apps) : null, counts, () => ControlStore.hashApps(apps, texts).hash);
+    } catch (err) {
       this.failures++;
-      metrics.marathonFetch(ms, false, 'suspicious_empty');
-      this.record({
-        ok: false, outcome: 'suspicious_empty', ms, endpoint, apps: 0, reason: 'suspicious_empty',
-        error: `Marathon answered an empty app list after ${previousCount} apps; keeping the previous snapshot until a second fetch confirms it`,
-      });
-      log.warn({ endpoint, previousApps: previousCount }, 'empty app list after a non-empty one; waiting for a second fetch to confirm');
-      setTimeout(() => this.requestFetch('confirm-empty'), this.emptyConfirmMs).unref();
-      return 'suspicious_empty';
+      this.record({ ok: false, outcome: 'store_failed', ms, endpoint, apps: apps.length, error: `cannot read the shrink guard record: ${(err as Error).message}`, reason: 'zookeeper' });
+      metrics.marathonFetch(ms, false, 'zookeeper');
+      this.scheduleRetry();
+      return 'store_failed';
     }
-    this.emptySeen = false;
+    if (decision.action === 'hold') return this.held(decision.held, ms, endpoint);
+    this.heldCheckMs = this.emptyConfirmMs;
     metrics.marathonFetch(ms, true);
 
     const fetchedAt = Date.now();
@@ -375,10 +394,15 @@ export class MarathonIntake {
     this.record({ ok: true, outcome: result.changed ? 'changed' : 'unchanged', ms, endpoint, apps: apps.length, error: null, reason: null });
     if (result.version > publisher.snapshotVersion) publisher.snapshotVersion = result.version;
     snapshots.setLocal({ version: result.version, hash: result.hash, fetchedAt, apps });
+    // What is stored now is this answer (or one equal to it): a held answer, if any, is over.
+    const settled = this.guard.settle(counts, decision);
     // The delta is said only against a snapshot this copy stored itself (its content known exactly).
     const base = this.lastStored;
     this.lastStored = result.serialised ? { version: result.version, ids: result.serialised.ids, parts: result.serialised.parts } : null;
-    if (!result.changed) return 'unchanged';
+    if (!result.changed) {
+      await settled;
+      return 'unchanged';
+    }
     let delta: SnapshotDelta | undefined;
     if (base && result.serialised && base.version === before && result.version > before) {
       const d = diffApps(base, result.serialised, apps);
@@ -387,6 +411,7 @@ export class MarathonIntake {
     await publisher.publish('marathon', delta ? { delta } : {});
     metrics.published('marathon');
     log.info({ snapshotVersion: result.version, apps: apps.length, endpoint, ms: Math.round(ms) }, 'snapshot stored');
+    await settled;
     try {
       await control.pruneChunks(result.hash);
     } catch (err) {
@@ -394,6 +419,47 @@ export class MarathonIntake {
       log.warn({ err: (err as Error).message }, 'removing old snapshot chunks failed');
     }
     return 'changed';
+  }
+
+  /**
+   * An answer the shrink guard holds: counted as a failed fetch (StatsD `marathon.fetch.failed.
+   * suspicious_empty` or `.suspicious_shrink`, /status), logged, and checked again by a fetch (and on
+   * every event meanwhile): soon at first (a glitch is over in a second: the held answer is dropped),
+   * then less and less often, and when it would apply by itself.
+   */
+  private held(held: HeldAnswer, ms: number, endpoint: string): FetchOutcome {
+    const { metrics, log } = this.deps;
+    const empty = held.reason === 'empty';
+    this.failures++;
+    metrics.marathonFetch(ms, false, empty ? 'suspicious_empty' : 'suspicious_shrink');
+    const what = `${held.before.apps} apps / ${held.before.tasks} tasks -> ${held.after.apps} apps / ${held.after.tasks} tasks`;
+    this.record({
+      ok: false, outcome: 'held', ms, endpoint, apps: held.after.apps, reason: empty ? 'suspicious_empty' : 'suspicious_shrink',
+      error: `Marathon's answer shrinks ${what}; held back (the previous snapshot stays) until ${new Date(held.appliesAt).toISOString()} or an operator confirms it (POST /api/marathon/held/confirm)`,
+    });
+    const fields = { endpoint, heldId: held.id, before: held.before, after: held.after, since: held.since, appliesAt: held.appliesAt };
+    if (empty) log.warn(fields, 'empty app list after a non-empty one; holding it back');
+    else log.warn(fields, 'marathon answer shrinks too much; holding it back');
+    if (!this.heldTimer && !this.closed) {
+      const wait = Math.max(this.emptyConfirmMs, Math.min(this.heldCheckMs, held.appliesAt - Date.now()));
+      this.heldCheckMs = Math.min(this.heldCheckMs * 2, Math.max(this.retryMaxMs, this.emptyConfirmMs));
+      this.heldTimer = setTimeout(() => {
+        this.heldTimer = null;
+        this.requestFetch('held-check');
+      }, wait);
+      this.heldTimer.unref();
+    }
+    return 'held';
+  }
+
+  /**
+   * An operator's confirm of the held answer `id` (any copy's; see ShrinkGuard.confirm for the
+   * errors), then a fetch, which applies it when Marathon still gives it.
+   */
+  async confirmHeld(id: string): Promise<HeldAnswer> {
+    const held = await this.guard.confirm(id);
+    this.requestFetch('held-confirmed');
+    return held;
   }
 
   // --- callback mode ------------------------------------------------------------------------
@@ -496,7 +562,8 @@ export class MarathonIntake {
       eventsTotal: this.eventsTotal,
       pending: this.pending,
       inFlight: this.inFlight !== null,
-      suspiciousEmpty: this.emptySeen,
+      suspiciousEmpty: this.guard.held()?.reason === 'empty',
+      held: this.guard.held(),
       callbackUrl: this.mode === 'callback' ? this.callbackUrl : null,
       subscriptions:
         this.mode === 'callback'

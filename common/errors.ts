@@ -25,6 +25,8 @@ export const ERROR_CODES = {
   BAMBOO_METHOD_NOT_ALLOWED: { status: 405, doc: 'The route exists but not with this method; the `Allow` header lists the methods it has.' },
   BAMBOO_SERVICE_EXISTS: { status: 409, doc: 'POST of a service record that already exists; the body carries `current`. Use PUT to replace it.' },
   BAMBOO_VERSION_CONFLICT: { status: 409, doc: 'The record changed since the version given in `If-Match`; the body carries `current` and `version`.' },
+  BAMBOO_NOTHING_HELD: { status: 409, doc: 'A confirm of a held Marathon answer while none is held (it applied, or Marathon recovered); see `marathon.held` in `GET /status`.' },
+  BAMBOO_HELD_CHANGED: { status: 409, doc: 'A confirm named another answer than the one held now (Marathon\'s answer changed since it was read); the body carries `held`. Check it and confirm its `id`.' },
   BAMBOO_BODY_TOO_LARGE: { status: 413, doc: 'The body is larger than `Bamboo.MaxBodyBytes` (256 times that for Marathon callbacks, whose deployment events list every app).' },
   BAMBOO_UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'The body is in a format the API cannot read; send JSON.' },
   BAMBOO_HEADERS_TOO_LARGE: { status: 431, doc: 'The request headers are larger than the server accepts (16 KiB); send fewer or shorter headers.' },
