@@ -12,6 +12,7 @@ import { ControlStore } from '../common/snapshot.js';
 import { Zk } from '../common/zk.js';
 import { runWorker } from '../worker/main.js';
 import { MarathonSimulator } from './marathon-sim/index.js';
+import { measured } from './support/faults.js';
 import { httpGet, jsonCall, startBackend, type Backend } from './support/http.js';
 import { freePort } from './support/ports.js';
 import { sleep, waitFor } from './support/process.js';
@@ -243,6 +244,16 @@ describe('shrink guard: Marathon cannot wipe the edge (simulator, ZooKeeper, api
     expect(during.length, 'requests sent during the hold').to.be.greaterThan(50);
     expect(failedBetween(emptyAt, recoveredAt), 'failures while the empty answer was held').to.deep.equal([]);
     expect(failedBetween(shrinkAt, appliedAt - 200), 'failures while the shrink was held').to.deep.equal([]);
+    const inWindow = (t0: number, t1: number) => results.filter((r) => r.at >= t0 && r.at <= t1);
+    measured('marathon.shrink-guard', {
+      emptyHeldMs: recoveredAt - emptyAt,
+      emptyRequests: inWindow(emptyAt, recoveredAt).length,
+      emptyFailed: failedBetween(emptyAt, recoveredAt).length,
+      shrinkHeldMs: appliedAt - shrinkAt,
+      shrinkRequests: inWindow(shrinkAt, appliedAt).length,
+      shrinkFailed: failedBetween(shrinkAt, appliedAt - 200).length,
+      appliedAfterAppliesAtMs: appliedAt - h.appliesAt,
+    });
     // Then the removed apps really leave HAProxy, and the kept one still routes.
     await waitFor(async () => (await httpGet(`http://127.0.0.1:${setup.httpPort}/fleet/app-99/`)).status === 503, 'the removed apps to leave HAProxy', 20000, 100);
     expect((await httpGet(`http://127.0.0.1:${setup.httpPort}/fleet/app-00/`)).body).to.match(/^b-0/);
