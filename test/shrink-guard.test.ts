@@ -207,17 +207,18 @@ describe('shrink guard: Marathon cannot wipe the edge (simulator, ZooKeeper, api
     const emptyAt = Date.now();
     s.faults.emptyApps = true;
     await poke(a);
-    const e = (await waitFor(() => held(a), 'the empty answer to be held'))!;
+    for (let i = 0; i < 7; i++) {
+      await sleep(300);
+      await poke(a); // more fetches, each still empty
+    }
+    expect(await control.snapshotVersion(), 'an empty answer lasting 2 s is not stored').to.equal(versionBefore);
+    expect(failedBetween(emptyAt, Date.now()), 'failures while Marathon answered empty').to.deep.equal([]);
+    const e = (await held(a))!;
+    expect(e, '/status shows the held answer').to.not.equal(null);
     expect(e.reason).to.equal('empty');
     expect(e.before.apps).to.equal(100);
     expect(e.after).to.deep.equal({ apps: 0, tasks: 0 });
     expect(e.appliesAt).to.equal(e.since + holdMs);
-    for (let i = 0; i < 6; i++) {
-      await sleep(300);
-      await poke(a); // more fetches, each still empty: still held
-    }
-    expect((await held(a))?.reason).to.equal('empty');
-    expect(await control.snapshotVersion(), 'nothing stored while held').to.equal(versionBefore);
     // Marathon recovers: the held answer is dropped, nothing was ever stored.
     s.faults.emptyApps = false;
     await poke(a);
@@ -231,6 +232,10 @@ describe('shrink guard: Marathon cannot wipe the edge (simulator, ZooKeeper, api
     const shrinkAt = Date.now();
     s.faults.keepApps = 1;
     await poke(a);
+    await sleep(1000);
+    await poke(a);
+    await sleep(300);
+    expect(await storedApps(control), 'a 99 % shrink is not applied at once').to.equal(100);
     const h = (await waitFor(() => held(a), 'the 99 % shrink to be held'))!;
     expect(h).to.deep.include({ reason: 'apps', before: { apps: 100, tasks: 100 }, after: { apps: 1, tasks: 1 } });
     const state = await jsonCall('GET', `${a.url}/api/state`);
@@ -238,7 +243,7 @@ describe('shrink guard: Marathon cannot wipe the edge (simulator, ZooKeeper, api
     await waitFor(async () => (await storedApps(control)) === 1, 'the held answer to apply after the hold time', holdMs + 15000, 100);
     const appliedAt = Date.now();
     expect(appliedAt, 'not applied before the hold time').to.be.at.least(h.appliesAt);
-    expect(await held(a)).to.equal(null);
+    await waitFor(async () => (await held(a)) === null, 'the held answer to be cleared once applied');
 
     const during = results.filter((r) => r.at >= emptyAt && r.at <= appliedAt - 200);
     expect(during.length, 'requests sent during the hold').to.be.greaterThan(50);
