@@ -25,6 +25,7 @@
  */
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/metrics.js';
+import { isRunning } from '../common/template-data.js';
 import { ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError, type Zk } from '../common/zk.js';
 
 export interface Counts {
@@ -76,14 +77,27 @@ export type Decision =
   | { action: 'apply'; ended: HeldEnd | null; resetPeak: boolean }
   | { action: 'hold'; held: HeldAnswer };
 
-/** Apps and tasks of a `/v2/apps` answer. */
+/**
+ * Apps and tasks of a `/v2/apps` answer. Only tasks that can take traffic count: running (the
+ * template's rule) and not reported unhealthy by any health check result, so an answer that keeps
+ * every task but marks them all killed or failing (every server disabled) is a shrink too.
+ */
 export function countAnswer(apps: readonly unknown[]): Counts {
   let tasks = 0;
   for (const a of apps) {
-    const t = (a as { tasks?: unknown } | null)?.tasks;
-    if (Array.isArray(t)) tasks += t.length;
+    const list = (a as { tasks?: unknown } | null)?.tasks;
+    if (!Array.isArray(list)) continue;
+    for (const t of list) if (servesTraffic(t)) tasks++;
   }
   return { apps: apps.length, tasks };
+}
+
+function servesTraffic(task: unknown): boolean {
+  if (typeof task !== 'object' || task === null) return false;
+  const t = task as Record<string, unknown>;
+  if (!isRunning(t)) return false;
+  const results = t.healthCheckResults;
+  return !(Array.isArray(results) && results.some((r) => typeof r === 'object' && r !== null && (r as { alive?: unknown }).alive === false));
 }
 
 /** Why `answer` is a suspicious shrink of `reference`, or null when it is not. Pure. */

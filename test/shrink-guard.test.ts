@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { runApi, type RunningApi } from '../api/main.js';
-import { decide, settledRecord, shrinkReason, type Counts, type GuardRecord, type HeldAnswer, type ShrinkPolicy } from '../api/shrink-guard.js';
+import { countAnswer, decide, settledRecord, shrinkReason, type Counts, type GuardRecord, type HeldAnswer, type ShrinkPolicy } from '../api/shrink-guard.js';
 import { loadConfig, type Config } from '../common/config.js';
 import { ControlStore } from '../common/snapshot.js';
 import { Zk } from '../common/zk.js';
@@ -48,6 +48,20 @@ describe('shrink guard: decisions (pure)', () => {
       expect(shrinkReason(before, after, POLICY)).to.equal(want);
     });
   }
+
+  it('counts only tasks that can take traffic, so marking every task killed or unhealthy is a shrink too', () => {
+    const t = (extra: Record<string, unknown> = {}) => ({ id: 'x', host: 'h', ports: [1], state: 'TASK_RUNNING', startedAt: '2024-01-01T00:00:00.000Z', ...extra });
+    const apps = [
+      { id: '/a', tasks: [t(), t({ healthCheckResults: [{ alive: true }] }), t({ healthCheckResults: [] })] },
+      { id: '/b', tasks: [t({ state: 'TASK_KILLED' }), t({ state: 'TASK_STAGING', startedAt: null }), t({ healthCheckResults: [{ alive: true }, { alive: false }] })] },
+      { id: '/c' },
+      null,
+    ];
+    expect(countAnswer(apps)).to.deep.equal({ apps: 4, tasks: 3 });
+    const sick = Array.from({ length: 10 }, (_, i) => ({ id: `/s${i}`, tasks: [t({ healthCheckResults: [{ alive: false }] })] }));
+    const well = sick.map((a) => ({ ...a, tasks: [t()] }));
+    expect(shrinkReason(countAnswer(well), countAnswer(sick), POLICY)).to.equal('tasks');
+  });
 
   const base = { id: () => 'h2', policy: POLICY, copy: 'b' };
   it('holds a shrink cut into steps: the reference is the largest snapshot stored within the hold time', () => {
