@@ -170,8 +170,8 @@ export function settledRecord(record: GuardRecord, stored: Counts, now: number, 
 export interface GuardRecordStore {
   /** The record and its version (-1 when there is none); `onChange` fires once when it changes. */
   read(onChange?: () => void): Promise<{ record: GuardRecord; version: number }>;
-  /** Writes the record if its version is still `version` (-1: create); false on a conflict. */
-  write(record: GuardRecord, version: number): Promise<boolean>;
+  /** Writes the record if its version is still `version` (-1: create): its new version, or null on a conflict. */
+  write(record: GuardRecord, version: number): Promise<number | null>;
 }
 
 const EMPTY: GuardRecord = { held: null, peak: null };
@@ -199,19 +199,17 @@ export function zkGuardStore(zk: Zk, path: string): GuardRecordStore {
     async write(record, version) {
       const data = Buffer.from(JSON.stringify(record));
       try {
-        if (version >= 0) await zk.set(path, data, version);
-        else {
-          try {
-            await zk.create(path, data);
-          } catch (err) {
-            if (!(err instanceof ZkNoNodeError)) throw err;
-            await zk.mkdirp(path.slice(0, path.lastIndexOf('/')));
-            await zk.create(path, data);
-          }
+        if (version >= 0) return await zk.set(path, data, version);
+        try {
+          await zk.create(path, data);
+        } catch (err) {
+          if (!(err instanceof ZkNoNodeError)) throw err;
+          await zk.mkdirp(path.slice(0, path.lastIndexOf('/')));
+          await zk.create(path, data);
         }
-        return true;
+        return 0;
       } catch (err) {
-        if (err instanceof ZkBadVersionError || err instanceof ZkNodeExistsError || (version >= 0 && err instanceof ZkNoNodeError)) return false;
+        if (err instanceof ZkBadVersionError || err instanceof ZkNodeExistsError || (version >= 0 && err instanceof ZkNoNodeError)) return null;
         throw err;
       }
     },
@@ -227,10 +225,9 @@ export function memoryGuardStore(): GuardRecordStore {
       return { record, version };
     },
     async write(r, v) {
-      if (v !== version) return false;
+      if (v !== version) return null;
       record = r;
-      version++;
-      return true;
+      return ++version;
     },
   };
 }
@@ -298,6 +295,16 @@ export class ShrinkGuard {
     return this.record.held;
   }
 
+  /** Takes a record this copy wrote (unless a read meanwhile brought a newer one); false on a conflict. */
+  private wrote(record: GuardRecord, version: number | null): boolean {
+    if (version === null) return false;
+    if (version > this.version) {
+      this.record = record;
+      this.version = version;
+    }
+    return true;
+  }
+
   /** Reads the record again (and re-arms the watch). Throws the store's errors. */
   async refresh(): Promise<void> {
     if (this.closed) return;
@@ -329,10 +336,8 @@ export class ShrinkGuard {
       const next: GuardRecord = { ...this.record, held: d.held };
       // The same answer seen again within a second needs no write (several copies, bursts of events).
       if (prev && prev.id === d.held.id && prev.since === d.held.since && d.held.seenAt - prev.seenAt < 1000) return { action: 'hold', held: prev };
-      if (await this.opts.store.write(next, this.version)) {
+      if (this.wrote(next, await this.opts.store.write(next, this.version))) {
         if (!prev) this.opts.metrics.answerHeld(true);
-        this.record = next;
-        this.version++;
         return d;
       }
       await this.refresh();
@@ -366,10 +371,9 @@ export class ShrinkGuard {
         this.unsettled = null;
         return;
       }
-      if (await this.opts.store.write(next, this.version)) {
-        if (this.record.held) this.opts.metrics.answerHeld(false);
-        this.record = next;
-        this.version++;
+      const wasHeld = this.record.held !== null;
+      if (this.wrote(next, await this.opts.store.write(next, this.version))) {
+        if (wasHeld) this.opts.metrics.answerHeld(false);
         this.unsettled = null;
         return;
       }
@@ -392,9 +396,7 @@ export class ShrinkGuard {
       if (held.confirmed) return held;
       const confirmed: HeldAnswer = { ...held, confirmed: { at: this.now(), copy: this.opts.copy } };
       const next = { ...this.record, held: confirmed };
-      if (await this.opts.store.write(next, this.version)) {
-        this.record = next;
-        this.version++;
+      if (this.wrote(next, await this.opts.store.write(next, this.version))) {
         this.opts.log.warn({ heldId: id, apps: held.after.apps, tasks: held.after.tasks, appsBefore: held.before.apps }, 'held marathon answer confirmed by an operator');
         return confirmed;
       }
