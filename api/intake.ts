@@ -196,6 +196,7 @@ export class MarathonIntake {
     if (this.started) return;
     this.started = true;
     const { cfg, log } = this.deps;
+    this.guard.onHeldSeen((held) => this.armHeldCheck(held.appliesAt - Date.now()));
     this.guard.start();
     this.requestFetch('startup');
     if (cfg.Marathon.ResyncIntervalMs > 0) {
@@ -440,16 +441,21 @@ export class MarathonIntake {
     const fields = { endpoint, heldId: held.id, before: held.before, after: held.after, since: held.since, appliesAt: held.appliesAt };
     if (empty) log.warn(fields, 'empty app list after a non-empty one; holding it back');
     else log.warn(fields, 'marathon answer shrinks too much; holding it back');
-    if (!this.heldTimer && !this.closed) {
-      const wait = Math.max(this.emptyConfirmMs, Math.min(this.heldCheckMs, held.appliesAt - Date.now()));
+    if (!this.heldTimer) {
+      this.armHeldCheck(Math.min(this.heldCheckMs, held.appliesAt - Date.now()));
       this.heldCheckMs = Math.min(this.heldCheckMs * 2, Math.max(this.retryMaxMs, this.emptyConfirmMs));
-      this.heldTimer = setTimeout(() => {
-        this.heldTimer = null;
-        this.requestFetch('held-check');
-      }, wait);
-      this.heldTimer.unref();
     }
     return 'held';
+  }
+
+  /** One fetch `ms` from now (at least emptyConfirmDelayMs), unless one is armed already. */
+  private armHeldCheck(ms: number): void {
+    if (this.heldTimer || this.closed) return;
+    this.heldTimer = setTimeout(() => {
+      this.heldTimer = null;
+      this.requestFetch('held-check');
+    }, Math.max(this.emptyConfirmMs, ms));
+    this.heldTimer.unref();
   }
 
   /**

@@ -271,6 +271,7 @@ export class ShrinkGuard {
   private unsettled: { stored: Counts; resetPeak: boolean } | null = null;
   private readonly now: () => number;
   private readonly onWatch = () => void this.refresh().catch(() => undefined);
+  private heldListener: ((held: HeldAnswer) => void) | null = null;
 
   constructor(private readonly opts: ShrinkGuardOptions) {
     this.now = opts.now ?? Date.now;
@@ -288,6 +289,15 @@ export class ShrinkGuard {
   close(): void {
     this.closed = true;
     this.unsubscribe?.();
+  }
+
+  /**
+   * `fn` is called when a read finds a held answer with a new `appliesAt` (typically held by another
+   * copy), so this copy can fetch then too: the time-based apply does not depend on the copy that held
+   * the answer still running.
+   */
+  onHeldSeen(fn: (held: HeldAnswer) => void): void {
+    this.heldListener = fn;
   }
 
   /** The held answer as last read (any copy's), or null. */
@@ -310,11 +320,12 @@ export class ShrinkGuard {
     if (this.closed) return;
     const { record, version } = await this.opts.store.read(this.onWatch);
     if (this.loaded && version < this.version && version !== -1) return;
-    const wasHeld = this.record.held !== null;
+    const was = this.record.held;
     this.record = record;
     this.version = version;
     this.loaded = true;
-    if (wasHeld !== (record.held !== null)) this.opts.metrics.answerHeld(record.held !== null);
+    if ((was !== null) !== (record.held !== null)) this.opts.metrics.answerHeld(record.held !== null);
+    if (record.held && record.held.appliesAt !== was?.appliesAt) this.heldListener?.(record.held);
   }
 
   /**

@@ -344,6 +344,26 @@ describe('shrink guard: Marathon cannot wipe the edge (simulator, ZooKeeper, api
     expect(gauges['sg.marathon.held']).to.equal(0);
   });
 
+  it('applies a held answer after the hold time on another copy when the copy that held it is gone', async () => {
+    const s = await sim();
+    deploy(s, 20, (i) => ({ host: '10.0.0.4', ports: [34000 + i] }));
+    const paths = { rules: uniquePath('/sg-rules'), control: uniquePath('/sg-control') };
+    const cfg = apiConfig(s, paths, { 'Marathon.ShrinkGuardHoldMs': 3000 });
+    const a = await api(cfg);
+    const b = await api(cfg);
+    const control = new ControlStore(zk, paths.control);
+    await waitFor(async () => (await storedApps(control)) === 20, 'the first snapshot');
+    await a.intake.idle();
+    await b.intake.idle();
+    s.faults.keepApps = 1;
+    await poke(a);
+    const h = (await waitFor(() => held(b), "a's held answer to show on b"))!;
+    await a.close();
+    // No event and no resync timer: b fetches by itself when the hold is over.
+    await waitFor(async () => (await storedApps(control)) === 1, 'b to apply the held answer', 15000, 100);
+    expect(Date.now()).to.be.at.least(h.appliesAt);
+  });
+
   it('applies small deletions at once, and measures a shrink cut into steps against where it started', async () => {
     const s = await sim();
     deploy(s, 3, (i) => ({ host: '10.0.0.2', ports: [32000 + i] }));
