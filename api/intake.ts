@@ -143,6 +143,8 @@ export class MarathonIntake {
   private resyncTimer: NodeJS.Timeout | null = null;
   private subscriptionTimer: NodeJS.Timeout | null = null;
   private heldTimer: NodeJS.Timeout | null = null;
+  /** A fetch at the appliesAt of a held answer seen in ZooKeeper (whichever copy held it). */
+  private appliesTimer: NodeJS.Timeout | null = null;
   /** Delay of the next check of a held answer: from emptyConfirmDelayMs, doubling to retryMaxMs. */
   private heldCheckMs: number;
   readonly guard: ShrinkGuard;
@@ -196,7 +198,10 @@ export class MarathonIntake {
     if (this.started) return;
     this.started = true;
     const { cfg, log } = this.deps;
-    this.guard.onHeldSeen((held) => this.armHeldCheck(held.appliesAt - Date.now()));
+    this.guard.onHeldSeen((held) => {
+      if (this.appliesTimer) clearTimeout(this.appliesTimer);
+      this.appliesTimer = this.closed ? null : this.fetchLater(held.appliesAt - Date.now(), () => (this.appliesTimer = null));
+    });
     this.guard.start();
     this.requestFetch('startup');
     if (cfg.Marathon.ResyncIntervalMs > 0) {
@@ -226,7 +231,7 @@ export class MarathonIntake {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const t of [this.timer, this.retryTimer, this.heldTimer]) if (t) clearTimeout(t);
+    for (const t of [this.timer, this.retryTimer, this.heldTimer, this.appliesTimer]) if (t) clearTimeout(t);
     this.guard.close();
     for (const t of [this.resyncTimer, this.subscriptionTimer]) if (t) clearInterval(t);
     this.timer = this.retryTimer = this.resyncTimer = this.subscriptionTimer = null;
@@ -441,21 +446,21 @@ export class MarathonIntake {
     const fields = { endpoint, heldId: held.id, before: held.before, after: held.after, since: held.since, appliesAt: held.appliesAt };
     if (empty) log.warn(fields, 'empty app list after a non-empty one; holding it back');
     else log.warn(fields, 'marathon answer shrinks too much; holding it back');
-    if (!this.heldTimer) {
-      this.armHeldCheck(Math.min(this.heldCheckMs, held.appliesAt - Date.now()));
+    if (!this.heldTimer && !this.closed) {
+      this.heldTimer = this.fetchLater(Math.min(this.heldCheckMs, held.appliesAt - Date.now()), () => (this.heldTimer = null));
       this.heldCheckMs = Math.min(this.heldCheckMs * 2, Math.max(this.retryMaxMs, this.emptyConfirmMs));
     }
     return 'held';
   }
 
-  /** One fetch `ms` from now (at least emptyConfirmDelayMs), unless one is armed already. */
-  private armHeldCheck(ms: number): void {
-    if (this.heldTimer || this.closed) return;
-    this.heldTimer = setTimeout(() => {
-      this.heldTimer = null;
+  /** A fetch `ms` from now (at least emptyConfirmDelayMs) that checks a held answer; `fired` runs first. */
+  private fetchLater(ms: number, fired: () => void): NodeJS.Timeout {
+    const t = setTimeout(() => {
+      fired();
       this.requestFetch('held-check');
     }, Math.max(this.emptyConfirmMs, ms));
-    this.heldTimer.unref();
+    t.unref();
+    return t;
   }
 
   /**
