@@ -27,12 +27,15 @@ import { ANONYMOUS, Authenticator, WriteLimiter, decodeBody, redactCallbackUrl, 
 import type { IntakeStatus } from './intake.js';
 import type { AclStatus } from './zk-acl.js';
 import { RulesCache } from './rules-cache.js';
+import { HeldChangedError, NothingHeldError, type HeldAnswer } from './shrink-guard.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 
 /** What the API needs from the Marathon intake. */
 export interface IntakeLike {
   onEvent(type: string): void;
   status(): IntakeStatus;
+  /** Confirms the held Marathon answer `id`; throws NothingHeldError or HeldChangedError. */
+  confirmHeld(id: string): Promise<HeldAnswer>;
 }
 
 declare module 'fastify' {
@@ -111,6 +114,13 @@ interface ServiceBody {
 
 /** Routes and their methods, for 405 answers (fastify only knows "no route" = 404). */
 const CALLBACK_PATH = '/api/marathon/event_callback';
+const HELD_CONFIRM_PATH = '/api/marathon/held/confirm';
+
+const HELD_CONFIRM_SCHEMA = {
+  type: 'object',
+  properties: { id: { type: 'string', minLength: 1, maxLength: 128 } },
+  required: ['id'],
+} as const;
 
 const ROUTES: Array<{ match: (path: string) => boolean; methods: string[] }> = [
   { match: (p) => p === '/', methods: ['GET', 'HEAD'] },
@@ -121,6 +131,7 @@ const ROUTES: Array<{ match: (path: string) => boolean; methods: string[] }> = [
   { match: (p) => p === '/api/services', methods: ['GET', 'HEAD', 'POST'] },
   { match: (p) => p.startsWith('/api/services/'), methods: ['GET', 'HEAD', 'PUT', 'DELETE'] },
   { match: (p) => p === CALLBACK_PATH, methods: ['POST'] },
+  { match: (p) => p === HELD_CONFIRM_PATH, methods: ['POST'] },
 ];
 
 /**
@@ -552,6 +563,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     }
   };
 
+  const requireHeldId = async (req: FastifyRequest) => {
+    if (req.body === undefined || req.body === null) {
+      throw new ApiError('BAMBOO_BAD_JSON', 'the request body is empty; send {"id":"<marathon.held.id from GET /status>"}');
+    }
+  };
+
   async function afterWrite(appId: string, version: number | null, action: string, credential: string): Promise<void> {
     rulesCache.invalidate();
     metrics.ruleChanged();
@@ -596,6 +613,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         fetches: m.fetches,
         failures: m.failures,
         suspiciousEmpty: m.suspiciousEmpty,
+        held: m.held,
         eventsTotal: m.eventsTotal,
         events: m.events,
         callbackUrl: redactCallbackUrl(m.callbackUrl),
@@ -781,6 +799,27 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const type = body && typeof body === 'object' && typeof body.eventType === 'string' ? body.eventType.slice(0, 100) : 'unknown';
     intake.onEvent(type);
     return reply.code(202).send({ accepted: true, eventType: type });
+  });
+
+  // --- the shrink guard's held answer ----------------------------------------------------------
+  app.post(HELD_CONFIRM_PATH, { onRequest: authWrite, preValidation: requireHeldId, schema: { body: HELD_CONFIRM_SCHEMA } }, async (req, reply) => {
+    const { id } = req.body as { id: string };
+    try {
+      const held = await intake.confirmHeld(id);
+      return reply.code(202).send({ confirmed: true, held });
+    } catch (err) {
+      if (err instanceof NothingHeldError) {
+        throw new ApiError('BAMBOO_NOTHING_HELD', 'no Marathon answer is held back now (it was applied, or Marathon answered normally again); nothing to confirm. GET /status shows marathon.held');
+      }
+      if (err instanceof HeldChangedError) {
+        throw new ApiError(
+          'BAMBOO_HELD_CHANGED',
+          `the Marathon answer held now is ${err.current.id}, not the one named (Marathon's answer changed since it was read); check "held" and confirm its id`,
+          { held: err.current },
+        );
+      }
+      throw err;
+    }
   });
 
   return app;

@@ -16,9 +16,10 @@
  * A fetch changes the stored snapshot only when it is trustworthy:
  * - a failed, non-2xx, HTML, unparsable or wrongly shaped answer changes nothing (the previous
  *   snapshot stands; the error is recorded for /status and StatsD; a retry is scheduled with backoff);
- * - an empty app list right after a non-empty one is suspicious (a Marathon that lost its state, or a
- *   proxy answering for it): it is accepted only when the next fetch, `emptyConfirmDelayMs` later,
- *   is empty too ("seen twice in a row");
+ * - an answer that is empty after a non-empty snapshot, or drops more than `Marathon.ShrinkGuardPercent`
+ *   of the apps or tasks (a Marathon that lost its state, or a proxy answering for it), is held by the
+ *   shrink guard (api/shrink-guard.ts): nothing is stored until Marathon has kept answering so for
+ *   `Marathon.ShrinkGuardHoldMs`, or an operator confirms it; a normal answer in between drops it;
  * - the write is conditional on the snapshot version read before the fetch, so data fetched earlier
  *   by a slow copy never replaces newer data stored by a faster one (the loser fetches again).
  * A stored change publishes a `marathon` hint carrying the new snapshot version and, when this copy
@@ -36,10 +37,11 @@ import { callbackUrlFor } from './edge.js';
 import { MarathonError, MarathonEventStream, type EventStreamStatus, type MarathonClient } from '../common/marathon.js';
 import type { Metrics } from '../common/metrics.js';
 import { Backoff, LatestWins, monotonicClock, type Clock, type Timer } from '../common/pacing.js';
-import { SnapshotConflictError, type ControlStore, type StoredContent } from '../common/snapshot.js';
-import { diffApps, type DeltaBody, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
+import { ControlStore, SnapshotConflictError, type StoredContent } from '../common/snapshot.js';
+import { type DeltaBody, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
 import { redactUrl } from '../common/config.js';
 import type { LeaderElection, LeaderStatus } from './leader.js';
+import { countAnswer, memoryGuardStore, ShrinkGuard, type Decision, type HeldAnswer } from './shrink-guard.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 
 /** Marathon event types that can change what HAProxy should route to. */
@@ -64,7 +66,7 @@ export function isRoutingEvent(type: string): boolean {
   return ROUTING_EVENTS.has(type) || type.startsWith('deployment_');
 }
 
-export type FetchOutcome = 'changed' | 'unchanged' | 'failed' | 'suspicious_empty' | 'conflict' | 'store_failed' | 'closed';
+export type FetchOutcome = 'changed' | 'unchanged' | 'failed' | 'held' | 'conflict' | 'store_failed' | 'closed';
 
 export interface FetchRecord {
   ok: boolean;
@@ -78,7 +80,7 @@ export interface FetchRecord {
 }
 
 export interface IntakeOptions {
-  /** Delay of the confirming fetch after a suspicious empty list (default 1000 ms). */
+  /** Least delay of the fetch that checks a held answer again (default 1000 ms; see the shrink guard). */
   emptyConfirmDelayMs?: number;
   /** Retry after a failed fetch: first delay and cap (defaults 1 s and 30 s). */
   retryMinMs?: number;
@@ -104,6 +106,8 @@ export interface IntakeDeps {
   election?: LeaderElection;
   /** Other live api copies (excluding this one), to decide whether to unsubscribe on close. */
   otherCopies?: () => Promise<number>;
+  /** The shrink guard (its record shared in ZooKeeper); default: one with its record in memory. */
+  guard?: ShrinkGuard;
   options?: IntakeOptions;
 }
 
@@ -119,7 +123,10 @@ export interface IntakeStatus {
   eventsTotal: number;
   pending: boolean;
   inFlight: boolean;
+  /** True while the held answer (below) is an empty app list. */
   suspiciousEmpty: boolean;
+  /** The Marathon answer held back by the shrink guard (any copy's), or null. */
+  held: HeldAnswer | null;
   callbackUrl: string | null;
   subscriptions: Array<{ endpoint: string; state: SubscriptionState; error: string | null; checkedAt: number | null }>;
   stream: (EventStreamStatus & { leader: LeaderStatus | null }) | null;
@@ -134,7 +141,13 @@ export class MarathonIntake {
   private retryTimer: Timer | null = null;
   private resyncTimer: NodeJS.Timeout | null = null;
   private subscriptionTimer: NodeJS.Timeout | null = null;
-  private emptySeen = false;
+  private heldTimer: Timer | null = null;
+  /** A fetch at the appliesAt of a held answer seen in ZooKeeper (whichever copy held it). */
+  private appliesTimer: Timer | null = null;
+  /** Delay of the next check of a held answer: from emptyConfirmDelayMs, doubling to the retry cap. */
+  private heldCheckMs: number;
+  private readonly retryMaxMs: number;
+  readonly guard: ShrinkGuard;
   private closed = false;
   private started = false;
   private stream: MarathonEventStream | null = null;
@@ -171,8 +184,18 @@ export class MarathonIntake {
       run: async (_reasons, take) => void (await this.fetchOnce(take)),
       onError: (err) => deps.log.error({ err: err.stack }, 'marathon fetch failed unexpectedly'),
     });
+    this.retryMaxMs = o.retryMaxMs ?? 30000;
+    this.heldCheckMs = this.emptyConfirmMs;
     this.callbackUrl = callbackUrlFor(deps.cfg);
     for (const e of deps.client.endpoints) this.subs.set(e, { state: 'unknown', error: null, checkedAt: null, warned: false });
+    const m = deps.cfg.Marathon;
+    this.guard = deps.guard ?? new ShrinkGuard({
+      store: memoryGuardStore(),
+      policy: { percent: m.ShrinkGuardPercent, minDrop: m.ShrinkGuardMinDrop, holdMs: m.ShrinkGuardHoldMs },
+      copy: 'local',
+      log: deps.log,
+      metrics: deps.metrics,
+    });
   }
 
   get mode(): 'callback' | 'stream' {
@@ -184,6 +207,12 @@ export class MarathonIntake {
     if (this.started) return;
     this.started = true;
     const { cfg, log } = this.deps;
+    this.guard.onHeldSeen((held) => {
+      this.appliesTimer?.cancel();
+      // appliesAt is wall-clock time shared by every copy (stored in ZooKeeper): only the delay is taken from it.
+      this.appliesTimer = this.closed ? null : this.fetchLater(held.appliesAt - Date.now(), () => (this.appliesTimer = null));
+    });
+    this.guard.start();
     this.requestFetch('startup');
     if (cfg.Marathon.ResyncIntervalMs > 0) {
       this.resyncTimer = setInterval(() => this.requestFetch('resync'), cfg.Marathon.ResyncIntervalMs);
@@ -212,7 +241,9 @@ export class MarathonIntake {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.retryTimer?.cancel();
+    for (const t of [this.retryTimer, this.heldTimer, this.appliesTimer]) t?.cancel();
+    this.heldTimer = this.appliesTimer = null;
+    this.guard.close();
     for (const t of [this.resyncTimer, this.subscriptionTimer]) if (t) clearInterval(t);
     this.retryTimer = this.resyncTimer = this.subscriptionTimer = null;
     const fetching = this.pacer.close();
@@ -315,21 +346,19 @@ export class MarathonIntake {
     // Compare with what is stored, not with a cache that may not have caught up yet (startup).
     if (before >= 0 && snapshots.version < before) await snapshots.refresh();
     const previous = snapshots.current();
-    const previousCount = previous ? previous.apps.length : 0;
-    if (apps.length === 0 && previousCount > 0 && !this.emptySeen) {
-      this.emptySeen = true;
-      // Not accepted (yet): counted as a failed fetch, so StatsD shows it as well as /status.
+    const counts = countAnswer(apps);
+    let decision: Decision;
+    try {
+      decision = await this.guard.admit(previous ? countAnswer(previous.apps) : null, counts, () => ControlStore.hashApps(apps, texts).hash);
+    } catch (err) {
       this.failures++;
-      metrics.marathonFetch(ms, false, 'suspicious_empty');
-      this.record({
-        ok: false, outcome: 'suspicious_empty', ms, endpoint, apps: 0, reason: 'suspicious_empty',
-        error: `Marathon answered an empty app list after ${previousCount} apps; keeping the previous snapshot until a second fetch confirms it`,
-      });
-      log.warn({ endpoint, previousApps: previousCount }, 'empty app list after a non-empty one; waiting for a second fetch to confirm');
-      this.clock.after(this.emptyConfirmMs, () => this.requestFetch('confirm-empty'), { unref: true });
-      return 'suspicious_empty';
+      this.record({ ok: false, outcome: 'store_failed', ms, endpoint, apps: apps.length, error: `cannot read the shrink guard record: ${(err as Error).message}`, reason: 'zookeeper' });
+      metrics.marathonFetch(ms, false, 'zookeeper');
+      this.scheduleRetry();
+      return 'store_failed';
     }
-    this.emptySeen = false;
+    if (decision.action === 'hold') return this.held(decision.held, ms, endpoint);
+    this.heldCheckMs = this.emptyConfirmMs;
     metrics.marathonFetch(ms, true);
 
     const fetchedAt = Date.now();
@@ -361,14 +390,20 @@ export class MarathonIntake {
     this.record({ ok: true, outcome: result.changed ? 'changed' : 'unchanged', ms, endpoint, apps: apps.length, error: null, reason: null });
     if (result.version > publisher.snapshotVersion) publisher.snapshotVersion = result.version;
     snapshots.setLocal({ version: result.version, hash: result.hash, fetchedAt, apps });
+    // What is stored now is this answer (or one equal to it): a held answer, if any, is over.
+    const settled = this.guard.settle(counts, decision);
     this.lastStored = result.serialised
       ? { version: result.version, hash: result.hash, ids: result.serialised.ids, parts: result.serialised.parts }
       : null;
-    if (!result.changed) return 'unchanged';
+    if (!result.changed) {
+      await settled;
+      return 'unchanged';
+    }
     const delta: SnapshotDelta | undefined = result.delta ? { ...result.delta, version: result.version, hash: result.hash, fetchedAt } : undefined;
     await publisher.publish('marathon', delta ? { delta } : {});
     metrics.published('marathon');
     log.info({ snapshotVersion: result.version, apps: apps.length, endpoint, ms: Math.round(ms) }, 'snapshot stored');
+    await settled;
     try {
       await control.pruneChunks(result.hash);
     } catch (err) {
@@ -376,6 +411,50 @@ export class MarathonIntake {
       log.warn({ err: (err as Error).message }, 'removing old snapshot chunks failed');
     }
     return 'changed';
+  }
+
+  /**
+   * An answer the shrink guard holds: counted as a failed fetch (StatsD `marathon.fetch.failed.
+   * suspicious_empty` or `.suspicious_shrink`, /status), logged, and checked again by a fetch (and on
+   * every event meanwhile): soon at first (a glitch is over in a second: the held answer is dropped),
+   * then less and less often, and when it would apply by itself.
+   */
+  private held(held: HeldAnswer, ms: number, endpoint: string): FetchOutcome {
+    const { metrics, log } = this.deps;
+    const empty = held.reason === 'empty';
+    this.failures++;
+    metrics.marathonFetch(ms, false, empty ? 'suspicious_empty' : 'suspicious_shrink');
+    const what = `${held.before.apps} apps / ${held.before.tasks} tasks -> ${held.after.apps} apps / ${held.after.tasks} tasks`;
+    this.record({
+      ok: false, outcome: 'held', ms, endpoint, apps: held.after.apps, reason: empty ? 'suspicious_empty' : 'suspicious_shrink',
+      error: `Marathon's answer shrinks ${what}; held back (the previous snapshot stays) until ${new Date(held.appliesAt).toISOString()} or an operator confirms it (POST /api/marathon/held/confirm)`,
+    });
+    const fields = { endpoint, heldId: held.id, before: held.before, after: held.after, since: held.since, appliesAt: held.appliesAt };
+    if (empty) log.warn(fields, 'empty app list after a non-empty one; holding it back');
+    else log.warn(fields, 'marathon answer shrinks too much; holding it back');
+    if (!this.heldTimer && !this.closed) {
+      this.heldTimer = this.fetchLater(Math.min(this.heldCheckMs, held.appliesAt - Date.now()), () => (this.heldTimer = null));
+      this.heldCheckMs = Math.min(this.heldCheckMs * 2, Math.max(this.retryMaxMs, this.emptyConfirmMs));
+    }
+    return 'held';
+  }
+
+  /** A fetch `ms` from now (at least emptyConfirmDelayMs) that checks a held answer; `fired` runs first. */
+  private fetchLater(ms: number, fired: () => void): Timer {
+    return this.clock.after(Math.max(this.emptyConfirmMs, ms), () => {
+      fired();
+      this.requestFetch('held-check');
+    }, { unref: true });
+  }
+
+  /**
+   * An operator's confirm of the held answer `id` (any copy's; see ShrinkGuard.confirm for the
+   * errors), then a fetch, which applies it when Marathon still gives it.
+   */
+  async confirmHeld(id: string): Promise<HeldAnswer> {
+    const held = await this.guard.confirm(id);
+    this.requestFetch('held-confirmed');
+    return held;
   }
 
   // --- callback mode ------------------------------------------------------------------------
@@ -478,7 +557,8 @@ export class MarathonIntake {
       eventsTotal: this.eventsTotal,
       pending: this.pacer.hasPending,
       inFlight: this.pacer.running,
-      suspiciousEmpty: this.emptySeen,
+      suspiciousEmpty: this.guard.held()?.reason === 'empty',
+      held: this.guard.held(),
       callbackUrl: this.mode === 'callback' ? this.callbackUrl : null,
       subscriptions:
         this.mode === 'callback'

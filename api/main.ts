@@ -21,6 +21,7 @@ import { checkExposure, isLoopbackHost } from './edge.js';
 import { MarathonIntake, type IntakeOptions } from './intake.js';
 import { LeaderElection } from './leader.js';
 import { RulesCache } from './rules-cache.js';
+import { ShrinkGuard, zkGuardStore } from './shrink-guard.js';
 import { SnapshotCache } from './snapshot-cache.js';
 import { AclGuard } from './zk-acl.js';
 
@@ -131,6 +132,18 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
   const election = cfg.Marathon.UseEventStream
     ? new LeaderElection(zk, control.leaderPath, id, log.child({ component: 'election' }), cfg.Bamboo.Zookeeper.SessionTimeoutMs)
     : undefined;
+  // The shrink guard's record is shared by every copy (any copy can fetch, hold, or take a confirm).
+  const guard = new ShrinkGuard({
+    store: zkGuardStore(zk, `${control.root}/shrink-guard`),
+    policy: { percent: cfg.Marathon.ShrinkGuardPercent, minDrop: cfg.Marathon.ShrinkGuardMinDrop, holdMs: cfg.Marathon.ShrinkGuardHoldMs },
+    copy: id,
+    log: log.child({ component: 'shrink-guard' }),
+    metrics,
+    subscribe: (refresh) => {
+      zk.on('connected', refresh);
+      return () => zk.off('connected', refresh);
+    },
+  });
   const intake = new MarathonIntake({
     cfg,
     client,
@@ -141,6 +154,7 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
     log: log.child({ component: 'intake' }),
     election,
     otherCopies: async () => (await control.publishers()).filter((p) => p.id !== id).length,
+    guard,
     options: opts.intake,
   });
 

@@ -72,6 +72,12 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'Fetch rate: the least time between the starts of two /v2/apps fetches of one api copy, whatever the event rate (bounds the load on Marathon during event storms).' },
   { key: 'Marathon.ResyncIntervalMs', type: 'integer', default: 60000, env: 'MARATHON_RESYNC_INTERVAL_MS', min: 0, max: 86400000, used: 'api',
     doc: 'Fetch /v2/apps at least this often even without events (0: never), healing missed events.' },
+  { key: 'Marathon.ShrinkGuardPercent', type: 'integer', default: 50, env: 'MARATHON_SHRINK_GUARD_PERCENT', min: 0, max: 100, used: 'api',
+    doc: 'Shrink guard: a /v2/apps answer with more than this share fewer apps, or fewer tasks, than the stored snapshot (or than the largest snapshot stored within Marathon.ShrinkGuardHoldMs) is held back: the previous snapshot keeps being served until the answer has stayed for ShrinkGuardHoldMs or an operator confirms it (POST /api/marathon/held/confirm). 100: only empty answers are held. An empty answer after a non-empty snapshot is always held.' },
+  { key: 'Marathon.ShrinkGuardMinDrop', type: 'integer', default: 5, env: 'MARATHON_SHRINK_GUARD_MIN_DROP', min: 1, max: 1000000, used: 'api',
+    doc: 'Shrink guard: a drop smaller than this many apps (or tasks) is applied at once whatever its share, so normal operations on small clusters (deleting 1 of 3 apps) are not held. Does not apply to empty answers.' },
+  { key: 'Marathon.ShrinkGuardHoldMs', type: 'integer', default: 300000, env: 'MARATHON_SHRINK_GUARD_HOLD_MS', min: 0, max: 86400000, used: 'api',
+    doc: 'Shrink guard: how long (default 5 minutes) Marathon must keep giving shrunken answers before the latest one applies by itself; a normal answer in between drops the held one. 0: applied on the next fetch that still shrinks (seen twice).' },
 
   // --- Bamboo (api) --------------------------------------------------------------------------
   { key: 'Bamboo.Endpoint', type: 'string', default: 'http://localhost:8000', env: 'BAMBOO_ENDPOINT', used: 'api', bamboo: true,
@@ -203,6 +209,7 @@ export interface Config {
   Marathon: {
     Endpoint: string; User: string; Password: string; UseEventStream: boolean;
     TimeoutMs: number; StreamIdleTimeoutMs: number; FetchDebounceMs: number; MinFetchIntervalMs: number; ResyncIntervalMs: number;
+    ShrinkGuardPercent: number; ShrinkGuardMinDrop: number; ShrinkGuardHoldMs: number;
   };
   Bamboo: {
     Endpoint: string;

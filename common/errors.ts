@@ -27,6 +27,8 @@ export const ERROR_CODES = {
   BAMBOO_METHOD_NOT_ALLOWED: { status: 405, doc: 'The route exists but not with this method; the `Allow` header lists the methods it has.' },
   BAMBOO_SERVICE_EXISTS: { status: 409, doc: 'A create-only write (`If-None-Match: *`) of a service record that already exists; the body carries `current`.' },
   BAMBOO_VERSION_CONFLICT: { status: 409, doc: 'The record changed since the version given in `If-Match`; the body carries `current` and `version`.' },
+  BAMBOO_NOTHING_HELD: { status: 409, doc: 'A confirm of a held Marathon answer while none is held (it applied, or Marathon recovered); see `marathon.held` in `GET /status`.' },
+  BAMBOO_HELD_CHANGED: { status: 409, doc: 'A confirm named another answer than the one held now (Marathon\'s answer changed since it was read); the body carries `held`. Check it and confirm its `id`.' },
   BAMBOO_BODY_TOO_LARGE: { status: 413, doc: 'The body is larger than `Bamboo.MaxBodyBytes` (256 times that for Marathon callbacks, whose deployment events list every app; those are scanned as they arrive, never held).' },
   BAMBOO_UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'The body is in a format the API cannot read; send JSON.' },
   BAMBOO_RATE_LIMITED: { status: 429, doc: 'Too many rule writes from this credential (anonymous: this client address); `Retry-After` says how many seconds to wait. Limits: `Bamboo.WriteRateBurst`, `Bamboo.WriteRatePerMinute`.' },

@@ -16,6 +16,10 @@ export interface Metrics {
   marathonFetch(ms: number, ok: boolean, reason?: string): void;
   /** The Marathon event stream failed or ended (`reason`: a MarathonFailure or `ended`); it is reopened. */
   marathonStreamFailed(reason: string): void;
+  /** Whether a shrunken Marathon answer is held back by the shrink guard now (gauge `marathon.held`). */
+  answerHeld(held: boolean): void;
+  /** A held answer ended (`recovered` | `expired` | `confirmed`): counter `marathon.held.<how>`. */
+  heldAnswerEnded(how: string): void;
   published(kind: string): void;
   apiError(code: string): void;
   ruleChanged(): void;
@@ -47,6 +51,12 @@ class StatsdMetrics implements Metrics {
   marathonStreamFailed(reason: string): void {
     this.client.increment('marathon.stream.failed');
     this.client.increment(`marathon.stream.failed.${safe(reason)}`);
+  }
+  answerHeld(held: boolean): void {
+    this.client.gauge('marathon.held', held ? 1 : 0);
+  }
+  heldAnswerEnded(how: string): void {
+    this.client.increment(`marathon.held.${safe(how)}`);
   }
   published(kind: string): void {
     this.client.increment(`publish.${safe(kind)}`);
@@ -94,6 +104,8 @@ export const nullMetrics: Metrics = {
   marathonEvent: noop,
   marathonFetch: noop,
   marathonStreamFailed: noop,
+  answerHeld: noop,
+  heldAnswerEnded: noop,
   published: noop,
   apiError: noop,
   ruleChanged: noop,

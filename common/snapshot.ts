@@ -6,6 +6,7 @@
  *   <control>/publishers/<id>          ephemeral {"id","zmq","http","host","startedAt"}  one per api copy
  *   <control>/workers/<name>           ephemeral worker status record (see WorkerStatus)
  *   <control>/stream-leader/lock-      ephemeral sequential: event stream leader election
+ *   <control>/shrink-guard             {"held","peak"}  the Marathon answer held back, if any (api/shrink-guard.ts)
  *
  * The api that fetched Marathon writes the snapshot (chunks first, then the pointer, in one transaction
  * when there is one chunk; then removes old chunks, which the intake does only after publishing its

@@ -272,7 +272,7 @@ function ready(task: Json, taskId: string, running: boolean, app: MarathonApp, c
  * is null while staging). Minimal data without either field (Bamboo's own test stub) is taken as
  * running, as Bamboo did.
  */
-function isRunning(task: Json): boolean {
+export function isRunning(task: Json): boolean {
   if (typeof task.state === 'string' && task.state !== '') return task.state === RUNNING;
   if (!('startedAt' in task)) return true;
   return typeof task.startedAt === 'string' && task.startedAt !== '';

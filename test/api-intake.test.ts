@@ -292,7 +292,8 @@ describe('Marathon intake of the api (simulator, ZooKeeper, ZeroMQ)', function (
     it('stores an empty app list after a non-empty one only when a second fetch confirms it', async () => {
       const s = await sim();
       s.deployApp({ id: '/web', instances: 1 });
-      const cfg = config([s.url]);
+      // With no hold time, the shrink guard keeps the "seen twice in a row" rule (test/shrink-guard.test.ts has the hold).
+      const cfg = config([s.url], { 'Marathon.ShrinkGuardHoldMs': 0 });
       const api = await start(cfg, { ...FAST, emptyConfirmDelayMs: 600 });
       const first = await waitFor(() => control(cfg).readSnapshot(), 'startup snapshot');
       await api.intake.idle();

@@ -414,6 +414,47 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
     expect(reads.every((h) => h === undefined)).to.equal(true);
   });
 
+  it('shows a Marathon answer held by the shrink guard in a banner, whose button confirms it through the API with the token', async () => {
+    await api.close();
+    api = await startApi({ 'Bamboo.AuthToken': TOKEN, 'Marathon.ShrinkGuardHoldMs': 600000 });
+    const page = await openUi();
+    expect(await page.locator('#held').isVisible()).to.equal(false);
+    const confirms: Array<{ body: unknown; auth: string | undefined }> = [];
+    page.on('request', (req) => {
+      if (req.url().endsWith('/api/marathon/held/confirm')) confirms.push({ body: JSON.parse(req.postData() ?? 'null'), auth: req.headers()['authorization'] });
+    });
+    try {
+      // Marathon (or something answering for it) suddenly has no apps: held, the page still lists them.
+      sim.faults.emptyApps = true;
+      await call('POST', '/api/marathon/event_callback', { eventType: 'status_update_event' });
+      const held = await waitFor(async () => (await call('GET', '/status')).json.marathon.held, 'the empty answer to be held');
+      await refresh(page);
+      await page.locator('#held').waitFor({ state: 'visible' });
+      const text = (await page.locator('#held-text').textContent()) ?? '';
+      // 9 tasks, one of them reported unhealthy: 8 can take traffic.
+      expect(text).to.contain('Marathon answers an empty app list (5 apps / 8 tasks → 0 apps / 0 tasks) since');
+      expect(text).to.contain('HAProxy keeps serving the previous snapshot');
+      expect(text).to.contain('It applies by itself at');
+      expect(await shownIds(page)).to.deep.equal(APP_IDS);
+      await screenshot(page, 'held-answer');
+
+      // Two clicks (the first arms the button), then the token the server asks for.
+      await page.locator('#held-confirm').click();
+      expect(await page.locator('#held-confirm').textContent()).to.equal('Confirm: apply 0 apps / 0 tasks now');
+      expect(confirms).to.deep.equal([]);
+      await page.locator('#held-confirm').click();
+      await page.locator('#auth[open]').waitFor();
+      await page.locator('#auth-token').fill(TOKEN);
+      await page.locator('#auth-token').press('Enter');
+      await waitFor(async () => (await call('GET', '/status')).json.snapshot.apps === 0, 'the confirmed answer to apply');
+      expect(confirms).to.deep.equal([{ body: { id: held.id }, auth: undefined }, { body: { id: held.id }, auth: `Bearer ${TOKEN}` }]);
+      await refresh(page);
+      await page.locator('#held').waitFor({ state: 'hidden' });
+    } finally {
+      sim.faults.emptyApps = false;
+    }
+  });
+
   it("shows each worker's snapshot, last outcome and quarantined apps, and which rules are not applied everywhere", async () => {
     await putRule('/shop/api', { acl: 'hdr(host) -i api.shop.example.com' });
     await putRule('/shop/web', { acl: 'path_beg -i /web' });

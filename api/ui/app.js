@@ -1,5 +1,6 @@
 /**
- * Bamboo's web UI: the apps and their rules, the rule editor, the worker fleet. A plain client of
+ * Bamboo's web UI: the apps and their rules, the rule editor, the worker fleet, and the banner of a
+ * Marathon answer held back by the shrink guard. A plain client of
  * the public REST API (docs/api.md), loaded as ES modules without a build step.
  *
  * Data flow: refresh() reads /api/state, /api/services?versions=1, /api/workers and /status, keeps
@@ -11,7 +12,7 @@ import { createClient, storedToken, storeToken } from './client.js';
 import { byId, h, replace } from './dom.js';
 import { createEditor } from './editor.js';
 import { buildRows, filterRows, FILTERS } from './model.js';
-import { renderApps, renderFleet, renderHealth } from './views.js';
+import { renderApps, renderFleet, renderHealth, renderHeld } from './views.js';
 
 const POLL_MS = 5000;
 /** The API's error code when ZooKeeper cannot be reached (docs/api.md). */
@@ -124,6 +125,9 @@ function render() {
   const filter = byId('filter').value;
   keepingFocus(() => {
     renderHealth(data.status, now);
+    const held = data.status?.marathon?.held ?? null;
+    if (!held || held.id !== heldArmedFor) heldArmedFor = null;
+    renderHeld(held, now, heldArmedFor !== null);
     renderApps(filterRows(rows, query, filter), rows.length, { snapshotMissing: data.state === null, filtered: query.trim() !== '' || filter !== 'all' });
     renderFleet(data.workers, rows, now);
   });
@@ -156,6 +160,52 @@ function notice(text) {
   el.textContent = text;
 }
 
+// --- the held Marathon answer ----------------------------------------------------------------
+
+/** The id of the held answer whose confirm button was clicked once (the second click confirms). */
+let heldArmedFor = null;
+
+function heldError(text) {
+  const el = byId('held-error');
+  el.hidden = !text;
+  el.textContent = text ?? '';
+}
+
+async function confirmHeld(button) {
+  const id = button.dataset.heldId;
+  if (!id) return;
+  if (heldArmedFor !== id) {
+    heldArmedFor = id;
+    heldError(null);
+    render();
+    return;
+  }
+  heldArmedFor = null;
+  button.disabled = true;
+  let res;
+  try {
+    res = await client.request('POST', '/api/marathon/held/confirm', { body: { id }, auth: true });
+  } catch (err) {
+    heldError(`Not confirmed: the API cannot be reached (${err.message}).`);
+    return;
+  } finally {
+    button.disabled = false;
+    showTokenState();
+  }
+  if (res.status === 202) {
+    heldError(null);
+    notice('The held Marathon answer was confirmed; it applies with the next fetch from Marathon.');
+  } else if (res.body?.code === 'BAMBOO_HELD_CHANGED') {
+    heldError("Not confirmed: Marathon's answer changed meanwhile. Check the new one below and confirm it if it is right.");
+  } else if (res.body?.code === 'BAMBOO_NOTHING_HELD') {
+    heldError(null);
+    notice('Nothing is held any more: the answer applied, or Marathon answered normally again.');
+  } else {
+    heldError(`Not confirmed: ${res.body?.message ?? `HTTP ${res.status}`}`);
+  }
+  await refresh();
+}
+
 // --- wiring ----------------------------------------------------------------------------------
 
 const editor = createEditor({
@@ -178,6 +228,7 @@ replace(byId('filter'), FILTERS.map((f) => h('option', { value: f.value }, f.lab
 byId('search').addEventListener('input', render);
 byId('filter').addEventListener('change', render);
 byId('refresh').addEventListener('click', () => void refresh());
+byId('held-confirm').addEventListener('click', (ev) => void confirmHeld(ev.currentTarget));
 byId('new-rule').addEventListener('click', (ev) => void editor.open(null, ev.currentTarget));
 byId('apps').addEventListener('click', (ev) => {
   const button = ev.target instanceof Element ? ev.target.closest('button[data-edit]') : null;

@@ -163,3 +163,37 @@ export function renderHealth(status, now) {
   if (lf && !lf.ok && lf.error) el.title = String(lf.error);
   else el.removeAttribute('title');
 }
+
+function clock(at) {
+  return new Date(at).toLocaleTimeString();
+}
+
+function size(c) {
+  return `${c.apps} app${c.apps === 1 ? '' : 's'} / ${c.tasks} task${c.tasks === 1 ? '' : 's'}`;
+}
+
+/**
+ * The banner of the Marathon answer the shrink guard holds back (`marathon.held` of /status), or
+ * nothing. `armed`: the confirm button was clicked once for this answer (the second click confirms).
+ */
+export function renderHeld(held, now, armed) {
+  const section = byId('held');
+  const button = byId('held-confirm');
+  section.hidden = !held;
+  if (!held) {
+    button.dataset.heldId = '';
+    return;
+  }
+  const what = held.reason === 'empty' ? 'an empty app list' : `far fewer ${held.reason}`;
+  const parts = [
+    `Marathon answers ${what} (${size(held.before)} → ${size(held.after)}) since ${clock(held.since)} (${ago(held.since, now)}).`,
+    ' HAProxy keeps serving the previous snapshot.',
+    held.confirmed
+      ? ` Confirmed by an operator at ${clock(held.confirmed.at)}: it applies with the next fetch from Marathon.`
+      : ` It applies by itself at ${clock(held.appliesAt)} unless Marathon answers normally again before.`,
+  ];
+  replace(byId('held-text'), parts.join(''));
+  button.dataset.heldId = held.id;
+  button.hidden = Boolean(held.confirmed);
+  button.textContent = armed ? `Confirm: apply ${size(held.after)} now` : 'Apply it now…';
+}

@@ -26,6 +26,11 @@ export class Faults {
   truncateJson = false;
   /** Serve `{"apps":[]}` from GET /v2/apps, as a Marathon that lost its state would. */
   emptyApps = false;
+  /**
+   * Serve only the first N apps (in list order) from GET /v2/apps, as a Marathon restored from an old backup
+   * or a proxy answering for the wrong one would. null = off.
+   */
+  keepApps: number | null = null;
   private stalled = false;
 
   constructor(private readonly hooks: FaultHooks) {}
@@ -56,6 +61,7 @@ export class Faults {
     this.htmlError = false;
     this.truncateJson = false;
     this.emptyApps = false;
+    this.keepApps = null;
     this.stallStream = false;
   }
 }

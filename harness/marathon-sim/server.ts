@@ -290,6 +290,12 @@ export class SimServer {
   /** GET /v2/apps: counts and deployments are always embedded (Marathon 1.x, kept for compatibility). */
   private listApps(params: URLSearchParams): JsonObject[] {
     if (this.ctx.faults.emptyApps) return [];
+    const keep = this.ctx.faults.keepApps;
+    if (keep !== null) return this.listAppsUnfaulted(params).slice(0, keep);
+    return this.listAppsUnfaulted(params);
+  }
+
+  private listAppsUnfaulted(params: URLSearchParams): JsonObject[] {
     const embed = parseEmbed(params.getAll('embed'));
     embed.add('counts').add('deployments');
     const id = params.get('id');
