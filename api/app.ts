@@ -24,6 +24,7 @@ import type { ControlStore, PublisherRecord, WorkerStatus } from '../common/snap
 import { buildTemplateData } from '../common/template-data.js';
 import { ZkUnavailableError, type Zk } from '../common/zk.js';
 import type { IntakeStatus } from './intake.js';
+import { RuleChecker } from './rule-check.js';
 import { RulesCache } from './rules-cache.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 
@@ -34,7 +35,7 @@ export interface IntakeLike {
 }
 
 export interface AppDeps {
-  cfg: Readonly<Pick<Config, 'Bamboo' | 'Marathon'>>;
+  cfg: Readonly<Pick<Config, 'Bamboo' | 'Marathon' | 'HAProxy'>>;
   log: Logger;
   zk: Zk;
   rules: RuleStore;
@@ -49,6 +50,8 @@ export interface AppDeps {
   rulesCache?: RulesCache;
   /** Clock for template data (health grace periods); default Date.now. */
   now?: () => number;
+  /** HAProxy's check of rules before they are stored (Bamboo.RuleCheck); created from cfg otherwise. */
+  ruleCheck?: RuleChecker;
 }
 
 /** Longest `Config` value, same bound as an ACL: values may be pasted into haproxy.cfg by templates. */
@@ -383,6 +386,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const { cfg, log, zk, rules, control, snapshots, intake, publisher, metrics } = deps;
   const now = deps.now ?? Date.now;
   const rulesCache = deps.rulesCache ?? new RulesCache(zk, rules, log);
+  const ruleCheck = deps.ruleCheck
+    ?? new RuleChecker({ mode: cfg.Bamboo.RuleCheck, binary: cfg.HAProxy.Binary, timeoutMs: cfg.Bamboo.RuleCheckTimeoutMs, log: log.child({ component: 'rule-check' }) });
   const token = cfg.Bamboo.AuthToken;
   const ui = loadUi();
 
@@ -530,8 +535,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const zkUp = zk.connected;
     const snap = snapshots.current();
     const marathonOk = m.lastFetch ? m.lastFetch.ok : false;
+    const haproxy = ruleCheck.status();
     const body = {
-      status: !zkUp ? 'unavailable' : marathonOk && snap ? 'ok' : 'degraded',
+      // Rule writes are refused while HAProxy cannot check them: degraded, not down.
+      status: !zkUp ? 'unavailable' : marathonOk && snap && haproxy.available !== false ? 'ok' : 'degraded',
       zookeeper: { connected: zkUp, state: zk.state },
       marathon: {
         mode: m.mode,
@@ -556,6 +563,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       streamLeader: m.stream
         ? { isLeader: m.stream.leader?.isLeader ?? false, leaderId: m.stream.leader?.leaderId ?? null, reading: m.stream.connected, endpoint: m.stream.endpoint, connects: m.stream.connects, events: m.stream.events, lastError: m.stream.lastError }
         : null,
+      haproxy,
     };
     return reply.code(zkUp ? 200 : 503).header('Cache-Control', 'no-cache').send(body);
   });
@@ -583,6 +591,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const id = record.Id;
     const ifMatch = parseIfMatch(req.headers['if-match'] as string | undefined);
     const ifNoneMatch = (req.headers['if-none-match'] as string | undefined)?.trim();
+    // Acknowledged means HAProxy accepts it (DESIGN.md invariant 7): a rejected rule is never stored.
+    await ruleCheck.assertAccepted(record.Acl);
     let stored: StoredRecord;
     let created: boolean;
     try {

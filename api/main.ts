@@ -19,6 +19,7 @@ import { Zk } from '../common/zk.js';
 import { buildApp } from './app.js';
 import { MarathonIntake, type IntakeOptions } from './intake.js';
 import { LeaderElection } from './leader.js';
+import { RuleChecker } from './rule-check.js';
 import { RulesCache } from './rules-cache.js';
 import { SnapshotCache } from './snapshot-cache.js';
 
@@ -127,8 +128,12 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
     options: opts.intake,
   });
 
+  // Says at start-up (one warning line) when HAProxy cannot be run to check rules.
+  const ruleCheck = new RuleChecker({ mode: cfg.Bamboo.RuleCheck, binary: cfg.HAProxy.Binary, timeoutMs: cfg.Bamboo.RuleCheckTimeoutMs, log: log.child({ component: 'rule-check' }) });
+  await ruleCheck.start();
+
   let registration: PublisherRecord | null = null;
-  const app = buildApp({ cfg, log, zk, rules, control, snapshots, intake, publisher, metrics, rulesCache, registration: () => registration });
+  const app = buildApp({ cfg, log, zk, rules, control, snapshots, intake, publisher, metrics, rulesCache, ruleCheck, registration: () => registration });
   try {
     await app.listen({ host, port });
   } catch (err) {
