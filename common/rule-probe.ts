@@ -119,8 +119,9 @@ function splitExpression(expr: string): { name: string; converters: string[] } |
  * replaced by one placeholder, so `hdr(host) -i a.example.com` and `hdr(host) -i b.example.com`
  * share a key (one probe), while `path_reg ^/a(` and `path_reg ^/b(` do not.
  *
- * The fetch expression (arguments and converters), every flag and its argument, and the form the
- * template gives the rule stay literal. Patterns collapse only when the match is a plain string one
+ * The fetch expression (arguments and converters), every flag and its argument, the number of
+ * patterns (HAProxy reads at most 64 words on a line) and the form the template gives the rule stay
+ * literal. Patterns collapse only when the match is a plain string one
  * (`-m str|beg|end|sub|dir|dom`, or a string keyword such as `hdr`, `path_beg`, `hdr_dom` with no
  * `-m` and at most `lower`/`upper` converters) and every pattern is a plain word. A rule holding a
  * quote, backslash, `$`, `#` or brace anywhere keeps its whole text: HAProxy's line parser may
@@ -156,7 +157,8 @@ export function ruleShapeKey(acl: string): string {
     ? STRING_METHODS.has(method)
     : STRING_KEYWORDS.has(expr.name) && expr.converters.every((c) => STRING_CONVERTERS.has(c));
   if (!stringMatch || !patterns.every((p) => PLAIN_WORD.test(p))) return literal;
-  return `${form}|shape|${[words[0], ...flags].join(' ')} ${patterns.length > 0 ? '<strings>' : '<none>'}`;
+  // The number of patterns stays: HAProxy reads at most 64 words on a line.
+  return `${form}|shape|${[words[0], ...flags].join(' ')} <${patterns.length} strings>`;
 }
 
 // ------------------------------------------------------------------------------------------------

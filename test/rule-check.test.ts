@@ -127,6 +127,16 @@ describe('rules checked by HAProxy before they are acknowledged (real api, hapro
     'req.hdr(x-tenant) -m str "acme corp"',
     `path_beg ${Array.from({ length: 60 }, (_, i) => `/p${i}`).join(' ')}`,
   ];
+  it('does not let an accepted rule vouch for a longer one of the same kind (HAProxy reads at most 64 words a line)', async () => {
+    const api = await start();
+    const words = (n: number) => `path_beg ${Array.from({ length: n }, (_, i) => `/p${i}`).join(' ')}`;
+    expect((await jsonCall('PUT', `${api.url}/api/services//long/ok`, { acl: words(55) })).status).to.equal(201);
+    const r = await jsonCall('PUT', `${api.url}/api/services//long/bad`, { acl: words(100) });
+    expect([r.status, r.json.code]).to.deep.equal([400, 'BAMBOO_ACL_REJECTED_BY_HAPROXY']);
+    expect(r.json.message).to.match(/too many words/);
+    expect(await stored(api)).to.deep.equal([queryEscape('/long/ok')]);
+  });
+
   it('accepts unusual valid rules, in both forms the template writes', async () => {
     const api = await start();
     for (const [i, acl] of accepted.entries()) {

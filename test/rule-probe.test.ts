@@ -41,7 +41,6 @@ describe('rule probe (pure)', () => {
   describe('ruleShapeKey', () => {
     const same: Array<[string, string]> = [
       ['hdr(host) -i a.example.com', 'hdr(host) -i b.example.com'],
-      ['hdr(host) -i a.example.com', 'hdr(host) -i b.example.com c.example.com'],
       ['hdr_dom(host) -i a.example.com', 'hdr_dom(host) -i b.example.org'],
       ['path_beg -i /a', 'path_beg -i /b/c'],
       ['path_beg /a', 'path_beg  /b'],
@@ -75,6 +74,8 @@ describe('rule probe (pure)', () => {
       ['hdr(host) -i a', 'hdr(host) a', 'flags stay literal'],
       ['hdr(host),lower a', 'hdr(host),lowerr a', 'converters stay literal'],
       ['path_beg /a', 'path_beg', 'no pattern is not some patterns'],
+      ['hdr(host) -i a.example.com', 'hdr(host) -i a.example.com b.example.com', 'the number of patterns counts'],
+      [`path_beg ${Array.from({ length: 50 }, (_, i) => `/p${i}`).join(' ')}`, `path_beg ${Array.from({ length: 70 }, (_, i) => `/p${i}`).join(' ')}`, 'HAProxy reads at most 64 words on a line'],
       ['path_beg /a', `path_beg ${Array.from({ length: 48 }, (_, i) => `/p${i}`).join(' ')}`, 'the form the template picks is part of the key'],
       ['path_beg -u 1 /a', 'path_beg -u 2 /a', 'flag arguments stay literal'],
       ['path_beg -f /a', 'path_beg -f /b', 'files are never shared'],
