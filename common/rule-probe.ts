@@ -184,8 +184,10 @@ export function ruleReasons(output: string, probe: Pick<Probe, 'ruleLines' | 'ru
     const loc = /parsing \[[^\]]*:(\d+)\]\s*:\s*/.exec(raw);
     let text = loc ? raw.slice(loc.index + loc[0].length) : raw.replace(/^\s*\[ALERT\]\s*(\(\d+\))?\s*:\s*(config\s*:\s*)?/, '');
     // The line parser's `at position N` counts in the probe's line; say where it is in the rule.
-    text = text.replace(/ at position (\d+)\s*:?\s*$/, (_m, n: string) =>
-      loc && Number(loc[1]) === ruleLines[0] && Number(n) > ruleOffset ? ` at character ${Number(n) - ruleOffset} of the rule` : '');
+    const onRuleText = loc !== null && Number(loc[1]) === ruleLines[0];
+    text = text
+      .replace(/ at position (\d+)\s*:?\s*$/, (_m, n: string) => (onRuleText && Number(n) > ruleOffset ? ` at character ${Number(n) - ruleOffset} of the rule` : ''))
+      .replace(/, position (\d+):/, (_m, n: string) => (onRuleText && Number(n) > ruleOffset ? `, at character ${Number(n) - ruleOffset} of the rule:` : ':'));
     text = cleanReason(text);
     if (text === '' || text.includes(`no such ACL : '${PROBE_APP}-aclrule'`)) continue;
     const target = loc && ruleLines.includes(Number(loc[1])) ? onRule : other;

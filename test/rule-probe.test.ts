@@ -116,6 +116,12 @@ describe('rule probe (pure)', () => {
         ['unmatched quote at character 10 of the rule'],
       ],
       [
+        'the 64-word limit, counted in the rule',
+        `${alert(named.ruleLines[0], '').replace('] : ', ']: ')}too many words, truncating after word 64, position ${named.ruleOffset + 300}: </p61>.\n${tail}`,
+        named,
+        ['too many words, truncating after word 64, at character 300 of the rule: </p61>'],
+      ],
+      [
         'an alert elsewhere when none points at the rule',
         `${alert(1, "unknown keyword 'x' in 'global' section")}\n${tail}`,
         anon,
