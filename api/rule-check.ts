@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { ApiError } from '../common/errors.js';
 import { runFile } from '../common/haproxy.js';
 import type { Logger } from '../common/log.js';
-import { probeConfig, ruleReasons, ruleShapeKey } from '../common/rule-probe.js';
+import { probeConfig, probeRefusal, ruleReasons, ruleShapeKey } from '../common/rule-probe.js';
 
 export type RuleCheckMode = 'haproxy' | 'off';
 
@@ -127,12 +127,16 @@ export class RuleChecker {
 
   /**
    * HAProxy's verdict on a rule (trimmed, as the template data holds it). Rejects with
-   * RuleCheckUnavailable when HAProxy could not be run, timed out, or too many checks are waiting.
-   * Always `{ ok: true }` with `off`.
+   * RuleCheckUnavailable when HAProxy could not be run, timed out, or too many checks are waiting,
+   * and with a 400 ApiError (`BAMBOO_INVALID_ACL`, reason `ACL_READS_FILE`) for a rule that would
+   * make HAProxy read a file (never probed). Always `{ ok: true }` with `off`.
    */
   async check(acl: string): Promise<RuleVerdict> {
     if (this.opts.mode === 'off') return { ok: true };
     const rule = acl.trim();
+    // Never let a probe read files: HAProxy would quote them back in its alerts.
+    const refusal = probeRefusal(rule);
+    if (refusal) throw new ApiError('BAMBOO_INVALID_ACL', `${refusal} (HAProxy would read it when the config is loaded)`, { reason: 'ACL_READS_FILE' });
     const key = ruleShapeKey(rule);
     const hit = this.cache.get(key);
     if (hit) {

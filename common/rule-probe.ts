@@ -64,6 +64,25 @@ export function probeConfig(acl: string): Probe {
   return { text: lines.join('\n'), ruleLines, ruleOffset: prefix.length };
 }
 
+/**
+ * Why a rule must not be probed at all, or null: it would make `haproxy -c` read a file while
+ * parsing (`-f <file>`, `-M`, a `map*` converter), and HAProxy's alerts quote the lines it cannot
+ * parse, so the 400 would hand the writer the api host's files (its env file holds the auth token).
+ * Quotes and backslashes are ignored here, as HAProxy's line parser removes them (`"-f"` is `-f`).
+ */
+export function probeRefusal(acl: string): string | null {
+  const words = acl.replace(/["'\\]/g, '').split(' ').filter((w) => w !== '');
+  if (words.length === 0) return null;
+  if (/(^|,)\s*map[a-z_]*\s*\(/i.test(words[0])) return 'a map converter reads a file; rules may not read files';
+  for (let i = 1; i < words.length && words[i].startsWith('-'); i++) {
+    const w = words[i];
+    if (w === '--') break;
+    if (w === '-f' || w === '-M') return `the ${w} flag reads a file; rules may not read files`;
+    if (w === '-m' || w === '-u') i++;
+  }
+  return null;
+}
+
 // ------------------------------------------------------------------------------------------------
 // Shape keys
 // ------------------------------------------------------------------------------------------------

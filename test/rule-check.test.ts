@@ -105,6 +105,26 @@ describe('rules checked by HAProxy before they are acknowledged (real api, hapro
     });
   }
 
+  it('never probes a rule that would read a file, so no file content comes back in an answer', async () => {
+    const secretFile = join(tempDir(), 'api.env');
+    writeFileSync(secretFile, 'BAMBOO_AUTH_TOKEN=s3cr3t-token-91f2\nnot an address either\n');
+    const api = await start();
+    const before = await runs(api);
+    for (const acl of [
+      `src -f ${secretFile}`,
+      `path_beg -i -f ${secretFile}`,
+      `src "-f" ${secretFile}`,
+      `hdr(host),map_ip(${secretFile}) -m found`,
+      `src,map_ip(${secretFile},x) -m str x`,
+    ]) {
+      const r = await jsonCall('POST', `${api.url}/api/services`, { id: '/reads/file', acl });
+      expect([r.status, r.json.code, r.json.reason], acl).to.deep.equal([400, 'BAMBOO_INVALID_ACL', 'ACL_READS_FILE']);
+      expect(JSON.stringify(r.json)).not.to.include('s3cr3t');
+    }
+    expect(await runs(api)).to.equal(before);
+    expect(await stored(api)).to.deep.equal([]);
+  });
+
   it('refuses the same rule on PUT, and keeps the stored record as it was', async () => {
     const api = await start();
     const ok = await jsonCall('PUT', `${api.url}/api/services//shop/web`, { acl: 'hdr(host) -i shop.example.com' });

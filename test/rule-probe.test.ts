@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRenderer } from '../common/render.js';
 import { buildTemplateData } from '../common/template-data.js';
-import { probeConfig, ruleForm, ruleReasons, ruleShapeKey } from '../common/rule-probe.js';
+import { probeConfig, probeRefusal, ruleForm, ruleReasons, ruleShapeKey } from '../common/rule-probe.js';
 import { app, NOW, REPO_ROOT, service, services, settings, task, withTasks } from './builders.js';
 
 describe('rule probe (pure)', () => {
@@ -84,6 +84,28 @@ describe('rule probe (pure)', () => {
       it(`keeps ${JSON.stringify(a)} and ${JSON.stringify(b.slice(0, 40))} apart: ${why}`, () => {
         expect(ruleShapeKey(a)).to.not.equal(ruleShapeKey(b));
       });
+    }
+  });
+
+  describe('probeRefusal: rules that would make the probe read a file', () => {
+    const refused = [
+      'src -f /etc/bamboo/api.env',
+      'path_beg -i -f /etc/bamboo/api.env',
+      'path_beg "-f" /etc/bamboo/api.env',
+      "path_beg \\-f /x",
+      'path_beg -m str -f /x',
+      'hdr(host) -M -f /x',
+      'hdr(host),map(/etc/bamboo/api.env) -m found',
+      'hdr(host),lower,map_str(/x,default) -m found',
+      'hdr(host),"map_ip"(/x) x',
+      'req.hdr(host),MAP_BEG(/x) x',
+    ];
+    for (const acl of refused) {
+      it(`refuses ${JSON.stringify(acl)}`, () => expect(probeRefusal(acl)).to.match(/reads a file/));
+    }
+    const allowed = ['path_beg /a -f', 'path_beg -- -f /x', 'hdr(host) -i maps.example.com', 'path_beg /map(x)', 'hdr(x-map) -i a', 'path_beg -u 1 /x'];
+    for (const acl of allowed) {
+      it(`lets ${JSON.stringify(acl)} be probed (-f is a pattern there, or nothing reads a file)`, () => expect(probeRefusal(acl)).to.equal(null));
     }
   });
 
