@@ -25,6 +25,7 @@ import { buildTemplateData } from '../common/template-data.js';
 import { ZkUnavailableError, type Zk } from '../common/zk.js';
 import { ANONYMOUS, Authenticator, WriteLimiter, decodeBody, redactCallbackUrl, sameSecret, scanCallbackBody } from './edge.js';
 import type { IntakeStatus } from './intake.js';
+import { RuleChecker } from './rule-check.js';
 import type { AclStatus } from './zk-acl.js';
 import { RulesCache } from './rules-cache.js';
 import { HeldChangedError, NothingHeldError, type HeldAnswer } from './shrink-guard.js';
@@ -50,7 +51,7 @@ declare module 'fastify' {
 }
 
 export interface AppDeps {
-  cfg: Readonly<Pick<Config, 'Bamboo' | 'Marathon'>>;
+  cfg: Readonly<Pick<Config, 'Bamboo' | 'Marathon' | 'HAProxy'>>;
   log: Logger;
   zk: Zk;
   rules: RuleStore;
@@ -69,6 +70,8 @@ export interface AppDeps {
   now?: () => number;
   /** Monotonic clock in ms for the write rate limit; default performance.now. */
   monotonicNow?: () => number;
+  /** HAProxy's check of rules before they are stored (Bamboo.RuleCheck); created from cfg otherwise. */
+  ruleCheck?: RuleChecker;
 }
 
 /** Longest `Config` value, same bound as an ACL: values may be pasted into haproxy.cfg by templates. */
@@ -410,6 +413,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const limiter = new WriteLimiter(cfg.Bamboo.WriteRateBurst, cfg.Bamboo.WriteRatePerMinute, deps.monotonicNow ?? (() => performance.now()));
   const callbackSecret = cfg.Bamboo.CallbackSecret;
   const callbackLimit = cfg.Bamboo.MaxBodyBytes * CALLBACK_BODY_FACTOR;
+  const ruleCheck = deps.ruleCheck
+    ?? new RuleChecker({ mode: cfg.Bamboo.RuleCheck, binary: cfg.HAProxy.Binary, timeoutMs: cfg.Bamboo.RuleCheckTimeoutMs, log: log.child({ component: 'rule-check' }) });
   const ui = loadUi();
 
   const app = Fastify({
@@ -602,8 +607,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const zkUp = zk.connected;
     const snap = snapshots.current();
     const marathonOk = m.lastFetch ? m.lastFetch.ok : false;
+    const haproxy = ruleCheck.status();
     const body = {
-      status: !zkUp ? 'unavailable' : marathonOk && snap ? 'ok' : 'degraded',
+      // Rule writes are refused while HAProxy cannot check them: degraded, not down.
+      status: !zkUp ? 'unavailable' : marathonOk && snap && haproxy.available !== false ? 'ok' : 'degraded',
       zookeeper: { connected: zkUp, state: zk.state },
       zookeeperAcl: deps.acls?.() ?? null,
       marathon: {
@@ -637,6 +644,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       streamLeader: m.stream
         ? { isLeader: m.stream.leader?.isLeader ?? false, leaderId: m.stream.leader?.leaderId ?? null, reading: m.stream.connected, endpoint: m.stream.endpoint, connects: m.stream.connects, events: m.stream.events, lastError: m.stream.lastError }
         : null,
+      haproxy,
     };
     return reply.code(zkUp ? 200 : 503).header('Cache-Control', 'no-cache').send(body);
   });
@@ -664,6 +672,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const id = record.Id;
     const ifMatch = parseIfMatch(req.headers['if-match'] as string | undefined);
     const ifNoneMatch = (req.headers['if-none-match'] as string | undefined)?.trim();
+    // Acknowledged means HAProxy accepts it (DESIGN.md invariant 7): a rejected rule is never stored.
+    await ruleCheck.assertAccepted(record.Acl);
     let stored: StoredRecord;
     let created: boolean;
     try {

@@ -20,6 +20,7 @@ import { buildApp } from './app.js';
 import { checkExposure, isLoopbackHost } from './edge.js';
 import { MarathonIntake, type IntakeOptions } from './intake.js';
 import { LeaderElection } from './leader.js';
+import { RuleChecker } from './rule-check.js';
 import { RulesCache } from './rules-cache.js';
 import { ShrinkGuard, zkGuardStore } from './shrink-guard.js';
 import { SnapshotCache } from './snapshot-cache.js';
@@ -158,8 +159,12 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
     options: opts.intake,
   });
 
+  // Says at start-up (one warning line) when HAProxy cannot be run to check rules.
+  const ruleCheck = new RuleChecker({ mode: cfg.Bamboo.RuleCheck, binary: cfg.HAProxy.Binary, timeoutMs: cfg.Bamboo.RuleCheckTimeoutMs, log: log.child({ component: 'rule-check' }) });
+  await ruleCheck.start();
+
   let registration: PublisherRecord | null = null;
-  const app = buildApp({ cfg, log, zk, rules, control, snapshots, intake, publisher, metrics, rulesCache, registration: () => registration, acls: () => acls.status() });
+  const app = buildApp({ cfg, log, zk, rules, control, snapshots, intake, publisher, metrics, rulesCache, ruleCheck, registration: () => registration, acls: () => acls.status() });
   try {
     await app.listen({ host, port });
   } catch (err) {

@@ -112,6 +112,10 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'A client must send its whole request (headers and body) within this long, or its connection is closed; a connection silent this long is closed too: slow clients cannot hold connections and memory (api and worker HTTP servers).' },
   { key: 'Bamboo.MaxBodyBytes', type: 'integer', default: 65536, env: 'BAMBOO_MAX_BODY_BYTES', min: 1024, max: 16777216, used: 'api',
     doc: 'Largest request body accepted (except Marathon callbacks, which get 256 times this: a deployment event lists every app; they are scanned as they arrive, never held in memory); larger gets 413.' },
+  { key: 'Bamboo.RuleCheck', type: 'enum', default: 'haproxy', env: 'BAMBOO_RULE_CHECK', values: ['haproxy', 'off'], used: 'api',
+    doc: '`haproxy`: a rule write is acknowledged only after `haproxy -c` (HAProxy.Binary) accepted the rule in a probe config; a rejected rule is a 400, and while HAProxy cannot be run writes are a 503. `off`: rules are stored unchecked (for api hosts without HAProxy; workers still quarantine bad rules).' },
+  { key: 'Bamboo.RuleCheckTimeoutMs', type: 'integer', default: 10000, env: 'BAMBOO_RULE_CHECK_TIMEOUT_MS', min: 100, max: 600000, used: 'api',
+    doc: 'Timeout of one `haproxy -c` rule check; a check that outlives it is killed and the write answered 503 (nothing stored).' },
 
   // --- ZeroMQ (new) ---------------------------------------------------------------------------
   { key: 'ZeroMQ.PublishBind', type: 'string', default: 'tcp://0.0.0.0:5556', env: 'BAMBOO_ZMQ_BIND', used: 'api',
@@ -138,8 +142,8 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'Shell command validating a candidate config; `{{.}}` or `{}` is replaced by the temp file path. Empty: built-in `haproxy -c -f <temp>`.' },
   { key: 'HAProxy.ReloadCleanupCommand', type: 'string', default: '', env: 'HAPROXY_RELOAD_CLEANUP_CMD', used: 'worker', bamboo: true,
     doc: 'Shell command run after each successful reload (empty: none).' },
-  { key: 'HAProxy.Binary', type: 'string', default: 'haproxy', env: 'HAPROXY_BINARY', used: 'worker',
-    doc: 'HAProxy executable used for validation and managed mode.' },
+  { key: 'HAProxy.Binary', type: 'string', default: 'haproxy', env: 'HAPROXY_BINARY', used: 'both',
+    doc: 'HAProxy executable used for validation and managed mode (worker) and for rule checks (api, Bamboo.RuleCheck).' },
   { key: 'HAProxy.CommandTimeoutMs', type: 'integer', default: 30000, env: 'HAPROXY_COMMAND_TIMEOUT_MS', min: 100, max: 600000, used: 'worker',
     doc: 'Timeout for validation, reload and cleanup commands; a hung command is killed and counted as failed.' },
   { key: 'HAProxy.ValidationCpuSeconds', type: 'integer', default: 10, env: 'HAPROXY_VALIDATION_CPU_SECONDS', min: 0, max: 3600, used: 'worker',
@@ -223,6 +227,8 @@ export interface Config {
     HttpHeadersTimeoutMs: number;
     HttpRequestTimeoutMs: number;
     MaxBodyBytes: number;
+    RuleCheck: 'haproxy' | 'off';
+    RuleCheckTimeoutMs: number;
   };
   ZeroMQ: { PublishBind: string; AdvertiseHost: string; CurveSecretKey: string; CurvePublicKey: string; CurveServerKeys: string; CurveClientKeys: string };
   HAProxy: {

@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   BAMBOO_INVALID_BODY: { status: 400, doc: 'The body has the wrong shape: a missing field, or a value of the wrong type.' },
   BAMBOO_INVALID_APP_ID: { status: 400, doc: 'The app id is not a valid Marathon app id (`/group/app`, letters, digits, `-`, `.`, `_`).' },
   BAMBOO_INVALID_ACL: { status: 400, doc: 'The ACL is empty, too long, not one printable line (control characters), not valid Unicode, or reaches outside the request (files, environment, process state); `reason` says which (`ACL_*`).' },
+  BAMBOO_ACL_REJECTED_BY_HAPROXY: { status: 400, doc: 'HAProxy itself rejects the rule (`haproxy -c` on a probe config holding it, as the workers will read it): the message and `haproxy` carry HAProxy\'s reasons, e.g. `unknown fetch method \'hdrr\'`. Nothing was stored.' },
   BAMBOO_INVALID_CONFIG: { status: 400, doc: 'A `Config` key or value is not acceptable (keys are identifiers, values are short printable strings of valid Unicode).' },
   BAMBOO_INVALID_PARAMETER: { status: 400, doc: 'A query parameter or header (such as `If-Match`) has a value the API does not understand.' },
   BAMBOO_INVALID_ENCODING: { status: 400, doc: 'The body is not valid UTF-8; a lenient decoder would have stored U+FFFD in place of the bad bytes.' },
@@ -35,6 +36,7 @@ export const ERROR_CODES = {
   BAMBOO_HEADERS_TOO_LARGE: { status: 431, doc: 'The request headers are larger than the server accepts (16 KiB); send fewer or shorter headers.' },
   BAMBOO_INTERNAL: { status: 500, doc: 'An unexpected error; the api logged it. Retry, and report it if it persists.' },
   BAMBOO_ZK_UNAVAILABLE: { status: 503, doc: 'ZooKeeper is unreachable or timed out. Nothing was changed, unless the connection broke while a write was on its way (the message says so): then read the record back or retry with If-Match. See `GET /status`.' },
+  BAMBOO_RULE_CHECK_UNAVAILABLE: { status: 503, doc: 'The rule could not be checked with HAProxy (not installed or not runnable on the api host, timed out, or too many checks waiting); nothing was stored. Retry later; `haproxy` in `GET /status` says why (`Bamboo.RuleCheck`).' },
   BAMBOO_SNAPSHOT_UNAVAILABLE: { status: 503, doc: 'No Marathon snapshot has been fetched or stored yet; see `marathon` in `GET /status`.' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -256,6 +256,15 @@ describe('Bamboo compatibility (its documented use, and the listed differences)'
       expect(Number(last!.headers.get('retry-after'))).to.be.greaterThan(0);
     });
 
+    row('R10', 'a rule HAProxy rejects is a 400 with HAProxy\'s reason, and is not stored', async () => {
+      const api = await start();
+      const r = await curl('-X', 'POST', '-d', '{"id":"/r8","acl":"hdrr(host) -i r8.example.com"}', `${api.url}/api/services`);
+      expect(r.status).to.equal(400);
+      expect(JSON.parse(r.body)).to.include({ code: 'BAMBOO_ACL_REJECTED_BY_HAPROXY' });
+      expect(JSON.parse(r.body).message).to.match(/unknown fetch method 'hdrr'/);
+      expect(await zk.children(api.cfg.Bamboo.Zookeeper.Path)).to.deep.equal([]);
+    });
+
     row('C1', 'an unknown configuration key stops the process with a line naming it', () => {
       const file = join(tempDir(), 'typo.json');
       writeFileSync(file, JSON.stringify({ Marathon: { Endpiont: 'http://m:8080' } }));

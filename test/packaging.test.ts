@@ -202,6 +202,8 @@ describe('packaging and deployment', function () {
       const arch = (await ok('dpkg', ['--print-architecture'])).trim();
       expect((await ok('dpkg-deb', ['-f', deb1, 'Package'])).trim()).to.equal('bamboo');
       expect((await ok('dpkg-deb', ['-f', deb1, 'Architecture'])).trim()).to.equal(arch);
+      // Both roles need HAProxy: the worker runs it, the api checks every rule with haproxy -c.
+      expect((await ok('dpkg-deb', ['-f', deb1, 'Depends'])).trim()).to.match(/(^|, )haproxy \(>= 2\.6\)(,|$)/);
       expect((await run('dpkg', ['--compare-versions', version2, 'gt', version1])).code).to.equal(0);
       const conffiles = (await ok('dpkg-deb', ['-I', deb1, 'conffiles'])).trim().split('\n').sort();
       expect(conffiles).to.deep.equal(['/etc/bamboo/api.env', '/etc/bamboo/haproxy.cfg.liquid', '/etc/bamboo/production.json', '/etc/bamboo/worker-managed.env', '/etc/bamboo/worker.env']);
@@ -250,7 +252,7 @@ describe('packaging and deployment', function () {
     });
 
     it('renders a haproxy.cfg that haproxy -c accepts from the installed template, config and worker.env', async function () {
-      if ((await run('sh', ['-c', 'command -v haproxy'])).code !== 0) skipBecause(this, 'haproxy is not installed (the package only recommends it)');
+      if ((await run('sh', ['-c', 'command -v haproxy'])).code !== 0) skipBecause(this, 'haproxy is not installed');
       const apps = join(FIXTURES, 'apps', 'v2-apps-list__real-marathon-0.x_f5_two-apps_http-and-tcp-healthchecks.json');
       const env = { PATH: SYSTEM_PATH, ...parseEnvFile(readFileSync('/etc/bamboo/worker.env', 'utf8')) };
       const cfgText = await ok('runuser', ['-u', 'bamboo', '--', 'env', ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
@@ -442,7 +444,8 @@ describe('packaging and deployment', function () {
       const df = readFileSync(join(DEPLOY, 'docker', 'Dockerfile'), 'utf8');
       expect(df).to.match(/^ARG ROLE=api$/m);
       expect(df).to.match(/^RUN .*bash deploy\/docker\/install\.sh \/opt\/bamboo$/m);
-      expect(df).to.match(/haproxy/); // the worker image includes HAProxy
+      // Both images include HAProxy: the worker runs it, the api checks every rule with haproxy -c.
+      expect(df.match(/apt-get install -y --no-install-recommends tini haproxy\b/g)).to.have.length(2);
       const user = /^USER (\S+)$/m.exec(df)?.[1] ?? 'root';
       expect(user.split(':')[0]).not.to.be.oneOf(['root', '0']);
       // Every path the final image runs exists in what install.sh produced.

@@ -326,6 +326,22 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
     expect((await call('GET', `/api/services/${id}`)).status).to.equal(404);
   });
 
+  it("shows HAProxy's own reason when HAProxy rejects a rule, and saves nothing", async () => {
+    const id = '/shop/web';
+    const page = await openUi();
+    await openEditor(page, id);
+    // One printable line, so the page's own check has nothing to say: only HAProxy knows.
+    const typo = 'hdrr(host) -i shop.example.com';
+    await page.locator('#editor-acl').fill(typo);
+    expect(await page.locator('#editor-acl-error').textContent()).to.equal('');
+    await page.locator('#editor-save').click();
+    await waitFor(() => page.locator('#editor-error').isVisible(), 'the server error');
+    const text = (await page.locator('#editor-error').textContent())!;
+    expect(text).to.match(/^Not saved: HAProxy rejects this rule: unknown fetch method 'hdrr' in ACL expression 'hdrr\(host\)'; nothing was stored \(BAMBOO_ACL_REJECTED_BY_HAPROXY\)$/);
+    expect(await page.locator('#editor').getAttribute('open')).to.equal('');
+    expect((await call('GET', `/api/services/${id}`)).status).to.equal(404);
+  });
+
   it('shows a conflict with the current value, and saving again after it works', async () => {
     const id = '/tools/prometheus';
     await putRule(id, { acl: 'path_beg -i /prometheus' });

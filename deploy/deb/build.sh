@@ -31,8 +31,9 @@ arch="$(dpkg --print-architecture)"   # production node_modules hold a native ad
 pkgver="$(node -p 'require(process.argv[1]).version' "$repo/package.json")"
 version="${BAMBOO_DEB_VERSION:-${pkgver//-/\~}-1}"
 case "${BAMBOO_DEB_NODEJS:-depends}" in
-  depends)    depends="nodejs (>= 20), adduser"; recommends="haproxy (>= 2.6)" ;;
-  recommends) depends="adduser";                 recommends="nodejs (>= 20), haproxy (>= 2.6)" ;;
+  # HAProxy is needed by both roles: the worker runs it, the api checks every rule with `haproxy -c`.
+  depends)    depends="nodejs (>= 20), adduser, haproxy (>= 2.6)"; recommends="" ;;
+  recommends) depends="adduser, haproxy (>= 2.6)";                 recommends="nodejs (>= 20)" ;;
   *) die "BAMBOO_DEB_NODEJS must be depends or recommends" ;;
 esac
 
@@ -83,8 +84,8 @@ Architecture: $arch
 Maintainer: ${BAMBOO_DEB_MAINTAINER:-Bamboo-TS maintainers <bamboo-ts@localhost>}
 Installed-Size: $installed_size
 Depends: $depends
-Recommends: $recommends
-Suggests: zookeeper
+${recommends:+Recommends: $recommends
+}Suggests: zookeeper
 Section: net
 Priority: optional
 Description: keeps HAProxy configured for every app on Mesos/Marathon
