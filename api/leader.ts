@@ -15,6 +15,7 @@
 import { EventEmitter } from 'node:events';
 import { CoalescedRunner } from '../common/coalesce.js';
 import type { Logger } from '../common/log.js';
+import { childPath } from '../common/zk-paths.js';
 import { ZkNoNodeError, type Zk } from '../common/zk.js';
 
 export interface LeaderStatus {
@@ -65,7 +66,7 @@ export class LeaderElection extends EventEmitter {
 
   constructor(
     private readonly zk: Zk,
-    /** ControlStore.leaderPath */
+    /** ControlPaths.leader */
     readonly path: string,
     readonly candidateId: string,
     private readonly log: Logger,
@@ -104,7 +105,7 @@ export class LeaderElection extends EventEmitter {
     this.setLeader(false, 'closing');
     const node = this.node;
     this.node = null;
-    if (node && this.zk.connected) await this.zk.remove(`${this.path}/${node}`).catch(() => undefined);
+    if (node && this.zk.connected) await this.zk.remove(childPath(this.path, node)).catch(() => undefined);
   }
 
   private setLeader(value: boolean, reason: string): void {
@@ -141,10 +142,10 @@ export class LeaderElection extends EventEmitter {
       return;
     }
     this.setLeader(false, 'not the lowest candidate');
-    const leaderNode = await this.zk.get(`${this.path}/${sorted[0]}`).catch(() => null);
+    const leaderNode = await this.zk.get(childPath(this.path, sorted[0])).catch(() => null);
     this.leaderIdValue = leaderNode ? leaderNode.data.toString() : null;
     // Watch only the predecessor; when it goes we are woken and check again.
-    const pred = await this.zk.exists(`${this.path}/${sorted[idx - 1]}`, this.onWatch);
+    const pred = await this.zk.exists(childPath(this.path, sorted[idx - 1]), this.onWatch);
     if (!pred) this.checks.again();
   }
 
@@ -152,7 +153,7 @@ export class LeaderElection extends EventEmitter {
   private async adoptOrCreate(children: string[]): Promise<string> {
     const mine: string[] = [];
     for (const name of children) {
-      const n = await this.zk.get(`${this.path}/${name}`).catch((err: unknown) => {
+      const n = await this.zk.get(childPath(this.path, name)).catch((err: unknown) => {
         if (err instanceof ZkNoNodeError) return null;
         throw err;
       });
@@ -160,10 +161,10 @@ export class LeaderElection extends EventEmitter {
     }
     if (mine.length > 0) {
       mine.sort((a, b) => seqOf(a) - seqOf(b));
-      for (const extra of mine.slice(1)) await this.zk.remove(`${this.path}/${extra}`).catch(() => undefined);
+      for (const extra of mine.slice(1)) await this.zk.remove(childPath(this.path, extra)).catch(() => undefined);
       return mine[0];
     }
-    const created = await this.zk.create(`${this.path}/lock-`, Buffer.from(this.candidateId), 'ephemeral_sequential');
+    const created = await this.zk.create(childPath(this.path, 'lock-'), Buffer.from(this.candidateId), 'ephemeral_sequential');
     return created.slice(created.lastIndexOf('/') + 1);
   }
 }

@@ -135,7 +135,7 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
     : undefined;
   // The shrink guard's record is shared by every copy (any copy can fetch, hold, or take a confirm).
   const guard = new ShrinkGuard({
-    store: zkGuardStore(zk, `${control.root}/shrink-guard`),
+    store: zkGuardStore(zk, control.paths.shrinkGuard),
     policy: { percent: cfg.Marathon.ShrinkGuardPercent, minDrop: cfg.Marathon.ShrinkGuardMinDrop, holdMs: cfg.Marathon.ShrinkGuardHoldMs },
     copy: id,
     log: log.child({ component: 'shrink-guard' }),
@@ -185,7 +185,7 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
     startedAt: Date.now(),
     ...(publisher.curvePublicKey ? { curve: publisher.curvePublicKey } : {}),
   };
-  const regPath = `${control.publishersPath}/${id}`;
+  const regPath = control.paths.publisher(id);
   const reg = registration;
   await zk.ephemeral(regPath, () => Buffer.from(JSON.stringify(reg)));
   intake.start();

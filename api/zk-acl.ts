@@ -21,6 +21,7 @@
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/metrics.js';
 import { isNoAuth, ZkNoNodeError, type Zk } from '../common/zk.js';
+import { ControlPaths, childPath } from '../common/zk-paths.js';
 
 /** Largest number of unsecured paths listed (and logged one by one); the count is always complete. */
 const LISTED = 20;
@@ -64,7 +65,7 @@ export class AclGuard {
   }
 
   get markerPath(): string {
-    return `${this.paths.control}/acl-secured`;
+    return new ControlPaths(this.paths.control).aclMarker;
   }
 
   status(): AclStatus {
@@ -182,7 +183,7 @@ export class AclGuard {
               if (isNoAuth(err)) return [];
               throw err;
             });
-            for (const c of children) next.push(path === '/' ? `/${c}` : `${path}/${c}`);
+            for (const c of children) next.push(childPath(path, c));
           }),
         );
       }

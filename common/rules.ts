@@ -7,7 +7,8 @@
  * silently overwrite each other. The record version returned is the znode version.
  */
 import type { ServiceRecord } from './model.js';
-import { queryEscape, queryUnescape, Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError, type ZkWrite } from './zk.js';
+import { RulePaths } from './zk-paths.js';
+import { queryUnescape, Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError, type ZkWrite } from './zk.js';
 
 export interface StoredRecord {
   record: ServiceRecord;
@@ -57,14 +58,17 @@ export function serializeRecord(record: ServiceRecord): Buffer {
 }
 
 export class RuleStore {
+  readonly paths: RulePaths;
   constructor(
     private readonly zk: Zk,
     /** Bamboo.Zookeeper.Path */
     readonly basePath: string,
-  ) {}
+  ) {
+    this.paths = new RulePaths(basePath);
+  }
 
   nodePath(id: string): string {
-    return `${this.basePath}/${queryEscape(id)}`;
+    return this.paths.rule(id);
   }
 
   /** Creates the base path once; later writes skip the round trips (re-created if it vanishes). */
@@ -88,7 +92,7 @@ export class RuleStore {
         } catch {
           return;
         }
-        const node = await this.zk.get(`${this.basePath}/${name}`);
+        const node = await this.zk.get(this.paths.node(name));
         if (!node) return; // deleted between the two reads
         const { record, format } = parseRecord(id, node.data);
         out.set(id, { record, version: node.stat.version, format });

@@ -1,12 +1,8 @@
 /**
- * The shared Marathon snapshot and the registrations, in ZooKeeper under `Bamboo.Zookeeper.ControlPath`:
- *
- *   <control>/snapshot                 {"hash","fetchedAt","chunks","bytes","delta"?}   (its znode version is the snapshot version)
- *   <control>/snapshot-chunks/<hash>-<i>  gzip(JSON apps array), split in chunks under ZooKeeper's 1 MB node limit
- *   <control>/publishers/<id>          ephemeral {"id","zmq","http","host","startedAt"}  one per api copy
- *   <control>/workers/<name>           ephemeral worker status record (see WorkerStatus)
- *   <control>/stream-leader/lock-      ephemeral sequential: event stream leader election
- *   <control>/shrink-guard             {"held","peak"}  the Marathon answer held back, if any (api/shrink-guard.ts)
+ * The shared Marathon snapshot and the registrations, in ZooKeeper under `Bamboo.Zookeeper.ControlPath`
+ * (paths in common/zk-paths.ts, layout in docs/ARCHITECTURE.md). The snapshot pointer holds
+ * {"hash","fetchedAt","chunks","bytes","delta"?}; the chunks gzip(JSON apps array), split under
+ * ZooKeeper's 1 MB node limit.
  *
  * The api that fetched Marathon writes the snapshot (chunks first, then the pointer, in one transaction
  * when there is one chunk; then removes old chunks, which the intake does only after publishing its
@@ -16,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { deltaDigest, diffApps, parseAppsArrayText, serialiseApps, type DeltaBody, type SerialisedApps, type ParsedApps } from './snapshot-delta.js';
+import { ControlPaths, childPath } from './zk-paths.js';
 import { Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from './zk.js';
 
 const CHUNK_BYTES = 900 * 1024;
@@ -106,11 +103,14 @@ export function splitParsed(read: MarathonSnapshot & { texts?: string[] }): { sn
 }
 
 export class ControlStore {
+  readonly paths: ControlPaths;
   constructor(
     private readonly zk: Zk,
     /** Bamboo.Zookeeper.ControlPath */
     readonly root: string,
-  ) {}
+  ) {
+    this.paths = new ControlPaths(root);
+  }
 
   /** Whether ZooKeeper can be asked now (connected). */
   get available(): boolean {
@@ -118,19 +118,19 @@ export class ControlStore {
   }
 
   get snapshotPath(): string {
-    return `${this.root}/snapshot`;
+    return this.paths.snapshot;
   }
   get chunksPath(): string {
-    return `${this.root}/snapshot-chunks`;
+    return this.paths.chunks;
   }
   get publishersPath(): string {
-    return `${this.root}/publishers`;
+    return this.paths.publishers;
   }
   get workersPath(): string {
-    return `${this.root}/workers`;
+    return this.paths.workers;
   }
   get leaderPath(): string {
-    return `${this.root}/stream-leader`;
+    return this.paths.leader;
   }
 
   /**
@@ -194,7 +194,7 @@ export class ControlStore {
       // Only for one chunk: a request must stay under ZooKeeper's 1 MB limit (jute.maxbuffer).
       try {
         const [, version] = await this.zk.multi([
-          { op: 'create', path: `${this.chunksPath}/${hash}-0`, data: gz },
+          { op: 'create', path: this.paths.chunk(hash, 0), data: gz },
           { op: 'set', path: this.snapshotPath, data: pointerData, version: setVersion },
         ]);
         if (opts.prune !== false) await this.pruneChunks(hash);
@@ -257,7 +257,7 @@ export class ControlStore {
       Promise.all(
         Array.from({ length: chunks }, async (_, i) => {
           try {
-            await this.zk.create(`${this.chunksPath}/${hash}-${i}`, gz.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES));
+            await this.zk.create(this.paths.chunk(hash, i), gz.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES));
           } catch (err) {
             if (!(err instanceof ZkNodeExistsError)) throw err; // same content written by another copy
           }
@@ -281,12 +281,12 @@ export class ControlStore {
     const hashes = [...new Set(names.map((n) => n.replace(/-\d+$/, '')))];
     if (hashes.length <= 2) return;
     const stats = await Promise.all(
-      hashes.map(async (h) => ({ h, mtime: (await this.zk.exists(`${this.chunksPath}/${h}-0`).catch(() => null))?.mtime ?? 0 })),
+      hashes.map(async (h) => ({ h, mtime: (await this.zk.exists(this.paths.chunk(h, 0)).catch(() => null))?.mtime ?? 0 })),
     );
     stats.sort((a, b) => b.mtime - a.mtime);
     const keep = new Set([keepHash, ...stats.filter((s) => s.h !== keepHash).slice(0, 1).map((s) => s.h)]);
     await Promise.all(
-      names.filter((n) => !keep.has(n.replace(/-\d+$/, ''))).map((n) => this.zk.remove(`${this.chunksPath}/${n}`).catch(() => undefined)),
+      names.filter((n) => !keep.has(n.replace(/-\d+$/, ''))).map((n) => this.zk.remove(childPath(this.chunksPath, n)).catch(() => undefined)),
     );
   }
 
@@ -329,7 +329,7 @@ export class ControlStore {
       try {
         const parts: Buffer[] = [];
         for (let i = 0; i < p.chunks; i++) {
-          const c = await this.zk.get(`${this.chunksPath}/${p.hash}-${i}`);
+          const c = await this.zk.get(this.paths.chunk(p.hash, i));
           if (!c) throw new ZkNoNodeError('chunk gone');
           parts.push(c.data);
         }
@@ -361,7 +361,7 @@ export class ControlStore {
     const names = await this.zk.children(path);
     const out = await Promise.all(
       names.map(async (n) => {
-        const node = await this.zk.get(`${path}/${n}`);
+        const node = await this.zk.get(childPath(path, n));
         if (!node) return null;
         try {
           return JSON.parse(node.data.toString()) as T;

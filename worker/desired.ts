@@ -158,7 +158,7 @@ export class RuleCache {
           if (watch) this.armed.add(name);
           let node;
           try {
-            node = await this.zk.get(`${base}/${name}`, watch);
+            node = await this.zk.get(this.store.paths.node(name), watch);
           } catch (err) {
             if (watch) this.armed.delete(name);
             throw err;

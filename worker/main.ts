@@ -219,7 +219,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     publishers: () => [...discovery.known].filter(([name]) => !discovery.untrusted.has(name)).map(([, p]) => p.zmq).sort(),
     snapshots: () => ({ reads: source.snapshotReads, deltas: source.deltasApplied, ignored: source.deltasIgnored }),
   };
-  const statusPath = `${control.workersPath}/${name}`;
+  const statusPath = control.paths.worker(name);
   await zk.ephemeral(statusPath, () => Buffer.from(JSON.stringify(statusRecord(deps))));
   reconciler.on('outcome', () => {
     zk.updateEphemeral(statusPath).catch((err: Error) => log.debug({ err: err.message }, 'could not update the status record'));

@@ -16,6 +16,7 @@ import type { PublisherEndpoint } from '../common/bus.js';
 import type { Logger } from '../common/log.js';
 import type { ControlStore, PublisherRecord } from '../common/snapshot.js';
 import type { Zk } from '../common/zk.js';
+import { childPath } from '../common/zk-paths.js';
 
 export interface PublisherSink {
   /** Connect to exactly these publishers (ZeroMQ addresses, with the CURVE server key to require). */
@@ -82,7 +83,7 @@ export class PublisherDiscovery {
       const names = await this.zk.children(path, () => this.refresh());
       const records = await Promise.all(
         names.map(async (name) => {
-          const node = await this.zk.get(`${path}/${name}`);
+          const node = await this.zk.get(childPath(path, name));
           if (!node) return null;
           try {
             const rec = JSON.parse(node.data.toString()) as PublisherRecord;

@@ -1,0 +1,65 @@
+/**
+ * Every ZooKeeper path Bamboo uses, named once. The layout (and what each node holds) is described in
+ * docs/ARCHITECTURE.md; code builds paths only through these functions.
+ */
+import { queryEscape } from './zk.js';
+
+/** `parent/name` (the root `/` has no trailing slash to double). */
+export function childPath(parent: string, name: string): string {
+  return parent === '/' ? `/${name}` : `${parent}/${name}`;
+}
+
+/** The service records under `Bamboo.Zookeeper.Path`: one znode per app, named by Go's QueryEscape. */
+export class RulePaths {
+  constructor(readonly base: string) {}
+
+  /** The record of one app id. */
+  rule(id: string): string {
+    return this.node(queryEscape(id));
+  }
+  /** A child of the base by its (escaped) node name, as listed. */
+  node(name: string): string {
+    return childPath(this.base, name);
+  }
+}
+
+/** Bamboo's own nodes under `Bamboo.Zookeeper.ControlPath`. */
+export class ControlPaths {
+  constructor(readonly root: string) {}
+
+  /** The snapshot pointer; its znode version is the snapshot version. */
+  get snapshot(): string {
+    return childPath(this.root, 'snapshot');
+  }
+  get chunks(): string {
+    return childPath(this.root, 'snapshot-chunks');
+  }
+  /** Chunk `i` of the snapshot with content hash `hash`. */
+  chunk(hash: string, i: number): string {
+    return childPath(this.chunks, `${hash}-${i}`);
+  }
+  get publishers(): string {
+    return childPath(this.root, 'publishers');
+  }
+  publisher(id: string): string {
+    return childPath(this.publishers, id);
+  }
+  get workers(): string {
+    return childPath(this.root, 'workers');
+  }
+  worker(name: string): string {
+    return childPath(this.workers, name);
+  }
+  /** The event stream leader election: ephemeral sequential `lock-` children. */
+  get leader(): string {
+    return childPath(this.root, 'stream-leader');
+  }
+  /** The Marathon answer held back by the shrink guard, shared by every api copy. */
+  get shrinkGuard(): string {
+    return childPath(this.root, 'shrink-guard');
+  }
+  /** Written once the digest ACL was put on every Bamboo node (api/zk-acl.ts). */
+  get aclMarker(): string {
+    return childPath(this.root, 'acl-secured');
+  }
+}
