@@ -1,12 +1,12 @@
 import { expect } from 'chai';
 import { RuleStore } from '../common/rules.js';
 import { Zk } from '../common/zk.js';
-import { RuleCache } from '../worker/desired.js';
+import { RuleMirror } from '../common/rules-mirror.js';
 import { waitFor } from '../harness/process.js';
 import { sharedZooKeeper, uniquePath } from '../harness/zookeeper.js';
 import { testLogger } from './worker-fixtures.js';
 
-describe('worker rule cache (list and watch, real ZooKeeper)', function () {
+describe('rule mirror of the api and the worker (list and watch, real ZooKeeper)', function () {
   this.timeout(30000);
   const log = testLogger('rules');
   const open: Zk[] = [];
@@ -30,7 +30,7 @@ describe('worker rule cache (list and watch, real ZooKeeper)', function () {
     for (let i = 0; i < 20; i++) await writer.put({ Id: `/app${i}`, Acl: `path_beg /v0-${i}`, Config: {} });
     const reader = await connect();
     let changes = 0;
-    const cache = new RuleCache(reader, new RuleStore(reader, path), 60000, log, () => changes++);
+    const cache = new RuleMirror(reader, new RuleStore(reader, path), 60000, log, () => changes++);
 
     const all = await cache.read();
     expect(all.size).to.equal(20);
@@ -58,6 +58,32 @@ describe('worker rule cache (list and watch, real ZooKeeper)', function () {
     expect(acls(third)).to.deep.equal(acls(await new RuleStore(reader, path).list()));
   });
 
+  it('never answers a read with records older than a write that completed before the read was called, however reads overlap', async () => {
+    const path = uniquePath('/rules');
+    const writer = new RuleStore(await connect(), path);
+    await writer.ensureBase();
+    for (let i = 0; i < 5; i++) await writer.put({ Id: `/app${i}`, Acl: `path_beg /v0-${i}`, Config: {} });
+    const reader = await connect();
+    // The api's use: many requests read at once, and another api copy writes in between.
+    const cache = new RuleMirror(reader, new RuleStore(reader, path), 60000, log);
+    await cache.read();
+    for (let round = 1; round <= 5; round++) {
+      await writer.put({ Id: '/app2', Acl: `path_beg /round-${round}`, Config: {} });
+      const overlapping = await Promise.all(Array.from({ length: 4 }, () => cache.read()));
+      for (const seen of overlapping) {
+        expect(acls(seen)['/app2'], `round ${round}`).to.equal(`path_beg /round-${round}`);
+        expect(seen.size).to.equal(5);
+      }
+    }
+    // A local write then a read: the read shows it (read-your-writes).
+    const own = new RuleStore(reader, path);
+    await own.put({ Id: '/mine', Acl: 'path_beg /mine', Config: {} });
+    cache.invalidate();
+    const [a, b] = await Promise.all([cache.read(), cache.read()]);
+    expect(acls(a)['/mine']).to.equal('path_beg /mine');
+    expect(acls(b)['/mine']).to.equal('path_beg /mine');
+  });
+
   it('notices a rule edited by hand without touching the parent, through its watch', async () => {
     const path = uniquePath('/rules');
     const writerZk = await connect();
@@ -66,7 +92,7 @@ describe('worker rule cache (list and watch, real ZooKeeper)', function () {
     await writer.put({ Id: '/hand', Acl: 'path_beg /before', Config: {} });
     const reader = await connect();
     let changes = 0;
-    const cache = new RuleCache(reader, new RuleStore(reader, path), 60000, log, () => changes++);
+    const cache = new RuleMirror(reader, new RuleStore(reader, path), 60000, log, () => changes++);
     await cache.read();
     await writerZk.set(writer.nodePath('/hand'), Buffer.from('path_beg /by-hand'));
     await waitFor(() => changes > 0, 'the watch to fire');
@@ -82,7 +108,7 @@ describe('worker rule cache (list and watch, real ZooKeeper)', function () {
     const reader = await connect();
     let changes = 0;
     // A re-list interval far beyond the test: only the watch can bring the new record in.
-    const cache = new RuleCache(reader, new RuleStore(reader, path), 600000, log, () => changes++);
+    const cache = new RuleMirror(reader, new RuleStore(reader, path), 600000, log, () => changes++);
     expect([...(await cache.read()).keys()]).to.deep.equal(['/old']);
     // Bamboo (Go) creates a V2 record as a plain child create; the parent's data stays as it was.
     await writerZk.create(writer.nodePath('/bamboo-made'), Buffer.from(JSON.stringify({ version: '2', config: { Acl: 'path_beg /b' } })));
@@ -101,7 +127,7 @@ describe('worker rule cache (list and watch, real ZooKeeper)', function () {
     await writer.ensureBase();
     await writer.put({ Id: '/a', Acl: 'path_beg /a', Config: {} });
     const reader = await connect();
-    const cache = new RuleCache(reader, new RuleStore(reader, path), 50, log);
+    const cache = new RuleMirror(reader, new RuleStore(reader, path), 50, log);
     await cache.read();
     await new Promise((r) => setTimeout(r, 80));
     await cache.read();
