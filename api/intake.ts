@@ -31,18 +31,17 @@
  * leader elected in ZooKeeper). Every copy also fetches on startup and every `ResyncIntervalMs`.
  */
 import type { Config } from '../common/config.js';
-import type { HintPublisher } from '../common/bus.js';
+import type { HintKind } from '../common/bus.js';
 import type { Logger } from '../common/log.js';
 import { callbackUrlFor } from './edge.js';
-import { MarathonError, MarathonEventStream, type EventStreamStatus, type MarathonClient } from '../common/marathon.js';
+import { MarathonError, MarathonEventStream, type AppsResult, type EventStreamStatus, type MarathonClient } from '../common/marathon.js';
 import type { Metrics } from '../common/metrics.js';
 import { Backoff, LatestWins, monotonicClock, type Clock, type Timer } from '../common/pacing.js';
-import { ControlStore, SnapshotConflictError, type StoredContent } from '../common/snapshot.js';
+import { ControlStore, SnapshotConflictError, type MarathonSnapshot, type StoredContent } from '../common/snapshot.js';
 import { type DeltaBody, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
 import { redactUrl } from '../common/config.js';
 import type { LeaderElection, LeaderStatus } from './leader.js';
 import { countAnswer, memoryGuardStore, ShrinkGuard, type Decision, type HeldAnswer } from './shrink-guard.js';
-import type { SnapshotCache } from './snapshot-cache.js';
 
 /** Marathon event types that can change what HAProxy should route to. */
 const ROUTING_EVENTS = new Set([
@@ -94,12 +93,52 @@ export interface IntakeOptions {
   clock?: Clock;
 }
 
+/** What the intake asks of Marathon (common/marathon.ts MarathonClient is the real one). */
+export interface AppsSource {
+  endpoints: string[];
+  fetchApps(previous?: ParsedApps | null): Promise<AppsResult>;
+  subscriptions(endpoint: string): Promise<string[] | 'unsupported'>;
+  subscribe(endpoint: string, callbackUrl: string): Promise<'ok' | 'unsupported'>;
+  unsubscribe(endpoint: string, callbackUrl: string): Promise<'ok' | 'unsupported'>;
+  openEventStream: MarathonClient['openEventStream'];
+}
+
+/** Where the intake stores what Marathon answered (common/snapshot.ts ControlStore). See its writeSnapshot. */
+export interface SnapshotWriter {
+  /** Whether ZooKeeper can be asked now. */
+  readonly available: boolean;
+  snapshotVersion(): Promise<number>;
+  writeSnapshot(
+    apps: unknown[],
+    fetchedAt: number,
+    opts: { expectVersion?: number; prune?: boolean; texts?: readonly string[]; deltaFrom?: StoredContent | null },
+  ): Promise<{ version: number; changed: boolean; hash: string; serialised?: SerialisedApps; delta?: DeltaBody }>;
+  pruneChunks(keepHash: string): Promise<void>;
+}
+
+/** This copy's view of the stored snapshot (api/snapshot-cache.ts SnapshotCache). */
+export interface SnapshotReader {
+  /** The version of current() (-1 when none). */
+  readonly version: number;
+  current(): MarathonSnapshot | null;
+  refresh(): Promise<void>;
+  /** Takes a snapshot this copy has just stored. */
+  setLocal(snap: MarathonSnapshot): void;
+}
+
+/** Where hints go (common/bus.ts HintPublisher). */
+export interface HintSink {
+  /** The snapshot version every hint announces. */
+  snapshotVersion: number;
+  publish(kind: HintKind, extra?: { delta?: SnapshotDelta }): Promise<void>;
+}
+
 export interface IntakeDeps {
   cfg: Pick<Config, 'Marathon' | 'Bamboo'>;
-  client: MarathonClient;
-  control: ControlStore;
-  publisher: HintPublisher;
-  snapshots: SnapshotCache;
+  client: AppsSource;
+  control: SnapshotWriter;
+  publisher: HintSink;
+  snapshots: SnapshotReader;
   metrics: Metrics;
   log: Logger;
   /** Present in stream mode: the election deciding which copy reads the stream. */

@@ -433,7 +433,7 @@ export class MarathonEventStream {
   };
 
   constructor(
-    private readonly client: MarathonClient,
+    private readonly client: Pick<MarathonClient, 'endpoints' | 'openEventStream'>,
     private readonly opts: EventStreamOptions,
   ) {}
 

@@ -5,14 +5,11 @@
  * against the simulator, real ZooKeeper and real ZeroMQ.)
  */
 import { expect } from 'chai';
-import { MarathonIntake } from '../api/intake.js';
-import type { SnapshotCache } from '../api/snapshot-cache.js';
-import type { HintPublisher } from '../common/bus.js';
+import { MarathonIntake, type AppsSource, type HintSink, type SnapshotReader, type SnapshotWriter } from '../api/intake.js';
 import { loadConfig } from '../common/config.js';
 import { silentLogger } from '../common/log.js';
-import type { MarathonClient } from '../common/marathon.js';
 import { nullMetrics } from '../common/metrics.js';
-import type { ControlStore, MarathonSnapshot } from '../common/snapshot.js';
+import type { MarathonSnapshot } from '../common/snapshot.js';
 import type { Clock } from '../common/pacing.js';
 import { FakeClock } from './support/fake-clock.js';
 import { waitFor } from '../harness/process.js';
@@ -42,7 +39,7 @@ function harness(over: Record<string, number> = {}, clock?: Clock) {
   let stored = -1;
   let snap: MarathonSnapshot | null = null;
 
-  const client = {
+  const client: AppsSource = {
     endpoints: ['http://marathon.test'],
     async fetchApps() {
       steps.push('fetch');
@@ -56,8 +53,21 @@ function harness(over: Record<string, number> = {}, clock?: Clock) {
         inFlight--;
       }
     },
+    // Callback subscriptions and the event stream are not part of pacing: any use fails loudly.
+    async subscriptions() {
+      throw new Error('no subscriptions in the pacing harness');
+    },
+    async subscribe() {
+      throw new Error('no subscriptions in the pacing harness');
+    },
+    async unsubscribe() {
+      throw new Error('no subscriptions in the pacing harness');
+    },
+    async openEventStream() {
+      throw new Error('no event stream in the pacing harness');
+    },
   };
-  const control = {
+  const control: SnapshotWriter = {
     available: true,
     async snapshotVersion() {
       await versionRead.pass();
@@ -70,13 +80,13 @@ function harness(over: Record<string, number> = {}, clock?: Clock) {
     },
     async pruneChunks() {},
   };
-  const publisher = {
+  const publisher: HintSink = {
     snapshotVersion: -1,
     async publish() {
       steps.push('hint');
     },
   };
-  const snapshots = {
+  const snapshots: SnapshotReader = {
     get version() {
       return snap ? snap.version : -1;
     },
@@ -92,10 +102,10 @@ function harness(over: Record<string, number> = {}, clock?: Clock) {
   });
   const intake = new MarathonIntake({
     cfg,
-    client: client as unknown as MarathonClient,
-    control: control as unknown as ControlStore,
-    publisher: publisher as unknown as HintPublisher,
-    snapshots: snapshots as unknown as SnapshotCache,
+    client,
+    control,
+    publisher,
+    snapshots,
     metrics: nullMetrics,
     log: silentLogger(),
     options: { retryMinMs: 50, retryMaxMs: 100, clock },
