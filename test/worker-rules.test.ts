@@ -23,12 +23,17 @@ describe('rule mirror of the api and the worker (list and watch, real ZooKeeper)
 
   const acls = (m: Map<string, { record: { Acl: string } }>) => Object.fromEntries([...m].map(([id, r]) => [id, r.record.Acl]));
 
-  it('re-reads only the rules that changed, and always returns all of them', async () => {
+  /** `n` rules `/app<i>` written by one session; a second session to read them. */
+  async function seeded(n: number): Promise<{ path: string; writer: RuleStore; reader: Zk }> {
     const path = uniquePath('/rules');
     const writer = new RuleStore(await connect(), path);
     await writer.ensureBase();
-    for (let i = 0; i < 20; i++) await writer.put({ Id: `/app${i}`, Acl: `path_beg /v0-${i}`, Config: {} });
-    const reader = await connect();
+    for (let i = 0; i < n; i++) await writer.put({ Id: `/app${i}`, Acl: `path_beg /v0-${i}`, Config: {} });
+    return { path, writer, reader: await connect() };
+  }
+
+  it('re-reads only the rules that changed, and always returns all of them', async () => {
+    const { path, writer, reader } = await seeded(20);
     let changes = 0;
     const cache = new RuleMirror(reader, new RuleStore(reader, path), 60000, log, () => changes++);
 
@@ -59,11 +64,7 @@ describe('rule mirror of the api and the worker (list and watch, real ZooKeeper)
   });
 
   it('never answers a read with records older than a write that completed before the read was called, however reads overlap', async () => {
-    const path = uniquePath('/rules');
-    const writer = new RuleStore(await connect(), path);
-    await writer.ensureBase();
-    for (let i = 0; i < 5; i++) await writer.put({ Id: `/app${i}`, Acl: `path_beg /v0-${i}`, Config: {} });
-    const reader = await connect();
+    const { path, writer, reader } = await seeded(5);
     // The api's use: many requests read at once, and another api copy writes in between.
     const cache = new RuleMirror(reader, new RuleStore(reader, path), 60000, log);
     await cache.read();
