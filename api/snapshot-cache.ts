@@ -4,17 +4,16 @@
  * never calls Marathon and never reads ZooKeeper per request. A copy that wrote the snapshot itself
  * hands it over with `setLocal` and skips the read-back.
  */
-import type { ParsedApps } from '../common/snapshot-delta.js';
 import { EventEmitter } from 'node:events';
 import { CoalescedRunner } from '../common/coalesce.js';
 import type { Logger } from '../common/log.js';
-import { splitParsed, type ControlStore, type MarathonSnapshot } from '../common/snapshot.js';
+import { SnapshotLoader, type ControlStore, type MarathonSnapshot } from '../common/snapshot.js';
 import type { Zk } from '../common/zk.js';
 
 export class SnapshotCache extends EventEmitter {
   private snap: MarathonSnapshot | null = null;
-  /** The apps of the last snapshot read with their texts: the next read parses only apps that changed. */
-  private parsed: ParsedApps | null = null;
+  /** Full reads parse only the apps that changed since the last one. */
+  private readonly loader: SnapshotLoader;
   private closed = false;
   private readonly reads = new CoalescedRunner(
     async () => {
@@ -38,6 +37,7 @@ export class SnapshotCache extends EventEmitter {
     private readonly log: Logger,
   ) {
     super();
+    this.loader = new SnapshotLoader(control);
   }
 
   start(): void {
@@ -82,10 +82,8 @@ export class SnapshotCache extends EventEmitter {
       return;
     }
     if (this.snap && this.snap.version >= node.stat.version) return;
-    const read = await this.control.readSnapshot(this.parsed);
-    if (!read) return;
-    const { snapshot: snap, parsed } = splitParsed(read);
-    this.parsed = parsed;
+    const snap = await this.loader.read();
+    if (!snap) return;
     if (!this.snap || snap.version > this.snap.version) {
       this.snap = snap;
       this.log.debug({ snapshotVersion: snap.version, apps: snap.apps.length }, 'snapshot loaded');

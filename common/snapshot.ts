@@ -96,10 +96,25 @@ export class SnapshotConflictError extends Error {
   override name = 'SnapshotConflictError';
 }
 
-/** A read snapshot without its apps' texts, and the texts with the apps: what to pass to the next read. */
-export function splitParsed(read: MarathonSnapshot & { texts?: string[] }): { snapshot: MarathonSnapshot; parsed: ParsedApps | null } {
-  const { texts, ...snapshot } = read;
-  return { snapshot, parsed: texts ? { texts, apps: snapshot.apps } : null };
+/**
+ * One reader's full reads of the stored snapshot (the api's snapshot cache, the worker's desired state):
+ * each read parses only the apps whose JSON text changed since this reader's last read; the others are
+ * the objects read before, so per-app memos skip them.
+ */
+export class SnapshotLoader {
+  /** The apps of the last read with their texts. */
+  private parsed: ParsedApps | null = null;
+
+  constructor(private readonly control: ControlStore) {}
+
+  /** The stored snapshot, or null when none was stored yet; throws what ControlStore.readSnapshot throws. */
+  async read(): Promise<MarathonSnapshot | null> {
+    const read = await this.control.readSnapshot(this.parsed);
+    if (!read) return null;
+    const { texts, ...snapshot } = read;
+    this.parsed = texts ? { texts, apps: snapshot.apps } : null;
+    return snapshot;
+  }
 }
 
 export class ControlStore {
@@ -318,7 +333,7 @@ export class ControlStore {
 
   /**
    * The stored snapshot, or null when none was written yet; retries if chunks vanish mid-read.
-   * `previous`: what this reader parsed last time (splitParsed); apps whose text is unchanged are those
+   * `previous`: what this reader parsed last time (see SnapshotLoader); apps whose text is unchanged are those
    * objects, not parsed again.
    */
   async readSnapshot(previous?: ParsedApps | null): Promise<(MarathonSnapshot & { texts?: string[] }) | null> {

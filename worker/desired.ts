@@ -13,15 +13,15 @@
 import type { Logger } from '../common/log.js';
 import type { RuleStore } from '../common/rules.js';
 import { RuleMirror } from '../common/rules-mirror.js';
-import { splitParsed, type ControlStore, type MarathonSnapshot, type SnapshotPointer } from '../common/snapshot.js';
-import { applyDelta, deltaDigest, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
+import { SnapshotLoader, type ControlStore, type MarathonSnapshot, type SnapshotPointer } from '../common/snapshot.js';
+import { applyDelta, deltaDigest, type SnapshotDelta } from '../common/snapshot-delta.js';
 import type { Zk } from '../common/zk.js';
 import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './reconciler.js';
 
 export class ZkDesiredState implements DesiredStateSource {
   private snapshot: MarathonSnapshot | null = null;
-  /** The apps of the last snapshot read with their texts: the next read parses only apps that changed. */
-  private parsed: ParsedApps | null = null;
+  /** Full reads parse only the apps that changed since the last one. */
+  private readonly loader: SnapshotLoader;
   /**
    * The last hint's delta, not yet confirmed by ZooKeeper: one slot, latest wins, so a stream of forged
    * hints holds one object and costs nothing but the reads the reconciler paces anyway.
@@ -47,6 +47,7 @@ export class ZkDesiredState implements DesiredStateSource {
     onRulesChanged?: () => void,
   ) {
     this.rules = new RuleMirror(zk, store, relistMs, log, onRulesChanged);
+    this.loader = new SnapshotLoader(control);
   }
 
   get ruleCache(): RuleMirror {
@@ -129,11 +130,11 @@ export class ZkDesiredState implements DesiredStateSource {
       const fromDelta = this.confirmDelta(pointer);
       if (fromDelta) this.snapshot = fromDelta;
       else {
-        const snap = await this.control.readSnapshot(this.parsed);
+        const snap = await this.loader.read();
         if (!snap) throw new NoSnapshotError('no snapshot');
         if (!Array.isArray(snap.apps)) throw new Error('the stored snapshot is not an array of apps');
         this.snapshotReads++;
-        ({ snapshot: this.snapshot, parsed: this.parsed } = splitParsed(snap));
+        this.snapshot = snap;
       }
     } else if (this.pending && this.pending.version <= pointer.version) {
       // A delta for the version held (or older) has nothing to add: a replay, or forged.
