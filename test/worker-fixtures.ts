@@ -128,7 +128,7 @@ export class FakeApi {
     const pub = new HintPublisher(id, testLogger('pub'), 200, curve);
     const address = await pub.start('tcp://127.0.0.1:*');
     this.publisher = pub;
-    this.publisherPath = `${this.control.publishersPath}/${id}`;
+    this.publisherPath = this.control.paths.publisher(id);
     const record = { id, zmq: address, http: 'http://127.0.0.1:0', host: hostname(), startedAt: Date.now(), ...(curve ? { curve: curve.publicKey } : {}) };
     await this.zk.ephemeral(this.publisherPath, () => Buffer.from(JSON.stringify(record)));
     return pub;

@@ -79,7 +79,7 @@ async function workerAtScale(ctx: Ctx, n: number, changes: number) {
   await rules.ensureBase();
   const pub = new HintPublisher('bench-api', log, 2000);
   const zmq = await pub.start('tcp://127.0.0.1:*');
-  await zk.ephemeral(`${control.publishersPath}/bench-api`, () =>
+  await zk.ephemeral(control.paths.publisher('bench-api'), () =>
     Buffer.from(JSON.stringify({ id: 'bench-api', zmq, http: 'http://127.0.0.1:0', host: hostname(), startedAt: Date.now() })),
   );
   const apps = Array.from({ length: n }, (_, i) => benchApp(i, 3, '127.0.0.1', 31000));
