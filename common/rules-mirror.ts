@@ -2,9 +2,11 @@
  * The rule mirror: every service record, kept current with ZooKeeper watches; the one place the api
  * (GET /api/services, /api/state, /api/workers) and the worker read the rules from.
  *
- * Freshness contract: a read returns the records as ZooKeeper showed them at some point after the read
- * was called; in particular it shows every write that completed (through any api copy or Bamboo)
- * before the call. How:
+ * Freshness contract: a read returns the records as this session's ZooKeeper server showed them at some
+ * point after the read was called: every write of this process that completed before the call, and
+ * every other writer's change that server had applied by then (ZooKeeper reads are ordered per session,
+ * not linearizable: a lagging follower shows another copy's write a little later, as any read would).
+ * How:
  * - Each rule znode is read with a data watch; a watch that fires marks that rule dirty. A read asks
  *   for the rules parent's stat first: every RuleStore write (and Bamboo's) sets the parent's data in
  *   the same transaction, and a creation or deletion changes its children version. ZooKeeper delivers
@@ -19,7 +21,8 @@
  * - The mirror starts over with a full listing after any disconnection, after a failed read, and at
  *   least every `relistMs`, which also bounds how long a hand edit that bypasses the watches can go
  *   unseen.
- * A read that cannot ask ZooKeeper throws (ZkUnavailableError): never a partial or empty set.
+ * A read that cannot ask ZooKeeper throws (ZkUnavailableError): never a partial set (an absent rules
+ * parent is an empty one).
  *
  * A watch that fires (on a rule, or on the parent) also calls `onChange`: the worker treats it as a
  * trigger, so rule changes converge even when every hint is lost, and a hint that outran a lagging
