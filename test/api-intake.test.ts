@@ -447,10 +447,10 @@ describe('Marathon intake of the api (simulator, ZooKeeper, ZeroMQ)', function (
 });
 
 /** The frozen config back to dotted overrides (to derive a variant). */
-function flatten(cfg: Readonly<Config>, prefix = '', out: Record<string, string | number | boolean> = {}): Record<string, string | number | boolean> {
+function flatten(cfg: object, prefix = '', out: Record<string, string | number | boolean> = {}): Record<string, string | number | boolean> {
   for (const [k, v] of Object.entries(cfg)) {
     const key = prefix ? `${prefix}.${k}` : k;
-    if (v && typeof v === 'object') flatten(v as unknown as Readonly<Config>, key, out);
+    if (v && typeof v === 'object') flatten(v as object, key, out);
     else out[key] = v as string | number | boolean;
   }
   return out;
