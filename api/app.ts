@@ -98,6 +98,19 @@ const SERVICE_BODY_SCHEMA = {
 
 const KNOWN_FIELDS = new Set(['id', 'acl', 'config']);
 
+const POISON_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+/** The first key of a prototype-poisoning name anywhere in parsed JSON, or null. */
+function poisonedKey(value: unknown, depth = 0): string | null {
+  if (value === null || typeof value !== 'object' || depth > 32) return null;
+  for (const [k, v] of Object.entries(value)) {
+    if (POISON_KEYS.has(k)) return k;
+    const inner = poisonedKey(v, depth + 1);
+    if (inner !== null) return inner;
+  }
+  return null;
+}
+
 /** The body's top-level fields that are not id, acl or config (any case). */
 function unknownFields(body: ServiceBody | undefined): string[] {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) return [];
@@ -480,11 +493,21 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       done(null, { eventType: topLevelEventType(t) });
       return;
     }
+    let parsed: unknown;
     try {
-      done(null, JSON.parse(text));
+      parsed = JSON.parse(text);
     } catch (err) {
       done(new ApiError('BAMBOO_BAD_JSON', `the request body is not valid JSON (${(err as Error).message}); send a JSON object`), undefined);
+      return;
     }
+    // Unknown fields are ignored (as Go's decoder did), but not the names of prototype poisoning:
+    // refused at any depth, as fastify's own JSON parser refuses them.
+    const poison = poisonedKey(parsed);
+    if (poison !== null) {
+      done(new ApiError('BAMBOO_INVALID_BODY', `the body has a field named ${JSON.stringify(poison)}, which is never accepted; remove it`), undefined);
+      return;
+    }
+    done(null, parsed);
   });
 
   function sendError(reply: FastifyReply, err: ApiError): FastifyReply {

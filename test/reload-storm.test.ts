@@ -177,7 +177,11 @@ describe('reload storm bounds (spawned worker, managed HAProxy, long-lived TCP c
     for (let i = MAX_RELOADS; i < reloadTimes.length; i++) {
       expect(reloadTimes[i] - reloadTimes[i - MAX_RELOADS], `reloads ${i - MAX_RELOADS + 1}..${i + 1} within a minute`).to.be.at.least(59_000);
     }
-    expect([...waits]).to.include.members(['generations', 'rate']);
+    // The generations bound held reloads back; the per-minute bound must have, whenever more reloads
+    // than it allows happened (on a loaded machine the generations wait alone may keep them below it;
+    // the spacing check above proves the bound either way).
+    expect([...waits]).to.include('generations');
+    if (reloadTimes.length > MAX_RELOADS) expect([...waits]).to.include('rate');
     expect(deferred).to.be.greaterThan(0);
     // The connections the client kept are still served.
     const kept = held.filter((h) => !h.closedByUs && !h.cut);
