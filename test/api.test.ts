@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Subscriber } from 'zeromq';
-import { CALLBACK_BODY_FACTOR } from '../api/app.js';
+import { CALLBACK_BODY_FACTOR } from '../api/routes/marathon.js';
 import { advertisedZmq, parseBind, runApi, type RunningApi } from '../api/main.js';
 import { loadConfig, type Config } from '../common/config.js';
 import { ERROR_CODES, errorCodesTable } from '../common/errors.js';
