@@ -6,7 +6,7 @@ import { cliCommand, parseShowProc } from '../common/haproxy.js';
 import { nullMetrics, type Metrics } from '../common/metrics.js';
 import { inMaintenance, outOfRotation, parseServerLine, parseServersState, serverLines, type ServerState } from '../common/haproxy-runtime.js';
 import { managedPaths, runWorker, type WorkerHandle } from '../worker/main.js';
-import type { ApplyOutcome } from '../worker/reconciler.js';
+import type { ApplyOutcome } from '../worker/outcome.js';
 import { createServer } from 'node:http';
 import { httpGet, startBackend, type Backend } from '../harness/http.js';
 import { sleep, waitFor, type Started } from '../harness/process.js';

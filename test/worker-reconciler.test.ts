@@ -5,7 +5,8 @@ import type { HAProxyProcess, ReloadResult, ValidationResult } from '../common/h
 import { nullMetrics } from '../common/metrics.js';
 import { createRenderer } from '../common/render.js';
 import type { StoredRecord } from '../common/rules.js';
-import { Reconciler, type ApplyOutcome, type DesiredState } from '../worker/reconciler.js';
+import type { ApplyOutcome, DesiredState } from '../worker/outcome.js';
+import { Reconciler } from '../worker/reconciler.js';
 import { FakeClock } from './support/fake-clock.js';
 import { sleep, waitFor } from '../harness/process.js';
 import { tempDir } from '../harness/tmp.js';

@@ -61,108 +61,13 @@ import type { HAProxySettings, ServiceRecord, TemplateData, Warning } from '../c
 import { heldPorts, portRefusals, settingPorts, type Holder, type PortRange } from '../common/port-policy.js';
 import { reloadCulprits } from '../common/reload-alerts.js';
 import { appsAtLines, TemplateError, type Origin, type Renderer } from '../common/render.js';
-import type { StoredRecord } from '../common/rules.js';
-import type { SlotTable } from '../common/slots.js';
 import { buildTemplateData, slotTable, TemplateDataMemo } from '../common/template-data.js';
+import type { ApplyOutcome, DesiredState, DesiredStateSource, OutcomeKind, QuarantinedApp, ReloadWait, RunningModel, Stage } from './outcome.js';
+import { NoSnapshotError } from './outcome.js';
 import { appsById, changedAgainstText, changedSinceLastGood, quarantineKey } from './quarantine.js';
-
-/**
- * How a reconcile ended. `runtime`: only servers changed, applied through HAProxy's Runtime API
- * without a reload (and written to OutputPath). Consumers should treat unknown kinds as "applied".
- */
-export type OutcomeKind = 'noop' | 'runtime' | 'reloaded' | 'invalid' | 'reload-failed' | 'write-failed';
-
-export const OUTCOME_KINDS: readonly OutcomeKind[] = ['noop', 'runtime', 'reloaded', 'invalid', 'reload-failed', 'write-failed'];
-
-/**
- * An app left out of the config (its rule, or all of it) because its fragment broke validation,
- * the port policy refused a port it binds, HAProxy refused it at reload, or validation timed out
- * with it changed since the last good config.
- */
-export interface QuarantinedApp {
-  appId: string;
-  /** `rules`: rendered as if it had no service record; `app`: left out entirely. */
-  level: 'rules' | 'app';
-  /** Why (one line): the validator's complaint, `port policy: ...`, `reload failed: ...`, `validation timed out ...`. */
-  error: string;
-}
-
-export interface ApplyOutcome {
-  outcome: OutcomeKind;
-  /** One line: why (logged, counted, and shown in the status record). */
-  reason: string;
-  /** What prompted the reconcile (diagnostics only: never used to decide anything). */
-  triggers: string[];
-  /** When it ended (ms epoch) and how long it took. */
-  at: number;
-  ms: number;
-  /** sha256 of the config HAProxy runs after this reconcile; null when unknown. */
-  configHash: string | null;
-  /** sha256 of the config rendered by this reconcile; null when nothing was rendered. */
-  candidateHash: string | null;
-  /** The snapshot version read (-1: none read). */
-  snapshotVersion: number;
-  /** Apps left out of the rendered config (sorted by id). */
-  quarantined: QuarantinedApp[];
-  /** Time spent per stage (ms): read, build, render, validate, wait, install, reload, cleanup, runtime. */
-  stages: Partial<Record<Stage, number>>;
-  /** `runtime`: servers changed (and of those, put into drain). */
-  servers?: { changed: number; drained: number };
-}
-
-/** Why a reload waits (shown in /status as `reloadWait`). */
-export interface ReloadWait {
-  /**
-   * `interval`: Worker.MinReloadIntervalMs; `retry`: backoff after a failed reload; `rate`:
-   * Worker.MaxReloadsPerMinute; `generations`: Worker.MaxOldGenerations old HAProxy generations still run.
-   */
-  reason: 'interval' | 'retry' | 'rate' | 'generations';
-  /** Since when this reason holds the reload (ms epoch). */
-  since: number;
-  /** When it is expected to end (ms epoch); null when it depends on old generations exiting. */
-  until: number | null;
-}
 
 /** How often the old generations are counted while a reload waits for them. */
 const OLD_GENERATIONS_POLL_MS = 250;
-
-export type Stage = 'read' | 'build' | 'render' | 'validate' | 'wait' | 'install' | 'reload' | 'cleanup' | 'runtime';
-
-/** Everything a reconcile reads: one Marathon snapshot and every service record. */
-export interface DesiredState {
-  snapshotVersion: number;
-  /** The raw `apps` array of Marathon's /v2/apps. */
-  apps: unknown[];
-  rules: Map<string, StoredRecord>;
-}
-
-/** Where the desired state comes from. `read` throws when it is unavailable (never returns partial data). */
-export interface DesiredStateSource {
-  read(): Promise<DesiredState>;
-}
-
-/** What HAProxy runs, as far as this worker knows. */
-export interface RunningModel {
-  hash: string;
-  text: string;
-  /** The template data rendered (null when the file was found on disk at start). */
-  data: TemplateData | null;
-  origins: Origin[];
-  snapshotVersion: number;
-  /** App id -> rule (znode) version of each rule in force. */
-  rulesApplied: Record<string, number>;
-  quarantined: QuarantinedApp[];
-  /** The server slot of every task (null when the model came from the file on disk). */
-  slots: SlotTable | null;
-  appliedAt: number;
-  /** How the model was applied last: a reload (or start), or the Runtime API. */
-  via: 'reload' | 'runtime';
-  /**
-   * False after a failed reload: HAProxy may run either config, so the next reconcile reloads even
-   * when the rendered text equals `text`.
-   */
-  confirmed: boolean;
-}
 
 export interface ReconcilerOptions {
   outputPath: string;
@@ -270,10 +175,6 @@ interface Remembered {
   until?: number;
   /** Reload failures in a row blamed on the app with this key. */
   strikes?: number;
-}
-
-export class NoSnapshotError extends Error {
-  override name = 'NoSnapshotError';
 }
 
 /** A file next to OutputPath could not be written or renamed (ENOSPC, EROFS, EACCES, ...). */

@@ -11,7 +11,8 @@ import { hostname } from 'node:os';
 import type { HAProxyProcess, HAProxyState } from '../common/haproxy.js';
 import type { WorkerStatus } from '../common/snapshot.js';
 import type { Zk } from '../common/zk.js';
-import type { ApplyOutcome, Reconciler, QuarantinedApp, OutcomeKind, ReloadWait } from './reconciler.js';
+import type { ApplyOutcome, QuarantinedApp, OutcomeKind, ReloadWait } from './outcome.js';
+import type { Reconciler } from './reconciler.js';
 
 export interface StatusView extends WorkerStatus {
   healthy: boolean;
