@@ -66,6 +66,21 @@ export interface ReloadWait {
 
 export type Stage = 'read' | 'build' | 'render' | 'validate' | 'wait' | 'install' | 'reload' | 'cleanup' | 'runtime';
 
+/** The stage timings of one reconcile (or of one runtime pass while a reload waits). */
+export class StageTimes {
+  readonly ms: Partial<Record<Stage, number>> = {};
+
+  /** Runs one stage and adds its duration to this reconcile's timings. */
+  async timed<T>(stage: Stage, fn: () => Promise<T> | T): Promise<T> {
+    const t = performance.now();
+    try {
+      return await fn();
+    } finally {
+      this.ms[stage] = Math.round(((this.ms[stage] ?? 0) + performance.now() - t) * 10) / 10;
+    }
+  }
+}
+
 /** Everything a reconcile reads: one Marathon snapshot and every service record. */
 export interface DesiredState {
   snapshotVersion: number;
@@ -106,3 +121,36 @@ export interface RunningModel {
   confirmed: boolean;
 }
 
+/** The reconciler's state as /status and the fleet record show it; a copy taken when asked. */
+export interface ReconcilerStatus {
+  /** The model HAProxy runs (null until the first successful apply, unless given at start). */
+  running: RunningModel | null;
+  last: ApplyOutcome | null;
+  /** The last outcome that was not a noop (what the last apply attempt did). */
+  lastApply: ApplyOutcome | null;
+  reconciles: number;
+  counts: Record<OutcomeKind, number>;
+  /** True while a reconcile runs or one is pending. */
+  busy: boolean;
+  /** The snapshot version of the last successful read (-1: none yet). */
+  lastReadSnapshotVersion: number;
+  /**
+   * The reload storm bounds: the reload waiting now and why (null: none), reloads held back by the
+   * rate or generations bound since start, old HAProxy generations last counted (null: unknown).
+   */
+  reloads: { wait: ReloadWait | null; deferred: number; oldGenerations: number | null };
+  /** Runtime API changes that fell back to a reload, the last failure, servers draining. */
+  runtime: { fallbacks: number; lastError: { at: number; reason: string } | null; draining: number };
+}
+
+/** Why a new config applies, for the outcome's reason: what changed since the model HAProxy ran. */
+export function describeChange(previous: RunningModel | null, plan: { snapshotVersion: number; rulesApplied: Record<string, number> }): string {
+  if (!previous || previous.data === null) return 'first config since start';
+  if (!previous.confirmed) return 'retrying after a failed reload';
+  const parts: string[] = [];
+  if (previous.snapshotVersion !== plan.snapshotVersion) parts.push(`snapshot ${previous.snapshotVersion} -> ${plan.snapshotVersion}`);
+  const ids = new Set([...Object.keys(previous.rulesApplied), ...Object.keys(plan.rulesApplied)]);
+  const changed = [...ids].filter((id) => previous.rulesApplied[id] !== plan.rulesApplied[id]).sort();
+  if (changed.length) parts.push(`rules changed: ${changed.slice(0, 5).join(', ')}${changed.length > 5 ? ` and ${changed.length - 5} more` : ''}`);
+  return parts.length ? `config changed (${parts.join('; ')})` : 'config changed (health or time-dependent state)';
+}
