@@ -2,6 +2,8 @@
  * The reconcile's contract types: what it reads (DesiredState), what HAProxy runs (RunningModel),
  * how it ends (ApplyOutcome) and what it leaves out (QuarantinedApp). docs/worker.md describes them.
  */
+import type { Logger } from '../common/log.js';
+import type { Metrics } from '../common/metrics.js';
 import type { TemplateData } from '../common/model.js';
 import type { Origin } from '../common/render.js';
 import type { StoredRecord } from '../common/rules.js';
@@ -78,6 +80,44 @@ export class StageTimes {
     } finally {
       this.ms[stage] = Math.round(((this.ms[stage] ?? 0) + performance.now() - t) * 10) / 10;
     }
+  }
+}
+
+/** The outcomes recorded: the last ones, a count per kind, and each one's log line and metric. */
+export class OutcomeRecord {
+  last: ApplyOutcome | null = null;
+  /** The last outcome that was not a noop (what the last apply attempt did). */
+  lastApply: ApplyOutcome | null = null;
+  reconciles = 0;
+  readonly counts: Record<OutcomeKind, number> = { noop: 0, runtime: 0, reloaded: 0, invalid: 0, 'reload-failed': 0, 'write-failed': 0 };
+  readonly history: ApplyOutcome[] = [];
+
+  constructor(private readonly historySize: number, private readonly log: Logger, private readonly metrics: Metrics) {}
+
+  add(o: ApplyOutcome): void {
+    this.reconciles++;
+    this.counts[o.outcome]++;
+    this.last = o;
+    if (o.outcome !== 'noop') this.lastApply = o;
+    this.history.push(o);
+    if (this.history.length > this.historySize) this.history.shift();
+    this.metrics.reconcile(o.outcome, o.ms);
+    const fields = {
+      outcome: o.outcome,
+      reason: o.reason,
+      triggers: o.triggers,
+      ms: o.ms,
+      stages: o.stages,
+      snapshotVersion: o.snapshotVersion,
+      configHash: o.configHash?.slice(0, 12) ?? null,
+      quarantined: o.quarantined.map((q) => q.appId),
+    };
+    if (o.outcome === 'noop') {
+      if (o.reason === 'unchanged') this.log.debug(fields, 'reconciled');
+      else this.log.info(fields, 'reconciled');
+    }
+    else if (o.outcome === 'reloaded' || o.outcome === 'runtime') this.log.info(o.servers ? { ...fields, servers: o.servers } : fields, 'reconciled');
+    else this.log.warn(fields, 'reconciled');
   }
 }
 

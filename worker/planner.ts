@@ -1,7 +1,8 @@
 /**
  * The plan stage: desired state -> template data -> haproxy.cfg text (port policy, quarantine) ->
  * hash compared with the config in force -> a runtime change, or a validated candidate on disk.
- * The I/O is the candidate file and the injected validator; the loop owns the running model.
+ * Its I/O: the candidate file, the injected validator, `.last-good` after a validation timeout when
+ * no running model is known. The loop owns the running model and passes it in.
  */
 import { readFile } from 'node:fs/promises';
 import { alertSummary, sha256, type ValidationResult } from '../common/haproxy.js';

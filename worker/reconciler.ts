@@ -12,6 +12,7 @@ import { ConfigFiles, WriteError } from './config-files.js';
 import {
   describeChange,
   NoSnapshotError,
+  OutcomeRecord,
   StageTimes,
   type ApplyOutcome,
   type DesiredState,
@@ -48,9 +49,7 @@ export type ReconcilerOptions = Omit<PlannerOptions, 'files' | 'memory'> &
     runtime?: RuntimeOptions | null;
   };
 
-
 export class Reconciler extends EventEmitter {
-  readonly history: ApplyOutcome[] = [];
   private readonly o: ReconcilerOptions;
   private readonly clock: Clock;
   private readonly files: ConfigFiles;
@@ -60,11 +59,8 @@ export class Reconciler extends EventEmitter {
   private readonly memory: QuarantineMemory;
   /** The loop's pacing: one reconcile at a time, latest wins, debounce, minimum update interval. */
   private readonly pacer: LatestWins;
+  private readonly outcomes: OutcomeRecord;
   private runningModel: RunningModel | null = null;
-  private lastOutcome: ApplyOutcome | null = null;
-  private lastApplyOutcome: ApplyOutcome | null = null;
-  private readonly outcomeCounts: Record<OutcomeKind, number> = { noop: 0, runtime: 0, reloaded: 0, invalid: 0, 'reload-failed': 0, 'write-failed': 0 };
-  private reconciles = 0;
   private lastReadSnapshotVersion = -1;
   private hintedSnapshotVersion = -1;
   private closed = false;
@@ -72,11 +68,10 @@ export class Reconciler extends EventEmitter {
   private readonly readBackoff: Backoff;
   /** A candidate that cannot be written is tried again soon: space freed should not wait for the resync. */
   private readonly writeBackoff: Backoff;
-  private retryTimer: Timer | null = null;
-  private retryAt = 0;
+  /** The `retry` trigger after a failed read, write or reload. */
+  private readonly retryTimer: EarliestTimer;
   /** Wakes the loop when a remembered reload quarantine is due to be tried again. */
-  private recheckTimer: Timer | null = null;
-  private recheckAt = 0;
+  private readonly recheckTimer: EarliestTimer;
 
   constructor(opts: ReconcilerOptions) {
     super();
@@ -84,8 +79,13 @@ export class Reconciler extends EventEmitter {
     const clock = (this.clock = opts.clock ?? monotonicClock);
     const log = opts.log;
     this.files = new ConfigFiles(opts.outputPath, log);
-    const memory = new QuarantineMemory(clock, (at) => this.wakeForQuarantine(at));
-    this.planner = new Planner({ ...opts, files: this.files, memory, log });
+    this.outcomes = new OutcomeRecord(opts.historySize ?? 50, log, opts.metrics);
+    this.retryTimer = new EarliestTimer(clock, () => this.trigger('retry'));
+    this.recheckTimer = new EarliestTimer(clock, () => this.trigger('retry'));
+    this.memory = new QuarantineMemory(clock, (at) => {
+      if (!this.closed) this.recheckTimer.at(at);
+    });
+    this.planner = new Planner({ ...opts, files: this.files, memory: this.memory, log });
     this.applier = new Applier({ ...opts, runtime: opts.runtime ?? null, files: this.files });
     this.slot = new ReloadSlot({ ...opts, clock });
     this.reloadBackoff = new Backoff(opts.retryInitialMs ?? 500, opts.retryMaxMs ?? 30000);
@@ -102,7 +102,6 @@ export class Reconciler extends EventEmitter {
       // runOnce turns a failing stage into an outcome; this is what is left (an outcome listener that threw).
       onError: (err) => log.error({ err: err.stack }, 'reconcile loop failed unexpectedly'),
     });
-    this.memory = memory;
     if (opts.initial) {
       this.runningModel = {
         hash: opts.initial.hash, text: opts.initial.text, data: null, origins: [], snapshotVersion: -1, rulesApplied: {},
@@ -111,20 +110,23 @@ export class Reconciler extends EventEmitter {
     }
   }
 
-
   /** The model HAProxy runs (null until the first successful apply, unless given at start). */
   get running(): RunningModel | null {
     return this.runningModel;
   }
   get last(): ApplyOutcome | null {
-    return this.lastOutcome;
+    return this.outcomes.last;
   }
   /** The last outcome that was not a noop. */
   get lastApply(): ApplyOutcome | null {
-    return this.lastApplyOutcome;
+    return this.outcomes.lastApply;
   }
   get counts(): Readonly<Record<OutcomeKind, number>> {
-    return this.outcomeCounts;
+    return this.outcomes.counts;
+  }
+  /** The last outcomes (ReconcilerOptions.historySize), oldest first. */
+  get history(): readonly ApplyOutcome[] {
+    return this.outcomes.history;
   }
   /** True while a reconcile runs or one is pending. */
   get busy(): boolean {
@@ -135,10 +137,10 @@ export class Reconciler extends EventEmitter {
   status(): ReconcilerStatus {
     return {
       running: this.runningModel,
-      last: this.lastOutcome,
-      lastApply: this.lastApplyOutcome,
-      reconciles: this.reconciles,
-      counts: { ...this.outcomeCounts },
+      last: this.outcomes.last,
+      lastApply: this.outcomes.lastApply,
+      reconciles: this.outcomes.reconciles,
+      counts: { ...this.outcomes.counts },
       busy: this.pacer.busy,
       lastReadSnapshotVersion: this.lastReadSnapshotVersion,
       reloads: { wait: this.slot.wait, deferred: this.slot.deferred, oldGenerations: this.slot.oldGenerations },
@@ -174,10 +176,8 @@ export class Reconciler extends EventEmitter {
   /** Stops scheduling; waits for the reconcile in flight (bounded by the command timeouts). Idempotent. */
   async close(): Promise<void> {
     this.closed = true;
-    this.retryTimer?.cancel();
-    this.retryTimer = null;
-    this.recheckTimer?.cancel();
-    this.recheckTimer = null;
+    this.retryTimer.cancel();
+    this.recheckTimer.cancel();
     const inFlight = this.pacer.close();
     this.slot.close();
     await inFlight;
@@ -217,56 +217,18 @@ export class Reconciler extends EventEmitter {
     this.record(outcome);
   }
 
+  private record(o: ApplyOutcome): void {
+    this.outcomes.add(o);
+    this.emit('outcome', o);
+  }
+
   /** Asks for a `retry` trigger in `delay` ms; `forReload`: no reload before then either. */
   private scheduleRetry(delay: number, forReload: boolean): number {
     const at = this.clock.now() + delay;
     if (forReload) this.slot.holdUntil(at);
     // One retry timer: the earliest asked for wins (a retry reads and reconciles everything anyway).
-    if (this.retryTimer && this.retryAt <= at) return delay;
-    this.retryTimer?.cancel();
-    this.retryAt = at;
-    this.retryTimer = this.clock.after(delay, () => {
-      this.retryTimer = null;
-      this.trigger('retry');
-    }, { unref: true });
+    this.retryTimer.at(at);
     return delay;
-  }
-
-  private wakeForQuarantine(at: number): void {
-    if (this.closed || (this.recheckTimer && this.recheckAt <= at)) return;
-    this.recheckTimer?.cancel();
-    this.recheckAt = at;
-    this.recheckTimer = this.clock.after(Math.max(0, at - this.clock.now()), () => {
-      this.recheckTimer = null;
-      this.trigger('retry');
-    }, { unref: true });
-  }
-
-  private record(o: ApplyOutcome): void {
-    this.reconciles++;
-    this.outcomeCounts[o.outcome]++;
-    this.lastOutcome = o;
-    if (o.outcome !== 'noop') this.lastApplyOutcome = o;
-    this.history.push(o);
-    if (this.history.length > (this.o.historySize ?? 50)) this.history.shift();
-    this.o.metrics.reconcile(o.outcome, o.ms);
-    const fields = {
-      outcome: o.outcome,
-      reason: o.reason,
-      triggers: o.triggers,
-      ms: o.ms,
-      stages: o.stages,
-      snapshotVersion: o.snapshotVersion,
-      configHash: o.configHash?.slice(0, 12) ?? null,
-      quarantined: o.quarantined.map((q) => q.appId),
-    };
-    if (o.outcome === 'noop') {
-      if (o.reason === 'unchanged') this.o.log.debug(fields, 'reconciled');
-      else this.o.log.info(fields, 'reconciled');
-    }
-    else if (o.outcome === 'reloaded' || o.outcome === 'runtime') this.o.log.info(o.servers ? { ...fields, servers: o.servers } : fields, 'reconciled');
-    else this.o.log.warn(fields, 'reconciled');
-    this.emit('outcome', o);
   }
 
   private outcome(
@@ -484,4 +446,27 @@ function runningFrom(plan: ApplyPlan | RuntimePlan, via: RunningModel['via']): R
     via,
     confirmed: true,
   };
+}
+
+/** One timer that fires at the earliest time asked for (monotonic ms); a later ask waits for it. */
+class EarliestTimer {
+  private timer: Timer | null = null;
+  private due = 0;
+
+  constructor(private readonly clock: Clock, private readonly fire: () => void) {}
+
+  at(at: number): void {
+    if (this.timer && this.due <= at) return;
+    this.timer?.cancel();
+    this.due = at;
+    this.timer = this.clock.after(Math.max(0, at - this.clock.now()), () => {
+      this.timer = null;
+      this.fire();
+    }, { unref: true });
+  }
+
+  cancel(): void {
+    this.timer?.cancel();
+    this.timer = null;
+  }
 }
