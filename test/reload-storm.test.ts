@@ -213,7 +213,7 @@ describe('a reload held by the per-minute bound (in-process worker, managed HAPr
     await waitFor(() => (w.reconciler.running?.snapshotVersion ?? -1) >= version && !w.reconciler.busy, 'the first config', 20000);
 
     await api.setRule('/web', 'path_beg -i /edited');
-    await waitFor(() => w.reconciler.reloadWait?.reason === 'rate', 'the rule change to wait for the per-minute bound', 10000);
+    await waitFor(() => w.reconciler.status().reloads.wait?.reason === 'rate', 'the rule change to wait for the per-minute bound', 10000);
     version = await api.setApps([web(4)]);
     await waitFor(
       () => w.reconciler.lastApply?.outcome === 'runtime' && (w.reconciler.running?.snapshotVersion ?? -1) >= version,
@@ -221,7 +221,7 @@ describe('a reload held by the per-minute bound (in-process worker, managed HAPr
       10000,
     );
     // The reload still waits; the rule in force is the old one, and its backend has all four tasks.
-    expect(w.reconciler.reloadWait?.reason).to.equal('rate');
+    expect(w.reconciler.status().reloads.wait?.reason).to.equal('rate');
     expect(w.reconciler.counts.reloaded).to.equal(1);
     expect(w.reconciler.running?.rulesApplied).to.deep.equal({});
     const before = tasks.map((t) => t.hits);

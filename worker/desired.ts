@@ -15,7 +15,7 @@ import { parseRecord, type RuleStore, type StoredRecord } from '../common/rules.
 import { splitParsed, type ControlStore, type MarathonSnapshot, type SnapshotPointer } from '../common/snapshot.js';
 import { applyDelta, deltaDigest, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
 import { queryUnescape, type Zk } from '../common/zk.js';
-import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './reconciler.js';
+import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './outcome.js';
 import { monotonicNow } from '../common/pacing.js';
 
 /**
