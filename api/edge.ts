@@ -2,7 +2,7 @@
  * The api's HTTP edge, apart from the routes: who may start with which exposure, who a request is
  * (its credential's name), how fast one credential may write, how a Marathon callback is read
  * without buffering it, and that request text is valid UTF-8. Pure pieces with injected clocks, so
- * api/app.ts only wires them and tests can drive them directly.
+ * api/app.ts and the route plugins only wire them and tests can drive them directly.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -119,8 +119,45 @@ export class WriteLimiter {
 }
 
 /**
+ * The `eventType` member of a JSON object's top level, found by scanning (strings skipped, nesting
+ * counted) instead of parsing the whole body; null when there is none. A nested `eventType` (an app
+ * label, say) is not the event's.
+ */
+export function topLevelEventType(text: string): string | null {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let end = text.indexOf('"', i + 1);
+      while (end > 0 && isEscaped(text, end)) end = text.indexOf('"', end + 1);
+      if (end < 0) return null;
+      if (depth === 1 && end - i - 1 === 9 && text.startsWith('eventType', i + 1)) {
+        const m = /^\s*:\s*("(?:[^"\\]|\\.){0,200}")/.exec(text.slice(end + 1, end + 420));
+        if (m) {
+          try {
+            return JSON.parse(m[1]) as string;
+          } catch {
+            return null;
+          }
+        }
+      }
+      i = end;
+    } else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return null;
+}
+
+/** True when the quote at `at` is escaped (preceded by an odd number of backslashes). */
+function isEscaped(text: string, at: number): boolean {
+  let n = 0;
+  for (let k = at - 1; k >= 0 && text.charCodeAt(k) === 0x5c; k--) n++;
+  return n % 2 === 1;
+}
+
+/**
  * Finds a JSON object's top-level `eventType` in a stream of bytes, keeping only a few hundred bytes
- * whatever the body's size: the same answer as `topLevelEventType` (api/app.ts) on the whole text,
+ * whatever the body's size: the same answer as `topLevelEventType` on the whole text,
  * for callbacks whose deployment plans run to megabytes and carry the type at the end. Structural
  * JSON characters are ASCII, so bytes of multi-byte UTF-8 characters can never be mistaken for them.
  */
@@ -250,9 +287,12 @@ export function scanCallbackBody(payload: Readable, limit: number): Promise<Even
   });
 }
 
+/** Where Marathon posts its events. */
+export const CALLBACK_PATH = '/api/marathon/event_callback';
+
 /** The callback URL Marathon is given: `<Bamboo.Endpoint>/api/marathon/event_callback[?secret=...]`. */
 export function callbackUrlFor(cfg: Pick<Config, 'Bamboo'>): string {
-  const base = `${cfg.Bamboo.Endpoint.replace(/\/+$/, '')}/api/marathon/event_callback`;
+  const base = `${cfg.Bamboo.Endpoint.replace(/\/+$/, '')}${CALLBACK_PATH}`;
   return cfg.Bamboo.CallbackSecret ? `${base}?secret=${encodeURIComponent(cfg.Bamboo.CallbackSecret)}` : base;
 }
 

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Subscriber } from 'zeromq';
-import { CALLBACK_BODY_FACTOR } from '../api/app.js';
+import { CALLBACK_BODY_FACTOR } from '../api/routes/marathon.js';
 import { advertisedZmq, parseBind, runApi, type RunningApi } from '../api/main.js';
 import { loadConfig, type Config } from '../common/config.js';
 import { ERROR_CODES, errorCodesTable } from '../common/errors.js';
@@ -252,6 +252,8 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
       ['Config that is not an object', 'PUT', '/api/services//a', { acl: 'path_beg /a', config: 'x' }, 400, 'BAMBOO_INVALID_CONFIG'],
       ['acl and Config.Acl that differ', 'PUT', '/api/services//a', { acl: 'path_beg /a', config: { Acl: 'path_beg /b' } }, 400, 'BAMBOO_INVALID_BODY'],
       ['a body that is an array', 'PUT', '/api/services//a', '[1,2]', 400, 'BAMBOO_INVALID_BODY'],
+      ['a __proto__ field (prototype poisoning)', 'POST', '/api/services', '{"id":"/a","acl":"path_beg /a","__proto__":{"isAdmin":true}}', 400, 'BAMBOO_INVALID_BODY'],
+      ['a constructor field nested in config', 'PUT', '/api/services//a', '{"acl":"path_beg /a","config":{"constructor":{"prototype":{}}}}', 400, 'BAMBOO_INVALID_BODY'],
       ['bad JSON', 'POST', '/api/services', '{"id": "/a", "acl": ', 400, 'BAMBOO_BAD_JSON'],
       ['an empty body', 'POST', '/api/services', '', 400, 'BAMBOO_BAD_JSON'],
       ['a body over Bamboo.MaxBodyBytes', 'PUT', '/api/services//a', { acl: 'path_beg /a', config: { Big: LONG.repeat(20) } }, 413, 'BAMBOO_BODY_TOO_LARGE'],

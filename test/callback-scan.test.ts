@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { topLevelEventType } from '../api/app.js';
+import { topLevelEventType } from '../api/edge.js';
 import { FIXTURES } from './builders.js';
 
 // The callback route reads a Marathon event's type by scanning, not parsing: it must agree with

@@ -177,7 +177,11 @@ describe('reload storm bounds (spawned worker, managed HAProxy, long-lived TCP c
     for (let i = MAX_RELOADS; i < reloadTimes.length; i++) {
       expect(reloadTimes[i] - reloadTimes[i - MAX_RELOADS], `reloads ${i - MAX_RELOADS + 1}..${i + 1} within a minute`).to.be.at.least(59_000);
     }
-    expect([...waits]).to.include.members(['generations', 'rate']);
+    // The generations bound held reloads back; the per-minute bound must have, whenever more reloads
+    // than it allows happened (on a loaded machine the generations wait alone may keep them below it;
+    // the spacing check above proves the bound either way).
+    expect([...waits]).to.include('generations');
+    if (reloadTimes.length > MAX_RELOADS) expect([...waits]).to.include('rate');
     expect(deferred).to.be.greaterThan(0);
     // The connections the client kept are still served.
     const kept = held.filter((h) => !h.closedByUs && !h.cut);
@@ -209,7 +213,7 @@ describe('a reload held by the per-minute bound (in-process worker, managed HAPr
     await waitFor(() => (w.reconciler.running?.snapshotVersion ?? -1) >= version && !w.reconciler.busy, 'the first config', 20000);
 
     await api.setRule('/web', 'path_beg -i /edited');
-    await waitFor(() => w.reconciler.reloadWait?.reason === 'rate', 'the rule change to wait for the per-minute bound', 10000);
+    await waitFor(() => w.reconciler.status().reloads.wait?.reason === 'rate', 'the rule change to wait for the per-minute bound', 10000);
     version = await api.setApps([web(4)]);
     await waitFor(
       () => w.reconciler.lastApply?.outcome === 'runtime' && (w.reconciler.running?.snapshotVersion ?? -1) >= version,
@@ -217,7 +221,7 @@ describe('a reload held by the per-minute bound (in-process worker, managed HAPr
       10000,
     );
     // The reload still waits; the rule in force is the old one, and its backend has all four tasks.
-    expect(w.reconciler.reloadWait?.reason).to.equal('rate');
+    expect(w.reconciler.status().reloads.wait?.reason).to.equal('rate');
     expect(w.reconciler.counts.reloaded).to.equal(1);
     expect(w.reconciler.running?.rulesApplied).to.deep.equal({});
     const before = tasks.map((t) => t.hits);

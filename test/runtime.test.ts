@@ -6,7 +6,7 @@ import { cliCommand, parseShowProc } from '../common/haproxy.js';
 import { nullMetrics, type Metrics } from '../common/metrics.js';
 import { inMaintenance, outOfRotation, parseServerLine, parseServersState, serverLines, type ServerState } from '../common/haproxy-runtime.js';
 import { managedPaths, runWorker, type WorkerHandle } from '../worker/main.js';
-import type { ApplyOutcome } from '../worker/reconciler.js';
+import type { ApplyOutcome } from '../worker/outcome.js';
 import { createServer } from 'node:http';
 import { httpGet, startBackend, type Backend } from '../harness/http.js';
 import { sleep, waitFor, type Started } from '../harness/process.js';
@@ -151,7 +151,7 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
       await applied(w, version, `scale to ${n}`);
     }
     // Removed tasks are drained, then put in maintenance (DrainTimeoutMs 1 s at most).
-    await waitFor(() => w.reconciler.drainer?.size === 0, 'the drains to finish', 10000);
+    await waitFor(() => w.reconciler.status().runtime.draining === 0, 'the drains to finish', 10000);
     const removedHits = tasks.slice(3).map((t) => t.hits);
     const keptHits = tasks.slice(0, 3).map((t) => t.hits);
     await sleep(500);
@@ -254,7 +254,7 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     const answer = await inFlight!;
     expect(answer.status).to.equal(200);
     expect(answer.body).to.match(/^slow/);
-    await waitFor(() => w.reconciler.drainer?.size === 0, 'the drain to finish', 10000);
+    await waitFor(() => w.reconciler.status().runtime.draining === 0, 'the drain to finish', 10000);
     expect(Date.now() - t0, 'finished with the request, long before the 60 s timeout').to.be.below(10000);
     expect(inMaintenance((await serversState(s, '::web-cluster')).get('::web-cluster/slot-2')!)).to.equal(true);
     expect(await expectStateMatchesFile(s, '::web-cluster')).to.equal(1);
@@ -286,7 +286,7 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     version = await api.setApps([web(tasks.slice(0, 1))]);
     await applied(w, version, 'the scale to 1');
     expect(w.reconciler.lastApply?.outcome).to.equal('runtime');
-    await waitFor(() => w.reconciler.drainer?.size === 0, 'the drains to finish', 10000);
+    await waitFor(() => w.reconciler.status().runtime.draining === 0, 'the drains to finish', 10000);
     expect(await expectStateMatchesFile(s, '::web-cluster')).to.equal(1);
   });
 
@@ -326,7 +326,7 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     version = await api.setApps([web([tasks[0], tasks[1], tasks[4], tasks[5], tasks[2]])]);
     await applied(w, version, 'the churn');
     expect(w.reconciler.lastApply?.outcome).to.equal('runtime');
-    await waitFor(() => w.reconciler.drainer?.size === 0, 'the drains to finish', 10000);
+    await waitFor(() => w.reconciler.status().runtime.draining === 0, 'the drains to finish', 10000);
     const pidBefore = w.haproxy.state().masterPid!;
     process.kill(pidBefore, 'SIGTERM');
     await waitFor(() => {
@@ -357,7 +357,7 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     await applied(w, version, 'the scale to 4');
     expect(w.reconciler.lastApply?.outcome).to.equal('reloaded');
     expect(w.reconciler.lastApply?.reason).to.match(/runtime change failed/);
-    expect(w.reconciler.runtimeFallbacks).to.equal(1);
+    expect(w.reconciler.status().runtime.fallbacks).to.equal(1);
     expect(w.status().runtime.lastError?.reason).to.match(/ENOENT|connect/);
     expect(await masterReloads(s)).to.equal(master + 1);
     const url = `http://127.0.0.1:${s.httpPort}/web/`;

@@ -114,7 +114,7 @@ describe('hints are hints: forged ZeroMQ hints (real ZooKeeper, ZeroMQ, haproxy 
 
     // The stream the review used: base = the real version, and chained on the last forged version;
     // plus the real version's own number and hash, and a huge version.
-    const before = { reloads: w.reconciler.counts.reloaded + w.reconciler.counts.runtime, reconciles: w.reconciler.reconciles, ...w.status().snapshots };
+    const before = { reloads: w.reconciler.counts.reloaded + w.reconciler.counts.runtime, reconciles: w.reconciler.status().reconciles, ...w.status().snapshots };
     const received0 = w.subscriber.received;
     const t0 = performance.now();
     let last = pointer.version;
@@ -140,7 +140,7 @@ describe('hints are hints: forged ZeroMQ hints (real ZooKeeper, ZeroMQ, haproxy 
     expect(after.reads - before.reads, 'full snapshot reads caused by forged hints').to.equal(0);
     // Each reconcile costs one pointer read and one rules-parent read; the reconciler paces them
     // (Worker.MinUpdateIntervalMs = 100 ms here), whatever the hint rate.
-    const reconciles = w.reconciler.reconciles - before.reconciles;
+    const reconciles = w.reconciler.status().reconciles - before.reconciles;
     expect(reconciles, `reconciles in ${seconds.toFixed(1)} s`).to.be.at.most(Math.ceil(seconds * 10) + 3);
 
     // The real state keeps applying, amid forged hints and after them (by delta, confirmed).

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { runWorker, type WorkerHandle } from '../worker/main.js';
-import type { ApplyOutcome, QuarantinedApp } from '../worker/reconciler.js';
+import type { ApplyOutcome, QuarantinedApp } from '../worker/outcome.js';
 import { httpGet, startBackend, type Backend } from '../harness/http.js';
 import { freePort } from '../harness/ports.js';
 import { waitFor } from '../harness/process.js';

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runWorker, type WorkerHandle, type WorkerOptions } from '../worker/main.js';
-import type { ApplyOutcome } from '../worker/reconciler.js';
+import type { ApplyOutcome } from '../worker/outcome.js';
 import { httpGet, startBackend, type Backend } from '../harness/http.js';
 import { waitFor } from '../harness/process.js';
 import { tempDir } from '../harness/tmp.js';

@@ -5,7 +5,8 @@ import type { HAProxyProcess, ReloadResult, ValidationResult } from '../common/h
 import { nullMetrics } from '../common/metrics.js';
 import { createRenderer } from '../common/render.js';
 import type { StoredRecord } from '../common/rules.js';
-import { Reconciler, type ApplyOutcome, type DesiredState } from '../worker/reconciler.js';
+import type { ApplyOutcome, DesiredState } from '../worker/outcome.js';
+import { Reconciler } from '../worker/reconciler.js';
 import { FakeClock } from './support/fake-clock.js';
 import { sleep, waitFor } from '../harness/process.js';
 import { tempDir } from '../harness/tmp.js';
@@ -240,8 +241,8 @@ describe('reload storm bounds (in-memory stand-ins, fake clock)', () => {
       await clock.advance(1000);
     }
     await change(h, 'v4');
-    await waitFor(() => h.r.reloadWait?.reason === 'rate', 'the fourth reload to wait for the per-minute bound');
-    expect(h.r.reloadWait!.until).to.be.a('number');
+    await waitFor(() => h.r.status().reloads.wait?.reason === 'rate', 'the fourth reload to wait for the per-minute bound');
+    expect(h.r.status().reloads.wait!.until).to.be.a('number');
     await change(h, 'v5');
     await clock.advance(56_999);
     expect(h.haproxy.reloads).to.have.length(3);
@@ -249,8 +250,8 @@ describe('reload storm bounds (in-memory stand-ins, fake clock)', () => {
     await waitFor(() => h.haproxy.reloads.length === 4 && !h.r.busy, 'the held reload');
     // It started over with the state that arrived while it waited: one reload, the latest rule.
     expect(h.haproxy.reloads.at(-1)).to.contain('# v5');
-    expect(h.r.reloadWait).to.equal(null);
-    expect(h.r.reloadsDeferred).to.equal(1);
+    expect(h.r.status().reloads.wait).to.equal(null);
+    expect(h.r.status().reloads.deferred).to.equal(1);
     expect(deferred).to.include('rate');
     await h.r.close();
   });
@@ -262,8 +263,8 @@ describe('reload storm bounds (in-memory stand-ins, fake clock)', () => {
     await waitFor(() => h.haproxy.reloads.length === 1, 'the first reload');
     h.haproxy.old = [101, 102];
     await change(h, 'v2');
-    await waitFor(() => h.r.reloadWait?.reason === 'generations', 'the reload to wait for old generations');
-    expect(h.r.oldGenerations).to.equal(2);
+    await waitFor(() => h.r.status().reloads.wait?.reason === 'generations', 'the reload to wait for old generations');
+    expect(h.r.status().reloads.oldGenerations).to.equal(2);
     await clock.advance(5000);
     expect(h.haproxy.reloads).to.have.length(1);
     h.haproxy.old = [102];
@@ -280,7 +281,7 @@ describe('reload storm bounds (in-memory stand-ins, fake clock)', () => {
     await waitFor(() => h.haproxy.reloads.length === 1, 'the first reload');
     h.haproxy.old = [101];
     await change(h, 'v2');
-    await waitFor(() => h.r.reloadWait?.reason === 'generations', 'the reload to wait for old generations');
+    await waitFor(() => h.r.status().reloads.wait?.reason === 'generations', 'the reload to wait for old generations');
     await clock.advance(9_000);
     expect(h.haproxy.reloads).to.have.length(1);
     for (let i = 0; i < 8 && h.haproxy.reloads.length < 2; i++) await clock.advance(250);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { sha256 } from '../common/haproxy.js';
 import type { WorkerStatus } from '../common/snapshot.js';
 import { runWorker, type WorkerHandle, type WorkerOptions } from '../worker/main.js';
-import type { ApplyOutcome } from '../worker/reconciler.js';
+import type { ApplyOutcome } from '../worker/outcome.js';
 import { haproxyCheck } from './support/haproxy.js';
 import { httpGet, startBackend, type Backend } from '../harness/http.js';
 import { freePort } from '../harness/ports.js';

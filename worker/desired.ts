@@ -16,7 +16,7 @@ import { RuleMirror } from '../common/rules-mirror.js';
 import { SnapshotLoader, type ControlStore, type MarathonSnapshot, type SnapshotPointer } from '../common/snapshot.js';
 import { applyDelta, deltaDigest, type SnapshotDelta } from '../common/snapshot-delta.js';
 import type { Zk } from '../common/zk.js';
-import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './reconciler.js';
+import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './outcome.js';
 
 export class ZkDesiredState implements DesiredStateSource {
   private snapshot: MarathonSnapshot | null = null;

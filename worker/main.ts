@@ -24,7 +24,8 @@ import { HintSubscriber, type HintEvent } from '../common/bus.js';
 import { Zk } from '../common/zk.js';
 import { ZkDesiredState } from './desired.js';
 import { PublisherDiscovery } from './publishers.js';
-import { Reconciler, removeStaleTemps } from './reconciler.js';
+import { removeStaleTemps } from './config-files.js';
+import { Reconciler } from './reconciler.js';
 import { startStatusServer, statusRecord, statusView, type StatusDeps, type StatusView } from './status.js';
 
 export interface WorkerOptions {
@@ -199,7 +200,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     if (e.gap) reconciler.trigger('gap');
     else if (h.kind !== 'heartbeat') reconciler.trigger(`hint:${h.kind}`);
     // A heartbeat only matters when it reveals a snapshot this worker has not read.
-    else if (h.snapshotVersion > reconciler.lastReadSnapshotVersion) reconciler.trigger('heartbeat');
+    else if (h.snapshotVersion > reconciler.status().lastReadSnapshotVersion) reconciler.trigger('heartbeat');
   };
   const z = cfg.ZeroMQ;
   const subscriber = new HintSubscriber(log, onHint, z.CurveSecretKey ? { publicKey: z.CurvePublicKey, secretKey: z.CurveSecretKey } : undefined);

@@ -10,11 +10,13 @@
  * app was when it was quarantined: its service record for a rule, its data without tasks and slots
  * for an app (so task churn keeps it out, while a new deployment of it, or an edited rule, is tried
  * again).
- * A worker restart forgets it. Pure helpers; the Reconciler keeps the map.
+ * A worker restart forgets it. QuarantineMemory keeps the map; the rest are pure helpers.
  */
 import { jsonEqual } from '../common/app-equality.js';
 import type { AppData, ServiceRecord, TemplateData } from '../common/model.js';
+import type { Clock } from '../common/pacing.js';
 import type { Origin } from '../common/render.js';
+import type { QuarantinedApp } from './outcome.js';
 
 /** What an app's remembered quarantine depends on: it is lifted when this changes. */
 export function quarantineKey(level: 'rules' | 'app', app: AppData | undefined, service: ServiceRecord | undefined): string | null {
@@ -85,4 +87,72 @@ export function changedAgainstText(
     return typeof acl === 'string' && acl.trim() !== '' && !runningText.includes(acl.trim());
   });
   return { rules, apps };
+}
+
+/** A quarantine kept across reconciles; `until`: a reload quarantine is tried again then. */
+interface Remembered {
+  q: QuarantinedApp;
+  /** quarantineKey of the app when it was quarantined: a change lifts the quarantine. */
+  key: string;
+  /** When a reload quarantine is tried again (monotonic ms, the reconciler's clock). */
+  until?: number;
+  /** Reload failures in a row blamed on the app with this key. */
+  strikes?: number;
+}
+
+/** The quarantine kept across reconciles (refused reloads, validation timeouts), with the key that lifts it. */
+export class QuarantineMemory {
+  private readonly entries = new Map<string, Remembered>();
+
+  /** `due(at)`: a reload quarantine is to be tried again at `at` (monotonic ms); the loop wakes then. */
+  constructor(private readonly clock: Clock, private readonly due: (at: number) => void) {}
+
+  /**
+   * The remembered quarantine that still applies to `full`: entries whose app changed are dropped;
+   * a reload quarantine whose hold ran out is tried again (kept, to count its strikes).
+   */
+  inForce(full: TemplateData): Map<string, QuarantinedApp> {
+    const out = new Map<string, QuarantinedApp>();
+    if (this.entries.size === 0) return out;
+    const apps = appsById(full);
+    const now = this.clock.now();
+    let next = Infinity;
+    for (const [id, r] of this.entries) {
+      if (quarantineKey(r.q.level, apps.get(id), full.Services[id]) !== r.key) this.entries.delete(id);
+      else if (r.until === undefined || now < r.until) {
+        out.set(id, r.q);
+        if (r.until !== undefined) next = Math.min(next, r.until);
+      }
+    }
+    if (next < Infinity) this.due(next);
+    return out;
+  }
+
+  /**
+   * Keeps these quarantined apps out of later reconciles while they stay as they are in `data`.
+   * With `hold` (reload failures: the cause may be outside the app, e.g. a port another process held
+   * for a while), only for that long, doubling with every repeated failure up to 16 times.
+   */
+  remember(data: TemplateData, qs: readonly QuarantinedApp[], hold?: number): void {
+    const apps = appsById(data);
+    const now = this.clock.now();
+    for (const q of qs) {
+      const key = quarantineKey(q.level, apps.get(q.appId), data.Services[q.appId]);
+      if (key === null) continue;
+      if (hold === undefined) {
+        this.entries.set(q.appId, { q, key });
+        continue;
+      }
+      const before = this.entries.get(q.appId);
+      const strikes = before && before.key === key && before.strikes !== undefined ? before.strikes + 1 : 1;
+      const until = now + hold * 2 ** Math.min(strikes - 1, 4);
+      this.entries.set(q.appId, { q, key, until, strikes });
+      this.due(until);
+    }
+  }
+
+  /** After a successful reload: reload quarantines tried again and now in force are forgotten (their strikes with them). */
+  forgetRetried(inForce: readonly QuarantinedApp[]): void {
+    for (const [id, r] of this.entries) if (r.until !== undefined && !inForce.some((q) => q.appId === id)) this.entries.delete(id);
+  }
 }

@@ -11,7 +11,8 @@ import { hostname } from 'node:os';
 import type { HAProxyProcess, HAProxyState } from '../common/haproxy.js';
 import type { WorkerStatus } from '../common/snapshot.js';
 import type { Zk } from '../common/zk.js';
-import type { ApplyOutcome, Reconciler, QuarantinedApp, OutcomeKind, ReloadWait } from './reconciler.js';
+import type { ApplyOutcome, QuarantinedApp, OutcomeKind, ReconcilerStatus } from './outcome.js';
+import type { Reconciler } from './reconciler.js';
 
 export interface StatusView extends WorkerStatus {
   healthy: boolean;
@@ -26,11 +27,7 @@ export interface StatusView extends WorkerStatus {
   lastStages: ApplyOutcome['stages'];
   lastApplyStages: ApplyOutcome['stages'];
   busy: boolean;
-  /**
-   * The reload storm bounds: the reload waiting now and why (null: none), reloads held back by the
-   * rate or generations bound since start, old HAProxy generations last counted (null: unknown).
-   */
-  reloads: { wait: ReloadWait | null; deferred: number; oldGenerations: number | null };
+  reloads: ReconcilerStatus['reloads'];
   /**
    * How the Marathon snapshots came in: read whole from ZooKeeper, or applied from a hint's delta that
    * ZooKeeper confirmed; `ignored`: hint deltas not applied (not confirmed by ZooKeeper: forged; or superseded, or a replay).
@@ -63,10 +60,8 @@ export interface StatusDeps {
 }
 
 /** The record stored in ZooKeeper (the shared WorkerStatus shape). */
-export function statusRecord(d: StatusDeps): WorkerStatus {
-  const r = d.reconciler;
-  const running = r.running;
-  const last = r.last;
+export function statusRecord(d: StatusDeps, r: ReconcilerStatus = d.reconciler.status()): WorkerStatus {
+  const { running, last } = r;
   return {
     name: d.name,
     host: hostname(),
@@ -84,16 +79,17 @@ export function statusRecord(d: StatusDeps): WorkerStatus {
 }
 
 export function statusView(d: StatusDeps): StatusView {
-  const record = statusRecord(d);
+  const r = d.reconciler.status();
+  const record = statusRecord(d, r);
   const hp = d.haproxy.state();
   const publishers = d.publishers();
   const degraded: string[] = [];
   if (!d.zk.connected) degraded.push('zookeeper unavailable');
   if (publishers.length === 0) degraded.push('no api publisher (relying on the resync timer)');
-  const last = d.reconciler.last;
+  const last = r.last;
   if (last && last.outcome !== 'noop' && last.outcome !== 'reloaded' && last.outcome !== 'runtime') degraded.push(`last reconcile: ${last.outcome}`);
   if (last && last.outcome === 'noop' && last.reason !== 'unchanged') degraded.push(`last reconcile: ${last.reason}`);
-  const serving = d.reconciler.running !== null && (d.mode === 'command' || hp.running === true);
+  const serving = r.running !== null && (d.mode === 'command' || hp.running === true);
   // A disk that takes no new config (full, read-only) leaves this host behind the fleet: unhealthy
   // until a write succeeds again, though the config in force keeps serving.
   const writable = last?.outcome !== 'write-failed';
@@ -104,21 +100,19 @@ export function statusView(d: StatusDeps): StatusView {
     zookeeper: d.zk.state,
     publishers,
     haproxy: hp,
-    quarantine: d.reconciler.running?.quarantined ?? [],
-    reconciles: d.reconciler.reconciles,
-    outcomes: { ...d.reconciler.counts },
+    quarantine: r.running?.quarantined ?? [],
+    reconciles: r.reconciles,
+    outcomes: r.counts,
     lastStages: last?.stages ?? {},
-    lastApplyStages: d.reconciler.lastApply?.stages ?? {},
-    busy: d.reconciler.busy,
-    reloads: { wait: d.reconciler.reloadWait, deferred: d.reconciler.reloadsDeferred, oldGenerations: d.reconciler.oldGenerations },
+    lastApplyStages: r.lastApply?.stages ?? {},
+    busy: r.busy,
+    reloads: r.reloads,
     snapshots: d.snapshots?.() ?? { reads: 0, deltas: 0, ignored: 0 },
     runtime: {
       enabled: !!d.adminSocket,
       socket: d.adminSocket ?? '',
-      fallbacks: d.reconciler.runtimeFallbacks,
-      lastError: d.reconciler.lastRuntimeError,
-      draining: d.reconciler.drainer?.size ?? 0,
-      lastAppliedVia: d.reconciler.running?.via ?? null,
+      ...r.runtime,
+      lastAppliedVia: r.running?.via ?? null,
     },
   };
 }

@@ -287,17 +287,25 @@ export function generateCorpus(opts: CorpusOptions): CorpusRequest[] {
   }
 
   // --- unknown fields ----------------------------------------------------------------------------
-  const unknown = ['alc', 'extra', 'Id ', 'acl\u0000', '__proto__', 'constructor', 'prototype', 'servers', 'backend', 'Acls', 'identifier', 'version', 'Config2', ''];
+  // Unknown fields are ignored (named in a Warning header), as Go's decoder ignored them for Bamboo;
+  // the names of prototype poisoning are refused at any depth, and Config keys must be identifiers.
+  const unknown = ['__proto__', 'constructor', 'prototype'];
+  const config = ['alc', 'extra', 'Id ', 'acl\u0000', '__proto__', 'servers', 'backend', 'Acls', 'identifier', 'version', 'Config2', ''];
   for (let i = 0; i < per; i++) {
     const t = writeTarget();
     const k = pick(unknown);
     if (i % 4 === 3) {
       // An unknown nested field name that is not a Config key.
-      add('unknown-fields', `Config key ${JSON.stringify(k)}`, t.method, t.target, { ...auth, ...json }, record(t.id, { acl: pick(GOOD_ACLS), config: { [`${pick([' ', '-', '1', '.', '_', '$'])}${k}${pick([' ', '\n', '$', '/', ''])}`]: 'v' } }), ['BAMBOO_INVALID_CONFIG']);
+      const c = pick(config);
+      add('unknown-fields', `Config key ${JSON.stringify(c)}`, t.method, t.target, { ...auth, ...json }, record(t.id, { acl: pick(GOOD_ACLS), config: { [`${pick([' ', '-', '1', '.', '_', '$'])}${c}${pick([' ', '\n', '$', '/', ''])}`]: 'v' } }), ['BAMBOO_INVALID_CONFIG', 'BAMBOO_INVALID_BODY']);
       continue;
     }
-    const body = `{"id":${JSON.stringify(t.id)},"acl":${JSON.stringify(pick(GOOD_ACLS))},${JSON.stringify(k)}:${JSON.stringify(pick(['x', 1, true, null, {}, []]))}}`;
-    add('unknown-fields', `unknown field ${JSON.stringify(k)}`, t.method, t.target, { ...auth, ...json }, body, ['BAMBOO_INVALID_BODY']);
+    // Top level, or nested in config.
+    const value = JSON.stringify(pick(['x', 1, true, null, {}, []]));
+    const body = i % 4 === 2
+      ? `{"id":${JSON.stringify(t.id)},"acl":${JSON.stringify(pick(GOOD_ACLS))},"config":{${JSON.stringify(k)}:${value}}}`
+      : `{"id":${JSON.stringify(t.id)},"acl":${JSON.stringify(pick(GOOD_ACLS))},${JSON.stringify(k)}:${value}}`;
+    add('unknown-fields', `poisoning field ${JSON.stringify(k)}`, t.method, t.target, { ...auth, ...json }, body, ['BAMBOO_INVALID_BODY']);
   }
 
   // --- wrong methods -----------------------------------------------------------------------------

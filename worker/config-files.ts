@@ -1,0 +1,134 @@
+/**
+ * The files next to OutputPath: candidates (temp files renamed over it, so haproxy.cfg is never
+ * half-written), `.last-good`, `.last-failed`, and what a killed worker left behind.
+ */
+import { open, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { Logger } from '../common/log.js';
+
+/** A file next to OutputPath could not be written or renamed (ENOSPC, EROFS, EACCES, ...). */
+export class WriteError extends Error {
+  override name = 'WriteError';
+  readonly code: string | undefined;
+  constructor(readonly path: string, cause: Error) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    super(`cannot write ${path}: ${code ?? cause.message}`);
+    this.code = code;
+  }
+}
+
+export class ConfigFiles {
+  private tempSeq = 0;
+
+  /** `log`: where a failed write of `.last-good` or `.last-failed` is reported (they never throw). */
+  constructor(readonly outputPath: string, private readonly log: Logger) {}
+
+  get lastGoodPath(): string {
+    return `${this.outputPath}.last-good`;
+  }
+  get lastFailedPath(): string {
+    return `${this.outputPath}.last-failed`;
+  }
+
+  /**
+   * Writes a temp file next to OutputPath (same file system, so the rename is atomic), synced.
+   * Throws WriteError (disk full, read-only, ...) after removing whatever part of it was written.
+   */
+  async writeTemp(text: string): Promise<string> {
+    const path = this.tempPath();
+    try {
+      const fh = await open(path, 'w', 0o640);
+      try {
+        await fh.writeFile(text);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      await removeQuietly(path);
+      throw new WriteError(path, err as Error);
+    }
+    return path;
+  }
+
+  /** Renames the temp file over OutputPath; on failure removes it and throws WriteError. */
+  async install(tempPath: string): Promise<void> {
+    try {
+      await rename(tempPath, this.outputPath);
+    } catch (err) {
+      await removeQuietly(tempPath);
+      throw new WriteError(this.outputPath, err as Error);
+    }
+    await syncDir(dirname(this.outputPath));
+  }
+
+  /** Temp file + rename to any path; never leaves the temp file behind (throws WriteError). */
+  async writeAtomic(path: string, text: string): Promise<void> {
+    const tmp = this.tempPath();
+    try {
+      await writeFile(tmp, text, { mode: 0o640 });
+      await rename(tmp, path);
+    } catch (err) {
+      await removeQuietly(tmp);
+      throw new WriteError(path, err as Error);
+    }
+  }
+
+  /** Keeps a failed candidate with why it failed as a comment header; a failure is only logged. */
+  async keepLastFailed(text: string, why: string): Promise<void> {
+    const header = why
+      .split('\n')
+      .filter((l) => l.trim())
+      .slice(0, 40)
+      .map((l) => `# ${l}`)
+      .join('\n');
+    await this.writeAtomic(this.lastFailedPath, `${header}\n${text}`).catch((err: Error) =>
+      this.log.warn({ err: err.message }, 'could not write the last failed config'),
+    );
+  }
+
+  /** Keeps the config now in force as `.last-good`; a failure is only logged. */
+  async keepLastGood(text: string): Promise<void> {
+    await this.writeAtomic(this.lastGoodPath, text).catch((err: Error) => this.log.warn({ err: err.message }, 'could not write the last good config'));
+  }
+
+  /** Removes a candidate that will not be installed; never throws. */
+  async discard(tempPath: string): Promise<void> {
+    await removeQuietly(tempPath);
+  }
+
+  private tempPath(): string {
+    return `${this.outputPath}.tmp-${process.pid}-${++this.tempSeq}`;
+  }
+}
+
+/** Removes temp files a previous (killed) worker left next to OutputPath; resolves how many. */
+export async function removeStaleTemps(outputPath: string): Promise<number> {
+  const dir = dirname(outputPath);
+  const prefix = `${basename(outputPath)}.tmp-`;
+  let removed = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (name.startsWith(prefix)) {
+      await removeQuietly(join(dir, name));
+      removed++;
+    }
+  }
+  return removed;
+}
+
+async function removeQuietly(path: string): Promise<void> {
+  await unlink(path).catch(() => undefined);
+}
+
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const fh = await open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    /* not supported everywhere; the rename is atomic regardless */
+  }
+}
