@@ -16,7 +16,7 @@ import { Zk, queryEscape } from '../../common/zk.js';
 import { MarathonSimulator } from '../../harness/marathon-sim/index.js';
 import { jsonCall, type JsonResponse } from '../../harness/http.js';
 import { freePort } from '../../harness/ports.js';
-import { sleep, waitFor } from '../../harness/process.js';
+import { waitFor } from '../../harness/process.js';
 import { startStatsd } from '../support/statsd.js';
 import { sharedZooKeeper, startZooKeeper, uniquePath } from '../../harness/zookeeper.js';
 import { readFileSync } from 'node:fs';
@@ -418,7 +418,12 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
       }
     })().catch(() => undefined);
     try {
-      await sleep(200); // ZeroMQ slow joiner
+      // ZeroMQ's slow joiner: heartbeats until one arrives prove the subscription is live.
+      await waitFor(() => {
+        if (hints.length > 0) return true;
+        void api.publisher.publish('heartbeat');
+        return false;
+      }, 'first hint (heartbeat)', 5000, 20);
       await call('PUT', `${api.url}/api/services//hinted`, { acl: 'path_beg -i /h' });
       await call('DELETE', `${api.url}/api/services//hinted`);
       await waitFor(() => hints.filter((h) => h.kind === 'rules').length >= 2, 'two rules hints');

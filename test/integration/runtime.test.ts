@@ -128,7 +128,8 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
 
     const load = loads();
     load.push(startWrk(url, ['-c8'], 2, 60), startWrk(url, ['-c4', '-H', 'Connection: close'], 2, 60));
-    await sleep(500);
+    const idle = tasks.slice(0, 3).map((t) => t.hits);
+    await waitFor(() => tasks.slice(0, 3).every((t, i) => t.hits >= idle[i] + 20), 'the load to reach every task');
 
     const toTraffic: number[] = [];
     const toApplied: number[] = [];
@@ -154,7 +155,8 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     await waitFor(() => w.reconciler.drainer?.size === 0, 'the drains to finish', 10000);
     const removedHits = tasks.slice(3).map((t) => t.hits);
     const keptHits = tasks.slice(0, 3).map((t) => t.hits);
-    await sleep(500);
+    // The load itself marks the window: every kept task serves 50 more requests, and no removed one any.
+    await waitFor(() => tasks.slice(0, 3).every((t, i) => t.hits >= keptHits[i] + 50), 'the kept tasks to go on serving the load', 10000);
     expect(tasks.slice(3).map((t) => t.hits), 'removed tasks get no more traffic').to.deep.equal(removedHits);
     tasks.slice(0, 3).forEach((t, i) => expect(t.hits, `${t.name} still gets traffic`).to.be.greaterThan(keptHits[i]));
 

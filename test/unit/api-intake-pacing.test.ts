@@ -41,6 +41,7 @@ function harness(over: Record<string, number> = {}, clock?: Clock) {
   let maxInFlight = 0;
   let stored = -1;
   let snap: MarathonSnapshot | null = null;
+  let failing = false;
 
   const client = {
     endpoints: ['http://marathon.test'],
@@ -50,6 +51,7 @@ function harness(over: Record<string, number> = {}, clock?: Clock) {
       maxInFlight = Math.max(maxInFlight, inFlight);
       try {
         await marathonAnswer.pass();
+        if (failing) throw new Error('Marathon answered 500');
         // Different content each time, so every fetch stores a snapshot and publishes a hint.
         return { apps: [{ id: '/web', fetch: steps.filter((s) => s === 'fetch').length }], endpoint: 'marathon.test', ms: 1 };
       } finally {
@@ -108,6 +110,10 @@ function harness(over: Record<string, number> = {}, clock?: Clock) {
     event(type = 'status_update_event') {
       steps.push('event');
       intake.onEvent(type);
+    },
+    /** While true, every fetch fails as a Marathon error would. */
+    failing(on: boolean) {
+      failing = on;
     },
     fetches: () => steps.filter((s) => s === 'fetch').length,
     maxInFlight: () => maxInFlight,
@@ -219,5 +225,27 @@ describe('Marathon intake: fetch pacing (in-memory stand-ins)', function () {
     expect(h.maxInFlight()).to.equal(1);
     expect(h.lastFetchAfterLastEvent()).to.equal(true);
     expect(h.steps.at(-1)).to.equal('hint');
+  });
+
+  it('drops a pending retry once a later fetch succeeds', async () => {
+    const clock = new FakeClock();
+    const h = track(harness({}, clock)); // retries after 50 ms, doubling to 100 ms
+    h.event();
+    await h.intake.idle();
+    h.failing(true);
+    h.event();
+    await h.intake.idle();
+    expect(h.intake.status().failures, 'a failed fetch').to.equal(1);
+    expect(clock.armed, 'the retry armed').to.equal(1);
+    h.failing(false);
+    h.event();
+    await h.intake.idle();
+    const healed = h.fetches();
+    expect(h.steps.at(-1), 'the healing fetch stored and hinted').to.equal('hint');
+    // Far past any retry delay: a retry left armed would have fetched again by now.
+    await clock.advance(60_000);
+    await h.intake.idle();
+    expect(h.fetches() - healed, 'fetches after the healing one').to.equal(0);
+    expect(clock.armed).to.equal(0);
   });
 });
