@@ -4,10 +4,8 @@
  * failures that must change nothing, and the stream leader election between two copies.
  */
 import { expect } from 'chai';
-import { Subscriber } from 'zeromq';
 import { runApi, type RunningApi } from '../../api/main.js';
 import type { IntakeOptions } from '../../api/intake.js';
-import { decodeHint, type Hint } from '../../common/bus.js';
 import { applyDelta } from '../../common/snapshot-delta.js';
 import { loadConfig, type Config } from '../../common/config.js';
 import { createLogger, silentLogger } from '../../common/log.js';
@@ -17,38 +15,11 @@ import { MarathonSimulator, type MarathonSimulatorOptions } from '../../harness/
 import { freePort } from '../../harness/ports.js';
 import { waitFor } from '../../harness/process.js';
 import { expireThrough, partition, sharedZooKeeper, uniquePath } from '../../harness/zookeeper.js';
+import { listenHints } from '../support/hints.js';
 
 const log = process.env.TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger();
 
 const FAST: IntakeOptions = { retryMinMs: 100, retryMaxMs: 400, emptyConfirmDelayMs: 200, subscriptionCheckMs: 200, streamBackoffMinMs: 50, streamBackoffMaxMs: 300 };
-
-interface Hints {
-  all: Hint[];
-  marathon(): Hint[];
-  close(): void;
-}
-
-/** A ZeroMQ subscriber collecting every hint of one api copy. */
-async function listen(api: RunningApi): Promise<Hints> {
-  const sub = new Subscriber({ linger: 0 });
-  sub.connect(api.registration.zmq);
-  sub.subscribe('bamboo');
-  const all: Hint[] = [];
-  void (async () => {
-    for await (const frames of sub) {
-      const h = decodeHint(frames as Buffer[]);
-      if (h) all.push(h);
-    }
-  })().catch(() => undefined);
-  // ZeroMQ's slow joiner: send heartbeats until one arrives, proving the subscription is live.
-  await waitFor(() => {
-    if (all.length > 0) return true;
-    void api.publisher.publish('heartbeat');
-    return false;
-  }, 'first hint (heartbeat)', 5000, 20);
-  return { all, marathon: () => all.filter((h) => h.kind === 'marathon'), close: () => sub.close() };
-}
-
 
 function taskCount(snap: MarathonSnapshot | null, appId: string): number {
   const app = (snap?.apps ?? []).find((a) => (a as { id?: string }).id === appId) as { tasks?: unknown[] } | undefined;
@@ -141,7 +112,7 @@ describe('Marathon intake of the api (simulator, ZooKeeper, ZeroMQ)', function (
       s.deployApp({ id: '/web', instances: 1 });
       const cfg = config([s.url]);
       const api = await start(cfg);
-      const hints = await listen(api);
+      const hints = await listenHints(api);
       closers.push(() => hints.close());
       await waitFor(async () => (await status(api)).marathon.subscriptions[0].state === 'subscribed', 'subscription');
       const snap0 = await waitFor(() => control(cfg).readSnapshot(), 'startup snapshot');
@@ -185,7 +156,7 @@ describe('Marathon intake of the api (simulator, ZooKeeper, ZeroMQ)', function (
       // on a loaded machine (the default is 250 ms).
       const cfg = config([s.url], { 'Marathon.MinFetchIntervalMs': 500 });
       const api = await start(cfg);
-      const hints = await listen(api);
+      const hints = await listenHints(api);
       closers.push(() => hints.close());
       await waitFor(async () => (await status(api)).marathon.subscriptions[0].state === 'subscribed', 'subscription');
       await waitFor(() => control(cfg).readSnapshot(), 'startup snapshot');
@@ -228,7 +199,7 @@ describe('Marathon intake of the api (simulator, ZooKeeper, ZeroMQ)', function (
         const api = await start(cfg);
         const before = await waitFor(() => control(cfg).readSnapshot(), 'startup snapshot');
         await api.intake.idle();
-        const hints = await listen(api);
+        const hints = await listenHints(api);
         closers.push(() => hints.close());
         apply(s);
         s.scaleApp('/web', 5);

@@ -5,18 +5,17 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Subscriber } from 'zeromq';
 import { CALLBACK_BODY_FACTOR } from '../../api/app.js';
 import { advertisedZmq, parseBind, runApi, type RunningApi } from '../../api/main.js';
 import { loadConfig, type Config } from '../../common/config.js';
 import { ERROR_CODES, errorCodesTable } from '../../common/errors.js';
 import { createLogger, silentLogger } from '../../common/log.js';
-import { decodeHint, type Hint } from '../../common/bus.js';
 import { Zk, queryEscape } from '../../common/zk.js';
 import { MarathonSimulator } from '../../harness/marathon-sim/index.js';
 import { jsonCall, type JsonResponse } from '../../harness/http.js';
 import { freePort } from '../../harness/ports.js';
 import { waitFor } from '../../harness/process.js';
+import { listenHints } from '../support/hints.js';
 import { startStatsd } from '../support/statsd.js';
 import { sharedZooKeeper, startZooKeeper, uniquePath } from '../../harness/zookeeper.js';
 import { readFileSync } from 'node:fs';
@@ -407,31 +406,16 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
 
   it('publishes a rules hint on every change', async () => {
     const api = await start();
-    const sub = new Subscriber();
-    sub.connect(api.registration.zmq);
-    sub.subscribe('bamboo');
-    const hints: Hint[] = [];
-    void (async () => {
-      for await (const frames of sub) {
-        const h = decodeHint(frames as Buffer[]);
-        if (h) hints.push(h);
-      }
-    })().catch(() => undefined);
+    const hints = await listenHints(api);
     try {
-      // ZeroMQ's slow joiner: heartbeats until one arrives prove the subscription is live.
-      await waitFor(() => {
-        if (hints.length > 0) return true;
-        void api.publisher.publish('heartbeat');
-        return false;
-      }, 'first hint (heartbeat)', 5000, 20);
       await call('PUT', `${api.url}/api/services//hinted`, { acl: 'path_beg -i /h' });
       await call('DELETE', `${api.url}/api/services//hinted`);
-      await waitFor(() => hints.filter((h) => h.kind === 'rules').length >= 2, 'two rules hints');
-      const rules = hints.filter((h) => h.kind === 'rules');
+      await waitFor(() => hints.all.filter((h) => h.kind === 'rules').length >= 2, 'two rules hints');
+      const rules = hints.all.filter((h) => h.kind === 'rules');
       expect(rules.map((h) => h.appId)).to.deep.equal(['/hinted', '/hinted']);
       expect(rules[0].publisher).to.equal(api.id);
     } finally {
-      sub.close();
+      hints.close();
     }
   });
 
