@@ -19,11 +19,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { basename } from 'node:path';
 import { HAProxyOutputLog, LineSplitter } from './haproxy-log.js';
 import { haproxyEnv, limitedArgv, limitHit, limitReason, sampleUsage, type UsageSample, type ValidationLimits } from './haproxy-sandbox.js';
 import type { Logger } from './log.js';
 import { Backoff, monotonicNow } from './pacing.js';
+import { alertLines } from './reload-alerts.js';
 
 // ------------------------------------------------------------------------------------------------
 // Commands with timeouts
@@ -167,23 +167,6 @@ export interface ValidatorOptions {
 export function validationCommandLine(template: string, path: string): string {
   const quoted = shellQuote(path);
   return template.replace(/\{\{\s*\.\s*\}\}/g, quoted).replace(/\{\}/g, quoted);
-}
-
-/**
- * The line numbers of `file` that `[ALERT]` lines point at, e.g.
- * `[ALERT] (1) : config : parsing [/etc/haproxy/haproxy.cfg:42] : unknown fetch method ...`.
- * Locations in other files (an included file) are ignored; so are alerts without a location.
- */
-export function alertLines(output: string, file: string): number[] {
-  const base = basename(file);
-  const lines = new Set<number>();
-  for (const line of output.split('\n')) {
-    if (!line.includes('[ALERT]')) continue;
-    for (const m of line.matchAll(/\[([^\]\s]+):(\d+)\]/g)) {
-      if (m[1] === file || basename(m[1]) === base) lines.add(Number(m[2]));
-    }
-  }
-  return [...lines].sort((a, b) => a - b);
 }
 
 /**

@@ -8,8 +8,29 @@
  * The alert names the file and line, the proxy, and often the address. Each is mapped with the
  * renderer's line origins: the line directly, the proxy through the line that declares it. Pure.
  */
-import { alertLines } from './haproxy.js';
 import { appsAtLines, type Origin } from './render.js';
+
+/**
+ * The line numbers of `file` that `[ALERT]` lines point at, e.g.
+ * `[ALERT] (1) : config : parsing [/etc/haproxy/haproxy.cfg:42] : unknown fetch method ...`.
+ * Locations in other files (an included file) are ignored; so are alerts without a location.
+ */
+export function alertLines(output: string, file: string): number[] {
+  const base = baseName(file);
+  const lines = new Set<number>();
+  for (const line of output.split('\n')) {
+    if (!line.includes('[ALERT]')) continue;
+    for (const m of line.matchAll(/\[([^\]\s]+):(\d+)\]/g)) {
+      if (m[1] === file || baseName(m[1]) === base) lines.add(Number(m[2]));
+    }
+  }
+  return [...lines].sort((a, b) => a - b);
+}
+
+/** The last segment of a POSIX path (node:path's basename, without importing node:path). */
+function baseName(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}
 
 /** One app blamed for a failed reload, with the alert (one line) that blames it. */
 export interface ReloadCulprit {

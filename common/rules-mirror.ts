@@ -69,15 +69,22 @@ export class RuleMirror {
     private readonly log?: Logger,
     /** Called when a watch fires (a rule or the rules parent changed). */
     private readonly onChange?: () => void,
-  ) {
-    zk.on('disconnected', () => (this.valid = false));
+  ) {}
+
+  /** Follows the session from the first read on (before it, nothing is cached or watched). */
+  private followSession(): void {
+    if (this.following) return;
+    this.following = true;
+    this.zk.on('disconnected', () => (this.valid = false));
     // A new session has none of the old session's watches.
-    zk.on('expired', () => {
+    this.zk.on('expired', () => {
       this.armed.clear();
       this.parentArmed = false;
       this.childrenArmed = false;
     });
   }
+
+  private following = false;
 
   private watcherFor(name: string): () => void {
     let w = this.watchers.get(name);
@@ -135,6 +142,7 @@ export class RuleMirror {
   }
 
   private async readOnce(): Promise<Map<string, StoredRecord>> {
+    this.followSession();
     const base = this.store.basePath;
     const watchParent = !this.parentArmed;
     const parent = await this.zk.get(base, watchParent ? this.parentWatcher : undefined);

@@ -1,6 +1,6 @@
 /**
  * Regenerates the reference table in docs/configuration.md from the config schema
- * (npx tsx scripts/gen-config-docs.ts). test/config.test.ts fails when the two differ.
+ * (npx tsx scripts/gen-config-docs.ts). test/unit/config.test.ts fails when the two differ.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

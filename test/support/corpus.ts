@@ -170,7 +170,7 @@ export function generateCorpus(opts: CorpusOptions): CorpusRequest[] {
   // --- huge bodies -------------------------------------------------------------------------------
   // (Marathon callbacks may be 256 times Bamboo.MaxBodyBytes, 16 MiB here: a body that large, refused
   // while it is still being written, ends in a reset rather than a readable 413 over a raw socket, so
-  // test/api.test.ts checks the callback limit with a small MaxBodyBytes instead.)
+  // test/integration/api.test.ts checks the callback limit with a small MaxBodyBytes instead.)
   for (let i = 0; i < per; i++) {
     const t = writeTarget();
     const over = opts.maxBodyBytes + int(1, opts.maxBodyBytes * 3);

@@ -1,5 +1,5 @@
 /**
- * Helpers for the fault suites (test/faults*.test.ts): a background HTTP load that counts every
+ * Helpers for the fault suites (test/faults/): a background HTTP load that counts every
  * failed request, JSON calls to the api, and a record of what each scenario measured (printed, and
  * written as JSON to $FAULTS_RESULTS when set, which is where docs/RELIABILITY.md takes its numbers).
  */

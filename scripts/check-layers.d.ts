@@ -1,0 +1,6 @@
+/** Types of scripts/check-layers.js, for the tests that run it in-process. */
+export declare const PURE_CORE: string[];
+export declare const PURE_PACKAGES: string[];
+export declare const PURE_BUILTINS: Record<string, string[]>;
+export declare function importsOf(src: string): Array<{ spec: string; clause: string }>;
+export declare function checkLayers(root: string, opts?: { pure?: string[] }): string[];

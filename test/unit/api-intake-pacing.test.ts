@@ -1,0 +1,261 @@
+/**
+ * The intake's fetch pacing alone, with in-memory stand-ins for Marathon, ZooKeeper and ZeroMQ whose
+ * answers the test releases by hand: when a fetch starts, what rides on it, and the guarantee that
+ * the last fetch is sent after the last routing event. (test/integration/api-intake.test.ts runs the same intake
+ * against the simulator, real ZooKeeper and real ZeroMQ.)
+ */
+import { expect } from 'chai';
+import { MarathonIntake, type AppsSource, type HintSink, type SnapshotReader, type SnapshotWriter } from '../../api/intake.js';
+import { loadConfig } from '../../common/config.js';
+import { silentLogger } from '../../common/log.js';
+import { nullMetrics } from '../../common/metrics.js';
+import type { MarathonSnapshot } from '../../common/snapshot.js';
+import type { Clock } from '../../common/pacing.js';
+import { FakeClock } from '../support/fake-clock.js';
+import { waitFor } from '../../harness/process.js';
+
+/** A door calls pass through while open and wait at while closed. */
+class Door {
+  private waiting: Array<() => void> = [];
+  closed = false;
+  async pass(): Promise<void> {
+    if (this.closed) await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+  open(): void {
+    this.closed = false;
+    for (const w of this.waiting.splice(0)) w();
+  }
+}
+
+/** Everything the intake did and saw, in order: `event` for a routing event, `fetch` for a request sent to Marathon. */
+type Step = 'event' | 'fetch' | 'hint';
+
+function harness(over: Record<string, number> = {}, clock?: Clock) {
+  const steps: Step[] = [];
+  const versionRead = new Door();
+  const marathonAnswer = new Door();
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let stored = -1;
+  let snap: MarathonSnapshot | null = null;
+  let failing = false;
+
+  const client: AppsSource = {
+    endpoints: ['http://marathon.test'],
+    async fetchApps() {
+      steps.push('fetch');
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      try {
+        await marathonAnswer.pass();
+        if (failing) throw new Error('Marathon answered 500');
+        // Different content each time, so every fetch stores a snapshot and publishes a hint.
+        return { apps: [{ id: '/web', fetch: steps.filter((s) => s === 'fetch').length }], endpoint: 'marathon.test', ms: 1 };
+      } finally {
+        inFlight--;
+      }
+    },
+    // Callback subscriptions and the event stream are not part of pacing: any use fails loudly.
+    async subscriptions() {
+      throw new Error('no subscriptions in the pacing harness');
+    },
+    async subscribe() {
+      throw new Error('no subscriptions in the pacing harness');
+    },
+    async unsubscribe() {
+      throw new Error('no subscriptions in the pacing harness');
+    },
+    async openEventStream() {
+      throw new Error('no event stream in the pacing harness');
+    },
+  };
+  const control: SnapshotWriter = {
+    available: true,
+    async snapshotVersion() {
+      await versionRead.pass();
+      return stored;
+    },
+    async writeSnapshot(_apps: unknown[], _at: number, opts: { expectVersion?: number }) {
+      if (opts.expectVersion !== stored) throw new Error('unexpected conflict in the pacing harness');
+      stored++;
+      return { version: stored, changed: true, hash: `h${stored}` };
+    },
+    async pruneChunks() {},
+  };
+  const publisher: HintSink = {
+    snapshotVersion: -1,
+    async publish() {
+      steps.push('hint');
+    },
+  };
+  const snapshots: SnapshotReader = {
+    get version() {
+      return snap ? snap.version : -1;
+    },
+    current: () => snap,
+    async refresh() {},
+    setLocal(s: MarathonSnapshot) {
+      snap = s;
+    },
+  };
+  const cfg = loadConfig({
+    env: {},
+    overrides: { 'Marathon.ResyncIntervalMs': 0, 'Marathon.FetchDebounceMs': 0, 'Marathon.MinFetchIntervalMs': 0, ...over },
+  });
+  const intake = new MarathonIntake({
+    cfg,
+    client,
+    control,
+    publisher,
+    snapshots,
+    metrics: nullMetrics,
+    log: silentLogger(),
+    options: { retryMinMs: 50, retryMaxMs: 100, clock },
+  });
+  return {
+    intake,
+    steps,
+    versionRead,
+    marathonAnswer,
+    event(type = 'status_update_event') {
+      steps.push('event');
+      intake.onEvent(type);
+    },
+    /** While true, every fetch fails as a Marathon error would. */
+    failing(on: boolean) {
+      failing = on;
+    },
+    fetches: () => steps.filter((s) => s === 'fetch').length,
+    maxInFlight: () => maxInFlight,
+    /** True when a fetch was sent after the last routing event. */
+    lastFetchAfterLastEvent: () => steps.lastIndexOf('fetch') > steps.lastIndexOf('event'),
+  };
+}
+
+describe('Marathon intake: fetch pacing (in-memory stand-ins)', function () {
+  this.timeout(10000);
+  const intakes: MarathonIntake[] = [];
+  afterEach(async () => {
+    await Promise.all(intakes.splice(0).map((i) => i.close()));
+  });
+  function track<T extends { intake: MarathonIntake }>(h: T): T {
+    intakes.push(h.intake);
+    return h;
+  }
+
+  it('starts a fetch at once for a routing event after a quiet spell, whatever the debounce', async () => {
+    // With the debounce at its maximum, a fetch that waited for it would not end within the test timeout.
+    const h = track(harness({ 'Marathon.FetchDebounceMs': 60000, 'Marathon.MinFetchIntervalMs': 60000 }));
+    h.event();
+    expect(h.intake.status().inFlight).to.equal(true);
+    await h.intake.idle();
+    expect(h.steps).to.deep.equal(['event', 'fetch', 'hint']);
+  });
+
+  it('does not fetch for events that cannot change routing', async () => {
+    const h = track(harness());
+    h.intake.onEvent('event_stream_detached');
+    h.intake.onEvent('framework_message_event');
+    await h.intake.idle();
+    expect(h.fetches()).to.equal(0);
+    expect(h.intake.status().eventsTotal).to.equal(2);
+  });
+
+  it('turns events during a fetch into exactly one more fetch, sent after the last of them', async () => {
+    const h = track(harness());
+    h.marathonAnswer.closed = true;
+    h.event();
+    await waitFor(() => h.fetches() === 1, 'first fetch sent', 5000, 1);
+    for (let i = 0; i < 100; i++) h.event();
+    h.marathonAnswer.open();
+    await h.intake.idle();
+    expect(h.fetches()).to.equal(2);
+    expect(h.maxInFlight()).to.equal(1);
+    expect(h.lastFetchAfterLastEvent()).to.equal(true);
+    expect(h.steps.at(-1)).to.equal('hint');
+  });
+
+  it('lets events that arrive before the request is sent ride on that fetch', async () => {
+    const h = track(harness());
+    h.versionRead.closed = true;
+    h.event();
+    for (let i = 0; i < 50; i++) h.event();
+    expect(h.fetches()).to.equal(0);
+    h.versionRead.open();
+    await h.intake.idle();
+    expect(h.steps.filter((s) => s !== 'event')).to.deep.equal(['fetch', 'hint']);
+    expect(h.lastFetchAfterLastEvent()).to.equal(true);
+  });
+
+  it('holds a request made soon after a fetch started until the minimum interval passed, then fetches once', async () => {
+    const clock = new FakeClock();
+    const h = track(harness({ 'Marathon.MinFetchIntervalMs': 1500 }, clock));
+    h.event();
+    await h.intake.idle();
+    await clock.advance(100);
+    for (let i = 0; i < 20; i++) h.event();
+    // Not fetched at once: the first fetch started less than 1.5 s ago.
+    expect(h.intake.status()).to.include({ inFlight: false, pending: true });
+    await clock.advance(1399);
+    expect(h.fetches()).to.equal(1);
+    await clock.advance(1);
+    await h.intake.idle();
+    expect(h.fetches()).to.equal(2);
+    expect(h.lastFetchAfterLastEvent()).to.equal(true);
+  });
+
+  it('keeps fetching on time when the wall clock steps back an hour (pacing is monotonic)', async () => {
+    const clock = new FakeClock();
+    const realNow = Date.now;
+    const h = track(harness({ 'Marathon.MinFetchIntervalMs': 250, 'Marathon.FetchDebounceMs': 20 }, clock));
+    try {
+      h.event();
+      await h.intake.idle();
+      Date.now = () => realNow() - 3_600_000;
+      h.event();
+      await clock.advance(250);
+      await h.intake.idle();
+      expect(h.fetches()).to.equal(2);
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
+  it('keeps one fetch in flight and ends with a fetch after the last event, through a long uneven burst', async () => {
+    const h = track(harness({ 'Marathon.MinFetchIntervalMs': 5, 'Marathon.FetchDebounceMs': 2 }));
+    // Marathon answers after a varying number of events; events come in clumps, with pauses.
+    for (let clump = 0; clump < 30; clump++) {
+      h.marathonAnswer.closed = clump % 3 === 0;
+      for (let i = 0; i < (clump * 7) % 11; i++) h.event();
+      await new Promise((r) => setTimeout(r, clump % 4));
+      h.marathonAnswer.open();
+    }
+    h.event();
+    await h.intake.idle();
+    expect(h.maxInFlight()).to.equal(1);
+    expect(h.lastFetchAfterLastEvent()).to.equal(true);
+    expect(h.steps.at(-1)).to.equal('hint');
+  });
+
+  it('drops a pending retry once a later fetch succeeds', async () => {
+    const clock = new FakeClock();
+    const h = track(harness({}, clock)); // retries after 50 ms, doubling to 100 ms
+    h.event();
+    await h.intake.idle();
+    h.failing(true);
+    h.event();
+    await h.intake.idle();
+    expect(h.intake.status().failures, 'a failed fetch').to.equal(1);
+    expect(clock.armed, 'the retry armed').to.equal(1);
+    h.failing(false);
+    h.event();
+    await h.intake.idle();
+    const healed = h.fetches();
+    expect(h.steps.at(-1), 'the healing fetch stored and hinted').to.equal('hint');
+    // Far past any retry delay: a retry left armed would have fetched again by now.
+    await clock.advance(60_000);
+    await h.intake.idle();
+    expect(h.fetches() - healed, 'fetches after the healing one').to.equal(0);
+    expect(clock.armed).to.equal(0);
+  });
+});
