@@ -27,6 +27,7 @@ import { ANONYMOUS, Authenticator, WriteLimiter, decodeBody, redactCallbackUrl, 
 import type { IntakeStatus } from './intake.js';
 import { RuleChecker } from './rule-check.js';
 import type { AclStatus } from './zk-acl.js';
+import { healthRoutes } from './routes/health.js';
 import { RulesCache } from './rules-cache.js';
 import { HeldChangedError, NothingHeldError, type HeldAnswer } from './shrink-guard.js';
 import type { SnapshotCache } from './snapshot-cache.js';
@@ -142,6 +143,7 @@ const ROUTES: Array<{ match: (path: string) => boolean; methods: string[] }> = [
   { match: (p) => p === '/', methods: ['GET', 'HEAD'] },
   { match: (p) => p.startsWith('/ui/'), methods: ['GET', 'HEAD'] },
   { match: (p) => p === '/status', methods: ['GET', 'HEAD'] },
+  { match: (p) => p === '/healthz' || p === '/readyz', methods: ['GET', 'HEAD'] },
   { match: (p) => p === '/api/state', methods: ['GET', 'HEAD'] },
   { match: (p) => p === '/api/workers', methods: ['GET', 'HEAD'] },
   { match: (p) => p === '/api/services', methods: ['GET', 'HEAD', 'POST'] },
@@ -625,6 +627,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
 
   // --- status ---------------------------------------------------------------------------------
+  app.register(healthRoutes, { zk });
   app.get('/status', async (_req, reply) => {
     const m = intake.status();
     const zkUp = zk.connected;
