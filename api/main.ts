@@ -101,7 +101,7 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
   const ensureBase = () =>
     void rules
       .ensureBase()
-      .catch((err: Error) => log.warn({ err: err.message }, 'cannot create the rules path'))
+      .catch((err: Error) => log.warn({ err }, 'cannot create the rules path'))
       .then(() => (acls.done ? undefined : acls.run()));
   zk.on('connected', ensureBase);
   if (zk.connected) ensureBase();
@@ -194,8 +194,8 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      await app.close().catch((err: Error) => log.warn({ err: err.message }, 'http close failed'));
-      await intake.close().catch((err: Error) => log.warn({ err: err.message }, 'intake close failed'));
+      await app.close().catch((err: Error) => log.warn({ err }, 'http close failed'));
+      await intake.close().catch((err: Error) => log.warn({ err }, 'intake close failed'));
       snapshots.close();
       await zk.dropEphemeral(regPath).catch(() => undefined);
       await publisher.close().catch(() => undefined);

@@ -206,6 +206,8 @@ export const SCHEMA: readonly FieldSpec[] = [
   // --- Logging ---------------------------------------------------------------------------------
   { key: 'Log.Level', type: 'enum', default: 'info', env: 'BAMBOO_LOG_LEVEL', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], used: 'both',
     doc: 'Least severe level logged.' },
+  { key: 'Log.Format', type: 'enum', default: 'auto', env: 'BAMBOO_LOG_FORMAT', values: ['auto', 'pretty', 'json'], used: 'both',
+    doc: 'Log line format: `json` (one JSON object a line, for log shippers), `pretty` (human-readable lines for a terminal), or `auto`: pretty when stderr is a terminal, JSON otherwise and always with `--log FILE`. Secrets are stripped in both. Flag: `--log-format`.' },
 ] as const;
 
 /** The frozen configuration: the same nesting as the JSON file. */
@@ -243,7 +245,7 @@ export interface Config {
     MaxReloadsPerMinute: number; MaxOldGenerations: number; OldGenerationsWaitMs: number;
   };
   StatsD: { Enabled: boolean; Host: string; Prefix: string };
-  Log: { Level: string };
+  Log: { Level: string; Format: 'auto' | 'pretty' | 'json' };
 }
 
 export class ConfigError extends Error {

@@ -126,7 +126,7 @@ export function createMetrics(cfg: Pick<Config, 'StatsD'>, log: Logger): Metrics
     host,
     port: Number(port),
     prefix: cfg.StatsD.Prefix,
-    errorHandler: (err) => log.debug({ err: err.message }, 'statsd send failed'),
+    errorHandler: (err) => log.debug({ err }, 'statsd send failed'),
   });
   // Bamboo counted `restart` once per process start; dashboards built on it keep working.
   client.increment('restart');

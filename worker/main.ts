@@ -117,7 +117,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
       mkdirSync(dirname(settings.ServerStateFile), { recursive: true });
       writeFileSync(settings.ServerStateFile, EMPTY_SERVER_STATE, { mode: 0o640 });
     } catch (err) {
-      log.warn({ err: (err as Error).message, path: settings.ServerStateFile }, 'cannot create the server state file');
+      log.warn({ err, path: settings.ServerStateFile }, 'cannot create the server state file');
     }
   }
 
@@ -223,7 +223,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   const statusPath = `${control.workersPath}/${name}`;
   await zk.ephemeral(statusPath, () => Buffer.from(JSON.stringify(statusRecord(deps))));
   reconciler.on('outcome', () => {
-    zk.updateEphemeral(statusPath).catch((err: Error) => log.debug({ err: err.message }, 'could not update the status record'));
+    zk.updateEphemeral(statusPath).catch((err: Error) => log.debug({ err }, 'could not update the status record'));
   });
 
   const onConnected = () => reconciler.trigger('reconnect');

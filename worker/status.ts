@@ -4,13 +4,15 @@
  *
  * `/status` answers 200 while this host serves a config this worker knows (managed mode: HAProxy
  * running) and its last reconcile could write its files, 503 otherwise; `degraded` lists what is wrong without making it unhealthy (ZooKeeper
- * away, no api publisher, last reconcile not applied).
+ * away, no api publisher, last reconcile not applied). Liveness (`/healthz`) and readiness (`/readyz`)
+ * for schedulers are on the same port (worker/health.ts).
  */
 import { createServer, type Server } from 'node:http';
 import { hostname } from 'node:os';
 import type { HAProxyProcess, HAProxyState } from '../common/haproxy.js';
 import type { WorkerStatus } from '../common/snapshot.js';
 import type { Zk } from '../common/zk.js';
+import { serveHealth } from './health.js';
 import type { ApplyOutcome, QuarantinedApp, OutcomeKind, ReconcilerStatus } from './outcome.js';
 import type { Reconciler } from './reconciler.js';
 
@@ -149,6 +151,7 @@ export async function startStatusServer(
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'application/json' }).end('{"error":"method not allowed"}');
       return;
     }
+    if (serveHealth(path, req, res, view)) return;
     if (path === '/status' || path === '/health' || path === '/') {
       let body: StatusView | null;
       try {
