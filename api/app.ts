@@ -26,6 +26,7 @@ import { ZkUnavailableError, type Zk } from '../common/zk.js';
 import { ANONYMOUS, Authenticator, WriteLimiter, decodeBody, redactCallbackUrl, sameSecret, scanCallbackBody } from './edge.js';
 import type { IntakeStatus } from './intake.js';
 import { RuleChecker } from './rule-check.js';
+import { metricsRoutes } from './routes/metrics.js';
 import type { AclStatus } from './zk-acl.js';
 import { RulesCache } from './rules-cache.js';
 import { HeldChangedError, NothingHeldError, type HeldAnswer } from './shrink-guard.js';
@@ -142,6 +143,7 @@ const ROUTES: Array<{ match: (path: string) => boolean; methods: string[] }> = [
   { match: (p) => p === '/', methods: ['GET', 'HEAD'] },
   { match: (p) => p.startsWith('/ui/'), methods: ['GET', 'HEAD'] },
   { match: (p) => p === '/status', methods: ['GET', 'HEAD'] },
+  { match: (p) => p === '/metrics', methods: ['GET', 'HEAD'] },
   { match: (p) => p === '/api/state', methods: ['GET', 'HEAD'] },
   { match: (p) => p === '/api/workers', methods: ['GET', 'HEAD'] },
   { match: (p) => p === '/api/services', methods: ['GET', 'HEAD', 'POST'] },
@@ -536,6 +538,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return sendError(reply, new ApiError('BAMBOO_NOT_FOUND', `no route ${req.method} ${path.slice(0, 200)}; the API lives under /api (see docs/api.md)`));
   });
 
+  app.register(metricsRoutes, { metrics });
+
   // Every request learns who sent it; only the routes that need a credential act on a bad one.
   app.decorateRequest('credential', ANONYMOUS);
   app.addHook('onRequest', async (req) => {
@@ -599,7 +603,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   async function afterWrite(appId: string, version: number | null, action: string, credential: string): Promise<void> {
     rulesCache.invalidate();
-    metrics.ruleChanged();
+    metrics.ruleChanged(credential, action);
     log.info({ appId, version, action, credential }, 'rule changed');
     await publisher.publish('rules', { appId });
     metrics.published('rules');
