@@ -103,6 +103,7 @@ export class PromMetrics {
   private readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   private readonly httpSeconds: Histogram<'method' | 'route'>;
   private readonly snapshot: Gauge;
+  private readonly defaults: boolean;
 
   /**
    * `role` (`api` | `worker`) is a constant label of `bamboo_info`, so dashboards can tell the
@@ -111,7 +112,7 @@ export class PromMetrics {
    */
   constructor(role: string, opts: { defaults?: boolean } = {}) {
     const r = [this.registry];
-    if (opts.defaults !== false) collectDefaultMetrics({ register: this.registry });
+    this.defaults = opts.defaults !== false;
     new Gauge({ name: 'bamboo_info', help: 'Always 1; `role` says which Bamboo process this is (api or worker).', labelNames: ['role'], registers: r }).set({ role }, 1);
     this.reconciles = new Counter({ name: 'bamboo_reconcile_total', help: 'Reconciles finished, by outcome and reason class.', labelNames: ['outcome', 'reason'], registers: r });
     this.reconcileSeconds = new Histogram({ name: 'bamboo_reconcile_duration_seconds', help: 'Duration of one reconcile, trigger to outcome, by outcome.', labelNames: ['outcome'], buckets: DURATION_BUCKETS, registers: r });
@@ -226,11 +227,26 @@ export class PromMetrics {
     else if (name === 'zookeeper.acl.unsecured') this.aclUnsecured.set(value);
   }
   async exposition(): Promise<{ contentType: string; text: string }> {
-    return { contentType: this.registry.contentType, text: await this.registry.metrics() };
+    const own = await this.registry.metrics();
+    return { contentType: this.registry.contentType, text: this.defaults ? own + (await processRegistry().metrics()) : own };
   }
   async close(): Promise<void> {
     this.registry.clear();
   }
+}
+
+let shared: Registry | null = null;
+
+/**
+ * prom-client's default metrics describe the process, not one api or worker inside it: collected
+ * once per process (their collectors cannot be stopped) into a registry every exposition appends.
+ */
+function processRegistry(): Registry {
+  if (!shared) {
+    shared = new Registry();
+    collectDefaultMetrics({ register: shared });
+  }
+  return shared;
 }
 
 const HTTP_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);

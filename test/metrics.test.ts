@@ -240,6 +240,11 @@ describe('Prometheus metrics (api, worker, HAProxy exporter)', function () {
     expect([...used].some((n) => n.startsWith('haproxy_backend_'))).to.equal(true);
   });
 
+  it('reads metric names out of PromQL: not functions, label names, label values or keywords', () => {
+    const got = promqlMetricNames('histogram_quantile(0.9, sum by (le, stage) (rate(a_seconds_bucket{stage=~"x|y_total"}[5m]))) - on (instance) group_left b_info{role="api"} / ignoring(x) c_total offset 1h');
+    expect(got.sort()).to.deep.equal(['a_seconds_bucket', 'b_info', 'c_total']);
+  });
+
   it('PromMetrics bounds every label: unknown event types, odd reasons and methods become `other`', () => {
     const m = new PromMetrics('test', { defaults: false });
     for (let i = 0; i < 500; i++) {
