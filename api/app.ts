@@ -19,6 +19,7 @@ import { createGuards } from './guards.js';
 import { poisonedKey } from './records.js';
 import { clientErrorHandler, sendError, toApiError } from './http-errors.js';
 import { RuleChecker } from './rule-check.js';
+import { metricsRoutes } from './routes/metrics.js';
 import type { AclStatus } from './zk-acl.js';
 import { healthRoutes } from './routes/health.js';
 import { RulesCache } from './rules-cache.js';
@@ -171,6 +172,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     }
     return sendError(reply, new ApiError('BAMBOO_NOT_FOUND', `no route ${req.method} ${path.slice(0, 200)}; the API lives under /api (see docs/api.md)`), metrics);
   });
+
+  app.register(metricsRoutes, { metrics });
 
   // Every request learns who sent it; only the routes that need a credential act on a bad one.
   app.decorateRequest('credential', ANONYMOUS);
