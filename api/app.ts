@@ -19,7 +19,9 @@ import { createGuards } from './guards.js';
 import { poisonedKey } from './records.js';
 import { clientErrorHandler, sendError, toApiError } from './http-errors.js';
 import { RuleChecker } from './rule-check.js';
+import { metricsRoutes } from './routes/metrics.js';
 import type { AclStatus } from './zk-acl.js';
+import { healthRoutes } from './routes/health.js';
 import { RulesCache } from './rules-cache.js';
 import { marathonRoutes, type MarathonDeps } from './routes/marathon.js';
 import { servicesRoutes } from './routes/services.js';
@@ -153,7 +155,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.setErrorHandler((error, req, reply) => {
     const api = toApiError(error, req.method);
     // Only the unexpected is an error; a 503 while ZooKeeper is away is the designed degradation.
-    if (api.code === 'BAMBOO_INTERNAL') log.error({ err: (error as Error).message, method: req.method, url: req.url, code: api.code }, 'request failed');
+    if (api.code === 'BAMBOO_INTERNAL') log.error({ err: error, method: req.method, url: req.url, code: api.code }, 'request failed');
     else log.debug({ method: req.method, url: req.url, code: api.code }, 'request rejected');
     return sendError(reply, api, metrics);
   });
@@ -171,6 +173,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return sendError(reply, new ApiError('BAMBOO_NOT_FOUND', `no route ${req.method} ${path.slice(0, 200)}; the API lives under /api (see docs/api.md)`), metrics);
   });
 
+  app.register(metricsRoutes, { metrics });
+
   // Every request learns who sent it; only the routes that need a credential act on a bad one.
   app.decorateRequest('credential', ANONYMOUS);
   app.addHook('onRequest', async (req) => {
@@ -181,6 +185,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const routes = new RouteTable();
   app.addHook('onRoute', (r) => routes.add(r.url, r.method));
   app.register(uiRoutes);
+  app.register(healthRoutes, { zk });
   app.register(statusRoutes, { bamboo: cfg.Bamboo, zk, intake, snapshots, publisher, ruleCheck, auth, limiter, registration: deps.registration, acls: deps.acls });
   app.register(servicesRoutes, { rules, rulesCache, ruleCheck, publisher, metrics, guards, log });
   app.register(stateRoutes, { snapshots, rulesCache, auth, guards, log, now: deps.now ?? Date.now });

@@ -221,7 +221,7 @@ export class MarathonIntake {
       debounceAfter: 'end',
       clock: this.clock,
       run: async (_reasons, take) => void (await this.fetchOnce(take)),
-      onError: (err) => deps.log.error({ err: err.stack }, 'marathon fetch failed unexpectedly'),
+      onError: (err) => deps.log.error({ err }, 'marathon fetch failed unexpectedly'),
     });
     this.retryMaxMs = o.retryMaxMs ?? 30000;
     this.heldCheckMs = this.emptyConfirmMs;
@@ -375,7 +375,7 @@ export class MarathonIntake {
       this.failures++;
       this.record({ ok: false, outcome: 'failed', ms, endpoint: e.endpoint ?? null, apps: null, error: e.message, reason });
       metrics.marathonFetch(ms, false, reason);
-      log.warn({ reason, err: e.message }, 'marathon fetch failed on every endpoint; keeping the previous snapshot');
+      log.warn({ reason, err: e }, 'marathon fetch failed on every endpoint; keeping the previous snapshot');
       this.scheduleRetry();
       return 'failed';
     }
@@ -418,7 +418,7 @@ export class MarathonIntake {
       }
       this.failures++;
       this.record({ ok: false, outcome: 'store_failed', ms, endpoint, apps: apps.length, error: `cannot store the snapshot: ${(err as Error).message}`, reason: 'zookeeper' });
-      log.warn({ err: (err as Error).message }, 'snapshot write failed');
+      log.warn({ err }, 'snapshot write failed');
       this.scheduleRetry();
       return 'store_failed';
     }
@@ -447,7 +447,7 @@ export class MarathonIntake {
       await control.pruneChunks(result.hash);
     } catch (err) {
       // Harmless: the next stored snapshot prunes again.
-      log.warn({ err: (err as Error).message }, 'removing old snapshot chunks failed');
+      log.warn({ err }, 'removing old snapshot chunks failed');
     }
     return 'changed';
   }
@@ -528,7 +528,7 @@ export class MarathonIntake {
           Object.assign(s, { state, error: state === 'unsupported' ? 'no /v2/eventSubscriptions (Marathon 1.5+): use Marathon.UseEventStream' : null, checkedAt: Date.now() });
         } catch (err) {
           Object.assign(s, { state: 'error', error: (err as Error).message, checkedAt: Date.now() });
-          log.warn({ endpoint: where, err: (err as Error).message }, 'marathon event subscription check failed');
+          log.warn({ endpoint: where, err }, 'marathon event subscription check failed');
         }
       }),
     );
@@ -540,7 +540,7 @@ export class MarathonIntake {
     try {
       others = this.deps.otherCopies ? await this.deps.otherCopies() : 0;
     } catch (err) {
-      log.warn({ err: (err as Error).message }, 'cannot tell whether other api copies run; keeping the marathon subscription');
+      log.warn({ err }, 'cannot tell whether other api copies run; keeping the marathon subscription');
       return;
     }
     if (others > 0) {
@@ -554,7 +554,7 @@ export class MarathonIntake {
           await client.unsubscribe(endpoint, this.callbackUrl);
           log.info({ endpoint: redactUrl(endpoint) }, 'marathon event subscription removed');
         } catch (err) {
-          log.warn({ endpoint: redactUrl(endpoint), err: (err as Error).message }, 'marathon event subscription removal failed');
+          log.warn({ endpoint: redactUrl(endpoint), err }, 'marathon event subscription removal failed');
         }
       }),
     );

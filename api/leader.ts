@@ -40,7 +40,7 @@ export class LeaderElection extends EventEmitter {
     () => this.checkOnce(),
     // Retried on the next connect or watch; while unsure, a leader stays leader only as long as the
     // disconnect rules above allow.
-    (err) => this.log.warn({ err: err.message }, 'leader election check failed'),
+    (err) => this.log.warn({ err }, 'leader election check failed'),
     () => this.closed,
   );
   private closed = true;

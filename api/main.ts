@@ -16,6 +16,7 @@ import { createMetrics, type Metrics } from '../common/metrics.js';
 import { RuleStore } from '../common/rules.js';
 import { ControlStore, type PublisherRecord } from '../common/snapshot.js';
 import { Zk } from '../common/zk.js';
+import { observeZk } from '../common/zk-metrics.js';
 import { buildApp } from './app.js';
 import { checkExposure, isLoopbackHost } from './edge.js';
 import { MarathonIntake, type IntakeOptions } from './intake.js';
@@ -83,7 +84,7 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
     log.warn({ bind: opts.bind }, 'anonymous rule writes are allowed (Bamboo.AllowAnonymousWrites): anyone who reaches this api can change routing');
   }
   const ownMetrics = !opts.metrics;
-  const metrics = opts.metrics ?? createMetrics(cfg, log);
+  const metrics = opts.metrics ?? createMetrics(cfg, log, 'api');
 
   const zk = new Zk({
     connectionString: cfg.Bamboo.Zookeeper.Host,
@@ -91,6 +92,7 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
     digest: cfg.Bamboo.Zookeeper.Digest || undefined,
     log: log.child({ component: 'zookeeper' }),
   });
+  const unobserveZk = observeZk(zk, metrics);
   const connected = await zk.start(opts.zkWaitMs ?? 3000);
   if (!connected) log.warn({ zk: cfg.Bamboo.Zookeeper.Host }, 'zookeeper not reachable yet; serving 503 on /status until it is');
 
@@ -101,7 +103,7 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
   const ensureBase = () =>
     void rules
       .ensureBase()
-      .catch((err: Error) => log.warn({ err: err.message }, 'cannot create the rules path'))
+      .catch((err: Error) => log.warn({ err }, 'cannot create the rules path'))
       .then(() => (acls.done ? undefined : acls.run()));
   zk.on('connected', ensureBase);
   if (zk.connected) ensureBase();
@@ -119,6 +121,7 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
   const snapshots = new SnapshotCache(zk, control, log.child({ component: 'snapshot' }));
   snapshots.on('changed', (s: { version: number }) => {
     if (s.version > publisher.snapshotVersion) publisher.snapshotVersion = s.version;
+    metrics.snapshotVersion(publisher.snapshotVersion);
   });
   snapshots.start();
   const rulesCache = new RulesCache(zk, rules, log);
@@ -194,13 +197,14 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      await app.close().catch((err: Error) => log.warn({ err: err.message }, 'http close failed'));
-      await intake.close().catch((err: Error) => log.warn({ err: err.message }, 'intake close failed'));
+      await app.close().catch((err: Error) => log.warn({ err }, 'http close failed'));
+      await intake.close().catch((err: Error) => log.warn({ err }, 'intake close failed'));
       snapshots.close();
       await zk.dropEphemeral(regPath).catch(() => undefined);
       await publisher.close().catch(() => undefined);
       zk.off('connected', ensureBase);
       await zk.close();
+      unobserveZk();
       if (ownMetrics) await metrics.close().catch(() => undefined);
       log.info({ id }, 'api stopped');
     })();

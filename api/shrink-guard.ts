@@ -371,7 +371,7 @@ export class ShrinkGuard {
       await this.writeSettled(stored, decision.resetPeak);
     } catch (err) {
       this.unsettled = { stored, resetPeak: decision.resetPeak };
-      this.opts.log.warn({ err: (err as Error).message }, 'cannot update the shrink guard record; retrying on the next fetch');
+      this.opts.log.warn({ err }, 'cannot update the shrink guard record; retrying on the next fetch');
     }
   }
 

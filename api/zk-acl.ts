@@ -125,7 +125,7 @@ export class AclGuard {
       } else this.log.info({ checked: tally.checked }, 'zookeeper acls checked');
     } catch (err) {
       this.current = { ...this.current, state: 'failed', error: (err as Error).message, at: Date.now() };
-      this.log.warn({ err: (err as Error).message }, 'could not check zookeeper acls; trying again on the next reconnect');
+      this.log.warn({ err }, 'could not check zookeeper acls; trying again on the next reconnect');
     }
     return this.status();
   }

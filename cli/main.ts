@@ -34,6 +34,7 @@ interface CommonOpts {
   bind?: string;
   log?: string;
   logLevel?: string;
+  logFormat?: string;
 }
 
 function fail(message: string, code = 2): never {
@@ -47,13 +48,13 @@ function setup(opts: CommonOpts, role: string): { cfg: Readonly<Config>; log: Lo
   try {
     cfg = loadConfig({
       file: opts.config ?? process.env.CONFIG_PATH ?? undefined,
-      overrides: { 'Log.Level': opts.logLevel },
+      overrides: { 'Log.Level': opts.logLevel, 'Log.Format': opts.logFormat },
     });
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
   }
-  const log = createLogger({ level: cfg.Log.Level, file: opts.log, secrets: secretValues(cfg), role });
+  const log = createLogger({ level: cfg.Log.Level, format: cfg.Log.Format, file: opts.log, secrets: secretValues(cfg), role });
   return { cfg, log };
 }
 
@@ -69,7 +70,7 @@ function onShutdown(log: Logger, close: () => Promise<void>): void {
     close()
       .then(() => process.exit(0))
       .catch((err: Error) => {
-        log.error({ err: err.message }, 'shutdown failed');
+        log.error({ err }, 'shutdown failed');
         process.exit(1);
       });
   };
@@ -81,7 +82,8 @@ function commonOptions(cmd: Command, bindDefault?: string): Command {
   cmd
     .option('--config <file>', 'Bamboo JSON config file (env CONFIG_PATH; env vars override it)')
     .option('--log <file>', 'append logs to this file instead of stderr')
-    .addOption(new Option('--log-level <level>', 'log level (overrides Log.Level)').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']));
+    .addOption(new Option('--log-level <level>', 'log level (overrides Log.Level)').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']))
+    .addOption(new Option('--log-format <format>', 'log lines: pretty (for a terminal), json, or auto: pretty on a terminal, else JSON (overrides Log.Format)').choices(['auto', 'pretty', 'json']));
   if (bindDefault !== undefined) cmd.option('--bind <address>', 'HTTP listen address, host:port or :port (env BIND)', process.env.BIND || bindDefault);
   return cmd;
 }

@@ -120,7 +120,7 @@ const zap = {
           await sock.send([version, requestId, ok ? '200' : '400', ok ? 'OK' : 'client key not allowed', '', '']);
         }
       } catch (err) {
-        if (this.sock === sock) log.warn({ err: (err as Error).message }, 'zap handler stopped');
+        if (this.sock === sock) log.warn({ err }, 'zap handler stopped');
       }
     })();
   },
@@ -207,7 +207,7 @@ export class HintPublisher {
       .then(() => {
         if (kind !== 'heartbeat') this.published++;
       })
-      .catch((err: Error) => this.log.warn({ err: err.message, kind }, 'publish failed'));
+      .catch((err: Error) => this.log.warn({ err, kind }, 'publish failed'));
     return this.sending;
   }
 
@@ -310,7 +310,7 @@ export class HintSubscriber {
           this.endpoints.set(a, key);
           this.log.info({ address: a, curve: Boolean(key) }, 'publisher connected');
         } catch (err) {
-          this.log.warn({ address: a, err: (err as Error).message }, 'cannot connect to publisher');
+          this.log.warn({ address: a, err }, 'cannot connect to publisher');
         }
       }
     }
@@ -327,7 +327,7 @@ export class HintSubscriber {
         frames = await sock.receive();
       } catch (err) {
         if (!this.running) return;
-        this.log.warn({ err: (err as Error).message }, 'receive failed');
+        this.log.warn({ err }, 'receive failed');
         continue;
       }
       const hint = decodeHint(frames);
@@ -341,7 +341,7 @@ export class HintSubscriber {
       try {
         this.onHint({ hint, gap });
       } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'hint handler failed');
+        this.log.error({ err }, 'hint handler failed');
       }
     }
   }

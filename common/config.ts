@@ -162,6 +162,8 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'Stats page user; the page is only rendered when user and password are both set.' },
   { key: 'HAProxy.StatsPassword', type: 'string', default: '', env: 'HAPROXY_STATS_PASSWORD', secret: true, used: 'worker',
     doc: 'Stats page password. Secret: never logged (it is written into haproxy.cfg, which should be mode 0640).' },
+  { key: 'HAProxy.PrometheusExporter', type: 'boolean', default: true, env: 'HAPROXY_PROMETHEUS_EXPORTER', used: 'worker',
+    doc: 'Serve HAProxy\'s built-in Prometheus exporter at `/metrics` on the stats listener of the default template (per-frontend, backend and server traffic as `haproxy_*`; same user and password as the stats page). Only when the stats page is rendered (StatsBind, StatsUser, StatsPassword set); needs an HAProxy built with the exporter (`haproxy -vv` lists `prometheus-exporter`; Debian\'s and the official images do). See docs/metrics.md.' },
   { key: 'HAProxy.AdminSocket', type: 'string', default: '', env: 'HAPROXY_ADMIN_SOCKET', used: 'worker',
     doc: 'Path of HAProxy\'s admin socket (stats socket with expose-fd listeners). Empty: <RuntimeDir>/haproxy.sock.' },
   { key: 'HAProxy.BindOptions', type: 'string', default: '', env: 'HAPROXY_BIND_OPTIONS', used: 'worker',
@@ -206,6 +208,8 @@ export const SCHEMA: readonly FieldSpec[] = [
   // --- Logging ---------------------------------------------------------------------------------
   { key: 'Log.Level', type: 'enum', default: 'info', env: 'BAMBOO_LOG_LEVEL', values: ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'], used: 'both',
     doc: 'Least severe level logged.' },
+  { key: 'Log.Format', type: 'enum', default: 'auto', env: 'BAMBOO_LOG_FORMAT', values: ['auto', 'pretty', 'json'], used: 'both',
+    doc: 'Log line format: `json` (one JSON object a line, for log shippers), `pretty` (human-readable lines for a terminal), or `auto`: pretty when stderr is a terminal, JSON otherwise and always with `--log FILE`. Secrets are stripped in both. Flag: `--log-format`.' },
 ] as const;
 
 /** The frozen configuration: the same nesting as the JSON file. */
@@ -237,13 +241,14 @@ export interface Config {
     PassEnv: string; RuntimeDir: string; HttpBind: string; StatsBind: string;
     StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string; TcpPortRange: string;
     RuntimeApi: boolean; ServerSlotHeadroom: number; DrainTimeoutMs: number; ServerStateFile: string;
+    PrometheusExporter: boolean;
   };
   Worker: {
     Name: string; DebounceMs: number; MinUpdateIntervalMs: number; MinReloadIntervalMs: number; ResyncIntervalMs: number;
     MaxReloadsPerMinute: number; MaxOldGenerations: number; OldGenerationsWaitMs: number;
   };
   StatsD: { Enabled: boolean; Host: string; Prefix: string };
-  Log: { Level: string };
+  Log: { Level: string; Format: 'auto' | 'pretty' | 'json' };
 }
 
 export class ConfigError extends Error {
@@ -589,7 +594,7 @@ export function redactUrl(url: string): string {
 /** The HAProxy settings the template sees as `HAProxy` (admin socket path resolved). */
 export function haproxySettings(cfg: Config): {
   HttpBind: string; StatsBind: string; StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string;
-  ServerStateFile: string;
+  ServerStateFile: string; PrometheusExporter: string;
 } {
   return {
     HttpBind: cfg.HAProxy.HttpBind,
@@ -599,6 +604,7 @@ export function haproxySettings(cfg: Config): {
     AdminSocket: cfg.HAProxy.AdminSocket || join(runtimeDir(cfg), 'haproxy.sock'),
     BindOptions: cfg.HAProxy.BindOptions,
     ServerStateFile: cfg.HAProxy.ServerStateFile || join(dirname(cfg.HAProxy.OutputPath), 'haproxy.state'),
+    PrometheusExporter: cfg.HAProxy.PrometheusExporter ? 'true' : 'false',
   };
 }
 

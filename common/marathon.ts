@@ -261,7 +261,7 @@ export class MarathonClient {
         return { apps, endpoint: where, ms: performance.now() - t0, ...(cut ? { texts: cut.texts } : {}) };
       } catch (err) {
         last = err instanceof MarathonError ? err : new MarathonError('unreachable', (err as Error).message, where);
-        this.opts.log.warn({ endpoint: where, reason: last.reason, err: last.message }, 'marathon fetch failed');
+        this.opts.log.warn({ endpoint: where, reason: last.reason, err: last }, 'marathon fetch failed');
       }
     }
     throw last!;
@@ -473,7 +473,7 @@ export class MarathonEventStream {
         const e = err as MarathonError;
         if (!this.running) break;
         this.state.lastError = e.message;
-        this.opts.log.warn({ endpoint: redactUrl(endpoint), reason: e.reason ?? 'error', err: e.message }, 'marathon event stream failed');
+        this.opts.log.warn({ endpoint: redactUrl(endpoint), reason: e.reason ?? 'error', err: e }, 'marathon event stream failed');
         this.opts.onFailure?.(e.reason ?? 'error');
       } finally {
         if (this.state.connected) this.opts.onDisconnected?.(redactUrl(endpoint), this.state.lastError ?? 'stopped');
@@ -514,7 +514,7 @@ export class MarathonEventStream {
         try {
           this.opts.onEvent(event);
         } catch (err) {
-          this.opts.log.error({ err: (err as Error).message }, 'event handler failed');
+          this.opts.log.error({ err }, 'event handler failed');
         }
       },
     });

@@ -241,4 +241,9 @@ export interface HAProxySettings {
    * Optional for callers that predate it (treated as empty).
    */
   ServerStateFile?: string;
+  /**
+   * `true`: the default template serves HAProxy's Prometheus exporter on the stats listener at
+   * `/metrics` (HAProxy.PrometheusExporter). Optional for callers that predate it (treated as off).
+   */
+  PrometheusExporter?: string;
 }

@@ -466,7 +466,7 @@ export class Zk extends EventEmitter {
         await this.ensureEphemeral(path, data);
       } catch (err) {
         failed = true;
-        this.opts.log.warn({ path, attempt, err: (err as Error).message }, 'could not recreate ephemeral node, retrying');
+        this.opts.log.warn({ path, attempt, err }, 'could not recreate ephemeral node, retrying');
       }
     }
     if (failed && !this.closing) {

@@ -164,6 +164,7 @@ export function settings(overrides: Partial<HAProxySettings> = {}): HAProxySetti
     StatsPassword: 'change-me',
     AdminSocket: '/run/haproxy/admin.sock',
     BindOptions: 'noreuseport',
+    PrometheusExporter: 'true',
     ...overrides,
   };
 }

@@ -66,7 +66,7 @@ export class Applier {
 
   constructor(private readonly o: ApplierOptions) {
     if (o.runtime?.enabled) {
-      this.drainer = new Drainer(o.runtime.api, o.runtime.drainTimeoutMs, (err) => o.log.warn({ err: err.message }, 'could not finish draining a server'));
+      this.drainer = new Drainer(o.runtime.api, o.runtime.drainTimeoutMs, (err) => o.log.warn({ err }, 'could not finish draining a server'));
     }
   }
 
@@ -91,7 +91,7 @@ export class Applier {
     await this.o.files.keepLastFailed(text, `reload failed: ${reload.reason}\n${reload.output}`);
     if (!previous) return;
     await this.o.files.writeAtomic(this.o.files.outputPath, previous.text).catch((err: Error) =>
-      this.o.log.error({ err: err.message }, 'could not restore the last good config'),
+      this.o.log.error({ err }, 'could not restore the last good config'),
     );
   }
 
@@ -171,10 +171,10 @@ export class Applier {
           return line !== undefined && line === after.get(key);
         });
       } catch (err) {
-        this.o.log.info({ err: (err as Error).message }, 'could not save server state before the reload; servers start from the config');
+        this.o.log.info({ err }, 'could not save server state before the reload; servers start from the config');
       }
     }
-    await this.o.files.writeAtomic(path, content).catch((err: Error) => this.o.log.warn({ err: err.message, path }, 'could not write the server state file'));
+    await this.o.files.writeAtomic(path, content).catch((err: Error) => this.o.log.warn({ err, path }, 'could not write the server state file'));
   }
 
   /** After a runtime change: the server-state-file must not restore these servers' old state. */

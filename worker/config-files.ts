@@ -83,13 +83,13 @@ export class ConfigFiles {
       .map((l) => `# ${l}`)
       .join('\n');
     await this.writeAtomic(this.lastFailedPath, `${header}\n${text}`).catch((err: Error) =>
-      this.log.warn({ err: err.message }, 'could not write the last failed config'),
+      this.log.warn({ err }, 'could not write the last failed config'),
     );
   }
 
   /** Keeps the config now in force as `.last-good`; a failure is only logged. */
   async keepLastGood(text: string): Promise<void> {
-    await this.writeAtomic(this.lastGoodPath, text).catch((err: Error) => this.log.warn({ err: err.message }, 'could not write the last good config'));
+    await this.writeAtomic(this.lastGoodPath, text).catch((err: Error) => this.log.warn({ err }, 'could not write the last good config'));
   }
 
   /** Removes a candidate that will not be installed; never throws. */

@@ -17,12 +17,14 @@ import { EMPTY_SERVER_STATE, RuntimeApi } from '../common/haproxy-runtime.js';
 import { haproxyEnv, hasLimits, onPath, passEnvNames, type ValidationLimits } from '../common/haproxy-sandbox.js';
 import type { Logger } from '../common/log.js';
 import { createMetrics, type Metrics } from '../common/metrics.js';
+import { observeZk } from '../common/zk-metrics.js';
 import { createRenderer } from '../common/render.js';
 import { RuleStore } from '../common/rules.js';
 import { ControlStore } from '../common/snapshot.js';
 import { HintSubscriber, type HintEvent } from '../common/bus.js';
 import { Zk } from '../common/zk.js';
 import { ZkDesiredState } from './desired.js';
+import { observeReconciler } from './metrics-hooks.js';
 import { PublisherDiscovery } from './publishers.js';
 import { removeStaleTemps } from './config-files.js';
 import { Reconciler } from './reconciler.js';
@@ -71,7 +73,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   const outputPath = cfg.HAProxy.OutputPath;
   const timeoutMs = cfg.HAProxy.CommandTimeoutMs;
   const ownMetrics = !opts.metrics;
-  const metrics = opts.metrics ?? createMetrics(cfg, log);
+  const metrics = opts.metrics ?? createMetrics(cfg, log, 'worker');
 
   // The template is read once; a broken template is a start-up error, not a runtime surprise.
   const templateText = readFileSync(cfg.HAProxy.TemplatePath, 'utf8');
@@ -99,7 +101,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   let port = 0;
   if (opts.bind) {
     const timeouts = { headersMs: cfg.Bamboo.HttpHeadersTimeoutMs, requestMs: cfg.Bamboo.HttpRequestTimeoutMs };
-    const s = await startStatusServer(opts.bind, () => (view ? view() : null), timeouts).catch(async (err: Error) => {
+    const s = await startStatusServer(opts.bind, () => (view ? view() : null), timeouts, () => metrics.exposition()).catch(async (err: Error) => {
       if (ownMetrics) await metrics.close();
       throw err;
     });
@@ -117,7 +119,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
       mkdirSync(dirname(settings.ServerStateFile), { recursive: true });
       writeFileSync(settings.ServerStateFile, EMPTY_SERVER_STATE, { mode: 0o640 });
     } catch (err) {
-      log.warn({ err: (err as Error).message, path: settings.ServerStateFile }, 'cannot create the server state file');
+      log.warn({ err, path: settings.ServerStateFile }, 'cannot create the server state file');
     }
   }
 
@@ -150,6 +152,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     digest: cfg.Bamboo.Zookeeper.Digest || undefined,
     log,
   });
+  const unobserveZk = observeZk(zk, metrics);
   const connected = await zk.start(Math.min(5000, cfg.Bamboo.Zookeeper.SessionTimeoutMs));
   if (!connected) log.warn({ zk: cfg.Bamboo.Zookeeper.Host }, 'zookeeper not reachable yet; serving the config in force');
   const control = new ControlStore(zk, cfg.Bamboo.Zookeeper.ControlPath);
@@ -190,10 +193,12 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     retryInitialMs: opts.retryInitialMs,
     retryMaxMs: opts.retryMaxMs,
   });
+  const unobserveReconciler = observeReconciler(reconciler, metrics);
 
   // Subscribe first, then read: a change published between the two cannot be missed.
   const onHint = (e: HintEvent) => {
     const h = e.hint;
+    metrics.hintReceived(h.kind, e.gap);
     // Before the trigger, so the reconcile it starts can confirm it against ZooKeeper and apply it.
     if (h.kind === 'marathon' && h.delta && typeof h.delta === 'object') source.offerDelta(h.delta);
     reconciler.noteHintedSnapshot(h.snapshotVersion);
@@ -223,7 +228,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   const statusPath = control.paths.worker(name);
   await zk.ephemeral(statusPath, () => Buffer.from(JSON.stringify(statusRecord(deps))));
   reconciler.on('outcome', () => {
-    zk.updateEphemeral(statusPath).catch((err: Error) => log.debug({ err: err.message }, 'could not update the status record'));
+    zk.updateEphemeral(statusPath).catch((err: Error) => log.debug({ err }, 'could not update the status record'));
   });
 
   const onConnected = () => reconciler.trigger('reconnect');
@@ -251,6 +256,8 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
       }
       await zk.dropEphemeral(statusPath).catch(() => undefined);
       await zk.close();
+      unobserveZk();
+      unobserveReconciler();
       await haproxy.close({ keep: closeOpts.keepHaproxy ?? opts.keepHaproxy ?? false });
       if (ownMetrics) await metrics.close();
       log.info('worker stopped');

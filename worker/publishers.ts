@@ -35,7 +35,7 @@ export class PublisherDiscovery {
   /** One read at a time, one more if asked meanwhile. */
   private readonly reads = new CoalescedRunner(
     () => this.read(),
-    (err) => this.log.debug({ err: err.message }, 'could not read publishers'),
+    (err) => this.log.debug({ err }, 'could not read publishers'),
     () => this.closed,
   );
   private retryTimer: NodeJS.Timeout | null = null;
@@ -119,7 +119,7 @@ export class PublisherDiscovery {
       if (added.length || removed.length) this.log.info({ added, removed, publishers: now.size }, 'publishers changed');
       if (added.length) this.onNew(added);
     } catch (err) {
-      this.log.debug({ err: (err as Error).message }, 'could not read publishers');
+      this.log.debug({ err }, 'could not read publishers');
       // While disconnected the 'connected' event brings us back; otherwise try again shortly.
       if (this.zk.connected && !this.retryTimer && !this.closed) {
         this.retryTimer = setTimeout(() => {

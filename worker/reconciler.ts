@@ -100,7 +100,7 @@ export class Reconciler extends EventEmitter {
       clock,
       run: (triggers, take) => this.runOnce(triggers, take),
       // runOnce turns a failing stage into an outcome; this is what is left (an outcome listener that threw).
-      onError: (err) => log.error({ err: err.stack }, 'reconcile loop failed unexpectedly'),
+      onError: (err) => log.error({ err }, 'reconcile loop failed unexpectedly'),
     });
     if (opts.initial) {
       this.runningModel = {
@@ -206,7 +206,7 @@ export class Reconciler extends EventEmitter {
         });
       } else {
         // A bug in a stage must not stop the loop: count it as a noop that changed nothing.
-        this.o.log.error({ err: (err as Error).stack }, 'reconcile failed unexpectedly');
+        this.o.log.error({ err }, 'reconcile failed unexpectedly');
         outcome = this.outcome('noop', `internal error: ${(err as Error).message}`, triggers, startedAt, stages, {
           candidateHash: null,
           snapshotVersion: -1,
@@ -351,7 +351,7 @@ export class Reconciler extends EventEmitter {
       const applied = await this.applyByRuntime(plan, [...triggers, 'reload-held'], startedAt, stages);
       if (applied.outcome) this.record(applied.outcome);
     } catch (err) {
-      this.o.log.warn({ err: (err as Error).message }, 'runtime change while a reload waits failed; the reload will carry it');
+      this.o.log.warn({ err }, 'runtime change while a reload waits failed; the reload will carry it');
     }
   }
 

@@ -4,13 +4,15 @@
  *
  * `/status` answers 200 while this host serves a config this worker knows (managed mode: HAProxy
  * running) and its last reconcile could write its files, 503 otherwise; `degraded` lists what is wrong without making it unhealthy (ZooKeeper
- * away, no api publisher, last reconcile not applied).
+ * away, no api publisher, last reconcile not applied). Liveness (`/healthz`) and readiness (`/readyz`)
+ * for schedulers are on the same port (worker/health.ts).
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import type { HAProxyProcess, HAProxyState } from '../common/haproxy.js';
 import type { WorkerStatus } from '../common/snapshot.js';
 import type { Zk } from '../common/zk.js';
+import { serveHealth } from './health.js';
 import type { ApplyOutcome, QuarantinedApp, OutcomeKind, ReconcilerStatus } from './outcome.js';
 import type { Reconciler } from './reconciler.js';
 
@@ -117,6 +119,16 @@ export function statusView(d: StatusDeps): StatusView {
   };
 }
 
+function serveMetrics(res: ServerResponse, metrics: () => Promise<{ contentType: string; text: string } | null>): void {
+  metrics().then(
+    (e) => {
+      if (!e) res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"no metrics registry"}');
+      else res.writeHead(200, { 'content-type': e.contentType, 'cache-control': 'no-store' }).end(e.text);
+    },
+    (err: Error) => res.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify({ error: err.message })),
+  );
+}
+
 /** Parses `--bind`: `:8001`, `8001`, `127.0.0.1:8001`, `[::1]:8001`. */
 export function parseBind(bind: string): { host: string | undefined; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*))?:?(\d+)$/.exec(bind.trim());
@@ -128,12 +140,14 @@ export function parseBind(bind: string): { host: string | undefined; port: numbe
 /**
  * Starts the `/status` endpoint (503 `{"starting":true}` while `view` returns null). Resolves with the
  * server and the port actually bound; rejects when the address cannot be bound. Slow clients are cut
- * after `timeouts` (headers, whole request).
+ * after `timeouts` (headers, whole request). `metrics` serves `GET /metrics` (Prometheus text;
+ * 404 without it or when it has none).
  */
 export async function startStatusServer(
   bind: string,
   view: () => StatusView | null,
   timeouts: { headersMs: number; requestMs: number } = { headersMs: 10000, requestMs: 30000 },
+  metrics?: () => Promise<{ contentType: string; text: string } | null>,
 ): Promise<{ server: Server; port: number; host: string }> {
   const { host, port } = parseBind(bind);
   // A client that sends its request slowly is cut (Bamboo.HttpHeadersTimeoutMs, HttpRequestTimeoutMs),
@@ -149,6 +163,7 @@ export async function startStatusServer(
       res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'application/json' }).end('{"error":"method not allowed"}');
       return;
     }
+    if (serveHealth(path, req, res, view)) return;
     if (path === '/status' || path === '/health' || path === '/') {
       let body: StatusView | null;
       try {
@@ -159,6 +174,10 @@ export async function startStatusServer(
       }
       res.writeHead(body?.healthy ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(JSON.stringify(body ?? { healthy: false, starting: true }));
+      return;
+    }
+    if (path === '/metrics' && metrics) {
+      serveMetrics(res, metrics);
       return;
     }
     res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');

@@ -35,7 +35,7 @@ export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): 
 
   async function afterWrite(appId: string, version: number | null, action: string, credential: string): Promise<void> {
     rulesCache.invalidate();
-    metrics.ruleChanged();
+    metrics.ruleChanged(credential, action);
     log.info({ appId, version, action, credential }, 'rule changed');
     await publisher.publish('rules', { appId });
     metrics.published('rules');

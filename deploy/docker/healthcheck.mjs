@@ -1,4 +1,6 @@
-// Container HEALTHCHECK: GET /status on this container's Bamboo process; exit 0 when it answers 2xx.
+// Container HEALTHCHECK: GET /healthz (liveness) on this container's Bamboo process; exit 0 when it
+// answers 2xx. Liveness, not /status or /readyz: a ZooKeeper outage must not mark every container
+// unhealthy (and get it restarted by an orchestrator), since a restart cannot bring ZooKeeper back.
 // The port comes from BIND (":8000", "0.0.0.0:8001", "[::]:8000", "8000"), else the role's default
 // (api 8000, worker 8001). A wildcard or empty host is probed on 127.0.0.1.
 const role = process.env.BAMBOO_ROLE || 'api';
@@ -17,7 +19,7 @@ function target(b) {
   }
   if (host === '' || host === '0.0.0.0' || host === '::' || host === '*') host = '127.0.0.1';
   if (host.includes(':')) host = `[${host}]`;
-  return `http://${host}:${port || defaultPort}/status`;
+  return `http://${host}:${port || defaultPort}/healthz`;
 }
 
 const url = target(bind);

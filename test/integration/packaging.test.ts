@@ -415,7 +415,7 @@ describe('packaging and deployment', function () {
       expect(await ok(entry, ['--help'], real)).to.match(/Usage: bamboo \[options\] \[command\]/);
     });
 
-    it('has a HEALTHCHECK that passes on a 2xx /status and fails otherwise', async () => {
+    it('has a HEALTHCHECK that passes on a 2xx /healthz (liveness) and fails otherwise', async () => {
       const check = join(prefix, 'lib', 'bamboo', 'share', 'docker', 'healthcheck.mjs');
       let status = 200;
       let paths: string[] = [];
@@ -431,7 +431,7 @@ describe('packaging and deployment', function () {
         expect((await run(process.execPath, [check], { env: env({ BIND: `127.0.0.1:${port}` }) })).code).to.equal(0);
         expect((await run(process.execPath, [check], { env: env({ BIND: `0.0.0.0:${port}`, BAMBOO_ROLE: 'worker' }) })).code).to.equal(0);
         expect((await run(process.execPath, [check], { env: env({ BIND: `:${port}` }) })).code).to.equal(0);
-        expect(paths).to.deep.equal(['/status', '/status', '/status']);
+        expect(paths).to.deep.equal(['/healthz', '/healthz', '/healthz']);
         status = 503;
         expect((await run(process.execPath, [check], { env: env({ BIND: `:${port}` }) })).code).to.equal(1);
       } finally {
@@ -440,7 +440,7 @@ describe('packaging and deployment', function () {
       expect((await run(process.execPath, [check], { env: { PATH: SYSTEM_PATH, BIND: `127.0.0.1:${port}` } })).code).to.equal(1);
     });
 
-    it('is what the Dockerfile runs, with a role argument, a non-root user and a HEALTHCHECK on /status', () => {
+    it('is what the Dockerfile runs, with a role argument, a non-root user and a HEALTHCHECK on /healthz', () => {
       const df = readFileSync(join(DEPLOY, 'docker', 'Dockerfile'), 'utf8');
       expect(df).to.match(/^ARG ROLE=api$/m);
       expect(df).to.match(/^RUN .*bash deploy\/docker\/install\.sh \/opt\/bamboo$/m);
@@ -561,10 +561,25 @@ describe('packaging and deployment', function () {
       }
     });
 
-    it('run several api copies behind one name, health-checked on /status', () => {
+    /** Marathon restarts on healthChecks and routes or continues a deployment on readinessChecks. */
+    function checksOf(app: Record<string, any>): void {
+      const hc = app.healthChecks as Array<Record<string, any>>;
+      // Liveness only: a ZooKeeper outage (503 on /status and /readyz) must not get every copy killed.
+      expect(hc.map((h) => h.path)).to.deep.equal(['/healthz']);
+      const rc = app.readinessChecks as Array<Record<string, any>>;
+      expect(rc.map((r) => r.path)).to.deep.equal(['/readyz']);
+      const byName = (app.portDefinitions as Array<{ name: string; port: number }>).find((d) => d.name === rc[0].portName);
+      expect(byName, `readinessChecks portName ${rc[0].portName}`).to.not.equal(undefined);
+      expect(byName!.port).to.equal(app.portDefinitions[hc[0].portIndex].port); // both probe the port BIND serves
+      expect(rc[0].protocol).to.be.oneOf(['HTTP', 'HTTPS']);
+      expect(rc[0].httpStatusCodesForReady).to.deep.equal([200]);
+      expect(rc[0].timeoutSeconds).to.be.below(rc[0].intervalSeconds);
+    }
+
+    it('run several api copies behind one name, restarted on /healthz and ready on /readyz', () => {
       expect(api.instances).to.be.at.least(2);
       const hc = api.healthChecks as Array<Record<string, any>>;
-      expect(hc.map((h) => h.path)).to.include('/status');
+      checksOf(api);
       const http = api.portDefinitions[hc[0].portIndex];
       expect(api.env.BIND).to.equal(`:${http.port}`); // the health-checked port is the one the api serves
       expect(api.portDefinitions.map((p: { port: number }) => p.port)).to.include(Number(/:(\d+)$/.exec(api.env.BAMBOO_ZMQ_BIND)![1]));
@@ -579,7 +594,7 @@ describe('packaging and deployment', function () {
       expect(worker.constraints).to.deep.include(['hostname', 'UNIQUE']);
       expect(worker.networks).to.deep.equal([{ mode: 'host' }]);
       const hc = worker.healthChecks as Array<Record<string, any>>;
-      expect(hc.map((h) => h.path)).to.include('/status');
+      checksOf(worker);
       expect(worker.env.BIND).to.equal(`:${worker.portDefinitions[hc[0].portIndex].port}`);
       const cfg = loadConfig({ env: worker.env });
       expect(cfg.HAProxy.ReloadCommand).to.equal(''); // managed mode: the image runs HAProxy itself

@@ -53,6 +53,22 @@ describe('default template golden files', function () {
   });
 });
 
+describe('the Prometheus exporter on the stats listener', function () {
+  this.timeout(20000);
+  it('passes haproxy -c with the exporter behind the stats credentials (a password with a space and a quote)', async () => {
+    const on = renderOnce(defaultTemplate(), data([]), settings({ StatsUser: 'ops', StatsPassword: "p@ss w'rd" })).text;
+    expect(on).to.contain('use-service prometheus-exporter');
+    const dir = mkdtempSync(join(tmpdir(), 'bamboo-promex-'));
+    try {
+      writeFileSync(join(dir, 'haproxy.cfg'), on);
+      const r = await haproxyCheck(join(dir, 'haproxy.cfg'));
+      expect(r.ok, r.output).to.equal(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('createRenderer', () => {
   describe('routing rules in the default template', () => {
     it('writes a rule that would read differently inside { } as a named ACL, and HAProxy accepts both forms', async () => {

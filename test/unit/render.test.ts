@@ -224,6 +224,22 @@ describe('createRenderer', () => {
       }
       expect(on).not.to.contain('admin:admin');
     });
+
+    it("serves HAProxy's Prometheus exporter only with PrometheusExporter \"true\" and a stats page, behind the stats credentials", () => {
+      const d = data([]);
+      const on = renderOnce(defaultTemplate(), d, settings({ StatsUser: 'ops', StatsPassword: "p@ss w'rd" })).text;
+      expect(on).to.contain('http-request use-service prometheus-exporter if { path /metrics }');
+      // `stats auth` does not cover the exporter: the same credentials are checked through a userlist first.
+      expect(on).to.contain(`user ops insecure-password 'p@ss w'\\''rd'`);
+      expect(on.indexOf('http-request auth realm stats if { path /metrics } !{ http_auth(bamboo-stats) }')).to.be.greaterThan(-1);
+      expect(on.indexOf('http_auth(bamboo-stats)')).to.be.lessThan(on.indexOf('use-service prometheus-exporter'));
+      // haproxy -c of this rendering: test/integration/render-haproxy.test.ts.
+      for (const off of [{ PrometheusExporter: 'false' }, { PrometheusExporter: undefined }, { StatsPassword: '' }]) {
+        const t = renderOnce(defaultTemplate(), d, settings(off)).text;
+        expect(t, JSON.stringify(off)).not.to.contain('prometheus-exporter');
+        expect(t, JSON.stringify(off)).not.to.contain('userlist bamboo-stats');
+      }
+    });
   });
 
   describe('isolation of bad input', () => {
