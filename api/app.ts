@@ -7,13 +7,13 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from '../common/config.js';
-import type { HintPublisher } from '../common/bus.js';
-import { ApiError } from '../common/errors.js';
+import type { HintPublisher } from '../common/adapters/zeromq/bus.js';
+import { ApiError } from '../common/core/errors.js';
 import type { Logger } from '../common/log.js';
-import type { Metrics } from '../common/metrics.js';
-import type { RuleStore } from '../common/rules.js';
-import type { ControlStore, PublisherRecord } from '../common/snapshot.js';
-import type { Zk } from '../common/zk.js';
+import type { Metrics } from '../common/adapters/statsd/metrics.js';
+import type { RuleStore } from '../common/adapters/zookeeper/rules.js';
+import type { ControlStore, PublisherRecord } from '../common/adapters/zookeeper/snapshot.js';
+import type { Zk } from '../common/adapters/zookeeper/zk.js';
 import { ANONYMOUS, Authenticator, CALLBACK_PATH, WriteLimiter, decodeBody, topLevelEventType } from './edge.js';
 import { createGuards } from './guards.js';
 import { poisonedKey } from './records.js';

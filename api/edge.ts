@@ -7,7 +7,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { ConfigError, credentials, type Config } from '../common/config.js';
-import { ApiError } from '../common/errors.js';
+import { ApiError } from '../common/core/errors.js';
 
 /** The credential name of a request that carried no (valid) token. */
 export const ANONYMOUS = 'anonymous';

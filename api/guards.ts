@@ -3,7 +3,7 @@
  * credential; unredacted values need a credential always. Route hooks built on api/edge.ts.
  */
 import type { FastifyRequest } from 'fastify';
-import { ApiError } from '../common/errors.js';
+import { ApiError } from '../common/core/errors.js';
 import { ANONYMOUS, type Authenticator, type WriteLimiter } from './edge.js';
 
 declare module 'fastify' {

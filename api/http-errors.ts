@@ -1,14 +1,14 @@
 /**
  * How the api answers what goes wrong: every error, from fastify, ZooKeeper, a route or Node's HTTP
- * parser, becomes a coded ApiError (common/errors.ts) in one JSON shape (docs/api.md).
+ * parser, becomes a coded ApiError (common/core/errors.ts) in one JSON shape (docs/api.md).
  */
 import type { Socket } from 'node:net';
 import { STATUS_CODES } from 'node:http';
 import type { FastifyError, FastifyReply } from 'fastify';
-import { ApiError } from '../common/errors.js';
+import { ApiError } from '../common/core/errors.js';
 import type { Logger } from '../common/log.js';
-import type { Metrics } from '../common/metrics.js';
-import { ZkUnavailableError } from '../common/zk.js';
+import type { Metrics } from '../common/adapters/statsd/metrics.js';
+import { ZkUnavailableError } from '../common/adapters/zookeeper/zk.js';
 
 /** One ajv error as a sentence naming the field. */
 function describeValidation(err: FastifyError): ApiError {

@@ -23,7 +23,7 @@
  * - the write is conditional on the snapshot version read before the fetch, so data fetched earlier
  *   by a slow copy never replaces newer data stored by a faster one (the loser fetches again).
  * A stored change publishes a `marathon` hint carrying the new snapshot version and, when this copy
- * stored the snapshot it replaced and few apps changed, the changed apps (common/snapshot-delta.ts), so
+ * stored the snapshot it replaced and few apps changed, the changed apps (common/core/snapshot-delta.ts), so
  * a worker holding the previous snapshot needs no ZooKeeper read.
  *
  * Sources of events: Marathon's HTTP callbacks (any copy; `callback` mode keeps this api's callback
@@ -31,14 +31,14 @@
  * leader elected in ZooKeeper). Every copy also fetches on startup and every `ResyncIntervalMs`.
  */
 import type { Config } from '../common/config.js';
-import type { HintKind } from '../common/bus.js';
+import type { HintKind } from '../common/adapters/zeromq/bus.js';
 import type { Logger } from '../common/log.js';
 import { callbackUrlFor } from './edge.js';
-import { MarathonError, MarathonEventStream, type AppsResult, type EventStreamStatus, type MarathonClient } from '../common/marathon.js';
-import type { Metrics } from '../common/metrics.js';
+import { MarathonError, MarathonEventStream, type AppsResult, type EventStreamStatus, type MarathonClient } from '../common/adapters/marathon/marathon.js';
+import type { Metrics } from '../common/adapters/statsd/metrics.js';
 import { Backoff, LatestWins, monotonicClock, type Clock, type Timer } from '../common/pacing.js';
-import { ControlStore, SnapshotConflictError, type MarathonSnapshot, type StoredContent } from '../common/snapshot.js';
-import { type DeltaBody, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/snapshot-delta.js';
+import { ControlStore, SnapshotConflictError, type MarathonSnapshot, type StoredContent } from '../common/adapters/zookeeper/snapshot.js';
+import { type DeltaBody, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/core/snapshot-delta.js';
 import { redactUrl } from '../common/config.js';
 import type { LeaderElection, LeaderStatus } from './leader.js';
 import { countAnswer, memoryGuardStore, ShrinkGuard, type Decision, type HeldAnswer } from './shrink-guard.js';
@@ -93,7 +93,7 @@ export interface IntakeOptions {
   clock?: Clock;
 }
 
-/** What the intake asks of Marathon (common/marathon.ts MarathonClient is the real one). */
+/** What the intake asks of Marathon (common/adapters/marathon/marathon.ts MarathonClient is the real one). */
 export interface AppsSource {
   endpoints: string[];
   fetchApps(previous?: ParsedApps | null): Promise<AppsResult>;
@@ -103,7 +103,7 @@ export interface AppsSource {
   openEventStream: MarathonClient['openEventStream'];
 }
 
-/** Where the intake stores what Marathon answered (common/snapshot.ts ControlStore). See its writeSnapshot. */
+/** Where the intake stores what Marathon answered (common/adapters/zookeeper/snapshot.ts ControlStore). See its writeSnapshot. */
 export interface SnapshotWriter {
   /** Whether ZooKeeper can be asked now. */
   readonly available: boolean;
@@ -126,7 +126,7 @@ export interface SnapshotReader {
   setLocal(snap: MarathonSnapshot): void;
 }
 
-/** Where hints go (common/bus.ts HintPublisher). */
+/** Where hints go (common/adapters/zeromq/bus.ts HintPublisher). */
 export interface HintSink {
   /** The snapshot version every hint announces. */
   snapshotVersion: number;

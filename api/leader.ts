@@ -15,8 +15,8 @@
 import { EventEmitter } from 'node:events';
 import { CoalescedRunner } from '../common/coalesce.js';
 import type { Logger } from '../common/log.js';
-import { childPath } from '../common/zk-paths.js';
-import { ZkNoNodeError, type Zk } from '../common/zk.js';
+import { childPath } from '../common/adapters/zookeeper/zk-paths.js';
+import { ZkNoNodeError, type Zk } from '../common/adapters/zookeeper/zk.js';
 
 export interface LeaderStatus {
   candidateId: string;

@@ -2,9 +2,9 @@
  * A service record as the API reads it from a request: the body schema, the id in the URL, If-Match,
  * and the checks every value passes before it may be stored (docs/api.md).
  */
-import { validateAcl, validateAppId, firstNonPrintable, firstInvalidUnicode, invalidUnicodeMessage, MAX_ACL_LENGTH } from '../common/acl.js';
-import { ApiError } from '../common/errors.js';
-import type { ServiceRecord } from '../common/model.js';
+import { validateAcl, validateAppId, firstNonPrintable, firstInvalidUnicode, invalidUnicodeMessage, MAX_ACL_LENGTH } from '../common/core/acl.js';
+import { ApiError } from '../common/core/errors.js';
+import type { ServiceRecord } from '../common/core/model.js';
 
 /** Longest `Config` value, same bound as an ACL: values may be pasted into haproxy.cfg by templates. */
 const MAX_CONFIG_VALUE = MAX_ACL_LENGTH;

@@ -1,6 +1,6 @@
 /**
  * Checks a rule (ACL) with HAProxy before the api acknowledges it: the rule goes into a small probe
- * config in the form the default template gives it (common/rule-probe.ts), and `haproxy -c` reads
+ * config in the form the default template gives it (common/core/rule-probe.ts), and `haproxy -c` reads
  * it, as every worker will read the full config. A rule HAProxy rejects is a 400 with HAProxy's own
  * reason, and nothing is stored.
  *
@@ -16,10 +16,10 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ApiError } from '../common/errors.js';
-import { runFile } from '../common/haproxy.js';
+import { ApiError } from '../common/core/errors.js';
+import { runFile } from '../common/adapters/haproxy/commands.js';
 import type { Logger } from '../common/log.js';
-import { probeConfig, probeRefusal, ruleReasons, ruleShapeKey } from '../common/rule-probe.js';
+import { probeConfig, probeRefusal, ruleReasons, ruleShapeKey } from '../common/core/rule-probe.js';
 
 export type RuleCheckMode = 'haproxy' | 'off';
 

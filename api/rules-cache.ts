@@ -1,14 +1,14 @@
 /**
  * The api's views of the rules: `GET /api/services` bodies built once per change of the rule mirror
- * (common/rules-mirror.ts, whose header states the freshness contract), so a request with 1,000 rules
+ * (common/adapters/zookeeper/rules-mirror.ts, whose header states the freshness contract), so a request with 1,000 rules
  * costs one ZooKeeper round trip (the parent's stat) instead of 1,000.
  */
 import type { Logger } from '../common/log.js';
-import type { ServiceRecord } from '../common/model.js';
+import type { ServiceRecord } from '../common/core/model.js';
 import { monotonicNow } from '../common/pacing.js';
-import { RuleMirror } from '../common/rules-mirror.js';
-import type { RuleStore, StoredRecord } from '../common/rules.js';
-import type { Zk } from '../common/zk.js';
+import { RuleMirror } from '../common/adapters/zookeeper/rules-mirror.js';
+import type { RuleStore, StoredRecord } from '../common/adapters/zookeeper/rules.js';
+import type { Zk } from '../common/adapters/zookeeper/zk.js';
 
 export interface RulesView {
   /** Every record by app id, sorted by id. */

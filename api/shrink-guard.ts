@@ -24,9 +24,9 @@
  * restarts. The answer itself is not stored there: the copy applying it fetches it again.
  */
 import type { Logger } from '../common/log.js';
-import type { Metrics } from '../common/metrics.js';
-import { isRunning } from '../common/template-data.js';
-import { ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError, type Zk } from '../common/zk.js';
+import type { Metrics } from '../common/adapters/statsd/metrics.js';
+import { isRunning } from '../common/core/template-data.js';
+import { ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError, type Zk } from '../common/adapters/zookeeper/zk.js';
 
 export interface Counts {
   apps: number;

@@ -7,8 +7,8 @@
 import { EventEmitter } from 'node:events';
 import { CoalescedRunner } from '../common/coalesce.js';
 import type { Logger } from '../common/log.js';
-import { SnapshotLoader, type ControlStore, type MarathonSnapshot } from '../common/snapshot.js';
-import type { Zk } from '../common/zk.js';
+import { SnapshotLoader, type ControlStore, type MarathonSnapshot } from '../common/adapters/zookeeper/snapshot.js';
+import type { Zk } from '../common/adapters/zookeeper/zk.js';
 
 export class SnapshotCache extends EventEmitter {
   private snap: MarathonSnapshot | null = null;

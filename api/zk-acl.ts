@@ -1,7 +1,7 @@
 /**
  * Secures what Bamboo keeps in ZooKeeper when a digest is configured (issue 15, F10).
  *
- * Every node this project creates carries the digest ACL (common/zk.ts). Nodes it did not create do
+ * Every node this project creates carries the digest ACL (common/adapters/zookeeper/zk.ts). Nodes it did not create do
  * not: the rules an older Bamboo (Go) wrote under `Bamboo.Zookeeper.Path` have ZooKeeper's default
  * `world:anyone` ACL with every permission, so with a digest configured anyone could still add or
  * rewrite rules. At start-up (and after each reconnect until it has succeeded once) an api copy walks
@@ -19,9 +19,9 @@
  * digest may create children of a secured parent.
  */
 import type { Logger } from '../common/log.js';
-import type { Metrics } from '../common/metrics.js';
-import { isNoAuth, ZkNoNodeError, type Zk } from '../common/zk.js';
-import { ControlPaths, childPath } from '../common/zk-paths.js';
+import type { Metrics } from '../common/adapters/statsd/metrics.js';
+import { isNoAuth, ZkNoNodeError, type Zk } from '../common/adapters/zookeeper/zk.js';
+import { ControlPaths, childPath } from '../common/adapters/zookeeper/zk-paths.js';
 
 /** Largest number of unsecured paths listed (and logged one by one); the count is always complete. */
 const LISTED = 20;

@@ -683,7 +683,7 @@ function misses(r: BenchResults): string {
       );
     }
     parts.push(
-      "The worker's read stage is small because the hint carries the apps that changed, and the api parses only the apps that changed (both common/snapshot-delta.ts). Candidates: the api's part, a full `/v2/apps` fetch per change (Marathon, here the simulator, serialises and sends every app) and a write of the whole snapshot, where a fetch of the one app an event names and a snapshot stored app by app would cost a fraction; the other api copy reads and parses every snapshot too, competing for the same cores.",
+      "The worker's read stage is small because the hint carries the apps that changed, and the api parses only the apps that changed (both common/core/snapshot-delta.ts). Candidates: the api's part, a full `/v2/apps` fetch per change (Marathon, here the simulator, serialises and sends every app) and a write of the whole snapshot, where a fetch of the one app an event names and a snapshot stored app by app would cost a fraction; the other api copy reads and parses every snapshot too, competing for the same cores.",
     );
     notes.push(parts.join(' '));
   }

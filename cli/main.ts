@@ -122,7 +122,7 @@ export function buildProgram(): Command {
     .option('--now <ms>', 'clock for health grace periods, ms since epoch (default: now)')
     .action(async (opts: CommonOpts & { apps: string; services?: string; template?: string; now?: string }) => {
       const { cfg, log } = setup({ ...opts, logLevel: opts.logLevel ?? 'warn' }, 'render');
-      const { renderFromFiles } = await import('../common/render.js');
+      const { renderFromFiles } = await import('../common/core/render.js');
       const read = (path: string, what: string) => {
         try {
           return readFileSync(path, 'utf8');
@@ -152,7 +152,7 @@ export function buildProgram(): Command {
     .description('print a new ZeroMQ CURVE keypair (ZeroMQ.CurvePublicKey / CurveSecretKey) as env-file lines, or --json')
     .option('--json', 'print a config-file fragment instead')
     .action(async (opts: { json?: boolean }) => {
-      const { newCurveKeys } = await import('../common/bus.js');
+      const { newCurveKeys } = await import('../common/adapters/zeromq/bus.js');
       const k = newCurveKeys();
       if (opts.json) {
         process.stdout.write(JSON.stringify({ ZeroMQ: { CurvePublicKey: k.publicKey, CurveSecretKey: k.secretKey } }, null, 2) + '\n');

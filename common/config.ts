@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parsePortRange } from './port-policy.js';
+import { parsePortRange } from './core/port-policy.js';
 
 export type FieldType = 'string' | 'boolean' | 'integer' | 'enum' | 'secrets';
 

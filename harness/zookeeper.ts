@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Zk } from '../common/zk.js';
+import type { Zk } from '../common/adapters/zookeeper/zk.js';
 import { freePorts } from './ports.js';
 import { startProcess, waitFor, type Started } from './process.js';
 import { tempDir } from './tmp.js';

@@ -16,7 +16,7 @@ import type {
   MarathonPortMapping,
   MarathonTask,
   ServiceRecord,
-} from '../common/model.js';
+} from '../common/core/model.js';
 import { fixturesDir } from '../harness/marathon-sim/fixtures.js';
 
 /** The clock every test uses: tasks start an hour before it unless a test says otherwise. */

@@ -4,18 +4,11 @@
  * the loop (worker/reconciler.ts) decides retries, quarantine and the running model from the result.
  */
 import { readFile } from 'node:fs/promises';
-import { runCommand, type HAProxyProcess, type ReloadResult } from '../common/haproxy.js';
-import {
-  Drainer,
-  dropServerStateLines,
-  EMPTY_SERVER_STATE,
-  filterServerState,
-  planRuntime,
-  serverLines,
-  verifyRuntime,
-  type RuntimeApi,
-  type ServerChange,
-} from '../common/haproxy-runtime.js';
+import { type HAProxyProcess, type ReloadResult } from '../common/adapters/haproxy/process.js';
+import { runCommand } from '../common/adapters/haproxy/commands.js';
+import { Drainer, resolveHost, type RuntimeApi } from '../common/adapters/haproxy/haproxy-runtime.js';
+import { dropServerStateLines, EMPTY_SERVER_STATE, filterServerState, planRuntime, verifyRuntime } from '../common/core/server-state.js';
+import { serverLines, type ServerChange } from '../common/core/config-diff.js';
 import type { Logger } from '../common/log.js';
 import type { ConfigFiles } from './config-files.js';
 import type { RunningModel, StageTimes } from './outcome.js';
@@ -114,7 +107,7 @@ export class Applier {
     let drains: string[] = [];
     try {
       await stages.timed('runtime', async () => {
-        const rp = await planRuntime(plan.changes);
+        const rp = await planRuntime(plan.changes, resolveHost);
         this.drainer?.cancel(rp.enabled);
         await rt.api.serial(async () => {
           await rt.api.setServers(rp.commands);

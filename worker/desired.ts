@@ -5,17 +5,17 @@
  * - the snapshot when its pointer changed (one small `get` per read), unless a hint's delta turns the
  *   held snapshot into exactly that one: the pointer names the version, hash and delta digest the api
  *   stored, and a delta that does not match all of them is dropped (a hint is never trusted);
- * - the rules through the rule mirror (common/rules-mirror.ts), so a one-rule change costs one
+ * - the rules through the rule mirror (common/adapters/zookeeper/rules-mirror.ts), so a one-rule change costs one
  *   ZooKeeper read, not one per rule.
  * Any failure throws, so the reconciler never renders from a partial read: a lost ZooKeeper means
  * "keep the config in force", never "no apps".
  */
 import type { Logger } from '../common/log.js';
-import type { RuleStore } from '../common/rules.js';
-import { RuleMirror } from '../common/rules-mirror.js';
-import { SnapshotLoader, type ControlStore, type MarathonSnapshot, type SnapshotPointer } from '../common/snapshot.js';
-import { applyDelta, deltaDigest, type SnapshotDelta } from '../common/snapshot-delta.js';
-import type { Zk } from '../common/zk.js';
+import type { RuleStore } from '../common/adapters/zookeeper/rules.js';
+import { RuleMirror } from '../common/adapters/zookeeper/rules-mirror.js';
+import { SnapshotLoader, type ControlStore, type MarathonSnapshot, type SnapshotPointer } from '../common/adapters/zookeeper/snapshot.js';
+import { applyDelta, deltaDigest, type SnapshotDelta } from '../common/core/snapshot-delta.js';
+import type { Zk } from '../common/adapters/zookeeper/zk.js';
 import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './outcome.js';
 
 export class ZkDesiredState implements DesiredStateSource {
@@ -55,7 +55,7 @@ export class ZkDesiredState implements DesiredStateSource {
   }
 
   /**
-   * Keeps a hint's delta (common/snapshot-delta.ts) for the next read, which applies it only if
+   * Keeps a hint's delta (common/core/snapshot-delta.ts) for the next read, which applies it only if
    * ZooKeeper confirms it (see read). Returns whether it was kept: false for anything not shaped like a
    * delta or not newer than the snapshot held. Never applies anything by itself.
    */

@@ -3,7 +3,7 @@
  * reconcile did (outcome, reason, stage timings, Runtime API servers), so the reconciler itself only
  * calls the few domain methods it always did.
  */
-import type { Metrics } from '../common/metrics.js';
+import type { Metrics } from '../common/adapters/statsd/metrics.js';
 import { reasonClass } from './outcome-class.js';
 import type { ApplyOutcome } from './outcome.js';
 import type { Reconciler } from './reconciler.js';

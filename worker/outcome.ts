@@ -3,11 +3,11 @@
  * how it ends (ApplyOutcome) and what it leaves out (QuarantinedApp). docs/worker.md describes them.
  */
 import type { Logger } from '../common/log.js';
-import type { Metrics } from '../common/metrics.js';
-import type { TemplateData } from '../common/model.js';
-import type { Origin } from '../common/render.js';
-import type { StoredRecord } from '../common/rules.js';
-import type { SlotTable } from '../common/slots.js';
+import type { Metrics } from '../common/adapters/statsd/metrics.js';
+import type { TemplateData } from '../common/core/model.js';
+import type { Origin } from '../common/core/render.js';
+import type { StoredRecord } from '../common/adapters/zookeeper/rules.js';
+import type { SlotTable } from '../common/core/slots.js';
 
 /**
  * How a reconcile ended. `runtime`: only servers changed, applied through HAProxy's Runtime API

@@ -5,14 +5,16 @@
  * no running model is known. The loop owns the running model and passes it in.
  */
 import { readFile } from 'node:fs/promises';
-import { alertSummary, sha256, type ValidationResult } from '../common/haproxy.js';
-import { diffConfigs, type ServerChange } from '../common/haproxy-runtime.js';
+import { sha256 } from '../common/core/hash.js';
+import { alertSummary } from '../common/core/reload-alerts.js';
+import { type ValidationResult } from '../common/adapters/haproxy/commands.js';
+import { diffConfigs, type ServerChange } from '../common/core/config-diff.js';
 import type { Logger } from '../common/log.js';
-import type { HAProxySettings, ServiceRecord, TemplateData, Warning } from '../common/model.js';
-import { heldPorts, portRefusals, settingPorts, type Holder, type PortRange } from '../common/port-policy.js';
-import { reloadCulprits } from '../common/reload-alerts.js';
-import { appsAtLines, TemplateError, type Origin, type Renderer } from '../common/render.js';
-import { buildTemplateData, TemplateDataMemo } from '../common/template-data.js';
+import type { HAProxySettings, ServiceRecord, TemplateData, Warning } from '../common/core/model.js';
+import { heldPorts, portRefusals, settingPorts, type Holder, type PortRange } from '../common/core/port-policy.js';
+import { reloadCulprits } from '../common/core/reload-alerts.js';
+import { appsAtLines, TemplateError, type Origin, type Renderer } from '../common/core/render.js';
+import { buildTemplateData, TemplateDataMemo } from '../common/core/template-data.js';
 import type { ConfigFiles } from './config-files.js';
 import type { DesiredState, QuarantinedApp, RunningModel, StageTimes } from './outcome.js';
 import { changedAgainstText, changedSinceLastGood, type QuarantineMemory } from './quarantine.js';

@@ -12,11 +12,11 @@
  * Registrations with an untrusted key are not connected to at all, and logged.
  */
 import { CoalescedRunner } from '../common/coalesce.js';
-import type { PublisherEndpoint } from '../common/bus.js';
+import type { PublisherEndpoint } from '../common/adapters/zeromq/bus.js';
 import type { Logger } from '../common/log.js';
-import type { ControlStore, PublisherRecord } from '../common/snapshot.js';
-import type { Zk } from '../common/zk.js';
-import { childPath } from '../common/zk-paths.js';
+import type { ControlStore, PublisherRecord } from '../common/adapters/zookeeper/snapshot.js';
+import type { Zk } from '../common/adapters/zookeeper/zk.js';
+import { childPath } from '../common/adapters/zookeeper/zk-paths.js';
 
 export interface PublisherSink {
   /** Connect to exactly these publishers (ZeroMQ addresses, with the CURVE server key to require). */

@@ -12,10 +12,10 @@
  * again).
  * A worker restart forgets it. QuarantineMemory keeps the map; the rest are pure helpers.
  */
-import { jsonEqual } from '../common/app-equality.js';
-import type { AppData, ServiceRecord, TemplateData } from '../common/model.js';
+import { jsonEqual } from '../common/core/app-equality.js';
+import type { AppData, ServiceRecord, TemplateData } from '../common/core/model.js';
 import type { Clock } from '../common/pacing.js';
-import type { Origin } from '../common/render.js';
+import type { Origin } from '../common/core/render.js';
 import type { QuarantinedApp } from './outcome.js';
 
 /** What an app's remembered quarantine depends on: it is lifted when this changes. */

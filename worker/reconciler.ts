@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Backoff, LatestWins, monotonicClock, type Clock, type Timer } from '../common/pacing.js';
-import { slotTable } from '../common/template-data.js';
+import { slotTable } from '../common/core/template-data.js';
 import { Applier, type ApplierOptions, type RuntimeOptions } from './applier.js';
 import { ConfigFiles, WriteError } from './config-files.js';
 import {

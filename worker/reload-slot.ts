@@ -3,9 +3,9 @@
  * per-minute budget and the old HAProxy generations still finishing their connections
  * (docs/worker.md, "Reload storms"). The loop asks before each reload and notes each one.
  */
-import type { HAProxyProcess } from '../common/haproxy.js';
+import type { HAProxyProcess } from '../common/adapters/haproxy/process.js';
 import type { Logger } from '../common/log.js';
-import type { Metrics } from '../common/metrics.js';
+import type { Metrics } from '../common/adapters/statsd/metrics.js';
 import { RateWindow, Sleeper, type Clock } from '../common/pacing.js';
 import type { ReloadWait } from './outcome.js';
 

@@ -9,9 +9,9 @@
  */
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
-import type { HAProxyProcess, HAProxyState } from '../common/haproxy.js';
-import type { WorkerStatus } from '../common/snapshot.js';
-import type { Zk } from '../common/zk.js';
+import type { HAProxyProcess, HAProxyState } from '../common/adapters/haproxy/process.js';
+import type { WorkerStatus } from '../common/adapters/zookeeper/snapshot.js';
+import type { Zk } from '../common/adapters/zookeeper/zk.js';
 import { serveHealth } from './health.js';
 import type { ApplyOutcome, QuarantinedApp, OutcomeKind, ReconcilerStatus } from './outcome.js';
 import type { Reconciler } from './reconciler.js';

@@ -4,7 +4,7 @@
  */
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError } from '../../common/errors.js';
+import { ApiError } from '../../common/core/errors.js';
 import { CALLBACK_PATH, sameSecret, scanCallbackBody } from '../edge.js';
 import type { Guards } from '../guards.js';
 import { HeldChangedError, NothingHeldError, type HeldAnswer } from '../shrink-guard.js';

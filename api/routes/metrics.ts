@@ -8,8 +8,8 @@
  * rule text, app id or secret.
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { ApiError } from '../../common/errors.js';
-import type { Metrics } from '../../common/metrics.js';
+import { ApiError } from '../../common/core/errors.js';
+import type { Metrics } from '../../common/adapters/statsd/metrics.js';
 
 export interface MetricsRoutesOptions {
   metrics: Metrics;

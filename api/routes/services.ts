@@ -3,12 +3,12 @@
  * cache; every write passes HAProxy's rule check, then ZooKeeper's version check, then is published.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { HintPublisher } from '../../common/bus.js';
-import { ApiError } from '../../common/errors.js';
+import type { HintPublisher } from '../../common/adapters/zeromq/bus.js';
+import { ApiError } from '../../common/core/errors.js';
 import type { Logger } from '../../common/log.js';
-import type { Metrics } from '../../common/metrics.js';
-import type { ServiceRecord } from '../../common/model.js';
-import { RuleConflictError, RuleNotFoundError, type RuleStore, type StoredRecord } from '../../common/rules.js';
+import type { Metrics } from '../../common/adapters/statsd/metrics.js';
+import type { ServiceRecord } from '../../common/core/model.js';
+import { RuleConflictError, RuleNotFoundError, type RuleStore, type StoredRecord } from '../../common/adapters/zookeeper/rules.js';
 import type { Guards } from '../guards.js';
 import { FLAG, ID_PARAMS_SCHEMA, SERVICE_BODY_SCHEMA, etag, idFromParam, isFlag, parseIfMatch, recordFromBody, unknownFields, type ServiceBody } from '../records.js';
 import type { RuleChecker } from '../rule-check.js';

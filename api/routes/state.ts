@@ -3,10 +3,10 @@
  * unless a valid credential asks. Renderings are cached per snapshot, rules and second.
  */
 import type { FastifyInstance } from 'fastify';
-import { ApiError } from '../../common/errors.js';
+import { ApiError } from '../../common/core/errors.js';
 import type { Logger } from '../../common/log.js';
-import type { TemplateData } from '../../common/model.js';
-import { buildTemplateData } from '../../common/template-data.js';
+import type { TemplateData } from '../../common/core/model.js';
+import { buildTemplateData } from '../../common/core/template-data.js';
 import { ANONYMOUS, type Authenticator } from '../edge.js';
 import type { Guards } from '../guards.js';
 import { FLAG, isFlag } from '../records.js';

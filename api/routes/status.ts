@@ -1,9 +1,9 @@
 /** `GET /status`: this api copy's view of ZooKeeper, Marathon, the publisher, auth and HAProxy's rule check. */
 import type { FastifyInstance } from 'fastify';
-import type { HintPublisher } from '../../common/bus.js';
+import type { HintPublisher } from '../../common/adapters/zeromq/bus.js';
 import type { Config } from '../../common/config.js';
-import type { PublisherRecord } from '../../common/snapshot.js';
-import type { Zk } from '../../common/zk.js';
+import type { PublisherRecord } from '../../common/adapters/zookeeper/snapshot.js';
+import type { Zk } from '../../common/adapters/zookeeper/zk.js';
 import { redactCallbackUrl, type Authenticator, type WriteLimiter } from '../edge.js';
 import type { IntakeStatus } from '../intake.js';
 import type { RuleChecker } from '../rule-check.js';

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { PROJECT_ROOT } from '../../common/config.js';
-import { ApiError } from '../../common/errors.js';
+import { ApiError } from '../../common/core/errors.js';
 
 function loadUi(): string {
   try {

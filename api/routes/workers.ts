@@ -1,6 +1,6 @@
 /** `GET /api/workers`: the fleet, each worker with whether it has applied the current snapshot and rules. */
 import type { FastifyInstance } from 'fastify';
-import type { ControlStore, WorkerStatus } from '../../common/snapshot.js';
+import type { ControlStore, WorkerStatus } from '../../common/adapters/zookeeper/snapshot.js';
 import type { RulesView } from '../rules-cache.js';
 
 export interface WorkersDeps {

@@ -1,10 +1,10 @@
 /**
- * The server's checks on what an operator types (common/acl.ts), repeated here so a mistake shows
+ * The server's checks on what an operator types (common/core/acl.ts), repeated here so a mistake shows
  * while typing. The server stays the judge: the editor still sends what was typed and shows the
  * server's own message when it refuses, so a UI that drifts from the server never blocks a valid rule.
  */
 
-/** Longest rule the server accepts, in characters (MAX_ACL_LENGTH in common/acl.ts). */
+/** Longest rule the server accepts, in characters (MAX_ACL_LENGTH in common/core/acl.ts). */
 export const MAX_ACL_LENGTH = 1024;
 export const MAX_APP_ID_LENGTH = 512;
 

@@ -11,10 +11,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createRenderer } from '../../common/render.js';
-import { parseAppsArrayText } from '../../common/snapshot-delta.js';
-import { buildTemplateData, TemplateDataMemo } from '../../common/template-data.js';
-import type { HAProxySettings, MarathonApp, ServiceRecord } from '../../common/model.js';
+import { createRenderer } from '../../common/core/render.js';
+import { parseAppsArrayText } from '../../common/core/snapshot-delta.js';
+import { buildTemplateData, TemplateDataMemo } from '../../common/core/template-data.js';
+import type { HAProxySettings, MarathonApp, ServiceRecord } from '../../common/core/model.js';
 import { ROOT } from '../lib/machine.js';
 import { summarize } from '../lib/stats.js';
 
@@ -128,7 +128,7 @@ function main(): void {
 
   // One-app change, the way the worker does it: a warm renderer and a warm per-app memo, then one
   // app's tasks move to new ports each round. Usually the change arrives as a hint's delta
-  // (common/snapshot-delta.ts): the unchanged apps are the very objects of the last build, and only the
+  // (common/core/snapshot-delta.ts): the unchanged apps are the very objects of the last build, and only the
   // changed one is new. Without a delta (a big deployment, a missed hint) the worker reads the snapshot
   // from ZooKeeper: its text is cut app by app and only apps whose text changed since the worker's last
   // read are parsed, the others are that read's objects (ControlStore.readSnapshot). Timed separately,

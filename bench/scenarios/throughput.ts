@@ -12,10 +12,10 @@
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Subscriber } from 'zeromq';
-import { decodeHint, type Hint } from '../../common/bus.js';
+import { decodeHint, type Hint } from '../../common/adapters/zeromq/bus.js';
 import { silentLogger } from '../../common/log.js';
-import { ControlStore } from '../../common/snapshot.js';
-import { Zk } from '../../common/zk.js';
+import { ControlStore } from '../../common/adapters/zookeeper/snapshot.js';
+import { Zk } from '../../common/adapters/zookeeper/zk.js';
 import { MarathonSimulator } from '../../harness/marathon-sim/index.js';
 import { httpGet } from '../../harness/http.js';
 import { startApiProcess } from '../lib/api-proc.js';

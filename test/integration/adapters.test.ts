@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import { createLogger, silentLogger } from '../../common/log.js';
-import { Zk, queryEscape, queryUnescape, ZkBadVersionError, ZkNoNodeError, ZkUnavailableError } from '../../common/zk.js';
-import { RuleStore, RuleConflictError, RuleNotFoundError, parseRecord } from '../../common/rules.js';
-import { ControlStore } from '../../common/snapshot.js';
-import { HintPublisher, HintSubscriber, type HintEvent } from '../../common/bus.js';
+import { Zk, queryEscape, queryUnescape, ZkBadVersionError, ZkNoNodeError, ZkUnavailableError } from '../../common/adapters/zookeeper/zk.js';
+import { RuleStore, RuleConflictError, RuleNotFoundError, parseRecord } from '../../common/adapters/zookeeper/rules.js';
+import { ControlStore } from '../../common/adapters/zookeeper/snapshot.js';
+import { HintPublisher, HintSubscriber, type HintEvent } from '../../common/adapters/zeromq/bus.js';
 import { expireThrough, partition, sharedZooKeeper, uniquePath, startZooKeeper, waitForServing } from '../../harness/zookeeper.js';
 import { waitFor, sleep } from '../../harness/process.js';
 import { freePort } from '../../harness/ports.js';

@@ -6,11 +6,11 @@
 import { expect } from 'chai';
 import { runApi, type RunningApi } from '../../api/main.js';
 import type { IntakeOptions } from '../../api/intake.js';
-import { applyDelta } from '../../common/snapshot-delta.js';
+import { applyDelta } from '../../common/core/snapshot-delta.js';
 import { loadConfig, type Config } from '../../common/config.js';
 import { createLogger, silentLogger } from '../../common/log.js';
-import { ControlStore, SnapshotConflictError, type MarathonSnapshot } from '../../common/snapshot.js';
-import { Zk } from '../../common/zk.js';
+import { ControlStore, SnapshotConflictError, type MarathonSnapshot } from '../../common/adapters/zookeeper/snapshot.js';
+import { Zk } from '../../common/adapters/zookeeper/zk.js';
 import { MarathonSimulator, type MarathonSimulatorOptions } from '../../harness/marathon-sim/index.js';
 import { freePort } from '../../harness/ports.js';
 import { waitFor } from '../../harness/process.js';

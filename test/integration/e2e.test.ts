@@ -102,7 +102,7 @@ describe('end to end: the demo stack with a simulated Marathon', function () {
       const seen = await tally(hp('/demo/web/'), 12);
       return !seen['web-3'] && !seen['web-4'] && (seen['web-1'] ?? 0) + (seen['web-2'] ?? 0) === 12;
     }, 'removed tasks to get no traffic', 20000, 50);
-    // Task churn reached the worker as hint deltas (common/snapshot-delta.ts), not only as snapshot reads.
+    // Task churn reached the worker as hint deltas (common/core/snapshot-delta.ts), not only as snapshot reads.
     const after = await snapshots();
     expect(after.deltas - before.deltas, JSON.stringify({ before, after })).to.be.greaterThan(0);
   });

@@ -1,20 +1,15 @@
 import { expect } from 'chai';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  CommandHAProxy,
-  ManagedHAProxy,
-  parseShowProc,
-  runCommand,
-  shellQuote,
-  validateConfig,
-  validationCommandLine,
-} from '../../common/haproxy.js';
-import { alertLines } from '../../common/reload-alerts.js';
+import { ManagedHAProxy } from '../../common/adapters/haproxy/haproxy.js';
+import { parseShowProc } from '../../common/core/reload-alerts.js';
+import { CommandHAProxy } from '../../common/adapters/haproxy/process.js';
+import { runCommand, shellQuote, validateConfig, validationCommandLine } from '../../common/adapters/haproxy/commands.js';
+import { alertLines } from '../../common/core/reload-alerts.js';
 import { DEFAULT_TEMPLATE_PATH, SCHEMA } from '../../common/config.js';
-import { haproxyEnv } from '../../common/haproxy-sandbox.js';
-import { createRenderer } from '../../common/render.js';
-import { buildTemplateData } from '../../common/template-data.js';
+import { haproxyEnv } from '../../common/adapters/haproxy/haproxy-sandbox.js';
+import { createRenderer } from '../../common/core/render.js';
+import { buildTemplateData } from '../../common/core/template-data.js';
 import { app, NOW, onHost, task, withHealthCheck, withPortDefinitions, withTasks } from '../builders.js';
 import { createLogger } from '../../common/log.js';
 import { httpGet } from '../../harness/http.js';

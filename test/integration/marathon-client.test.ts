@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createLogger, silentLogger } from '../../common/log.js';
-import { EVENTS_PATH, MarathonClient, MarathonError, MarathonEventStream, toMarathonEvent, type MarathonEvent } from '../../common/marathon.js';
+import { EVENTS_PATH, MarathonClient, MarathonError, MarathonEventStream, toMarathonEvent, type MarathonEvent } from '../../common/adapters/marathon/marathon.js';
 import { MarathonSimulator, type MarathonSimulatorOptions } from '../../harness/marathon-sim/index.js';
 import { freePort } from '../../harness/ports.js';
 import { sleep, waitFor } from '../../harness/process.js';

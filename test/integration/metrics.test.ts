@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { loadConfig, type Config } from '../../common/config.js';
-import { PromMetrics } from '../../common/prom-metrics.js';
+import { PromMetrics } from '../../common/adapters/prometheus/prom-metrics.js';
 import { runApi, type RunningApi } from '../../api/main.js';
 import { runWorker, type WorkerHandle } from '../../worker/main.js';
 import { MarathonSimulator } from '../../harness/marathon-sim/index.js';

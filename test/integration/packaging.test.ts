@@ -363,7 +363,7 @@ describe('packaging and deployment', function () {
       // `bamboo demo` runs the simulator and the launchers from dist/harness; no test code is shipped.
       expect(existsSync(join(app, 'dist', 'harness', 'marathon-sim', 'index.js'))).to.equal(true);
       expect(existsSync(join(app, 'dist', 'test')), 'dist/test shipped').to.equal(false);
-      const entries = ['dist/api/main.js', 'dist/worker/main.js', 'dist/common/render.js'].filter((e) => existsSync(join(app, e)));
+      const entries = ['dist/api/main.js', 'dist/worker/main.js', 'dist/common/core/render.js'].filter((e) => existsSync(join(app, e)));
       expect(entries).to.include('dist/api/main.js');
       const script = entries.map((e) => `await import(${JSON.stringify(join(app, e))});`).join('');
       await ok(process.execPath, ['--input-type=module', '-e', script], { cwd: app });

@@ -10,9 +10,9 @@ import { createServer, request, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { ServiceRecord, TemplateData } from '../../common/model.js';
-import { appsAtLines, createRenderer, renderOnce } from '../../common/render.js';
-import { buildTemplateData } from '../../common/template-data.js';
+import type { ServiceRecord, TemplateData } from '../../common/core/model.js';
+import { appsAtLines, createRenderer, renderOnce } from '../../common/core/render.js';
+import { buildTemplateData } from '../../common/core/template-data.js';
 import {
   DEFAULT_TEMPLATE_PATH,
   NOW,

@@ -14,7 +14,7 @@ import { runApi, type RunningApi } from '../../api/main.js';
 import { RuleChecker } from '../../api/rule-check.js';
 import { loadConfig, type Config } from '../../common/config.js';
 import { createLogger, silentLogger, type Logger } from '../../common/log.js';
-import { Zk, queryEscape } from '../../common/zk.js';
+import { Zk, queryEscape } from '../../common/adapters/zookeeper/zk.js';
 import { MarathonSimulator } from '../../harness/marathon-sim/index.js';
 import { jsonCall } from '../../harness/http.js';
 import { waitFor } from '../../harness/process.js';

@@ -1,16 +1,16 @@
 /**
- * The Marathon snapshot in real ZooKeeper (common/snapshot.ts ControlStore): what the intake relies on
+ * The Marathon snapshot in real ZooKeeper (common/adapters/zookeeper/snapshot.ts ControlStore): what the intake relies on
  * when it stores a snapshot, publishes its hint and only then removes old chunks.
  * (test/integration/adapters.test.ts covers snapshots larger than one node.)
  */
 import { expect } from 'chai';
 import { createLogger, silentLogger } from '../../common/log.js';
-import { ControlStore } from '../../common/snapshot.js';
-import type { SnapshotDelta } from '../../common/snapshot-delta.js';
-import { RuleStore } from '../../common/rules.js';
+import { ControlStore } from '../../common/adapters/zookeeper/snapshot.js';
+import type { SnapshotDelta } from '../../common/core/snapshot-delta.js';
+import { RuleStore } from '../../common/adapters/zookeeper/rules.js';
 import { ZkDesiredState } from '../../worker/desired.js';
 import { marathonApp } from '../worker-fixtures.js';
-import { Zk } from '../../common/zk.js';
+import { Zk } from '../../common/adapters/zookeeper/zk.js';
 import { sharedZooKeeper, uniquePath } from '../../harness/zookeeper.js';
 
 const apps = (n: number) => Array.from({ length: n }, (_, i) => marathonApp(`/app-${i}`, [{ port: 31000 + i }]));

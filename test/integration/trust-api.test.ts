@@ -12,7 +12,7 @@ import { Writable } from 'node:stream';
 import { EventTypeScanner, isLoopbackHost } from '../../api/edge.js';
 import { topLevelEventType } from '../../api/edge.js';
 import { runApi, type RunningApi } from '../../api/main.js';
-import { aclWords, validateAcl } from '../../common/acl.js';
+import { aclWords, validateAcl } from '../../common/core/acl.js';
 import { PROJECT_ROOT, loadConfig, ConfigError, type Config } from '../../common/config.js';
 import { createLogger, silentLogger } from '../../common/log.js';
 import { startStatusServer } from '../../worker/status.js';

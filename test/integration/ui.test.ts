@@ -12,11 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { runApi, type RunningApi } from '../../api/main.js';
-import { validateAcl } from '../../common/acl.js';
+import { validateAcl } from '../../common/core/acl.js';
 import { loadConfig, type Config } from '../../common/config.js';
 import { createLogger, silentLogger } from '../../common/log.js';
-import { ControlStore, type WorkerStatus } from '../../common/snapshot.js';
-import { Zk } from '../../common/zk.js';
+import { ControlStore, type WorkerStatus } from '../../common/adapters/zookeeper/snapshot.js';
+import { Zk } from '../../common/adapters/zookeeper/zk.js';
 import { MarathonSimulator } from '../../harness/marathon-sim/index.js';
 import { jsonCall, type JsonResponse } from '../../harness/http.js';
 import { waitFor } from '../../harness/process.js';
@@ -578,7 +578,7 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
     await waitFor(async () => (await active()).key === `edit:${id}`, 'the focus back after Escape');
   });
 
-  it("checks a rule in the page as the server does (the page's copy of common/acl.ts)", async () => {
+  it("checks a rule in the page as the server does (the page's copy of common/core/acl.ts)", async () => {
     const page = await openUi();
     const cases = ['path_beg -i /app', '', '   ', 'a'.repeat(1024), 'a'.repeat(1025), 'x\ny', 'x\ry', 'tab\there', 'nul\u0000', 'del\u007f', 'c1\u0085', 'ls\u2028', 'ünïcödé -i é'];
     const inPage = await page.evaluate(async (inputs) => {

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { RuleStore } from '../../common/rules.js';
-import { Zk } from '../../common/zk.js';
-import { RuleMirror } from '../../common/rules-mirror.js';
+import { RuleStore } from '../../common/adapters/zookeeper/rules.js';
+import { Zk } from '../../common/adapters/zookeeper/zk.js';
+import { RuleMirror } from '../../common/adapters/zookeeper/rules-mirror.js';
 import { waitFor } from '../../harness/process.js';
 import { sharedZooKeeper, uniquePath } from '../../harness/zookeeper.js';
 import { testLogger } from '../worker-fixtures.js';

@@ -10,8 +10,8 @@ import { runApi, type RunningApi } from '../../api/main.js';
 import type { AclStatus } from '../../api/zk-acl.js';
 import { loadConfig, type Config } from '../../common/config.js';
 import { createLogger, silentLogger } from '../../common/log.js';
-import { nullMetrics, type Metrics } from '../../common/metrics.js';
-import { isNoAuth, queryEscape, Zk } from '../../common/zk.js';
+import { nullMetrics, type Metrics } from '../../common/adapters/statsd/metrics.js';
+import { isNoAuth, queryEscape, Zk } from '../../common/adapters/zookeeper/zk.js';
 import { waitFor } from '../../harness/process.js';
 import { sharedZooKeeper, uniquePath } from '../../harness/zookeeper.js';
 

@@ -6,13 +6,13 @@
  * headers, a body of exactly Content-Length bytes): what is malformed is its content, as a careless or
  * hostile client would send it: bad JSON, wrong types, huge bodies, control characters and HAProxy
  * directive injection in ACLs, path traversal and odd ids, unknown fields, wrong methods, missing or
- * wrong auth. Each request carries the error codes (from common/errors.ts) it may be answered with.
+ * wrong auth. Each request carries the error codes (from common/core/errors.ts) it may be answered with.
  *
  * Requests go out over a raw TCP socket, byte for byte: fetch and http.request normalise `/../` or
  * refuse raw bytes that a hostile client can send anyway.
  */
 import { connect } from 'node:net';
-import type { ErrorCode } from '../../common/errors.js';
+import type { ErrorCode } from '../../common/core/errors.js';
 
 export type CorpusCategory =
   | 'bad-json'

@@ -1,7 +1,7 @@
 /** Hints of one api copy, as a worker would receive them over ZeroMQ. */
 import { Subscriber } from 'zeromq';
 import type { RunningApi } from '../../api/main.js';
-import { decodeHint, type Hint } from '../../common/bus.js';
+import { decodeHint, type Hint } from '../../common/adapters/zeromq/bus.js';
 import { waitFor } from '../../harness/process.js';
 
 export interface Hints {

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import { loadConfig } from '../../common/config.js';
-import type { ServiceRecord } from '../../common/model.js';
-import { addressPorts, bindLines, heldPorts, parsePortRange, portRefusals, settingPorts, type PortRange } from '../../common/port-policy.js';
-import { reloadCulprits } from '../../common/reload-alerts.js';
-import { renderOnce } from '../../common/render.js';
-import { buildTemplateData } from '../../common/template-data.js';
+import type { ServiceRecord } from '../../common/core/model.js';
+import { addressPorts, bindLines, heldPorts, parsePortRange, portRefusals, settingPorts, type PortRange } from '../../common/core/port-policy.js';
+import { reloadCulprits } from '../../common/core/reload-alerts.js';
+import { renderOnce } from '../../common/core/render.js';
+import { buildTemplateData } from '../../common/core/template-data.js';
 import { changedAgainstText, changedSinceLastGood } from '../../worker/quarantine.js';
 import { app, defaultTemplate, onHost, service, services, settings, task, withEnv, withPortDefinitions, withTasks } from '../builders.js';
 

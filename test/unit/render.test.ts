@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import { readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { jsonClone, jsonEqual, sameApp } from '../../common/app-equality.js';
-import * as filters from '../../common/liquid-filters.js';
-import type { HAProxySettings, ServiceRecord, TemplateData } from '../../common/model.js';
-import { TemplateError, appsAtLines, createRenderer, renderFromFiles, renderOnce, type Origin } from '../../common/render.js';
-import { buildTemplateData, TemplateDataMemo } from '../../common/template-data.js';
+import { jsonClone, jsonEqual, sameApp } from '../../common/core/app-equality.js';
+import * as filters from '../../common/core/liquid-filters.js';
+import type { HAProxySettings, ServiceRecord, TemplateData } from '../../common/core/model.js';
+import { TemplateError, appsAtLines, createRenderer, renderFromFiles, renderOnce, type Origin } from '../../common/core/render.js';
+import { buildTemplateData, TemplateDataMemo } from '../../common/core/template-data.js';
 import {
   NOW,
   REPO_ROOT,

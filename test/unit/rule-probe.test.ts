@@ -1,14 +1,14 @@
 /**
- * The pure parts of the api's HAProxy rule check (common/rule-probe.ts): the form the default
+ * The pure parts of the api's HAProxy rule check (common/core/rule-probe.ts): the form the default
  * template gives a rule (checked against the real template), the shape keys that decide which rules
  * share one `haproxy -c` probe, and HAProxy's alerts mapped back to the rule.
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRenderer } from '../../common/render.js';
-import { buildTemplateData } from '../../common/template-data.js';
-import { probeConfig, probeRefusal, ruleForm, ruleReasons, ruleShapeKey } from '../../common/rule-probe.js';
+import { createRenderer } from '../../common/core/render.js';
+import { buildTemplateData } from '../../common/core/template-data.js';
+import { probeConfig, probeRefusal, ruleForm, ruleReasons, ruleShapeKey } from '../../common/core/rule-probe.js';
 import { app, NOW, REPO_ROOT, service, services, settings, task, withTasks } from '../builders.js';
 
 describe('rule probe (pure)', () => {

@@ -1,20 +1,10 @@
 import { expect } from 'chai';
-import {
-  diffConfigs,
-  Drainer,
-  dropServerStateLines,
-  filterServerState,
-  parseServerLine,
-  parseServersState,
-  planRuntime,
-  verifyRuntime,
-  type ConfigDiff,
-  type ServerChange,
-  type ServerState,
-} from '../../common/haproxy-runtime.js';
-import { assignSlots, slotCapacity } from '../../common/slots.js';
-import { buildTemplateData, slotTable } from '../../common/template-data.js';
-import { createRenderer } from '../../common/render.js';
+import { Drainer } from '../../common/adapters/haproxy/haproxy-runtime.js';
+import { dropServerStateLines, filterServerState, parseServersState, planRuntime, verifyRuntime, type ServerState } from '../../common/core/server-state.js';
+import { diffConfigs, parseServerLine, type ConfigDiff, type ServerChange } from '../../common/core/config-diff.js';
+import { assignSlots, slotCapacity } from '../../common/core/slots.js';
+import { buildTemplateData, slotTable } from '../../common/core/template-data.js';
+import { createRenderer } from '../../common/core/render.js';
 import { defaultTemplate, settings } from '../builders.js';
 import { marathonApp } from '../worker-fixtures.js';
 

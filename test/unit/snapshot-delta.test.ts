@@ -1,10 +1,10 @@
 /**
- * Snapshot deltas (common/snapshot-delta.ts): what the api puts on a `marathon` hint so a worker holding
+ * Snapshot deltas (common/core/snapshot-delta.ts): what the api puts on a `marathon` hint so a worker holding
  * the previous snapshot needs no ZooKeeper read. Pure functions; the round trip is checked on random
  * changes, and the worker's use of a delta on real ZooKeeper is in test/integration/snapshot-store.test.ts.
  */
 import { expect } from 'chai';
-import { applyDelta, appsArrayParts, diffApps, parseAppsText, serialiseApps, DELTA_MAX_APPS } from '../../common/snapshot-delta.js';
+import { applyDelta, appsArrayParts, diffApps, parseAppsText, serialiseApps, DELTA_MAX_APPS } from '../../common/core/snapshot-delta.js';
 import { marathonApp } from '../worker-fixtures.js';
 
 /** A small seeded PRNG, so a failure can be replayed. */

@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import { readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { validateAcl, validateAppId } from '../../common/acl.js';
-import type { AppData, MarathonApp, ServiceRecord, TaskData } from '../../common/model.js';
-import { buildTemplateData, slotTable, TemplateDataMemo } from '../../common/template-data.js';
+import { validateAcl, validateAppId } from '../../common/core/acl.js';
+import type { AppData, MarathonApp, ServiceRecord, TaskData } from '../../common/core/model.js';
+import { buildTemplateData, slotTable, TemplateDataMemo } from '../../common/core/template-data.js';
 import {
   FIXTURES,
   NOW,

@@ -1,10 +1,11 @@
 import { expect } from 'chai';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { HAProxyProcess, ReloadResult, ValidationResult } from '../../common/haproxy.js';
-import { nullMetrics } from '../../common/metrics.js';
-import { createRenderer } from '../../common/render.js';
-import type { StoredRecord } from '../../common/rules.js';
+import type { HAProxyProcess, ReloadResult } from '../../common/adapters/haproxy/process.js';
+import type { ValidationResult } from '../../common/adapters/haproxy/commands.js';
+import { nullMetrics } from '../../common/adapters/statsd/metrics.js';
+import { createRenderer } from '../../common/core/render.js';
+import type { StoredRecord } from '../../common/adapters/zookeeper/rules.js';
 import type { ApplyOutcome, DesiredState } from '../../worker/outcome.js';
 import { Reconciler } from '../../worker/reconciler.js';
 import { FakeClock } from '../support/fake-clock.js';

@@ -28,8 +28,8 @@
  * trigger, so rule changes converge even when every hint is lost, and a hint that outran a lagging
  * ZooKeeper follower is followed by another read once the follower catches up.
  */
-import type { Logger } from './log.js';
-import { monotonicNow } from './pacing.js';
+import type { Logger } from '../../log.js';
+import { monotonicNow } from '../../pacing.js';
 import { parseRecord, type RuleStore, type StoredRecord } from './rules.js';
 import { queryUnescape, type Zk } from './zk.js';
 

@@ -2,7 +2,7 @@
  * ZooKeeper connection state and session expiries as metrics, hooked on the Zk adapter's events
  * (`connected`, `disconnected`, `expired`), so neither process edits ZooKeeper code to be observed.
  */
-import type { Metrics } from './metrics.js';
+import type { Metrics } from '../statsd/metrics.js';
 import type { Zk } from './zk.js';
 
 /** Starts observing; returns the function that stops. */

@@ -7,7 +7,7 @@
  * each old worker's are summarised in one info line with the count, written when the master reports
  * that worker gone or when its lines stop coming for a moment.
  */
-import type { Logger } from './log.js';
+import type { Logger } from '../../log.js';
 
 /** A per-proxy shutdown line of an old worker; group 1 is the worker's pid, group 2 the proxy. */
 const STOP_LINE = /^\[WARNING\]\s*\((\d+)\)\s*:\s*(?:Proxy (\S+) stopped|Stopping (?:proxy|frontend|backend) (\S+))/;

@@ -40,7 +40,7 @@ export interface BuildTemplateDataInput {
    */
   graceMs?: number;
   /**
-   * Server slots (see common/slots.ts): `previous` is the slot table of the config HAProxy runs, so
+   * Server slots (see common/core/slots.ts): `previous` is the slot table of the config HAProxy runs, so
    * tasks keep their slots; `headroomPercent` sizes new backends (HAProxy.ServerSlotHeadroom).
    * Without `previous`, tasks fill slots 1..n in task id order.
    */

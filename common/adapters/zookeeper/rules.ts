@@ -6,7 +6,7 @@
  * Writes are conditional on the znode version (optimistic concurrency), so two api copies never
  * silently overwrite each other. The record version returned is the znode version.
  */
-import type { ServiceRecord } from './model.js';
+import type { ServiceRecord } from '../../core/model.js';
 import { RulePaths } from './zk-paths.js';
 import { queryUnescape, Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError, type ZkWrite } from './zk.js';
 

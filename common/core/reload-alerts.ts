@@ -85,3 +85,45 @@ export function reloadCulprits(output: string, file: string, text: string, origi
   const culprits = [...found].map(([appId, alert]) => ({ appId, alert })).sort((a, b) => (a.appId < b.appId ? -1 : a.appId > b.appId ? 1 : 0));
   return { culprits, edge };
 }
+
+/** The `[ALERT]` lines of an output (or its last lines when there are none), for logs and reasons. */
+export function alertSummary(output: string, max = 5): string {
+  const lines = output.split('\n').map((l) => l.trim()).filter(Boolean);
+  const alerts = lines.filter((l) => l.includes('[ALERT]') && !/Error\(s\) found|Fatal errors found/.test(l));
+  const pick = (alerts.length ? alerts : lines.slice(-max)).slice(0, max);
+  return pick.map((l) => l.replace(/^\[ALERT\]\s*\(\d+\)\s*:\s*(config\s*:\s*)?/, '')).join(' | ');
+}
+
+/** What the master CLI's `show proc` says. */
+export interface ProcInfo {
+  masterPid: number;
+  reloads: number;
+  failed: number;
+  /** Current workers (not the old ones still finishing connections). */
+  workers: Array<{ pid: number; reloads: number }>;
+  /** Old workers: generations replaced by a reload, still finishing their connections. */
+  oldWorkers: Array<{ pid: number; reloads: number }>;
+}
+
+/** Parses the master CLI's `show proc` (HAProxy 2.6). */
+export function parseShowProc(text: string): ProcInfo | null {
+  let master: ProcInfo | null = null;
+  let section = 'master';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line) continue;
+    if (line.startsWith('#')) {
+      if (/^# workers/.test(line)) section = 'workers';
+      else if (/^# old workers/.test(line)) section = 'old';
+      else if (/^# programs/.test(line)) section = 'programs';
+      continue;
+    }
+    const m = /^(\d+)\s+(\w+)\s+(\d+)(?:\s+\[failed:\s*(\d+)\])?/.exec(line);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (m[2] === 'master') master = { masterPid: pid, reloads: Number(m[3]), failed: m[4] ? Number(m[4]) : 0, workers: [], oldWorkers: [] };
+    else if (m[2] === 'worker' && section === 'workers' && master) master.workers.push({ pid, reloads: Number(m[3]) });
+    else if (m[2] === 'worker' && section === 'old' && master) master.oldWorkers.push({ pid, reloads: Number(m[3]) });
+  }
+  return master;
+}

@@ -10,8 +10,8 @@
 import { EventEmitter } from 'node:events';
 import { createHash } from 'node:crypto';
 import zookeeper from 'node-zookeeper-client';
-import type { Logger } from './log.js';
-import { monotonicNow } from './pacing.js';
+import type { Logger } from '../../log.js';
+import { monotonicNow } from '../../pacing.js';
 
 const { Exception, CreateMode, ACL, Id, Permission } = zookeeper;
 

@@ -50,7 +50,7 @@ export interface SnapshotDelta {
  * Bounds of a delta: above them a worker reads ZooKeeper instead (a big deployment, the first fetch, a
  * reordering of many apps: the bytes bound covers the new order too).
  * The bytes bound also bounds memory: ZeroMQ queues up to its high-water mark of messages for a
- * subscriber that stopped reading (common/bus.ts), so 1,000 x 64 kB at worst. A typical app with its
+ * subscriber that stopped reading (common/adapters/zeromq/bus.ts), so 1,000 x 64 kB at worst. A typical app with its
  * tasks is 1-3 kB of JSON.
  */
 export const DELTA_MAX_APPS = 100;

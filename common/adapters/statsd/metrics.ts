@@ -1,6 +1,6 @@
 /**
  * Metrics behind domain methods, so no raw client is passed around: StatsD (hot-shots, when
- * `StatsD.Enabled`) and Prometheus (common/prom-metrics.ts, always; served on `GET /metrics`), each
+ * `StatsD.Enabled`) and Prometheus (common/adapters/prometheus/prom-metrics.ts, always; served on `GET /metrics`), each
  * call going to both sinks. docs/metrics.md lists every figure in both.
  *
  * StatsD (below):
@@ -11,9 +11,9 @@
  * missing StatsD must not affect routing.
  */
 import StatsDClient, { type StatsD } from 'hot-shots';
-import type { Config } from './config.js';
-import type { Logger } from './log.js';
-import { PromMetrics, type ReconcileRecord } from './prom-metrics.js';
+import type { Config } from '../../config.js';
+import type { Logger } from '../../log.js';
+import { PromMetrics, type ReconcileRecord } from '../prometheus/prom-metrics.js';
 
 export type { ReconcileRecord };
 

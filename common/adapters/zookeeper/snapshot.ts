@@ -1,6 +1,6 @@
 /**
  * The shared Marathon snapshot and the registrations, in ZooKeeper under `Bamboo.Zookeeper.ControlPath`
- * (paths in common/zk-paths.ts, layout in docs/ARCHITECTURE.md). The snapshot pointer holds
+ * (paths in common/adapters/zookeeper/zk-paths.ts, layout in docs/ARCHITECTURE.md). The snapshot pointer holds
  * {"hash","fetchedAt","chunks","bytes","delta"?}; the chunks gzip(JSON apps array), split under
  * ZooKeeper's 1 MB node limit.
  *
@@ -11,7 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { deltaDigest, diffApps, parseAppsArrayText, serialiseApps, type DeltaBody, type SerialisedApps, type ParsedApps } from './snapshot-delta.js';
+import { deltaDigest, diffApps, parseAppsArrayText, serialiseApps, type DeltaBody, type SerialisedApps, type ParsedApps } from '../../core/snapshot-delta.js';
 import { ControlPaths, childPath } from './zk-paths.js';
 import { Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from './zk.js';
 

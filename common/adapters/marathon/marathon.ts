@@ -22,10 +22,10 @@
 import axios, { type AxiosResponse, type ResponseType } from 'axios';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { Readable } from 'node:stream';
-import { redactUrl } from './config.js';
-import type { Logger } from './log.js';
-import { Backoff } from './pacing.js';
-import { parseAppsText, type ParsedApps } from './snapshot-delta.js';
+import { redactUrl } from '../../config.js';
+import type { Logger } from '../../log.js';
+import { Backoff } from '../../pacing.js';
+import { parseAppsText, type ParsedApps } from '../../core/snapshot-delta.js';
 
 export const APPS_PATH = '/v2/apps?embed=apps.tasks&embed=apps.deployments&embed=apps.readiness';
 /**

@@ -71,7 +71,7 @@ function bounded(v: string, allowed?: ReadonlySet<string>): string {
   return /^[A-Za-z0-9_.:/*-]{1,64}$/.test(v) ? v : 'other';
 }
 
-/** Implements common/metrics.ts's `Metrics` (structurally: that module imports this one). */
+/** Implements common/adapters/statsd/metrics.ts's `Metrics` (structurally: that module imports this one). */
 export class PromMetrics {
   readonly registry = new Registry();
   private readonly reconciles: Counter<'outcome' | 'reason'>;

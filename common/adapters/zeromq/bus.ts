@@ -14,8 +14,8 @@
  * ZooKeeper (worker/desired.ts).
  */
 import { Publisher as ZPub, Reply as ZRep, Subscriber as ZSub, curveKeyPair } from 'zeromq';
-import type { Logger } from './log.js';
-import type { SnapshotDelta } from './snapshot-delta.js';
+import type { Logger } from '../../log.js';
+import type { SnapshotDelta } from '../../core/snapshot-delta.js';
 
 export const TOPIC = 'bamboo';
 
