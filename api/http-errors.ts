@@ -8,7 +8,7 @@ import type { FastifyError, FastifyReply } from 'fastify';
 import { ApiError } from '../common/core/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/adapters/statsd/metrics.js';
-import { ZkUnavailableError } from '../common/adapters/zookeeper/zk.js';
+import { ZkUnavailableError } from '../common/adapters/zookeeper/zk-errors.js';
 
 /** One ajv error as a sentence naming the field. */
 function describeValidation(err: FastifyError): ApiError {

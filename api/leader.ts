@@ -16,7 +16,8 @@ import { EventEmitter } from 'node:events';
 import { CoalescedRunner } from '../common/coalesce.js';
 import type { Logger } from '../common/log.js';
 import { childPath } from '../common/adapters/zookeeper/zk-paths.js';
-import { ZkNoNodeError, type Zk } from '../common/adapters/zookeeper/zk.js';
+import { type Zk } from '../common/adapters/zookeeper/zk.js';
+import { ZkNoNodeError } from '../common/adapters/zookeeper/zk-errors.js';
 
 export interface LeaderStatus {
   candidateId: string;

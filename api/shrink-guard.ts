@@ -26,7 +26,8 @@
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/adapters/statsd/metrics.js';
 import { isRunning } from '../common/core/template-data.js';
-import { ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError, type Zk } from '../common/adapters/zookeeper/zk.js';
+import { type Zk } from '../common/adapters/zookeeper/zk.js';
+import { ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from '../common/adapters/zookeeper/zk-errors.js';
 
 export interface Counts {
   apps: number;

@@ -20,7 +20,8 @@
  */
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/adapters/statsd/metrics.js';
-import { isNoAuth, ZkNoNodeError, type Zk } from '../common/adapters/zookeeper/zk.js';
+import { type Zk } from '../common/adapters/zookeeper/zk.js';
+import { isNoAuth, ZkNoNodeError } from '../common/adapters/zookeeper/zk-errors.js';
 import { ControlPaths, childPath } from '../common/adapters/zookeeper/zk-paths.js';
 
 /** Largest number of unsecured paths listed (and logged one by one); the count is always complete. */

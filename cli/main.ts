@@ -6,7 +6,8 @@
  */
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { ConfigError, haproxySettings, loadConfig, secretValues, type Config } from '../common/config.js';
+import { ConfigError, haproxySettings, secretValues, type Config } from '../common/config.js';
+import { loadConfig } from '../common/config-load.js';
 import { createLogger, type Logger } from '../common/log.js';
 
 const VERSION = (() => {

@@ -6,7 +6,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_TEMPLATE_PATH, loadConfig, type Config } from '../common/config.js';
+import { DEFAULT_TEMPLATE_PATH, type Config } from '../common/config.js';
+import { loadConfig } from '../common/config-load.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { HintPublisher, type PublisherCurve } from '../common/adapters/zeromq/bus.js';
 import { RuleStore } from '../common/adapters/zookeeper/rules.js';

@@ -10,7 +10,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadConfig } from '../../common/config.js';
+import { loadConfig } from '../../common/config-load.js';
 import { silentLogger } from '../../common/log.js';
 import { runWorker, type WorkerHandle } from '../../worker/main.js';
 

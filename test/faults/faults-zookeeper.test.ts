@@ -13,7 +13,7 @@
 import { expect } from 'chai';
 import zookeeper from 'node-zookeeper-client';
 import { startDemo, type RunningDemo } from '../../cli/demo.js';
-import { queryEscape } from '../../common/adapters/zookeeper/zk.js';
+import { queryEscape } from '../../common/adapters/zookeeper/zk-paths.js';
 import { call, HttpLoad, measured, since } from '../support/faults.js';
 import { httpGet, startBackend, type Backend } from '../../harness/http.js';
 import { sleep, waitFor } from '../../harness/process.js';

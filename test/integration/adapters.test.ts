@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { createLogger, silentLogger } from '../../common/log.js';
-import { Zk, queryEscape, queryUnescape, ZkBadVersionError, ZkNoNodeError, ZkUnavailableError } from '../../common/adapters/zookeeper/zk.js';
+import { Zk } from '../../common/adapters/zookeeper/zk.js';
+import { queryEscape, queryUnescape } from '../../common/adapters/zookeeper/zk-paths.js';
+import { ZkBadVersionError, ZkNoNodeError, ZkUnavailableError } from '../../common/adapters/zookeeper/zk-errors.js';
 import { RuleStore, RuleConflictError, RuleNotFoundError, parseRecord } from '../../common/adapters/zookeeper/rules.js';
 import { ControlStore } from '../../common/adapters/zookeeper/snapshot.js';
 import { HintPublisher, HintSubscriber, type HintEvent } from '../../common/adapters/zeromq/bus.js';

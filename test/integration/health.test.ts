@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { createServer, type Server } from 'node:net';
 import { runApi, type RunningApi } from '../../api/main.js';
-import { loadConfig } from '../../common/config.js';
+import { loadConfig } from '../../common/config-load.js';
 import { silentLogger } from '../../common/log.js';
 import { runWorker, type WorkerHandle } from '../../worker/main.js';
 import { jsonCall, type JsonResponse } from '../../harness/http.js';

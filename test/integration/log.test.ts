@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
-import { loadConfig } from '../../common/config.js';
+import { loadConfig } from '../../common/config-load.js';
 import { createLogger, resolveLogFormat, type LogFormat } from '../../common/log.js';
 import { freePort } from '../../harness/ports.js';
 import { startProcess, waitFor } from '../../harness/process.js';

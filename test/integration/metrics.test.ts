@@ -5,7 +5,8 @@
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
-import { loadConfig, type Config } from '../../common/config.js';
+import { type Config } from '../../common/config.js';
+import { loadConfig } from '../../common/config-load.js';
 import { PromMetrics } from '../../common/adapters/prometheus/prom-metrics.js';
 import { runApi, type RunningApi } from '../../api/main.js';
 import { runWorker, type WorkerHandle } from '../../worker/main.js';

@@ -7,7 +7,8 @@
 import { expect } from 'chai';
 import { runApi, type RunningApi } from '../../api/main.js';
 import { countAnswer, decide, settledRecord, shrinkReason, type Counts, type GuardRecord, type HeldAnswer, type ShrinkPolicy } from '../../api/shrink-guard.js';
-import { loadConfig, type Config } from '../../common/config.js';
+import { type Config } from '../../common/config.js';
+import { loadConfig } from '../../common/config-load.js';
 import { ControlStore } from '../../common/adapters/zookeeper/snapshot.js';
 import { Zk } from '../../common/adapters/zookeeper/zk.js';
 import { runWorker } from '../../worker/main.js';

@@ -8,10 +8,13 @@ import { expect } from 'chai';
 import { Writable } from 'node:stream';
 import { runApi, type RunningApi } from '../../api/main.js';
 import type { AclStatus } from '../../api/zk-acl.js';
-import { loadConfig, type Config } from '../../common/config.js';
+import { type Config } from '../../common/config.js';
+import { loadConfig } from '../../common/config-load.js';
 import { createLogger, silentLogger } from '../../common/log.js';
 import { nullMetrics, type Metrics } from '../../common/adapters/statsd/metrics.js';
-import { isNoAuth, queryEscape, Zk } from '../../common/adapters/zookeeper/zk.js';
+import { Zk } from '../../common/adapters/zookeeper/zk.js';
+import { queryEscape } from '../../common/adapters/zookeeper/zk-paths.js';
+import { isNoAuth } from '../../common/adapters/zookeeper/zk-errors.js';
 import { waitFor } from '../../harness/process.js';
 import { sharedZooKeeper, uniquePath } from '../../harness/zookeeper.js';
 

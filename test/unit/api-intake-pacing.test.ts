@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { MarathonIntake, type AppsSource, type HintSink, type SnapshotReader, type SnapshotWriter } from '../../api/intake.js';
-import { loadConfig } from '../../common/config.js';
+import { loadConfig } from '../../common/config-load.js';
 import { silentLogger } from '../../common/log.js';
 import { nullMetrics } from '../../common/adapters/statsd/metrics.js';
 import type { MarathonSnapshot } from '../../common/adapters/zookeeper/snapshot.js';

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import Fastify from 'fastify';
 import { buildApp, type AppDeps } from '../../api/app.js';
 import { workersRoutes, type WorkersDeps } from '../../api/routes/workers.js';
-import { loadConfig } from '../../common/config.js';
+import { loadConfig } from '../../common/config-load.js';
 import { silentLogger } from '../../common/log.js';
 import { nullMetrics } from '../../common/adapters/statsd/metrics.js';
 import type { WorkerStatus } from '../../common/adapters/zookeeper/snapshot.js';

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { loadConfig } from '../../common/config.js';
+import { loadConfig } from '../../common/config-load.js';
 import type { ServiceRecord } from '../../common/core/model.js';
 import { addressPorts, bindLines, heldPorts, parsePortRange, portRefusals, settingPorts, type PortRange } from '../../common/core/port-policy.js';
 import { reloadCulprits } from '../../common/core/reload-alerts.js';

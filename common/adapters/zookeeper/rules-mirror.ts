@@ -31,7 +31,8 @@
 import type { Logger } from '../../log.js';
 import { monotonicNow } from '../../pacing.js';
 import { parseRecord, type RuleStore, type StoredRecord } from './rules.js';
-import { queryUnescape, type Zk } from './zk.js';
+import { type Zk } from './zk.js';
+import { queryUnescape } from './zk-paths.js';
 
 export class RuleMirror {
   private readonly records = new Map<string, StoredRecord>();

@@ -8,7 +8,9 @@
  */
 import type { ServiceRecord } from '../../core/model.js';
 import { RulePaths } from './zk-paths.js';
-import { queryUnescape, Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError, type ZkWrite } from './zk.js';
+import { Zk, type ZkWrite } from './zk.js';
+import { queryUnescape } from './zk-paths.js';
+import { ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from './zk-errors.js';
 
 export interface StoredRecord {
   record: ServiceRecord;

@@ -13,7 +13,8 @@ import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { deltaDigest, diffApps, parseAppsArrayText, serialiseApps, type DeltaBody, type SerialisedApps, type ParsedApps } from '../../core/snapshot-delta.js';
 import { ControlPaths, childPath } from './zk-paths.js';
-import { Zk, ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from './zk.js';
+import { Zk } from './zk.js';
+import { ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from './zk-errors.js';
 
 const CHUNK_BYTES = 900 * 1024;
 

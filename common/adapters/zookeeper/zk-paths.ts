@@ -2,7 +2,6 @@
  * Every ZooKeeper path Bamboo uses, named once. The layout (and what each node holds) is described in
  * docs/ARCHITECTURE.md; code builds paths only through these functions.
  */
-import { queryEscape } from './zk.js';
 
 /** `parent/name` (the root `/` has no trailing slash to double). */
 export function childPath(parent: string, name: string): string {
@@ -62,4 +61,22 @@ export class ControlPaths {
   get aclMarker(): string {
     return childPath(this.root, 'acl-secured');
   }
+}
+
+/** Go's url.QueryEscape, which Bamboo used for znode names: `/a/b c` -> `%2Fa%2Fb+c`. */
+export function queryEscape(s: string): string {
+  let out = '';
+  for (const byte of Buffer.from(s, 'utf8')) {
+    const c = String.fromCharCode(byte);
+    if (/[A-Za-z0-9\-_.~]/.test(c)) out += c;
+    else if (c === ' ') out += '+';
+    else out += '%' + byte.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
+/** Go's url.QueryUnescape; throws on a malformed escape. */
+export function queryUnescape(s: string): string {
+  if (/%(?![0-9A-Fa-f]{2})/.test(s)) throw new Error(`malformed escape in ${JSON.stringify(s)}`);
+  return decodeURIComponent(s.replace(/\+/g, ' '));
 }

@@ -1,6 +1,7 @@
 /**
  * ZooKeeper adapter: a small promise API over node-zookeeper-client that survives connection loss and
- * session expiry without a restart.
+ * session expiry without a restart. Its errors: zk-errors.ts; the paths and Bamboo's node names:
+ * zk-paths.ts.
  *
  * - Every operation has a timeout and fails fast with ZkUnavailableError while disconnected, so a lost
  *   ensemble turns into clear 503s, never into requests that hang forever.
@@ -12,37 +13,9 @@ import { createHash } from 'node:crypto';
 import zookeeper from 'node-zookeeper-client';
 import type { Logger } from '../../log.js';
 import { monotonicNow } from '../../pacing.js';
+import { mapError, ZkNodeExistsError, ZkNoNodeError, ZkUnavailableError } from './zk-errors.js';
 
 const { Exception, CreateMode, ACL, Id, Permission } = zookeeper;
-
-export class ZkUnavailableError extends Error {
-  override name = 'ZkUnavailableError';
-  readonly code = 'ZK_UNAVAILABLE';
-  constructor(
-    message: string,
-    /**
-     * True when the request had been sent and its answer was lost (connection loss, timeout): a write
-     * may then have been applied. False when nothing was sent (not connected).
-     */
-    readonly inFlight = false,
-  ) {
-    super(message);
-  }
-}
-export class ZkNoNodeError extends Error {
-  override name = 'ZkNoNodeError';
-}
-export class ZkNodeExistsError extends Error {
-  override name = 'ZkNodeExistsError';
-}
-export class ZkBadVersionError extends Error {
-  override name = 'ZkBadVersionError';
-}
-
-/** True for ZooKeeper's NO_AUTH: the node's ACL does not let this session do that. */
-export function isNoAuth(err: unknown): boolean {
-  return (err as { code?: number } | null)?.code === Exception.NO_AUTH;
-}
 
 export interface ZkOptions {
   connectionString: string;
@@ -72,25 +45,6 @@ export interface ZkStat {
 type Client = ReturnType<typeof zookeeper.createClient>;
 
 export type ZkState = 'connecting' | 'connected' | 'disconnected' | 'closed';
-
-/** Callback-style node-zookeeper-client errors mapped to our error classes. */
-function mapError(err: unknown, path: string): Error {
-  const e = err as { code?: number; name?: string; message?: string };
-  switch (e?.code) {
-    case Exception.NO_NODE:
-      return new ZkNoNodeError(`no node ${path}`);
-    case Exception.NODE_EXISTS:
-      return new ZkNodeExistsError(`node exists ${path}`);
-    case Exception.BAD_VERSION:
-      return new ZkBadVersionError(`bad version ${path}`);
-    case Exception.CONNECTION_LOSS:
-    case Exception.SESSION_EXPIRED:
-    case Exception.OPERATION_TIMEOUT:
-      return new ZkUnavailableError(`ZooKeeper unavailable (${e.name ?? 'connection loss'})`, true);
-    default:
-      return err instanceof Error ? err : new Error(String(err));
-  }
-}
 
 function toStat(stat: { version: number; mtime: Buffer | number; cversion?: number }): ZkStat {
   const mtime = Buffer.isBuffer(stat.mtime) ? Number(stat.mtime.readBigInt64BE(0)) : Number(stat.mtime);
@@ -483,22 +437,4 @@ export class Zk extends EventEmitter {
 function aclStrings(acls: ReadonlyArray<InstanceType<typeof ACL>>): string[] {
   // The library's objects carry `permission` (its typings say `perms`).
   return acls.map((a) => `${a.id.scheme}:${a.id.id}:${(a as unknown as { permission?: number }).permission ?? a.perms}`).sort();
-}
-
-/** Go's url.QueryEscape, which Bamboo used for znode names: `/a/b c` -> `%2Fa%2Fb+c`. */
-export function queryEscape(s: string): string {
-  let out = '';
-  for (const byte of Buffer.from(s, 'utf8')) {
-    const c = String.fromCharCode(byte);
-    if (/[A-Za-z0-9\-_.~]/.test(c)) out += c;
-    else if (c === ' ') out += '+';
-    else out += '%' + byte.toString(16).toUpperCase().padStart(2, '0');
-  }
-  return out;
-}
-
-/** Go's url.QueryUnescape; throws on a malformed escape. */
-export function queryUnescape(s: string): string {
-  if (/%(?![0-9A-Fa-f]{2})/.test(s)) throw new Error(`malformed escape in ${JSON.stringify(s)}`);
-  return decodeURIComponent(s.replace(/\+/g, ' '));
 }
