@@ -123,7 +123,7 @@ export function buildProgram(): Command {
     .option('--now <ms>', 'clock for health grace periods, ms since epoch (default: now)')
     .action(async (opts: CommonOpts & { apps: string; services?: string; template?: string; now?: string }) => {
       const { cfg, log } = setup({ ...opts, logLevel: opts.logLevel ?? 'warn' }, 'render');
-      const { renderFromFiles } = await import('../common/core/render.js');
+      const { renderFromFiles } = await import('../common/core/render-input.js');
       const read = (path: string, what: string) => {
         try {
           return readFileSync(path, 'utf8');

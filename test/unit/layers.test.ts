@@ -4,7 +4,7 @@
  * test/integration/standalone.test.ts runs), and unit tests start no service.
  */
 import { expect } from 'chai';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { PROJECT_ROOT } from '../../common/config.js';
 import { tempDir } from '../../harness/tmp.js';

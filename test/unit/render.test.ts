@@ -4,7 +4,8 @@ import { join, resolve } from 'node:path';
 import { jsonClone, jsonEqual, sameApp } from '../../common/core/app-equality.js';
 import * as filters from '../../common/core/liquid-filters.js';
 import type { HAProxySettings, ServiceRecord, TemplateData } from '../../common/core/model.js';
-import { TemplateError, appsAtLines, createRenderer, renderFromFiles, renderOnce, type Origin } from '../../common/core/render.js';
+import { TemplateError, appsAtLines, createRenderer, renderOnce, type Origin } from '../../common/core/render.js';
+import { renderFromFiles } from '../../common/core/render-input.js';
 import { buildTemplateData, TemplateDataMemo } from '../../common/core/template-data.js';
 import {
   NOW,
