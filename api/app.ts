@@ -29,13 +29,15 @@ import { stateRoutes } from './routes/state.js';
 import { statusRoutes, type StatusDeps } from './routes/status.js';
 import { uiRoutes } from './routes/ui.js';
 import { workersRoutes } from './routes/workers.js';
+import { FleetMonitor } from './fleet.js';
+import { FleetStore } from '../common/adapters/zookeeper/fleet.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 
 /** What the API needs from the Marathon intake. */
 export type IntakeLike = MarathonDeps['intake'] & StatusDeps['intake'];
 
 export interface AppDeps {
-  cfg: Readonly<Pick<Config, 'Bamboo' | 'Marathon' | 'HAProxy'>>;
+  cfg: Readonly<Pick<Config, 'Bamboo' | 'Marathon' | 'HAProxy' | 'Fleet'>>;
   log: Logger;
   zk: Zk;
   rules: RuleStore;
@@ -56,6 +58,8 @@ export interface AppDeps {
   monotonicNow?: () => number;
   /** HAProxy's check of rules before they are stored (Bamboo.RuleCheck); created from cfg otherwise. */
   ruleCheck?: RuleChecker;
+  /** The fleet view (api/fleet.ts); created from cfg otherwise (without its periodic check). */
+  fleet?: FleetMonitor;
 }
 
 /** Methods in the order a 405's Allow header lists them. */
@@ -189,7 +193,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.register(statusRoutes, { bamboo: cfg.Bamboo, zk, intake, snapshots, publisher, ruleCheck, auth, limiter, registration: deps.registration, acls: deps.acls });
   app.register(servicesRoutes, { rules, rulesCache, ruleCheck, publisher, metrics, guards, log });
   app.register(stateRoutes, { snapshots, rulesCache, auth, guards, log, now: deps.now ?? Date.now });
-  app.register(workersRoutes, { control, rulesCache });
+  const fleet = deps.fleet ?? new FleetMonitor(new FleetStore(zk, control.paths), { staleAfterMs: cfg.Fleet.StaleAfterMs, goneRetentionMs: cfg.Fleet.GoneRetentionMs }, metrics, log);
+  app.register(workersRoutes, { control, fleet, rulesCache, staleAfterMs: cfg.Fleet.StaleAfterMs, goneRetentionMs: cfg.Fleet.GoneRetentionMs });
   app.register(marathonRoutes, { intake, guards, callbackSecret: cfg.Bamboo.CallbackSecret, maxBodyBytes: cfg.Bamboo.MaxBodyBytes });
   return app;
 }

@@ -18,6 +18,8 @@ import { ControlStore, type PublisherRecord } from '../common/adapters/zookeeper
 import { Zk } from '../common/adapters/zookeeper/zk.js';
 import { observeZk } from '../common/adapters/zookeeper/zk-metrics.js';
 import { buildApp } from './app.js';
+import { FleetMonitor } from './fleet.js';
+import { FleetStore } from '../common/adapters/zookeeper/fleet.js';
 import { checkExposure, isLoopbackHost } from './edge.js';
 import { MarathonIntake, type IntakeOptions } from './intake.js';
 import { LeaderElection } from './leader.js';
@@ -166,8 +168,11 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
   const ruleCheck = new RuleChecker({ mode: cfg.Bamboo.RuleCheck, binary: cfg.HAProxy.Binary, timeoutMs: cfg.Bamboo.RuleCheckTimeoutMs, log: log.child({ component: 'rule-check' }) });
   await ruleCheck.start();
 
+  // The fleet view: workers by state (metrics), and last-seen records past the retention removed.
+  const fleet = new FleetMonitor(new FleetStore(zk, control.paths), { staleAfterMs: cfg.Fleet.StaleAfterMs, goneRetentionMs: cfg.Fleet.GoneRetentionMs }, metrics, log.child({ component: 'fleet' }));
+
   let registration: PublisherRecord | null = null;
-  const app = buildApp({ cfg, log, zk, rules, control, snapshots, intake, publisher, metrics, rulesCache, ruleCheck, registration: () => registration, acls: () => acls.status() });
+  const app = buildApp({ cfg, log, zk, rules, control, snapshots, intake, publisher, metrics, rulesCache, ruleCheck, fleet, registration: () => registration, acls: () => acls.status() });
   try {
     await app.listen({ host, port });
   } catch (err) {
@@ -192,12 +197,14 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
   const reg = registration;
   await zk.ephemeral(regPath, () => Buffer.from(JSON.stringify(reg)));
   intake.start();
+  fleet.start();
   log.info({ url, zmq: registration.zmq, id, mode: intake.mode }, 'api listening');
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
       await app.close().catch((err: Error) => log.warn({ err }, 'http close failed'));
+      fleet.close();
       await intake.close().catch((err: Error) => log.warn({ err }, 'intake close failed'));
       snapshots.close();
       await zk.dropEphemeral(regPath).catch(() => undefined);

@@ -197,6 +197,14 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'Worker.ResyncIntervalMs', type: 'integer', default: 30000, env: 'BAMBOO_WORKER_RESYNC_INTERVAL_MS', min: 0, max: 86400000, used: 'worker',
     doc: 'Full reconcile at least this often even if every message is lost (0: never).' },
 
+  // --- Fleet (new) -----------------------------------------------------------------------------
+  { key: 'Fleet.StaleAfterMs', type: 'integer', default: 60000, env: 'BAMBOO_FLEET_STALE_AFTER_MS', min: 1000, max: 3600000, used: 'both',
+    doc: 'A worker whose status record has not changed for this long (seen by the api on its own monotonic clock) while its ZooKeeper session lasts is shown as stale. Workers rewrite their record at least every third of it (heartbeat), so a live one never reaches it.' },
+  { key: 'Fleet.GoneRetentionMs', type: 'integer', default: 86400000, env: 'BAMBOO_FLEET_GONE_RETENTION_MS', min: 1000, max: 2592000000, used: 'api',
+    doc: 'How long a worker that stopped (its status record gone) stays in the fleet view as gone, with when it was last seen and what it last ran; older records are removed (default: one day).' },
+  { key: 'Fleet.SeenWriteIntervalMs', type: 'integer', default: 60000, env: 'BAMBOO_FLEET_SEEN_WRITE_INTERVAL_MS', min: 1000, max: 3600000, used: 'worker',
+    doc: 'A worker rewrites its persistent last-seen record (what it runs, for the fleet view after it stops) at most this often, and also after each config it applies and when it stops. A crashed worker is shown last seen up to this long before it died.' },
+
   // --- StatsD ----------------------------------------------------------------------------------
   { key: 'StatsD.Enabled', type: 'boolean', default: false, env: 'STATSD_ENABLED', used: 'both', bamboo: true,
     doc: 'Send metrics to StatsD.' },
@@ -247,6 +255,7 @@ export interface Config {
     Name: string; DebounceMs: number; MinUpdateIntervalMs: number; MinReloadIntervalMs: number; ResyncIntervalMs: number;
     MaxReloadsPerMinute: number; MaxOldGenerations: number; OldGenerationsWaitMs: number;
   };
+  Fleet: { StaleAfterMs: number; GoneRetentionMs: number; SeenWriteIntervalMs: number };
   StatsD: { Enabled: boolean; Host: string; Prefix: string };
   Log: { Level: string; Format: 'auto' | 'pretty' | 'json' };
 }

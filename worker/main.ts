@@ -30,6 +30,8 @@ import { Zk } from '../common/adapters/zookeeper/zk.js';
 import { ZkDesiredState } from './desired.js';
 import { observeReconciler } from './metrics-hooks.js';
 import { PublisherDiscovery } from './publishers.js';
+import { FleetReporter } from './fleet-report.js';
+import { FleetStore } from '../common/adapters/zookeeper/fleet.js';
 import { removeStaleTemps } from './config-files.js';
 import { Reconciler } from './reconciler.js';
 import { startStatusServer, statusRecord, statusView, type StatusDeps, type StatusView } from './status.js';
@@ -231,8 +233,21 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   };
   const statusPath = control.paths.worker(name);
   await zk.ephemeral(statusPath, () => Buffer.from(JSON.stringify(statusRecord(deps))));
+  // Heartbeat and the last-seen record the fleet view keeps after this worker stops.
+  const fleetReport = new FleetReporter({
+    name,
+    store: new FleetStore(zk, control.paths),
+    heartbeat: () => zk.updateEphemeral(statusPath),
+    record: () => statusRecord(deps),
+    connected: () => zk.connected,
+    staleAfterMs: cfg.Fleet.StaleAfterMs,
+    seenWriteIntervalMs: cfg.Fleet.SeenWriteIntervalMs,
+    log,
+  });
+  fleetReport.start();
   reconciler.on('outcome', () => {
     zk.updateEphemeral(statusPath).catch((err: Error) => log.debug({ err }, 'could not update the status record'));
+    fleetReport.outcome();
   });
 
   const onConnected = () => reconciler.trigger('reconnect');
@@ -258,6 +273,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
         srv.closeAllConnections();
         await new Promise<void>((r) => srv.close(() => r()));
       }
+      await fleetReport.close();
       await zk.dropEphemeral(statusPath).catch(() => undefined);
       await zk.close();
       unobserveZk();

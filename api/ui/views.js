@@ -94,12 +94,44 @@ function outcomeBadge(outcome) {
   return badge(good ? 'ok' : outcome ? 'bad' : 'default', outcome || 'none');
 }
 
+/** A duration for people: `24 h`, `30 min`, `45 s`. */
+function span(ms) {
+  if (!ms) return '';
+  if (ms >= 3_600_000) return `${Math.round(ms / 3_600_000)} h`;
+  if (ms >= 60_000) return `${Math.round(ms / 60_000)} min`;
+  return `${Math.round(ms / 1000)} s`;
+}
+
+/** A worker that stopped (GET /api/workers `gone`): when it was last seen and what it last ran. */
+function goneRow(g, now) {
+  const last = g.last ?? {};
+  return h('tr', { class: 'gone', dataset: { worker: g.name, state: 'gone' } },
+    h('th', { scope: 'row' },
+      h('div', { class: 'worker-name' }, g.name),
+      h('div', { class: 'muted' }, `${last.host ?? ''}${last.mode ? ` · ${last.mode}` : ''}`),
+      badge('bad', 'gone', g.how === 'stopped' ? 'It stopped cleanly' : 'Its ZooKeeper session ended without a goodbye (crash, kill, or cut off for longer than its session timeout)'),
+      h('div', { class: 'last-seen' }, 'last seen ', when(g.lastSeen, now), g.how === 'stopped' ? ' · stopped' : ' · lost')),
+    h('td', {},
+      h('div', {}, `version ${last.snapshotVersion ?? '?'}`),
+      last.configHash ? h('div', { class: 'muted' }, 'config ', h('code', { title: last.configHash }, String(last.configHash).slice(0, 12))) : null),
+    h('td', { class: 'outcome' },
+      h('div', {}, outcomeBadge(last.lastOutcome), ' ', when(last.lastOutcomeAt, now)),
+      last.lastReason ? h('div', { class: 'reason' }, last.lastReason) : null),
+    h('td', {}, last.quarantined ? h('span', { class: 'bad-text' }, mark('⚠'), ` ${last.quarantined} app${last.quarantined === 1 ? '' : 's'}`) : h('span', { class: 'muted' }, 'none')),
+    h('td', { class: 'muted' }, 'not running'),
+  );
+}
+
 /** The fleet view from /api/workers and the app rows (for the rule rollout table). */
 export function renderFleet(answer, rows, now) {
   const workers = answer?.workers ?? [];
+  const gone = answer?.gone ?? [];
   const upToDate = workers.filter((w) => w.upToDate).length;
+  const stale = workers.filter((w) => w.state === 'stale').length;
   byId('fleet-summary').textContent = answer
     ? `Latest snapshot version ${answer.snapshotVersion} · ${answer.rules} rules stored · ${workers.length} workers, ${upToDate} up to date`
+      + (stale > 0 ? ` · ${stale} stale` : '')
+      + (gone.length > 0 ? ` · ${gone.length} gone in the last ${span(answer.goneRetentionMs)}` : '')
     : 'The worker list cannot be read right now.';
   const tbody = byId('workers').querySelector('tbody');
   replace(tbody, workers.map((w) => {
@@ -109,7 +141,8 @@ export function renderFleet(answer, rows, now) {
       h('th', { scope: 'row' },
         h('div', { class: 'worker-name' }, w.name),
         h('div', { class: 'muted' }, `${w.host}${w.mode ? ` · ${w.mode}` : ''}`),
-        w.upToDate ? badge('ok', 'up to date') : badge('warn', 'behind')),
+        w.upToDate ? badge('ok', 'up to date') : badge('warn', 'behind'),
+        w.state === 'stale' ? [' ', badge('warn', 'stale', 'Its ZooKeeper session lasts but it has stopped reporting: frozen, or cut off from ZooKeeper'), h('div', { class: 'warn-text' }, 'no report since ', when(w.lastSeen, now))] : null),
       h('td', {},
         h('div', {}, `version ${w.snapshotVersion} `, w.snapshotUpToDate ? badge('ok', 'latest') : badge('warn', `latest is ${answer.snapshotVersion}`)),
         w.configHash ? h('div', { class: 'muted' }, 'config ', h('code', { title: w.configHash }, String(w.configHash).slice(0, 12))) : null),
@@ -123,9 +156,9 @@ export function renderFleet(answer, rows, now) {
         ? h('span', { class: 'ok-text' }, mark('✓'), ' all applied')
         : [h('div', { class: 'warn-text' }, mark('○'), ` ${stale.length} not yet applied:`), h('ul', { class: 'plain' }, stale.map((id) => h('li', {}, h('code', {}, id))))]),
     );
-  }));
-  byId('workers').hidden = workers.length === 0;
-  byId('workers-empty').hidden = workers.length > 0;
+  }).concat(gone.map((g) => goneRow(g, now))));
+  byId('workers').hidden = workers.length + gone.length === 0;
+  byId('workers-empty').hidden = workers.length + gone.length > 0;
 
   const pending = pendingRules(rows);
   const box = byId('rollout');

@@ -235,7 +235,7 @@ describe('Prometheus metrics (api, worker, HAProxy exporter)', function () {
     expect(missing, `queried but not exported: ${missing.join(', ')}`).to.deep.equal([]);
     // Each area the dashboard promises has a panel.
     for (const n of ['bamboo_reconcile_duration_seconds_bucket', 'bamboo_reconcile_total', 'bamboo_haproxy_reloads_total', 'bamboo_haproxy_reload_failures_total',
-      'bamboo_quarantined_apps', 'bamboo_marathon_fetches_total', 'bamboo_marathon_answer_held', 'bamboo_snapshot_version']) {
+      'bamboo_quarantined_apps', 'bamboo_marathon_fetches_total', 'bamboo_marathon_answer_held', 'bamboo_snapshot_version', 'bamboo_workers']) {
       expect(used.has(n), n).to.equal(true);
     }
     expect([...used].some((n) => n.startsWith('haproxy_backend_'))).to.equal(true);

@@ -16,6 +16,7 @@ import { validateAcl } from '../../common/core/acl.js';
 import { type Config } from '../../common/config.js';
 import { loadConfig } from '../../common/config-load.js';
 import { createLogger, silentLogger } from '../../common/log.js';
+import { FleetStore, seenRecord } from '../../common/adapters/zookeeper/fleet.js';
 import { ControlStore, type WorkerStatus } from '../../common/adapters/zookeeper/snapshot.js';
 import { Zk } from '../../common/adapters/zookeeper/zk.js';
 import { MarathonSimulator } from '../../harness/marathon-sim/index.js';
@@ -530,6 +531,46 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
       expect(await shownIds(page)).to.deep.equal(['/shop/web']);
     } finally {
       for (const w of records) await zk.remove(`${control.workersPath}/${w.name}`).catch(() => undefined);
+    }
+  });
+
+  it('marks a worker that stopped reporting as stale, and shows a gone one with when it was last seen and what it last ran', async () => {
+    await api.close();
+    api = await startApi({ 'Fleet.StaleAfterMs': 1000 });
+    const control = new ControlStore(zk, api.cfg.Bamboo.Zookeeper.ControlPath);
+    const snapshotVersion = await control.snapshotVersion();
+    const now = Date.now();
+    const status = (name: string, w: Partial<WorkerStatus> = {}): WorkerStatus => ({
+      name, host: `${name}.example.com`, snapshotVersion, configHash: 'ab12'.repeat(16), rulesApplied: {}, lastOutcome: 'reloaded', lastReason: 'config changed',
+      lastOutcomeAt: now - 300_000, lastAppliedAt: now - 300_000, quarantined: [], startedAt: now - 3_600_000, mode: 'managed', ...w,
+    });
+    // A worker whose status record is never rewritten (no heartbeat): stale once the api watched it for 1 s.
+    await zk.mkdirp(control.workersPath);
+    await zk.create(control.paths.worker('edge-frozen'), Buffer.from(JSON.stringify(status('edge-frozen'))), 'ephemeral');
+    // A worker that stopped: only its last-seen record is left. Its name is shown as text.
+    const goneName = 'edge <b>gone</b>';
+    await new FleetStore(zk, control.paths).writeSeen(goneName, seenRecord(status(goneName, { quarantined: ['/tools/grafana'] }), now, now));
+    try {
+      await waitFor(async () => (await call('GET', '/api/workers')).json?.workers?.[0]?.state === 'stale', 'the api to call the silent worker stale', 10000, 100);
+      const page = await openUi('#fleet');
+      const gone = page.locator('#workers tr[data-state="gone"]');
+      await gone.waitFor();
+      const text = async (l: ReturnType<Page['locator']>) => (await l.innerText()).replace(/\s+/g, ' ').trim();
+      expect(await page.locator('#fleet-summary').textContent()).to.equal(`Latest snapshot version ${snapshotVersion} · 0 rules stored · 1 workers, 1 up to date · 1 stale · 1 gone in the last 24 h`);
+      expect(await gone.getAttribute('data-worker')).to.equal(goneName);
+      expect(await text(gone.locator('th'))).to.match(/^edge <b>gone<\/b> edge <b>gone<\/b>\.example\.com · managed gone last seen (just now|\d s ago) · stopped$/);
+      expect(await gone.locator('b').count(), 'the name is text, not markup').to.equal(0);
+      expect(await text(gone.locator('td').nth(0))).to.equal(`version ${snapshotVersion} config ab12ab12ab12`);
+      expect(await text(gone.locator('td').nth(1))).to.equal('reloaded 5 min ago config changed');
+      expect(await text(gone.locator('td').nth(2))).to.equal('⚠ 1 app');
+      expect(await text(gone.locator('td').nth(3))).to.equal('not running');
+      const frozen = page.locator('#workers tr[data-worker="edge-frozen"]');
+      expect(await text(frozen.locator('th'))).to.match(/^edge-frozen edge-frozen\.example\.com · managed up to date stale no report since (just now|\d s ago)$/);
+      // The gone worker is not one the rules wait for.
+      expect(await page.locator('#rollout').textContent()).to.equal('✓ Every rule is applied on every worker.');
+      await screenshot(page, '6-fleet-stale-gone');
+    } finally {
+      await zk.remove(control.paths.worker('edge-frozen')).catch(() => undefined);
     }
   });
 

@@ -53,16 +53,23 @@ describe('api routes (in-process)', () => {
     }
   });
 
-  it('runs the workers plugin alone with only its two deps, and marks a worker behind on a rule or the snapshot', async () => {
+  it('runs the workers plugin alone with only its deps, and marks a worker behind on a rule or the snapshot', async () => {
     const worker = (name: string, snapshotVersion: number, rulesApplied: Record<string, number>, quarantined: string[] = []): WorkerStatus => ({
       name, host: name, snapshotVersion, configHash: 'h', rulesApplied, lastOutcome: 'reloaded', lastReason: '', lastOutcomeAt: 1, lastAppliedAt: 1, quarantined, startedAt: 1, mode: 'master',
     });
+    const present = (status: WorkerStatus) => ({ state: 'live' as const, lastSeen: 1, status });
     const deps: WorkersDeps = {
-      control: {
-        workers: async () => [worker('b', 7, { '/a': 2 }), worker('a', 6, { '/a': 3, '/gone': 1 }), worker('c', 7, { '/a': 3 }, ['/b'])],
-        snapshotVersion: async () => 7,
+      control: { snapshotVersion: async () => 7 },
+      fleet: {
+        read: async () => ({
+          present: [present(worker('b', 7, { '/a': 2 })), present(worker('a', 6, { '/a': 3, '/gone': 1 })), present(worker('c', 7, { '/a': 3 }, ['/b']))],
+          gone: [],
+          counts: { live: 3, stale: 0, gone: 0 },
+        }),
       },
       rulesCache: { get: async () => ({ versions: { '/a': 3, '/b': 1 } }) },
+      staleAfterMs: 60000,
+      goneRetentionMs: 86400000,
     };
     const app = Fastify();
     await app.register(workersRoutes, deps);

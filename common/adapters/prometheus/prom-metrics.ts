@@ -103,6 +103,7 @@ export class PromMetrics {
   private readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   private readonly httpSeconds: Histogram<'method' | 'route'>;
   private readonly snapshot: Gauge;
+  private readonly workers: Gauge<'state'>;
   private readonly defaults: boolean;
 
   /**
@@ -143,6 +144,7 @@ export class PromMetrics {
     this.httpRequests = new Counter({ name: 'bamboo_http_requests_total', help: 'HTTP requests answered, by method, route pattern and status code.', labelNames: ['method', 'route', 'status'], registers: r });
     this.httpSeconds = new Histogram({ name: 'bamboo_http_request_duration_seconds', help: 'HTTP request duration by method and route pattern.', labelNames: ['method', 'route'], buckets: REQUEST_BUCKETS, registers: r });
     this.snapshot = new Gauge({ name: 'bamboo_snapshot_version', help: 'Marathon snapshot version: the newest published (api) or the one in force (worker); -1 unknown.', registers: r });
+    this.workers = new Gauge({ name: 'bamboo_workers', help: 'Workers by state as this api copy sees them: live, stale (no report within Fleet.StaleAfterMs), gone (stopped within Fleet.GoneRetentionMs).', labelNames: ['state'], registers: r });
     this.zkConnected.set(0);
     this.quarantine.set(0);
     this.held.set(0);
@@ -225,6 +227,7 @@ export class PromMetrics {
   gauge(name: string, value: number): void {
     if (name === 'haproxy.old_generations') this.oldGenerations.set(value);
     else if (name === 'zookeeper.acl.unsecured') this.aclUnsecured.set(value);
+    else if (FLEET_GAUGES.has(name)) this.workers.set({ state: name.slice('fleet.workers.'.length) }, value);
   }
   async exposition(): Promise<{ contentType: string; text: string }> {
     const own = await this.registry.metrics();
@@ -248,5 +251,8 @@ function processRegistry(): Registry {
   }
   return shared;
 }
+
+/** The fleet gauges of an api copy (api/fleet.ts): `bamboo_workers{state}`. */
+const FLEET_GAUGES: ReadonlySet<string> = new Set(['fleet.workers.live', 'fleet.workers.stale', 'fleet.workers.gone']);
 
 const HTTP_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']);

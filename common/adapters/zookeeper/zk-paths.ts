@@ -46,8 +46,16 @@ export class ControlPaths {
   get workers(): string {
     return childPath(this.root, 'workers');
   }
+  /** A worker's ephemeral status record; the name is escaped as app ids are (Go's QueryEscape). */
   worker(name: string): string {
-    return childPath(this.workers, name);
+    return childPath(this.workers, queryEscape(name));
+  }
+  /** Persistent last-seen records of workers (common/adapters/zookeeper/fleet.ts), kept after they stop. */
+  get workersSeen(): string {
+    return childPath(this.root, 'workers-seen');
+  }
+  workerSeen(name: string): string {
+    return childPath(this.workersSeen, queryEscape(name));
   }
   /** The event stream leader election: ephemeral sequential `lock-` children. */
   get leader(): string {
