@@ -187,7 +187,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.register(uiRoutes);
   app.register(healthRoutes, { zk });
   app.register(statusRoutes, { bamboo: cfg.Bamboo, zk, intake, snapshots, publisher, ruleCheck, auth, limiter, registration: deps.registration, acls: deps.acls });
-  app.register(servicesRoutes, { rules, rulesCache, ruleCheck, publisher, metrics, guards, log });
+  app.register(servicesRoutes, { rules, rulesCache, ruleCheck, publisher, metrics, guards, log, workers: () => control.workers() });
   app.register(stateRoutes, { snapshots, rulesCache, auth, guards, log, now: deps.now ?? Date.now });
   app.register(workersRoutes, { control, rulesCache });
   app.register(marathonRoutes, { intake, guards, callbackSecret: cfg.Bamboo.CallbackSecret, maxBodyBytes: cfg.Bamboo.MaxBodyBytes });

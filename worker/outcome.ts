@@ -4,7 +4,7 @@
  */
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/metrics.js';
-import type { TemplateData } from '../common/model.js';
+import type { ServiceRecord, TemplateData } from '../common/model.js';
 import type { Origin } from '../common/render.js';
 import type { StoredRecord } from '../common/rules.js';
 import type { SlotTable } from '../common/slots.js';
@@ -28,6 +28,17 @@ export interface QuarantinedApp {
   level: 'rules' | 'app';
   /** Why (one line): the validator's complaint, `port policy: ...`, `reload failed: ...`, `validation timed out ...`. */
   error: string;
+  /**
+   * Level `rules`: what the app is routed by meanwhile: `last-good`, the service record this worker
+   * ran before (version `lastGoodVersion`), or `default`, the template's rule for an app without one
+   * (worker/last-good.ts).
+   */
+  fallback?: 'last-good' | 'default';
+  lastGoodVersion?: number;
+  /** The version of the app's rule (service record) that was quarantined, when it has one. */
+  ruleVersion?: number;
+  /** Since when (ms epoch) this worker quarantines the app for this rule version. */
+  since?: number;
 }
 
 export interface ApplyOutcome {
@@ -148,6 +159,11 @@ export interface RunningModel {
   snapshotVersion: number;
   /** App id -> rule (znode) version of each rule in force. */
   rulesApplied: Record<string, number>;
+  /**
+   * The service records in force when `data` is null (a config found on disk at start): what the
+   * worker saved beside the last good config (ConfigFiles.keepLastGoodRules), for last good rules.
+   */
+  rulesInForce?: Record<string, ServiceRecord>;
   quarantined: QuarantinedApp[];
   /** The server slot of every task (null when the model came from the file on disk). */
   slots: SlotTable | null;

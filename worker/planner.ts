@@ -15,6 +15,7 @@ import { appsAtLines, TemplateError, type Origin, type Renderer } from '../commo
 import { buildTemplateData, TemplateDataMemo } from '../common/template-data.js';
 import type { ConfigFiles } from './config-files.js';
 import type { DesiredState, QuarantinedApp, RunningModel, StageTimes } from './outcome.js';
+import { escalate, QuarantineSince, recheck, rulesInForce, rulesQuarantine, withFallbacks, type GoodRule } from './last-good.js';
 import { changedAgainstText, changedSinceLastGood, type QuarantineMemory } from './quarantine.js';
 
 /** What the candidate carries besides its text, whatever becomes of it. */
@@ -72,6 +73,8 @@ export class Planner {
   private heldCache: { hash: string; held: Map<number, Holder> } | null = null;
   /** Ports of HAProxy.HttpBind and HAProxy.StatsBind: the edge's whether or not the template binds them. */
   private readonly edgePorts: number[];
+  /** When each quarantine began on this worker (shown as `since`). */
+  private readonly since = new QuarantineSince();
 
   constructor(private readonly o: PlannerOptions) {
     this.edgePorts = settingPorts([o.settings.HttpBind, o.settings.StatsBind]);
@@ -83,6 +86,11 @@ export class Planner {
    * before any validation. Otherwise validates, quarantining apps that break the config.
    */
   async plan(desired: DesiredState, running: RunningModel | null, allowRuntime: boolean, stages: StageTimes): Promise<Plan> {
+    const plan = await this.planRounds(desired, running, allowRuntime, stages);
+    return { ...plan, quarantined: this.since.stamp(plan.quarantined, Date.now(), true) };
+  }
+
+  private async planRounds(desired: DesiredState, running: RunningModel | null, allowRuntime: boolean, stages: StageTimes): Promise<Plan> {
     const services: Record<string, ServiceRecord> = {};
     for (const [id, stored] of desired.rules) services[id] = stored.record;
     const slots = { previous: running?.slots ?? null, headroomPercent: this.o.slotHeadroomPercent };
@@ -90,8 +98,10 @@ export class Planner {
     if (warnings.length) this.o.log.debug({ warnings: warnings.slice(0, 20), count: warnings.length }, 'template data warnings');
 
     // Apps quarantined by an earlier reconcile for a refused reload or a validation timeout stay
-    // out while they are unchanged (worker/quarantine.ts).
-    const quarantine = this.o.memory.inForce(full);
+    // out while they are unchanged (worker/quarantine.ts). A quarantined rule routes by the last
+    // good one this worker runs, when it has one (worker/last-good.ts).
+    const good = rulesInForce(running);
+    const quarantine = new Map([...this.o.memory.inForce(full)].map(([id, q]) => [id, recheck(q, good)]));
     /** Quarantined here for a validation timeout: remembered once a config without them validates. */
     const suspects = new Map<string, QuarantinedApp>();
     let timeoutStage = 0;
@@ -102,7 +112,7 @@ export class Planner {
       let rendered: { text: string; origins: Origin[] };
       try {
         // Renders, then quarantines apps whose listeners the port policy refuses (and renders again).
-        ({ data, rendered } = await stages.timed('render', () => this.renderAllowed(full, quarantine, running)));
+        ({ data, rendered } = await stages.timed('render', () => this.renderAllowed(full, quarantine, running, good)));
       } catch (err) {
         const msg = err instanceof TemplateError ? err.message : `render failed: ${(err as Error).message}`;
         const quarantined = [...quarantine.values()].sort((a, b) => (a.appId < b.appId ? -1 : 1));
@@ -115,7 +125,7 @@ export class Planner {
         // Without the suspects of a validation timeout the config is the one in force (validated
         // before): the timeout was theirs.
         if (suspects.size > 0) this.o.memory.remember(full, [...suspects.values()]);
-        return { kind: 'unchanged', hash, data, origins: rendered.origins, quarantined, rulesApplied: rulesIn(data, desired), snapshotVersion };
+        return { kind: 'unchanged', hash, data, origins: rendered.origins, quarantined, rulesApplied: rulesIn(data, desired, quarantine), snapshotVersion };
       }
       // Only servers changed (task churn)? Then no validation: the Runtime API applies the
       // difference, which only touches addresses, ports, weights and states of existing servers.
@@ -128,7 +138,7 @@ export class Planner {
           if (suspects.size > 0) this.o.memory.remember(full, [...suspects.values()]);
           return {
             kind: 'runtime', text: rendered.text, hash, data, origins: rendered.origins, quarantined,
-            rulesApplied: rulesIn(data, desired), snapshotVersion, changes: diff.changes,
+            rulesApplied: rulesIn(data, desired, quarantine), snapshotVersion, changes: diff.changes,
           };
         }
         notRuntime = diff.reason;
@@ -157,7 +167,7 @@ export class Planner {
         // A config without the suspects of a validation timeout validated well within the timeout:
         // the timeout was theirs, not the machine's load, so they stay out until they change.
         if (suspects.size > 0 && result.ms < this.o.commandTimeoutMs / 2) this.o.memory.remember(full, [...suspects.values()]);
-        const rulesApplied = rulesIn(data, desired);
+        const rulesApplied = rulesIn(data, desired, quarantine);
         return { kind: 'apply', tempPath, text: rendered.text, hash, data, origins: rendered.origins, quarantined, rulesApplied, snapshotVersion, warnings, notRuntime };
       }
       if (result.timedOut || (result.limit === 'cpu' && result.lines.length === 0)) {
@@ -165,7 +175,7 @@ export class Planner {
         // out what changed since the last good config (rules first, then apps) and validate again, so
         // one slow rule cannot stop every other update.
         const cause = result.timedOut ? `validation timed out after ${this.o.commandTimeoutMs} ms` : result.limitReason ?? 'validation stopped by the CPU-time limit';
-        const more = await this.timeoutSuspects(data, rendered, timeoutStage++, cause, running);
+        const more = await this.timeoutSuspects(data, rendered, timeoutStage++, cause, running, (id) => desired.rules.get(id)?.version, good);
         if (more.length === 0) {
           return { kind: 'invalid', reason: cause, hash, quarantined, snapshotVersion };
         }
@@ -180,18 +190,21 @@ export class Planner {
         return { kind: 'invalid', reason: result.limitReason, hash, quarantined, snapshotVersion };
       }
 
-      // Quarantine: the apps whose fragments the errors point at lose their rules first, then
-      // (if their fragment still breaks the config) their place in it.
+      // Quarantine: the apps whose fragments the errors point at lose their rules first (to the
+      // last good rule, then the default one), then (if their fragment still breaks the config)
+      // their place in it.
       const culprits = appsAtLines(rendered.origins, result.lines);
       let progress = false;
       for (const appId of culprits) {
         const error = (result.limitReason ? `${result.limitReason}: ` : '') + alertsFor(result.output, rendered.origins, appId);
         const current = quarantine.get(appId);
-        if (!current && Object.prototype.hasOwnProperty.call(data.Services, appId)) {
-          quarantine.set(appId, { appId, level: 'rules', error });
-          progress = true;
-        } else if (!current || current.level === 'rules') {
-          quarantine.set(appId, { appId, level: 'app', error });
+        const next = current
+          ? escalate(current, error)
+          : Object.prototype.hasOwnProperty.call(data.Services, appId)
+            ? rulesQuarantine(appId, error, { record: data.Services[appId], version: desired.rules.get(appId)?.version }, good)
+            : { appId, level: 'app' as const, error };
+        if (next) {
+          quarantine.set(appId, next);
           progress = true;
         }
       }
@@ -219,7 +232,7 @@ export class Planner {
     const slots = { previous: running.slots, headroomPercent: this.o.slotHeadroomPercent };
     const { data: full } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services: running.data.Services, now: Date.now(), slots, memo: this.dataMemo }));
     const quarantine = new Map(running.quarantined.map((q) => [q.appId, q]));
-    const data = quarantine.size === 0 ? full : withoutQuarantined(full, quarantine);
+    const data = quarantine.size === 0 ? full : withFallbacks(full, quarantine, rulesInForce(running));
     const rendered = await stages.timed('render', () => this.o.renderer.render(data, this.o.settings));
     const hash = await sha256(rendered.text);
     if (hash === running.hash) return null;
@@ -240,14 +253,16 @@ export class Planner {
   blameFailedReload(plan: ApplyPlan, previous: RunningModel | null, output: string, repeated: boolean): QuarantinedApp[] {
     const { culprits, edge } = reloadCulprits(output, this.o.files.outputPath, plan.text, plan.origins);
     const qs: QuarantinedApp[] = culprits.map((c) => ({ appId: c.appId, level: 'app' as const, error: `reload failed: ${c.alert}` }));
-    if (qs.length > 0 || edge || !repeated || !previous) return qs;
+    if (qs.length > 0 || edge || !repeated || !previous) return this.since.stamp(qs, Date.now(), false);
     const changed = changedSince(previous, plan.data, plan);
     const error = (what: string) => `reload failed (not attributable to an app) with this ${what} changed since the last good config`;
     const apps = new Set(changed.apps);
-    return [
-      ...changed.apps.map((appId) => ({ appId, level: 'app' as const, error: error('app') })),
-      ...changed.rules.filter((id) => !apps.has(id)).map((appId) => ({ appId, level: 'rules' as const, error: error('rule') })),
-    ].sort((a, b) => (a.appId < b.appId ? -1 : 1));
+    const good = rulesInForce(previous);
+    const rules = changed.rules
+      .filter((id) => !apps.has(id))
+      .map((appId) => rulesQuarantine(appId, error('rule'), { record: plan.data.Services[appId], version: plan.rulesApplied[appId] }, good));
+    const blamed = [...changed.apps.map((appId) => ({ appId, level: 'app' as const, error: error('app') })), ...rules].sort((a, b) => (a.appId < b.appId ? -1 : 1));
+    return this.since.stamp(blamed, Date.now(), false);
   }
 
   /**
@@ -259,9 +274,10 @@ export class Planner {
     full: TemplateData,
     quarantine: Map<string, QuarantinedApp>,
     running: RunningModel | null,
+    good: ReadonlyMap<string, GoodRule>,
   ): { data: TemplateData; rendered: { text: string; origins: Origin[] } } {
     for (;;) {
-      const data = quarantine.size === 0 ? full : withoutQuarantined(full, quarantine);
+      const data = quarantine.size === 0 ? full : withFallbacks(full, quarantine, good);
       const rendered = this.o.renderer.render(data, this.o.settings);
       const refused = portRefusals({
         text: rendered.text,
@@ -292,6 +308,8 @@ export class Planner {
     stage: number,
     cause: string,
     running: RunningModel | null,
+    versionOf: (appId: string) => number | undefined,
+    good: ReadonlyMap<string, GoodRule>,
   ): Promise<QuarantinedApp[]> {
     if (stage >= 2) return [];
     // An adopted master's config is not known: the last good file is what this host last applied.
@@ -299,7 +317,9 @@ export class Planner {
     if (!lastGood) return [];
     const changed = changedSince(lastGood, data, rendered);
     const error = (what: string) => `${cause} with this ${what} changed since the last good config`;
-    if (changed.rules.length) return changed.rules.map((appId) => ({ appId, level: 'rules' as const, error: error('rule') }));
+    if (changed.rules.length) {
+      return changed.rules.map((appId) => rulesQuarantine(appId, error('rule'), { record: data.Services[appId], version: versionOf(appId) }, good));
+    }
     return changed.apps.map((appId) => ({ appId, level: 'app' as const, error: error('app') }));
   }
 
@@ -317,22 +337,16 @@ function changedSince(lastGood: Pick<RunningModel, 'data' | 'text'>, data: Templ
   return changedSinceLastGood(data, lastGood.data) ?? changedAgainstText(rendered, data, lastGood.text);
 }
 
-/** App id -> rule version of every service record the template data carries. */
-function rulesIn(data: TemplateData, desired: DesiredState): Record<string, number> {
+/** App id -> rule version of every service record the template data carries (a last good rule's own). */
+function rulesIn(data: TemplateData, desired: DesiredState, quarantine: ReadonlyMap<string, QuarantinedApp>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const id of Object.keys(data.Services)) {
+    const q = quarantine.get(id);
     const stored = desired.rules.get(id);
-    if (stored) out[id] = stored.version;
+    if (q?.fallback === 'last-good' && q.lastGoodVersion !== undefined) out[id] = q.lastGoodVersion;
+    else if (stored) out[id] = stored.version;
   }
   return out;
-}
-
-/** The template data without quarantined rules (level `rules`) and apps (level `app`). */
-export function withoutQuarantined(data: TemplateData, quarantine: ReadonlyMap<string, QuarantinedApp>): TemplateData {
-  const services: Record<string, ServiceRecord> = {};
-  for (const [id, rec] of Object.entries(data.Services)) if (!quarantine.has(id)) services[id] = rec;
-  const apps = data.Apps.filter((a) => quarantine.get(a.Id)?.level !== 'app');
-  return { Apps: apps, Services: services };
 }
 
 /** The validator's alert lines that point into one app's fragments, as one line. */
