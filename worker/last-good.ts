@@ -6,8 +6,10 @@
  * template's default rule. The planner decides, the template data carries the result; this module
  * holds the pure parts and the `since` stamps (when each quarantine began on this worker).
  */
+import { readFileSync } from 'node:fs';
 import { jsonEqual } from '../common/app-equality.js';
 import type { ServiceRecord, TemplateData } from '../common/model.js';
+import { buildTemplateData } from '../common/template-data.js';
 import type { QuarantinedApp, RunningModel } from './outcome.js';
 
 /** A service record in force on this worker, with its rule (znode) version. */
@@ -18,16 +20,58 @@ export interface GoodRule {
 
 /**
  * The service records of the config this worker runs, by app id: the running model's template data
- * (a substituted last good rule included, so it stays the last good one), or, for a config found on
- * disk at start, what the worker saved beside it (`RunningModel.rulesInForce`). Empty without either.
+ * (a substituted last good rule included, so it stays the last good one). Null when the worker does
+ * not know them (no model yet, or a config found on disk at start): see `parseRulesFile`.
  */
-export function rulesInForce(running: RunningModel | null): Map<string, GoodRule> {
+export function rulesInForce(running: RunningModel | null): Map<string, GoodRule> | null {
+  if (!running?.data) return null;
   const out = new Map<string, GoodRule>();
-  if (!running) return out;
-  const services = running.data?.Services ?? running.rulesInForce ?? {};
-  for (const [id, record] of Object.entries(services)) {
+  for (const [id, record] of Object.entries(running.data.Services)) {
     const version = running.rulesApplied[id];
     if (typeof version === 'number') out.set(id, { record, version });
+  }
+  return out;
+}
+
+/**
+ * The rules in force as the text kept beside the last good config (`<OutputPath>.last-good-rules`),
+ * so a restarted worker still knows each app's last good rule: `{"v":1,"rules":{id:{version,record}}}`.
+ */
+export function rulesFileText(data: TemplateData, rulesApplied: Record<string, number>): string {
+  const rules: Record<string, GoodRule> = {};
+  for (const id of Object.keys(data.Services).sort()) {
+    const version = rulesApplied[id];
+    if (typeof version === 'number') rules[id] = { version, record: data.Services[id] };
+  }
+  return `${JSON.stringify({ v: 1, rules })}\n`;
+}
+
+/**
+ * Reads what `rulesFileText` wrote. The records pass the same checks as the desired state's
+ * (`clean`: template data's service validation), since they reach haproxy.cfg again; anything
+ * malformed is left out (the app then falls back to the default rule). Never throws.
+ */
+export function parseRulesFile(text: string, clean: (records: Record<string, unknown>) => Record<string, ServiceRecord>): Map<string, GoodRule> {
+  const out = new Map<string, GoodRule>();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return out;
+  }
+  const rules = (parsed as { v?: unknown; rules?: unknown } | null)?.rules;
+  if ((parsed as { v?: unknown }).v !== 1 || typeof rules !== 'object' || rules === null) return out;
+  const records: Record<string, unknown> = {};
+  const versions = new Map<string, number>();
+  for (const [id, entry] of Object.entries(rules as Record<string, unknown>)) {
+    const e = entry as { version?: unknown; record?: unknown } | null;
+    if (!e || !Number.isInteger(e.version) || (e.version as number) < 0) continue;
+    records[id] = e.record;
+    versions.set(id, e.version as number);
+  }
+  for (const [id, record] of Object.entries(clean(records))) {
+    const version = versions.get(id);
+    if (version !== undefined) out.set(id, { record, version });
   }
   return out;
 }
@@ -75,6 +119,20 @@ export function recheck(q: QuarantinedApp, good: ReadonlyMap<string, GoodRule>):
   if (last && last.version === q.lastGoodVersion) return q;
   const { lastGoodVersion: _dropped, ...rest } = q;
   return { ...rest, fallback: 'default' };
+}
+
+/**
+ * The rules kept beside the last good config at `path` (ConfigFiles.lastGoodRulesPath), checked as
+ * the desired state's records are; empty when the file is missing or unreadable.
+ */
+export function readRulesAtStart(path: string, now: number): Map<string, GoodRule> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return new Map();
+  }
+  return parseRulesFile(text, (records) => buildTemplateData({ apps: [], services: records as Record<string, ServiceRecord>, now }).data.Services);
 }
 
 /**

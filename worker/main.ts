@@ -26,7 +26,8 @@ import { Zk } from '../common/zk.js';
 import { ZkDesiredState } from './desired.js';
 import { observeReconciler } from './metrics-hooks.js';
 import { PublisherDiscovery } from './publishers.js';
-import { removeStaleTemps } from './config-files.js';
+import { ConfigFiles, removeStaleTemps } from './config-files.js';
+import { readRulesAtStart } from './last-good.js';
 import { Reconciler } from './reconciler.js';
 import { startStatusServer, statusRecord, statusView, type StatusDeps, type StatusView } from './status.js';
 
@@ -190,6 +191,8 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     log,
     metrics,
     initial,
+    // Each app's last good rule outlives a restart: the rules in force are kept beside the last good config.
+    rulesAtStart: readRulesAtStart(new ConfigFiles(outputPath, log).lastGoodRulesPath, startedAt),
     retryInitialMs: opts.retryInitialMs,
     retryMaxMs: opts.retryMaxMs,
   });

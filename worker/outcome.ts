@@ -4,7 +4,7 @@
  */
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/metrics.js';
-import type { ServiceRecord, TemplateData } from '../common/model.js';
+import type { TemplateData } from '../common/model.js';
 import type { Origin } from '../common/render.js';
 import type { StoredRecord } from '../common/rules.js';
 import type { SlotTable } from '../common/slots.js';
@@ -159,11 +159,6 @@ export interface RunningModel {
   snapshotVersion: number;
   /** App id -> rule (znode) version of each rule in force. */
   rulesApplied: Record<string, number>;
-  /**
-   * The service records in force when `data` is null (a config found on disk at start): what the
-   * worker saved beside the last good config (ConfigFiles.keepLastGoodRules), for last good rules.
-   */
-  rulesInForce?: Record<string, ServiceRecord>;
   quarantined: QuarantinedApp[];
   /** The server slot of every task (null when the model came from the file on disk). */
   slots: SlotTable | null;

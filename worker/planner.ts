@@ -57,6 +57,11 @@ export interface PlannerOptions {
   slotHeadroomPercent?: number;
   /** HAProxy.TcpPortRange: ports apps may bind (default: any; the edge's ports and clashes are refused regardless). */
   tcpPortRange?: PortRange;
+  /**
+   * The rules in force when the worker started (read from `<OutputPath>.last-good-rules`): each
+   * app's last good rule until this worker has applied a config of its own.
+   */
+  rulesAtStart?: ReadonlyMap<string, GoodRule>;
   log: Logger;
 }
 
@@ -100,7 +105,7 @@ export class Planner {
     // Apps quarantined by an earlier reconcile for a refused reload or a validation timeout stay
     // out while they are unchanged (worker/quarantine.ts). A quarantined rule routes by the last
     // good one this worker runs, when it has one (worker/last-good.ts).
-    const good = rulesInForce(running);
+    const good = this.goodRules(running);
     const quarantine = new Map([...this.o.memory.inForce(full)].map(([id, q]) => [id, recheck(q, good)]));
     /** Quarantined here for a validation timeout: remembered once a config without them validates. */
     const suspects = new Map<string, QuarantinedApp>();
@@ -232,7 +237,7 @@ export class Planner {
     const slots = { previous: running.slots, headroomPercent: this.o.slotHeadroomPercent };
     const { data: full } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services: running.data.Services, now: Date.now(), slots, memo: this.dataMemo }));
     const quarantine = new Map(running.quarantined.map((q) => [q.appId, q]));
-    const data = quarantine.size === 0 ? full : withFallbacks(full, quarantine, rulesInForce(running));
+    const data = quarantine.size === 0 ? full : withFallbacks(full, quarantine, this.goodRules(running));
     const rendered = await stages.timed('render', () => this.o.renderer.render(data, this.o.settings));
     const hash = await sha256(rendered.text);
     if (hash === running.hash) return null;
@@ -257,7 +262,7 @@ export class Planner {
     const changed = changedSince(previous, plan.data, plan);
     const error = (what: string) => `reload failed (not attributable to an app) with this ${what} changed since the last good config`;
     const apps = new Set(changed.apps);
-    const good = rulesInForce(previous);
+    const good = this.goodRules(previous);
     const rules = changed.rules
       .filter((id) => !apps.has(id))
       .map((appId) => rulesQuarantine(appId, error('rule'), { record: plan.data.Services[appId], version: plan.rulesApplied[appId] }, good));
@@ -290,6 +295,14 @@ export class Planner {
       for (const r of refused) quarantine.set(r.appId, { appId: r.appId, level: 'app', error: `port policy: ${r.reason}` });
       this.o.log.warn({ apps: refused.map((r) => r.appId), reasons: refused.slice(0, 5).map((r) => r.reason) }, 'quarantining apps whose ports the port policy refuses');
     }
+  }
+
+  /**
+   * Each app's rule in the config this worker runs: the running model's, or before this worker
+   * applied anything, the rules kept beside the last good config (PlannerOptions.rulesAtStart).
+   */
+  private goodRules(running: RunningModel | null): ReadonlyMap<string, GoodRule> {
+    return rulesInForce(running) ?? this.o.rulesAtStart ?? new Map<string, GoodRule>();
   }
 
   private heldPorts(r: RunningModel | null): Map<number, Holder> {

@@ -66,7 +66,7 @@ export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): 
     const stored = await rules.get(id);
     if (!stored) throw new ApiError('BAMBOO_SERVICE_NOT_FOUND', `no service record for ${id}; create it with POST /api/services or PUT /api/services/${id}`);
     // The record is the answer; the workers' quarantine is shown when it can be read.
-    const workers = await deps.workers?.().catch((err: unknown) => {
+    const workers = await Promise.resolve(deps.workers).then((read) => read?.()).catch((err: unknown) => {
       log.warn({ err, appId: id }, 'worker status records unreadable; answering the record without its quarantine');
       return [];
     });
