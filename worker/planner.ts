@@ -92,7 +92,8 @@ export class Planner {
    */
   async plan(desired: DesiredState, running: RunningModel | null, allowRuntime: boolean, stages: StageTimes): Promise<Plan> {
     const plan = await this.planRounds(desired, running, allowRuntime, stages);
-    return { ...plan, quarantined: this.since.stamp(plan.quarantined, Date.now(), true) };
+    // An invalid plan may have stopped before finding every quarantine: it forgets no start.
+    return { ...plan, quarantined: this.since.stamp(plan.quarantined, Date.now(), plan.kind !== 'invalid') };
   }
 
   private async planRounds(desired: DesiredState, running: RunningModel | null, allowRuntime: boolean, stages: StageTimes): Promise<Plan> {
