@@ -23,3 +23,23 @@ export function quarantineOf(appId: string, workers: readonly WorkerStatus[]): A
   }
   return out.sort((a, b) => (a.worker < b.worker ? -1 : a.worker > b.worker ? 1 : 0));
 }
+
+/**
+ * `read` shared by the calls within `ttlMs` (monotonic) of the one that started it, one read in
+ * flight: so reading one record (deploy pipelines read theirs on every deploy) costs at most one
+ * read of every worker's record per `ttlMs`, not one per request. A failed read is not kept.
+ */
+export function sharedFor<T>(ttlMs: number, read: () => Promise<T>, now: () => number = () => performance.now()): () => Promise<T> {
+  let kept: { at: number; value: Promise<T> } | null = null;
+  return () => {
+    const t = now();
+    if (kept && t - kept.at < ttlMs) return kept.value;
+    const value = read();
+    const entry = { at: t, value };
+    kept = entry;
+    value.catch(() => {
+      if (kept === entry) kept = null;
+    });
+    return value;
+  };
+}

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import Fastify from 'fastify';
 import { buildApp, type AppDeps } from '../../api/app.js';
+import { sharedFor } from '../../api/quarantine-view.js';
 import { servicesRoutes, type ServicesDeps } from '../../api/routes/services.js';
 import { workersRoutes, type WorkersDeps } from '../../api/routes/workers.js';
 import { loadConfig } from '../../common/config.js';
@@ -121,5 +122,28 @@ describe('api routes (in-process)', () => {
     } finally {
       await app.close();
     }
+  });
+
+  it('reads the workers\' records for single-record reads at most once a second, and never keeps a failed read', async () => {
+    let t = 0;
+    let reads = 0;
+    let fail = false;
+    const read = sharedFor(1000, async () => {
+      reads++;
+      if (fail) throw new Error('ZooKeeper unavailable');
+      return reads;
+    }, () => t);
+    expect(await Promise.all([read(), read(), read()])).to.deep.equal([1, 1, 1]);
+    t = 999;
+    expect(await read()).to.equal(1);
+    t = 1000;
+    expect(await read()).to.equal(2);
+    t = 2000;
+    fail = true;
+    let failed = 0;
+    await read().catch(() => failed++);
+    fail = false;
+    expect(await read()).to.equal(4);
+    expect([failed, reads]).to.deep.equal([1, 4]);
   });
 });
