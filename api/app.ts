@@ -24,6 +24,7 @@ import type { AclStatus } from './zk-acl.js';
 import { healthRoutes } from './routes/health.js';
 import { RulesCache } from './rules-cache.js';
 import { marathonRoutes, type MarathonDeps } from './routes/marathon.js';
+import { sharedFor } from './quarantine-view.js';
 import { servicesRoutes } from './routes/services.js';
 import { stateRoutes } from './routes/state.js';
 import { statusRoutes, type StatusDeps } from './routes/status.js';
@@ -191,7 +192,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.register(uiRoutes);
   app.register(healthRoutes, { zk });
   app.register(statusRoutes, { bamboo: cfg.Bamboo, zk, intake, snapshots, publisher, ruleCheck, auth, limiter, registration: deps.registration, acls: deps.acls });
-  app.register(servicesRoutes, { rules, rulesCache, ruleCheck, publisher, metrics, guards, log });
+  app.register(servicesRoutes, { rules, rulesCache, ruleCheck, publisher, metrics, guards, log, workers: sharedFor(1000, () => control.workers()) });
   app.register(stateRoutes, { snapshots, rulesCache, auth, guards, log, now: deps.now ?? Date.now });
   const fleet = deps.fleet ?? new FleetMonitor(new FleetStore(zk, control.paths), { staleAfterMs: cfg.Fleet.StaleAfterMs, goneRetentionMs: cfg.Fleet.GoneRetentionMs }, metrics, log);
   app.register(workersRoutes, { control, fleet, rulesCache, staleAfterMs: cfg.Fleet.StaleAfterMs, goneRetentionMs: cfg.Fleet.GoneRetentionMs });

@@ -1,6 +1,7 @@
 /**
  * The files next to OutputPath: candidates (temp files renamed over it, so haproxy.cfg is never
- * half-written), `.last-good`, `.last-failed`, and what a killed worker left behind.
+ * half-written), `.last-good` (and `.last-good-rules`, the rules in force), `.last-failed`, and what a
+ * killed worker left behind.
  */
 import { open, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -19,6 +20,8 @@ export class WriteError extends Error {
 
 export class ConfigFiles {
   private tempSeq = 0;
+  /** The `.last-good-rules` text this process wrote last (a write only when it changes). */
+  private rulesWritten: string | null = null;
 
   /** `log`: where a failed write of `.last-good` or `.last-failed` is reported (they never throw). */
   constructor(readonly outputPath: string, private readonly log: Logger) {}
@@ -84,6 +87,20 @@ export class ConfigFiles {
       .join('\n');
     await this.writeAtomic(this.lastFailedPath, `${header}\n${text}`).catch((err: Error) =>
       this.log.warn({ err }, 'could not write the last failed config'),
+    );
+  }
+
+  /** The rules in force beside the last good config (worker/last-good.ts): a restarted worker's last good rules. */
+  get lastGoodRulesPath(): string {
+    return `${this.outputPath}.last-good-rules`;
+  }
+
+  /** Keeps the rules now in force as `.last-good-rules` when they changed since the last write; a failure is only logged. */
+  async keepLastGoodRules(text: string): Promise<void> {
+    if (text === this.rulesWritten) return;
+    await this.writeAtomic(this.lastGoodRulesPath, text).then(
+      () => (this.rulesWritten = text),
+      (err: Error) => this.log.warn({ err }, 'could not write the last good rules'),
     );
   }
 

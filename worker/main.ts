@@ -30,9 +30,10 @@ import { Zk } from '../common/adapters/zookeeper/zk.js';
 import { ZkDesiredState } from './desired.js';
 import { observeReconciler } from './metrics-hooks.js';
 import { PublisherDiscovery } from './publishers.js';
+import { ConfigFiles, removeStaleTemps } from './config-files.js';
+import { readRulesAtStart } from './last-good.js';
 import { FleetReporter } from './fleet-report.js';
 import { FleetStore } from '../common/adapters/zookeeper/fleet.js';
-import { removeStaleTemps } from './config-files.js';
 import { Reconciler } from './reconciler.js';
 import { startStatusServer, statusRecord, statusView, type StatusDeps, type StatusView } from './status.js';
 
@@ -196,6 +197,8 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     log,
     metrics,
     initial,
+    // Each app's last good rule outlives a restart: the rules in force are kept beside the last good config.
+    rulesAtStart: readRulesAtStart(new ConfigFiles(outputPath, log).lastGoodRulesPath, startedAt),
     retryInitialMs: opts.retryInitialMs,
     retryMaxMs: opts.retryMaxMs,
   });

@@ -28,6 +28,17 @@ export interface QuarantinedApp {
   level: 'rules' | 'app';
   /** Why (one line): the validator's complaint, `port policy: ...`, `reload failed: ...`, `validation timed out ...`. */
   error: string;
+  /**
+   * Level `rules`: what the app is routed by meanwhile: `last-good`, the service record this worker
+   * ran before (version `lastGoodVersion`), or `default`, the template's rule for an app without one
+   * (worker/last-good.ts).
+   */
+  fallback?: 'last-good' | 'default';
+  lastGoodVersion?: number;
+  /** The version of the app's rule (service record) that was quarantined, when it has one. */
+  ruleVersion?: number;
+  /** Since when (ms epoch) this worker quarantines the app for this rule version. */
+  since?: number;
 }
 
 export interface ApplyOutcome {

@@ -17,6 +17,7 @@ import { appsAtLines, TemplateError, type Origin, type Renderer } from '../commo
 import { buildTemplateData, TemplateDataMemo } from '../common/core/template-data.js';
 import type { ConfigFiles } from './config-files.js';
 import type { DesiredState, QuarantinedApp, RunningModel, StageTimes } from './outcome.js';
+import { escalate, QuarantineSince, recheck, rulesInForce, rulesQuarantine, withFallbacks, type GoodRule } from './last-good.js';
 import { changedAgainstText, changedSinceLastGood, type QuarantineMemory } from './quarantine.js';
 
 /** What the candidate carries besides its text, whatever becomes of it. */
@@ -58,6 +59,11 @@ export interface PlannerOptions {
   slotHeadroomPercent?: number;
   /** HAProxy.TcpPortRange: ports apps may bind (default: any; the edge's ports and clashes are refused regardless). */
   tcpPortRange?: PortRange;
+  /**
+   * The rules in force when the worker started (read from `<OutputPath>.last-good-rules`): each
+   * app's last good rule until this worker has applied a config of its own.
+   */
+  rulesAtStart?: ReadonlyMap<string, GoodRule>;
   log: Logger;
 }
 
@@ -74,6 +80,8 @@ export class Planner {
   private heldCache: { hash: string; held: Map<number, Holder> } | null = null;
   /** Ports of HAProxy.HttpBind and HAProxy.StatsBind: the edge's whether or not the template binds them. */
   private readonly edgePorts: number[];
+  /** When each quarantine began on this worker (shown as `since`). */
+  private readonly since = new QuarantineSince();
 
   constructor(private readonly o: PlannerOptions) {
     this.edgePorts = settingPorts([o.settings.HttpBind, o.settings.StatsBind]);
@@ -85,6 +93,12 @@ export class Planner {
    * before any validation. Otherwise validates, quarantining apps that break the config.
    */
   async plan(desired: DesiredState, running: RunningModel | null, allowRuntime: boolean, stages: StageTimes): Promise<Plan> {
+    const plan = await this.planRounds(desired, running, allowRuntime, stages);
+    // An invalid plan may have stopped before finding every quarantine: it forgets no start.
+    return { ...plan, quarantined: this.since.stamp(plan.quarantined, Date.now(), plan.kind !== 'invalid') };
+  }
+
+  private async planRounds(desired: DesiredState, running: RunningModel | null, allowRuntime: boolean, stages: StageTimes): Promise<Plan> {
     const services: Record<string, ServiceRecord> = {};
     for (const [id, stored] of desired.rules) services[id] = stored.record;
     const slots = { previous: running?.slots ?? null, headroomPercent: this.o.slotHeadroomPercent };
@@ -92,8 +106,10 @@ export class Planner {
     if (warnings.length) this.o.log.debug({ warnings: warnings.slice(0, 20), count: warnings.length }, 'template data warnings');
 
     // Apps quarantined by an earlier reconcile for a refused reload or a validation timeout stay
-    // out while they are unchanged (worker/quarantine.ts).
-    const quarantine = this.o.memory.inForce(full);
+    // out while they are unchanged (worker/quarantine.ts). A quarantined rule routes by the last
+    // good one this worker runs, when it has one (worker/last-good.ts).
+    const good = this.goodRules(running);
+    const quarantine = new Map([...this.o.memory.inForce(full)].map(([id, q]) => [id, recheck(q, good)]));
     /** Quarantined here for a validation timeout: remembered once a config without them validates. */
     const suspects = new Map<string, QuarantinedApp>();
     let timeoutStage = 0;
@@ -104,7 +120,7 @@ export class Planner {
       let rendered: { text: string; origins: Origin[] };
       try {
         // Renders, then quarantines apps whose listeners the port policy refuses (and renders again).
-        ({ data, rendered } = await stages.timed('render', () => this.renderAllowed(full, quarantine, running)));
+        ({ data, rendered } = await stages.timed('render', () => this.renderAllowed(full, quarantine, running, good)));
       } catch (err) {
         const msg = err instanceof TemplateError ? err.message : `render failed: ${(err as Error).message}`;
         const quarantined = [...quarantine.values()].sort((a, b) => (a.appId < b.appId ? -1 : 1));
@@ -117,7 +133,7 @@ export class Planner {
         // Without the suspects of a validation timeout the config is the one in force (validated
         // before): the timeout was theirs.
         if (suspects.size > 0) this.o.memory.remember(full, [...suspects.values()]);
-        return { kind: 'unchanged', hash, data, origins: rendered.origins, quarantined, rulesApplied: rulesIn(data, desired), snapshotVersion };
+        return { kind: 'unchanged', hash, data, origins: rendered.origins, quarantined, rulesApplied: rulesIn(data, desired, quarantine), snapshotVersion };
       }
       // Only servers changed (task churn)? Then no validation: the Runtime API applies the
       // difference, which only touches addresses, ports, weights and states of existing servers.
@@ -130,7 +146,7 @@ export class Planner {
           if (suspects.size > 0) this.o.memory.remember(full, [...suspects.values()]);
           return {
             kind: 'runtime', text: rendered.text, hash, data, origins: rendered.origins, quarantined,
-            rulesApplied: rulesIn(data, desired), snapshotVersion, changes: diff.changes,
+            rulesApplied: rulesIn(data, desired, quarantine), snapshotVersion, changes: diff.changes,
           };
         }
         notRuntime = diff.reason;
@@ -159,7 +175,7 @@ export class Planner {
         // A config without the suspects of a validation timeout validated well within the timeout:
         // the timeout was theirs, not the machine's load, so they stay out until they change.
         if (suspects.size > 0 && result.ms < this.o.commandTimeoutMs / 2) this.o.memory.remember(full, [...suspects.values()]);
-        const rulesApplied = rulesIn(data, desired);
+        const rulesApplied = rulesIn(data, desired, quarantine);
         return { kind: 'apply', tempPath, text: rendered.text, hash, data, origins: rendered.origins, quarantined, rulesApplied, snapshotVersion, warnings, notRuntime };
       }
       if (result.timedOut || (result.limit === 'cpu' && result.lines.length === 0)) {
@@ -167,7 +183,7 @@ export class Planner {
         // out what changed since the last good config (rules first, then apps) and validate again, so
         // one slow rule cannot stop every other update.
         const cause = result.timedOut ? `validation timed out after ${this.o.commandTimeoutMs} ms` : result.limitReason ?? 'validation stopped by the CPU-time limit';
-        const more = await this.timeoutSuspects(data, rendered, timeoutStage++, cause, running);
+        const more = await this.timeoutSuspects(data, rendered, timeoutStage++, cause, running, (id) => desired.rules.get(id)?.version, good);
         if (more.length === 0) {
           return { kind: 'invalid', reason: cause, hash, quarantined, snapshotVersion };
         }
@@ -182,18 +198,21 @@ export class Planner {
         return { kind: 'invalid', reason: result.limitReason, hash, quarantined, snapshotVersion };
       }
 
-      // Quarantine: the apps whose fragments the errors point at lose their rules first, then
-      // (if their fragment still breaks the config) their place in it.
+      // Quarantine: the apps whose fragments the errors point at lose their rules first (to the
+      // last good rule, then the default one), then (if their fragment still breaks the config)
+      // their place in it.
       const culprits = appsAtLines(rendered.origins, result.lines);
       let progress = false;
       for (const appId of culprits) {
         const error = (result.limitReason ? `${result.limitReason}: ` : '') + alertsFor(result.output, rendered.origins, appId);
         const current = quarantine.get(appId);
-        if (!current && Object.prototype.hasOwnProperty.call(data.Services, appId)) {
-          quarantine.set(appId, { appId, level: 'rules', error });
-          progress = true;
-        } else if (!current || current.level === 'rules') {
-          quarantine.set(appId, { appId, level: 'app', error });
+        const next = current
+          ? escalate(current, error)
+          : Object.prototype.hasOwnProperty.call(data.Services, appId)
+            ? rulesQuarantine(appId, error, { record: data.Services[appId], version: desired.rules.get(appId)?.version }, good)
+            : { appId, level: 'app' as const, error };
+        if (next) {
+          quarantine.set(appId, next);
           progress = true;
         }
       }
@@ -221,7 +240,7 @@ export class Planner {
     const slots = { previous: running.slots, headroomPercent: this.o.slotHeadroomPercent };
     const { data: full } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services: running.data.Services, now: Date.now(), slots, memo: this.dataMemo }));
     const quarantine = new Map(running.quarantined.map((q) => [q.appId, q]));
-    const data = quarantine.size === 0 ? full : withoutQuarantined(full, quarantine);
+    const data = quarantine.size === 0 ? full : withFallbacks(full, quarantine, this.goodRules(running));
     const rendered = await stages.timed('render', () => this.o.renderer.render(data, this.o.settings));
     const hash = await sha256(rendered.text);
     if (hash === running.hash) return null;
@@ -242,14 +261,16 @@ export class Planner {
   blameFailedReload(plan: ApplyPlan, previous: RunningModel | null, output: string, repeated: boolean): QuarantinedApp[] {
     const { culprits, edge } = reloadCulprits(output, this.o.files.outputPath, plan.text, plan.origins);
     const qs: QuarantinedApp[] = culprits.map((c) => ({ appId: c.appId, level: 'app' as const, error: `reload failed: ${c.alert}` }));
-    if (qs.length > 0 || edge || !repeated || !previous) return qs;
+    if (qs.length > 0 || edge || !repeated || !previous) return this.since.stamp(qs, Date.now(), false);
     const changed = changedSince(previous, plan.data, plan);
     const error = (what: string) => `reload failed (not attributable to an app) with this ${what} changed since the last good config`;
     const apps = new Set(changed.apps);
-    return [
-      ...changed.apps.map((appId) => ({ appId, level: 'app' as const, error: error('app') })),
-      ...changed.rules.filter((id) => !apps.has(id)).map((appId) => ({ appId, level: 'rules' as const, error: error('rule') })),
-    ].sort((a, b) => (a.appId < b.appId ? -1 : 1));
+    const good = this.goodRules(previous);
+    const rules = changed.rules
+      .filter((id) => !apps.has(id))
+      .map((appId) => rulesQuarantine(appId, error('rule'), { record: plan.data.Services[appId], version: plan.rulesApplied[appId] }, good));
+    const blamed = [...changed.apps.map((appId) => ({ appId, level: 'app' as const, error: error('app') })), ...rules].sort((a, b) => (a.appId < b.appId ? -1 : 1));
+    return this.since.stamp(blamed, Date.now(), false);
   }
 
   /**
@@ -261,9 +282,10 @@ export class Planner {
     full: TemplateData,
     quarantine: Map<string, QuarantinedApp>,
     running: RunningModel | null,
+    good: ReadonlyMap<string, GoodRule>,
   ): { data: TemplateData; rendered: { text: string; origins: Origin[] } } {
     for (;;) {
-      const data = quarantine.size === 0 ? full : withoutQuarantined(full, quarantine);
+      const data = quarantine.size === 0 ? full : withFallbacks(full, quarantine, good);
       const rendered = this.o.renderer.render(data, this.o.settings);
       const refused = portRefusals({
         text: rendered.text,
@@ -276,6 +298,14 @@ export class Planner {
       for (const r of refused) quarantine.set(r.appId, { appId: r.appId, level: 'app', error: `port policy: ${r.reason}` });
       this.o.log.warn({ apps: refused.map((r) => r.appId), reasons: refused.slice(0, 5).map((r) => r.reason) }, 'quarantining apps whose ports the port policy refuses');
     }
+  }
+
+  /**
+   * Each app's rule in the config this worker runs: the running model's, or before this worker
+   * applied anything, the rules kept beside the last good config (PlannerOptions.rulesAtStart).
+   */
+  private goodRules(running: RunningModel | null): ReadonlyMap<string, GoodRule> {
+    return rulesInForce(running) ?? this.o.rulesAtStart ?? new Map<string, GoodRule>();
   }
 
   private heldPorts(r: RunningModel | null): Map<number, Holder> {
@@ -294,6 +324,8 @@ export class Planner {
     stage: number,
     cause: string,
     running: RunningModel | null,
+    versionOf: (appId: string) => number | undefined,
+    good: ReadonlyMap<string, GoodRule>,
   ): Promise<QuarantinedApp[]> {
     if (stage >= 2) return [];
     // An adopted master's config is not known: the last good file is what this host last applied.
@@ -301,7 +333,9 @@ export class Planner {
     if (!lastGood) return [];
     const changed = changedSince(lastGood, data, rendered);
     const error = (what: string) => `${cause} with this ${what} changed since the last good config`;
-    if (changed.rules.length) return changed.rules.map((appId) => ({ appId, level: 'rules' as const, error: error('rule') }));
+    if (changed.rules.length) {
+      return changed.rules.map((appId) => rulesQuarantine(appId, error('rule'), { record: data.Services[appId], version: versionOf(appId) }, good));
+    }
     return changed.apps.map((appId) => ({ appId, level: 'app' as const, error: error('app') }));
   }
 
@@ -319,22 +353,16 @@ function changedSince(lastGood: Pick<RunningModel, 'data' | 'text'>, data: Templ
   return changedSinceLastGood(data, lastGood.data) ?? changedAgainstText(rendered, data, lastGood.text);
 }
 
-/** App id -> rule version of every service record the template data carries. */
-function rulesIn(data: TemplateData, desired: DesiredState): Record<string, number> {
+/** App id -> rule version of every service record the template data carries (a last good rule's own). */
+function rulesIn(data: TemplateData, desired: DesiredState, quarantine: ReadonlyMap<string, QuarantinedApp>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const id of Object.keys(data.Services)) {
+    const q = quarantine.get(id);
     const stored = desired.rules.get(id);
-    if (stored) out[id] = stored.version;
+    if (q?.fallback === 'last-good' && q.lastGoodVersion !== undefined) out[id] = q.lastGoodVersion;
+    else if (stored) out[id] = stored.version;
   }
   return out;
-}
-
-/** The template data without quarantined rules (level `rules`) and apps (level `app`). */
-export function withoutQuarantined(data: TemplateData, quarantine: ReadonlyMap<string, QuarantinedApp>): TemplateData {
-  const services: Record<string, ServiceRecord> = {};
-  for (const [id, rec] of Object.entries(data.Services)) if (!quarantine.has(id)) services[id] = rec;
-  const apps = data.Apps.filter((a) => quarantine.get(a.Id)?.level !== 'app');
-  return { Apps: apps, Services: services };
 }
 
 /** The validator's alert lines that point into one app's fragments, as one line. */

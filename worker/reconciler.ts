@@ -23,6 +23,7 @@ import {
   type RunningModel,
 } from './outcome.js';
 import { Planner, type ApplyPlan, type PlannerOptions, type RuntimePlan } from './planner.js';
+import { rulesFileText } from './last-good.js';
 import { QuarantineMemory } from './quarantine.js';
 import { ReloadSlot, type ReloadSlotOptions } from './reload-slot.js';
 
@@ -391,6 +392,7 @@ export class Reconciler extends EventEmitter {
     this.slot.clearHold();
     this.memory.forgetRetried(plan.quarantined);
     this.runningModel = runningFrom(plan, 'reload');
+    await this.files.keepLastGoodRules(rulesFileText(plan.data, plan.rulesApplied));
     this.o.metrics.reloadDone(reload.ms);
     this.o.metrics.quarantined(plan.quarantined.length);
     await this.applier.afterReload(plan.text, stages);

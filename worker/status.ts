@@ -10,7 +10,7 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import type { HAProxyProcess, HAProxyState } from '../common/adapters/haproxy/process.js';
-import type { WorkerStatus } from '../common/adapters/zookeeper/snapshot.js';
+import { WORKER_QUARANTINE_DETAILS, type WorkerStatus } from '../common/adapters/zookeeper/snapshot.js';
 import type { Zk } from '../common/adapters/zookeeper/zk.js';
 import { serveHealth } from './health.js';
 import type { ApplyOutcome, QuarantinedApp, OutcomeKind, ReconcilerStatus } from './outcome.js';
@@ -75,6 +75,8 @@ export function statusRecord(d: StatusDeps, r: ReconcilerStatus = d.reconciler.s
     lastOutcomeAt: last?.at ?? 0,
     lastAppliedAt: running?.appliedAt ?? 0,
     quarantined: (running?.quarantined ?? []).map((q) => q.appId),
+    // Bounded, so a mass quarantine keeps the record far below ZooKeeper's node size limit.
+    quarantine: (running?.quarantined ?? []).slice(0, WORKER_QUARANTINE_DETAILS).map((q) => ({ ...q, error: q.error.slice(0, 300) })),
     startedAt: d.startedAt,
     mode: d.mode,
   };

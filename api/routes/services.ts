@@ -9,7 +9,9 @@ import type { Logger } from '../../common/log.js';
 import type { Metrics } from '../../common/adapters/statsd/metrics.js';
 import type { ServiceRecord } from '../../common/core/model.js';
 import { RuleConflictError, RuleNotFoundError, type RuleStore, type StoredRecord } from '../../common/adapters/zookeeper/rules.js';
+import type { WorkerStatus } from '../../common/adapters/zookeeper/snapshot.js';
 import type { Guards } from '../guards.js';
+import { quarantineOf, type AppQuarantine } from '../quarantine-view.js';
 import { FLAG, ID_PARAMS_SCHEMA, SERVICE_BODY_SCHEMA, etag, idFromParam, isFlag, parseIfMatch, recordFromBody, unknownFields, type ServiceBody } from '../records.js';
 import type { RuleChecker } from '../rule-check.js';
 import type { RulesCache } from '../rules-cache.js';
@@ -22,6 +24,8 @@ export interface ServicesDeps {
   metrics: Pick<Metrics, 'ruleChanged' | 'published'>;
   guards: Pick<Guards, 'authWrite'>;
   log: Logger;
+  /** The workers' status records, for the quarantine `GET /api/services/:id` shows (absent: not shown). */
+  workers?: () => Promise<WorkerStatus[]>;
 }
 
 export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): Promise<void> {
@@ -41,8 +45,10 @@ export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): 
     metrics.published('rules');
   }
 
-  function sendRecord(reply: FastifyReply, stored: StoredRecord, status: number): FastifyReply {
-    return reply.code(status).header('ETag', etag(stored.version)).type('application/json; charset=utf-8').send(JSON.stringify(stored.record));
+  function sendRecord(reply: FastifyReply, stored: StoredRecord, status: number, quarantine: AppQuarantine[] = []): FastifyReply {
+    // Bamboo's record as it is; `quarantine` only when a worker quarantines the app.
+    const body = quarantine.length > 0 ? { ...stored.record, quarantine } : stored.record;
+    return reply.code(status).header('ETag', etag(stored.version)).type('application/json; charset=utf-8').send(JSON.stringify(body));
   }
 
   function conflict(err: RuleConflictError, code: 'BAMBOO_SERVICE_EXISTS' | 'BAMBOO_VERSION_CONFLICT', message: string): ApiError {
@@ -59,7 +65,12 @@ export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): 
     const id = idFromParam((req.params as Record<string, string>)['*']);
     const stored = await rules.get(id);
     if (!stored) throw new ApiError('BAMBOO_SERVICE_NOT_FOUND', `no service record for ${id}; create it with POST /api/services or PUT /api/services/${id}`);
-    return sendRecord(reply, stored, 200);
+    // The record is the answer; the workers' quarantine is shown when it can be read.
+    const workers = await Promise.resolve(deps.workers).then((read) => read?.()).catch((err: unknown) => {
+      log.warn({ err, appId: id }, 'worker status records unreadable; answering the record without its quarantine');
+      return [];
+    });
+    return sendRecord(reply, stored, 200, quarantineOf(id, workers ?? []));
   });
 
   /**

@@ -128,7 +128,7 @@ function render() {
     const held = data.status?.marathon?.held ?? null;
     if (!held || held.id !== heldArmedFor) heldArmedFor = null;
     renderHeld(held, now, heldArmedFor !== null);
-    renderApps(filterRows(rows, query, filter), rows.length, { snapshotMissing: data.state === null, filtered: query.trim() !== '' || filter !== 'all' });
+    renderApps(filterRows(rows, query, filter), rows.length, { snapshotMissing: data.state === null, filtered: query.trim() !== '' || filter !== 'all', now });
     renderFleet(data.workers, rows, now);
   });
 }

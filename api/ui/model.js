@@ -34,18 +34,40 @@ function byAddress(a, b) {
  * Where a rule stands on the fleet: for each worker, whether it runs the stored rule version
  * (`rulesApplied[id] === Version`), has quarantined the app, or is behind. Without a stored rule,
  * a worker still listing the app in `rulesApplied` runs a deleted rule: it is behind as well.
+ * `quarantine`: the details the quarantining workers' records give (reason, failing version, since,
+ * what the app routes by meanwhile), by worker.
  */
 export function rollout(appId, record, workers) {
   const applied = [];
   const pending = [];
   const quarantined = [];
+  const quarantine = [];
   for (const w of workers) {
     const runs = w.rulesApplied ? w.rulesApplied[appId] : undefined;
-    if ((w.quarantined ?? []).includes(appId)) quarantined.push(w.name);
+    if ((w.quarantined ?? []).includes(appId)) {
+      quarantined.push(w.name);
+      const q = (w.quarantine ?? []).find((x) => x.appId === appId);
+      if (q) quarantine.push(quarantineView(w.name, q));
+    }
     else if (record ? runs === record.Version : runs === undefined) applied.push(w.name);
     else pending.push(w.name);
   }
-  return { applied, pending, quarantined, workers: workers.length };
+  return { applied, pending, quarantined, quarantine, workers: workers.length };
+}
+
+/** One worker's quarantine of an app, as the rule cell shows it. */
+function quarantineView(worker, q) {
+  const version = (v) => (typeof v === 'number' ? v : null);
+  const routesBy = q.level === 'app'
+    ? 'left out on this worker (no backend)'
+    : q.fallback === 'last-good' ? `routes by its last good rule${version(q.lastGoodVersion) === null ? '' : ` v${q.lastGoodVersion}`}` : 'routes by the default rule';
+  return {
+    worker,
+    error: String(q.error ?? ''),
+    ruleVersion: version(q.ruleVersion),
+    since: typeof q.since === 'number' ? q.since : 0,
+    routesBy,
+  };
 }
 
 /**

@@ -39,14 +39,24 @@ function tasksCell(r) {
   );
 }
 
-function ruleCell(r) {
+function ruleCell(r, now) {
   return h('td', {},
     h('code', { class: r.custom ? 'rule' : 'rule default' }, r.rule),
     ' ',
     r.custom
       ? badge('custom', `custom · v${r.record.Version ?? '?'}`, 'A rule stored in ZooKeeper for this app')
       : badge('default', 'default', "No rule is stored: the template's default rule for the app id applies"),
+    quarantineNotes(r.rollout.quarantine, now),
   );
+}
+
+/** Next to the rule: each worker that quarantines it, HAProxy's reason, since when, and what routes the app now. */
+function quarantineNotes(list, now) {
+  if (list.length === 0) return null;
+  return h('ul', { class: 'plain quarantine' }, list.map((q) => h('li', { class: 'bad-text', dataset: { quarantinedOn: q.worker } },
+    mark('⚠'), ` ${q.ruleVersion === null ? 'quarantined' : `v${q.ruleVersion} quarantined`} on ${q.worker}`,
+    q.since ? [' since ', when(q.since, now)] : null, ': ',
+    h('span', { class: 'reason' }, q.error), ` · ${q.routesBy}`)));
 }
 
 function fleetCell(r) {
@@ -67,14 +77,14 @@ function fleetCell(r) {
 }
 
 /** The apps table (already filtered rows), or an empty-state line. */
-export function renderApps(rows, total, { snapshotMissing, filtered }) {
+export function renderApps(rows, total, { snapshotMissing, filtered, now }) {
   const tbody = byId('apps').querySelector('tbody');
   replace(tbody, rows.map((r) => {
     const action = r.record ? 'Edit rule' : 'Add rule';
     return h('tr', { dataset: { app: r.id } },
       h('th', { scope: 'row' }, h('code', { class: 'app-id' }, r.id), r.inMarathon ? null : h('div', {}, badge('orphan', 'not in Marathon', 'A stored rule whose app Marathon does not run'))),
       tasksCell(r),
-      ruleCell(r),
+      ruleCell(r, now),
       fleetCell(r),
       h('td', { class: 'actions' },
         h('button', { type: 'button', class: 'edit', 'aria-label': `${action} for ${r.id}`, dataset: { edit: r.id, focusKey: `edit:${r.id}` } }, action)),

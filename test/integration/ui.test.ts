@@ -574,6 +574,53 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
     }
   });
 
+  it('shows next to the rule that a worker quarantines it: HAProxy\'s reason, the failing version, since when and what routes the app now', async () => {
+    await putRule('/shop/api', { acl: 'hdr(host) -i api.shop.example.com' });
+    // Version 1: a rule HAProxy rejects, as one stored around the api's check would be.
+    await putRule('/shop/api', { acl: 'hdr(host) -i api2.shop.example.com' });
+    await putRule('/tools/grafana', { acl: 'hdr(host) -i grafana.example.com' });
+    const control = new ControlStore(zk, api.cfg.Bamboo.Zookeeper.ControlPath);
+    const snapshotVersion = await control.snapshotVersion();
+    const now = Date.now();
+    const reason = "parsing [/etc/haproxy/haproxy.cfg:61] : error detected while parsing switching rule : ACL keyword 'hdr' : unknown converter 'nosuchconv'.";
+    const worker = (w: Partial<WorkerStatus> & { name: string }): WorkerStatus => ({
+      host: 'lb.example.com', snapshotVersion, configHash: 'c0ffee'.repeat(10), rulesApplied: {}, lastOutcome: 'reloaded', lastReason: '',
+      lastOutcomeAt: now - 4000, lastAppliedAt: now - 4000, quarantined: [], startedAt: now - 3_600_000, mode: 'managed', ...w,
+    });
+    const records = [
+      worker({
+        name: 'haproxy-a', rulesApplied: { '/shop/api': 0 }, quarantined: ['/shop/api', '/tools/grafana'],
+        quarantine: [
+          { appId: '/shop/api', level: 'rules', error: reason, fallback: 'last-good', ruleVersion: 1, lastGoodVersion: 0, since: now - 120_000 },
+          { appId: '/tools/grafana', level: 'rules', error: "unknown fetch method 'hdrr'", fallback: 'default', ruleVersion: 0, since: now - 7_200_000 },
+        ],
+      }),
+      worker({ name: 'haproxy-b', rulesApplied: { '/shop/api': 1 } }),
+    ];
+    await zk.mkdirp(control.workersPath);
+    for (const w of records) await zk.create(`${control.workersPath}/${w.name}`, Buffer.from(JSON.stringify(w)), 'ephemeral');
+    try {
+      const page = await openUi();
+      const text = async (l: ReturnType<Page['locator']>) => (await l.innerText()).replace(/\s+/g, ' ').trim();
+      const note = row(page, '/shop/api').locator('td').nth(1).locator('li[data-quarantined-on="haproxy-a"]');
+      await note.waitFor();
+      expect(await text(row(page, '/shop/api').locator('td').nth(1))).to.equal(
+        `hdr(host) -i api2.shop.example.com custom · v1 ⚠ v1 quarantined on haproxy-a since 2 min ago: ${reason} · routes by its last good rule v0`,
+      );
+      expect(await note.locator('time').getAttribute('datetime')).to.equal(new Date(now - 120_000).toISOString());
+      // An app that never had a good rule on that worker.
+      expect(await text(row(page, '/tools/grafana').locator('td').nth(1))).to.equal(
+        "hdr(host) -i grafana.example.com custom · v0 ⚠ v0 quarantined on haproxy-a since 2 h ago: unknown fetch method 'hdrr' · routes by the default rule",
+      );
+      // Apps no worker quarantines show their rule alone.
+      expect(await row(page, '/shop/web').locator('td').nth(1).locator('li').count()).to.equal(0);
+      expect(await text(row(page, '/shop/api').locator('td').nth(2))).to.equal('⚠ quarantined on haproxy-a');
+      await screenshot(page, '6-apps-quarantine');
+    } finally {
+      for (const w of records) await zk.remove(`${control.workersPath}/${w.name}`).catch(() => undefined);
+    }
+  });
+
   it('shows rule text as text, never as markup', async () => {
     const acl = 'hdr(host) -i <img src=x onerror="window.__pwned=1"><b>bold</b>';
     await putRule('/shop/api', { acl });

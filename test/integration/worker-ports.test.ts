@@ -237,7 +237,7 @@ describe('worker port policy and failure attribution (real ZooKeeper, ZeroMQ, HA
     const apps = [...base, marathonApp('/team-d/app', [{ port: 21002 }])];
     await api.setApps(apps);
     const q = await quarantineOf(w, '/team-d/app');
-    expect(q).to.deep.equal({ appId: '/team-d/app', level: 'app', error: 'reload failed (not attributable to an app) with this app changed since the last good config' });
+    expect(q).to.deep.equal({ appId: '/team-d/app', level: 'app', error: 'reload failed (not attributable to an app) with this app changed since the last good config', since: q.since });
     const failed = seen.filter((o) => o.outcome === 'reload-failed');
     expect(failed.length).to.equal(2);
     expect(failed[0].reason).to.match(/^reload command failed \(exit 1\) \(retry in \d+ ms\)$/);
@@ -264,7 +264,10 @@ describe('worker port policy and failure attribution (real ZooKeeper, ZeroMQ, HA
     // Bypasses the api's checks: `haproxy -c` reads /dev/zero until it is killed.
     await api.setConfigRule('/demo/shop/api', 'path_beg -f /dev/zero');
     const q = await quarantineOf(w, '/demo/shop/api');
-    expect(q).to.deep.equal({ appId: '/demo/shop/api', level: 'rules', error: 'validation timed out after 3000 ms with this rule changed since the last good config' });
+    // The app had no rule before: the default rule routes it.
+    expect(q).to.deep.equal({
+      appId: '/demo/shop/api', level: 'rules', error: 'validation timed out after 3000 ms with this rule changed since the last good config', fallback: 'default', ruleVersion: 0, since: q.since,
+    });
     expect(cfgText(s)).to.not.contain('/dev/zero');
     // Without its rule the app keeps Bamboo's default path rule.
     expect((await get(s.httpPort, '/demo/shop/api/x'))?.body).to.match(/^shop /);

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import Fastify from 'fastify';
 import { buildApp, type AppDeps } from '../../api/app.js';
+import { sharedFor } from '../../api/quarantine-view.js';
+import { servicesRoutes, type ServicesDeps } from '../../api/routes/services.js';
 import { workersRoutes, type WorkersDeps } from '../../api/routes/workers.js';
 import { loadConfig } from '../../common/config-load.js';
 import { silentLogger } from '../../common/log.js';
@@ -85,5 +87,70 @@ describe('api routes (in-process)', () => {
     } finally {
       await app.close();
     }
+  });
+
+  it('adds to one record the quarantine of each worker that quarantines its app, and keeps the record alone otherwise', async () => {
+    const record = { Id: '/shop', Acl: 'hdr(host) -i shop.example.com', Config: { Acl: 'hdr(host) -i shop.example.com' } };
+    const base = { host: 'h', snapshotVersion: 1, configHash: 'h', rulesApplied: {}, lastOutcome: 'reloaded', lastReason: '', lastOutcomeAt: 1, lastAppliedAt: 1, startedAt: 1, mode: 'managed' };
+    let workers: () => Promise<WorkerStatus[]> = async () => [
+      { ...base, name: 'lb-2', quarantined: ['/shop'], quarantine: [{ appId: '/shop', level: 'rules', error: "unknown converter 'x'", fallback: 'last-good', lastGoodVersion: 2, ruleVersion: 3, since: 1000 }] },
+      // An older worker: the id only.
+      { ...base, name: 'lb-1', quarantined: ['/other', '/shop'] },
+      { ...base, name: 'lb-3', quarantined: ['/other'], quarantine: [{ appId: '/other', level: 'app', error: 'port policy: ...' }] },
+    ];
+    const deps = {
+      rules: { get: async (id: string) => (id === '/shop' ? { record, version: 3, format: 2 } : null) },
+      log: silentLogger(),
+      guards: { authWrite: async () => undefined },
+      workers: () => workers(),
+    } as unknown as ServicesDeps;
+    const app = Fastify();
+    await app.register(servicesRoutes, deps);
+    try {
+      const r = await app.inject({ method: 'GET', url: '/api/services//shop' });
+      expect(r.statusCode).to.equal(200);
+      expect(r.headers.etag).to.equal('"3"');
+      expect(r.json()).to.deep.equal({
+        ...record,
+        quarantine: [
+          { worker: 'lb-1', level: 'rules', error: "quarantined (no details in this worker's status record)" },
+          { worker: 'lb-2', level: 'rules', error: "unknown converter 'x'", fallback: 'last-good', lastGoodVersion: 2, ruleVersion: 3, since: 1000 },
+        ],
+      });
+      // No worker quarantines it: Bamboo's record, byte for byte.
+      workers = async () => [{ ...base, name: 'lb-1', quarantined: [] }];
+      expect((await app.inject({ method: 'GET', url: '/api/services//shop' })).body).to.equal(JSON.stringify(record));
+      // The workers' records unreadable: the record is still the answer.
+      workers = async () => {
+        throw new Error('ZooKeeper unavailable');
+      };
+      const alone = await app.inject({ method: 'GET', url: '/api/services//shop' });
+      expect([alone.statusCode, alone.body]).to.deep.equal([200, JSON.stringify(record)]);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('reads the workers\' records for single-record reads at most once a second, and never keeps a failed read', async () => {
+    let t = 0;
+    let reads = 0;
+    let fail = false;
+    const read = sharedFor(1000, async () => {
+      reads++;
+      if (fail) throw new Error('ZooKeeper unavailable');
+      return reads;
+    }, () => t);
+    expect(await Promise.all([read(), read(), read()])).to.deep.equal([1, 1, 1]);
+    t = 999;
+    expect(await read()).to.equal(1);
+    t = 1000;
+    expect(await read()).to.equal(2);
+    t = 2000;
+    fail = true;
+    let failed = 0;
+    await read().catch(() => failed++);
+    fail = false;
+    expect(await read()).to.equal(4);
+    expect([failed, reads]).to.deep.equal([1, 4]);
   });
 });

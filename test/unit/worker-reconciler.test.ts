@@ -327,3 +327,125 @@ describe('reconciler write failures (in-memory stand-ins)', () => {
     await r.close();
   });
 });
+
+describe('quarantine keeps the last good rule (in-memory stand-ins)', () => {
+  /** Two apps and their rules, edited by the test; each edit bumps the rule's version as ZooKeeper does. */
+  class RulesSource {
+    private readonly rules = new Map<string, StoredRecord>();
+    set(id: string, acl: string): void {
+      const version = (this.rules.get(id)?.version ?? -1) + 1;
+      this.rules.set(id, { record: { Id: id, Acl: acl, Config: {} }, version, format: 2 });
+    }
+    async read(): Promise<DesiredState> {
+      return { snapshotVersion: 1, apps: [marathonApp('/a', [{ port: 1000 }]), marathonApp('/b', [{ port: 1001 }])], rules: new Map(this.rules) };
+    }
+  }
+
+  /** A validator refusing every line that holds one of `refused`, with HAProxy's alert format. */
+  function refusing(refused: Set<string>) {
+    return async (path: string): Promise<ValidationResult> => {
+      const lines = readFileSync(path, 'utf8').split('\n').flatMap((l, i) => ([...refused].some((r) => l.includes(r)) ? [i + 1] : []));
+      const output = lines.map((n) => `[ALERT]    (1) : config : parsing [${path}:${n}] : unknown converter 'nosuchconv'.`).join('\n');
+      return { ok: lines.length === 0, output, timedOut: false, ms: 0, lines };
+    };
+  }
+
+  async function settle(r: Reconciler, why: string): Promise<void> {
+    r.trigger(why);
+    await sleep(5);
+    await r.whenIdle();
+  }
+
+  it('routes a quarantined rule by the last good rule this worker ran, and an app that never had one by the default rule', async () => {
+    const source = new RulesSource();
+    source.set('/a', 'good-a');
+    source.set('/b', 'BAD-b');
+    const { r, outputPath } = setup({ source, validate: refusing(new Set(['BAD'])) });
+    await settle(r, 'first');
+    expect(r.running!.quarantined).to.have.length(1);
+    expect(r.running!.quarantined[0]).to.include({ appId: '/b', level: 'rules', fallback: 'default', ruleVersion: 0 });
+    expect(r.running!.quarantined[0]).to.not.have.property('lastGoodVersion');
+    expect(readFileSync(outputPath, 'utf8')).to.contain('backend ::a # good-a\n').and.contain('backend ::b # \n');
+
+    source.set('/a', 'BAD-a');
+    await settle(r, 'hint');
+    const qa = r.running!.quarantined.find((q) => q.appId === '/a')!;
+    expect(qa).to.include({ level: 'rules', fallback: 'last-good', ruleVersion: 1, lastGoodVersion: 0 });
+    expect(qa.error).to.contain('nosuchconv');
+    expect(readFileSync(outputPath, 'utf8')).to.contain('backend ::a # good-a\n');
+    expect(readFileSync(outputPath, 'utf8')).to.not.contain('BAD');
+    // The rule in force is the last good one: its version is what the worker reports as applied.
+    expect(r.running!.rulesApplied).to.deep.equal({ '/a': 0 });
+    expect(qa.since).to.be.a('number').and.at.most(Date.now());
+
+    // Another change elsewhere: the same failing version keeps its quarantine's start and last good rule.
+    await sleep(5);
+    source.set('/b', 'BAD-b2');
+    await settle(r, 'hint');
+    const again = r.running!.quarantined.find((q) => q.appId === '/a')!;
+    expect(again).to.include({ fallback: 'last-good', ruleVersion: 1, lastGoodVersion: 0, since: qa.since });
+    expect(r.running!.quarantined.find((q) => q.appId === '/b')).to.include({ fallback: 'default', ruleVersion: 1 });
+
+    // A new failing version of the rule: still the last good rule, a new start.
+    source.set('/a', 'BAD-a2');
+    await settle(r, 'hint');
+    const third = r.running!.quarantined.find((q) => q.appId === '/a')!;
+    expect(third).to.include({ fallback: 'last-good', ruleVersion: 2, lastGoodVersion: 0 });
+    expect(third.since).to.be.greaterThan(qa.since!);
+    expect(readFileSync(outputPath, 'utf8')).to.contain('backend ::a # good-a\n');
+
+    // A rule that works lifts the quarantine.
+    source.set('/a', 'fixed-a');
+    await settle(r, 'hint');
+    expect(r.running!.quarantined.map((q) => q.appId)).to.deep.equal(['/b']);
+    expect(readFileSync(outputPath, 'utf8')).to.contain('backend ::a # fixed-a\n');
+    expect(r.running!.rulesApplied).to.deep.equal({ '/a': 3 });
+    await r.close();
+  });
+
+  it('falls back to the default rule when the last good rule fails too or is the failing one, and leaves the app out last', async () => {
+    const source = new RulesSource();
+    source.set('/a', 'good-a');
+    const refused = new Set(['BAD']);
+    const { r, outputPath } = setup({ source, validate: refusing(refused) });
+    await settle(r, 'first');
+    expect(r.running!.quarantined).to.deep.equal([]);
+
+    // HAProxy (or the template) changed: the last good rule fails as well as the new one (next to
+    // another change, so the candidate is not the config in force, which stays whatever fails).
+    refused.add('good-a');
+    source.set('/a', 'BAD-a');
+    source.set('/b', 'b-rule');
+    await settle(r, 'hint');
+    expect(r.running!.quarantined).to.have.length(1);
+    expect(r.running!.quarantined[0]).to.include({ appId: '/a', level: 'rules', fallback: 'default', ruleVersion: 1 });
+    expect(r.running!.quarantined[0].error).to.contain('the last good rule v0 failed too');
+    expect(readFileSync(outputPath, 'utf8')).to.contain('backend ::a # \n');
+    expect(r.running!.rulesApplied).to.deep.equal({ '/b': 0 });
+
+    await r.close();
+
+    // The rule in force itself fails now (a template or HAProxy that changed): no other rule to
+    // fall back to, so the default rule at once; and if the app's fragment still fails, the app.
+    const other = new RulesSource();
+    other.set('/a', 'old-a');
+    const refusedToo = new Set(['BAD']);
+    const { r: r2, outputPath: out2 } = setup({ source: other, validate: refusing(refusedToo) });
+    await settle(r2, 'first');
+    refusedToo.add('old-a');
+    other.set('/b', 'b-rule');
+    await settle(r2, 'hint');
+    expect(r2.running!.quarantined).to.have.length(1);
+    expect(r2.running!.quarantined[0]).to.include({ appId: '/a', level: 'rules', fallback: 'default', ruleVersion: 0 });
+    expect(r2.running!.quarantined[0].error).to.not.contain('failed too');
+    expect(readFileSync(out2, 'utf8')).to.contain('backend ::a # \n').and.contain('backend ::b # b-rule\n');
+
+    refusedToo.add('::a #');
+    other.set('/b', 'b-rule-2');
+    await settle(r2, 'hint');
+    expect(r2.running!.quarantined.map((q) => [q.appId, q.level])).to.deep.equal([['/a', 'app']]);
+    expect(readFileSync(out2, 'utf8')).to.contain('backend ::b # b-rule-2\n');
+    expect(readFileSync(out2, 'utf8')).to.not.contain('::a');
+    await r2.close();
+  });
+});

@@ -84,9 +84,32 @@ export interface WorkerStatus {
   lastOutcomeAt: number;
   lastAppliedAt: number;
   quarantined: string[];
+  /**
+   * Why each app is quarantined (bounded: the first WORKER_QUARANTINE_DETAILS by id, each error cut
+   * to 300 characters); absent in records of older workers.
+   */
+  quarantine?: WorkerQuarantine[];
   startedAt: number;
   mode: string;
 }
+
+/** One quarantined app on one worker, as its status record shows it (worker/outcome.ts QuarantinedApp). */
+export interface WorkerQuarantine {
+  appId: string;
+  level: 'rules' | 'app';
+  /** HAProxy's complaint, `port policy: ...`, `reload failed: ...`, `validation timed out ...`. */
+  error: string;
+  /** Level `rules`: routed by the last good rule (version `lastGoodVersion`) or the default rule. */
+  fallback?: 'last-good' | 'default';
+  lastGoodVersion?: number;
+  /** The quarantined rule's version. */
+  ruleVersion?: number;
+  /** Since when (ms epoch) this worker quarantines it. */
+  since?: number;
+}
+
+/** Quarantine details one worker status record carries at most (the ids are all in `quarantined`). */
+export const WORKER_QUARANTINE_DETAILS = 200;
 
 /**
  * writeSnapshot with `expectVersion` found a snapshot newer than the one the caller started from:
