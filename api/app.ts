@@ -15,10 +15,12 @@ import type { RuleStore } from '../common/rules.js';
 import type { ControlStore, PublisherRecord } from '../common/snapshot.js';
 import type { Zk } from '../common/zk.js';
 import { ANONYMOUS, Authenticator, CALLBACK_PATH, WriteLimiter, decodeBody, topLevelEventType } from './edge.js';
+import { AuditLog, ClientAddress } from './audit.js';
 import { createGuards } from './guards.js';
 import { poisonedKey } from './records.js';
 import { clientErrorHandler, sendError, toApiError } from './http-errors.js';
 import { RuleChecker } from './rule-check.js';
+import { auditRoutes } from './routes/audit.js';
 import { metricsRoutes } from './routes/metrics.js';
 import type { AclStatus } from './zk-acl.js';
 import { healthRoutes } from './routes/health.js';
@@ -35,7 +37,7 @@ import type { SnapshotCache } from './snapshot-cache.js';
 export type IntakeLike = MarathonDeps['intake'] & StatusDeps['intake'];
 
 export interface AppDeps {
-  cfg: Readonly<Pick<Config, 'Bamboo' | 'Marathon' | 'HAProxy'>>;
+  cfg: Readonly<Pick<Config, 'Bamboo' | 'Marathon' | 'HAProxy' | 'Audit'>>;
   log: Logger;
   zk: Zk;
   rules: RuleStore;
@@ -56,6 +58,8 @@ export interface AppDeps {
   monotonicNow?: () => number;
   /** HAProxy's check of rules before they are stored (Bamboo.RuleCheck); created from cfg otherwise. */
   ruleCheck?: RuleChecker;
+  /** The audit trail of rule writes; created from cfg otherwise (closed with the app). */
+  audit?: AuditLog;
 }
 
 /** Methods in the order a 405's Allow header lists them. */
@@ -93,6 +97,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const guards = createGuards(auth, limiter);
   const ruleCheck = deps.ruleCheck
     ?? new RuleChecker({ mode: cfg.Bamboo.RuleCheck, binary: cfg.HAProxy.Binary, timeoutMs: cfg.Bamboo.RuleCheckTimeoutMs, log: log.child({ component: 'rule-check' }) });
+
+  const audit = deps.audit
+    ?? new AuditLog(zk, cfg.Bamboo.Zookeeper.ControlPath, { maxEntries: cfg.Audit.MaxEntries, maxAgeMs: cfg.Audit.MaxAgeHours * 3600000, now: deps.now, log: log.child({ component: 'audit' }) });
+  const address = new ClientAddress(cfg.Bamboo.TrustedProxies);
 
   const app = Fastify({
     bodyLimit: cfg.Bamboo.MaxBodyBytes,
@@ -187,7 +195,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.register(uiRoutes);
   app.register(healthRoutes, { zk });
   app.register(statusRoutes, { bamboo: cfg.Bamboo, zk, intake, snapshots, publisher, ruleCheck, auth, limiter, registration: deps.registration, acls: deps.acls });
-  app.register(servicesRoutes, { rules, rulesCache, ruleCheck, publisher, metrics, guards, log });
+  app.register(servicesRoutes, { rules, rulesCache, ruleCheck, publisher, metrics, guards, audit, address, log });
+  app.register(auditRoutes, { audit, guards });
+  app.addHook('onClose', async () => audit.close());
   app.register(stateRoutes, { snapshots, rulesCache, auth, guards, log, now: deps.now ?? Date.now });
   app.register(workersRoutes, { control, rulesCache });
   app.register(marathonRoutes, { intake, guards, callbackSecret: cfg.Bamboo.CallbackSecret, maxBodyBytes: cfg.Bamboo.MaxBodyBytes });

@@ -9,6 +9,7 @@ import type { Logger } from '../../common/log.js';
 import type { Metrics } from '../../common/metrics.js';
 import type { ServiceRecord } from '../../common/model.js';
 import { RuleConflictError, RuleNotFoundError, type RuleStore, type StoredRecord } from '../../common/rules.js';
+import { writeOrigin, type AuditLog, type ClientAddress } from '../audit.js';
 import type { Guards } from '../guards.js';
 import { FLAG, ID_PARAMS_SCHEMA, SERVICE_BODY_SCHEMA, etag, idFromParam, isFlag, parseIfMatch, recordFromBody, unknownFields, type ServiceBody } from '../records.js';
 import type { RuleChecker } from '../rule-check.js';
@@ -21,11 +22,14 @@ export interface ServicesDeps {
   publisher: Pick<HintPublisher, 'publish'>;
   metrics: Pick<Metrics, 'ruleChanged' | 'published'>;
   guards: Pick<Guards, 'authWrite'>;
+  /** Every write carries its audit entry in its own transaction (api/audit.ts). */
+  audit: Pick<AuditLog, 'get' | 'note' | 'ensure' | 'written'>;
+  address: Pick<ClientAddress, 'of'>;
   log: Logger;
 }
 
 export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): Promise<void> {
-  const { rules, rulesCache, ruleCheck, publisher, metrics, guards, log } = deps;
+  const { rules, rulesCache, ruleCheck, publisher, metrics, guards, audit, address, log } = deps;
   // Runs before schema validation, so an empty body gets its own clear answer.
   const requireBody = async (req: FastifyRequest) => {
     if (req.body === undefined || req.body === null) {
@@ -35,6 +39,7 @@ export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): 
 
   async function afterWrite(appId: string, version: number | null, action: string, credential: string): Promise<void> {
     rulesCache.invalidate();
+    audit.written();
     metrics.ruleChanged(credential, action);
     log.info({ appId, version, action, credential }, 'rule changed');
     await publisher.publish('rules', { appId });
@@ -71,20 +76,23 @@ export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): 
     const id = record.Id;
     const ifMatch = parseIfMatch(req.headers['if-match'] as string | undefined);
     const ifNoneMatch = (req.headers['if-none-match'] as string | undefined)?.trim();
+    const origin = await writeOrigin(req, audit, address, id, record);
     // Acknowledged means HAProxy accepts it (DESIGN.md invariant 7): a rejected rule is never stored.
     await ruleCheck.assertAccepted(record.Acl);
+    await audit.ensure();
+    const note = audit.note(origin);
     let stored: StoredRecord;
     let created: boolean;
     try {
       if (ifNoneMatch === '*') {
-        stored = await rules.create(record);
+        stored = await rules.create(record, note);
         created = true;
       } else if (ifMatch === 'any') {
         const current = await rules.get(id);
         if (!current) throw new RuleConflictError(`no rule for ${id}`, null);
-        ({ stored, created } = await rules.put(record, current.version));
+        ({ stored, created } = await rules.put(record, current.version, note));
       } else {
-        ({ stored, created } = await rules.put(record, ifMatch));
+        ({ stored, created } = await rules.put(record, ifMatch, note));
       }
     } catch (err) {
       if (err instanceof RuleConflictError) {
@@ -119,8 +127,10 @@ export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): 
   app.delete('/api/services/*', { onRequest: guards.authWrite, schema: { params: ID_PARAMS_SCHEMA } }, async (req, reply) => {
     const id = idFromParam((req.params as Record<string, string>)['*']);
     const ifMatch = parseIfMatch(req.headers['if-match'] as string | undefined);
+    const origin = await writeOrigin(req, audit, address, id, null);
+    await audit.ensure();
     try {
-      await rules.delete(id, ifMatch === 'any' ? undefined : ifMatch);
+      await rules.delete(id, ifMatch === 'any' ? undefined : ifMatch, audit.note(origin));
     } catch (err) {
       if (err instanceof RuleNotFoundError) throw new ApiError('BAMBOO_SERVICE_NOT_FOUND', `no service record for ${id}; nothing to delete`);
       if (err instanceof RuleConflictError) {
