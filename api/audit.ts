@@ -14,10 +14,10 @@
  */
 import { BlockList, isIP } from 'node:net';
 import type { FastifyRequest } from 'fastify';
-import { CoalescedRunner } from '../common/coalesce.js';
 import { addressBlocks } from '../common/config.js';
 import { ApiError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { LatestWins } from '../common/pacing.js';
 import type { ServiceRecord } from '../common/model.js';
 import { serializeRecord, type ChangeNote, type StoredRecord } from '../common/rules.js';
 import { ControlPaths } from '../common/zk-paths.js';
@@ -88,6 +88,8 @@ const NAME = /^(\d{1,15})-(\d{10})$/;
 const MAX_ENTRY_BYTES = 256 * 1024;
 /** ZooKeeper reads or deletes in flight at once. */
 const PARALLEL = 32;
+/** Least time between two prune passes of one copy (each lists every entry): a burst of writes costs one or two. */
+const PRUNE_INTERVAL_MS = 2000;
 
 interface Name {
   name: string;
@@ -105,7 +107,7 @@ export class AuditLog {
   private readonly now: () => number;
   /** Entries read so far, by name (they never change; dropped when pruned). */
   private readonly cache = new Map<string, AuditEntry>();
-  private readonly pruner: CoalescedRunner;
+  private readonly pruner: LatestWins;
   private dirReady = false;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -117,26 +119,32 @@ export class AuditLog {
   ) {
     this.paths = new ControlPaths(controlRoot);
     this.now = opts.now ?? Date.now;
-    this.pruner = new CoalescedRunner(
-      async () => {
+    // One pass at a time, at most one every PRUNE_INTERVAL_MS, and one more after the last request.
+    this.pruner = new LatestWins({
+      run: async () => {
         await this.prune();
       },
-      (err) => opts.log.warn({ err }, 'audit prune failed'),
-      () => this.closed,
-    );
+      debounceMs: 0,
+      minIntervalMs: PRUNE_INTERVAL_MS,
+      idleWhen: 'started',
+      debounceAfter: 'request',
+      onError: (err) => opts.log.warn({ err }, 'audit prune failed'),
+    });
   }
 
   /** Prunes every `pruneEveryMs`, so age retention holds without writes. */
   start(): void {
     if (this.timer || this.closed) return;
-    this.timer = setInterval(() => void this.pruner.run(), this.opts.pruneEveryMs ?? 60000);
+    this.timer = setInterval(() => this.pruner.request('timer'), this.opts.pruneEveryMs ?? 60000);
     this.timer.unref();
   }
 
-  close(): void {
+  /** Stops pruning; resolves when a pass in flight has ended. Idempotent. */
+  async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    await this.pruner.close();
   }
 
   /** Creates `<Control>/audit` once (again after a reconnect, in case it was removed meanwhile). */
@@ -167,7 +175,7 @@ export class AuditLog {
 
   /** After a write: prune in the background (one pass at a time). */
   written(): void {
-    void this.pruner.run();
+    this.pruner.request('write');
   }
 
   /** The entries retention still keeps, newest first, by name only. */

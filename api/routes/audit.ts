@@ -64,8 +64,9 @@ export async function auditRoutes(app: FastifyInstance, deps: AuditDeps): Promis
     return reply.header('Cache-Control', 'no-store').send(page);
   });
 
-  app.get('/api/audit/:id', { onRequest: guards.authRead, schema: { params: { type: 'object', properties: { id: { type: 'string', maxLength: 40 } } } } }, async (req, reply) => {
-    const id = (req.params as { id: string }).id;
+  // A wildcard, not `:id`: the edge's 405s know routes by path prefix (api/app.ts).
+  app.get('/api/audit/*', { onRequest: guards.authRead, schema: { params: { type: 'object', properties: { '*': { type: 'string', maxLength: 40 } } } } }, async (req, reply) => {
+    const id = (req.params as Record<string, string>)['*'];
     const entry = ID.test(id) ? await audit.get(id) : null;
     if (!entry) throw new ApiError('BAMBOO_AUDIT_NOT_FOUND', `no audit entry ${JSON.stringify(id.slice(0, 40))} (unknown, or pruned by Audit.MaxEntries / Audit.MaxAgeHours); list them with GET /api/audit`);
     return reply.header('Cache-Control', 'no-store').send(entry);
