@@ -5,13 +5,15 @@
  * Each entry is a persistent sequential node under `<Control>/audit` (common/zk-paths.ts), written in
  * the same ZooKeeper transaction as the rule change it records (common/rules.ts `ChangeNote`): a write
  * is never stored without its entry, and a refused or failed write leaves none. The node's name is
- * `<at ms>-<sequence>`, so order, age and paging need no reads; entries never change once written,
- * so every copy keeps those it has read in memory and reads each one at most once.
+ * `<at ms>-<credential>-<app key>-<sequence>` (the app key: 12 hex digits of the app id's sha256), so
+ * order, age, paging and the filters need no reads: only the entries answered are read. Entries never
+ * change once written, so every copy keeps those it has read in memory and reads each one at most once.
  *
  * Retention (`Audit.MaxEntries`, `Audit.MaxAgeHours`): entries past either bound are never shown and
  * are deleted, oldest first, by whichever copy prunes first (after its writes, and every minute).
  * Copies race freely: an entry deleted by another copy is simply gone.
  */
+import { createHash } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
 import type { FastifyRequest } from 'fastify';
 import { addressBlocks } from '../common/config.js';
@@ -27,7 +29,7 @@ export type AuditOp = 'create' | 'update' | 'delete' | 'revert';
 
 /** One audit entry as `GET /api/audit` answers it. */
 export interface AuditEntry {
-  /** The entry's node name: `<at ms>-<10-digit sequence>`; newer entries have larger sequences. */
+  /** The entry's node name, `<at ms>-<who>-<app key>-<10-digit sequence>`; newer entries have larger sequences. */
   id: string;
   /** When the api copy wrote it (ms since the epoch, that copy's clock). */
   at: number;
@@ -83,7 +85,8 @@ export interface AuditOptions {
   pruneEveryMs?: number;
 }
 
-const NAME = /^(\d{1,15})-(\d{10})$/;
+/** An entry's id (its node name). */
+export const AUDIT_ID = /^(\d{1,15})-([A-Za-z0-9_.-]{1,64})-([0-9a-f]{12})-(\d{10})$/;
 /** A stored entry stays well below ZooKeeper's 1 MB node limit (records from an old Bamboo may be larger than the api accepts). */
 const MAX_ENTRY_BYTES = 256 * 1024;
 /** ZooKeeper reads or deletes in flight at once. */
@@ -94,12 +97,25 @@ const PRUNE_INTERVAL_MS = 2000;
 interface Name {
   name: string;
   at: number;
+  who: string;
+  app: string;
   seq: number;
 }
 
 function parseName(name: string): Name | null {
-  const m = NAME.exec(name);
-  return m ? { name, at: Number(m[1]), seq: Number(m[2]) } : null;
+  const m = AUDIT_ID.exec(name);
+  return m ? { name, at: Number(m[1]), who: m[2], app: m[3], seq: Number(m[4]) } : null;
+}
+
+/** The app's part of an entry's name. */
+export function appKey(appId: string): string {
+  return createHash('sha256').update(appId).digest('hex').slice(0, 12);
+}
+
+/** A credential's name as it may stand in a node name (configured names always can). */
+function nameSafe(who: string): string {
+  const s = who.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64);
+  return s || '_';
 }
 
 export class AuditLog {
@@ -169,7 +185,7 @@ export class AuditLog {
         const aclOnly = (r: ServiceRecord | null) => (r ? { Id: r.Id, Acl: r.Acl.slice(0, 4096), Config: {} } : null);
         data = Buffer.from(JSON.stringify({ ...entry, before: aclOnly(entry.before), after: aclOnly(entry.after), truncated: true }));
       }
-      return { op: 'create', path: this.paths.auditEntryPrefix(at), data, sequential: true };
+      return { op: 'create', path: this.paths.auditEntryPrefix(at, nameSafe(entry.who), appKey(entry.appId)), data, sequential: true };
     };
   }
 
@@ -217,8 +233,15 @@ export class AuditLog {
   /** A page of entries, newest first, that pass the filters. */
   async list(q: AuditQuery): Promise<AuditPage> {
     const cursor = q.cursor === undefined ? null : parseName(q.cursor);
+    const app = q.app === undefined ? undefined : appKey(q.app);
+    const who = q.credential === undefined ? undefined : nameSafe(q.credential);
     const names = (await this.retained()).filter(
-      (n) => (cursor === null || n.seq < cursor.seq) && (q.since === undefined || n.at >= q.since) && (q.until === undefined || n.at <= q.until),
+      (n) =>
+        (cursor === null || n.seq < cursor.seq) &&
+        (q.since === undefined || n.at >= q.since) &&
+        (q.until === undefined || n.at <= q.until) &&
+        (app === undefined || n.app === app) &&
+        (who === undefined || n.who === who),
     );
     const entries: AuditEntry[] = [];
     let i = 0;
@@ -378,7 +401,7 @@ export async function writeOrigin(
   const raw = req.headers[REVERT_HEADER];
   if (raw === undefined) return { who: req.credential, from, forwardedFor, revertOf: null };
   const id = String(raw).trim();
-  if (!NAME.test(id)) throw new ApiError('BAMBOO_INVALID_PARAMETER', 'Bamboo-Revert-Of must be the id of an audit entry (GET /api/audit), like "1765100000000-0000000042"');
+  if (!AUDIT_ID.test(id)) throw new ApiError('BAMBOO_INVALID_PARAMETER', 'Bamboo-Revert-Of must be the id of an audit entry, as GET /api/audit shows it');
   if (req.headers['if-match'] === undefined && req.headers['if-none-match'] === undefined) {
     throw new ApiError('BAMBOO_INVALID_PARAMETER', 'a revert must be conditional: send If-Match with the version you saw (or If-None-Match: * to re-create a deleted rule)');
   }

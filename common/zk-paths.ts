@@ -60,14 +60,15 @@ export class ControlPaths {
   }
   /**
    * The audit trail of rule writes (api/audit.ts): persistent sequential children named
-   * `<at ms>-<10-digit sequence>`, written in the same transaction as the rule change they record.
+   * `<at ms>-<credential>-<app key>-<10-digit sequence>`, written in the same transaction as the rule
+   * change they record.
    */
   get audit(): string {
     return childPath(this.root, 'audit');
   }
-  /** What a new audit entry stamped `at` is created as (ZooKeeper appends the sequence number). */
-  auditEntryPrefix(at: number): string {
-    return childPath(this.audit, `${Math.max(0, Math.floor(at))}-`);
+  /** What a new audit entry is created as (ZooKeeper appends the sequence number). */
+  auditEntryPrefix(at: number, who: string, appKey: string): string {
+    return childPath(this.audit, `${Math.max(0, Math.floor(at))}-${who}-${appKey}-`);
   }
   auditEntry(name: string): string {
     return childPath(this.audit, name);

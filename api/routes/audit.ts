@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../../common/errors.js';
-import type { AuditLog, AuditQuery } from '../audit.js';
+import { AUDIT_ID, type AuditLog, type AuditQuery } from '../audit.js';
 import type { Guards } from '../guards.js';
 import { idFromParam } from '../records.js';
 
@@ -17,7 +17,6 @@ export interface AuditDeps {
 
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 500;
-const ID = /^\d{1,15}-\d{10}$/;
 
 const QUERY_SCHEMA = {
   type: 'object',
@@ -27,7 +26,7 @@ const QUERY_SCHEMA = {
     since: { type: 'string', maxLength: 40 },
     until: { type: 'string', maxLength: 40 },
     limit: { type: 'string', maxLength: 10 },
-    cursor: { type: 'string', maxLength: 40 },
+    cursor: { type: 'string', maxLength: 120 },
   },
 } as const;
 
@@ -51,7 +50,7 @@ export function parseAuditQuery(q: Record<string, string | undefined>): AuditQue
     out.limit = n;
   }
   if (q.cursor !== undefined && q.cursor !== '') {
-    if (!ID.test(q.cursor)) throw new ApiError('BAMBOO_INVALID_PARAMETER', 'cursor must be the "next" value of the previous page');
+    if (!AUDIT_ID.test(q.cursor)) throw new ApiError('BAMBOO_INVALID_PARAMETER', 'cursor must be the "next" value of the previous page');
     out.cursor = q.cursor;
   }
   return out;
@@ -65,10 +64,10 @@ export async function auditRoutes(app: FastifyInstance, deps: AuditDeps): Promis
   });
 
   // A wildcard, not `:id`: the edge's 405s know routes by path prefix (api/app.ts).
-  app.get('/api/audit/*', { onRequest: guards.authRead, schema: { params: { type: 'object', properties: { '*': { type: 'string', maxLength: 40 } } } } }, async (req, reply) => {
+  app.get('/api/audit/*', { onRequest: guards.authRead, schema: { params: { type: 'object', properties: { '*': { type: 'string', maxLength: 120 } } } } }, async (req, reply) => {
     const id = (req.params as Record<string, string>)['*'];
-    const entry = ID.test(id) ? await audit.get(id) : null;
-    if (!entry) throw new ApiError('BAMBOO_AUDIT_NOT_FOUND', `no audit entry ${JSON.stringify(id.slice(0, 40))} (unknown, or pruned by Audit.MaxEntries / Audit.MaxAgeHours); list them with GET /api/audit`);
+    const entry = AUDIT_ID.test(id) ? await audit.get(id) : null;
+    if (!entry) throw new ApiError('BAMBOO_AUDIT_NOT_FOUND', `no audit entry ${JSON.stringify(id.slice(0, 120))} (unknown, or pruned by Audit.MaxEntries / Audit.MaxAgeHours); list them with GET /api/audit`);
     return reply.header('Cache-Control', 'no-store').send(entry);
   });
 }

@@ -139,7 +139,7 @@ describe('audit trail of rule writes (two api copies, real ZooKeeper and HAProxy
     expect(unconditional.json.code).to.equal('BAMBOO_INVALID_PARAMETER');
     const other = await put(a, '/team/app', 'path_beg -i /elsewhere', as(ALICE, { 'Bamboo-Revert-Of': change.id, 'If-Match': '"1"' }));
     expect(other.status).to.equal(400);
-    const unknown = await put(a, '/team/app', change.before.Acl, as(ALICE, { 'Bamboo-Revert-Of': '1-0000009999', 'If-Match': '"1"' }));
+    const unknown = await put(a, '/team/app', change.before.Acl, as(ALICE, { 'Bamboo-Revert-Of': '1-alice-000000000000-0000009999', 'If-Match': '"1"' }));
     expect(unknown.status).to.equal(404);
     expect(unknown.json.code).to.equal('BAMBOO_AUDIT_NOT_FOUND');
     const stale = await put(a, '/team/app', change.before.Acl, as(ALICE, { 'Bamboo-Revert-Of': change.id, 'If-Match': '"0"' }));
@@ -243,7 +243,7 @@ describe('audit trail of rule writes (two api copies, real ZooKeeper and HAProxy
     expect((await audit(api, '?app=bad%20id')).json.code).to.equal('BAMBOO_INVALID_APP_ID');
     expect((await jsonCall('GET', `${api.url}/api/audit`)).status).to.equal(401);
     expect((await audit(api, '', 'not-a-valid-token-000000')).status).to.equal(401);
-    expect((await audit(api, '/1-0000000000')).json.code).to.equal('BAMBOO_AUDIT_NOT_FOUND');
+    expect((await audit(api, '/1-alice-000000000000-0000000000')).json.code).to.equal('BAMBOO_AUDIT_NOT_FOUND');
   });
 
   it('records X-Forwarded-For only from a peer in Bamboo.TrustedProxies', async () => {
