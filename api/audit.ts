@@ -124,7 +124,6 @@ export class AuditLog {
   /** Entries read so far, by name (they never change; dropped when pruned). */
   private readonly cache = new Map<string, AuditEntry>();
   private readonly pruner: LatestWins;
-  private dirReady = false;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
 
@@ -163,16 +162,13 @@ export class AuditLog {
     await this.pruner.close();
   }
 
-  /** Creates `<Control>/audit` once (again after a reconnect, in case it was removed meanwhile). */
+  /**
+   * Makes sure `<Control>/audit` exists before a write (one read; created when missing), so a write
+   * never fails for want of it: the rule store would take that missing node for a concurrent change.
+   */
   async ensure(): Promise<void> {
-    if (this.dirReady && this.zk.connected) return;
+    if (await this.zk.exists(this.paths.audit)) return;
     await this.zk.mkdirp(this.paths.audit);
-    this.dirReady = true;
-  }
-
-  /** Forget that the directory exists (a write failed on a missing node). */
-  recheck(): void {
-    this.dirReady = false;
   }
 
   /** The note a rule write carries: the entry, built from what the record was and becomes. */
