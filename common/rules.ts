@@ -145,7 +145,9 @@ export class RuleStore {
     await this.ensureBase();
     const path = this.nodePath(record.Id);
     const body = serializeRecord(record);
-    for (let attempt = 0; attempt < 5; attempt++) {
+    // A noted write without If-Match is conditional too (see ChangeNote): give it more rounds against
+    // concurrent writers before answering a conflict the client did not ask for.
+    for (let attempt = 0; attempt < (note && ifVersion === undefined ? 20 : 5); attempt++) {
       const current = await this.get(record.Id);
       if (ifVersion !== undefined && (current === null || current.version !== ifVersion)) {
         throw new RuleConflictError(`the rule for ${record.Id} changed since version ${ifVersion}`, current);
@@ -193,7 +195,7 @@ export class RuleStore {
 
   /** A delete with its note: the record is read first, so the note holds what was deleted. */
   private async deleteNoted(id: string, ifVersion: number | undefined, note: ChangeNote): Promise<void> {
-    for (let attempt = 0; attempt < 5; attempt++) {
+    for (let attempt = 0; attempt < (ifVersion === undefined ? 20 : 5); attempt++) {
       const current = await this.get(id);
       if (current === null) throw new RuleNotFoundError(`no rule for ${id}`);
       if (ifVersion !== undefined && current.version !== ifVersion) throw new RuleConflictError(`the rule for ${id} changed since version ${ifVersion}`, current);

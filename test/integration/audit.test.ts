@@ -176,6 +176,21 @@ describe('audit trail of rule writes (two api copies, real ZooKeeper and HAProxy
     expect((await audit(a)).json.entries.map((e: { op: string }) => e.op)).to.deep.equal(['revert', 'update', 'revert', 'update', 'create']);
   });
 
+  it('records concurrent unconditional writes through two copies as one unbroken chain: each entry\'s before is what the previous one wrote', async () => {
+    const cfg = config();
+    const a = await start(cfg);
+    const b = await start(sameTree(cfg));
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => put(i % 2 ? a : b, '/race', `path_beg -i /race${i}`, as(i % 3 ? ALICE : BOB))));
+    expect(answers.map((r) => r.status).sort()).to.deep.equal([200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 201]);
+    const entries = ((await audit(a)).json.entries as Array<{ versionBefore: number | null; versionAfter: number; before: { Acl: string } | null; after: { Acl: string } }>).reverse();
+    expect(entries.map((e) => e.versionAfter)).to.deep.equal([...Array(12).keys()]);
+    for (let i = 1; i < entries.length; i++) {
+      expect(entries[i].versionBefore).to.equal(entries[i - 1].versionAfter);
+      expect(entries[i].before!.Acl).to.equal(entries[i - 1].after.Acl);
+    }
+    expect(entries[11].after.Acl).to.equal((await jsonCall('GET', `${a.url}/api/services//race`)).json.Acl);
+  });
+
   it('keeps entries across an api restart', async () => {
     const cfg = config();
     const a = await start(cfg);
