@@ -87,8 +87,14 @@ export interface AuditOptions {
 
 /** An entry's id (its node name). */
 export const AUDIT_ID = /^(\d{1,15})-([A-Za-z0-9_.-]{1,64})-([0-9a-f]{12})-(\d{10})$/;
-/** A stored entry stays well below ZooKeeper's 1 MB node limit (records from an old Bamboo may be larger than the api accepts). */
-const MAX_ENTRY_BYTES = 256 * 1024;
+/**
+ * The size entries are kept within: ZooKeeper holds every node in memory, so the trail costs about
+ * `Audit.MaxEntries` times this at most (80 MB at the default), whatever rule writers send. Two
+ * records of a typical size fit many times over; larger ones are kept as their ACLs (`truncated`).
+ */
+export const MAX_ENTRY_BYTES = 8 * 1024;
+/** What a truncated entry keeps of each ACL (the api accepts at most 1,024 characters). */
+const MAX_KEPT_ACL = 1024;
 /** ZooKeeper reads or deletes in flight at once. */
 const PARALLEL = 32;
 /** Least time between two prune passes of one copy (each lists every entry): a burst of writes costs one or two. */
@@ -178,7 +184,7 @@ export class AuditLog {
       const entry = toStored(at, origin, before, after);
       let data = Buffer.from(JSON.stringify(entry));
       if (data.length > MAX_ENTRY_BYTES) {
-        const aclOnly = (r: ServiceRecord | null) => (r ? { Id: r.Id, Acl: r.Acl.slice(0, 4096), Config: {} } : null);
+        const aclOnly = (r: ServiceRecord | null) => (r ? { Id: r.Id, Acl: r.Acl.slice(0, MAX_KEPT_ACL), Config: {} } : null);
         data = Buffer.from(JSON.stringify({ ...entry, before: aclOnly(entry.before), after: aclOnly(entry.after), truncated: true }));
       }
       return { op: 'create', path: this.paths.auditEntryPrefix(at, nameSafe(entry.who), appKey(entry.appId)), data, sequential: true };
@@ -403,6 +409,9 @@ export async function writeOrigin(
   }
   const entry = await audit.get(id);
   if (!entry) throw new ApiError('BAMBOO_AUDIT_NOT_FOUND', `no audit entry ${id} (unknown, or pruned by Audit.MaxEntries / Audit.MaxAgeHours)`);
+  if (entry.truncated) {
+    throw new ApiError('BAMBOO_INVALID_PARAMETER', `audit entry ${id} kept only the ACLs of its records (they were too large), so it cannot be reverted exactly; write the record you want with a normal PUT`);
+  }
   const restores = entry.before === null ? expected === null : expected !== null && sameRecord(expected, entry.before);
   if (entry.appId !== appId || !restores) {
     throw new ApiError(

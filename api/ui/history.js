@@ -48,9 +48,11 @@ function entryItem(e, now) {
       h('dt', {}, 'Before'), h('dd', { class: 'audit-before' }, ruleText(e.before)),
       h('dt', {}, 'After'), h('dd', { class: 'audit-after' }, ruleText(e.after)),
       configs.map((c) => [h('dt', {}, h('code', { text: c.key })), h('dd', {}, `${c.before ?? '(none)'} → ${c.after ?? '(none)'}`)])),
-    h('div', { class: 'buttons' },
-      h('button', { type: 'button', class: 'revert', dataset: { revert: e.id }, 'aria-label': `Revert the change made ${d.toLocaleString()} by ${e.who}` },
-        e.before ? 'Revert to the rule before' : 'Revert: delete the rule')),
+    e.truncated
+      ? h('p', { class: 'muted' }, 'Only the rules were kept of this change (its records were too large), so it cannot be reverted here.')
+      : h('div', { class: 'buttons' },
+        h('button', { type: 'button', class: 'revert', dataset: { revert: e.id }, 'aria-label': `Revert the change made ${d.toLocaleString()} by ${e.who}` },
+          e.before ? 'Revert to the rule before' : 'Revert: delete the rule')),
   );
 }
 

@@ -166,14 +166,27 @@ describe('audit trail of rule writes (two api copies, real ZooKeeper and HAProxy
     expect(refused.status).to.equal(400);
     expect(refused.json.code).to.equal('BAMBOO_ACL_REJECTED_BY_HAPROXY');
 
+    // A record too large for an entry (an older Bamboo's, with a big Config) is kept as its ACL: such
+    // an entry cannot be reverted exactly, so it is not reverted at all.
+    const big: Record<string, string> = { Acl: 'path_beg -i /team/app' };
+    for (let i = 0; i < 40; i++) big[`K${i}`] = 'x'.repeat(1000);
+    await zk.set(`${cfg.Bamboo.Zookeeper.Path}/${queryEscape('/team/app')}`, serializeRecord({ Id: '/team/app', Acl: 'path_beg -i /team/app', Config: big }));
+    expect((await put(a, '/team/app', 'path_beg -i /team/app', as(ALICE, { 'If-Match': '"5"' }))).status).to.equal(200);
+    const [cut] = (await audit(a, '?limit=1')).json.entries;
+    expect(cut.truncated).to.equal(true);
+    expect(cut.before).to.deep.equal({ Id: '/team/app', Acl: 'path_beg -i /team/app', Config: {} });
+    const inexact = await put(a, '/team/app', 'path_beg -i /team/app', as(ALICE, { 'Bamboo-Revert-Of': cut.id, 'If-Match': '"6"' }));
+    expect(inexact.status).to.equal(400);
+    expect(inexact.json.message).to.match(/cannot be reverted exactly/);
+
     // Reverting a create deletes the rule (conditionally), and is audited too.
     const created = (await audit(a, `?app=${encodeURIComponent('/team/app')}`)).json.entries.at(-1);
     expect(created.op).to.equal('create');
-    const undo = await jsonCall('DELETE', `${b.url}/api/services//team/app`, undefined, as(BOB, { 'Bamboo-Revert-Of': created.id, 'If-Match': '"4"' }));
+    const undo = await jsonCall('DELETE', `${b.url}/api/services//team/app`, undefined, as(BOB, { 'Bamboo-Revert-Of': created.id, 'If-Match': '"6"' }));
     expect(undo.status).to.equal(204);
     const [last] = (await audit(a, '?limit=1')).json.entries;
-    expect(last).to.deep.include({ op: 'revert', who: 'bob', revertOf: created.id, versionBefore: 4, versionAfter: null, after: null });
-    expect((await audit(a)).json.entries.map((e: { op: string }) => e.op)).to.deep.equal(['revert', 'update', 'revert', 'update', 'create']);
+    expect(last).to.deep.include({ op: 'revert', who: 'bob', revertOf: created.id, versionBefore: 6, versionAfter: null, after: null });
+    expect((await audit(a)).json.entries.map((e: { op: string }) => e.op)).to.deep.equal(['revert', 'update', 'update', 'revert', 'update', 'create']);
   });
 
   it('records concurrent unconditional writes through two copies as one unbroken chain: each entry\'s before is what the previous one wrote', async () => {

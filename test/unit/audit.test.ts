@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import type { FastifyRequest } from 'fastify';
-import { AUDIT_ID, AuditLog, ClientAddress, appKey, type WriteOrigin } from '../../api/audit.js';
+import { AUDIT_ID, AuditLog, ClientAddress, MAX_ENTRY_BYTES, appKey, type WriteOrigin } from '../../api/audit.js';
 import { parseAuditQuery } from '../../api/routes/audit.js';
 import { ConfigError, loadConfig } from '../../common/config.js';
 import { ApiError } from '../../common/errors.js';
@@ -70,9 +70,14 @@ describe('audit trail (pure parts)', () => {
     expect(write(rec('b', 1), rec('a', 2), { ...origin, revertOf: 'x' }).entry).to.deep.include({ op: 'revert', revertOf: 'x' });
     // A record an older Bamboo stored, too large for an entry: its ACL is kept, its Config is not.
     const huge: Record<string, string> = {};
-    for (let i = 0; i < 200; i++) huge[`K${i}`] = 'v'.repeat(2000);
+    for (let i = 0; i < 64; i++) huge[`K${i}`] = 'v'.repeat(1024);
     const big = write(rec('path_beg -i /big', 3, huge), rec('path_beg -i /small', 4));
     expect(big.entry.truncated).to.equal(true);
     expect(big.entry.before).to.deep.equal({ Id: '/team/app', Acl: 'path_beg -i /big', Config: {} });
+    // The largest records the api accepts (64 Config values of 1,024 characters, a 1,024-character
+    // ACL in three-byte characters) still give an entry within the bound.
+    const widest = '€'.repeat(1024);
+    const bound = write(rec(widest, 5, huge), rec(widest, 6, huge), { ...origin, forwardedFor: '2001:db8::1234:5678:9abc:def0' });
+    expect(Buffer.byteLength(JSON.stringify(bound.entry))).to.be.at.most(MAX_ENTRY_BYTES);
   });
 });
