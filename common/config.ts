@@ -120,8 +120,8 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'Bamboo.TrustedProxies', type: 'string', default: '', env: 'BAMBOO_TRUSTED_PROXIES', used: 'api',
     doc: 'Addresses and CIDR blocks (comma-separated, e.g. `10.0.0.5, 10.1.0.0/16`) of the reverse proxies in front of the api whose `X-Forwarded-For` header is believed: the audit trail records the client they forwarded for beside the peer address. Empty: the header is never believed (the audit records the peer address only).' },
   // --- Audit trail of rule writes ---------------------------------------------------------------
-  { key: 'Audit.MaxEntries', type: 'integer', default: 10000, env: 'BAMBOO_AUDIT_MAX_ENTRIES', min: 1, max: 50000, used: 'api',
-    doc: 'Audit trail (GET /api/audit): how many entries are kept; older ones are pruned (oldest first) after writes and every minute.' },
+  { key: 'Audit.MaxEntries', type: 'integer', default: 10000, env: 'BAMBOO_AUDIT_MAX_ENTRIES', min: 1, max: 20000, used: 'api',
+    doc: 'Audit trail (GET /api/audit): how many entries are kept; older ones are pruned (oldest first) after writes and every minute. At most 20000: every copy lists the entries\' names in one ZooKeeper read, which must stay below its 1 MB packet limit.' },
   { key: 'Audit.MaxAgeHours', type: 'integer', default: 720, env: 'BAMBOO_AUDIT_MAX_AGE_HOURS', min: 1, max: 87600, used: 'api',
     doc: 'Audit trail: entries older than this many hours (default 30 days) are pruned, and never shown.' },
 
