@@ -15,10 +15,12 @@ import type { RuleStore } from '../common/adapters/zookeeper/rules.js';
 import type { ControlStore, PublisherRecord } from '../common/adapters/zookeeper/snapshot.js';
 import type { Zk } from '../common/adapters/zookeeper/zk.js';
 import { ANONYMOUS, Authenticator, CALLBACK_PATH, WriteLimiter, decodeBody, topLevelEventType } from './edge.js';
+import { AuditLog, ClientAddress } from './audit.js';
 import { createGuards } from './guards.js';
 import { poisonedKey } from './records.js';
 import { clientErrorHandler, sendError, toApiError } from './http-errors.js';
 import { RuleChecker } from './rule-check.js';
+import { auditRoutes } from './routes/audit.js';
 import { metricsRoutes } from './routes/metrics.js';
 import type { AclStatus } from './zk-acl.js';
 import { healthRoutes } from './routes/health.js';
@@ -38,7 +40,7 @@ import type { SnapshotCache } from './snapshot-cache.js';
 export type IntakeLike = MarathonDeps['intake'] & StatusDeps['intake'];
 
 export interface AppDeps {
-  cfg: Readonly<Pick<Config, 'Bamboo' | 'Marathon' | 'HAProxy' | 'Fleet'>>;
+  cfg: Readonly<Pick<Config, 'Bamboo' | 'Marathon' | 'HAProxy' | 'Fleet' | 'Audit'>>;
   log: Logger;
   zk: Zk;
   rules: RuleStore;
@@ -61,6 +63,8 @@ export interface AppDeps {
   ruleCheck?: RuleChecker;
   /** The fleet view (api/fleet.ts); created from cfg otherwise (without its periodic check). */
   fleet?: FleetMonitor;
+  /** The audit trail of rule writes; created from cfg otherwise (closed with the app). */
+  audit?: AuditLog;
 }
 
 /** Methods in the order a 405's Allow header lists them. */
@@ -98,6 +102,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   const guards = createGuards(auth, limiter);
   const ruleCheck = deps.ruleCheck
     ?? new RuleChecker({ mode: cfg.Bamboo.RuleCheck, binary: cfg.HAProxy.Binary, timeoutMs: cfg.Bamboo.RuleCheckTimeoutMs, log: log.child({ component: 'rule-check' }) });
+
+  const audit = deps.audit
+    ?? new AuditLog(zk, cfg.Bamboo.Zookeeper.ControlPath, { maxEntries: cfg.Audit.MaxEntries, maxAgeMs: cfg.Audit.MaxAgeHours * 3600000, now: deps.now, log: log.child({ component: 'audit' }) });
+  const address = new ClientAddress(cfg.Bamboo.TrustedProxies);
 
   const app = Fastify({
     bodyLimit: cfg.Bamboo.MaxBodyBytes,
@@ -192,7 +200,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.register(uiRoutes);
   app.register(healthRoutes, { zk });
   app.register(statusRoutes, { bamboo: cfg.Bamboo, zk, intake, snapshots, publisher, ruleCheck, auth, limiter, registration: deps.registration, acls: deps.acls });
-  app.register(servicesRoutes, { rules, rulesCache, ruleCheck, publisher, metrics, guards, log, workers: sharedFor(1000, () => control.workers()) });
+  app.register(servicesRoutes, { rules, rulesCache, ruleCheck, publisher, metrics, guards, audit, address, log, workers: sharedFor(1000, () => control.workers()) });
+  app.register(auditRoutes, { audit, guards });
+  app.addHook('onClose', async () => audit.close());
   app.register(stateRoutes, { snapshots, rulesCache, auth, guards, log, now: deps.now ?? Date.now });
   const fleet = deps.fleet ?? new FleetMonitor(new FleetStore(zk, control.paths), { staleAfterMs: cfg.Fleet.StaleAfterMs, goneRetentionMs: cfg.Fleet.GoneRetentionMs }, metrics, log);
   app.register(workersRoutes, { control, fleet, rulesCache, staleAfterMs: cfg.Fleet.StaleAfterMs, goneRetentionMs: cfg.Fleet.GoneRetentionMs });

@@ -23,6 +23,8 @@ export interface Guards {
   authWrite(req: FastifyRequest): Promise<void>;
   /** Secret values (unredacted state) need a valid credential, always. */
   requireCredential(req: FastifyRequest): void;
+  /** Reads that tell who did what (the audit trail): a credential once any is configured, no rate limit. */
+  authRead(req: FastifyRequest): Promise<void>;
 }
 
 export function createGuards(auth: Pick<Authenticator, 'enabled'>, limiter: Pick<WriteLimiter, 'take'>): Guards {
@@ -69,5 +71,6 @@ export function createGuards(auth: Pick<Authenticator, 'enabled'>, limiter: Pick
       limitWrite(req);
     },
     requireCredential,
+    authRead: async (req) => requireAuth(req),
   };
 }

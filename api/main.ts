@@ -28,6 +28,7 @@ import { RulesCache } from './rules-cache.js';
 import { ShrinkGuard, zkGuardStore } from './shrink-guard.js';
 import { SnapshotCache } from './snapshot-cache.js';
 import { AclGuard } from './zk-acl.js';
+import { AuditLog } from './audit.js';
 
 export interface RunApiOptions {
   /** HTTP listen address: `:8000` (all interfaces), `127.0.0.1:0` (a free port), `host:port`. */
@@ -40,6 +41,8 @@ export interface RunApiOptions {
   zkWaitMs?: number;
   /** This copy's id (default `<hostname>-<pid>-<random>`). */
   id?: string;
+  /** Wall clock for stamps (audit entries, template data's grace periods); default Date.now (tests). */
+  now?: () => number;
 }
 
 export interface RunningApi {
@@ -172,7 +175,9 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
   const fleet = new FleetMonitor(new FleetStore(zk, control.paths), { staleAfterMs: cfg.Fleet.StaleAfterMs, goneRetentionMs: cfg.Fleet.GoneRetentionMs }, metrics, log.child({ component: 'fleet' }));
 
   let registration: PublisherRecord | null = null;
-  const app = buildApp({ cfg, log, zk, rules, control, snapshots, intake, publisher, metrics, rulesCache, ruleCheck, fleet, registration: () => registration, acls: () => acls.status() });
+  const audit = new AuditLog(zk, control.root, { maxEntries: cfg.Audit.MaxEntries, maxAgeMs: cfg.Audit.MaxAgeHours * 3600000, now: opts.now, log: log.child({ component: 'audit' }) });
+  audit.start();
+  const app = buildApp({ cfg, log, zk, rules, control, snapshots, intake, publisher, metrics, rulesCache, ruleCheck, fleet, audit, now: opts.now, registration: () => registration, acls: () => acls.status() });
   try {
     await app.listen({ host, port });
   } catch (err) {

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { SCHEMA, ConfigError, curveKeyList, DEFAULT_TOKEN_NAME, getPath, marathonEndpoints, redactUrl, setPath, type Config, type FieldSpec } from './config.js';
+import { SCHEMA, ConfigError, addressBlocks, curveKeyList, DEFAULT_TOKEN_NAME, getPath, marathonEndpoints, redactUrl, setPath, type Config, type FieldSpec } from './config.js';
 import { parsePortRange } from './core/port-policy.js';
 /** Where a config value came from, for error messages. */
 type Source = string;
@@ -259,6 +259,7 @@ function validateCrossField(cfg: Config): void {
     throw new ConfigError(`config: HAProxy.TcpPortRange must be a port range like 10000-65535 (1-65535, min <= max), got ${JSON.stringify(cfg.HAProxy.TcpPortRange)}`);
   }
   validateCurve(cfg);
+  addressBlocks(cfg.Bamboo.TrustedProxies);
   if (!/^[^:]+:\d+$/.test(cfg.StatsD.Host)) {
     throw new ConfigError(`config: StatsD.Host must be host:port, got ${JSON.stringify(cfg.StatsD.Host)}`);
   }

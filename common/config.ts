@@ -8,6 +8,7 @@
  * holds the schema, the config's type and the views of a loaded config; loading is config-load.ts.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -116,6 +117,13 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: '`haproxy`: a rule write is acknowledged only after `haproxy -c` (HAProxy.Binary) accepted the rule in a probe config; a rejected rule is a 400, and while HAProxy cannot be run writes are a 503. `off`: rules are stored unchecked (for api hosts without HAProxy; workers still quarantine bad rules).' },
   { key: 'Bamboo.RuleCheckTimeoutMs', type: 'integer', default: 10000, env: 'BAMBOO_RULE_CHECK_TIMEOUT_MS', min: 100, max: 600000, used: 'api',
     doc: 'Timeout of one `haproxy -c` rule check; a check that outlives it is killed and the write answered 503 (nothing stored).' },
+  { key: 'Bamboo.TrustedProxies', type: 'string', default: '', env: 'BAMBOO_TRUSTED_PROXIES', used: 'api',
+    doc: 'Addresses and CIDR blocks (comma-separated, e.g. `10.0.0.5, 10.1.0.0/16`) of the reverse proxies in front of the api whose `X-Forwarded-For` header is believed: the audit trail records the client they forwarded for beside the peer address. Empty: the header is never believed (the audit records the peer address only).' },
+  // --- Audit trail of rule writes ---------------------------------------------------------------
+  { key: 'Audit.MaxEntries', type: 'integer', default: 10000, env: 'BAMBOO_AUDIT_MAX_ENTRIES', min: 1, max: 20000, used: 'api',
+    doc: 'Audit trail (GET /api/audit): how many entries are kept; older ones are pruned (oldest first) after writes and every minute. At most 20000: every copy lists the entries\' names in one ZooKeeper read, which must stay below its 1 MB packet limit.' },
+  { key: 'Audit.MaxAgeHours', type: 'integer', default: 720, env: 'BAMBOO_AUDIT_MAX_AGE_HOURS', min: 1, max: 87600, used: 'api',
+    doc: 'Audit trail: entries older than this many hours (default 30 days) are pruned, and never shown.' },
 
   // --- ZeroMQ (new) ---------------------------------------------------------------------------
   { key: 'ZeroMQ.PublishBind', type: 'string', default: 'tcp://0.0.0.0:5556', env: 'BAMBOO_ZMQ_BIND', used: 'api',
@@ -241,7 +249,9 @@ export interface Config {
     MaxBodyBytes: number;
     RuleCheck: 'haproxy' | 'off';
     RuleCheckTimeoutMs: number;
+    TrustedProxies: string;
   };
+  Audit: { MaxEntries: number; MaxAgeHours: number };
   ZeroMQ: { PublishBind: string; AdvertiseHost: string; CurveSecretKey: string; CurvePublicKey: string; CurveServerKeys: string; CurveClientKeys: string };
   HAProxy: {
     TemplatePath: string; OutputPath: string; ReloadCommand: string; ReloadValidationCommand: string;
@@ -272,6 +282,23 @@ export function credentials(cfg: Pick<Config, 'Bamboo'>): Array<{ name: string; 
   const out = Object.entries(cfg.Bamboo.AuthTokens ?? {}).map(([name, token]) => ({ name, token }));
   if (cfg.Bamboo.AuthToken) out.push({ name: DEFAULT_TOKEN_NAME, token: cfg.Bamboo.AuthToken });
   return out;
+}
+
+/**
+ * A list of addresses and CIDR blocks (`Bamboo.TrustedProxies`) as `{ address, prefix, family }`;
+ * a ConfigError names an entry that is neither.
+ */
+export function addressBlocks(value: string): Array<{ address: string; prefix: number | null; family: 'ipv4' | 'ipv6' }> {
+  return value.split(/[\s,]+/).filter(Boolean).map((item) => {
+    const [address, bits, extra] = item.split('/');
+    const v = isIP(address);
+    const max = v === 4 ? 32 : 128;
+    const prefix = bits === undefined ? null : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
+    if (v === 0 || extra !== undefined || (prefix !== null && !(prefix >= 0 && prefix <= max))) {
+      throw new ConfigError(`config: Bamboo.TrustedProxies must list IP addresses or CIDR blocks like 10.0.0.0/8, got ${JSON.stringify(item.slice(0, 60))}`);
+    }
+    return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
+  });
 }
 
 /** A comma-separated list of keys, trimmed, empty entries dropped. */

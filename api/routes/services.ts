@@ -10,6 +10,7 @@ import type { Metrics } from '../../common/adapters/statsd/metrics.js';
 import type { ServiceRecord } from '../../common/core/model.js';
 import { RuleConflictError, RuleNotFoundError, type RuleStore, type StoredRecord } from '../../common/adapters/zookeeper/rules.js';
 import type { WorkerStatus } from '../../common/adapters/zookeeper/snapshot.js';
+import { writeOrigin, type AuditLog, type ClientAddress } from '../audit.js';
 import type { Guards } from '../guards.js';
 import { quarantineOf, type AppQuarantine } from '../quarantine-view.js';
 import { FLAG, ID_PARAMS_SCHEMA, SERVICE_BODY_SCHEMA, etag, idFromParam, isFlag, parseIfMatch, recordFromBody, unknownFields, type ServiceBody } from '../records.js';
@@ -23,13 +24,16 @@ export interface ServicesDeps {
   publisher: Pick<HintPublisher, 'publish'>;
   metrics: Pick<Metrics, 'ruleChanged' | 'published'>;
   guards: Pick<Guards, 'authWrite'>;
+  /** Every write carries its audit entry in its own transaction (api/audit.ts). */
+  audit: Pick<AuditLog, 'get' | 'note' | 'ensure' | 'written'>;
+  address: Pick<ClientAddress, 'of'>;
   log: Logger;
   /** The workers' status records, for the quarantine `GET /api/services/:id` shows (absent: not shown). */
   workers?: () => Promise<WorkerStatus[]>;
 }
 
 export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): Promise<void> {
-  const { rules, rulesCache, ruleCheck, publisher, metrics, guards, log } = deps;
+  const { rules, rulesCache, ruleCheck, publisher, metrics, guards, audit, address, log } = deps;
   // Runs before schema validation, so an empty body gets its own clear answer.
   const requireBody = async (req: FastifyRequest) => {
     if (req.body === undefined || req.body === null) {
@@ -39,6 +43,7 @@ export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): 
 
   async function afterWrite(appId: string, version: number | null, action: string, credential: string): Promise<void> {
     rulesCache.invalidate();
+    audit.written();
     metrics.ruleChanged(credential, action);
     log.info({ appId, version, action, credential }, 'rule changed');
     await publisher.publish('rules', { appId });
@@ -82,20 +87,23 @@ export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): 
     const id = record.Id;
     const ifMatch = parseIfMatch(req.headers['if-match'] as string | undefined);
     const ifNoneMatch = (req.headers['if-none-match'] as string | undefined)?.trim();
+    const origin = await writeOrigin(req, audit, address, id, record);
     // Acknowledged means HAProxy accepts it (DESIGN.md invariant 7): a rejected rule is never stored.
     await ruleCheck.assertAccepted(record.Acl);
+    await audit.ensure();
+    const note = audit.note(origin);
     let stored: StoredRecord;
     let created: boolean;
     try {
       if (ifNoneMatch === '*') {
-        stored = await rules.create(record);
+        stored = await rules.create(record, note);
         created = true;
       } else if (ifMatch === 'any') {
         const current = await rules.get(id);
         if (!current) throw new RuleConflictError(`no rule for ${id}`, null);
-        ({ stored, created } = await rules.put(record, current.version));
+        ({ stored, created } = await rules.put(record, current.version, note));
       } else {
-        ({ stored, created } = await rules.put(record, ifMatch));
+        ({ stored, created } = await rules.put(record, ifMatch, note));
       }
     } catch (err) {
       if (err instanceof RuleConflictError) {
@@ -130,8 +138,10 @@ export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): 
   app.delete('/api/services/*', { onRequest: guards.authWrite, schema: { params: ID_PARAMS_SCHEMA } }, async (req, reply) => {
     const id = idFromParam((req.params as Record<string, string>)['*']);
     const ifMatch = parseIfMatch(req.headers['if-match'] as string | undefined);
+    const origin = await writeOrigin(req, audit, address, id, null);
+    await audit.ensure();
     try {
-      await rules.delete(id, ifMatch === 'any' ? undefined : ifMatch);
+      await rules.delete(id, ifMatch === 'any' ? undefined : ifMatch, audit.note(origin));
     } catch (err) {
       if (err instanceof RuleNotFoundError) throw new ApiError('BAMBOO_SERVICE_NOT_FOUND', `no service record for ${id}; nothing to delete`);
       if (err instanceof RuleConflictError) {

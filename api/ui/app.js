@@ -11,6 +11,7 @@ import { askToken } from './auth.js';
 import { createClient, storedToken, storeToken } from './client.js';
 import { byId, h, replace } from './dom.js';
 import { createEditor } from './editor.js';
+import { createHistory } from './history.js';
 import { buildRows, filterRows, FILTERS } from './model.js';
 import { renderApps, renderFleet, renderHealth, renderHeld } from './views.js';
 
@@ -208,21 +209,23 @@ async function confirmHeld(button) {
 
 // --- wiring ----------------------------------------------------------------------------------
 
-const editor = createEditor({
-  client,
-  onDone(result, returnFocus) {
-    if (result.message) notice(result.message);
-    showTokenState();
-    const focusKey = returnFocus instanceof HTMLElement ? returnFocus.dataset.focusKey : undefined;
-    const done = result.changed ? refresh() : Promise.resolve();
-    void done.then(() => {
-      const target = returnFocus instanceof HTMLElement && returnFocus.isConnected
-        ? returnFocus
-        : [...document.querySelectorAll('[data-focus-key]')].find((el) => el.dataset.focusKey === focusKey) ?? byId('search');
-      target.focus();
-    });
-  },
-});
+/** A dialog (editor, history) closed: say what happened, refresh after a change, give the focus back. */
+function dialogDone(result, returnFocus) {
+  if (result.message) notice(result.message);
+  showTokenState();
+  const focusKey = returnFocus instanceof HTMLElement ? returnFocus.dataset.focusKey : undefined;
+  const done = result.changed ? refresh() : Promise.resolve();
+  void done.then(() => {
+    const target = returnFocus instanceof HTMLElement && returnFocus.isConnected
+      ? returnFocus
+      : [...document.querySelectorAll('[data-focus-key]')].find((el) => el.dataset.focusKey === focusKey) ?? byId('search');
+    target.focus();
+  });
+}
+
+const editor = createEditor({ client, onDone: dialogDone });
+
+const history = createHistory({ client, onDone: dialogDone });
 
 replace(byId('filter'), FILTERS.map((f) => h('option', { value: f.value }, f.label)));
 byId('search').addEventListener('input', render);
@@ -233,6 +236,8 @@ byId('new-rule').addEventListener('click', (ev) => void editor.open(null, ev.cur
 byId('apps').addEventListener('click', (ev) => {
   const button = ev.target instanceof Element ? ev.target.closest('button[data-edit]') : null;
   if (button) void editor.open(button.dataset.edit, button);
+  const past = ev.target instanceof Element ? ev.target.closest('button[data-history]') : null;
+  if (past) void history.open(past.dataset.history, past);
 });
 byId('forget-token').addEventListener('click', () => {
   storeToken(null);

@@ -4,7 +4,7 @@
  * Writes carry `Authorization: Bearer <token>` once the operator has given a token. The token is
  * asked for when the server answers 401, and kept in sessionStorage only: it lives as long as the
  * tab, is never written to localStorage, a cookie or a URL, and is not sent on reads (so the
- * unredacted /api/state is never fetched by accident).
+ * unredacted /api/state is never fetched by accident), except the audit trail's, which need it.
  */
 
 const TOKEN_KEY = 'bamboo.token';

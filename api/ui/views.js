@@ -87,7 +87,9 @@ export function renderApps(rows, total, { snapshotMissing, filtered, now }) {
       ruleCell(r, now),
       fleetCell(r),
       h('td', { class: 'actions' },
-        h('button', { type: 'button', class: 'edit', 'aria-label': `${action} for ${r.id}`, dataset: { edit: r.id, focusKey: `edit:${r.id}` } }, action)),
+        h('button', { type: 'button', class: 'edit', 'aria-label': `${action} for ${r.id}`, dataset: { edit: r.id, focusKey: `edit:${r.id}` } }, action),
+        ' ',
+        h('button', { type: 'button', class: 'history', 'aria-label': `History of the rule for ${r.id}`, dataset: { history: r.id, focusKey: `history:${r.id}` } }, 'History')),
     );
   }));
   byId('count').textContent = filtered ? `${rows.length} of ${total} apps` : `${total} apps`;

@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   BAMBOO_FORBIDDEN: { status: 403, doc: 'Refused whatever the bearer token: unredacted `/api/state` when no token is configured, or a Marathon callback without the `Bamboo.CallbackSecret` in its URL.' },
   BAMBOO_NOT_FOUND: { status: 404, doc: 'No such route.' },
   BAMBOO_SERVICE_NOT_FOUND: { status: 404, doc: 'No service record (rule) exists for this app id.' },
+  BAMBOO_AUDIT_NOT_FOUND: { status: 404, doc: 'No audit entry has this id (never written, or pruned by `Audit.MaxEntries` / `Audit.MaxAgeHours`).' },
   BAMBOO_METHOD_NOT_ALLOWED: { status: 405, doc: 'The route exists but not with this method; the `Allow` header lists the methods it has.' },
   BAMBOO_SERVICE_EXISTS: { status: 409, doc: 'A create-only write (`If-None-Match: *`) of a service record that already exists; the body carries `current`.' },
   BAMBOO_VERSION_CONFLICT: { status: 409, doc: 'The record changed since the version given in `If-Match`; the body carries `current` and `version`.' },

@@ -680,6 +680,51 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
     }));
   });
 
+  it("shows an app's history (who, from where, the rule before and after), and its Revert button puts the rule before back through the API", async () => {
+    const OPS = 'ops-token-0123456789abc';
+    await api.close();
+    api = await startApi({ 'Bamboo.AuthTokens': JSON.stringify({ ops: OPS, deploy: TOKEN }) });
+    const id = '/shop/api';
+    expect((await call('PUT', `/api/services/${id}`, { acl: 'path_beg -i /shop/api' }, { authorization: `Bearer ${OPS}` })).status).to.equal(201);
+    expect((await call('PUT', `/api/services/${id}`, { acl: 'hdr(host) -i wrong.example.com' }, { authorization: `Bearer ${TOKEN}` })).status).to.equal(200);
+    const page = await openUi();
+
+    await row(page, id).locator('button.history').click();
+    await page.locator('#history[open]').waitFor();
+    // The audit trail tells who did what from where: the page asks for the token to read it.
+    await page.locator('#auth[open]').waitFor();
+    await page.locator('#auth-token').fill(TOKEN);
+    await page.locator('#auth-token').press('Enter');
+    const entries = page.locator('#history-list li.audit-entry');
+    await waitFor(async () => (await entries.count()) === 2, 'the two changes of the rule');
+    const newest = entries.nth(0);
+    expect(await newest.locator('.audit-who').textContent()).to.equal('deploy');
+    expect(await newest.locator('.audit-from').textContent()).to.equal('127.0.0.1');
+    expect(await newest.locator('.audit-before code').textContent()).to.equal('path_beg -i /shop/api');
+    expect(await newest.locator('.audit-after code').textContent()).to.equal('hdr(host) -i wrong.example.com');
+    expect(await entries.nth(1).locator('.audit-who').textContent()).to.equal('ops');
+    expect(await entries.nth(1).locator('.audit-before').textContent()).to.contain('no rule');
+    await screenshot(page, '6-history');
+
+    await newest.locator('button.revert').click();
+    await waitFor(async () => (await page.locator('#history-status').textContent())?.startsWith('Reverted') ?? false, 'the revert').catch(async (err) => {
+      throw new Error(`${err.message}; status ${await page.locator('#history-status').textContent()}; error ${await page.locator('#history-error').textContent()}`);
+    });
+    const now = await call('GET', `/api/services/${id}`);
+    expect(now.json.Acl).to.equal('path_beg -i /shop/api');
+    expect(now.headers.get('etag')).to.equal('"2"');
+    const trail = await call('GET', `/api/audit?app=${encodeURIComponent(id)}`, undefined, { authorization: `Bearer ${OPS}` });
+    expect(trail.json.entries[0]).to.deep.include({ op: 'revert', who: 'deploy', versionBefore: 1, versionAfter: 2 });
+    // The history is read again after the revert, which shows in it as the newest change.
+    await waitFor(async () => (await entries.count()) === 3, 'the revert in the history');
+    expect(await entries.nth(0).locator('.audit-head strong').textContent()).to.equal('reverted');
+
+    await page.locator('#history-close').click();
+    await page.locator('#history').waitFor({ state: 'hidden' });
+    await waitFor(async () => (await row(page, id).locator('code.rule').textContent()) === 'path_beg -i /shop/api', 'the list to show the reverted rule');
+    expect(await page.evaluate(() => document.activeElement?.getAttribute('data-focus-key'))).to.equal(`history:${id}`);
+  });
+
   it('serves the UI files from api/ui only, and nothing else under /ui/', async () => {
     const raw = (path: string, method = 'GET') =>
       new Promise<{ status: number; type: string; body: string; allow?: string }>((resolve, reject) => {

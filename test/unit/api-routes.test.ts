@@ -33,6 +33,8 @@ describe('api routes (in-process)', () => {
       ['PATCH', '/api/services/', 'GET, HEAD, PUT, DELETE'],
       ['GET', '/api/marathon/event_callback', 'POST'],
       ['GET', '/api/marathon/held/confirm', 'POST'],
+      ['DELETE', '/api/audit', 'GET, HEAD'],
+      ['PUT', '/api/audit/1765100000000-0000000042', 'GET, HEAD'],
       ['GET', '/api/nothing', null],
       ['GET', '/statusx', null],
       ['GET', '/ui', null],

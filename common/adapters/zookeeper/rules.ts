@@ -59,6 +59,14 @@ export function serializeRecord(record: ServiceRecord): Buffer {
   return Buffer.from(JSON.stringify({ version: '2', config }));
 }
 
+/**
+ * A write that records a rule change (the audit entry, api/audit.ts), given what the record was and
+ * what it becomes. It joins the change's transaction: the change and its note are stored together or
+ * not at all. With a note, writes are conditional on the version read (retried when another write came
+ * between), so `before` is exactly what the change replaced.
+ */
+export type ChangeNote = (before: StoredRecord | null, after: StoredRecord | null) => ZkWrite;
+
 export class RuleStore {
   readonly paths: RulePaths;
   constructor(
@@ -111,9 +119,11 @@ export class RuleStore {
   }
 
   /** Creates a new record; RuleConflictError when one exists. */
-  async create(record: ServiceRecord): Promise<StoredRecord> {
+  async create(record: ServiceRecord, note?: ChangeNote): Promise<StoredRecord> {
     await this.ensureBase();
-    const ops = [{ op: 'create', path: this.nodePath(record.Id), data: serializeRecord(record) }, this.touchParent()] as const;
+    const stored: StoredRecord = { record: normalise(record), version: 0, format: 2 };
+    const ops: ZkWrite[] = [{ op: 'create', path: this.nodePath(record.Id), data: serializeRecord(record) }, this.touchParent()];
+    if (note) ops.push(note(null, stored));
     try {
       await this.zk.multi(ops).catch(async (err: unknown) => {
         if (!(err instanceof ZkNoNodeError)) throw err;
@@ -125,7 +135,7 @@ export class RuleStore {
       if (err instanceof ZkNodeExistsError) throw new RuleConflictError(`a rule for ${record.Id} already exists`, await this.get(record.Id));
       throw err;
     }
-    return { record: normalise(record), version: 0, format: 2 };
+    return stored;
   }
 
   /**
@@ -133,23 +143,30 @@ export class RuleStore {
    * still that one (-1 in If-Match terms is "any"); otherwise RuleConflictError with the current value.
    * Returns the stored record and whether it was created.
    */
-  async put(record: ServiceRecord, ifVersion?: number): Promise<{ stored: StoredRecord; created: boolean }> {
+  async put(record: ServiceRecord, ifVersion?: number, note?: ChangeNote): Promise<{ stored: StoredRecord; created: boolean }> {
     await this.ensureBase();
     const path = this.nodePath(record.Id);
     const body = serializeRecord(record);
-    for (let attempt = 0; attempt < 5; attempt++) {
+    // A noted write without If-Match is conditional too (see ChangeNote): give it more rounds against
+    // concurrent writers before answering a conflict the client did not ask for.
+    for (let attempt = 0; attempt < (note && ifVersion === undefined ? 20 : 5); attempt++) {
       const current = await this.get(record.Id);
       if (ifVersion !== undefined && (current === null || current.version !== ifVersion)) {
         throw new RuleConflictError(`the rule for ${record.Id} changed since version ${ifVersion}`, current);
       }
       try {
         if (current === null) {
-          await this.zk.multi([{ op: 'create', path, data: body }, this.touchParent()]);
-          return { stored: { record: normalise(record), version: 0, format: 2 }, created: true };
+          const stored: StoredRecord = { record: normalise(record), version: 0, format: 2 };
+          await this.zk.multi([{ op: 'create', path, data: body }, this.touchParent(), ...(note ? [note(null, stored)] : [])]);
+          return { stored, created: true };
         }
         // Without If-Match the last writer wins (Bamboo's semantics); with it, only the version read.
-        const [version] = await this.zk.multi([{ op: 'set', path, data: body, version: ifVersion === undefined ? -1 : current.version }, this.touchParent()]);
-        return { stored: { record: normalise(record), version, format: 2 }, created: false };
+        // A noted change is always conditional on the version read (and retried below when another
+        // write came between), so its note names exactly the record it replaced.
+        const exact = ifVersion !== undefined || note !== undefined;
+        const after: StoredRecord = { record: normalise(record), version: current.version + 1, format: 2 };
+        const [version] = await this.zk.multi([{ op: 'set', path, data: body, version: exact ? current.version : -1 }, this.touchParent(), ...(note ? [note(current, after)] : [])]);
+        return { stored: { ...after, version }, created: false };
       } catch (err) {
         // Someone else created or changed it between our read and write (or removed it): re-read and decide again.
         if (err instanceof ZkNodeExistsError || err instanceof ZkBadVersionError || err instanceof ZkNoNodeError) {
@@ -167,7 +184,8 @@ export class RuleStore {
   }
 
   /** Deletes a record; RuleNotFoundError if absent, RuleConflictError if `ifVersion` is stale. */
-  async delete(id: string, ifVersion?: number): Promise<void> {
+  async delete(id: string, ifVersion?: number, note?: ChangeNote): Promise<void> {
+    if (note) return this.deleteNoted(id, ifVersion, note);
     try {
       await this.zk.multi([{ op: 'remove', path: this.nodePath(id), version: ifVersion ?? -1 }, this.touchParent()]);
     } catch (err) {
@@ -175,6 +193,27 @@ export class RuleStore {
       if (err instanceof ZkBadVersionError) throw new RuleConflictError(`the rule for ${id} changed since version ${ifVersion}`, await this.get(id));
       throw err;
     }
+  }
+
+  /** A delete with its note: the record is read first, so the note holds what was deleted. */
+  private async deleteNoted(id: string, ifVersion: number | undefined, note: ChangeNote): Promise<void> {
+    for (let attempt = 0; attempt < (ifVersion === undefined ? 20 : 5); attempt++) {
+      const current = await this.get(id);
+      if (current === null) throw new RuleNotFoundError(`no rule for ${id}`);
+      if (ifVersion !== undefined && current.version !== ifVersion) throw new RuleConflictError(`the rule for ${id} changed since version ${ifVersion}`, current);
+      try {
+        await this.zk.multi([{ op: 'remove', path: this.nodePath(id), version: current.version }, this.touchParent(), note(current, null)]);
+        return;
+      } catch (err) {
+        // Changed or removed between our read and the delete: decide again on what is there now.
+        if (err instanceof ZkBadVersionError || err instanceof ZkNoNodeError) {
+          if (ifVersion !== undefined) throw new RuleConflictError(`the rule for ${id} changed concurrently`, await this.get(id));
+          continue;
+        }
+        throw err;
+      }
+    }
+    throw new RuleConflictError(`the rule for ${id} kept changing; retry`, await this.get(id));
   }
 
   /**

@@ -65,6 +65,21 @@ export class ControlPaths {
   get shrinkGuard(): string {
     return childPath(this.root, 'shrink-guard');
   }
+  /**
+   * The audit trail of rule writes (api/audit.ts): persistent sequential children named
+   * `<at ms>-<credential>-<app key>-<10-digit sequence>`, written in the same transaction as the rule
+   * change they record.
+   */
+  get audit(): string {
+    return childPath(this.root, 'audit');
+  }
+  /** What a new audit entry is created as (ZooKeeper appends the sequence number). */
+  auditEntryPrefix(at: number, who: string, appKey: string): string {
+    return childPath(this.audit, `${Math.max(0, Math.floor(at))}-${who}-${appKey}-`);
+  }
+  auditEntry(name: string): string {
+    return childPath(this.audit, name);
+  }
   /** Written once the digest ACL was put on every Bamboo node (api/zk-acl.ts). */
   get aclMarker(): string {
     return childPath(this.root, 'acl-secured');

@@ -29,7 +29,7 @@ export interface ZkOptions {
 
 /** One write of a `multi` transaction (nodes are created persistent, with this session's ACL). */
 export type ZkWrite =
-  | { op: 'create'; path: string; data: Buffer }
+  | { op: 'create'; path: string; data: Buffer; /** ZooKeeper appends a 10-digit sequence number to the name. */ sequential?: boolean }
   | { op: 'set'; path: string; data: Buffer; version?: number }
   | { op: 'remove'; path: string; version?: number }
   | { op: 'check'; path: string; version: number };
@@ -334,7 +334,7 @@ export class Zk extends EventEmitter {
     return this.op(label, (c, cb) => {
       let tx = c.transaction();
       for (const o of ops) {
-        if (o.op === 'create') tx = tx.create(o.path, o.data, this.acls, CreateMode.PERSISTENT);
+        if (o.op === 'create') tx = tx.create(o.path, o.data, this.acls, o.sequential ? CreateMode.PERSISTENT_SEQUENTIAL : CreateMode.PERSISTENT);
         else if (o.op === 'set') tx = tx.setData(o.path, o.data, o.version ?? -1);
         else if (o.op === 'remove') tx = tx.remove(o.path, o.version ?? -1);
         else tx = tx.check(o.path, o.version);
