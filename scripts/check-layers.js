@@ -37,6 +37,7 @@ export const PURE_CORE = [
   'common/slots.ts',
   'common/snapshot-delta.ts',
   'common/template-data.ts',
+  'common/tls-labels.ts',
 ];
 export const PURE_PACKAGES = ['liquidjs'];
 /** Node built-ins the core may use, and which of their exports: hashing is deterministic. */

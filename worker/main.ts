@@ -10,7 +10,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
-import { curveKeyList, haproxySettings, runtimeDir, workerName, type Config } from '../common/config.js';
+import { curveKeyList, haproxySettings, runtimeDir, tlsDir, workerName, type Config } from '../common/config.js';
 import { CommandHAProxy, ManagedHAProxy, sha256, validateConfig, type HAProxyProcess } from '../common/haproxy.js';
 import { parsePortRange } from '../common/port-policy.js';
 import { EMPTY_SERVER_STATE, RuntimeApi } from '../common/haproxy-runtime.js';
@@ -29,6 +29,7 @@ import { PublisherDiscovery } from './publishers.js';
 import { removeStaleTemps } from './config-files.js';
 import { Reconciler } from './reconciler.js';
 import { startStatusServer, statusRecord, statusView, type StatusDeps, type StatusView } from './status.js';
+import { CertManager } from './tls-certs.js';
 
 export interface WorkerOptions {
   /** Address of the `/status` endpoint (`:8001`, `127.0.0.1:0`); empty: no HTTP endpoint. */
@@ -123,6 +124,33 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     }
   }
 
+  // The admin socket: managed mode knows it (the default template writes it); command mode uses it
+  // only when HAProxy.AdminSocket is set explicitly. Whether it answers is found out per change.
+  const adminSocket = managed || cfg.HAProxy.AdminSocket.trim() !== '' ? settings.AdminSocket : '';
+  // HTTPS: the certificates HAProxy loads are in place before it starts (worker/tls-certs.ts).
+  let tls: CertManager | null = null;
+  if (settings.HttpsBind) {
+    if (!adminSocket) throw new Error('HAProxy.HttpsBind needs the admin socket to apply certificates: set HAProxy.AdminSocket (command mode)');
+    tls = new CertManager({
+      certDir: cfg.HAProxy.CertDir,
+      tlsDir: tlsDir(cfg),
+      crtList: settings.CrtList,
+      defaultCert: cfg.HAProxy.DefaultCert,
+      adminSocket,
+      serial: (fn) => (runtime ? runtime.api.serial(fn) : fn()),
+      timeoutMs: Math.min(timeoutMs, 5000),
+      rescanMs: cfg.HAProxy.CertRescanMs,
+      log: log.child({ component: 'tls' }),
+      metrics,
+    });
+    await tls.prepare().catch(async (err: Error) => {
+      server?.closeAllConnections();
+      server?.close();
+      if (ownMetrics) await metrics.close();
+      throw err;
+    });
+  }
+
   // HAProxy: Bamboo's reload command, or run it ourselves.
   const haproxy: HAProxyProcess = managed
     ? new ManagedHAProxy({
@@ -158,9 +186,6 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   const control = new ControlStore(zk, cfg.Bamboo.Zookeeper.ControlPath);
   const rules = new RuleStore(zk, cfg.Bamboo.Zookeeper.Path);
 
-  // The admin socket: managed mode knows it (the default template writes it); command mode uses it
-  // only when HAProxy.AdminSocket is set explicitly. Whether it answers is found out per change.
-  const adminSocket = managed || cfg.HAProxy.AdminSocket.trim() !== '' ? settings.AdminSocket : '';
   const runtime = adminSocket
     ? { api: new RuntimeApi(adminSocket, Math.min(timeoutMs, 5000)), enabled: cfg.HAProxy.RuntimeApi, drainTimeoutMs: cfg.HAProxy.DrainTimeoutMs }
     : null;
@@ -224,12 +249,22 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     // Untrusted publishers (CURVE) are not connected to: with none left, /status says "no api publisher".
     publishers: () => [...discovery.known].filter(([name]) => !discovery.untrusted.has(name)).map(([, p]) => p.zmq).sort(),
     snapshots: () => ({ reads: source.snapshotReads, deltas: source.deltasApplied, ignored: source.deltasIgnored }),
+    ...(tls ? { tls: () => tls.status() } : {}),
   };
   const statusPath = control.paths.worker(name);
   await zk.ephemeral(statusPath, () => Buffer.from(JSON.stringify(statusRecord(deps))));
   reconciler.on('outcome', () => {
     zk.updateEphemeral(statusPath).catch((err: Error) => log.debug({ err }, 'could not update the status record'));
   });
+
+  // A reload loads the crt-list from disk: the next certificate pass checks it against CertDir.
+  if (tls) {
+    const certs = tls;
+    reconciler.on('outcome', (o: { outcome: string }) => {
+      if (o.outcome === 'reloaded') certs.trigger();
+    });
+    certs.start();
+  }
 
   const onConnected = () => reconciler.trigger('reconnect');
   zk.on('connected', onConnected);
@@ -245,6 +280,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   const close = (closeOpts: { keepHaproxy?: boolean } = {}): Promise<void> => {
     closing ??= (async () => {
       if (resync) clearInterval(resync);
+      await tls?.close();
       zk.off('connected', onConnected);
       discovery.close();
       subscriber.close();
