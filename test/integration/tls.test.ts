@@ -162,13 +162,16 @@ describe('HTTPS with SNI (real worker, HAProxy, TLS)', function () {
     cert(t, 'shop', ['shop.test']);
     const b = await backend('shop-app');
     await api.setApps([marathonApp('/shop', [{ port: b.port }])]);
-    await api.setRule('/shop', 'hdr(host) -i shop.test');
+    await api.setRule('/shop', 'path_beg /app');
     await worker(t);
 
-    await waitFor(async () => (await httpsGet(t.httpsPort, 'shop.test', '/', t.ca.cert))?.body.startsWith('shop-app'), 'HTTPS to reach the app');
-    const r = await httpsGet(t.httpsPort, 'shop.test', '/', t.ca.cert);
+    await waitFor(async () => (await httpsGet(t.httpsPort, 'shop.test', '/app', t.ca.cert))?.body.startsWith('shop-app'), 'HTTPS to reach the app');
+    const r = await httpsGet(t.httpsPort, 'shop.test', '/app', t.ca.cert);
     expect(r?.headers['strict-transport-security']).to.equal('max-age=600');
-    const plain = await httpGet(`http://127.0.0.1:${t.httpPort}/`, { host: 'shop.test' });
+    const none = await httpsGet(t.httpsPort, 'shop.test', '/no-such-app', t.ca.cert);
+    expect(none?.status).to.equal(503);
+    expect(none?.headers['strict-transport-security'], 'on HAProxy\'s own 503').to.equal('max-age=600');
+    const plain = await httpGet(`http://127.0.0.1:${t.httpPort}/app`, { host: 'shop.test' });
     expect(plain.body).to.match(/^shop-app/);
     expect(plain.headers['strict-transport-security']).to.equal(undefined);
   });
@@ -221,6 +224,7 @@ describe('HTTPS with SNI (real worker, HAProxy, TLS)', function () {
     const st = w.status().tls!;
     expect(st.certificates.map((c) => c.name)).to.deep.equal(['blog', 'default', 'shop']);
     expect(st.runtimeChanges).to.be.at.least(3);
+    expect(st.error).to.equal(null);
     // The crt-list on disk says the same, so a restart serves the same.
     const list = readFileSync(haproxySettings(workerConfig(t, tlsOverrides(t)) as never).CrtList, 'utf8');
     expect(list.split('\n')[0]).to.match(/\/default\.pem$/);
@@ -285,6 +289,22 @@ describe('HTTPS with SNI (real worker, HAProxy, TLS)', function () {
     const metrics = await httpGet(`http://127.0.0.1:${w.port}/metrics`);
     expect(metrics.body).to.match(/^bamboo_tls_certificates\{state="refused"\} 3$/m);
     expect(metrics.body).to.match(/^bamboo_tls_certificates\{state="served"\} 3$/m);
+  });
+
+  it('serves an expired certificate all the same, flagged in the status and the metrics', async () => {
+    const t = await tlsSetup();
+    const api = await fakeApi(t);
+    cert(t, 'default', ['edge.test']);
+    const late = t.ca.issue(['late.test'], { days: -1 });
+    writeRenamed(join(t.certDir, 'late.pem'), late.bundle);
+    await api.setApps([]);
+    const w = await worker(t);
+    await served(t, 'late.test', late.serial, 'the expired certificate');
+    const st = w.status().tls!;
+    expect(st.certificates.find((c) => c.name === 'late')).to.include({ state: 'expired', serial: late.serial });
+    expect(st.refused).to.deep.equal([]);
+    const metrics = await httpGet(`http://127.0.0.1:${w.port}/metrics`);
+    expect(metrics.body).to.match(/^bamboo_tls_certificates\{state="expired"\} 1$/m);
   });
 
   it('never puts a private key in the status, the ZooKeeper record, the logs or haproxy.cfg', async () => {
