@@ -262,6 +262,8 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     const certs = tls;
     reconciler.on('outcome', (o: { outcome: string }) => {
       if (o.outcome === 'reloaded') certs.trigger();
+      const apps = reconciler.running?.data?.Apps;
+      if (apps) certs.noteApps(apps);
     });
     certs.start();
   }

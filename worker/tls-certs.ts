@@ -28,7 +28,7 @@ import { CoalescedRunner } from '../common/coalesce.js';
 import { cliCommand } from '../common/haproxy.js';
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/metrics.js';
-import { CERT_NAME } from '../common/tls-labels.js';
+import { CERT_NAME, httpsLabels } from '../common/tls-labels.js';
 import { checkBundle, type CertInfo } from './tls-bundle.js';
 
 /** Changes seen by the watch within this long are read in one pass (certbot writes several files). */
@@ -73,6 +73,11 @@ export interface TlsStatus {
   refused: Array<{ name: string; reason: string; kept: boolean }>;
   /** Certificates added, renewed or removed through the Runtime API since the worker started. */
   runtimeChanges: number;
+  /**
+   * Apps whose `HAPROXY_0_SSL_CERT` label names a certificate this worker does not serve, or is no
+   * certificate name at all (at most 100). The certificate is chosen by SNI either way.
+   */
+  labels: Array<{ appId: string; cert: string; problem: string }>;
   /** When the last pass ended (ms epoch); null before the first. */
   lastPassAt: number | null;
   /** Why the last pass could not apply everything (directory unreadable, admin socket away); null when it did. */
@@ -109,6 +114,8 @@ export class CertManager {
   private refused: TlsStatus['refused'] = [];
   private runtimeChanges = 0;
   private lastPassAt: number | null = null;
+  /** The apps' HAPROXY_0_SSL_CERT labels in the config in force. */
+  private labelled: Array<{ appId: string; cert: string; valid: boolean }> = [];
   private error: string | null = null;
   private watcher: FSWatcher | null = null;
   private rescan: NodeJS.Timeout | null = null;
@@ -185,6 +192,17 @@ export class CertManager {
     return this.runner.run();
   }
 
+  /** Notes the apps of the config in force, for their HAPROXY_0_SSL_CERT labels in the status. */
+  noteApps(apps: ReadonlyArray<{ Id: string; Labels?: unknown }>): void {
+    const out: CertManager['labelled'] = [];
+    for (const app of apps) {
+      const l = httpsLabels(app.Labels, 0);
+      if (l.sslCert !== null) out.push({ appId: app.Id, cert: l.sslCert, valid: true });
+      else if (l.invalidSslCert !== null) out.push({ appId: app.Id, cert: l.invalidSslCert.slice(0, 100), valid: false });
+    }
+    this.labelled = out;
+  }
+
   status(): TlsStatus {
     const certificates = [...this.accepted].map(([name, a]) => {
       const { hash: _hash, ...info } = a.info;
@@ -197,6 +215,10 @@ export class CertManager {
       certificates: certificates.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
       refused: this.refused.map((r) => ({ ...r })),
       runtimeChanges: this.runtimeChanges,
+      labels: this.labelled
+        .filter((l) => !l.valid || !this.accepted.has(l.cert))
+        .slice(0, 100)
+        .map((l) => ({ appId: l.appId, cert: l.cert, problem: l.valid ? 'no such certificate in HAProxy.CertDir' : 'not a certificate name (letters, digits, . _ -; never a path)' })),
       lastPassAt: this.lastPassAt,
       error: this.error,
     };

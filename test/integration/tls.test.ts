@@ -176,7 +176,7 @@ describe('HTTPS with SNI (real worker, HAProxy, TLS)', function () {
     expect(plain.headers['strict-transport-security']).to.equal(undefined);
   });
 
-  it('redirects plain HTTP to HTTPS for an app whose HAPROXY_0_REDIRECT_TO_HTTPS label asks, and only for it', async () => {
+  it('redirects plain HTTP to HTTPS for an app whose HAPROXY_0_REDIRECT_TO_HTTPS label asks, only for it, and reports HAPROXY_0_SSL_CERT labels the edge cannot serve', async () => {
     const t = await tlsSetup();
     const api = await fakeApi(t);
     cert(t, 'default', ['edge.test']);
@@ -184,16 +184,22 @@ describe('HTTPS with SNI (real worker, HAProxy, TLS)', function () {
     const secure = await backend('secure-app');
     const open = await backend('open-app');
     await api.setApps([
-      marathonApp('/secure', [{ port: secure.port }], { labels: { HAPROXY_0_REDIRECT_TO_HTTPS: 'true' } }),
-      marathonApp('/open', [{ port: open.port }]),
+      marathonApp('/secure', [{ port: secure.port }], { labels: { HAPROXY_0_REDIRECT_TO_HTTPS: 'true', HAPROXY_0_SSL_CERT: 'secure' } }),
+      marathonApp('/open', [{ port: open.port }], { labels: { HAPROXY_0_SSL_CERT: 'missing' } }),
+      marathonApp('/sneaky', [{ port: open.port }], { labels: { HAPROXY_0_SSL_CERT: '/etc/ssl/private/other.pem' } }),
     ]);
-    await worker(t);
+    const w = await worker(t);
 
     await waitFor(async () => (await httpGet(`http://127.0.0.1:${t.httpPort}/open`).catch(() => null))?.body.startsWith('open-app'), 'the open app over HTTP');
     const r = await httpGet(`http://127.0.0.1:${t.httpPort}/secure/x?y=1`, { host: `secure.test:${t.httpPort}` });
     expect(r.status).to.equal(301);
     expect(r.headers.location).to.equal(`https://secure.test:${t.httpsPort}/secure/x?y=1`);
     expect((await httpsGet(t.httpsPort, 'secure.test', '/secure', t.ca.cert))?.body).to.match(/^secure-app/);
+    // HAPROXY_0_SSL_CERT names a certificate of CertDir: one the edge lacks, or a path, is reported.
+    expect(w.status().tls!.labels).to.deep.equal([
+      { appId: '/open', cert: 'missing', problem: 'no such certificate in HAProxy.CertDir' },
+      { appId: '/sneaky', cert: '/etc/ssl/private/other.pem', problem: 'not a certificate name (letters, digits, . _ -; never a path)' },
+    ]);
   });
 
   it('serves a renewed, an added and no longer a removed certificate on new connections without a reload', async () => {
