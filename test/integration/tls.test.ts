@@ -196,6 +196,8 @@ describe('HTTPS with SNI (real worker, HAProxy, TLS)', function () {
     expect(r.headers.location).to.equal(`https://secure.test:${t.httpsPort}/secure/x?y=1`);
     expect((await httpsGet(t.httpsPort, 'secure.test', '/secure', t.ca.cert))?.body).to.match(/^secure-app/);
     // HAPROXY_0_SSL_CERT names a certificate of CertDir: one the edge lacks, or a path, is reported.
+    await w.reconciler.whenIdle();
+    await waitFor(() => w.status().tls!.labels.length > 0, 'the labels noted after the reconcile');
     expect(w.status().tls!.labels).to.deep.equal([
       { appId: '/open', cert: 'missing', problem: 'no such certificate in HAProxy.CertDir' },
       { appId: '/sneaky', cert: '/etc/ssl/private/other.pem', problem: 'not a certificate name (letters, digits, . _ -; never a path)' },
@@ -355,7 +357,7 @@ describe('HTTPS with SNI (real worker, HAProxy, TLS)', function () {
     const w = await worker(t);
     await waitFor(() => (w.reconciler.running?.quarantined ?? []).some((q) => q.appId === '/grab'), 'the app quarantined');
     expect(w.reconciler.running!.quarantined.find((q) => q.appId === '/grab')!.error).to.contain('belongs to the edge');
-    expect((await peerCert(t.httpsPort, 'edge.test', t.ca.cert))?.cn).to.equal('edge.test');
+    await waitFor(async () => (await peerCert(t.httpsPort, 'edge.test', t.ca.cert))?.cn === 'edge.test', 'HTTPS served on its port');
   });
 
   it('refuses to start when the default certificate is not a valid bundle', async () => {
