@@ -104,6 +104,11 @@ class RuntimeRefused extends Error {
   override name = 'RuntimeRefused';
 }
 
+/** The running HAProxy has no HTTPS listener yet (started before it, or not at all): the files serve at its next (re)load. */
+class NotServing extends RuntimeRefused {
+  override name = 'NotServing';
+}
+
 /** The answer's first line, bounded: HAProxy's answers name files, never their content. */
 function firstLine(answer: string): string {
   return (answer.trim().split('\n')[0] ?? '').slice(0, 200);
@@ -331,8 +336,12 @@ export class CertManager {
       try {
         await this.serial(() => this.converge(next));
       } catch (err) {
-        error = err instanceof RuntimeRefused ? err.message : `admin socket: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
-        this.o.log.warn({ error }, 'certificates not applied through the runtime api; retried on the next pass');
+        const code = (err as NodeJS.ErrnoException).code;
+        error = err instanceof RuntimeRefused ? err.message : `admin socket: ${code ?? (err as Error).message}`;
+        // At start HAProxy may not run yet, or run a config without HTTPS: it loads the files when the reload comes.
+        const notYet = err instanceof NotServing || code === 'ENOENT' || code === 'ECONNREFUSED';
+        if (notYet) this.o.log.info({ error }, 'certificates wait for HAProxy to load the HTTPS listener');
+        else this.o.log.warn({ error }, 'certificates not applied through the runtime api; retried on the next pass');
       }
     }
     // Removed last: until here the running HAProxy (or a validation) may still read them.
@@ -368,7 +377,7 @@ export class CertManager {
     const cmd = (c: string) => cliCommand(this.o.adminSocket!, c, this.o.timeoutMs);
     const listed = await cmd(`show ssl crt-list -n ${this.o.crtList}`);
     // HAProxy runs a config without the HTTPS listener yet (the reload that adds it is to come).
-    if (!listed.startsWith(`# ${this.o.crtList}`)) throw new RuntimeRefused(`HAProxy does not serve the crt-list yet: ${firstLine(listed)}`);
+    if (!listed.startsWith(`# ${this.o.crtList}`)) throw new NotServing(`HAProxy does not serve the crt-list yet: ${firstLine(listed)}`);
     const entries: RunningEntry[] = [];
     for (const raw of listed.split('\n').slice(1)) {
       const m = /^(\S+):(\d+)(?:\s+\[[^\]]*\])?\s*(.*)$/.exec(raw.trim());

@@ -144,7 +144,7 @@ describe('HTTPS with SNI (real worker, HAProxy, TLS)', function () {
     const shop = cert(t, 'shop', ['shop.test', 'www.shop.test']);
     const wild = cert(t, 'wild', ['*.api.test']);
     await api.setApps([]);
-    await worker(t);
+    const w = await worker(t);
 
     await served(t, 'shop.test', shop.serial, 'shop.test to get its certificate');
     const p = await peerCert(t.httpsPort, 'www.shop.test', t.ca.cert);
@@ -153,6 +153,9 @@ describe('HTTPS with SNI (real worker, HAProxy, TLS)', function () {
     expect((await peerCert(t.httpsPort, 'v1.api.test', t.ca.cert))?.serial).to.equal(wild.serial);
     expect((await peerCert(t.httpsPort, 'unknown.test', t.ca.cert))?.serial).to.equal(def.serial);
     expect((await peerCert(t.httpsPort, undefined, t.ca.cert))?.serial).to.equal(def.serial);
+    // The pass at start found no HTTPS listener yet; the one after the reload that added it is clean.
+    await waitFor(() => w.status().tls!.error === null, 'a certificate pass without error after the first reload');
+    expect(w.status().tls!.runtimeChanges, 'nothing to apply: HAProxy loaded the files').to.equal(0);
   });
 
   it('routes HTTPS by the same rules as HTTP and adds HSTS only to HTTPS responses', async () => {
