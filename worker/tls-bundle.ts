@@ -34,6 +34,7 @@ export type BundleCheck =
 
 const BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([\s\S]*?)-----END \1-----/g;
 const KEY_TYPES = new Set(['PRIVATE KEY', 'RSA PRIVATE KEY', 'EC PRIVATE KEY', 'DSA PRIVATE KEY']);
+const BASE64_LINE = /^[A-Za-z0-9+/]+={0,2}$/;
 /** A host name SNI can carry, optionally a leading wildcard label. */
 const HOST = /^(\*\.)?[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$/;
 
@@ -62,13 +63,22 @@ export function checkBundle(text: string, now: number, opts: { requireNames?: bo
   const certs: string[] = [];
   const keys: string[] = [];
   let encrypted = false;
+  let notBase64 = false;
   for (const m of text.matchAll(BLOCK)) {
-    const block = `-----BEGIN ${m[1]}-----\n${m[2].replace(/\r/g, '').split('\n').filter((l) => l.trim() !== '').join('\n')}\n-----END ${m[1]}-----`;
+    const lines = m[2].replace(/\r/g, '').split('\n').map((l) => l.trim()).filter((l) => l !== '');
+    if (m[1] === 'ENCRYPTED PRIVATE KEY' || /Proc-Type: 4,ENCRYPTED/.test(m[2])) {
+      encrypted = true;
+      continue;
+    }
+    if (m[1] !== 'CERTIFICATE' && !KEY_TYPES.has(m[1])) continue;
+    // Only base64 goes on: the bundle is sent on HAProxy's CLI, where a stray line would be a command.
+    if (lines.some((l) => !BASE64_LINE.test(l))) notBase64 = true;
+    const block = `-----BEGIN ${m[1]}-----\n${lines.join('\n')}\n-----END ${m[1]}-----`;
     if (m[1] === 'CERTIFICATE') certs.push(block);
-    else if (KEY_TYPES.has(m[1])) keys.push(block);
-    else if (m[1] === 'ENCRYPTED PRIVATE KEY' || /Proc-Type: 4,ENCRYPTED/.test(m[2])) encrypted = true;
+    else keys.push(block);
   }
   if (encrypted) return { ok: false, reason: 'the private key is encrypted (HAProxy loads keys without a passphrase)' };
+  if (notBase64) return { ok: false, reason: 'a PEM block holds a line that is not base64' };
   if (certs.length === 0) return { ok: false, reason: 'no PEM certificate in the bundle' };
   if (keys.length === 0) return { ok: false, reason: 'no private key in the bundle (a bundle holds the certificate and its key)' };
   if (keys.length > 1) return { ok: false, reason: 'more than one private key in the bundle' };

@@ -283,22 +283,26 @@ describe('HTTPS with SNI (real worker, HAProxy, TLS)', function () {
     await served(t, 'shop.test', shop.serial, 'the shop certificate');
 
     writeRenamed(join(t.certDir, 'garbage.pem'), 'not a certificate\n');
+    // A line that is no base64 inside a block: on HAProxy's CLI it would be a command of its own.
+    const inj = t.ca.issue(['inj.test']);
+    writeRenamed(join(t.certDir, 'injected.pem'), inj.cert.replace(/\n(?=-----END)/, '\n\nshow info\n') + inj.key);
     writeRenamed(join(t.certDir, 'mismatch.pem'), other.cert + t.ca.issue(['x.test']).key);
     // A renewal that went wrong: the shop's last good certificate keeps serving.
     writeRenamed(join(t.certDir, 'shop.pem'), shop.cert);
     const good = cert(t, 'good', ['good.test']);
     await served(t, 'good.test', good.serial, 'a good certificate added beside the bad ones');
-    await waitFor(() => w.status().tls!.refused.length === 3, 'three refusals in the status');
+    await waitFor(() => w.status().tls!.refused.length === 4, 'four refusals in the status');
     const refused = Object.fromEntries(w.status().tls!.refused.map((r) => [r.name, r]));
     expect(refused.garbage.reason).to.match(/no PEM certificate/);
     expect(refused.mismatch.reason).to.match(/does not belong to the certificate/);
+    expect(refused.injected.reason).to.match(/not base64/);
     expect(refused.shop).to.include({ kept: true });
     expect(refused.shop.reason).to.match(/no private key/);
     expect((await peerCert(t.httpsPort, 'shop.test', t.ca.cert))?.serial).to.equal(shop.serial);
     expect((await peerCert(t.httpsPort, 'other.test', t.ca.cert))?.cn).to.equal('edge.test');
-    expect(w.status().degraded.join(' ')).to.contain('3 certificate file(s) refused');
+    expect(w.status().degraded.join(' ')).to.contain('4 certificate file(s) refused');
     const metrics = await httpGet(`http://127.0.0.1:${w.port}/metrics`);
-    expect(metrics.body).to.match(/^bamboo_tls_certificates\{state="refused"\} 3$/m);
+    expect(metrics.body).to.match(/^bamboo_tls_certificates\{state="refused"\} 4$/m);
     expect(metrics.body).to.match(/^bamboo_tls_certificates\{state="served"\} 3$/m);
   });
 
