@@ -31,6 +31,9 @@ import type { Metrics } from '../common/metrics.js';
 import { CERT_NAME, httpsLabels } from '../common/tls-labels.js';
 import { checkBundle, type CertInfo } from './tls-bundle.js';
 
+/** HAProxy's CLI reads one line of commands into a buffer (tune.bufsize, 16 KiB by default). */
+const CLI_LINE_MAX = 8000;
+
 /** Changes seen by the watch within this long are read in one pass (certbot writes several files). */
 export const CERT_WATCH_DEBOUNCE_MS = 250;
 
@@ -390,6 +393,22 @@ export class CertManager {
     };
     const wanted = new Map<string, { name: string; a: Accepted }>();
     for (const [name, a] of certs) wanted.set(this.path(name), { name, a });
+    // The fingerprints HAProxy holds, asked in `;`-joined batches (one connection per ~8 kB of commands).
+    const held = new Map<string, string>();
+    const ask = [...wanted.keys()].filter((p) => loaded.has(p));
+    while (ask.length > 0) {
+      const batch: string[] = [];
+      let len = 0;
+      while (ask.length > 0 && (batch.length === 0 || len + ask[0].length + 16 < CLI_LINE_MAX)) {
+        const p = ask.shift()!;
+        batch.push(`show ssl cert ${p}`);
+        len += p.length + 16;
+      }
+      for (const block of (await cmd(batch.join('; '))).split(/^Filename: /m).slice(1)) {
+        const fp = /^SHA1 FingerPrint:\s*([0-9A-F]+)/im.exec(block)?.[1];
+        if (fp) held.set(block.split('\n')[0].trim(), fp.toUpperCase());
+      }
+    }
 
     // Removed certificates (and duplicate entries) leave the crt-list first, highest line first.
     const seen = new Set<string>();
@@ -412,9 +431,7 @@ export class CertManager {
       if (!loaded.has(path)) {
         await expect(cmd(`new ssl cert ${path}`), /New empty certificate store/, `creating ${name}`);
       } else {
-        const shown = await cmd(`show ssl cert ${path}`);
-        const fp = /SHA1 FingerPrint:\s*([0-9A-F]+)/i.exec(shown)?.[1]?.toUpperCase();
-        if (fp === a.info.fingerprint) {
+        if (held.get(path) === a.info.fingerprint) {
           await this.fixEntry(entries, drop, path, a, isDefault, cmd, expect);
           continue;
         }
