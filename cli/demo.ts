@@ -3,10 +3,14 @@
  *
  * It starts ZooKeeper (Debian's package; or uses --zk), the Marathon simulator with sample apps backed
  * by real local HTTP servers (and one TCP app using BAMBOO_TCP_PORT), two api copies and one worker
- * with a managed HAProxy, each api and the worker as its own `bamboo` child process. Ctrl-C (or
+ * with a managed HAProxy, each api and the worker as its own `bamboo` child process. With the `openssl`
+ * command at hand, HTTPS is on: a throwaway CA, a default certificate and one for the app
+ * /demo/secure, which also asks (by label) for its plain HTTP to be redirected. Ctrl-C (or
  * --exit-after) stops everything it started, by the PIDs it got when starting them.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +19,7 @@ import { startBackend, httpGet, type Backend } from '../harness/http.js';
 import { freePort } from '../harness/ports.js';
 import { startProcess, waitFor, type Started } from '../harness/process.js';
 import { tempDir } from '../harness/tmp.js';
+import { TestCa, opensslAvailable } from '../harness/tls.js';
 import { startZooKeeper, type ZkServer } from '../harness/zookeeper.js';
 
 export interface DemoOptions {
@@ -31,6 +36,20 @@ export interface DemoOptions {
   marathon?: MarathonSimulatorOptions;
   /** More Marathon endpoints, listed after the simulator's own in `MARATHON_ENDPOINT` (failover tests). */
   moreMarathonEndpoints?: string[];
+  /** HTTPS with a generated CA (default: on when the `openssl` command is there). */
+  https?: boolean;
+}
+
+/** The demo's HTTPS side: the host with its own certificate, the port, and the CA to trust. */
+export interface DemoHttps {
+  port: number;
+  /** Host name of /demo/secure's certificate (resolve it to 127.0.0.1: `curl --resolve`). */
+  host: string;
+  /** The demo CA's certificate (`curl --cacert`). */
+  caPath: string;
+  /** HAProxy.CertDir of the worker: add, renew or remove certificates here. */
+  certDir: string;
+  ca: TestCa;
 }
 
 export interface RunningDemo {
@@ -38,6 +57,8 @@ export interface RunningDemo {
   uiUrls: string[];
   haproxyUrl: string;
   tcpPort: number;
+  /** Null when HTTPS is off (no `openssl` command, or `https: false`). */
+  https: DemoHttps | null;
   sim: MarathonSimulator;
   backends: Record<string, Backend[]>;
   apis: Started[];
@@ -93,6 +114,19 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
       '/demo/shop/api': [await startBackend('shop-api-1'), await startBackend('shop-api-2')],
     };
     for (const list of Object.values(backends)) for (const b of list) started.push(() => b.close());
+    // HTTPS: certificates made now, by a CA that lives as long as the demo.
+    let https: DemoHttps | null = null;
+    if (opts.https !== false && opensslAvailable()) {
+      const certDir = join(dir, 'certs');
+      mkdirSync(join(dir, 'ca'), { recursive: true });
+      mkdirSync(certDir, { recursive: true });
+      const ca = TestCa.create(join(dir, 'ca'), 'Bamboo demo CA');
+      writeBundle(certDir, 'edge', ca.issue(['edge.demo.local']).bundle);
+      writeBundle(certDir, 'secure', ca.issue(['secure.demo.local']).bundle);
+      https = { port: await freePort(), host: 'secure.demo.local', caPath: ca.certPath, certDir, ca };
+      backends['/demo/secure'] = [await startBackend('secure-1')];
+      started.push(() => backends['/demo/secure'][0].close());
+    }
     const echoPort = await freePort();
     const echo = await tcpEcho(echoPort);
     started.push(() => new Promise<void>((r) => echo.close(() => r())));
@@ -114,6 +148,12 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
       { id: '/demo/echo', cmd: 'echo-server', instances: 1, cpus: 0.1, mem: 32, portDefinitions: [{ port: 10003, protocol: 'tcp' }], env: { BAMBOO_TCP_PORT: String(tcpPort) } },
       { tasks: [{ host: '127.0.0.1', ports: [echoPort] }] },
     );
+    if (https) {
+      sim.deployApp(
+        { id: '/demo/secure', cmd: 'secure', instances: 1, cpus: 0.1, mem: 32, portDefinitions: [{ port: 10004, protocol: 'tcp', name: 'http' }], labels: { HAPROXY_0_REDIRECT_TO_HTTPS: 'true' } },
+        { tasks: [{ host: '127.0.0.1', ports: [backends['/demo/secure'][0].port] }] },
+      );
+    }
 
     const suffix = randomBytes(3).toString('hex');
     const zkPaths = {
@@ -155,6 +195,9 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
           HAPROXY_BIND_OPTIONS: 'noreuseport',
           HAPROXY_RELOAD_CMD: '',
           BAMBOO_WORKER_NAME: 'demo-worker',
+          ...(https
+            ? { HAPROXY_HTTPS_BIND: `127.0.0.1:${https.port}`, HAPROXY_CERT_DIR: https.certDir, HAPROXY_DEFAULT_CERT: 'edge', HAPROXY_HSTS_MAX_AGE: '300' }
+            : {}),
           ...opts.env,
         },
       });
@@ -172,11 +215,22 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
       100,
     );
 
+    if (https) {
+      const h = https;
+      await waitFor(
+        async () => (await httpsStatus(h, '/demo/secure/')) === 200,
+        `HAProxy to serve /demo/secure over HTTPS (worker log: ${join(dir, 'worker.log')})`,
+        30000,
+        100,
+      );
+    }
+
     const running: RunningDemo = {
       uiUrl: uiUrls[0],
       uiUrls,
       haproxyUrl,
       tcpPort,
+      https,
       sim,
       backends,
       apis,
@@ -199,26 +253,68 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
   }
 }
 
+function writeBundle(dir: string, name: string, bundle: string): void {
+  writeFileSync(join(dir, `${name}.pem`), bundle, { mode: 0o600 });
+}
+
+/** Status of one HTTPS GET to the demo's secure host (0: no answer). */
+function httpsStatus(h: DemoHttps, path: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = httpsRequest(
+      { host: '127.0.0.1', port: h.port, servername: h.host, headers: { host: h.host }, path, ca: h.ca.cert, agent: false, timeout: 2000 },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on('error', () => resolve(0));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+/** The lines `bamboo demo` prints: URLs and `curl` lines that try each way of routing. */
+export function demoBanner(demo: RunningDemo): string[] {
+  const h = demo.haproxyUrl.replace(/\/$/, '');
+  const ui = demo.uiUrl.replace(/\/$/, '');
+  const lines = [
+    `UI: ${demo.uiUrl}`,
+    `HAProxy: ${demo.haproxyUrl}`,
+    ...(demo.https ? [`HTTPS: https://${demo.https.host}:${demo.https.port}/ (certificates in ${demo.https.certDir})`] : []),
+    '',
+    'Try:',
+    `  curl ${h}/demo/web/                      # routed by path: the default rule of app /demo/web`,
+    `  curl ${h}/demo/shop/api/orders           # a nested app id`,
+    `  curl -X PUT -d '{"acl":"hdr(host) -i shop.demo.local"}' ${ui}/api/services//demo/shop/api`,
+    `  curl -H 'Host: shop.demo.local' ${h}/orders    # now routed by host`,
+    `  curl -X DELETE ${ui}/api/services//demo/shop/api   # back to the default rule`,
+  ];
+  if (demo.https) {
+    const { host, port, caPath } = demo.https;
+    const httpPort = new URL(demo.haproxyUrl).port;
+    lines.push(
+      `  curl --resolve ${host}:${port}:127.0.0.1 --cacert ${caPath} https://${host}:${port}/demo/secure/   # HTTPS, the certificate of ${host} by SNI`,
+      `  curl -si --resolve ${host}:${httpPort}:127.0.0.1 http://${host}:${httpPort}/demo/secure/ | head -3   # its label redirects HTTP to HTTPS`,
+      `  openssl s_client -connect 127.0.0.1:${port} -servername other.demo.local </dev/null 2>/dev/null | grep subject=   # an unknown name gets the default certificate`,
+    );
+  } else {
+    lines.push('  (HTTPS skipped: no openssl command to make the demo certificates)');
+  }
+  lines.push(
+    `  echo hello | socat - TCP:127.0.0.1:${demo.tcpPort}   # the TCP app (BAMBOO_TCP_PORT)`,
+    `  curl ${ui}/api/workers                   # what the worker runs`,
+    '',
+    `Logs and haproxy.cfg: ${demo.dir}. Press Ctrl-C to stop everything.`,
+  );
+  return lines;
+}
+
 /** The `bamboo demo` command: start, print the banner, wait for Ctrl-C (or --exit-after). */
 export async function runDemo(opts: DemoOptions = {}): Promise<void> {
   const out = opts.out ?? ((line: string) => process.stdout.write(line + '\n'));
   out('Starting the demo: ZooKeeper, Marathon simulator, 2 api copies, 1 worker with HAProxy ...');
   const demo = await startDemo(opts);
-  const h = demo.haproxyUrl.replace(/\/$/, '');
-  const ui = demo.uiUrl.replace(/\/$/, '');
-  out(`UI: ${demo.uiUrl}`);
-  out(`HAProxy: ${demo.haproxyUrl}`);
-  out('');
-  out('Try:');
-  out(`  curl ${h}/demo/web/                      # routed by path: the default rule of app /demo/web`);
-  out(`  curl ${h}/demo/shop/api/orders           # a nested app id`);
-  out(`  curl -X PUT -d '{"acl":"hdr(host) -i shop.demo.local"}' ${ui}/api/services//demo/shop/api`);
-  out(`  curl -H 'Host: shop.demo.local' ${h}/orders    # now routed by host`);
-  out(`  curl -X DELETE ${ui}/api/services//demo/shop/api   # back to the default rule`);
-  out(`  echo hello | socat - TCP:127.0.0.1:${demo.tcpPort}   # the TCP app (BAMBOO_TCP_PORT)`);
-  out(`  curl ${ui}/api/workers                   # what the worker runs`);
-  out('');
-  out(`Logs and haproxy.cfg: ${demo.dir}. Press Ctrl-C to stop everything.`);
+  for (const line of demoBanner(demo)) out(line);
 
   await new Promise<void>((resolve) => {
     let done = false;

@@ -164,7 +164,7 @@ export function buildProgram(): Command {
       }
     });
 
-  commonOptions(program.command('demo').description('run the whole stack on this machine (ZooKeeper, Marathon simulator, two api copies, a worker with HAProxy)'))
+  commonOptions(program.command('demo').description('run the whole stack on this machine (ZooKeeper, Marathon simulator, two api copies, a worker with HAProxy; HTTPS when openssl is there)'))
     .option('--http-port <port>', 'HAProxy HTTP port (default: a free port)')
     .option('--ui-port <port>', 'port of the first api copy (default: a free port)')
     .option('--zk <connection>', 'use this ZooKeeper instead of starting one')

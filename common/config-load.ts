@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { SCHEMA, ConfigError, addressBlocks, curveKeyList, DEFAULT_TOKEN_NAME, getPath, marathonEndpoints, redactUrl, setPath, type Config, type FieldSpec } from './config.js';
 import { parsePortRange } from './core/port-policy.js';
+import { CERT_NAME } from './core/tls-labels.js';
 /** Where a config value came from, for error messages. */
 type Source = string;
 
@@ -258,6 +259,7 @@ function validateCrossField(cfg: Config): void {
   if (!parsePortRange(cfg.HAProxy.TcpPortRange)) {
     throw new ConfigError(`config: HAProxy.TcpPortRange must be a port range like 10000-65535 (1-65535, min <= max), got ${JSON.stringify(cfg.HAProxy.TcpPortRange)}`);
   }
+  validateHttps(cfg);
   validateCurve(cfg);
   addressBlocks(cfg.Bamboo.TrustedProxies);
   if (!/^[^:]+:\d+$/.test(cfg.StatsD.Host)) {
@@ -308,4 +310,14 @@ function deepFreeze<T>(o: T): Readonly<T> {
     Object.freeze(o);
   }
   return o;
+}
+
+/** HTTPS needs a certificate directory and a default certificate named in it. */
+function validateHttps(cfg: Config): void {
+  const h = cfg.HAProxy;
+  if (!h.HttpsBind.trim()) return;
+  if (!h.CertDir.trim()) throw new ConfigError('config: HAProxy.CertDir must name the certificate directory when HAProxy.HttpsBind is set');
+  if (!CERT_NAME.test(h.DefaultCert)) {
+    throw new ConfigError(`config: HAProxy.DefaultCert must name a certificate of HAProxy.CertDir (letters, digits, . _ -; no path) when HAProxy.HttpsBind is set, got ${JSON.stringify(h.DefaultCert.slice(0, 60))}`);
+  }
 }

@@ -164,6 +164,16 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'Directory of HAProxy\'s sockets and pidfile (managed mode: pidfile and master socket; the default admin socket in both modes), apart from the config, so a full or read-only config directory cannot stop a restarted HAProxy from binding them. Use a tmpfs such as /run/bamboo-worker (the packaged units and image do). Empty: the directory of OutputPath. Created at start.' },
   { key: 'HAProxy.HttpBind', type: 'string', default: '*:80', env: 'HAPROXY_HTTP_BIND', used: 'worker',
     doc: 'Bind address of the HTTP frontend in the default template.' },
+  { key: 'HAProxy.HttpsBind', type: 'string', default: '', env: 'HAPROXY_HTTPS_BIND', used: 'worker',
+    doc: 'Bind address of the HTTPS listener of the default template (e.g. `*:443`; empty: no HTTPS). It is a second `bind` of the HTTP frontend, so every app is served on both with the same rules; TLS ends there with the certificate chosen by SNI from HAProxy.CertDir. Needs HAProxy.CertDir and HAProxy.DefaultCert, and the admin socket (managed mode, or HAProxy.AdminSocket in command mode). Its port belongs to the edge (port policy). See docs/worker.md, "TLS".' },
+  { key: 'HAProxy.CertDir', type: 'string', default: '', env: 'HAPROXY_CERT_DIR', used: 'worker',
+    doc: 'Directory of certificates for HAProxy.HttpsBind: `<name>.pem` bundles (certificate, its private key, optionally the chain) and certbot-style `<name>/fullchain.pem` + `<name>/privkey.pem` directories (symlinks followed). Watched: a certificate added, renewed or removed is applied through the Runtime API without a reload. A file that is not a valid bundle is refused alone (worker status `tls`). Private keys stay on the worker host.' },
+  { key: 'HAProxy.DefaultCert', type: 'string', default: '', env: 'HAPROXY_DEFAULT_CERT', used: 'worker',
+    doc: 'Name (file name without `.pem`, or directory name) of the certificate in HAProxy.CertDir served to clients that send no SNI or a name no certificate covers. Required with HAProxy.HttpsBind.' },
+  { key: 'HAProxy.HstsMaxAge', type: 'integer', default: 0, env: 'HAPROXY_HSTS_MAX_AGE', min: 0, max: 63072000, used: 'worker',
+    doc: 'With HTTPS on: add `Strict-Transport-Security: max-age=<this>` to every response sent over HTTPS (0: no HSTS header).' },
+  { key: 'HAProxy.CertRescanMs', type: 'integer', default: 60000, env: 'HAPROXY_CERT_RESCAN_MS', min: 0, max: 86400000, used: 'worker',
+    doc: 'With HTTPS on: re-read HAProxy.CertDir at least this often besides watching it (a watch can miss changes on network file systems or through symlinked directories; 0: watch only).' },
   { key: 'HAProxy.StatsBind', type: 'string', default: '', env: 'HAPROXY_STATS_BIND', used: 'worker',
     doc: 'Bind address of the stats page (empty: no stats page).' },
   { key: 'HAProxy.StatsUser', type: 'string', default: '', env: 'HAPROXY_STATS_USER', used: 'worker',
@@ -177,7 +187,7 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'HAProxy.BindOptions', type: 'string', default: '', env: 'HAPROXY_BIND_OPTIONS', used: 'worker',
     doc: 'Extra options appended to every bind line of the default template (e.g. `noreuseport`).' },
   { key: 'HAProxy.TcpPortRange', type: 'string', default: '10000-65535', env: 'HAPROXY_TCP_PORT_RANGE', used: 'worker',
-    doc: 'Ports an app may make HAProxy listen on (`BAMBOO_TCP_PORT`, extra service ports, any `bind` in an app\'s fragment), as `min-max`. An app binding a port outside it, a port the edge binds (HAProxy.HttpBind, HAProxy.StatsBind, any bind the template renders outside app fragments), or a port another app holds is quarantined (docs/worker.md, "Port policy"). The default keeps Marathon\'s service ports (10000-20000) and the ephemeral range, and keeps well-known and privileged ports (80, 443, 8080, ...) for the edge.' },
+    doc: 'Ports an app may make HAProxy listen on (`BAMBOO_TCP_PORT`, extra service ports, any `bind` in an app\'s fragment), as `min-max`. An app binding a port outside it, a port the edge binds (HAProxy.HttpBind, HAProxy.HttpsBind, HAProxy.StatsBind, any bind the template renders outside app fragments), or a port another app holds is quarantined (docs/worker.md, "Port policy"). The default keeps Marathon\'s service ports (10000-20000) and the ephemeral range, and keeps well-known and privileged ports (80, 443, 8080, ...) for the edge.' },
   { key: 'HAProxy.RuntimeApi', type: 'boolean', default: true, env: 'HAPROXY_RUNTIME_API', used: 'worker',
     doc: 'Apply changes that touch only servers (task started, killed, moved, health flipped) through the admin socket, without a reload; anything else reloads. Managed mode uses the admin socket always; command mode only when HAProxy.AdminSocket is set. A failed or unverified runtime change falls back to a reload.' },
   { key: 'HAProxy.ServerSlotHeadroom', type: 'integer', default: 50, env: 'HAPROXY_SERVER_SLOT_HEADROOM', min: 0, max: 1000, used: 'worker',
@@ -259,7 +269,7 @@ export interface Config {
     PassEnv: string; RuntimeDir: string; HttpBind: string; StatsBind: string;
     StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string; TcpPortRange: string;
     RuntimeApi: boolean; ServerSlotHeadroom: number; DrainTimeoutMs: number; ServerStateFile: string;
-    PrometheusExporter: boolean;
+    PrometheusExporter: boolean; HttpsBind: string; CertDir: string; DefaultCert: string; HstsMaxAge: number; CertRescanMs: number;
   };
   Worker: {
     Name: string; DebounceMs: number; MinUpdateIntervalMs: number; MinReloadIntervalMs: number; ResyncIntervalMs: number;
@@ -319,7 +329,7 @@ export function redactUrl(url: string): string {
 /** The HAProxy settings the template sees as `HAProxy` (admin socket path resolved). */
 export function haproxySettings(cfg: Config): {
   HttpBind: string; StatsBind: string; StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string;
-  ServerStateFile: string; PrometheusExporter: string;
+  ServerStateFile: string; PrometheusExporter: string; HttpsBind: string; CrtList: string; HstsMaxAge: string;
 } {
   return {
     HttpBind: cfg.HAProxy.HttpBind,
@@ -330,7 +340,18 @@ export function haproxySettings(cfg: Config): {
     BindOptions: cfg.HAProxy.BindOptions,
     ServerStateFile: cfg.HAProxy.ServerStateFile || join(dirname(cfg.HAProxy.OutputPath), 'haproxy.state'),
     PrometheusExporter: cfg.HAProxy.PrometheusExporter ? 'true' : 'false',
+    HttpsBind: cfg.HAProxy.HttpsBind.trim(),
+    CrtList: cfg.HAProxy.HttpsBind.trim() ? join(tlsDir(cfg), 'crt-list') : '',
+    HstsMaxAge: cfg.HAProxy.HttpsBind.trim() && cfg.HAProxy.HstsMaxAge > 0 ? String(cfg.HAProxy.HstsMaxAge) : '',
   };
+}
+
+/**
+ * Where the worker keeps the certificates HAProxy loads (copies of the accepted ones in
+ * HAProxy.CertDir) and the crt-list naming them: `<RuntimeDir>/tls`.
+ */
+export function tlsDir(cfg: Pick<Config, 'HAProxy'>): string {
+  return join(runtimeDir(cfg), 'tls');
 }
 
 /** Where HAProxy's sockets and pidfile live: HAProxy.RuntimeDir, or the directory of OutputPath. */

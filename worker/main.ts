@@ -10,7 +10,6 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
-import { curveKeyList, haproxySettings, runtimeDir, workerName, type Config } from '../common/config.js';
 import { ManagedHAProxy } from '../common/adapters/haproxy/haproxy.js';
 import { sha256 } from '../common/core/hash.js';
 import { CommandHAProxy, type HAProxyProcess } from '../common/adapters/haproxy/process.js';
@@ -19,6 +18,7 @@ import { parsePortRange } from '../common/core/port-policy.js';
 import { RuntimeApi } from '../common/adapters/haproxy/haproxy-runtime.js';
 import { EMPTY_SERVER_STATE } from '../common/core/server-state.js';
 import { haproxyEnv, hasLimits, onPath, passEnvNames, type ValidationLimits } from '../common/adapters/haproxy/haproxy-sandbox.js';
+import { curveKeyList, haproxySettings, runtimeDir, tlsDir, workerName, type Config } from '../common/config.js';
 import type { Logger } from '../common/log.js';
 import { createMetrics, type Metrics } from '../common/adapters/statsd/metrics.js';
 import { observeZk } from '../common/adapters/zookeeper/zk-metrics.js';
@@ -36,6 +36,7 @@ import { FleetReporter } from './fleet-report.js';
 import { FleetStore } from '../common/adapters/zookeeper/fleet.js';
 import { Reconciler } from './reconciler.js';
 import { startStatusServer, statusRecord, statusView, type StatusDeps, type StatusView } from './status.js';
+import { CertManager } from './tls-certs.js';
 
 export interface WorkerOptions {
   /** Address of the `/status` endpoint (`:8001`, `127.0.0.1:0`); empty: no HTTP endpoint. */
@@ -130,6 +131,33 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     }
   }
 
+  // The admin socket: managed mode knows it (the default template writes it); command mode uses it
+  // only when HAProxy.AdminSocket is set explicitly. Whether it answers is found out per change.
+  const adminSocket = managed || cfg.HAProxy.AdminSocket.trim() !== '' ? settings.AdminSocket : '';
+  // HTTPS: the certificates HAProxy loads are in place before it starts (worker/tls-certs.ts).
+  let tls: CertManager | null = null;
+  if (settings.HttpsBind) {
+    if (!adminSocket) throw new Error('HAProxy.HttpsBind needs the admin socket to apply certificates: set HAProxy.AdminSocket (command mode)');
+    tls = new CertManager({
+      certDir: cfg.HAProxy.CertDir,
+      tlsDir: tlsDir(cfg),
+      crtList: settings.CrtList,
+      defaultCert: cfg.HAProxy.DefaultCert,
+      adminSocket,
+      serial: (fn) => (runtime ? runtime.api.serial(fn) : fn()),
+      timeoutMs: Math.min(timeoutMs, 5000),
+      rescanMs: cfg.HAProxy.CertRescanMs,
+      log: log.child({ component: 'tls' }),
+      metrics,
+    });
+    await tls.prepare().catch(async (err: Error) => {
+      server?.closeAllConnections();
+      server?.close();
+      if (ownMetrics) await metrics.close();
+      throw err;
+    });
+  }
+
   // HAProxy: Bamboo's reload command, or run it ourselves.
   const haproxy: HAProxyProcess = managed
     ? new ManagedHAProxy({
@@ -165,9 +193,6 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   const control = new ControlStore(zk, cfg.Bamboo.Zookeeper.ControlPath);
   const rules = new RuleStore(zk, cfg.Bamboo.Zookeeper.Path);
 
-  // The admin socket: managed mode knows it (the default template writes it); command mode uses it
-  // only when HAProxy.AdminSocket is set explicitly. Whether it answers is found out per change.
-  const adminSocket = managed || cfg.HAProxy.AdminSocket.trim() !== '' ? settings.AdminSocket : '';
   const runtime = adminSocket
     ? { api: new RuntimeApi(adminSocket, Math.min(timeoutMs, 5000)), enabled: cfg.HAProxy.RuntimeApi, drainTimeoutMs: cfg.HAProxy.DrainTimeoutMs }
     : null;
@@ -233,6 +258,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     // Untrusted publishers (CURVE) are not connected to: with none left, /status says "no api publisher".
     publishers: () => [...discovery.known].filter(([name]) => !discovery.untrusted.has(name)).map(([, p]) => p.zmq).sort(),
     snapshots: () => ({ reads: source.snapshotReads, deltas: source.deltasApplied, ignored: source.deltasIgnored }),
+    ...(tls ? { tls: () => tls.status() } : {}),
   };
   const statusPath = control.paths.worker(name);
   await zk.ephemeral(statusPath, () => Buffer.from(JSON.stringify(statusRecord(deps))));
@@ -253,6 +279,17 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     fleetReport.outcome();
   });
 
+  // A reload loads the crt-list from disk: the next certificate pass checks it against CertDir.
+  if (tls) {
+    const certs = tls;
+    reconciler.on('outcome', (o: { outcome: string }) => {
+      if (o.outcome === 'reloaded') certs.trigger();
+      const apps = reconciler.running?.data?.Apps;
+      if (apps) certs.noteApps(apps);
+    });
+    certs.start();
+  }
+
   const onConnected = () => reconciler.trigger('reconnect');
   zk.on('connected', onConnected);
   const resync =
@@ -267,6 +304,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   const close = (closeOpts: { keepHaproxy?: boolean } = {}): Promise<void> => {
     closing ??= (async () => {
       if (resync) clearInterval(resync);
+      await tls?.close();
       zk.off('connected', onConnected);
       discovery.close();
       subscriber.close();

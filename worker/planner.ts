@@ -78,13 +78,13 @@ export class Planner {
   private readonly dataMemo = new TemplateDataMemo();
   /** Ports apps bind in the running config, by its hash (the port policy's incumbents). */
   private heldCache: { hash: string; held: Map<number, Holder> } | null = null;
-  /** Ports of HAProxy.HttpBind and HAProxy.StatsBind: the edge's whether or not the template binds them. */
+  /** Ports of HAProxy.HttpBind, StatsBind and HttpsBind: the edge's whether or not the template binds them. */
   private readonly edgePorts: number[];
   /** When each quarantine began on this worker (shown as `since`). */
   private readonly since = new QuarantineSince();
 
   constructor(private readonly o: PlannerOptions) {
-    this.edgePorts = settingPorts([o.settings.HttpBind, o.settings.StatsBind]);
+    this.edgePorts = settingPorts([o.settings.HttpBind, o.settings.StatsBind, o.settings.HttpsBind ?? '']);
   }
 
   /**

@@ -15,6 +15,7 @@ import type { Zk } from '../common/adapters/zookeeper/zk.js';
 import { serveHealth } from './health.js';
 import type { ApplyOutcome, QuarantinedApp, OutcomeKind, ReconcilerStatus } from './outcome.js';
 import type { Reconciler } from './reconciler.js';
+import type { TlsStatus } from './tls-certs.js';
 
 export interface StatusView extends WorkerStatus {
   healthy: boolean;
@@ -45,6 +46,8 @@ export interface StatusView extends WorkerStatus {
     /** How the config in force was applied last. */
     lastAppliedVia: 'reload' | 'runtime' | null;
   };
+  /** The HTTPS listener's certificates (worker/tls-certs.ts); null when HTTPS is off. Never key material. */
+  tls: TlsStatus | null;
 }
 
 export interface StatusDeps {
@@ -59,6 +62,8 @@ export interface StatusDeps {
   publishers: () => string[];
   /** Snapshot reads and hint deltas applied (ZkDesiredState's counters). */
   snapshots?: () => { reads: number; deltas: number; ignored: number };
+  /** The certificates of the HTTPS listener (absent: HTTPS off). */
+  tls?: () => TlsStatus;
 }
 
 /** The record stored in ZooKeeper (the shared WorkerStatus shape). */
@@ -93,6 +98,9 @@ export function statusView(d: StatusDeps): StatusView {
   const last = r.last;
   if (last && last.outcome !== 'noop' && last.outcome !== 'reloaded' && last.outcome !== 'runtime') degraded.push(`last reconcile: ${last.outcome}`);
   if (last && last.outcome === 'noop' && last.reason !== 'unchanged') degraded.push(`last reconcile: ${last.reason}`);
+  const tls = d.tls?.() ?? null;
+  if (tls?.error) degraded.push(`tls: ${tls.error}`);
+  if (tls && tls.refused.length > 0) degraded.push(`tls: ${tls.refused.length} certificate file(s) refused`);
   const serving = r.running !== null && (d.mode === 'command' || hp.running === true);
   // A disk that takes no new config (full, read-only) leaves this host behind the fleet: unhealthy
   // until a write succeeds again, though the config in force keeps serving.
@@ -118,6 +126,7 @@ export function statusView(d: StatusDeps): StatusView {
       ...r.runtime,
       lastAppliedVia: r.running?.via ?? null,
     },
+    tls,
   };
 }
 

@@ -9,6 +9,7 @@
  */
 import { firstNonPrintable } from './acl.js';
 import type { AppData, HealthCheckData, ServiceRecord } from './model.js';
+import { redirectToHttps, sslCert } from './tls-labels.js';
 
 function isRecord(x: unknown): x is Record<string, unknown> {
   return x !== null && typeof x === 'object' && !Array.isArray(x);
@@ -159,4 +160,6 @@ export const BAMBOO_FILTERS: Record<string, (value: unknown, ...args: unknown[])
   global_options: globalOptions,
   health_check: healthCheck,
   truthy,
+  redirect_to_https: redirectToHttps,
+  ssl_cert: sslCert,
 };

@@ -246,4 +246,13 @@ export interface HAProxySettings {
    * `/metrics` (HAProxy.PrometheusExporter). Optional for callers that predate it (treated as off).
    */
   PrometheusExporter?: string;
+  /**
+   * Address of the HTTPS listener (HAProxy.HttpsBind), a second `bind` of the HTTP frontend; empty:
+   * no HTTPS. Optional for callers that predate it (treated as empty).
+   */
+  HttpsBind?: string;
+  /** The crt-list the worker keeps (the certificates of HAProxy.CertDir, the default first); paths only, never key material. */
+  CrtList?: string;
+  /** HSTS max-age in seconds as text (HAProxy.HstsMaxAge); empty: no HSTS header. */
+  HstsMaxAge?: string;
 }

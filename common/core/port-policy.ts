@@ -227,7 +227,7 @@ export interface PortPolicyInput {
   origins: readonly Origin[];
   /** Ports apps may bind (HAProxy.TcpPortRange). */
   range: PortRange;
-  /** Ports the edge owns whether or not the template binds them (HAProxy.HttpBind, HAProxy.StatsBind). */
+  /** Ports the edge owns whether or not the template binds them (HAProxy.HttpBind, HttpsBind, StatsBind). */
   reserved?: readonly number[];
   /** Who binds each app port in the config HAProxy runs (see heldPorts), or a function giving it when needed; absent: nobody. */
   held?: ReadonlyMap<number, Holder> | (() => ReadonlyMap<number, Holder>);
@@ -280,7 +280,7 @@ export function portRefusals(input: PortPolicyInput): PortRefusal[] {
     }
   }
 
-  for (const p of input.reserved ?? []) if (!edge.has(p)) edge.set(p, 'the edge (HAProxy.HttpBind or HAProxy.StatsBind)');
+  for (const p of input.reserved ?? []) if (!edge.has(p)) edge.set(p, 'the edge (HAProxy.HttpBind, HttpsBind or StatsBind)');
 
   // Refusals that do not depend on other apps: the edge's ports, the range, a port bound twice.
   for (const [appId, mine] of claims) {

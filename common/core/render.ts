@@ -100,7 +100,7 @@ function toTemplateError(err: unknown, file: string): TemplateError {
   return new TemplateError(`${file}: ${oneLine(msg)}`, file, undefined, undefined, { cause: err });
 }
 
-const SETTING_KEYS = ['HttpBind', 'StatsBind', 'StatsUser', 'StatsPassword', 'AdminSocket', 'BindOptions', 'ServerStateFile', 'PrometheusExporter'] as const;
+const SETTING_KEYS = ['HttpBind', 'StatsBind', 'StatsUser', 'StatsPassword', 'AdminSocket', 'BindOptions', 'ServerStateFile', 'PrometheusExporter', 'HttpsBind', 'CrtList', 'HstsMaxAge'] as const;
 
 /** Settings go into the config verbatim, so each must be one printable line (like an ACL). */
 function checkedSettings(settings: HAProxySettings): HAProxySettings {

@@ -3,8 +3,10 @@
  * as child processes, a managed HAProxy, real HTTP backends), with only Marathon simulated.
  */
 import { expect } from 'chai';
+import { execFile } from 'node:child_process';
 import { connect } from 'node:net';
-import { startDemo, type RunningDemo } from '../../cli/demo.js';
+import { promisify } from 'node:util';
+import { demoBanner, startDemo, type RunningDemo } from '../../cli/demo.js';
 import { startBackend, httpGet, type Backend } from '../../harness/http.js';
 import { waitFor, sleep } from '../../harness/process.js';
 
@@ -165,6 +167,20 @@ describe('end to end: the demo stack with a simulated Marathon', function () {
     expect(failures, `${failures.length} failed of ${ok + failures.length}`).to.deep.equal([]);
     expect(olds).to.have.length(2);
     expect(ok).to.be.greaterThan(20);
+  });
+
+  it('serves /demo/secure over HTTPS with its own certificate and redirects its plain HTTP, as the printed curl lines say', async function () {
+    if (!demo.https) this.skip();
+    const banner = demoBanner(demo);
+    const run = async (marker: string) => {
+      const line = banner.find((l) => l.includes(marker));
+      expect(line, `a printed line with ${marker}`).to.be.a('string');
+      const cmd = line!.replace(/\s+#.*$/, '').trim();
+      return (await promisify(execFile)('sh', ['-c', cmd], { timeout: 15000 })).stdout;
+    };
+    expect(await run('--cacert')).to.match(/^secure-1/);
+    expect(await run('redirects HTTP to HTTPS')).to.match(new RegExp(`^location: https://secure\\.demo\\.local:${demo.https!.port}/demo/secure/`, 'mi'));
+    expect(await run('the default certificate')).to.contain('CN = edge.demo.local');
   });
 
   it('carries raw TCP through the BAMBOO_TCP_PORT listener', async () => {

@@ -43,7 +43,8 @@ describe('default template golden files', function () {
   this.timeout(30_000);
 
   it('every golden file passes haproxy -c without alerts or warnings', async () => {
-    const files = readdirSync(GOLDEN_DIR).filter((f) => f.endsWith('.cfg')).sort().map((f) => join(GOLDEN_DIR, f));
+    // https-sni.cfg names a crt-list that exists only with certificates: tls.test.ts checks it with real ones.
+    const files = readdirSync(GOLDEN_DIR).filter((f) => f.endsWith('.cfg') && f !== 'https-sni.cfg').sort().map((f) => join(GOLDEN_DIR, f));
     expect(files.length, 'golden files').to.be.greaterThan(0);
     const results = await Promise.all(files.map((f) => haproxyCheck(f)));
     results.forEach((r, i) => {

@@ -119,6 +119,9 @@ describe('configuration', () => {
     ['a CURVE secret key without its public key', () => loadConfig({ env: { BAMBOO_ZMQ_CURVE_SECRET_KEY: 'x'.repeat(40) } }), /ZeroMQ\.CurveSecretKey and ZeroMQ\.CurvePublicKey go together/],
     ['a CURVE key that is not Z85', () => loadConfig({ env: { BAMBOO_ZMQ_CURVE_SERVER_KEYS: `${'a'.repeat(40)},too-short` } }), /ZeroMQ\.CurveServerKeys must hold Z85/],
     ['CURVE client keys without CURVE', () => loadConfig({ env: { BAMBOO_ZMQ_CURVE_CLIENT_KEYS: 'a'.repeat(40) } }), /ZeroMQ\.CurveClientKeys needs CURVE/],
+    ['HTTPS without a certificate directory', () => loadConfig({ env: { HAPROXY_HTTPS_BIND: '*:443', HAPROXY_DEFAULT_CERT: 'edge' } }), /HAProxy\.CertDir must name the certificate directory when HAProxy\.HttpsBind is set/],
+    ['HTTPS without a default certificate', () => loadConfig({ env: { HAPROXY_HTTPS_BIND: '*:443', HAPROXY_CERT_DIR: '/etc/bamboo/certs' } }), /HAProxy\.DefaultCert must name a certificate/],
+    ['a default certificate given as a path', () => loadConfig({ env: { HAPROXY_HTTPS_BIND: '*:443', HAPROXY_CERT_DIR: '/c', HAPROXY_DEFAULT_CERT: '../key.pem' } }), /HAProxy\.DefaultCert .*no path/],
   ];
   for (const [what, fn, re] of bad) {
     it(`rejects ${what} with one line naming the key`, () => {

@@ -159,7 +159,7 @@ describe('port policy (pure)', () => {
 
   it('refuses the ports of HAProxy.HttpBind and StatsBind even when the template does not bind them', () => {
     const got = refusals([tenant('/x', { tcp: '18080' })], { reserved: settingPorts(['*:18080', '']) });
-    expect(got).to.deep.equal(['/x: port 18080 belongs to the edge (HAProxy.HttpBind or HAProxy.StatsBind)']);
+    expect(got).to.deep.equal(['/x: port 18080 belongs to the edge (HAProxy.HttpBind, HttpsBind or StatsBind)']);
   });
 
   it('leaves a port with the app that held it in the running config, whoever comes first by id (origins known)', () => {

@@ -25,6 +25,7 @@ import {
   withDeployment,
   withEnv,
   withHealthCheck,
+  withLabels,
   withPortDefinitions,
   withReadinessCheck,
   withReadinessResult,
@@ -140,6 +141,16 @@ const GOLDEN: GoldenCase[] = [
     why: 'an HTTPS health check talks TLS to the servers; without stats credentials there is no stats page',
     apps: () => [app('/secure', withHealthCheck('HTTPS', '/healthz'), withTasks(task('secure.1', onHost('10.0.6.1', 31443), healthy())))],
     settings: { StatsUser: '', StatsPassword: '' },
+  },
+  {
+    name: 'https-sni',
+    why: 'HTTPS on: a crt-list bind in the HTTP frontend (SNI), HSTS, and HTTP redirected to HTTPS for the app whose label asks (test/integration/tls.test.ts runs it through haproxy -c with real certificates)',
+    apps: () => [
+      app('/secure', withLabels({ HAPROXY_0_REDIRECT_TO_HTTPS: 'true', HAPROXY_0_SSL_CERT: '../../etc/passwd' }), withTasks(task('secure.1', onHost('10.0.7.1', 31001)))),
+      app('/plain', withLabels({ HAPROXY_0_REDIRECT_TO_HTTPS: 'false' }), withTasks(task('plain.1', onHost('10.0.7.2', 31002)))),
+    ],
+    services: services(service('/secure', 'hdr(host) -i secure.example.com')),
+    settings: { HttpsBind: '*:443', CrtList: '/run/bamboo-worker/tls/crt-list', HstsMaxAge: '31536000' },
   },
 ];
 

@@ -87,6 +87,7 @@ export class PromMetrics {
   private readonly quarantine: Gauge;
   private readonly oldGenerations: Gauge;
   private readonly aclUnsecured: Gauge;
+  private readonly tlsCertificates: Gauge;
   private readonly held: Gauge;
   private readonly heldEnded: Counter<'how'>;
   private readonly fetches: Counter<'result'>;
@@ -128,6 +129,7 @@ export class PromMetrics {
     this.quarantine = new Gauge({ name: 'bamboo_quarantined_apps', help: 'Apps left out of the config in force (quarantined).', registers: r });
     this.oldGenerations = new Gauge({ name: 'bamboo_haproxy_old_generations', help: 'Old HAProxy generations still running (last count).', registers: r });
     this.aclUnsecured = new Gauge({ name: 'bamboo_zookeeper_acl_unsecured_nodes', help: 'Bamboo ZooKeeper nodes found without the digest ACL (last check).', registers: r });
+    this.tlsCertificates = new Gauge({ name: 'bamboo_tls_certificates', help: 'Certificates of the HTTPS listener: served, expired (served all the same), refused (last certificate pass).', labelNames: ['state'], registers: r });
     this.held = new Gauge({ name: 'bamboo_marathon_answer_held', help: '1 while a shrunken Marathon answer is held back by the shrink guard.', registers: r });
     this.heldEnded = new Counter({ name: 'bamboo_marathon_held_answers_ended_total', help: 'Held Marathon answers that ended (how: recovered | expired | confirmed).', labelNames: ['how'], registers: r });
     this.fetches = new Counter({ name: 'bamboo_marathon_fetches_total', help: 'Marathon fetches by result (ok, or the failure reason).', labelNames: ['result'], registers: r });
@@ -228,6 +230,7 @@ export class PromMetrics {
     if (name === 'haproxy.old_generations') this.oldGenerations.set(value);
     else if (name === 'zookeeper.acl.unsecured') this.aclUnsecured.set(value);
     else if (FLEET_GAUGES.has(name)) this.workers.set({ state: name.slice('fleet.workers.'.length) }, value);
+    else if (name === 'tls.certificates.served' || name === 'tls.certificates.expired' || name === 'tls.certificates.refused') this.tlsCertificates.set({ state: name.slice(17) }, value);
   }
   async exposition(): Promise<{ contentType: string; text: string }> {
     const own = await this.registry.metrics();

@@ -1,0 +1,494 @@
+/**
+ * The certificates of the HTTPS listener (HAProxy.HttpsBind): HAProxy.CertDir, checked, copied and
+ * applied to the running HAProxy through its Runtime API, so a certificate added, renewed or removed
+ * (by hand, certbot or lego) is served by new connections without a reload.
+ *
+ * HAProxy never reads HAProxy.CertDir itself. The worker keeps in its TLS directory
+ * (`<HAProxy.RuntimeDir>/tls`) a copy of every certificate it accepted and the crt-list naming them,
+ * the default certificate on the first line (no SNI filter: HAProxy serves it when no other matches)
+ * and every other one with its DNS names as SNI filters. A file of CertDir that is not a valid bundle
+ * is refused alone; if an earlier version of it was accepted, that copy keeps serving. So the crt-list
+ * HAProxy loads on a reload or a restart always names files that load, and is the same as what the
+ * Runtime API made of the running process.
+ *
+ * Level-triggered like the reconcile: each pass (a change seen by the watch, the periodic rescan, a
+ * reload of HAProxy) reads the whole directory and the running HAProxy's crt-list and converges:
+ * `new/set/commit ssl cert` for a certificate HAProxy lacks or holds with another fingerprint,
+ * `add/del ssl crt-list` for entries to add, re-filter or remove, `del ssl cert` for removed ones. Files
+ * are written before the Runtime API is told (a reload in between loads the new files) and removed
+ * after it (a validation in between finds every file the crt-list names).
+ *
+ * Private keys: read here, written to the TLS directory (mode 0640) and sent on the admin socket,
+ * nowhere else. Status, logs and errors carry names, serials, dates and fingerprints only.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CoalescedRunner } from '../common/coalesce.js';
+import { cliCommand } from '../common/adapters/haproxy/master-cli.js';
+import type { Logger } from '../common/log.js';
+import type { Metrics } from '../common/adapters/statsd/metrics.js';
+import { CERT_NAME, httpsLabels } from '../common/core/tls-labels.js';
+import { checkBundle, type CertInfo } from './tls-bundle.js';
+
+/** HAProxy's CLI reads one line of commands into a buffer (tune.bufsize, 16 KiB by default). */
+const CLI_LINE_MAX = 8000;
+
+/** Changes seen by the watch within this long are read in one pass (certbot writes several files). */
+export const CERT_WATCH_DEBOUNCE_MS = 250;
+
+export interface CertManagerOptions {
+  /** HAProxy.CertDir: what the operator (or certbot, lego) writes. */
+  certDir: string;
+  /** The worker's TLS directory: the accepted copies and the crt-list. */
+  tlsDir: string;
+  /** Path of the crt-list in tlsDir (HAProxySettings.CrtList). */
+  crtList: string;
+  /** HAProxy.DefaultCert. */
+  defaultCert: string;
+  /** The admin socket; null: files only (HAProxy picks them up on its next reload). */
+  adminSocket: string | null;
+  /** Serialises admin socket use with the reconcile's (RuntimeApi.serial). */
+  serial?: <T>(fn: () => Promise<T>) => Promise<T>;
+  timeoutMs: number;
+  /** HAProxy.CertRescanMs (0: watch only). */
+  rescanMs: number;
+  log: Logger;
+  metrics?: Metrics;
+  /** Wall clock for expiry (default Date.now). */
+  now?: () => number;
+}
+
+/** One certificate HAProxy serves, as the status shows it. */
+export interface TlsCertStatus extends Omit<CertInfo, 'hash'> {
+  name: string;
+  default: boolean;
+  /** `expired` and `not-yet-valid` are served all the same (and counted in the metrics). */
+  state: 'valid' | 'expired' | 'not-yet-valid';
+}
+
+/** The `tls` part of the worker's status. Nothing in it is secret. */
+export interface TlsStatus {
+  certDir: string;
+  defaultCert: string;
+  certificates: TlsCertStatus[];
+  /** Files of CertDir not served as they are, with why; `kept`: an earlier accepted copy still serves. */
+  refused: Array<{ name: string; reason: string; kept: boolean }>;
+  /** Certificates added, renewed or removed through the Runtime API since the worker started. */
+  runtimeChanges: number;
+  /**
+   * Apps whose `HAPROXY_0_SSL_CERT` label names a certificate this worker does not serve, or is no
+   * certificate name at all (at most 100). The certificate is chosen by SNI either way.
+   */
+  labels: Array<{ appId: string; cert: string; problem: string }>;
+  /** When the last pass ended (ms epoch); null before the first. */
+  lastPassAt: number | null;
+  /** Why the last pass could not apply everything (directory unreadable, admin socket away); null when it did. */
+  error: string | null;
+}
+
+interface Accepted {
+  info: CertInfo;
+  pem: string;
+  expired: boolean;
+  notYetValid: boolean;
+}
+
+type Source = { ok: true; text: string } | { ok: false; reason: string };
+
+/** An entry of the running HAProxy's crt-list (`show ssl crt-list -n`). */
+interface RunningEntry {
+  path: string;
+  line: number;
+  filters: string[];
+}
+
+class RuntimeRefused extends Error {
+  override name = 'RuntimeRefused';
+}
+
+/** The running HAProxy has no HTTPS listener yet (started before it, or not at all): the files serve at its next (re)load. */
+class NotServing extends RuntimeRefused {
+  override name = 'NotServing';
+}
+
+/** The answer's first line, bounded: HAProxy's answers name files, never their content. */
+function firstLine(answer: string): string {
+  return (answer.trim().split('\n')[0] ?? '').slice(0, 200);
+}
+
+export class CertManager {
+  private accepted = new Map<string, Accepted>();
+  private refused: TlsStatus['refused'] = [];
+  private runtimeChanges = 0;
+  private lastPassAt: number | null = null;
+  /** The apps' HAPROXY_0_SSL_CERT labels in the config in force. */
+  private labelled: Array<{ appId: string; cert: string; valid: boolean }> = [];
+  private error: string | null = null;
+  private watcher: FSWatcher | null = null;
+  private rescan: NodeJS.Timeout | null = null;
+  private debounce: NodeJS.Timeout | null = null;
+  private closed = false;
+  private readonly runner: CoalescedRunner;
+  private readonly now: () => number;
+  private readonly serial: <T>(fn: () => Promise<T>) => Promise<T>;
+
+  constructor(private readonly o: CertManagerOptions) {
+    this.now = o.now ?? Date.now;
+    this.serial = o.serial ?? ((fn) => fn());
+    this.runner = new CoalescedRunner(
+      () => this.pass(true),
+      (err) => o.log.warn({ err }, 'certificate pass failed'),
+      () => this.closed,
+    );
+  }
+
+  /** Path HAProxy loads a certificate from (its name in the Runtime API too). */
+  path(name: string): string {
+    return join(this.o.tlsDir, `${name}.pem`);
+  }
+
+  /**
+   * Before HAProxy starts: brings the TLS directory in line with CertDir (files only). Rejects when
+   * the default certificate has no valid bundle, in CertDir nor from an earlier run: HAProxy cannot
+   * serve HTTPS without it.
+   */
+  async prepare(): Promise<void> {
+    if (/\s/.test(this.o.tlsDir)) throw new Error(`the TLS directory ${JSON.stringify(this.o.tlsDir)} must not contain blanks (crt-list lines are split on them)`);
+    await mkdir(this.o.tlsDir, { recursive: true, mode: 0o750 });
+    // The copies of an earlier run are what HAProxy last loaded: they serve until CertDir says otherwise.
+    for (const f of await readdir(this.o.tlsDir).catch(() => [] as string[])) {
+      if (!f.endsWith('.pem')) continue;
+      const name = f.slice(0, -4);
+      if (!CERT_NAME.test(name)) continue;
+      const c = checkBundle(await readFile(join(this.o.tlsDir, f), 'utf8').catch(() => ''), this.now());
+      if (c.ok) this.accepted.set(name, { info: c.info, pem: c.pem, expired: c.expired, notYetValid: c.notYetValid });
+    }
+    await this.pass(false);
+    if (!this.accepted.has(this.o.defaultCert)) {
+      const why = this.refused.find((r) => r.name === this.o.defaultCert)?.reason ?? 'not found';
+      throw new Error(`HAProxy.DefaultCert ${this.o.defaultCert} has no valid certificate in HAProxy.CertDir ${this.o.certDir}: ${why}`);
+    }
+  }
+
+  /** Watches CertDir and rescans it every HAProxy.CertRescanMs; runs a first pass with the Runtime API. */
+  start(): void {
+    this.watchDir();
+    if (this.o.rescanMs > 0) {
+      this.rescan = setInterval(() => {
+        if (!this.watcher) this.watchDir();
+        this.trigger();
+      }, this.o.rescanMs);
+      this.rescan.unref();
+    }
+    void this.runner.run();
+  }
+
+  /** A pass soon (debounced): a change in CertDir, a reload of HAProxy. */
+  trigger(): void {
+    if (this.closed) return;
+    if (this.debounce) clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => {
+      this.debounce = null;
+      void this.runner.run();
+    }, CERT_WATCH_DEBOUNCE_MS);
+    this.debounce.unref();
+  }
+
+  /** Runs a pass now (or after the one in flight); resolves when none is running. */
+  sync(): Promise<void> {
+    return this.runner.run();
+  }
+
+  /** Notes the apps of the config in force, for their HAPROXY_0_SSL_CERT labels in the status. */
+  noteApps(apps: ReadonlyArray<{ Id: string; Labels?: unknown }>): void {
+    const out: CertManager['labelled'] = [];
+    for (const app of apps) {
+      const l = httpsLabels(app.Labels, 0);
+      if (l.sslCert !== null) out.push({ appId: app.Id, cert: l.sslCert, valid: true });
+      else if (l.invalidSslCert !== null) out.push({ appId: app.Id, cert: l.invalidSslCert.slice(0, 100), valid: false });
+    }
+    this.labelled = out;
+  }
+
+  status(): TlsStatus {
+    const certificates = [...this.accepted].map(([name, a]) => {
+      const { hash: _hash, ...info } = a.info;
+      const state: TlsCertStatus['state'] = a.expired ? 'expired' : a.notYetValid ? 'not-yet-valid' : 'valid';
+      return { name, default: name === this.o.defaultCert, state, ...info };
+    });
+    return {
+      certDir: this.o.certDir,
+      defaultCert: this.o.defaultCert,
+      certificates: certificates.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
+      refused: this.refused.map((r) => ({ ...r })),
+      runtimeChanges: this.runtimeChanges,
+      labels: this.labelled
+        .filter((l) => !l.valid || !this.accepted.has(l.cert))
+        .slice(0, 100)
+        .map((l) => ({ appId: l.appId, cert: l.cert, problem: l.valid ? 'no such certificate in HAProxy.CertDir' : 'not a certificate name (letters, digits, . _ -; never a path)' })),
+      lastPassAt: this.lastPassAt,
+      error: this.error,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.debounce) clearTimeout(this.debounce);
+    if (this.rescan) clearInterval(this.rescan);
+    this.watcher?.close();
+    this.watcher = null;
+    await this.runner.settled();
+  }
+
+  private watchDir(): void {
+    if (this.closed || this.watcher) return;
+    try {
+      // Recursive: certbot's live/<name>/ entries are symlinks it replaces inside a subdirectory.
+      const w = watch(this.o.certDir, { recursive: true, persistent: false }, () => this.trigger());
+      w.on('error', (err) => {
+        this.o.log.debug({ err, dir: this.o.certDir }, 'certificate directory watch failed; rescans continue');
+        w.close();
+        if (this.watcher === w) this.watcher = null;
+      });
+      this.watcher = w;
+    } catch (err) {
+      this.o.log.debug({ err, dir: this.o.certDir }, 'cannot watch the certificate directory yet; rescans continue');
+    }
+  }
+
+  /** CertDir by certificate name: a bundle's text, or why it cannot be read. Rejects when the directory cannot be read. */
+  private async readSources(): Promise<Map<string, Source>> {
+    const out = new Map<string, Source>();
+    const entries = await readdir(this.o.certDir);
+    for (const entry of entries.sort()) {
+      // Dot files are editors' and atomic writers' temp files (and certbot's are not there at all).
+      if (entry.startsWith('.')) continue;
+      const full = join(this.o.certDir, entry);
+      const st = await stat(full).catch(() => null); // follows symlinks
+      if (!st) continue;
+      if (st.isFile() && entry.endsWith('.pem')) {
+        const name = entry.slice(0, -4);
+        if (!CERT_NAME.test(name)) continue;
+        out.set(name, await readBounded([full]));
+      } else if (st.isDirectory() && CERT_NAME.test(entry) && !out.has(entry)) {
+        // certbot's layout: live/<name>/fullchain.pem and privkey.pem.
+        const files = await readdir(full).catch(() => [] as string[]);
+        if (!files.includes('fullchain.pem') && !files.includes('privkey.pem')) continue;
+        if (!files.includes('fullchain.pem') || !files.includes('privkey.pem')) {
+          out.set(entry, { ok: false, reason: 'a certificate directory needs both fullchain.pem and privkey.pem' });
+          continue;
+        }
+        out.set(entry, await readBounded([join(full, 'fullchain.pem'), join(full, 'privkey.pem')]));
+      }
+    }
+    return out;
+  }
+
+  /** One pass: CertDir -> accepted -> TLS directory -> (with `runtime`) the running HAProxy. */
+  private async pass(runtime: boolean): Promise<void> {
+    let sources: Map<string, Source>;
+    try {
+      sources = await this.readSources();
+    } catch (err) {
+      // A directory that cannot be read (unmounted, renamed) changes nothing: what was accepted serves on.
+      this.error = `cannot read HAProxy.CertDir: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+      this.lastPassAt = this.now();
+      this.o.log.warn({ dir: this.o.certDir, error: this.error }, 'certificate directory unreadable; serving the certificates in force');
+      return;
+    }
+    const now = this.now();
+    const next = new Map<string, Accepted>();
+    const refused: TlsStatus['refused'] = [];
+    for (const [name, src] of sources) {
+      const check = src.ok ? checkBundle(src.text, now, { requireNames: name !== this.o.defaultCert }) : src;
+      if (check.ok) {
+        next.set(name, { info: check.info, pem: check.pem, expired: check.expired, notYetValid: check.notYetValid });
+        continue;
+      }
+      const kept = this.accepted.get(name);
+      if (kept) next.set(name, kept);
+      refused.push({ name, reason: check.reason, kept: Boolean(kept) });
+    }
+    // The default certificate cannot leave a running listener: its last accepted copy stays.
+    const def = this.accepted.get(this.o.defaultCert);
+    if (def && !sources.has(this.o.defaultCert)) {
+      next.set(this.o.defaultCert, def);
+      refused.push({ name: this.o.defaultCert, reason: 'missing from HAProxy.CertDir; the default certificate stays as last accepted', kept: true });
+    }
+    for (const r of refused) {
+      const was = this.refused.find((x) => x.name === r.name);
+      if (!was || was.reason !== r.reason) this.o.log.warn({ cert: r.name, reason: r.reason, kept: r.kept }, 'certificate refused');
+    }
+    for (const [name, a] of next) {
+      const before = this.accepted.get(name);
+      if (before?.info.hash === a.info.hash) continue;
+      if (a.expired || a.notYetValid) this.o.log.warn({ cert: name, notBefore: a.info.notBefore, notAfter: a.info.notAfter }, 'certificate outside its validity period; served anyway');
+    }
+
+    // Files first: a reload or restart from here on loads the new set.
+    let error: string | null = null;
+    for (const [name, a] of next) {
+      const current = await readFile(this.path(name), 'utf8').catch(() => null);
+      if (current !== a.pem) await writeAtomic(this.path(name), a.pem);
+    }
+    const list = this.crtListText(next);
+    if ((await readFile(this.o.crtList, 'utf8').catch(() => null)) !== list) await writeAtomic(this.o.crtList, list);
+
+    if (runtime && this.o.adminSocket) {
+      try {
+        await this.serial(() => this.converge(next));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        error = err instanceof RuntimeRefused ? err.message : `admin socket: ${code ?? (err as Error).message}`;
+        // At start HAProxy may not run yet, or run a config without HTTPS: it loads the files when the reload comes.
+        const notYet = err instanceof NotServing || code === 'ENOENT' || code === 'ECONNREFUSED';
+        if (notYet) this.o.log.info({ error }, 'certificates wait for HAProxy to load the HTTPS listener');
+        else this.o.log.warn({ error }, 'certificates not applied through the runtime api; retried on the next pass');
+      }
+    }
+    // Removed last: until here the running HAProxy (or a validation) may still read them.
+    if (!error || !runtime) {
+      for (const f of await readdir(this.o.tlsDir).catch(() => [] as string[])) {
+        if (f.endsWith('.pem') && !next.has(f.slice(0, -4))) await rm(join(this.o.tlsDir, f), { force: true });
+      }
+    }
+    this.accepted = next;
+    this.refused = refused;
+    this.error = error;
+    this.lastPassAt = this.now();
+    const m = this.o.metrics;
+    if (m) {
+      m.gauge('tls.certificates.served', next.size);
+      m.gauge('tls.certificates.expired', [...next.values()].filter((a) => a.expired).length);
+      m.gauge('tls.certificates.refused', refused.length);
+    }
+  }
+
+  /** The crt-list: the default certificate first without filters, then the others by name with their names. */
+  private crtListText(certs: ReadonlyMap<string, Accepted>): string {
+    const lines: string[] = [this.path(this.o.defaultCert)];
+    for (const [name, a] of [...certs].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) {
+      if (name === this.o.defaultCert) continue;
+      lines.push([this.path(name), ...a.info.names].join(' '));
+    }
+    return lines.join('\n') + '\n';
+  }
+
+  /** Makes the running HAProxy hold exactly `certs`. Throws RuntimeRefused on an answer that is not a success. */
+  private async converge(certs: ReadonlyMap<string, Accepted>): Promise<void> {
+    const cmd = (c: string) => cliCommand(this.o.adminSocket!, c, this.o.timeoutMs);
+    const listed = await cmd(`show ssl crt-list -n ${this.o.crtList}`);
+    // HAProxy runs a config without the HTTPS listener yet (the reload that adds it is to come).
+    if (!listed.startsWith(`# ${this.o.crtList}`)) throw new NotServing(`HAProxy does not serve the crt-list yet: ${firstLine(listed)}`);
+    const entries: RunningEntry[] = [];
+    for (const raw of listed.split('\n').slice(1)) {
+      const m = /^(\S+):(\d+)(?:\s+\[[^\]]*\])?\s*(.*)$/.exec(raw.trim());
+      if (m) entries.push({ path: m[1], line: Number(m[2]), filters: m[3].split(/\s+/).filter(Boolean) });
+    }
+    const loaded = new Set((await cmd('show ssl cert')).split('\n').map((l) => l.trim()).filter((l) => l.startsWith('/')));
+    const expect = async (answer: Promise<string>, ok: RegExp, what: string) => {
+      const a = await answer;
+      if (!ok.test(a)) throw new RuntimeRefused(`${what}: haproxy answered "${firstLine(a)}"`);
+    };
+    const wanted = new Map<string, { name: string; a: Accepted }>();
+    for (const [name, a] of certs) wanted.set(this.path(name), { name, a });
+    // The fingerprints HAProxy holds, asked in `;`-joined batches (one connection per ~8 kB of commands).
+    const held = new Map<string, string>();
+    const ask = [...wanted.keys()].filter((p) => loaded.has(p));
+    while (ask.length > 0) {
+      const batch: string[] = [];
+      let len = 0;
+      while (ask.length > 0 && (batch.length === 0 || len + ask[0].length + 16 < CLI_LINE_MAX)) {
+        const p = ask.shift()!;
+        batch.push(`show ssl cert ${p}`);
+        len += p.length + 16;
+      }
+      for (const block of (await cmd(batch.join('; '))).split(/^Filename: /m).slice(1)) {
+        const fp = /^SHA1 FingerPrint:\s*([0-9A-F]+)/im.exec(block)?.[1];
+        if (fp) held.set(block.split('\n')[0].trim(), fp.toUpperCase());
+      }
+    }
+
+    // Removed certificates (and duplicate entries) leave the crt-list first, highest line first.
+    const seen = new Set<string>();
+    const drop: RunningEntry[] = [];
+    for (const e of entries) {
+      if (!wanted.has(e.path) || seen.has(e.path)) drop.push(e);
+      seen.add(e.path);
+    }
+    for (const e of drop.sort((x, y) => y.line - x.line)) {
+      await expect(cmd(`del ssl crt-list ${this.o.crtList} ${e.path}:${e.line}`), /deleted/, `removing ${e.path} from the crt-list`);
+    }
+    for (const path of loaded) {
+      if (wanted.has(path) || !path.startsWith(this.o.tlsDir + '/')) continue;
+      await expect(cmd(`del ssl cert ${path}`), /deleted/, `removing ${path}`);
+      this.change('removed', path);
+    }
+
+    for (const [path, { name, a }] of wanted) {
+      const isDefault = name === this.o.defaultCert;
+      if (!loaded.has(path)) {
+        await expect(cmd(`new ssl cert ${path}`), /New empty certificate store/, `creating ${name}`);
+      } else {
+        if (held.get(path) === a.info.fingerprint) {
+          await this.fixEntry(entries, drop, path, a, isDefault, cmd, expect);
+          continue;
+        }
+      }
+      try {
+        await expect(cmd(`set ssl cert ${path} <<\n${a.pem}`), /Transaction (created|updated)/, `loading ${name}`);
+        await expect(cmd(`commit ssl cert ${path}`), /Success/, `committing ${name}`);
+      } catch (err) {
+        await cmd(`abort ssl cert ${path}`).catch(() => undefined);
+        throw err;
+      }
+      this.change(loaded.has(path) ? 'renewed' : 'added', path, a);
+      await this.fixEntry(entries, drop, path, a, isDefault, cmd, expect);
+    }
+  }
+
+  /** Adds the crt-list entry of `path`, or replaces it when its SNI filters differ. */
+  private async fixEntry(
+    entries: RunningEntry[],
+    dropped: RunningEntry[],
+    path: string,
+    a: Accepted,
+    isDefault: boolean,
+    cmd: (c: string) => Promise<string>,
+    expect: (answer: Promise<string>, ok: RegExp, what: string) => Promise<void>,
+  ): Promise<void> {
+    const entry = entries.find((e) => e.path === path && !dropped.includes(e));
+    const filters = isDefault ? [] : a.info.names;
+    if (entry && (isDefault || entry.filters.join(' ') === filters.join(' '))) return;
+    if (entry) await expect(cmd(`del ssl crt-list ${this.o.crtList} ${path}:${entry.line}`), /deleted/, `re-filtering ${path}`);
+    await expect(cmd(`add ssl crt-list ${this.o.crtList} <<\n${[path, ...filters].join(' ')}\n`), /Success/, `adding ${path} to the crt-list`);
+  }
+
+  private change(kind: 'added' | 'renewed' | 'removed', path: string, a?: Accepted): void {
+    this.runtimeChanges++;
+    this.o.log.info({ cert: path.slice(this.o.tlsDir.length + 1, -4), change: kind, serial: a?.info.serial, names: a?.info.names }, 'certificate applied through the runtime api');
+  }
+}
+
+/** Reads and concatenates files (a bundle, or certbot's fullchain + privkey), bounded. */
+async function readBounded(paths: string[]): Promise<Source> {
+  const parts: string[] = [];
+  for (const p of paths) {
+    try {
+      const st = await stat(p);
+      if (st.size > 1 << 20) return { ok: false, reason: 'larger than 1 MiB' };
+      parts.push(await readFile(p, 'utf8'));
+    } catch (err) {
+      return { ok: false, reason: `cannot be read: ${(err as NodeJS.ErrnoException).code ?? 'error'}` };
+    }
+  }
+  return { ok: true, text: parts.join('\n') };
+}
+
+/** Temp file + rename in the same directory, readable by HAProxy's group only. */
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, text, { mode: 0o640 });
+  await rename(tmp, path);
+}
