@@ -125,3 +125,11 @@ export function checkBundle(text: string, now: number, opts: { requireNames?: bo
     },
   };
 }
+
+/** A bundle the worker accepted: what it says, its text, and whether it is within its validity. */
+export interface Accepted {
+  info: CertInfo;
+  pem: string;
+  expired: boolean;
+  notYetValid: boolean;
+}

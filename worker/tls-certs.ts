@@ -14,7 +14,8 @@
  * Level-triggered like the reconcile: each pass (a change seen by the watch, the periodic rescan, a
  * reload of HAProxy) reads the whole directory and the running HAProxy's crt-list and converges:
  * `new/set/commit ssl cert` for a certificate HAProxy lacks or holds with another fingerprint,
- * `add/del ssl crt-list` for entries to add, re-filter or remove, `del ssl cert` for removed ones. Files
+ * `add/del ssl crt-list` for entries to add, re-filter or remove, `del ssl cert` for removed ones
+ * (tls-runtime.ts). Files
  * are written before the Runtime API is told (a reload in between loads the new files) and removed
  * after it (a validation in between finds every file the crt-list names).
  *
@@ -25,14 +26,11 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoalescedRunner } from '../common/coalesce.js';
-import { cliCommand } from '../common/adapters/haproxy/master-cli.js';
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/adapters/statsd/metrics.js';
 import { CERT_NAME, httpsLabels } from '../common/core/tls-labels.js';
-import { checkBundle, type CertInfo } from './tls-bundle.js';
-
-/** HAProxy's CLI reads one line of commands into a buffer (tune.bufsize, 16 KiB by default). */
-const CLI_LINE_MAX = 8000;
+import { checkBundle, type Accepted, type CertInfo } from './tls-bundle.js';
+import { convergeRuntime, NotServing, RuntimeRefused } from './tls-runtime.js';
 
 /** Changes seen by the watch within this long are read in one pass (certbot writes several files). */
 export const CERT_WATCH_DEBOUNCE_MS = 250;
@@ -87,35 +85,7 @@ export interface TlsStatus {
   error: string | null;
 }
 
-interface Accepted {
-  info: CertInfo;
-  pem: string;
-  expired: boolean;
-  notYetValid: boolean;
-}
-
 type Source = { ok: true; text: string } | { ok: false; reason: string };
-
-/** An entry of the running HAProxy's crt-list (`show ssl crt-list -n`). */
-interface RunningEntry {
-  path: string;
-  line: number;
-  filters: string[];
-}
-
-class RuntimeRefused extends Error {
-  override name = 'RuntimeRefused';
-}
-
-/** The running HAProxy has no HTTPS listener yet (started before it, or not at all): the files serve at its next (re)load. */
-class NotServing extends RuntimeRefused {
-  override name = 'NotServing';
-}
-
-/** The answer's first line, bounded: HAProxy's answers name files, never their content. */
-function firstLine(answer: string): string {
-  return (answer.trim().split('\n')[0] ?? '').slice(0, 200);
-}
 
 export class CertManager {
   private accepted = new Map<string, Accepted>();
@@ -337,7 +307,12 @@ export class CertManager {
 
     if (runtime && this.o.adminSocket) {
       try {
-        await this.serial(() => this.converge(next));
+        await this.serial(() =>
+          convergeRuntime(
+            { adminSocket: this.o.adminSocket!, timeoutMs: this.o.timeoutMs, crtList: this.o.crtList, tlsDir: this.o.tlsDir, defaultCert: this.o.defaultCert, path: (n) => this.path(n), onChange: (k, p, a) => this.change(k, p, a) },
+            next,
+          ),
+        );
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         error = err instanceof RuntimeRefused ? err.message : `admin socket: ${code ?? (err as Error).message}`;
@@ -373,96 +348,6 @@ export class CertManager {
       lines.push([this.path(name), ...a.info.names].join(' '));
     }
     return lines.join('\n') + '\n';
-  }
-
-  /** Makes the running HAProxy hold exactly `certs`. Throws RuntimeRefused on an answer that is not a success. */
-  private async converge(certs: ReadonlyMap<string, Accepted>): Promise<void> {
-    const cmd = (c: string) => cliCommand(this.o.adminSocket!, c, this.o.timeoutMs);
-    const listed = await cmd(`show ssl crt-list -n ${this.o.crtList}`);
-    // HAProxy runs a config without the HTTPS listener yet (the reload that adds it is to come).
-    if (!listed.startsWith(`# ${this.o.crtList}`)) throw new NotServing(`HAProxy does not serve the crt-list yet: ${firstLine(listed)}`);
-    const entries: RunningEntry[] = [];
-    for (const raw of listed.split('\n').slice(1)) {
-      const m = /^(\S+):(\d+)(?:\s+\[[^\]]*\])?\s*(.*)$/.exec(raw.trim());
-      if (m) entries.push({ path: m[1], line: Number(m[2]), filters: m[3].split(/\s+/).filter(Boolean) });
-    }
-    const loaded = new Set((await cmd('show ssl cert')).split('\n').map((l) => l.trim()).filter((l) => l.startsWith('/')));
-    const expect = async (answer: Promise<string>, ok: RegExp, what: string) => {
-      const a = await answer;
-      if (!ok.test(a)) throw new RuntimeRefused(`${what}: haproxy answered "${firstLine(a)}"`);
-    };
-    const wanted = new Map<string, { name: string; a: Accepted }>();
-    for (const [name, a] of certs) wanted.set(this.path(name), { name, a });
-    // The fingerprints HAProxy holds, asked in `;`-joined batches (one connection per ~8 kB of commands).
-    const held = new Map<string, string>();
-    const ask = [...wanted.keys()].filter((p) => loaded.has(p));
-    while (ask.length > 0) {
-      const batch: string[] = [];
-      let len = 0;
-      while (ask.length > 0 && (batch.length === 0 || len + ask[0].length + 16 < CLI_LINE_MAX)) {
-        const p = ask.shift()!;
-        batch.push(`show ssl cert ${p}`);
-        len += p.length + 16;
-      }
-      for (const block of (await cmd(batch.join('; '))).split(/^Filename: /m).slice(1)) {
-        const fp = /^SHA1 FingerPrint:\s*([0-9A-F]+)/im.exec(block)?.[1];
-        if (fp) held.set(block.split('\n')[0].trim(), fp.toUpperCase());
-      }
-    }
-
-    // Removed certificates (and duplicate entries) leave the crt-list first, highest line first.
-    const seen = new Set<string>();
-    const drop: RunningEntry[] = [];
-    for (const e of entries) {
-      if (!wanted.has(e.path) || seen.has(e.path)) drop.push(e);
-      seen.add(e.path);
-    }
-    for (const e of drop.sort((x, y) => y.line - x.line)) {
-      await expect(cmd(`del ssl crt-list ${this.o.crtList} ${e.path}:${e.line}`), /deleted/, `removing ${e.path} from the crt-list`);
-    }
-    for (const path of loaded) {
-      if (wanted.has(path) || !path.startsWith(this.o.tlsDir + '/')) continue;
-      await expect(cmd(`del ssl cert ${path}`), /deleted/, `removing ${path}`);
-      this.change('removed', path);
-    }
-
-    for (const [path, { name, a }] of wanted) {
-      const isDefault = name === this.o.defaultCert;
-      if (!loaded.has(path)) {
-        await expect(cmd(`new ssl cert ${path}`), /New empty certificate store/, `creating ${name}`);
-      } else {
-        if (held.get(path) === a.info.fingerprint) {
-          await this.fixEntry(entries, drop, path, a, isDefault, cmd, expect);
-          continue;
-        }
-      }
-      try {
-        await expect(cmd(`set ssl cert ${path} <<\n${a.pem}`), /Transaction (created|updated)/, `loading ${name}`);
-        await expect(cmd(`commit ssl cert ${path}`), /Success/, `committing ${name}`);
-      } catch (err) {
-        await cmd(`abort ssl cert ${path}`).catch(() => undefined);
-        throw err;
-      }
-      this.change(loaded.has(path) ? 'renewed' : 'added', path, a);
-      await this.fixEntry(entries, drop, path, a, isDefault, cmd, expect);
-    }
-  }
-
-  /** Adds the crt-list entry of `path`, or replaces it when its SNI filters differ. */
-  private async fixEntry(
-    entries: RunningEntry[],
-    dropped: RunningEntry[],
-    path: string,
-    a: Accepted,
-    isDefault: boolean,
-    cmd: (c: string) => Promise<string>,
-    expect: (answer: Promise<string>, ok: RegExp, what: string) => Promise<void>,
-  ): Promise<void> {
-    const entry = entries.find((e) => e.path === path && !dropped.includes(e));
-    const filters = isDefault ? [] : a.info.names;
-    if (entry && (isDefault || entry.filters.join(' ') === filters.join(' '))) return;
-    if (entry) await expect(cmd(`del ssl crt-list ${this.o.crtList} ${path}:${entry.line}`), /deleted/, `re-filtering ${path}`);
-    await expect(cmd(`add ssl crt-list ${this.o.crtList} <<\n${[path, ...filters].join(' ')}\n`), /Success/, `adding ${path} to the crt-list`);
   }
 
   private change(kind: 'added' | 'renewed' | 'removed', path: string, a?: Accepted): void {

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import type { FastifyRequest } from 'fastify';
-import { AUDIT_ID, AuditLog, ClientAddress, MAX_ENTRY_BYTES, appKey, type WriteOrigin } from '../../api/audit.js';
+import { AUDIT_ID, AuditLog, MAX_ENTRY_BYTES, appKey, type WriteOrigin } from '../../api/audit.js';
+import { ClientAddress } from '../../api/client-address.js';
 import { parseAuditQuery } from '../../api/routes/audit.js';
 import { ConfigError } from '../../common/config.js';
 import { loadConfig } from '../../common/config-load.js';
