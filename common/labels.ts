@@ -21,8 +21,16 @@ export interface PortRouting {
   paths: string[];
   /** `HAPROXY_{n}_ENABLED`; false: the port is not routed at all. */
   enabled: boolean;
-  /** `http` or `tcp`. */
+  /**
+   * `http` or `tcp`: HAPROXY_{n}_MODE, else `http` for a port with a virtual host, else Bamboo's
+   * default (port 0 is routed over HTTP, the other ports are TCP listeners).
+   */
   mode: 'http' | 'tcp';
+  /**
+   * The mode of a listener of the port's own (HAPROXY_{n}_PORT), as marathon-lb picks it:
+   * HAPROXY_{n}_MODE, else `http` with a virtual host, else `tcp`.
+   */
+  listenerMode: 'http' | 'tcp';
   /** `HAPROXY_{n}_PORT`: the port of a listener of its own; 0: none asked for. */
   port: number;
   /** A load-balancing algorithm from BALANCE_ALGORITHMS; "" for the template's default. */
@@ -107,7 +115,7 @@ export function parseGroups(raw: string): string[] | null {
 export function defaultPortRouting(index: number): PortRouting {
   return {
     // Port 0 is the app's HTTP backend and the others TCP listeners, as in Bamboo's template.
-    index, vhosts: [], paths: [], enabled: true, mode: index === 0 ? 'http' : 'tcp', port: 0, balance: '', sticky: false,
+    index, vhosts: [], paths: [], enabled: true, mode: index === 0 ? 'http' : 'tcp', listenerMode: 'tcp', port: 0, balance: '', sticky: false,
     redirectToHttps: false, sslCert: '', backendWeight: 0, healthcheckPortIndex: -1,
   };
 }
@@ -259,6 +267,7 @@ export function portRouting(index: number, sources: ReadonlyArray<RoutingSetting
   if (w !== undefined) applyPortKey(p, 'BACKEND_WEIGHT', w);
   // As marathon-lb: without a MODE, a port with a virtual host is HTTP.
   if (!last.has('MODE') && p.vhosts.length > 0) p.mode = 'http';
+  p.listenerMode = last.has('MODE') || p.vhosts.length > 0 ? p.mode : 'tcp';
   return p;
 }
 

@@ -52,7 +52,7 @@ export interface AppRouting {
 export function labelRouting(labels: Readonly<Record<string, string>>, portCount: number, since: number, appId: string): AppRouting {
   const settings = readRoutingSettings(labels, portCount);
   const own = ownNamespace(settings, appId);
-  return finish(own.settings, null, since, own.problems);
+  return finish(own.settings, null, since, own.problems, portCount);
 }
 
 /**
@@ -76,8 +76,8 @@ function ownNamespace(s: RoutingSettings, appId: string): { settings: RoutingSet
   return { settings: { groups: s.groups, ports, problems: [] }, problems };
 }
 
-function finish(labels: RoutingSettings, rule: RoutingSettings | null, since: number, problems: RoutingProblem[]): AppRouting {
-  const count = Math.max(1, ...[...labels.ports.keys(), ...(rule ? [...rule.ports.keys()] : [])].map((n) => n + 1));
+function finish(labels: RoutingSettings, rule: RoutingSettings | null, since: number, problems: RoutingProblem[], portCount: number): AppRouting {
+  const count = Math.max(1, portCount);
   const sources: RoutingSettings[] = [labels];
   if (rule) {
     // The rule owns the matching: the labels' hosts and paths are not used.
@@ -121,7 +121,7 @@ export function withRule(
       rule.ports.set(0, p0.filter(([k]) => k !== 'VHOST' && k !== 'PATH'));
     }
   }
-  return finish(own.settings, rule, base.since, problems);
+  return finish(own.settings, rule, base.since, problems, portCount);
 }
 
 /**
