@@ -9,6 +9,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from '../common/config.js';
 import type { HintPublisher } from '../common/bus.js';
 import { ApiError } from '../common/errors.js';
+import { parseAllowedDomains } from '../common/labels.js';
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/metrics.js';
 import type { RuleStore } from '../common/rules.js';
@@ -23,6 +24,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import type { AclStatus } from './zk-acl.js';
 import { healthRoutes } from './routes/health.js';
 import { RulesCache } from './rules-cache.js';
+import { routingView } from './routing-view.js';
 import { marathonRoutes, type MarathonDeps } from './routes/marathon.js';
 import { servicesRoutes } from './routes/services.js';
 import { stateRoutes } from './routes/state.js';
@@ -35,7 +37,7 @@ import type { SnapshotCache } from './snapshot-cache.js';
 export type IntakeLike = MarathonDeps['intake'] & StatusDeps['intake'];
 
 export interface AppDeps {
-  cfg: Readonly<Pick<Config, 'Bamboo' | 'Marathon' | 'HAProxy'>>;
+  cfg: Readonly<Pick<Config, 'Bamboo' | 'Marathon' | 'HAProxy'> & Partial<Pick<Config, 'Labels'>>>;
   log: Logger;
   zk: Zk;
   rules: RuleStore;
@@ -187,8 +189,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.register(uiRoutes);
   app.register(healthRoutes, { zk });
   app.register(statusRoutes, { bamboo: cfg.Bamboo, zk, intake, snapshots, publisher, ruleCheck, auth, limiter, registration: deps.registration, acls: deps.acls });
-  app.register(servicesRoutes, { rules, rulesCache, ruleCheck, publisher, metrics, guards, log });
-  app.register(stateRoutes, { snapshots, rulesCache, auth, guards, log, now: deps.now ?? Date.now });
+  const allowedDomains = parseAllowedDomains(deps.cfg.Labels?.AllowedDomains ?? '');
+  const routing = routingView({ snapshots, rulesCache, allowedDomains, now: deps.now ?? Date.now });
+  app.register(servicesRoutes, { rules, rulesCache, ruleCheck, publisher, metrics, guards, log, routing });
+  app.register(stateRoutes, { snapshots, rulesCache, auth, guards, log, now: deps.now ?? Date.now, allowedDomains });
   app.register(workersRoutes, { control, rulesCache });
   app.register(marathonRoutes, { intake, guards, callbackSecret: cfg.Bamboo.CallbackSecret, maxBodyBytes: cfg.Bamboo.MaxBodyBytes });
   return app;

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseAllowedDomains, parseWorkerGroups } from './labels.js';
 import { parsePortRange } from './port-policy.js';
 
 export type FieldType = 'string' | 'boolean' | 'integer' | 'enum' | 'secrets';
@@ -196,6 +197,12 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'The longest a reload waits for old generations to exit before it goes ahead anyway (updates are never frozen by connections that stay open). The shipped template\'s hard-stop-after 60s ends old generations within this time.' },
   { key: 'Worker.ResyncIntervalMs', type: 'integer', default: 30000, env: 'BAMBOO_WORKER_RESYNC_INTERVAL_MS', min: 0, max: 86400000, used: 'worker',
     doc: 'Full reconcile at least this often even if every message is lost (0: never).' },
+  { key: 'Worker.Groups', type: 'string', default: '', env: 'BAMBOO_WORKER_GROUPS', used: 'worker',
+    doc: 'Load-balancer groups this worker serves, comma-separated (marathon-lb\'s --group): only apps whose HAPROXY_GROUP names one of them are in its config; an app without HAPROXY_GROUP only when the list has *. Empty: every app (Bamboo). See docs/labels.md.' },
+
+  // --- Labels (new) ----------------------------------------------------------------------------
+  { key: 'Labels.AllowedDomains', type: 'string', default: '', env: 'BAMBOO_LABELS_ALLOWED_DOMAINS', used: 'both',
+    doc: 'Hosts each load-balancer group\'s labels may claim: a JSON object of group -> list of domains, e.g. {"external":["shop.example.com",".team-a.example.com"]} (a leading . allows every host under it). A host outside its app\'s groups\' lists is ignored with a reason; apps in no listed group claim none. Empty: no restriction. Rules (the api) are not confined. Set the same value on api and workers. See docs/labels.md.' },
 
   // --- StatsD ----------------------------------------------------------------------------------
   { key: 'StatsD.Enabled', type: 'boolean', default: false, env: 'STATSD_ENABLED', used: 'both', bamboo: true,
@@ -245,8 +252,9 @@ export interface Config {
   };
   Worker: {
     Name: string; DebounceMs: number; MinUpdateIntervalMs: number; MinReloadIntervalMs: number; ResyncIntervalMs: number;
-    MaxReloadsPerMinute: number; MaxOldGenerations: number; OldGenerationsWaitMs: number;
+    MaxReloadsPerMinute: number; MaxOldGenerations: number; OldGenerationsWaitMs: number; Groups: string;
   };
+  Labels: { AllowedDomains: string };
   StatsD: { Enabled: boolean; Host: string; Prefix: string };
   Log: { Level: string; Format: 'auto' | 'pretty' | 'json' };
 }
@@ -519,6 +527,13 @@ function validateCrossField(cfg: Config): void {
     }
     const secret = SCHEMA.find((f) => f.secret && f.env === name);
     if (secret) throw new ConfigError(`config: HAProxy.PassEnv must not pass ${name} (the secret ${secret.key}) to HAProxy`);
+  }
+  for (const [key, parse] of [['Worker.Groups', parseWorkerGroups], ['Labels.AllowedDomains', parseAllowedDomains]] as const) {
+    try {
+      parse(getPath(cfg as unknown as Record<string, unknown>, key) as string);
+    } catch (err) {
+      throw new ConfigError(`config: ${key} ${(err as Error).message}`);
+    }
   }
   if (!parsePortRange(cfg.HAProxy.TcpPortRange)) {
     throw new ConfigError(`config: HAProxy.TcpPortRange must be a port range like 10000-65535 (1-65535, min <= max), got ${JSON.stringify(cfg.HAProxy.TcpPortRange)}`);

@@ -85,6 +85,8 @@ export interface WorkerStatus {
   quarantined: string[];
   startedAt: number;
   mode: string;
+  /** Worker.Groups: the load-balancer groups it serves ([]: every app). Absent from workers that predate it. */
+  groups?: string[];
 }
 
 /**

@@ -12,6 +12,7 @@ import type { Server } from 'node:http';
 import { dirname, join } from 'node:path';
 import { curveKeyList, haproxySettings, runtimeDir, workerName, type Config } from '../common/config.js';
 import { CommandHAProxy, ManagedHAProxy, sha256, validateConfig, type HAProxyProcess } from '../common/haproxy.js';
+import { parseAllowedDomains, parseWorkerGroups } from '../common/labels.js';
 import { parsePortRange } from '../common/port-policy.js';
 import { EMPTY_SERVER_STATE, RuntimeApi } from '../common/haproxy-runtime.js';
 import { haproxyEnv, hasLimits, onPath, passEnvNames, type ValidationLimits } from '../common/haproxy-sandbox.js';
@@ -165,6 +166,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     ? { api: new RuntimeApi(adminSocket, Math.min(timeoutMs, 5000)), enabled: cfg.HAProxy.RuntimeApi, drainTimeoutMs: cfg.HAProxy.DrainTimeoutMs }
     : null;
 
+  const groups = parseWorkerGroups(cfg.Worker.Groups);
   const source = new ZkDesiredState(zk, control, rules, cfg.Worker.ResyncIntervalMs || 30000, log, () => reconciler.trigger('watch'));
   const reconciler: Reconciler = new Reconciler({
     outputPath,
@@ -174,6 +176,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     serverStateFile: settings.ServerStateFile,
     slotHeadroomPercent: cfg.HAProxy.ServerSlotHeadroom,
     tcpPortRange: parsePortRange(cfg.HAProxy.TcpPortRange) ?? undefined,
+    routing: { allowedDomains: parseAllowedDomains(cfg.Labels.AllowedDomains), groups },
     source,
     haproxy,
     validate: (path) =>
@@ -215,6 +218,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
 
   const deps: StatusDeps = {
     name,
+    groups,
     mode: haproxy.mode,
     adminSocket: runtime?.enabled ? adminSocket : '',
     startedAt,

@@ -9,6 +9,7 @@ import { alertSummary, sha256, type ValidationResult } from '../common/haproxy.j
 import { diffConfigs, type ServerChange } from '../common/haproxy-runtime.js';
 import type { Logger } from '../common/log.js';
 import type { HAProxySettings, ServiceRecord, TemplateData, Warning } from '../common/model.js';
+import type { AllowedDomains } from '../common/labels.js';
 import { heldPorts, portRefusals, settingPorts, type Holder, type PortRange } from '../common/port-policy.js';
 import { reloadCulprits } from '../common/reload-alerts.js';
 import { appsAtLines, TemplateError, type Origin, type Renderer } from '../common/render.js';
@@ -56,6 +57,8 @@ export interface PlannerOptions {
   slotHeadroomPercent?: number;
   /** HAProxy.TcpPortRange: ports apps may bind (default: any; the edge's ports and clashes are refused regardless). */
   tcpPortRange?: PortRange;
+  /** Labels.AllowedDomains and Worker.Groups, parsed (docs/labels.md); absent: no restriction, every app. */
+  routing?: { allowedDomains?: AllowedDomains; groups?: readonly string[] };
   log: Logger;
 }
 
@@ -86,7 +89,7 @@ export class Planner {
     const services: Record<string, ServiceRecord> = {};
     for (const [id, stored] of desired.rules) services[id] = stored.record;
     const slots = { previous: running?.slots ?? null, headroomPercent: this.o.slotHeadroomPercent };
-    const { data: full, warnings } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services, now: Date.now(), slots, memo: this.dataMemo }));
+    const { data: full, warnings } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services, now: Date.now(), slots, memo: this.dataMemo, routing: this.o.routing }));
     if (warnings.length) this.o.log.debug({ warnings: warnings.slice(0, 20), count: warnings.length }, 'template data warnings');
 
     // Apps quarantined by an earlier reconcile for a refused reload or a validation timeout stay
@@ -217,7 +220,7 @@ export class Planner {
    */
   async heldRuntime(desired: DesiredState, running: RunningModel & { data: TemplateData }, stages: StageTimes): Promise<RuntimePlan | null> {
     const slots = { previous: running.slots, headroomPercent: this.o.slotHeadroomPercent };
-    const { data: full } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services: running.data.Services, now: Date.now(), slots, memo: this.dataMemo }));
+    const { data: full } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services: running.data.Services, now: Date.now(), slots, memo: this.dataMemo, routing: this.o.routing }));
     const quarantine = new Map(running.quarantined.map((q) => [q.appId, q]));
     const data = quarantine.size === 0 ? full : withoutQuarantined(full, quarantine);
     const rendered = await stages.timed('render', () => this.o.renderer.render(data, this.o.settings));

@@ -49,6 +49,8 @@ export interface StatusView extends WorkerStatus {
 
 export interface StatusDeps {
   name: string;
+  /** Worker.Groups: the load-balancer groups served ([]: every app). */
+  groups?: readonly string[];
   mode: 'managed' | 'command';
   /** The admin socket the Runtime API uses (empty: runtime changes off). */
   adminSocket?: string;
@@ -77,6 +79,7 @@ export function statusRecord(d: StatusDeps, r: ReconcilerStatus = d.reconciler.s
     quarantined: (running?.quarantined ?? []).map((q) => q.appId),
     startedAt: d.startedAt,
     mode: d.mode,
+    groups: [...(d.groups ?? [])],
   };
 }
 

@@ -5,6 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { ApiError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
+import type { AllowedDomains } from '../../common/labels.js';
 import type { TemplateData } from '../../common/model.js';
 import { buildTemplateData } from '../../common/template-data.js';
 import { ANONYMOUS, type Authenticator } from '../edge.js';
@@ -23,10 +24,12 @@ export interface StateDeps {
   log: Logger;
   /** Clock for template data (health grace periods). */
   now: () => number;
+  /** Labels.AllowedDomains, parsed: the same as the workers', so the routing shown is theirs. */
+  allowedDomains?: AllowedDomains;
 }
 
 export async function stateRoutes(app: FastifyInstance, deps: StateDeps): Promise<void> {
-  const { snapshots, rulesCache, auth, guards, log, now } = deps;
+  const { snapshots, rulesCache, auth, guards, log, now, allowedDomains } = deps;
   let stateCache: { key: string; full: string; redacted: string } | null = null;
   app.get('/api/state', { schema: { querystring: { type: 'object', properties: { unredacted: FLAG } } } }, async (req, reply) => {
     const q = req.query as { unredacted?: string };
@@ -43,7 +46,7 @@ export async function stateRoutes(app: FastifyInstance, deps: StateDeps): Promis
     // Health grace periods depend on the clock: the cached rendering lives one second at most.
     const key = `${snap.version}|${snap.hash}|${view.stamp}|${Math.floor(t / 1000)}`;
     if (!stateCache || stateCache.key !== key) {
-      const { data, warnings } = buildTemplateData({ apps: snap.apps, services: view.services, now: t });
+      const { data, warnings } = buildTemplateData({ apps: snap.apps, services: view.services, now: t, routing: { allowedDomains } });
       if (warnings.length > 0) log.debug({ warnings: warnings.length }, 'template data warnings');
       stateCache = { key, full: JSON.stringify(data), redacted: JSON.stringify(redact(data)) };
     }
