@@ -300,6 +300,10 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
     try {
       expect((await call('POST', '/api/marathon/event_callback', { eventType: 'deployment_success' })).status).to.equal(202);
       await waitFor(async () => ((await call('GET', '/api/state')).json as { Apps: unknown[] }).Apps.length === APP_IDS.length + 2, 'the labelled apps in the snapshot');
+      type Routed = { Apps: Array<{ Id: string; Routing: { source: string; conflicts: Array<{ winner: string }> } }> };
+      const state = (await call('GET', '/api/state')).json as Routed;
+      expect(state.Apps.find((x) => x.Id === '/team-b/copy')!.Routing.conflicts.map((c) => c.winner)).to.deep.equal(['/team-a/shop']);
+      expect(state.Apps.find((x) => x.Id === '/team-a/shop')!.Routing.source).to.equal('labels');
       const page = await openUi();
       await waitFor(async () => (await shownIds(page)).length === APP_IDS.length + 2, 'every app listed');
       const a = row(page, '/team-a/shop');
