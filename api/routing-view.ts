@@ -4,7 +4,7 @@
  * rules and second (health does not matter here, but the build is shared code with `/api/state`).
  */
 import type { AllowedDomains } from '../common/labels.js';
-import type { AppRouting } from '../common/routing.js';
+import { hostOwners, type AppRouting } from '../common/routing.js';
 import { buildTemplateData, TemplateDataMemo } from '../common/template-data.js';
 import type { RulesView } from './rules-cache.js';
 import type { SnapshotCache } from './snapshot-cache.js';
@@ -29,7 +29,9 @@ export function routingView(deps: {
       const view = await deps.rulesCache.get();
       const key = `${snap.version}|${snap.hash}|${view.stamp}`;
       if (cache?.key !== key) {
-        const { data } = buildTemplateData({ apps: snap.apps, services: view.services, now: deps.now(), memo, routing: { allowedDomains: deps.allowedDomains } });
+        // The previous build's hosts keep their owners, as the workers keep those of the config in force.
+        const incumbents = cache ? hostOwners([...cache.routing].map(([Id, Routing]) => ({ Id, Routing }))) : undefined;
+        const { data } = buildTemplateData({ apps: snap.apps, services: view.services, now: deps.now(), memo, routing: { allowedDomains: deps.allowedDomains, incumbents } });
         cache = { key, routing: new Map(data.Apps.map((a) => [a.Id, a.Routing])) };
       }
       return cache.routing;

@@ -124,6 +124,18 @@ export function withRule(
   return finish(own.settings, rule, base.since, problems, portCount);
 }
 
+/** Host -> the app routed by it, in template data already resolved (the incumbents of the next resolution). */
+export function hostOwners(apps: ReadonlyArray<{ Id: string; Routing?: AppRouting }>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const a of apps) {
+    for (const p of a.Routing?.ports ?? []) {
+      if (!p.enabled || p.mode !== 'http') continue;
+      for (const h of p.vhosts) if (!out.has(h)) out.set(h, a.Id);
+    }
+  }
+  return out;
+}
+
 /**
  * Takes a host out of a port. Paths given with hosts were checked against nothing (the host made
  * them the app's own): a port left without hosts drops them too, so they cannot match on any host.
@@ -142,8 +154,9 @@ interface Claim {
   path: string;
 }
 
-function claimOrder(a: Claim, b: Claim): number {
+function claimOrder(a: Claim, b: Claim, holder: string | undefined): number {
   if (a.source !== b.source) return a.source === 'rule' ? -1 : b.source === 'rule' ? 1 : 0;
+  if (holder !== undefined && (a.appId === holder) !== (b.appId === holder)) return a.appId === holder ? -1 : 1;
   const sa = a.since > 0 ? a.since : Number.MAX_SAFE_INTEGER;
   const sb = b.since > 0 ? b.since : Number.MAX_SAFE_INTEGER;
   if (sa !== sb) return sa - sb;
@@ -157,14 +170,15 @@ function claimOrder(a: Claim, b: Claim): number {
  *
  * - A host outside the app's groups' allowed domains is left out (labels only; rules are written by
  *   operators and are not confined).
- * - Per host, the first claimant in claim order owns it: a rule before labels, then the earlier
- *   `since`, then the app id. Another app's claim on that host loses (the whole host leaves its
+ * - Per host, the first claimant in claim order owns it: a rule before labels, then the app that
+ *   holds the host in `incumbents` (the config in force), then the earlier `since`, then the app id. Another app's claim on that host loses (the whole host leaves its
  *   ports), except that two rules may share a host on different paths (operators route one site
  *   to several apps); the same host and path twice is a conflict even between rules.
  */
 export function resolveHosts(
   apps: ReadonlyArray<{ Id: string; Routing: AppRouting }>,
   allowed: AllowedDomains,
+  incumbents?: ReadonlyMap<string, string>,
 ): Map<string, AppRouting> {
   const changed = new Map<string, AppRouting>();
   const edit = (id: string, r: AppRouting): AppRouting => {
@@ -198,7 +212,8 @@ export function resolveHosts(
     }
   }
   for (const [host, claims] of byHost) {
-    claims.sort(claimOrder);
+    const holder = incumbents?.get(host);
+    claims.sort((a, b) => claimOrder(a, b, holder));
     const owner = claims[0];
     const taken = new Map<string, string>();
     const losers = new Map<string, Claim[]>();
@@ -221,9 +236,11 @@ export function resolveHosts(
       for (const p of e.ports) dropHost(p, host);
       for (const c of lost) {
         const winner = taken.get(c.path) ?? owner.appId;
+        // Said the same way whether or not the config in force was known, unless holding it decided.
+        const heldOnly = winner === holder && winner === owner.appId && claimOrder(c, owner, undefined) < 0;
         const why = owner.source === 'rule' && c.source !== 'rule'
           ? 'an api rule claims it'
-          : `${winner} claimed it earlier`;
+          : heldOnly ? `${winner} holds it in the config in force` : `${winner} claimed it earlier`;
         e.conflicts.push({ host, path: c.path, winner, reason: `host ${host}${c.path ? ` path ${c.path}` : ''} is held by ${winner}: ${why}` });
       }
     }

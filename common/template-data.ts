@@ -60,7 +60,16 @@ export interface BuildTemplateDataInput {
    * (empty or absent: every app). Host ownership is decided over every app before the group filter,
    * so every worker and the api agree on who owns a host.
    */
-  routing?: { allowedDomains?: AllowedDomains; groups?: readonly string[] };
+  routing?: {
+    allowedDomains?: AllowedDomains;
+    groups?: readonly string[];
+    /**
+     * Host -> the app that holds it in the config in force (`hostOwners` of the previous build): it
+     * keeps the host against later claims by labels, whatever their times, as the port policy keeps
+     * a port with its holder.
+     */
+    incumbents?: ReadonlyMap<string, string>;
+  };
 }
 
 export interface BuildTemplateDataResult {
@@ -427,12 +436,12 @@ function configChangedAt(app: MarathonApp): number {
  * routing is what its labels alone gave keeps its (memoised, frozen) object; another gets a frozen
  * copy, itself kept by the memo while it stays equal, so the renderer's memo still sees the same object.
  */
-function routeApps(apps: AppData[], services: Record<string, ServiceRecord>, allowed: AllowedDomains, memo: TemplateDataMemo | undefined, warnings: Warning[]): AppData[] {
+function routeApps(apps: AppData[], services: Record<string, ServiceRecord>, allowed: AllowedDomains, incumbents: ReadonlyMap<string, string> | undefined, memo: TemplateDataMemo | undefined, warnings: Warning[]): AppData[] {
   const ruled = apps.map((a) => ({
     Id: a.Id,
     Routing: withRule(a.Routing, a.Labels, Object.prototype.hasOwnProperty.call(services, a.Id) ? services[a.Id] : undefined, Math.max(1, a.ServicePorts.length), a.Id),
   }));
-  const changed = resolveHosts(ruled, allowed);
+  const changed = resolveHosts(ruled, allowed, incumbents);
   return apps.map((a, i) => {
     const routing = changed.get(a.Id) ?? ruled[i].Routing;
     for (const p of routing.problems) warnings.push({ code: 'label_invalid', appId: a.Id, message: `ignored ${p.key} of ${a.Id}: ${p.reason}` });
@@ -678,7 +687,7 @@ export function buildTemplateData(input: BuildTemplateDataInput): BuildTemplateD
   });
   memo?.end();
   const services = buildServices(input.services, warnings);
-  const routed = routeApps([...byId.values()].sort(byString((a) => a.Id)), services, input.routing?.allowedDomains ?? {}, memo, warnings);
+  const routed = routeApps([...byId.values()].sort(byString((a) => a.Id)), services, input.routing?.allowedDomains ?? {}, input.routing?.incumbents, memo, warnings);
   const groups = input.routing?.groups ?? [];
   const apps = groups.length === 0 ? routed : routed.filter((a) => servesGroups(groups, a.Routing.groups));
   warnings.sort(byString((w) => `${w.appId ?? ''}\u0000${w.code}\u0000${w.message}`));

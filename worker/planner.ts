@@ -13,7 +13,8 @@ import type { AllowedDomains } from '../common/labels.js';
 import { heldPorts, portRefusals, settingPorts, type Holder, type PortRange } from '../common/port-policy.js';
 import { reloadCulprits } from '../common/reload-alerts.js';
 import { appsAtLines, TemplateError, type Origin, type Renderer } from '../common/render.js';
-import { buildTemplateData, TemplateDataMemo } from '../common/template-data.js';
+import { hostOwners } from '../common/routing.js';
+import { buildTemplateData, TemplateDataMemo, type BuildTemplateDataInput } from '../common/template-data.js';
 import type { ConfigFiles } from './config-files.js';
 import type { DesiredState, QuarantinedApp, RunningModel, StageTimes } from './outcome.js';
 import { changedAgainstText, changedSinceLastGood, type QuarantineMemory } from './quarantine.js';
@@ -73,6 +74,8 @@ export class Planner {
   private readonly dataMemo = new TemplateDataMemo();
   /** Ports apps bind in the running config, by its hash (the port policy's incumbents). */
   private heldCache: { hash: string; held: Map<number, Holder> } | null = null;
+  /** Host owners in the running config, by its hash (host conflicts' incumbents). */
+  private ownersCache: { hash: string; owners: Map<string, string> } | null = null;
   /** Ports of HAProxy.HttpBind and HAProxy.StatsBind: the edge's whether or not the template binds them. */
   private readonly edgePorts: number[];
 
@@ -89,7 +92,7 @@ export class Planner {
     const services: Record<string, ServiceRecord> = {};
     for (const [id, stored] of desired.rules) services[id] = stored.record;
     const slots = { previous: running?.slots ?? null, headroomPercent: this.o.slotHeadroomPercent };
-    const { data: full, warnings } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services, now: Date.now(), slots, memo: this.dataMemo, routing: this.o.routing }));
+    const { data: full, warnings } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services, now: Date.now(), slots, memo: this.dataMemo, routing: this.routing(running) }));
     if (warnings.length) this.o.log.debug({ warnings: warnings.slice(0, 20), count: warnings.length }, 'template data warnings');
 
     // Apps quarantined by an earlier reconcile for a refused reload or a validation timeout stay
@@ -220,7 +223,7 @@ export class Planner {
    */
   async heldRuntime(desired: DesiredState, running: RunningModel & { data: TemplateData }, stages: StageTimes): Promise<RuntimePlan | null> {
     const slots = { previous: running.slots, headroomPercent: this.o.slotHeadroomPercent };
-    const { data: full } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services: running.data.Services, now: Date.now(), slots, memo: this.dataMemo, routing: this.o.routing }));
+    const { data: full } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services: running.data.Services, now: Date.now(), slots, memo: this.dataMemo, routing: this.routing(running) }));
     const quarantine = new Map(running.quarantined.map((q) => [q.appId, q]));
     const data = quarantine.size === 0 ? full : withoutQuarantined(full, quarantine);
     const rendered = await stages.timed('render', () => this.o.renderer.render(data, this.o.settings));
@@ -277,6 +280,13 @@ export class Planner {
       for (const r of refused) quarantine.set(r.appId, { appId: r.appId, level: 'app', error: `port policy: ${r.reason}` });
       this.o.log.warn({ apps: refused.map((r) => r.appId), reasons: refused.slice(0, 5).map((r) => r.reason) }, 'quarantining apps whose ports the port policy refuses');
     }
+  }
+
+  /** The routing options, with the hosts of the config in force as incumbents (they keep their hosts). */
+  private routing(r: RunningModel | null): BuildTemplateDataInput['routing'] {
+    if (!r?.data) return this.o.routing;
+    if (this.ownersCache?.hash !== r.hash) this.ownersCache = { hash: r.hash, owners: hostOwners(r.data.Apps) };
+    return { ...this.o.routing, incumbents: this.ownersCache.owners };
   }
 
   private heldPorts(r: RunningModel | null): Map<number, Holder> {

@@ -7,6 +7,7 @@ import { ApiError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { AllowedDomains } from '../../common/labels.js';
 import type { TemplateData } from '../../common/model.js';
+import { hostOwners } from '../../common/routing.js';
 import { buildTemplateData } from '../../common/template-data.js';
 import { ANONYMOUS, type Authenticator } from '../edge.js';
 import type { Guards } from '../guards.js';
@@ -31,6 +32,8 @@ export interface StateDeps {
 export async function stateRoutes(app: FastifyInstance, deps: StateDeps): Promise<void> {
   const { snapshots, rulesCache, auth, guards, log, now, allowedDomains } = deps;
   let stateCache: { key: string; full: string; redacted: string } | null = null;
+  /** Host owners of the last build: they keep their hosts, as on the workers (docs/labels.md). */
+  let owners: Map<string, string> | undefined;
   app.get('/api/state', { schema: { querystring: { type: 'object', properties: { unredacted: FLAG } } } }, async (req, reply) => {
     const q = req.query as { unredacted?: string };
     // Values are shown only to a valid credential: ?unredacted=1 without one is a 401 (403 when none
@@ -46,7 +49,8 @@ export async function stateRoutes(app: FastifyInstance, deps: StateDeps): Promis
     // Health grace periods depend on the clock: the cached rendering lives one second at most.
     const key = `${snap.version}|${snap.hash}|${view.stamp}|${Math.floor(t / 1000)}`;
     if (!stateCache || stateCache.key !== key) {
-      const { data, warnings } = buildTemplateData({ apps: snap.apps, services: view.services, now: t, routing: { allowedDomains } });
+      const { data, warnings } = buildTemplateData({ apps: snap.apps, services: view.services, now: t, routing: { allowedDomains, incumbents: owners } });
+      owners = hostOwners(data.Apps);
       if (warnings.length > 0) log.debug({ warnings: warnings.length }, 'template data warnings');
       stateCache = { key, full: JSON.stringify(data), redacted: JSON.stringify(redact(data)) };
     }

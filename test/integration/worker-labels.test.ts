@@ -101,6 +101,21 @@ describe('routing from labels through a real worker and HAProxy (ZooKeeper, Zero
     expect(await who(s, 'any.example.test', '/aaa/thief/')).to.equal('thief');
     const metrics = await (await fetch(`http://127.0.0.1:${w.port}/metrics`)).text();
     expect(metrics).to.match(/^bamboo_routing_conflicts 1$/m);
+
+    // The owner deploys a new configuration, now later than the thief's: it keeps the host it holds.
+    const thiefHits = thief.hits;
+    const redeployed = '2026-03-01T00:00:00.000Z';
+    await api.setApps([
+      labelled('/team-a/shop', owner.port, { HAPROXY_0_VHOST: 'shop.example.test', OWNER: 'team-a' }, redeployed),
+      labelled('/aaa/thief', thief.port, { HAPROXY_0_VHOST: 'shop.example.test', HAPROXY_0_PATH: '/checkout' }, '2025-06-01T00:00:00.000Z'),
+    ]);
+    const after = await waitFor(() => {
+      const d = inForce(w);
+      return d && d.Apps.find((a) => a.Id === '/team-a/shop')!.Routing.since === Date.parse(redeployed) ? d : null;
+    }, 'the redeployed owner in the config in force', 30000);
+    expect(after!.Apps.find((a) => a.Id === '/aaa/thief')!.Routing.conflicts[0].reason).to.equal('host shop.example.test path /checkout is held by /team-a/shop: /team-a/shop holds it in the config in force');
+    for (const path of ['/', '/checkout']) expect(await who(s, 'shop.example.test', path)).to.equal('owner');
+    expect(thief.hits).to.equal(thiefHits);
   });
 
   it('serves only the apps of its groups (Worker.Groups=internal): an external app is not in its config', async () => {

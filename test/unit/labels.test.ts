@@ -167,6 +167,14 @@ describe('routing: tenants cannot claim each other\'s names', () => {
     expect(r.conflicts[0]).to.include({ host: 'shop.example.com', path: '/admin', winner: '/owner' });
   });
 
+  it('leaves a host with the app that holds it in the config in force, whatever the times', () => {
+    const apps = [labelled('/holder', { HAPROXY_0_VHOST: 'shop.example.com' }, late), labelled('/earlier', { HAPROXY_0_VHOST: 'shop.example.com' }, early)];
+    const incumbents = new Map([['shop.example.com', '/holder']]);
+    expect(routingOf(apps, '/holder', {}, { incumbents }).ports[0].vhosts).to.deep.equal(['shop.example.com']);
+    expect(routingOf(apps, '/earlier', {}, { incumbents }).conflicts[0].reason).to.contain('/holder holds it in the config in force');
+    expect(routingOf(apps, '/earlier').ports[0].vhosts).to.deep.equal(['shop.example.com']);
+  });
+
   it('gives a host to an api rule before any label, whatever the times', () => {
     const apps = [labelled('/labelled', { HAPROXY_0_VHOST: 'shop.example.com' }, early), labelled('/ruled', {}, late)];
     const svc = services(service('/ruled', '', { HAPROXY_0_VHOST: 'shop.example.com' }));
