@@ -144,7 +144,7 @@ const GOLDEN: GoldenCase[] = [
   },
   {
     name: 'labels-vhost-path',
-    why: 'marathon-lb labels: hosts with a path first (weight), hosts alone, sticky cookie, balance, a health check port index, port 0 disabled',
+    why: 'marathon-lb labels: hosts with a path first (weight), hosts alone, sticky cookie, balance, a health check port index, port 0 disabled, a host on a second port',
     apps: () => [
       app('/shop', withLabels({ HAPROXY_GROUP: 'external', HAPROXY_0_VHOST: 'shop.example.com,www.shop.example.com', HAPROXY_0_STICKY: 'true', HAPROXY_0_BALANCE: 'roundrobin' }),
         withTasks(task('shop.1', onHost('10.0.7.1', 31001)), task('shop.2', onHost('10.0.7.2', 31002)))),
@@ -154,6 +154,8 @@ const GOLDEN: GoldenCase[] = [
         withHealthCheck('HTTP', '/health', { portIndex: 0 }), withLabels({ HAPROXY_0_PATH: '/z-admin/ui', HAPROXY_0_BACKEND_WEIGHT: '5', HAPROXY_0_BACKEND_HEALTHCHECK_PORT_INDEX: '1' }),
         withTasks(task('z-admin.1', onHost('10.0.7.4', 31004, 31005), healthy()))),
       app('/hidden', withLabels({ HAPROXY_0_ENABLED: 'false' }), withTasks(task('hidden.1', onHost('10.0.7.5', 31006)))),
+      app('/console', withPortDefinitions(10700, 10701), withLabels({ HAPROXY_1_VHOST: 'console.example.com', HAPROXY_1_STICKY: 'true' }),
+        withTasks(task('console.1', onHost('10.0.7.6', 31007, 31008)))),
     ],
   },
   {
