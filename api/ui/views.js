@@ -51,8 +51,9 @@ function ruleCell(r) {
     ' ',
     r.custom
       ? badge('custom', `custom · v${r.record.Version ?? '?'}`, 'A rule stored in ZooKeeper for this app')
-      : badge('default', 'default', "No rule is stored: the template's default rule for the app id applies"),
-    ' ',
+      : r.source === 'labels'
+        ? badge('labels', 'labels', "No rule is stored: the app's marathon-lb labels route it")
+        : badge('default', 'default', "No rule is stored: the template's default rule for the app id applies"),
     h('span', { class: 'routing-source', dataset: { source: r.source }, title: SOURCE_TITLES[r.source] ?? '' }, `routing: ${r.source}`),
     r.groups.length ? h('div', { class: 'muted' }, `group ${r.groups.join(', ')}`) : null,
     r.conflicts.map((c) => h('div', { class: 'bad-text conflict-line' }, mark('⚠'), ` ${c.reason}`)),

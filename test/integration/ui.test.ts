@@ -319,7 +319,7 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
       await page.locator('#filter').selectOption('labels');
       expect(await shownIds(page)).to.deep.equal(['/team-a/shop']);
       await page.locator('#filter').selectOption('all');
-      await screenshot(page, '6-labels-conflict');
+      await screenshot(page, '7-labels-conflict');
 
       // A line that is not KEY=value with a routing key is refused in the page, a bad value by the server.
       await openEditor(page, '/team-b/copy');
