@@ -119,6 +119,16 @@ describe('routing: one precedence (rule > labels > default)', () => {
     expect(r.ports[0].balance).to.equal('source');
   });
 
+  it('routes by a rule\'s ACL even when the labels disable port 0 or make it TCP', () => {
+    const apps = [labelled('/off', { HAPROXY_0_ENABLED: 'false' }), labelled('/tcp', { HAPROXY_0_MODE: 'tcp' })];
+    const svc = services(service('/off', 'hdr(host) -i off.example.com'), service('/tcp', 'hdr(host) -i tcp.example.com'));
+    const text = renderOnce(defaultTemplate(), build(apps, svc).data, settings()).text;
+    expect(text).to.contain('use_backend ::off-cluster if { hdr(host) -i off.example.com }');
+    expect(text).to.contain('use_backend ::tcp-cluster if { hdr(host) -i tcp.example.com }');
+    const unruled = renderOnce(defaultTemplate(), build(apps).data, settings()).text;
+    expect(unruled).not.to.contain('use_backend ::off-cluster').and.not.to.contain('use_backend ::tcp-cluster');
+  });
+
   it('keeps a record with an empty ACL and no routing keys out of the precedence (default rule)', () => {
     expect(routingOf(apps(), '/plain', services(service('/plain', ''))).source).to.equal('default');
   });
