@@ -76,10 +76,23 @@ function ownNamespace(s: RoutingSettings, appId: string): { settings: RoutingSet
   return { settings: { groups: s.groups, ports, problems: [] }, problems };
 }
 
-function finish(labels: RoutingSettings, rule: RoutingSettings | null, since: number, problems: RoutingProblem[], portCount: number): AppRouting {
+/** Does a rule's Config say where requests go (a host or a path on some port)? */
+function matches(rule: RoutingSettings): boolean {
+  for (const entries of rule.ports.values()) if (entries.some(([k]) => k === 'VHOST' || k === 'PATH')) return true;
+  return false;
+}
+
+/**
+ * The routing from the labels' settings and, when the app has a rule, the rule's (later wins per key).
+ * `ruleMatches`: the rule says where requests go (an ACL, or a host or path key), so the labels' hosts
+ * and paths are not used and the source is `rule`; a rule with other keys only (BALANCE, GROUP, ...)
+ * overrides those and leaves the matching to the labels or the default rule.
+ */
+function finish(labels: RoutingSettings, rule: RoutingSettings | null, since: number, problems: RoutingProblem[], portCount: number, ruleMatches = false): AppRouting {
   const count = Math.max(1, portCount);
   const sources: RoutingSettings[] = [labels];
-  if (rule) {
+  if (rule && !ruleMatches) sources.push(rule);
+  if (rule && ruleMatches) {
     // The rule owns the matching: the labels' hosts and paths are not used.
     const stripped = new Map([...labels.ports].map(([n, e]) => [n, e.filter(([k]) => k !== 'VHOST' && k !== 'PATH')])) as RoutingSettings['ports'];
     sources[0] = { ...labels, ports: stripped };
@@ -90,7 +103,7 @@ function finish(labels: RoutingSettings, rule: RoutingSettings | null, since: nu
   const groups = rule?.groups ?? labels.groups ?? [];
   const p0 = ports[0];
   let source: RoutingSource = 'default';
-  if (rule) source = 'rule';
+  if (rule && ruleMatches) source = 'rule';
   else if (p0.vhosts.length > 0 || p0.paths.length > 0 || !p0.enabled || p0.mode !== 'http') source = 'labels';
   return { source, groups, ports, conflicts: [], problems: sortProblems(problems), since };
 }
@@ -121,7 +134,7 @@ export function withRule(
       rule.ports.set(0, p0.filter(([k]) => k !== 'VHOST' && k !== 'PATH'));
     }
   }
-  return finish(own.settings, rule, base.since, problems, portCount);
+  return finish(own.settings, rule, base.since, problems, portCount, record.Acl !== '' || matches(rule));
 }
 
 /** Host -> the app routed by it, in template data already resolved (the incumbents of the next resolution). */

@@ -129,6 +129,14 @@ describe('routing: one precedence (rule > labels > default)', () => {
     expect(unruled).not.to.contain('use_backend ::off-cluster').and.not.to.contain('use_backend ::tcp-cluster');
   });
 
+  it('keeps the labels\' hosts under a rule that only tunes settings (no ACL, no host or path key)', () => {
+    const r = routingOf(apps(), '/web', services(service('/web', '', { HAPROXY_0_BALANCE: 'source', HAPROXY_GROUP: 'internal' })));
+    expect(r.source).to.equal('labels');
+    expect(r.ports[0].vhosts).to.deep.equal(['web.example.com']);
+    expect(r.ports[0].balance).to.equal('source');
+    expect(r.groups).to.deep.equal(['internal']);
+  });
+
   it('keeps a record with an empty ACL and no routing keys out of the precedence (default rule)', () => {
     expect(routingOf(apps(), '/plain', services(service('/plain', ''))).source).to.equal('default');
   });
