@@ -128,9 +128,14 @@ describe('routing from labels through a real worker and HAProxy (ZooKeeper, Zero
       labelled('/team/ext', ext.port, { HAPROXY_GROUP: 'external', HAPROXY_0_VHOST: 'ext.example.test' }),
       labelled('/team/int', int.port, { HAPROXY_GROUP: 'internal', HAPROXY_0_VHOST: 'int.example.test' }),
       marathonApp('/team/none', [{ port: none.port }]),
+      labelled('/team/greedy', none.port, { HAPROXY_GROUP: 'internal', HAPROXY_0_VHOST: 'bank.example.test' }),
     ]);
-    const w = await worker(s, { 'Worker.Groups': 'internal' });
+    const w = await worker(s, { 'Worker.Groups': 'internal', 'Labels.AllowedDomains': '{"internal":["int.example.test"],"external":["ext.example.test"]}' });
     await waitFor(async () => (await who(s, 'int.example.test')) === 'int', 'the internal app to route', 30000);
+    // Outside its group's allowed domains: the host is ignored, the app keeps its default path.
+    expect(await who(s, 'bank.example.test')).to.equal('status-503');
+    const served = await waitFor(() => inForce(w), 'the config in force', 30000);
+    expect(served!.Apps.find((a) => a.Id === '/team/greedy')!.Routing.problems[0].reason).to.equal('host bank.example.test is outside the domains allowed for group internal (Labels.AllowedDomains)');
     expect(await who(s, 'ext.example.test')).to.equal('status-503');
     expect(await who(s, 'x.example.test', '/team/none/')).to.equal('status-503');
     expect(cfgText(s)).to.not.contain('::team::ext').and.not.contain('::team::none');
@@ -160,12 +165,14 @@ describe('routing from labels through a real worker and HAProxy (ZooKeeper, Zero
       ...hostile.map((v, i) => labelled(`/evil/v${i}`, evil.port, { HAPROXY_0_VHOST: v, HAPROXY_0_PATH: v, HAPROXY_0_BALANCE: v, HAPROXY_0_SSL_CERT: v, HAPROXY_0_BACKEND_WEIGHT: v })),
       labelled('/evil/cert', evil.port, { HAPROXY_0_SSL_CERT: '../../../etc/ssl/private/edge.pem' }),
       labelled('/evil/port', sneaky.port, { HAPROXY_0_PORT: String(s.httpPort), HAPROXY_0_MODE: 'tcp' }),
+      labelled('/evil/low', sneaky.port, { HAPROXY_0_PORT: '22' }),
     ];
     await api.setApps(apps);
     const w = await worker(s);
     await waitFor(async () => (await who(s, 'h.example.test', '/demo/web/')) === 'web', 'traffic for /demo/web', 30000);
     const q = await waitFor(() => inForce(w) && w.reconciler.running!.quarantined.find((x) => x.appId === '/evil/port'), 'the app binding the edge port refused', 30000) as QuarantinedApp;
     expect(q.error).to.match(new RegExp(`^port policy: port ${s.httpPort} belongs to the edge`));
+    expect(w.reconciler.running!.quarantined.find((x) => x.appId === '/evil/low')?.error).to.equal('port policy: port 22 is outside HAProxy.TcpPortRange 10000-65535');
     const text = cfgText(s);
     for (const v of hostile) for (const part of v.split('\n')) expect(text, JSON.stringify(part.slice(0, 40))).to.not.contain(part.trim());
     expect(text).to.not.contain('etc/ssl').and.not.contain('hdr(host),field');
@@ -174,7 +181,7 @@ describe('routing from labels through a real worker and HAProxy (ZooKeeper, Zero
     expect(await who(s, 'h.example.test', '/evil/v0/')).to.equal('evil');
     expect(await who(s, 'h.example.test', '/demo/web/')).to.equal('web');
     expect(sneaky.hits).to.equal(0);
-    const routing = inForce(w)!.Apps.find((a) => a.Id === '/evil/v0')!.Routing;
+    const routing = (await waitFor(() => inForce(w), 'the config in force', 30000))!.Apps.find((a) => a.Id === '/evil/v0')!.Routing;
     expect(routing.problems.map((p) => p.key)).to.deep.equal(['HAPROXY_0_BACKEND_WEIGHT', 'HAPROXY_0_BALANCE', 'HAPROXY_0_PATH', 'HAPROXY_0_SSL_CERT', 'HAPROXY_0_VHOST']);
     const metrics = await (await fetch(`http://127.0.0.1:${w.port}/metrics`)).text();
     expect(Number(/^bamboo_routing_labels_ignored (\d+)$/m.exec(metrics)?.[1])).to.be.at.least(hostile.length * 5);
