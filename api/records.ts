@@ -5,6 +5,7 @@
 import { validateAcl, validateAppId, firstNonPrintable, firstInvalidUnicode, invalidUnicodeMessage, MAX_ACL_LENGTH } from '../common/core/acl.js';
 import { ApiError } from '../common/core/errors.js';
 import type { ServiceRecord } from '../common/core/model.js';
+import { firstConfigProblem, isRoutingKey } from '../common/core/labels.js';
 
 /** Longest `Config` value, same bound as an ACL: values may be pasted into haproxy.cfg by templates. */
 const MAX_CONFIG_VALUE = MAX_ACL_LENGTH;
@@ -164,15 +165,22 @@ export function recordFromBody(body: ServiceBody | undefined, urlId: string | nu
     delete config[configAcl[0]];
     config.Acl = configAcl[1];
   }
-  const acl = acls.length > 0 ? acls[0] : config.Acl;
+  // marathon-lb's routing keys (HAPROXY_0_VHOST, ...) are checked as strictly as labels (docs/labels.md).
+  const labelProblem = firstConfigProblem(config);
+  if (labelProblem) {
+    throw new ApiError('BAMBOO_INVALID_LABEL', `Config.${labelProblem.key} ${labelProblem.reason}`, { key: labelProblem.key });
+  }
+  const routes = Object.keys(config).some((k) => isRoutingKey(k));
+  const acl = acls.length > 0 ? acls[0] : config.Acl ?? (routes ? '' : undefined);
   if (acl === undefined) {
     throw new ApiError('BAMBOO_INVALID_ACL', 'the body has no "acl"; give the HAProxy ACL for the app, e.g. {"acl":"hdr(host) -i app.example.com"}', { reason: 'ACL_MISSING' });
   }
   if (acls.length > 0 && config.Acl !== undefined && config.Acl !== acl) {
     throw new ApiError('BAMBOO_INVALID_BODY', '"acl" and "Config.Acl" differ; send one of them (or the same value in both)');
   }
-  const v = validateAcl(acl);
-  if (!v.ok) throw new ApiError('BAMBOO_INVALID_ACL', v.message, { reason: v.code });
+  // A rule may route by its Config's routing keys alone: its ACL may then be empty.
+  const v = acl.trim() === '' && routes ? null : validateAcl(acl);
+  if (v && !v.ok) throw new ApiError('BAMBOO_INVALID_ACL', v.message, { reason: v.code });
   config.Acl = acl;
   return { Id: id, Acl: acl, Config: config };
 }

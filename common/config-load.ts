@@ -10,6 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { SCHEMA, ConfigError, addressBlocks, curveKeyList, DEFAULT_TOKEN_NAME, getPath, marathonEndpoints, redactUrl, setPath, type Config, type FieldSpec } from './config.js';
 import { parsePortRange } from './core/port-policy.js';
 import { CERT_NAME } from './core/tls-labels.js';
+import { parseAllowedDomains, parseWorkerGroups } from './core/labels.js';
 /** Where a config value came from, for error messages. */
 type Source = string;
 
@@ -258,6 +259,13 @@ function validateCrossField(cfg: Config): void {
   }
   if (!parsePortRange(cfg.HAProxy.TcpPortRange)) {
     throw new ConfigError(`config: HAProxy.TcpPortRange must be a port range like 10000-65535 (1-65535, min <= max), got ${JSON.stringify(cfg.HAProxy.TcpPortRange)}`);
+  }
+  for (const [key, parse] of [['Worker.Groups', parseWorkerGroups], ['Labels.AllowedDomains', parseAllowedDomains]] as const) {
+    try {
+      parse(getPath(cfg as unknown as Record<string, unknown>, key) as string);
+    } catch (err) {
+      throw new ConfigError(`config: ${key} ${(err as Error).message}`);
+    }
   }
   validateHttps(cfg);
   validateCurve(cfg);

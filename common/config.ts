@@ -214,6 +214,12 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'The longest a reload waits for old generations to exit before it goes ahead anyway (updates are never frozen by connections that stay open). The shipped template\'s hard-stop-after 60s ends old generations within this time.' },
   { key: 'Worker.ResyncIntervalMs', type: 'integer', default: 30000, env: 'BAMBOO_WORKER_RESYNC_INTERVAL_MS', min: 0, max: 86400000, used: 'worker',
     doc: 'Full reconcile at least this often even if every message is lost (0: never).' },
+  { key: 'Worker.Groups', type: 'string', default: '', env: 'BAMBOO_WORKER_GROUPS', used: 'worker',
+    doc: 'Load-balancer groups this worker serves, comma-separated (marathon-lb\'s --group): only apps whose HAPROXY_GROUP names one of them are in its config; an app without HAPROXY_GROUP only when the list has *. Empty: every app (Bamboo). See docs/labels.md.' },
+
+  // --- Labels (new) ----------------------------------------------------------------------------
+  { key: 'Labels.AllowedDomains', type: 'string', default: '', env: 'BAMBOO_LABELS_ALLOWED_DOMAINS', used: 'both',
+    doc: 'Hosts each load-balancer group\'s labels may claim: a JSON object of group -> list of domains, e.g. {"external":["shop.example.com",".team-a.example.com"]} (a leading . allows every host under it). A host outside its app\'s groups\' lists is ignored with a reason; apps in no listed group claim none. Empty: no restriction. Rules (the api) are not confined. Set the same value on api and workers. See docs/labels.md.' },
 
   // --- Fleet (new) -----------------------------------------------------------------------------
   { key: 'Fleet.StaleAfterMs', type: 'integer', default: 60000, env: 'BAMBOO_FLEET_STALE_AFTER_MS', min: 1000, max: 3600000, used: 'both',
@@ -273,9 +279,10 @@ export interface Config {
   };
   Worker: {
     Name: string; DebounceMs: number; MinUpdateIntervalMs: number; MinReloadIntervalMs: number; ResyncIntervalMs: number;
-    MaxReloadsPerMinute: number; MaxOldGenerations: number; OldGenerationsWaitMs: number;
+    MaxReloadsPerMinute: number; MaxOldGenerations: number; OldGenerationsWaitMs: number; Groups: string;
   };
   Fleet: { StaleAfterMs: number; GoneRetentionMs: number; SeenWriteIntervalMs: number };
+  Labels: { AllowedDomains: string };
   StatsD: { Enabled: boolean; Host: string; Prefix: string };
   Log: { Level: string; Format: 'auto' | 'pretty' | 'json' };
 }

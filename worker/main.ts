@@ -19,6 +19,7 @@ import { RuntimeApi } from '../common/adapters/haproxy/haproxy-runtime.js';
 import { EMPTY_SERVER_STATE } from '../common/core/server-state.js';
 import { haproxyEnv, hasLimits, onPath, passEnvNames, type ValidationLimits } from '../common/adapters/haproxy/haproxy-sandbox.js';
 import { curveKeyList, haproxySettings, runtimeDir, tlsDir, workerName, type Config } from '../common/config.js';
+import { parseAllowedDomains, parseWorkerGroups } from '../common/core/labels.js';
 import type { Logger } from '../common/log.js';
 import { createMetrics, type Metrics } from '../common/adapters/statsd/metrics.js';
 import { observeZk } from '../common/adapters/zookeeper/zk-metrics.js';
@@ -197,6 +198,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     ? { api: new RuntimeApi(adminSocket, Math.min(timeoutMs, 5000)), enabled: cfg.HAProxy.RuntimeApi, drainTimeoutMs: cfg.HAProxy.DrainTimeoutMs }
     : null;
 
+  const groups = parseWorkerGroups(cfg.Worker.Groups);
   const source = new ZkDesiredState(zk, control, rules, cfg.Worker.ResyncIntervalMs || 30000, log, () => reconciler.trigger('watch'));
   const reconciler: Reconciler = new Reconciler({
     outputPath,
@@ -206,6 +208,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     serverStateFile: settings.ServerStateFile,
     slotHeadroomPercent: cfg.HAProxy.ServerSlotHeadroom,
     tcpPortRange: parsePortRange(cfg.HAProxy.TcpPortRange) ?? undefined,
+    routing: { allowedDomains: parseAllowedDomains(cfg.Labels.AllowedDomains), groups },
     source,
     haproxy,
     validate: (path) =>
@@ -249,6 +252,7 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
 
   const deps: StatusDeps = {
     name,
+    groups,
     mode: haproxy.mode,
     adminSocket: runtime?.enabled ? adminSocket : '',
     startedAt,

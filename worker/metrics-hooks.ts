@@ -26,6 +26,16 @@ export function observeReconciler(reconciler: Reconciler, metrics: Metrics): () 
       runtimeFallback: fellBack,
       snapshotVersion: inForce === undefined ? undefined : inForce,
     });
+    const apps = reconciler.running?.data?.Apps;
+    if (apps) {
+      let conflicts = 0;
+      let ignored = 0;
+      for (const a of apps) {
+        conflicts += a.Routing?.conflicts.length ?? 0;
+        ignored += a.Routing?.problems.length ?? 0;
+      }
+      metrics.routing(conflicts, ignored);
+    }
   };
   reconciler.on('outcome', onOutcome);
   return () => reconciler.off('outcome', onOutcome);

@@ -14,7 +14,9 @@ import type { HAProxySettings, ServiceRecord, TemplateData, Warning } from '../c
 import { heldPorts, portRefusals, settingPorts, type Holder, type PortRange } from '../common/core/port-policy.js';
 import { reloadCulprits } from '../common/core/reload-alerts.js';
 import { appsAtLines, TemplateError, type Origin, type Renderer } from '../common/core/render.js';
-import { buildTemplateData, TemplateDataMemo } from '../common/core/template-data.js';
+import type { AllowedDomains } from '../common/core/labels.js';
+import { hostOwners } from '../common/core/routing.js';
+import { buildTemplateData, TemplateDataMemo, type BuildTemplateDataInput } from '../common/core/template-data.js';
 import type { ConfigFiles } from './config-files.js';
 import type { DesiredState, QuarantinedApp, RunningModel, StageTimes } from './outcome.js';
 import { escalate, QuarantineSince, recheck, rulesInForce, rulesQuarantine, withFallbacks, type GoodRule } from './last-good.js';
@@ -64,6 +66,8 @@ export interface PlannerOptions {
    * app's last good rule until this worker has applied a config of its own.
    */
   rulesAtStart?: ReadonlyMap<string, GoodRule>;
+  /** Labels.AllowedDomains and Worker.Groups, parsed (docs/labels.md); absent: no restriction, every app. */
+  routing?: { allowedDomains?: AllowedDomains; groups?: readonly string[] };
   log: Logger;
 }
 
@@ -78,6 +82,8 @@ export class Planner {
   private readonly dataMemo = new TemplateDataMemo();
   /** Ports apps bind in the running config, by its hash (the port policy's incumbents). */
   private heldCache: { hash: string; held: Map<number, Holder> } | null = null;
+  /** Host owners in the running config, by its hash (host conflicts' incumbents). */
+  private ownersCache: { hash: string; owners: Map<string, string> } | null = null;
   /** Ports of HAProxy.HttpBind, StatsBind and HttpsBind: the edge's whether or not the template binds them. */
   private readonly edgePorts: number[];
   /** When each quarantine began on this worker (shown as `since`). */
@@ -102,7 +108,7 @@ export class Planner {
     const services: Record<string, ServiceRecord> = {};
     for (const [id, stored] of desired.rules) services[id] = stored.record;
     const slots = { previous: running?.slots ?? null, headroomPercent: this.o.slotHeadroomPercent };
-    const { data: full, warnings } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services, now: Date.now(), slots, memo: this.dataMemo }));
+    const { data: full, warnings } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services, now: Date.now(), slots, memo: this.dataMemo, routing: this.routing(running) }));
     if (warnings.length) this.o.log.debug({ warnings: warnings.slice(0, 20), count: warnings.length }, 'template data warnings');
 
     // Apps quarantined by an earlier reconcile for a refused reload or a validation timeout stay
@@ -238,7 +244,7 @@ export class Planner {
    */
   async heldRuntime(desired: DesiredState, running: RunningModel & { data: TemplateData }, stages: StageTimes): Promise<RuntimePlan | null> {
     const slots = { previous: running.slots, headroomPercent: this.o.slotHeadroomPercent };
-    const { data: full } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services: running.data.Services, now: Date.now(), slots, memo: this.dataMemo }));
+    const { data: full } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services: running.data.Services, now: Date.now(), slots, memo: this.dataMemo, routing: this.routing(running) }));
     const quarantine = new Map(running.quarantined.map((q) => [q.appId, q]));
     const data = quarantine.size === 0 ? full : withFallbacks(full, quarantine, this.goodRules(running));
     const rendered = await stages.timed('render', () => this.o.renderer.render(data, this.o.settings));
@@ -306,6 +312,13 @@ export class Planner {
    */
   private goodRules(running: RunningModel | null): ReadonlyMap<string, GoodRule> {
     return rulesInForce(running) ?? this.o.rulesAtStart ?? new Map<string, GoodRule>();
+  }
+
+  /** The routing options, with the hosts of the config in force as incumbents (they keep their hosts). */
+  private routing(r: RunningModel | null): BuildTemplateDataInput['routing'] {
+    if (!r?.data) return this.o.routing;
+    if (this.ownersCache?.hash !== r.hash) this.ownersCache = { hash: r.hash, owners: hostOwners(r.data.Apps) };
+    return { ...this.o.routing, incumbents: this.ownersCache.owners };
   }
 
   private heldPorts(r: RunningModel | null): Map<number, Holder> {

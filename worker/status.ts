@@ -52,6 +52,8 @@ export interface StatusView extends WorkerStatus {
 
 export interface StatusDeps {
   name: string;
+  /** Worker.Groups: the load-balancer groups served ([]: every app). */
+  groups?: readonly string[];
   mode: 'managed' | 'command';
   /** The admin socket the Runtime API uses (empty: runtime changes off). */
   adminSocket?: string;
@@ -84,6 +86,7 @@ export function statusRecord(d: StatusDeps, r: ReconcilerStatus = d.reconciler.s
     quarantine: (running?.quarantined ?? []).slice(0, WORKER_QUARANTINE_DETAILS).map((q) => ({ ...q, error: q.error.slice(0, 300) })),
     startedAt: d.startedAt,
     mode: d.mode,
+    groups: [...(d.groups ?? [])],
   };
 }
 

@@ -16,6 +16,7 @@ import type { Guards } from '../guards.js';
 import { quarantineOf, type AppQuarantine } from '../quarantine-view.js';
 import { FLAG, ID_PARAMS_SCHEMA, SERVICE_BODY_SCHEMA, etag, idFromParam, isFlag, parseIfMatch, recordFromBody, unknownFields, type ServiceBody } from '../records.js';
 import type { RuleChecker } from '../rule-check.js';
+import type { RoutingView } from '../routing-view.js';
 import type { RulesCache } from '../rules-cache.js';
 
 export interface ServicesDeps {
@@ -31,6 +32,8 @@ export interface ServicesDeps {
   log: Logger;
   /** The workers' status records, for the quarantine `GET /api/services/:id` shows (absent: not shown). */
   workers?: () => Promise<WorkerStatus[]>;
+  /** Each app's routing, for `?routing=1` (absent: the flag adds nothing). */
+  routing?: RoutingView;
 }
 
 export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): Promise<void> {
@@ -61,9 +64,23 @@ export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): 
     return new ApiError(code, message, { current: err.current?.record ?? null, version: err.current?.version ?? null }, err.current ? { ETag: etag(err.current.version) } : {});
   }
 
-  app.get('/api/services', { schema: { querystring: { type: 'object', properties: { versions: FLAG } } } }, async (req, reply) => {
-    const q = req.query as { versions?: string };
+  app.get('/api/services', { schema: { querystring: { type: 'object', properties: { versions: FLAG, routing: FLAG } } } }, async (req, reply) => {
+    const q = req.query as { versions?: string; routing?: string };
     const view = await rulesCache.get();
+    if (isFlag(q.routing) && deps.routing) {
+      // Opt-in, so Bamboo's shape stays as it was for every other client (docs/api.md).
+      const routing = await deps.routing.get();
+      const body: Record<string, unknown> = {};
+      for (const [id, stored] of view.records) {
+        const r = routing?.get(id);
+        body[id] = {
+          ...stored.record,
+          ...(isFlag(q.versions) ? { Version: stored.version } : {}),
+          Routing: r ? { source: r.source, conflicts: r.conflicts, problems: r.problems } : null,
+        };
+      }
+      return reply.type('application/json; charset=utf-8').send(JSON.stringify(body));
+    }
     return reply.type('application/json; charset=utf-8').send(isFlag(q.versions) ? view.jsonWithVersions : view.json);
   });
 
@@ -90,7 +107,8 @@ export async function servicesRoutes(app: FastifyInstance, deps: ServicesDeps): 
     const ifNoneMatch = (req.headers['if-none-match'] as string | undefined)?.trim();
     const origin = await writeOrigin(req, audit, address, id, record);
     // Acknowledged means HAProxy accepts it (DESIGN.md invariant 7): a rejected rule is never stored.
-    await ruleCheck.assertAccepted(record.Acl);
+    // A rule routing by its Config alone has no ACL to check; its routing keys were checked already.
+    if (record.Acl !== '') await ruleCheck.assertAccepted(record.Acl);
     await audit.ensure();
     const note = audit.note(origin);
     let stored: StoredRecord;

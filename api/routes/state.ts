@@ -7,6 +7,8 @@ import { ApiError } from '../../common/core/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { TemplateData } from '../../common/core/model.js';
 import { buildTemplateData } from '../../common/core/template-data.js';
+import type { AllowedDomains } from '../../common/core/labels.js';
+import { hostOwners } from '../../common/core/routing.js';
 import { ANONYMOUS, type Authenticator } from '../edge.js';
 import type { Guards } from '../guards.js';
 import { FLAG, isFlag } from '../records.js';
@@ -23,11 +25,15 @@ export interface StateDeps {
   log: Logger;
   /** Clock for template data (health grace periods). */
   now: () => number;
+  /** Labels.AllowedDomains, parsed: the same as the workers', so the routing shown is theirs. */
+  allowedDomains?: AllowedDomains;
 }
 
 export async function stateRoutes(app: FastifyInstance, deps: StateDeps): Promise<void> {
-  const { snapshots, rulesCache, auth, guards, log, now } = deps;
+  const { snapshots, rulesCache, auth, guards, log, now, allowedDomains } = deps;
   let stateCache: { key: string; full: string; redacted: string } | null = null;
+  /** Host owners of the last build: they keep their hosts, as on the workers (docs/labels.md). */
+  let owners: Map<string, string> | undefined;
   app.get('/api/state', { schema: { querystring: { type: 'object', properties: { unredacted: FLAG } } } }, async (req, reply) => {
     const q = req.query as { unredacted?: string };
     // Values are shown only to a valid credential: ?unredacted=1 without one is a 401 (403 when none
@@ -43,7 +49,8 @@ export async function stateRoutes(app: FastifyInstance, deps: StateDeps): Promis
     // Health grace periods depend on the clock: the cached rendering lives one second at most.
     const key = `${snap.version}|${snap.hash}|${view.stamp}|${Math.floor(t / 1000)}`;
     if (!stateCache || stateCache.key !== key) {
-      const { data, warnings } = buildTemplateData({ apps: snap.apps, services: view.services, now: t });
+      const { data, warnings } = buildTemplateData({ apps: snap.apps, services: view.services, now: t, routing: { allowedDomains, incumbents: owners } });
+      owners = hostOwners(data.Apps);
       if (warnings.length > 0) log.debug({ warnings: warnings.length }, 'template data warnings');
       stateCache = { key, full: JSON.stringify(data), redacted: JSON.stringify(redact(data)) };
     }

@@ -11,13 +11,34 @@
  */
 import { byId, h, replace } from './dom.js';
 import { servicePath, versionFromEtag } from './client.js';
+import { isRoutingKey } from './model.js';
 import { checkAcl, checkAppId } from './validate.js';
 
-/** `Config` without its ACL (any letter case): what a save keeps as it is. */
+/** `Config` without its ACL (any letter case) and routing keys: what a save keeps as it is. */
 function otherConfig(record) {
   const out = {};
-  for (const [k, v] of Object.entries(record?.Config ?? {})) if (k.toLowerCase() !== 'acl') out[k] = v;
+  for (const [k, v] of Object.entries(record?.Config ?? {})) if (k.toLowerCase() !== 'acl' && !isRoutingKey(k)) out[k] = v;
   return out;
+}
+
+/** The routing keys of a record's `Config` as the editor's lines, `KEY=value`, sorted. */
+function routingLines(record) {
+  return Object.entries(record?.Config ?? {}).filter(([k]) => isRoutingKey(k)).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join('\n');
+}
+
+/** The editor's routing lines -> `{ keys }`, or `{ problem }` naming the first line that is not `KEY=value` with a routing key. */
+export function parseRoutingLines(text) {
+  const keys = {};
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  for (const [i, line] of lines.entries()) {
+    const eq = line.indexOf('=');
+    const key = eq > 0 ? line.slice(0, eq).trim() : '';
+    if (!isRoutingKey(key)) {
+      return { problem: { message: `Line ${i + 1} is not KEY=value with a routing key such as HAPROXY_0_VHOST (HAPROXY_GROUP, HAPROXY_{n}_VHOST, _PATH, _ENABLED, _MODE, _PORT, _BALANCE, _STICKY, _REDIRECT_TO_HTTPS, _SSL_CERT, _BACKEND_WEIGHT, _BACKEND_HEALTHCHECK_PORT_INDEX).` } };
+    }
+    keys[key] = line.slice(eq + 1).trim();
+  }
+  return { keys };
 }
 
 function describeError(res) {
@@ -30,6 +51,7 @@ export function createEditor({ client, onDone }) {
   const form = byId('editor-form');
   const idInput = byId('editor-id');
   const aclInput = byId('editor-acl');
+  const routingInput = byId('editor-routing');
   const saveButton = byId('editor-save');
   const deleteButton = byId('editor-delete');
   const conflictBox = byId('editor-conflict');
@@ -47,6 +69,7 @@ export function createEditor({ client, onDone }) {
 
   function checkFields() {
     setFieldError(aclInput, byId('editor-acl-error'), aclInput.value === '' ? null : checkAcl(aclInput.value));
+    setFieldError(routingInput, byId('editor-routing-error'), parseRoutingLines(routingInput.value).problem ?? null);
     if (!s.fixedId) setFieldError(idInput, byId('editor-id-error'), idInput.value.trim() === '' ? null : checkAppId(idInput.value.trim()));
   }
 
@@ -120,6 +143,7 @@ export function createEditor({ client, onDone }) {
       s.version = version;
       s.current = current;
       aclInput.value = current.Acl ?? '';
+      routingInput.value = routingLines(current);
       hideConflict();
       renderHeader();
       checkFields();
@@ -157,11 +181,16 @@ export function createEditor({ client, onDone }) {
     s.id = id;
     // The ACL is sent even when the check above found a problem: the server is the judge and its
     // message is the one shown (this copy of its rules could be out of date).
+    const routing = parseRoutingLines(routingInput.value);
+    if (routing.problem) {
+      routingInput.focus();
+      return;
+    }
     const headers = s.version === null ? { 'If-None-Match': '*' } : { 'If-Match': `"${s.version}"` };
     setBusy(true);
     let res;
     try {
-      res = await client.request('PUT', servicePath(id), { body: { acl, config: otherConfig(s.current) }, headers, auth: true });
+      res = await client.request('PUT', servicePath(id), { body: { acl, config: { ...otherConfig(s.current), ...routing.keys } }, headers, auth: true });
     } catch (err) {
       setBusy(false);
       showError(`Not saved: the API cannot be reached (${err.message}).`);
@@ -219,6 +248,7 @@ export function createEditor({ client, onDone }) {
   });
   aclInput.addEventListener('input', () => s && checkFields());
   idInput.addEventListener('input', () => s && checkFields());
+  routingInput.addEventListener('input', () => s && checkFields());
   byId('editor-cancel').addEventListener('click', () => close());
   dialog.addEventListener('cancel', (ev) => {
     ev.preventDefault();
@@ -245,7 +275,9 @@ export function createEditor({ client, onDone }) {
     idInput.value = id ?? '';
     idInput.readOnly = id !== null;
     aclInput.value = '';
+    routingInput.value = '';
     setFieldError(aclInput, byId('editor-acl-error'), null);
+    setFieldError(routingInput, byId('editor-routing-error'), null);
     setFieldError(idInput, byId('editor-id-error'), null);
     renderHeader();
     dialog.showModal();
@@ -258,6 +290,7 @@ export function createEditor({ client, onDone }) {
           s.current = res.body;
           s.version = versionFromEtag(res.headers.get('ETag'));
           aclInput.value = res.body.Acl ?? '';
+          routingInput.value = routingLines(res.body);
         } else if (res.status !== 404) {
           showError(`Cannot read the rule: ${describeError(res)}`);
         }

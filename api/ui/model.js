@@ -81,18 +81,40 @@ export function buildRows(state, services, workers) {
   for (const app of state?.Apps ?? []) {
     seen.add(app.Id);
     const tasks = (app.Tasks ?? []).map(taskView).sort(byAddress);
-    rows.push(row(app.Id, true, tasks, services[app.Id] ?? null, workers));
+    rows.push(row(app.Id, true, tasks, services[app.Id] ?? null, workers, app.Routing ?? null));
   }
   for (const id of Object.keys(services)) {
-    if (!seen.has(id)) rows.push(row(id, false, [], services[id], workers));
+    if (!seen.has(id)) rows.push(row(id, false, [], services[id], workers, null));
   }
   return rows.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-function row(id, inMarathon, tasks, record, workers) {
-  // An empty stored ACL also means "the template's default rule" (buildTemplateData keeps it empty).
-  const custom = record !== null && typeof record.Acl === 'string' && record.Acl.trim() !== '';
+/** `HAPROXY_0_VHOST=a.example.com`-style keys of a Config: the marathon-lb routing keys (docs/labels.md). */
+export function isRoutingKey(key) {
+  return key === 'HAPROXY_GROUP' || /^HAPROXY_\d{1,3}_(VHOST|PATH|ENABLED|MODE|PORT|BALANCE|STICKY|REDIRECT_TO_HTTPS|SSL_CERT|BACKEND_WEIGHT|BACKEND_HEALTHCHECK_PORT_INDEX)$/.test(key);
+}
+
+/** What port 0's routing matches, in words: `host a.example.com, b.example.com path /api`. */
+function describeRouting(routing) {
+  const p = routing?.ports?.[0];
+  if (!p) return '';
+  if (p.enabled === false) return 'port 0 disabled (HAPROXY_0_ENABLED)';
+  const parts = [];
+  if (p.vhosts?.length) parts.push(`host ${p.vhosts.join(', ')}`);
+  if (p.paths?.length) parts.push(`path ${p.paths.join(' ')}`);
+  if (p.mode === 'tcp') parts.push(`tcp${p.port ? ` port ${p.port}` : ''}`);
+  return parts.join(' ');
+}
+
+function row(id, inMarathon, tasks, record, workers, routing) {
+  // An empty stored ACL also means "the template's default rule" (buildTemplateData keeps it empty),
+  // unless the record routes by its Config's routing keys.
+  const acl = record !== null && typeof record.Acl === 'string' ? record.Acl.trim() : '';
+  const configRoutes = record !== null && Object.keys(record.Config ?? {}).some(isRoutingKey);
+  const custom = acl !== '' || configRoutes;
+  const source = routing?.source ?? (custom ? 'rule' : 'default');
   const serving = tasks.filter((t) => t.serving).length;
+  const described = describeRouting(routing);
   return {
     id,
     inMarathon,
@@ -101,7 +123,11 @@ function row(id, inMarathon, tasks, record, workers) {
     unhealthy: inMarathon && (tasks.length === 0 || serving < tasks.length),
     record,
     custom,
-    rule: custom ? record.Acl : defaultRule(id),
+    source,
+    conflicts: routing?.conflicts ?? [],
+    problems: routing?.problems ?? [],
+    groups: routing?.groups ?? [],
+    rule: acl !== '' ? record.Acl : source !== 'default' && described ? described : defaultRule(id),
     rollout: rollout(id, record, workers),
   };
 }
@@ -110,6 +136,8 @@ export const FILTERS = [
   { value: 'all', label: 'All apps' },
   { value: 'custom', label: 'With a custom rule' },
   { value: 'default', label: 'With the default rule' },
+  { value: 'labels', label: 'Routed by labels' },
+  { value: 'conflicts', label: 'Host conflict or ignored label' },
   { value: 'unhealthy', label: 'Unhealthy (a task not serving, or none)' },
   { value: 'pending', label: 'Rule not applied everywhere' },
 ];
@@ -122,6 +150,8 @@ export function filterRows(rows, query, filter) {
     switch (filter) {
       case 'custom': return r.custom;
       case 'default': return !r.custom;
+      case 'labels': return r.source === 'labels';
+      case 'conflicts': return r.conflicts.length > 0 || r.problems.length > 0;
       case 'unhealthy': return r.unhealthy;
       case 'pending': return r.rollout.pending.length > 0;
       default: return true;

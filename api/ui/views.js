@@ -39,14 +39,26 @@ function tasksCell(r) {
   );
 }
 
+const SOURCE_TITLES = {
+  rule: 'Routed by the rule stored in ZooKeeper (it wins over labels)',
+  labels: "Routed by the app's marathon-lb labels (HAPROXY_0_VHOST, ...); a rule would win over them",
+  default: "Routed by the template's default rule for the app id",
+};
+
 function ruleCell(r, now) {
   return h('td', {},
-    h('code', { class: r.custom ? 'rule' : 'rule default' }, r.rule),
+    h('code', { class: r.custom || r.source === 'labels' ? 'rule' : 'rule default' }, r.rule),
     ' ',
     r.custom
       ? badge('custom', `custom · v${r.record.Version ?? '?'}`, 'A rule stored in ZooKeeper for this app')
-      : badge('default', 'default', "No rule is stored: the template's default rule for the app id applies"),
+      : r.source === 'labels'
+        ? badge('labels', 'labels', "No rule is stored: the app's marathon-lb labels route it")
+        : badge('default', 'default', "No rule is stored: the template's default rule for the app id applies"),
     quarantineNotes(r.rollout.quarantine, now),
+    h('span', { class: 'routing-source', dataset: { source: r.source }, title: SOURCE_TITLES[r.source] ?? '' }, `routing: ${r.source}`),
+    r.groups.length ? h('div', { class: 'muted' }, `group ${r.groups.join(', ')}`) : null,
+    r.conflicts.map((c) => h('div', { class: 'bad-text conflict-line' }, mark('⚠'), ` ${c.reason}`)),
+    r.problems.map((p) => h('div', { class: 'warn-text problem-line' }, mark('▲'), ` ${p.key} ignored: ${p.reason}`)),
   );
 }
 
@@ -153,6 +165,7 @@ export function renderFleet(answer, rows, now) {
       h('th', { scope: 'row' },
         h('div', { class: 'worker-name' }, w.name),
         h('div', { class: 'muted' }, `${w.host}${w.mode ? ` · ${w.mode}` : ''}`),
+        h('div', { class: 'muted worker-groups' }, w.groups?.length ? `groups ${w.groups.join(', ')}` : 'every group'),
         w.upToDate ? badge('ok', 'up to date') : badge('warn', 'behind'),
         w.state === 'stale' ? [' ', badge('warn', 'stale', 'Its ZooKeeper session lasts but it has stopped reporting: frozen, or cut off from ZooKeeper'), h('div', { class: 'warn-text' }, 'no report since ', when(w.lastSeen, now))] : null),
       h('td', {},

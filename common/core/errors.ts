@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   BAMBOO_INVALID_ACL: { status: 400, doc: 'The ACL is empty, too long, not one printable line (control characters), not valid Unicode, or reaches outside the request (files, environment, process state); `reason` says which (`ACL_*`).' },
   BAMBOO_ACL_REJECTED_BY_HAPROXY: { status: 400, doc: 'HAProxy itself rejects the rule (`haproxy -c` on a probe config holding it, as the workers will read it): the message and `haproxy` carry HAProxy\'s reasons, e.g. `unknown fetch method \'hdrr\'`. Nothing was stored.' },
   BAMBOO_INVALID_CONFIG: { status: 400, doc: 'A `Config` key or value is not acceptable (keys are identifiers, values are short printable strings of valid Unicode).' },
+  BAMBOO_INVALID_LABEL: { status: 400, doc: 'A marathon-lb routing key in `Config` (`HAPROXY_GROUP`, `HAPROXY_{n}_VHOST`, `_PATH`, `_PORT`, `_SSL_CERT`, ...) has a value Bamboo does not accept (docs/labels.md); `key` names it. Nothing was stored.' },
   BAMBOO_INVALID_PARAMETER: { status: 400, doc: 'A query parameter or header (such as `If-Match`) has a value the API does not understand.' },
   BAMBOO_INVALID_ENCODING: { status: 400, doc: 'The body is not valid UTF-8; a lenient decoder would have stored U+FFFD in place of the bad bytes.' },
   BAMBOO_UNAUTHORIZED: { status: 401, doc: 'The request needs `Authorization: Bearer <token>` (one of `Bamboo.AuthTokens`, or `Bamboo.AuthToken`) and it was missing or wrong.' },

@@ -146,6 +146,20 @@ export function truthy(value: unknown): boolean {
   return true;
 }
 
+/**
+ * `Apps | http_order`: the order of the HTTP routing rules. Reverse id order (so `/group/app` is tried
+ * before `/group`), then, stably, a higher `Routing.ports[0].backendWeight` first (marathon-lb's
+ * HAPROXY_0_BACKEND_WEIGHT; a HAPROXY_0_PATH makes it 1, so path rules precede host-only rules).
+ */
+export function httpOrder(apps: unknown): unknown[] {
+  if (!Array.isArray(apps)) return [];
+  const weight = (a: unknown): number => {
+    const w = isRecord(a) && isRecord(a.Routing) && Array.isArray(a.Routing.ports) && isRecord(a.Routing.ports[0]) ? a.Routing.ports[0].backendWeight : 0;
+    return typeof w === 'number' && Number.isFinite(w) ? w : 0;
+  };
+  return apps.slice().reverse().map((a, i) => ({ a, i, w: weight(a) })).sort((x, y) => y.w - x.w || x.i - y.i).map((x) => x.a);
+}
+
 /** Every filter this module adds, by its Liquid name. */
 export const BAMBOO_FILTERS: Record<string, (value: unknown, ...args: unknown[]) => unknown> = {
   has_key: hasKey,
@@ -162,4 +176,5 @@ export const BAMBOO_FILTERS: Record<string, (value: unknown, ...args: unknown[])
   truthy,
   redirect_to_https: redirectToHttps,
   ssl_cert: sslCert,
+  http_order: httpOrder,
 };

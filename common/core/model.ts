@@ -7,6 +7,8 @@
  * structs) so a Bamboo template ports line by line; docs/templates.md describes every field.
  */
 
+import type { AppRouting } from './routing.js';
+
 // ---------------------------------------------------------------------------------------------
 // Marathon input (GET /v2/apps?embed=apps.tasks&embed=apps.deployments&embed=apps.readiness)
 // ---------------------------------------------------------------------------------------------
@@ -198,6 +200,12 @@ export interface AppData {
    * without a task is a `disabled` placeholder. See docs/templates.md ("Server slots").
    */
   Slots: SlotData[];
+  /**
+   * New: where the app's routing comes from (`rule` | `labels` | `default`), its HAPROXY_GROUP, its
+   * per-port settings from marathon-lb's labels or the rule's Config, host conflicts it lost and
+   * labels left out. See docs/labels.md and docs/templates.md ("Routing").
+   */
+  Routing: AppRouting;
 }
 
 /** One server slot of an app. */

@@ -14,6 +14,8 @@
  */
 import { firstNonPrintable, printable, validateAcl, validateAppId } from './acl.js';
 import { deepFreeze, jsonEqual } from './app-equality.js';
+import { servesGroups, type AllowedDomains } from './labels.js';
+import { labelRouting, resolveHosts, withRule, type AppRouting } from './routing.js';
 import { assignSlots, DEFAULT_SLOT_HEADROOM_PERCENT, type SlotTable } from './slots.js';
 import type {
   AppData,
@@ -52,6 +54,22 @@ export interface BuildTemplateDataInput {
    * is frozen and shared with earlier builds, so treat it as read-only.
    */
   memo?: TemplateDataMemo;
+  /**
+   * Routing from labels (docs/labels.md): `allowedDomains` (Labels.AllowedDomains) confines the hosts
+   * each group's labels may claim; `groups` (Worker.Groups) keeps only the apps a worker serves
+   * (empty or absent: every app). Host ownership is decided over every app before the group filter,
+   * so every worker and the api agree on who owns a host.
+   */
+  routing?: {
+    allowedDomains?: AllowedDomains;
+    groups?: readonly string[];
+    /**
+     * Host -> the app that holds it in the config in force (`hostOwners` of the previous build): it
+     * keeps the host against later claims by labels, whatever their times, as the port policy keeps
+     * a port with its holder.
+     */
+    incumbents?: ReadonlyMap<string, string>;
+  };
 }
 
 export interface BuildTemplateDataResult {
@@ -287,6 +305,7 @@ function firstTaskIp(task: Json): string {
 
 function buildApp(raw: Json, index: number, clock: Clock, defaultGraceMs: number, warnings: Warning[], slots: SlotInput): AppData | undefined {
   const app = raw as MarathonApp;
+  const labels = stringMap(app.labels);
   if (typeof app.id !== 'string') {
     warnings.push({ code: 'app_invalid', message: `skipped apps[${index}]: it has no string "id"` });
     return undefined;
@@ -395,10 +414,46 @@ function buildApp(raw: Json, index: number, clock: Clock, defaultGraceMs: number
     ServicePort: ports.length > 0 ? ports[0] : 0,
     ServicePorts: ports,
     Env: stringMap(app.env),
-    Labels: stringMap(app.labels),
+    Labels: labels,
     Tasks: finalTasks,
     Slots: layout.map((taskId, i) => ({ Index: i + 1, Task: taskId === null ? null : byTaskId.get(taskId)! })),
+    Routing: labelRouting(labels, Math.max(1, ports.length), configChangedAt(app), id),
   };
+}
+
+/** When the app's configuration last changed in Marathon (ms), 0 when it does not say: "earlier" in host conflicts. */
+function configChangedAt(app: MarathonApp): number {
+  const info = isObject(app.versionInfo) ? app.versionInfo : undefined;
+  for (const t of [info?.lastConfigChangeAt, app.version]) {
+    const ms = parseMarathonTime(t);
+    if (Number.isFinite(ms) && ms > 0) return ms;
+  }
+  return 0;
+}
+
+/**
+ * Each app's final routing: its rule over its labels, then host ownership across apps. An app whose
+ * routing is what its labels alone gave keeps its (memoised, frozen) object; another gets a frozen
+ * copy, itself kept by the memo while it stays equal, so the renderer's memo still sees the same object.
+ */
+function routeApps(apps: AppData[], services: Record<string, ServiceRecord>, allowed: AllowedDomains, incumbents: ReadonlyMap<string, string> | undefined, memo: TemplateDataMemo | undefined, warnings: Warning[]): AppData[] {
+  const ruled = apps.map((a) => ({
+    Id: a.Id,
+    Routing: withRule(a.Routing, a.Labels, Object.prototype.hasOwnProperty.call(services, a.Id) ? services[a.Id] : undefined, Math.max(1, a.ServicePorts.length), a.Id),
+  }));
+  const changed = resolveHosts(ruled, allowed, incumbents);
+  return apps.map((a, i) => {
+    const routing = changed.get(a.Id) ?? ruled[i].Routing;
+    for (const p of routing.problems) warnings.push({ code: 'label_invalid', appId: a.Id, message: `ignored ${p.key} of ${a.Id}: ${p.reason}` });
+    for (const c of routing.conflicts) warnings.push({ code: 'host_conflict', appId: a.Id, message: `${a.Id} does not get ${c.reason}` });
+    if (routing === a.Routing) return a;
+    const key = JSON.stringify(routing);
+    const kept = memo?.routed.get(a);
+    if (kept && kept.key === key) return kept.out;
+    const out = deepFreeze({ ...a, Routing: routing as AppRouting });
+    memo?.routed.set(a, { key, out });
+    return out;
+  });
 }
 
 interface SlotInput {
@@ -510,6 +565,8 @@ interface AppMemo {
 export class TemplateDataMemo {
   private readonly entries = new Map<string, AppMemo>();
   private gen = 0;
+  /** @internal An app's data with its final routing, when that differs from its labels' (see routeApps). */
+  readonly routed = new WeakMap<AppData, { key: string; out: AppData }>();
   /** Apps of the last build taken from the memo, and built. */
   hits = 0;
   misses = 0;
@@ -629,8 +686,10 @@ export function buildTemplateData(input: BuildTemplateDataInput): BuildTemplateD
     byId.set(app.Id, app);
   });
   memo?.end();
-  const apps = [...byId.values()].sort(byString((a) => a.Id));
   const services = buildServices(input.services, warnings);
+  const routed = routeApps([...byId.values()].sort(byString((a) => a.Id)), services, input.routing?.allowedDomains ?? {}, input.routing?.incumbents, memo, warnings);
+  const groups = input.routing?.groups ?? [];
+  const apps = groups.length === 0 ? routed : routed.filter((a) => servesGroups(groups, a.Routing.groups));
   warnings.sort(byString((w) => `${w.appId ?? ''}\u0000${w.code}\u0000${w.message}`));
   return { data: { Apps: apps, Services: services }, warnings };
 }

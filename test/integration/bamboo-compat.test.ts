@@ -13,7 +13,9 @@ import { checkExposure } from '../../api/edge.js';
 import { runApi, type RunningApi } from '../../api/main.js';
 import { ConfigError, PROJECT_ROOT, type Config } from '../../common/config.js';
 import { loadConfig } from '../../common/config-load.js';
-import { createRenderer, TemplateError } from '../../common/core/render.js';
+import { createRenderer, renderOnce, TemplateError } from '../../common/core/render.js';
+import { buildTemplateData } from '../../common/core/template-data.js';
+import { app, defaultTemplate, onHost, service, services, settings, task, withLabels, withTasks } from '../builders.js';
 import { silentLogger } from '../../common/log.js';
 import { Zk } from '../../common/adapters/zookeeper/zk.js';
 import { queryEscape } from '../../common/adapters/zookeeper/zk-paths.js';
@@ -289,6 +291,17 @@ describe('Bamboo compatibility (its documented use, and the listed differences)'
       expect(cfg.HAProxy.ReloadCommand).to.equal('');
       const doc = readFileSync(join(PROJECT_ROOT, 'docs', 'configuration.md'), 'utf8');
       expect(doc).to.match(/`HAProxy\.ReloadCommand` .*Empty: the worker runs HAProxy itself in master-worker mode \(managed mode\)/);
+    });
+
+    row('C5', 'an app with marathon-lb labels and no rule is routed by its labels, not by the default path rule; a rule still wins', () => {
+      const apps = [app('/shop', withLabels({ HAPROXY_0_VHOST: 'shop.example.com' }), withTasks(task('shop.1', onHost('10.0.0.1', 31001))))];
+      const routes = (records: ReturnType<typeof services>) =>
+        renderOnce(defaultTemplate(), buildTemplateData({ apps, services: records, now: Date.now() }).data, settings())
+          .text.split('\n')
+          .filter((l) => l.includes('use_backend ::shop-cluster'))
+          .map((l) => l.trim());
+      expect(routes({})).to.deep.equal(['use_backend ::shop-cluster if { hdr(host),field(1,:) -m str -i shop.example.com }']);
+      expect(routes(services(service('/shop', 'path_beg -i /shop/')))).to.deep.equal(['use_backend ::shop-cluster if { path_beg -i /shop/ }']);
     });
 
     it('has a test for every row of the table, and a row for every such test', () => {

@@ -295,6 +295,66 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
     });
   });
 
+  it('shows where each app\'s routing comes from and host conflicts, and edits routing keys in the rule dialog', async () => {
+    // Two teams label the same host: the earlier app keeps it, the other is shown the conflict.
+    sim.deployApp({ id: '/team-a/shop', labels: { HAPROXY_GROUP: 'external', HAPROXY_0_VHOST: 'shop.example.com' } }, { tasks: [{ host: '10.0.3.1', ports: [31100] }] });
+    sim.deployApp({ id: '/team-b/copy', labels: { HAPROXY_0_VHOST: 'shop.example.com' } }, { tasks: [{ host: '10.0.3.2', ports: [31101] }] });
+    try {
+      expect((await call('POST', '/api/marathon/event_callback', { eventType: 'deployment_success' })).status).to.equal(202);
+      await waitFor(async () => ((await call('GET', '/api/state')).json as { Apps: unknown[] }).Apps.length === APP_IDS.length + 2, 'the labelled apps in the snapshot');
+      type Routed = { Apps: Array<{ Id: string; Routing: { source: string; conflicts: Array<{ winner: string }> } }> };
+      const state = (await call('GET', '/api/state')).json as Routed;
+      expect(state.Apps.find((x) => x.Id === '/team-b/copy')!.Routing.conflicts.map((c) => c.winner)).to.deep.equal(['/team-a/shop']);
+      expect(state.Apps.find((x) => x.Id === '/team-a/shop')!.Routing.source).to.equal('labels');
+      const page = await openUi();
+      await waitFor(async () => (await shownIds(page)).length === APP_IDS.length + 2, 'every app listed');
+      const a = row(page, '/team-a/shop');
+      const b = row(page, '/team-b/copy');
+      expect(await a.locator('code.rule').textContent()).to.equal('host shop.example.com');
+      expect(await a.locator('.routing-source').textContent()).to.equal('routing: labels');
+      expect(await a.locator('.conflict-line').count()).to.equal(0);
+      expect(await b.locator('.routing-source').textContent()).to.equal('routing: default');
+      expect(await b.locator('.conflict-line').textContent()).to.contain('host shop.example.com is held by /team-a/shop');
+      expect(await row(page, '/tools/grafana').locator('.routing-source').textContent()).to.equal('routing: default');
+      await page.locator('#filter').selectOption('conflicts');
+      expect(await shownIds(page)).to.deep.equal(['/team-b/copy']);
+      await page.locator('#filter').selectOption('labels');
+      expect(await shownIds(page)).to.deep.equal(['/team-a/shop']);
+      await page.locator('#filter').selectOption('all');
+      await screenshot(page, '7-labels-conflict');
+
+      // A line that is not KEY=value with a routing key is refused in the page, a bad value by the server.
+      await openEditor(page, '/team-b/copy');
+      await page.locator('#editor-routing').fill('VHOST=shop.example.com');
+      expect(await page.locator('#editor-routing-error').textContent()).to.contain('Line 1 is not KEY=value');
+      await page.locator('#editor-routing').fill('HAPROXY_0_VHOST=shop.example.com/../x');
+      await page.locator('#editor-save').click();
+      await waitFor(async () => ((await page.locator('#editor-error').textContent()) ?? '').includes('BAMBOO_INVALID_LABEL'), 'the server refuses the value');
+      expect((await call('GET', '/api/services/team-b/copy')).status).to.equal(404);
+
+      // An api rule by routing keys alone (empty ACL) wins the host over the other team's labels.
+      await page.locator('#editor-routing').fill('HAPROXY_0_VHOST=shop.example.com\nHAPROXY_0_BALANCE=roundrobin');
+      await page.locator('#editor-save').click();
+      await page.locator('#editor').waitFor({ state: 'hidden' });
+      const stored = await call('GET', '/api/services/team-b/copy');
+      expect(stored.json).to.deep.equal({ Id: '/team-b/copy', Acl: '', Config: { Acl: '', HAPROXY_0_BALANCE: 'roundrobin', HAPROXY_0_VHOST: 'shop.example.com' } });
+      await waitFor(async () => (await b.locator('.routing-source').textContent()) === 'routing: rule', 'the rule shown as the routing source');
+      expect(await b.locator('code.rule').textContent()).to.equal('host shop.example.com');
+      await waitFor(async () => ((await a.locator('.conflict-line').textContent().catch(() => '')) ?? '').includes('held by /team-b/copy: an api rule claims it'), 'the labelled app shown losing the host');
+      const listed = await call('GET', '/api/services?routing=1');
+      expect((listed.json as Record<string, { Routing: { source: string } }>)['/team-b/copy'].Routing.source).to.equal('rule');
+
+      // The dialog reads the routing keys back, apart from the other Config keys.
+      await openEditor(page, '/team-b/copy');
+      expect(await page.locator('#editor-routing').inputValue()).to.equal('HAPROXY_0_BALANCE=roundrobin\nHAPROXY_0_VHOST=shop.example.com');
+      expect(await page.locator('#editor-config').isHidden()).to.equal(true);
+      await page.locator('#editor-cancel').click();
+    } finally {
+      sim.destroyApp('/team-a/shop');
+      sim.destroyApp('/team-b/copy');
+    }
+  });
+
   it("shows the server's message when it rejects a rule (a pasted newline, a rule too long)", async () => {
     const id = '/shop/web';
     const page = await openUi();
@@ -490,7 +550,7 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
       lastOutcomeAt: now - 4000, lastAppliedAt: now - 4000, quarantined: [], startedAt: now - 3_600_000, mode: 'reload', ...w,
     });
     const records = [
-      worker({ name: 'haproxy-a', host: 'lb-1.example.com', rulesApplied: { '/shop/api': 0, '/shop/web': 1 }, lastOutcome: 'reloaded', lastReason: 'rules changed: /shop/web' }),
+      worker({ name: 'haproxy-a', host: 'lb-1.example.com', groups: ['external', 'internal'], rulesApplied: { '/shop/api': 0, '/shop/web': 1 }, lastOutcome: 'reloaded', lastReason: 'rules changed: /shop/web' }),
       worker({
         name: 'haproxy-b', host: 'lb-2.example.com', snapshotVersion: first, rulesApplied: { '/shop/api': 0, '/shop/web': 0 },
         lastOutcome: 'invalid', lastReason: 'haproxy -c failed for /tools/grafana; quarantined it', lastOutcomeAt: now - 120_000, quarantined: ['/tools/grafana'],
@@ -508,12 +568,12 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
       const a = page.locator('#workers tr[data-worker="haproxy-a"]');
       const b = page.locator('#workers tr[data-worker="haproxy-b"]');
       const text = async (l: ReturnType<Page['locator']>) => (await l.innerText()).replace(/\s+/g, ' ').trim();
-      expect(await text(a.locator('th'))).to.equal('haproxy-a lb-1.example.com · reload up to date');
+      expect(await text(a.locator('th'))).to.equal('haproxy-a lb-1.example.com · reload groups external, internal up to date');
       expect(await text(a.locator('td').nth(0))).to.equal(`version ${snapshotVersion} latest config c0ffeec0ffee`);
       expect(await text(a.locator('td').nth(1))).to.match(/^reloaded \d s ago rules changed: \/shop\/web$/);
       expect(await text(a.locator('td').nth(2))).to.equal('none');
       expect(await text(a.locator('td').nth(3))).to.equal('✓ all applied');
-      expect(await text(b.locator('th'))).to.equal('haproxy-b lb-2.example.com · reload behind');
+      expect(await text(b.locator('th'))).to.equal('haproxy-b lb-2.example.com · reload every group behind');
       expect(await text(b.locator('td').nth(0))).to.equal(`version ${first} latest is ${snapshotVersion} config c0ffeec0ffee`);
       expect(await text(b.locator('td').nth(1))).to.equal('invalid 2 min ago haproxy -c failed for /tools/grafana; quarantined it');
       expect(await text(b.locator('td').nth(2))).to.equal('⚠ /tools/grafana');
@@ -565,7 +625,7 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
       expect(await text(gone.locator('td').nth(2))).to.equal('⚠ 1 app');
       expect(await text(gone.locator('td').nth(3))).to.equal('not running');
       const frozen = page.locator('#workers tr[data-worker="edge-frozen"]');
-      expect(await text(frozen.locator('th'))).to.match(/^edge-frozen edge-frozen\.example\.com · managed up to date stale no report since (just now|\d s ago)$/);
+      expect(await text(frozen.locator('th'))).to.match(/^edge-frozen edge-frozen\.example\.com · managed every group up to date stale no report since (just now|\d s ago)$/);
       // The gone worker is not one the rules wait for.
       expect(await page.locator('#rollout').textContent()).to.equal('✓ Every rule is applied on every worker.');
       await screenshot(page, '6-fleet-stale-gone');
@@ -605,12 +665,12 @@ describe('web UI in a real browser (Chromium, api, ZooKeeper, Marathon simulator
       const note = row(page, '/shop/api').locator('td').nth(1).locator('li[data-quarantined-on="haproxy-a"]');
       await note.waitFor();
       expect(await text(row(page, '/shop/api').locator('td').nth(1))).to.equal(
-        `hdr(host) -i api2.shop.example.com custom · v1 ⚠ v1 quarantined on haproxy-a since 2 min ago: ${reason} · routes by its last good rule v0`,
+        `hdr(host) -i api2.shop.example.com custom · v1 ⚠ v1 quarantined on haproxy-a since 2 min ago: ${reason} · routes by its last good rule v0 routing: rule`,
       );
       expect(await note.locator('time').getAttribute('datetime')).to.equal(new Date(now - 120_000).toISOString());
       // An app that never had a good rule on that worker.
       expect(await text(row(page, '/tools/grafana').locator('td').nth(1))).to.equal(
-        "hdr(host) -i grafana.example.com custom · v0 ⚠ v0 quarantined on haproxy-a since 2 h ago: unknown fetch method 'hdrr' · routes by the default rule",
+        "hdr(host) -i grafana.example.com custom · v0 ⚠ v0 quarantined on haproxy-a since 2 h ago: unknown fetch method 'hdrr' · routes by the default rule routing: rule",
       );
       // Apps no worker quarantines show their rule alone.
       expect(await row(page, '/shop/web').locator('td').nth(1).locator('li').count()).to.equal(0);

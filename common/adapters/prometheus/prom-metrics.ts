@@ -78,6 +78,8 @@ export class PromMetrics {
   private readonly reconcileSeconds: Histogram<'outcome'>;
   private readonly stageSeconds: Histogram<'stage'>;
   private readonly runtimeServers: Counter<'action'>;
+  private readonly routingConflicts: Gauge;
+  private readonly labelsIgnored: Gauge;
   private readonly runtimeFallbacks: Counter;
   private readonly reloads: Counter;
   private readonly reloadSeconds: Histogram;
@@ -127,6 +129,8 @@ export class PromMetrics {
     this.reloadDeferrals = new Counter({ name: 'bamboo_haproxy_reload_deferrals_total', help: 'Reloads held back by a bound (reason: interval | retry | rate | generations).', labelNames: ['reason'], registers: r });
     this.reloadWaitSeconds = new Histogram({ name: 'bamboo_haproxy_reload_wait_seconds', help: 'How long a deferred reload waited, by reason.', labelNames: ['reason'], buckets: DURATION_BUCKETS, registers: r });
     this.quarantine = new Gauge({ name: 'bamboo_quarantined_apps', help: 'Apps left out of the config in force (quarantined).', registers: r });
+    this.routingConflicts = new Gauge({ name: 'bamboo_routing_conflicts', help: 'Host claims (labels or rule Config) lost to another app in the config in force (docs/labels.md).', registers: r });
+    this.labelsIgnored = new Gauge({ name: 'bamboo_routing_labels_ignored', help: 'Routing labels and rule Config keys left out (invalid, or a host outside the allowed domains) in the config in force.', registers: r });
     this.oldGenerations = new Gauge({ name: 'bamboo_haproxy_old_generations', help: 'Old HAProxy generations still running (last count).', registers: r });
     this.aclUnsecured = new Gauge({ name: 'bamboo_zookeeper_acl_unsecured_nodes', help: 'Bamboo ZooKeeper nodes found without the digest ACL (last check).', registers: r });
     this.tlsCertificates = new Gauge({ name: 'bamboo_tls_certificates', help: 'Certificates of the HTTPS listener: served, expired (served all the same), refused (last certificate pass).', labelNames: ['state'], registers: r });
@@ -210,6 +214,10 @@ export class PromMetrics {
   }
   quarantined(count: number): void {
     this.quarantine.set(count);
+  }
+  routing(conflicts: number, ignored: number): void {
+    this.routingConflicts.set(conflicts);
+    this.labelsIgnored.set(ignored);
   }
   zookeeperConnected(connected: boolean): void {
     this.zkConnected.set(connected ? 1 : 0);

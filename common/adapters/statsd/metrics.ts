@@ -43,6 +43,8 @@ export interface Metrics {
   /** A reload waited (`reason`: interval | retry | rate | generations) this long before it could run. */
   reloadDeferred(reason: string, ms: number): void;
   quarantined(count: number): void;
+  /** In the config in force: host claims lost to another app (conflicts), and labels or rule keys left out. */
+  routing(conflicts: number, ignored: number): void;
   /** The ZooKeeper session connected (true) or was lost (false). */
   zookeeperConnected(connected: boolean): void;
   zookeeperSessionExpired(): void;
@@ -110,6 +112,10 @@ class StatsdMetrics implements Metrics {
   quarantined(count: number): void {
     this.client.gauge('quarantine.apps', count);
   }
+  routing(conflicts: number, ignored: number): void {
+    this.client.gauge('routing.conflicts', conflicts);
+    this.client.gauge('routing.labels_ignored', ignored);
+  }
   // Prometheus-only figures: StatsD keeps exactly the names it had (docs/metrics.md).
   reconciled(): void {}
   zookeeperConnected(): void {}
@@ -148,6 +154,7 @@ export const nullMetrics: Metrics = {
   reloadFailed: noop,
   reloadDeferred: noop,
   quarantined: noop,
+  routing: noop,
   zookeeperConnected: noop,
   zookeeperSessionExpired: noop,
   snapshotVersion: noop,

@@ -91,6 +91,8 @@ export interface WorkerStatus {
   quarantine?: WorkerQuarantine[];
   startedAt: number;
   mode: string;
+  /** Worker.Groups: the load-balancer groups it serves ([]: every app). Absent from workers that predate it. */
+  groups?: string[];
 }
 
 /** One quarantined app on one worker, as its status record shows it (worker/outcome.ts QuarantinedApp). */
