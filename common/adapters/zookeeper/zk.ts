@@ -13,7 +13,8 @@ import { createHash } from 'node:crypto';
 import zookeeper from 'node-zookeeper-client';
 import type { Logger } from '../../log.js';
 import { monotonicNow } from '../../pacing.js';
-import { mapError, ZkNodeExistsError, ZkNoNodeError, ZkUnavailableError } from './zk-errors.js';
+import { EphemeralNodes } from './zk-ephemerals.js';
+import { mapError, ZkNoNodeError, ZkUnavailableError } from './zk-errors.js';
 
 const { Exception, CreateMode, ACL, Id, Permission } = zookeeper;
 
@@ -54,7 +55,7 @@ function toStat(stat: { version: number; mtime: Buffer | number; cversion?: numb
 export class Zk extends EventEmitter {
   private client: Client | null = null;
   private stateValue: ZkState = 'connecting';
-  private readonly ephemerals = new Map<string, () => Buffer>();
+  private readonly ephemeralNodes: EphemeralNodes = new EphemeralNodes(this);
   private readonly acls: InstanceType<typeof ACL>[];
   private readonly opTimeoutMs: number;
   private connectedOnce = false;
@@ -74,6 +75,15 @@ export class Zk extends EventEmitter {
 
   get state(): ZkState {
     return this.stateValue;
+  }
+
+  /** close() was called: nothing is retried any more. */
+  get isClosing(): boolean {
+    return this.closing;
+  }
+
+  get log(): Logger {
+    return this.opts.log;
   }
 
   get connected(): boolean {
@@ -125,7 +135,7 @@ export class Zk extends EventEmitter {
           this.opts.log.info({ zk: this.opts.connectionString }, 'zookeeper connected');
           this.emit('connected');
           if (!first) this.emit('reconnected');
-          void this.recreateEphemerals();
+          void this.ephemeralNodes.recreate();
           break;
         }
         case 'DISCONNECTED':
@@ -210,7 +220,7 @@ export class Zk extends EventEmitter {
     this.closing = true;
     this.stateValue = 'closed';
     this.disarmWatchdog();
-    if (this.recreateTimer) clearTimeout(this.recreateTimer);
+    this.ephemeralNodes.stop();
     const client = this.client;
     this.client = null;
     if (!client) return;
@@ -368,69 +378,21 @@ export class Zk extends EventEmitter {
    * recreated after every new session. `data` is called each time, so it can report fresh values; call
    * `updateEphemeral` to push new data at once.
    */
+  /**
+   * Keeps an ephemeral node at `path` with the data `data()` gives, recreated on every new session
+   * (zk-ephemerals.ts) until dropEphemeral.
+   */
   async ephemeral(path: string, data: () => Buffer): Promise<void> {
-    this.ephemerals.set(path, data);
-    if (this.connected) await this.ensureEphemeral(path, data).catch(() => undefined);
+    await this.ephemeralNodes.register(path, data);
   }
 
+  /** Rewrites a registered ephemeral node with its current data (recreating it if it is missing). */
   async updateEphemeral(path: string): Promise<void> {
-    const data = this.ephemerals.get(path);
-    if (!data || !this.connected) return;
-    try {
-      await this.set(path, data());
-    } catch (err) {
-      if (err instanceof ZkNoNodeError) await this.ensureEphemeral(path, data);
-      else throw err;
-    }
+    await this.ephemeralNodes.update(path);
   }
 
   async dropEphemeral(path: string): Promise<void> {
-    this.ephemerals.delete(path);
-    if (this.connected) await this.remove(path).catch(() => undefined);
-  }
-
-  private async ensureEphemeral(path: string, data: () => Buffer): Promise<void> {
-    const parent = path.slice(0, path.lastIndexOf('/')) || '/';
-    await this.mkdirp(parent);
-    try {
-      await this.create(path, data(), 'ephemeral');
-    } catch (err) {
-      if (!(err instanceof ZkNodeExistsError)) throw err;
-      // A node left by our previous session may linger until that session times out: replace it.
-      await this.remove(path).catch(() => undefined);
-      await this.create(path, data(), 'ephemeral').catch(() => undefined);
-    }
-  }
-
-  private recreateTimer: NodeJS.Timeout | null = null;
-
-  /**
-   * Recreates every registered ephemeral node. A failure (e.g. a freshly resumed ensemble still
-   * electing its leader) is retried with backoff for as long as this session lasts, so a registration
-   * is never left missing until the next reconnect.
-   */
-  private async recreateEphemerals(attempt = 0): Promise<void> {
-    if (this.recreateTimer) {
-      clearTimeout(this.recreateTimer);
-      this.recreateTimer = null;
-    }
-    let failed = false;
-    for (const [path, data] of this.ephemerals) {
-      try {
-        await this.ensureEphemeral(path, data);
-      } catch (err) {
-        failed = true;
-        this.opts.log.warn({ path, attempt, err }, 'could not recreate ephemeral node, retrying');
-      }
-    }
-    if (failed && !this.closing) {
-      const delay = Math.min(5000, 200 * 2 ** attempt);
-      this.recreateTimer = setTimeout(() => {
-        this.recreateTimer = null;
-        if (this.connected && !this.closing) void this.recreateEphemerals(attempt + 1);
-      }, delay);
-      this.recreateTimer.unref();
-    }
+    await this.ephemeralNodes.drop(path);
   }
 }
 
