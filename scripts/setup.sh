@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Bamboo-TS needs on a Debian machine that has only Node.js and npm: the system packages
-# the tests and the demo run for real (HAProxy, ZooKeeper, socat, wrk, Chromium), the npm
+# the tests and the demo run for real (HAProxy, ZooKeeper, socat, wrk, Chromium, openssl for the
+# TLS tests and the demo's certificates), the npm
 # dependencies, and the compiled build. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   SUDO=""
