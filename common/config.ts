@@ -150,6 +150,8 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'CPU-time limit of each validation (built-in `haproxy -c` or ReloadValidationCommand, through `prlimit` from util-linux; 0: none). A validation it stops is `invalid` with a reason naming the limit. `haproxy -c` of 10,000 apps (3 tasks each) takes about 1 s of CPU.' },
   { key: 'HAProxy.ValidationMemoryMB', type: 'integer', default: 2048, env: 'HAPROXY_VALIDATION_MEMORY_MB', min: 0, max: 1048576, used: 'worker',
     doc: 'Address-space limit (MiB) of each validation (0: none). `haproxy -c` of 10,000 apps (3 tasks each) needs about 500 MiB with 2 threads and 800 MiB with 64 (HAProxy sizes per-thread structures by the number of CPUs).' },
+  { key: 'HAProxy.ValidateBeforeReload', type: 'boolean', default: false, env: 'HAPROXY_VALIDATE_BEFORE_RELOAD', used: 'worker',
+    doc: 'Managed mode: validate every candidate (`haproxy -c` under the limits above) before its reload, so HAProxy parses each structural change twice. Off: the master\'s reload is the validation (it keeps the old workers serving a config it cannot load, haproxy.cfg is put back, and `haproxy -c` then finds the app to quarantine); a candidate with a new line that may load a file (pattern file, map, certificate, Lua) is still validated first, under the limits. Command mode and a set ReloadValidationCommand always validate first. docs/worker.md, "Validation".' },
   { key: 'HAProxy.PassEnv', type: 'string', default: '', env: 'HAPROXY_PASS_ENV', used: 'worker',
     doc: 'Names of environment variables (comma- or space-separated) passed to HAProxy and to the validation, reload and cleanup commands, for a template or command that needs them. Everything else of the worker\'s environment is withheld: they get PATH and these only. Names of secret settings (e.g. BAMBOO_ZK_DIGEST) are refused.' },
   { key: 'HAProxy.RuntimeDir', type: 'string', default: '', env: 'HAPROXY_RUNTIME_DIR', used: 'worker',
@@ -238,6 +240,7 @@ export interface Config {
   HAProxy: {
     TemplatePath: string; OutputPath: string; ReloadCommand: string; ReloadValidationCommand: string;
     ReloadCleanupCommand: string; Binary: string; CommandTimeoutMs: number; ValidationCpuSeconds: number; ValidationMemoryMB: number;
+    ValidateBeforeReload: boolean;
     PassEnv: string; RuntimeDir: string; HttpBind: string; StatsBind: string;
     StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string; TcpPortRange: string;
     RuntimeApi: boolean; ServerSlotHeadroom: number; DrainTimeoutMs: number; ServerStateFile: string;

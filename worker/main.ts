@@ -174,6 +174,8 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     serverStateFile: settings.ServerStateFile,
     slotHeadroomPercent: cfg.HAProxy.ServerSlotHeadroom,
     tcpPortRange: parsePortRange(cfg.HAProxy.TcpPortRange) ?? undefined,
+    // Command mode does not control the reload: validate first there, and where the operator asks.
+    validateBeforeReload: !managed || cfg.HAProxy.ValidateBeforeReload || cfg.HAProxy.ReloadValidationCommand.trim() !== '',
     source,
     haproxy,
     validate: (path) =>
