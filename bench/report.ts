@@ -17,6 +17,8 @@ const BAMBOO = {
   check: { 100: '26 ms', 1000: '52 ms', 10000: '497 ms' } as Record<number, string>,
   reload: { 100: '47 ms', 1000: '89 ms', 10000: '906 ms' } as Record<number, string>,
   marathonLb: { 100: '146 ms', 1000: '372 ms', 10000: '7.0 s' } as Record<number, string>,
+  /** A new Marathon app -> HAProxy routes it (issue 20's side-by-side run; bamboo-baseline.md). */
+  newAppRoutedMs: { 100: 158, 1000: 399, 10000: 4500 } as Record<number, number>,
 };
 
 /** The same figures as numbers (ms, MB, requests/s), to say where the original was faster. */
@@ -552,6 +554,73 @@ function reloadSection(r: BenchResults): string {
   return out.join('\n');
 }
 
+interface StructuralPath {
+  path: string;
+  label: string;
+  newAppToRoutedMs: Summary;
+  newAppHintToRoutedMs: Summary;
+  newAppStagesMs: Record<string, Summary>;
+  ruleEditToRoutedMs: Summary;
+  ruleStagesMs: Record<string, Summary>;
+  reloads: number;
+  haproxyLinesPerReload: number;
+  loggedLinesPerReload: number;
+}
+
+/** Each stage's median and its share of the stages' sum, e.g. `validate 88 ms (41 %)`. */
+function stageShares(stages: Record<string, Summary> | undefined): string {
+  if (!stages) return 'n/a';
+  const present = STAGES.filter((k) => stages[k] && stages[k].n && stages[k].median > 0);
+  const total = present.reduce((a, k) => a + stages[k].median, 0);
+  return present.map((k) => `${k} ${ms(stages[k].median)} (${num((100 * stages[k].median) / total)} %)`).join(', ');
+}
+
+function structuralSection(r: BenchResults): string {
+  const rec = r.scenarios.structural;
+  const res = result<{ sizes: Array<{ apps: number; paths: StructuralPath[] }> }>(rec);
+  const out = [scenarioNote(rec)];
+  if (!res) return out.join('\n');
+  out.push(
+    '',
+    'Changes that need a reload, through the whole stack (`bamboo demo`\'s processes, managed HAProxy), by two paths side by side: ' +
+      'the default, where the master\'s reload is the validation (one HAProxy parse; `haproxy -c` only after a refusal, to find the app), ' +
+      'and `HAProxy.ValidateBeforeReload=true`, `haproxy -c` before every reload (two parses; the path before issue 20). ' +
+      'Each path runs its own stack of the same size and the samples alternate between them. A new app: a Marathon deployment of one task on a fresh local server, ' +
+      'timed from the simulator\'s deployment until HAProxy answers from that server at the app\'s path. A rule edit: a PUT of a host rule through the REST API until HAProxy routes the host. ' +
+      'Target (issue 20): at most half of the original Bamboo\'s time for a new app (158 ms / 399 ms / 4.5 s at 100 / 1,000 / 10,000 apps, [bamboo-baseline.md](bamboo-baseline.md)). ' +
+      'HAProxy lines: what HAProxy wrote per reload (before issue 20 each went to the worker\'s log); logged: the lines the worker wrote at info or above for them.',
+    '',
+    table(
+      ['Apps', 'Path', 'New app -> routed', 'Rule edit -> routed', 'Target (half of Bamboo)', 'Verdict (new app / rule edit)', 'Reloads', 'HAProxy lines / logged lines per reload'],
+      res.sizes.flatMap((sz) =>
+        sz.paths.map((p) => {
+          const b = BAMBOO.newAppRoutedMs[sz.apps];
+          const target = b !== undefined ? b / 2 : undefined;
+          const ok = (x: Summary) => (target === undefined || !x.n ? null : x.median <= target);
+          return [
+            num(sz.apps),
+            p.label,
+            med(p.newAppToRoutedMs),
+            med(p.ruleEditToRoutedMs),
+            target !== undefined ? `${ms(target)} (Bamboo ${ms(b)})` : 'n/a',
+            `${verdict(ok(p.newAppToRoutedMs))} / ${verdict(ok(p.ruleEditToRoutedMs))}`,
+            num(p.reloads),
+            `${count(p.haproxyLinesPerReload)} / ${count(p.loggedLinesPerReload)}`,
+          ];
+        }),
+      ),
+    ),
+    '',
+    "Where the time goes: the worker's stage timings (median) and each one's share of their sum, for the rule edits and for the new apps (whose clock also runs through the api: event, `/v2/apps` fetch, snapshot, hint; hint -> routed is given apart):",
+    '',
+    table(
+      ['Apps', 'Path', 'Rule edit: worker stages', 'New app: worker stages', 'New app: hint -> routed'],
+      res.sizes.flatMap((sz) => sz.paths.map((p) => [num(sz.apps), p.label, stageShares(p.ruleStagesMs), stageShares(p.newAppStagesMs), med(p.newAppHintToRoutedMs)])),
+    ),
+  );
+  return out.join('\n');
+}
+
 function fanoutSection(r: BenchResults): string {
   const rec = r.scenarios.fanout;
   const res = result<{ apps: number; fleets: Fleet[] }>(rec);
@@ -826,6 +895,10 @@ ${fanoutSection(r)}
 ## 6. Throughput of the REST API
 
 ${throughputSection(r)}
+
+## 7. Structural changes: a new app or a rule edit -> routed
+
+${structuralSection(r)}
 
 ## Method and caveats
 

@@ -17,7 +17,7 @@
  */
 
 /** A config line that may make HAProxy read a file (or hide such a word behind an escape). */
-const MAY_LOAD = /^.*(?:-[fM]|file|crt|lua|map|spoe|51d|wurfl|deviceatlas|chain|include|\\).*$/gm;
+const MAY_LOAD = /^.*(?:(?:^|[\s"'])-[fM]|file|crt|\blua|map(?:_\w+)?\(|-map\b|spoe|51d|wurfl|deviceatlas|chain-path|include|\\).*$/gm;
 
 /** The lines of `text` that may load a file, as a set. */
 function loadingLines(text: string): Set<string> {

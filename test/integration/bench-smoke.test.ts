@@ -61,11 +61,28 @@ describe('benchmark suite (smoke run of every scenario)', function () {
   });
 
   it('runs every scenario to completion', () => {
-    for (const name of ['render', 'latency', 'storm', 'reload', 'fanout', 'throughput']) {
+    for (const name of ['render', 'latency', 'storm', 'reload', 'structural', 'fanout', 'throughput']) {
       expect(scenarios[name], name).to.be.an('object');
       expect(scenarios[name].errors, `${name} errors`).to.deep.equal([]);
       expect(scenarios[name].ok, name).to.equal(true);
     }
+  });
+
+  it('structural: a new app and a rule edit -> routed by both paths, with stages and HAProxy lines per reload', () => {
+    const r = scenarios.structural.result as { sizes: Array<{ apps: number; paths: Json[] }> };
+    expect(r.sizes).to.have.length(1);
+    expect(r.sizes[0].paths.map((p) => p.path)).to.deep.equal(['reload', 'validate-first']);
+    for (const p of r.sizes[0].paths) {
+      expectSummary(p.newAppToRoutedMs, `${p.path} newAppToRoutedMs`, 2);
+      expectSummary(p.ruleEditToRoutedMs, `${p.path} ruleEditToRoutedMs`, 2);
+      expect((p.ruleStagesMs as Json).reload, `${p.path} reload stage`).to.be.an('object');
+      expect(p.reloads, `${p.path} reloads`).to.be.a('number').at.least(4);
+      expect(p.haproxyLinesPerReload, `${p.path} HAProxy lines per reload`).to.be.a('number').above(0);
+      expect(p.loggedLinesPerReload, `${p.path} logged lines per reload`).to.be.a('number');
+    }
+    // Only the validate-first path runs haproxy -c before its reloads.
+    expect((r.sizes[0].paths[0].ruleStagesMs as Json).validate, 'validate stage of the default path').to.equal(undefined);
+    expect((r.sizes[0].paths[1].ruleStagesMs as Json).validate, 'validate stage of validate-first').to.be.an('object');
   });
 
   it('render: per-size timings and peak RSS, and the worker process at scale', () => {
