@@ -20,6 +20,9 @@ import type { Logger } from '../common/log.js';
 import type { ConfigFiles } from './config-files.js';
 import type { RunningModel, StageTimes } from './outcome.js';
 
+/** A server line the config puts in maintenance. */
+const DISABLED = /\sdisabled(\s|$)/;
+
 export interface RuntimeOptions {
   /** The admin socket (also used to save server state before a reload). */
   api: RuntimeApi;
@@ -152,7 +155,7 @@ export class Applier {
   /**
    * Before a reload: saves HAProxy's server state (health, maintenance, drain, weight) to the
    * server-state-file, keeping only servers whose line is the same in the running and the new
-   * config. HAProxy restores a saved server's port, weight and maintenance over the file, so a
+   * config and not `disabled`. HAProxy restores a saved server's port, weight and maintenance over the file, so a
    * server that changed (a slot given to another task, freed, or re-enabled) must start from the
    * file. Without a trusted running state (unknown config, a failed runtime change, no socket) the
    * file restores nothing.
@@ -166,9 +169,11 @@ export class Applier {
         const { raw } = await this.o.runtime.api.serversState();
         const before = serverLines(previous.text);
         const after = serverLines(nextText);
+        // A server the config disables (a free slot, an unready task) starts in maintenance from the
+        // file anyway: its saved state adds nothing but size (most servers, with spare slots).
         content = filterServerState(raw, (key) => {
           const line = before.get(key);
-          return line !== undefined && line === after.get(key);
+          return line !== undefined && line === after.get(key) && !DISABLED.test(line);
         });
       } catch (err) {
         this.o.log.info({ err }, 'could not save server state before the reload; servers start from the config');

@@ -7,7 +7,9 @@
 import { expect } from 'chai';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { haproxySettings } from '../../common/config.js';
 import { cliCommand, parseShowProc } from '../../common/haproxy.js';
+import { inMaintenance, parseServersState, serverLines } from '../../common/haproxy-runtime.js';
 import { managedPaths, runWorker, type WorkerHandle } from '../../worker/main.js';
 import { httpGet, startBackend, type Backend } from '../../harness/http.js';
 import { waitFor } from '../../harness/process.js';
@@ -156,5 +158,47 @@ describe('worker: the managed reload is the validation (real ZooKeeper, ZeroMQ, 
     await waitFor(() => w.haproxy.state().restarts >= 1 && w.haproxy.state().running, 'HAProxy restarted', 30000);
     await waitFor(async () => (await route(s, '/', 'good.example.com'))?.body.startsWith('good'), 'the restarted HAProxy to serve the good app', 30000);
     expect((await route(s, '/bad/x'))?.body).to.match(/^bad/);
+  });
+
+  it('gives a backend its tasks plus 2 spare slots, saves no spare slot in the server-state file, and keeps the servers through a reload and a restart', async () => {
+    const s = await testSetup();
+    const api = await fakeApi(s);
+    const a = await backend('a');
+    const b = await backend('b');
+    const other = await backend('other');
+    await api.setApps([marathonApp('/web', [{ port: a.port }, { port: b.port }])]);
+    const w = await worker(s, {});
+    await waitFor(async () => (await route(s, '/web'))?.body.match(/^(a|b) /), 'traffic to /web');
+    await w.reconciler.whenIdle();
+    const settings = haproxySettings(workerConfig(s) as never);
+    const servers = () => [...serverLines(readFileSync(s.outputPath, 'utf8')).keys()].filter((k) => k.startsWith('::web-cluster/')).sort();
+    const state = async () => parseServersState(await cliCommand(settings.AdminSocket, 'show servers state ::web-cluster'));
+    expect(servers()).to.deep.equal(['::web-cluster/slot-1', '::web-cluster/slot-2', '::web-cluster/slot-3', '::web-cluster/slot-4']);
+    // An operator takes one task out: a state the reload must carry over through the state file.
+    await cliCommand(settings.AdminSocket, 'set server ::web-cluster/slot-1 state maint');
+
+    // A structural change: a new app, so a reload.
+    await api.setApps([marathonApp('/web', [{ port: a.port }, { port: b.port }]), marathonApp('/other', [{ port: other.port }])]);
+    await waitFor(async () => (await route(s, '/other'))?.body.startsWith('other'), 'traffic to the new app');
+    await w.reconciler.whenIdle();
+    expect(w.reconciler.lastApply?.outcome).to.equal('reloaded');
+    const saved = readFileSync(settings.ServerStateFile, 'utf8');
+    expect(saved, 'tasks saved').to.contain(' slot-1 ').and.contain(' slot-2 ');
+    expect(saved, 'spare slots not saved').to.not.match(/::web-cluster \d+ slot-[34] /);
+    const afterReload = await state();
+    expect(inMaintenance(afterReload.get('::web-cluster/slot-1')!), 'the operator\'s maintenance survives the reload').to.equal(true);
+    expect(inMaintenance(afterReload.get('::web-cluster/slot-2')!)).to.equal(false);
+    for (const k of ['::web-cluster/slot-3', '::web-cluster/slot-4']) expect(inMaintenance(afterReload.get(k)!), `${k} spare, in maintenance`).to.equal(true);
+    expect((await route(s, '/web'))?.body).to.match(/^b /);
+
+    // A restart comes up on the file and the saved state: the same servers, in the same state.
+    process.kill(w.haproxy.state().masterPid!, 'SIGKILL');
+    await waitFor(() => w.haproxy.state().restarts >= 1 && w.haproxy.state().running, 'HAProxy restarted', 30000);
+    await waitFor(async () => (await route(s, '/other'))?.body.startsWith('other'), 'the restarted HAProxy to serve', 30000);
+    const afterRestart = await state();
+    expect([...afterRestart.keys()].sort()).to.deep.equal(servers());
+    expect(inMaintenance(afterRestart.get('::web-cluster/slot-1')!), 'maintenance after the restart').to.equal(true);
+    for (const k of ['::web-cluster/slot-3', '::web-cluster/slot-4']) expect(inMaintenance(afterRestart.get(k)!), `${k} after the restart`).to.equal(true);
+    expect((await route(s, '/web'))?.body).to.match(/^b /);
   });
 });
