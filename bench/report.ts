@@ -563,6 +563,7 @@ interface StructuralPath {
   ruleEditToRoutedMs: Summary;
   ruleStagesMs: Record<string, Summary>;
   reloads: number;
+  serverLines: number;
   haproxyLinesPerReload: number;
   loggedLinesPerReload: number;
 }
@@ -591,7 +592,7 @@ function structuralSection(r: BenchResults): string {
       'HAProxy lines: what HAProxy wrote per reload (before issue 20 each went to the worker\'s log); logged: the lines the worker wrote at info or above for them.',
     '',
     table(
-      ['Apps', 'Path', 'New app -> routed', 'Rule edit -> routed', 'Target (half of Bamboo)', 'Verdict (new app / rule edit)', 'Reloads', 'HAProxy lines / logged lines per reload'],
+      ['Apps', 'Path', 'New app -> routed', 'Rule edit -> routed', 'Target (half of Bamboo)', 'Verdict (new app / rule edit)', 'Reloads', '`server` lines', 'HAProxy lines / logged lines per reload'],
       res.sizes.flatMap((sz) =>
         sz.paths.map((p) => {
           const b = BAMBOO.newAppRoutedMs[sz.apps];
@@ -605,6 +606,7 @@ function structuralSection(r: BenchResults): string {
             target !== undefined ? `${ms(target)} (Bamboo ${ms(b)})` : 'n/a',
             `${verdict(ok(p.newAppToRoutedMs))} / ${verdict(ok(p.ruleEditToRoutedMs))}`,
             num(p.reloads),
+            num(p.serverLines),
             `${count(p.haproxyLinesPerReload)} / ${count(p.loggedLinesPerReload)}`,
           ];
         }),

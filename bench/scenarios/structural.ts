@@ -136,6 +136,7 @@ export async function structuralScenario(ctx: Ctx): Promise<{ params: Structural
           ruleStagesMs: summarizeKeys(r.ruleStages),
           outcomes: r.outcomes,
           reloads,
+          serverLines: (r.stack.installs.installs.at(-1)?.text ?? '').split('\n').filter((l) => /^\s+server /.test(l)).length,
           haproxyLinesPerReload: per(out.lines - b.out.lines),
           loggedLinesPerReload: per(out.logged - b.out.logged),
         });
