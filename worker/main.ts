@@ -26,7 +26,7 @@ import { Zk } from '../common/zk.js';
 import { ZkDesiredState } from './desired.js';
 import { observeReconciler } from './metrics-hooks.js';
 import { PublisherDiscovery } from './publishers.js';
-import { removeStaleTemps } from './config-files.js';
+import { removeStaleTemps, restoreLastGood } from './config-files.js';
 import { Reconciler } from './reconciler.js';
 import { startStatusServer, statusRecord, statusView, type StatusDeps, type StatusView } from './status.js';
 
@@ -137,8 +137,13 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     : new CommandHAProxy(cfg.HAProxy.ReloadCommand, timeoutMs, log, hpEnv);
   let initial: { hash: string; text: string } | null = null;
   if (managed) {
-    // Serve the last config written, even before ZooKeeper answers.
-    const started = await haproxy.start();
+    // Serve the last config written, even before ZooKeeper answers; if HAProxy refuses it (a worker
+    // killed in the middle of a refused reload left the candidate there), the last good one.
+    let started = await haproxy.start();
+    if (!started.ok && /exited on start/.test(started.reason) && (await restoreLastGood(outputPath))) {
+      log.warn({ reason: started.reason }, 'haproxy refused the config on disk; starting on the last good config');
+      started = await haproxy.start();
+    }
     if (started.ok && !started.adopted) {
       const text = readFileSync(outputPath, 'utf8');
       initial = { hash: sha256(text), text };

@@ -201,4 +201,24 @@ describe('worker: the managed reload is the validation (real ZooKeeper, ZeroMQ, 
     for (const k of ['::web-cluster/slot-3', '::web-cluster/slot-4']) expect(inMaintenance(afterRestart.get(k)!), `${k} after the restart`).to.equal(true);
     expect((await route(s, '/web'))?.body).to.match(/^b /);
   });
+
+  it('starts HAProxy on the last good config when the file on disk is one it refuses (a worker killed mid-reload)', async () => {
+    const s = await testSetup();
+    const api = await fakeApi(s);
+    const web = await backend('web');
+    await api.setApps([marathonApp('/web', [{ port: web.port }])]);
+    const first = await worker(s, {});
+    await waitFor(async () => (await route(s, '/web'))?.body.startsWith('web'), 'traffic to /web');
+    await first.reconciler.whenIdle();
+    await first.close();
+    const good = readFileSync(`${s.outputPath}.last-good`, 'utf8');
+    // What a worker killed between installing a candidate and putting the last good file back leaves.
+    writeFileSync(s.outputPath, `${good}    no_such_directive here\n`);
+
+    const w = await worker(s, {});
+    // Started before the worker reads ZooKeeper: on the last good file, not on nothing.
+    expect(w.haproxy.state().running, 'HAProxy running once the worker started').to.equal(true);
+    expect(readFileSync(s.outputPath, 'utf8')).to.equal(good);
+    expect((await route(s, '/web'))?.body).to.match(/^web/);
+  });
 });
