@@ -66,6 +66,8 @@ export class Applier {
    * next reload saves no server state, so the new file is the whole truth.
    */
   private serverStateUntrusted = false;
+  /** The server lines of the last config whose state was saved (the next reload's running config). */
+  private savedLines: { text: string; lines: Map<string, string> } | null = null;
 
   constructor(private readonly o: ApplierOptions) {
     if (o.runtime?.enabled) {
@@ -167,8 +169,10 @@ export class Applier {
     if (this.o.runtime && previous?.confirmed && !this.serverStateUntrusted) {
       try {
         const { raw } = await this.o.runtime.api.serversState();
-        const before = serverLines(previous.text);
+        // The running config's lines were the new config's at the last save (5 MB at 10,000 apps).
+        const before = this.savedLines?.text === previous.text ? this.savedLines.lines : serverLines(previous.text);
         const after = serverLines(nextText);
+        this.savedLines = { text: nextText, lines: after };
         // A server the config disables (a free slot, an unready task) starts in maintenance from the
         // file anyway: its saved state adds nothing but size (most servers, with spare slots).
         content = filterServerState(raw, (key) => {
