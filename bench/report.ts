@@ -623,6 +623,52 @@ function structuralSection(r: BenchResults): string {
   return out.join('\n');
 }
 
+interface ReloadCostVariant {
+  variant: 'before' | 'after';
+  servers: number;
+  configBytes: number;
+  checkMs: Summary;
+  checkCpuMs: Summary;
+  reloadMs: Summary;
+  masterCpuPerReloadMs: Summary;
+  serverStateBytes: Summary;
+  haproxyLinesPerReload: number;
+  loggedLinesPerReload: number;
+  cpuPerChangeMs: number;
+}
+
+function reloadCostSection(r: BenchResults): string {
+  const rec = r.scenarios.reloadcost;
+  const res = result<{ sizes: Array<{ apps: number; variants: ReloadCostVariant[] }> }>(rec);
+  const out = [scenarioNote(rec)];
+  if (!res) return out.join('\n');
+  out.push(
+    '',
+    "What HAProxy itself pays for one structural change, before and after issue 20, in the same run: the default template for N apps of 3 tasks (HTTP health checks, a server-state file), " +
+      '`haproxy -c` and a managed master-worker HAProxy reloaded by SIGUSR2 (until the master lists the new worker), the server state saved before each reload as the worker saves it. ' +
+      '*Before*: 8 slots per backend, every server in the state file, `haproxy -c` then the reload. *After*: 5 slots, servers the config disables left out of the state file, the reload alone (the master refusing a config is the validation). ' +
+      "CPU times (the master's own per reload, from /proc; `haproxy -c`'s from the shell) are less disturbed by a busy machine than wall times. HAProxy lines: its output per reload; logged: what the worker's summariser writes at info or above for them.",
+    '',
+    table(
+      ['Apps', 'Variant', '`server` lines', 'Config', '`haproxy -c`: wall / CPU', 'Reload: wall / master CPU', 'HAProxy CPU per change', 'Server-state file', 'HAProxy lines / logged per reload'],
+      res.sizes.flatMap((sz) =>
+        sz.variants.map((v) => [
+          num(sz.apps),
+          v.variant,
+          num(v.servers),
+          `${num(v.configBytes / 1024)} kB`,
+          `${med(v.checkMs)} / ${med(v.checkCpuMs)}`,
+          `${med(v.reloadMs)} / ${med(v.masterCpuPerReloadMs)}`,
+          ms(v.cpuPerChangeMs),
+          `${num(v.serverStateBytes.median / 1024, 1)} kB`,
+          `${count(v.haproxyLinesPerReload)} / ${count(v.loggedLinesPerReload)}`,
+        ]),
+      ),
+    ),
+  );
+  return out.join('\n');
+}
+
 function fanoutSection(r: BenchResults): string {
   const rec = r.scenarios.fanout;
   const res = result<{ apps: number; fleets: Fleet[] }>(rec);
@@ -901,6 +947,10 @@ ${throughputSection(r)}
 ## 7. Structural changes: a new app or a rule edit -> routed
 
 ${structuralSection(r)}
+
+## 8. What HAProxy pays per structural change: slots, state file, parses
+
+${reloadCostSection(r)}
 
 ## Method and caveats
 
