@@ -647,7 +647,7 @@ function reloadCostSection(r: BenchResults): string {
     "What HAProxy itself pays for one structural change, before and after issue 20, in the same run: the default template for N apps of 3 tasks (HTTP health checks, a server-state file), " +
       '`haproxy -c` and a managed master-worker HAProxy reloaded by SIGUSR2 (until the master lists the new worker), the server state saved before each reload as the worker saves it. ' +
       '*Before*: 8 slots per backend, every server in the state file, `haproxy -c` then the reload. *After*: 5 slots, servers the config disables left out of the state file, the reload alone (the master refusing a config is the validation). ' +
-      "CPU times (the master's own per reload, from /proc; `haproxy -c`'s from the shell) are less disturbed by a busy machine than wall times. HAProxy lines: its output per reload; logged: what the worker's summariser writes at info or above for them.",
+      "CPU times (the master's own per reload, from /proc; `haproxy -c`'s from the shell) are less disturbed by a busy machine than wall times. HAProxy lines: its output per reload (before issue 20 the worker relayed each of them to its log, the per-proxy ones at debug); logged: what the worker's summariser (common/haproxy-log.ts) writes at info or above for them.",
     '',
     table(
       ['Apps', 'Variant', '`server` lines', 'Config', '`haproxy -c`: wall / CPU', 'Reload: wall / master CPU', 'HAProxy CPU per change', 'Server-state file', 'HAProxy lines / logged per reload'],
