@@ -17,6 +17,8 @@ const BAMBOO = {
   check: { 100: '26 ms', 1000: '52 ms', 10000: '497 ms' } as Record<number, string>,
   reload: { 100: '47 ms', 1000: '89 ms', 10000: '906 ms' } as Record<number, string>,
   marathonLb: { 100: '146 ms', 1000: '372 ms', 10000: '7.0 s' } as Record<number, string>,
+  /** A new Marathon app -> HAProxy routes it (issue 20's side-by-side run; bamboo-baseline.md). */
+  newAppRoutedMs: { 100: 158, 1000: 399, 10000: 4500 } as Record<number, number>,
 };
 
 /** The same figures as numbers (ms, MB, requests/s), to say where the original was faster. */
@@ -552,6 +554,121 @@ function reloadSection(r: BenchResults): string {
   return out.join('\n');
 }
 
+interface StructuralPath {
+  path: string;
+  label: string;
+  newAppToRoutedMs: Summary;
+  newAppHintToRoutedMs: Summary;
+  newAppStagesMs: Record<string, Summary>;
+  ruleEditToRoutedMs: Summary;
+  ruleStagesMs: Record<string, Summary>;
+  reloads: number;
+  serverLines: number;
+  haproxyLinesPerReload: number;
+  loggedLinesPerReload: number;
+}
+
+/** Each stage's median and its share of the stages' sum, e.g. `validate 88 ms (41 %)`. */
+function stageShares(stages: Record<string, Summary> | undefined): string {
+  if (!stages) return 'n/a';
+  const present = STAGES.filter((k) => stages[k] && stages[k].n && stages[k].median > 0);
+  const total = present.reduce((a, k) => a + stages[k].median, 0);
+  return present.map((k) => `${k} ${ms(stages[k].median)} (${num((100 * stages[k].median) / total)} %)`).join(', ');
+}
+
+function structuralSection(r: BenchResults): string {
+  const rec = r.scenarios.structural;
+  const res = result<{ sizes: Array<{ apps: number; paths: StructuralPath[] }> }>(rec);
+  const out = [scenarioNote(rec)];
+  if (!res) return out.join('\n');
+  out.push(
+    '',
+    'Changes that need a reload, through the whole stack (`bamboo demo`\'s processes, managed HAProxy), by two paths side by side: ' +
+      'the default, where the master\'s reload is the validation (one HAProxy parse; `haproxy -c` only after a refusal, to find the app), ' +
+      'and `HAProxy.ValidateBeforeReload=true`, `haproxy -c` before every reload (two parses; the path before issue 20). ' +
+      'Each path runs its own stack of the same size and the samples alternate between them. A new app: a Marathon deployment of one task on a fresh local server, ' +
+      'timed from the simulator\'s deployment until HAProxy answers from that server at the app\'s path. A rule edit: a PUT of a host rule through the REST API until HAProxy routes the host. ' +
+      'Target (issue 20): at most half of the original Bamboo\'s time for a new app (158 ms / 399 ms / 4.5 s at 100 / 1,000 / 10,000 apps, [bamboo-baseline.md](bamboo-baseline.md)). ' +
+      'HAProxy lines: what HAProxy wrote per reload (before issue 20 each went to the worker\'s log); logged: the lines the worker wrote at info or above for them.',
+    '',
+    table(
+      ['Apps', 'Path', 'New app -> routed', 'Rule edit -> routed', 'Target (half of Bamboo)', 'Verdict (new app / rule edit)', 'Reloads', '`server` lines', 'HAProxy lines / logged lines per reload'],
+      res.sizes.flatMap((sz) =>
+        sz.paths.map((p) => {
+          const b = BAMBOO.newAppRoutedMs[sz.apps];
+          const target = b !== undefined ? b / 2 : undefined;
+          const ok = (x: Summary) => (target === undefined || !x.n ? null : x.median <= target);
+          return [
+            num(sz.apps),
+            p.label,
+            med(p.newAppToRoutedMs),
+            med(p.ruleEditToRoutedMs),
+            target !== undefined ? `${ms(target)} (Bamboo ${ms(b)})` : 'n/a',
+            `${verdict(ok(p.newAppToRoutedMs))} / ${verdict(ok(p.ruleEditToRoutedMs))}`,
+            num(p.reloads),
+            num(p.serverLines),
+            `${count(p.haproxyLinesPerReload)} / ${count(p.loggedLinesPerReload)}`,
+          ];
+        }),
+      ),
+    ),
+    '',
+    "Where the time goes: the worker's stage timings (median) and each one's share of their sum, for the rule edits and for the new apps (whose clock also runs through the api: event, `/v2/apps` fetch, snapshot, hint; hint -> routed is given apart):",
+    '',
+    table(
+      ['Apps', 'Path', 'Rule edit: worker stages', 'New app: worker stages', 'New app: hint -> routed'],
+      res.sizes.flatMap((sz) => sz.paths.map((p) => [num(sz.apps), p.label, stageShares(p.ruleStagesMs), stageShares(p.newAppStagesMs), med(p.newAppHintToRoutedMs)])),
+    ),
+  );
+  return out.join('\n');
+}
+
+interface ReloadCostVariant {
+  variant: 'before' | 'after';
+  servers: number;
+  configBytes: number;
+  checkMs: Summary;
+  checkCpuMs: Summary;
+  reloadMs: Summary;
+  masterCpuPerReloadMs: Summary;
+  serverStateBytes: Summary;
+  haproxyLinesPerReload: number;
+  loggedLinesPerReload: number;
+  cpuPerChangeMs: number;
+}
+
+function reloadCostSection(r: BenchResults): string {
+  const rec = r.scenarios.reloadcost;
+  const res = result<{ sizes: Array<{ apps: number; variants: ReloadCostVariant[] }> }>(rec);
+  const out = [scenarioNote(rec)];
+  if (!res) return out.join('\n');
+  out.push(
+    '',
+    "What HAProxy itself pays for one structural change, before and after issue 20, in the same run: the default template for N apps of 3 tasks (HTTP health checks, a server-state file), " +
+      '`haproxy -c` and a managed master-worker HAProxy reloaded by SIGUSR2 (until the master lists the new worker), the server state saved before each reload as the worker saves it. ' +
+      '*Before*: 8 slots per backend, every server in the state file, `haproxy -c` then the reload. *After*: 5 slots, servers the config disables left out of the state file, the reload alone (the master refusing a config is the validation). ' +
+      "CPU times (the master's own per reload, from /proc; `haproxy -c`'s from the shell) are less disturbed by a busy machine than wall times. HAProxy lines: its output per reload (before issue 20 the worker relayed each of them to its log, the per-proxy ones at debug); logged: what the worker's summariser (common/adapters/haproxy/haproxy-log.ts) writes at info or above for them.",
+    '',
+    table(
+      ['Apps', 'Variant', '`server` lines', 'Config', '`haproxy -c`: wall / CPU', 'Reload: wall / master CPU', 'HAProxy CPU per change', 'Server-state file', 'HAProxy lines / logged per reload'],
+      res.sizes.flatMap((sz) =>
+        sz.variants.map((v) => [
+          num(sz.apps),
+          v.variant,
+          num(v.servers),
+          `${num(v.configBytes / 1024)} kB`,
+          `${med(v.checkMs)} / ${med(v.checkCpuMs)}`,
+          `${med(v.reloadMs)} / ${med(v.masterCpuPerReloadMs)}`,
+          ms(v.cpuPerChangeMs),
+          `${num(v.serverStateBytes.median / 1024, 1)} kB`,
+          `${count(v.haproxyLinesPerReload)} / ${count(v.loggedLinesPerReload)}`,
+        ]),
+      ),
+    ),
+  );
+  return out.join('\n');
+}
+
 function fanoutSection(r: BenchResults): string {
   const rec = r.scenarios.fanout;
   const res = result<{ apps: number; fleets: Fleet[] }>(rec);
@@ -721,6 +838,20 @@ function misses(r: BenchResults): string {
       notes.push(`- **Marathon fetches per change grew with the workers**: ${f.map((x) => `${x.workers}: ${x.marathonAppsFetchesPerChange.max}`).join(', ')} (max).`);
     }
   }
+  const structural = result<{ sizes: Array<{ apps: number; paths: StructuralPath[] }> }>(r.scenarios.structural);
+  for (const sz of structural?.sizes ?? []) {
+    const p = sz.paths.find((x) => x.path === 'reload');
+    const b = BAMBOO.newAppRoutedMs[sz.apps];
+    if (!p || b === undefined || !p.newAppToRoutedMs.n) continue;
+    const worst = Math.max(p.newAppToRoutedMs.median, p.ruleEditToRoutedMs.median);
+    if (worst <= b / 2) continue;
+    const reload = p.ruleStagesMs.reload?.median;
+    notes.push(
+      `- **A new app / a rule edit -> routed at ${num(sz.apps)} apps in ${ms(p.newAppToRoutedMs.median)} / ${ms(p.ruleEditToRoutedMs.median)}** (target ${ms(b / 2)}, half of Bamboo's ${ms(b)}): ` +
+        `one HAProxy parse per change now (section 7: the median reload stage of a rule edit is ${ms(reload)}; the rest is the worker's other stages and, for a new app, the api's event -> hint). ` +
+        "What remains is HAProxy 2.6 loading the whole config on every reload; what would close it is not reloading: rule edits of a host or path shape through a map edited over the Runtime API, new apps into pre-rendered spare backends, and the api's per-app fetch for new apps (issue 20 goal 2).",
+    );
+  }
   const failed = Object.entries(r.scenarios).filter(([, rec]) => rec && !rec.ok);
   for (const [name] of failed) notes.push(`- **Scenario ${name} did not complete** (see its section).`);
   const text = notes.length ? notes.join('\n') : 'Every target was met in this run.';
@@ -826,6 +957,14 @@ ${fanoutSection(r)}
 ## 6. Throughput of the REST API
 
 ${throughputSection(r)}
+
+## 7. Structural changes: a new app or a rule edit -> routed
+
+${structuralSection(r)}
+
+## 8. What HAProxy pays per structural change: slots, state file, parses
+
+${reloadCostSection(r)}
 
 ## Method and caveats
 

@@ -158,6 +158,8 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'CPU-time limit of each validation (built-in `haproxy -c` or ReloadValidationCommand, through `prlimit` from util-linux; 0: none). A validation it stops is `invalid` with a reason naming the limit. `haproxy -c` of 10,000 apps (3 tasks each) takes about 1 s of CPU.' },
   { key: 'HAProxy.ValidationMemoryMB', type: 'integer', default: 2048, env: 'HAPROXY_VALIDATION_MEMORY_MB', min: 0, max: 1048576, used: 'worker',
     doc: 'Address-space limit (MiB) of each validation (0: none). `haproxy -c` of 10,000 apps (3 tasks each) needs about 500 MiB with 2 threads and 800 MiB with 64 (HAProxy sizes per-thread structures by the number of CPUs).' },
+  { key: 'HAProxy.ValidateBeforeReload', type: 'boolean', default: false, env: 'HAPROXY_VALIDATE_BEFORE_RELOAD', used: 'worker',
+    doc: 'Managed mode: validate every candidate (`haproxy -c` under the limits above) before its reload, so HAProxy parses each structural change twice. Off: the master\'s reload is the validation (it keeps the old workers serving a config it cannot load, haproxy.cfg is put back, and `haproxy -c` then finds the app to quarantine); a candidate with a new line that may load a file (pattern file, map, certificate, Lua) is still validated first, under the limits. Command mode and a set ReloadValidationCommand always validate first. docs/worker.md, "Validation".' },
   { key: 'HAProxy.PassEnv', type: 'string', default: '', env: 'HAPROXY_PASS_ENV', used: 'worker',
     doc: 'Names of environment variables (comma- or space-separated) passed to HAProxy and to the validation, reload and cleanup commands, for a template or command that needs them. Everything else of the worker\'s environment is withheld: they get PATH and these only. Names of secret settings (e.g. BAMBOO_ZK_DIGEST) are refused.' },
   { key: 'HAProxy.RuntimeDir', type: 'string', default: '', env: 'HAPROXY_RUNTIME_DIR', used: 'worker',
@@ -191,7 +193,7 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'HAProxy.RuntimeApi', type: 'boolean', default: true, env: 'HAPROXY_RUNTIME_API', used: 'worker',
     doc: 'Apply changes that touch only servers (task started, killed, moved, health flipped) through the admin socket, without a reload; anything else reloads. Managed mode uses the admin socket always; command mode only when HAProxy.AdminSocket is set. A failed or unverified runtime change falls back to a reload.' },
   { key: 'HAProxy.ServerSlotHeadroom', type: 'integer', default: 50, env: 'HAPROXY_SERVER_SLOT_HEADROOM', min: 0, max: 1000, used: 'worker',
-    doc: 'Spare server slots per backend, in percent of its tasks: a backend gets the next power of two >= max(tasks + 4, tasks * (1 + headroom/100)) slots. A scale beyond the slots reloads (and re-sizes). Every slot is a server HAProxy builds on each check and reload: at 10,000 apps of 3 tasks the free slots are about 30 % of `haproxy -c` (docs/templates.md, "Cost of validation").' },
+    doc: 'Spare server slots per backend, in percent of its tasks: a backend gets tasks + max(2, ceil(tasks * headroom/100)) slots (3 tasks: 5), and keeps them while its tasks fit and they are at most 4 times that. A scale beyond the slots reloads (and re-sizes). Every slot is a server HAProxy builds on each reload and check: more headroom turns more deployments into runtime changes and makes every reload slower (docs/templates.md, "Cost of validation").' },
   { key: 'HAProxy.DrainTimeoutMs', type: 'integer', default: 10000, env: 'HAPROXY_DRAIN_TIMEOUT_MS', min: 0, max: 600000, used: 'worker',
     doc: 'A server leaving rotation at runtime is drained (no new requests) and put in maintenance once its requests in flight finish, or after this long.' },
   { key: 'HAProxy.ServerStateFile', type: 'string', default: '', env: 'HAPROXY_SERVER_STATE_FILE', used: 'worker',
@@ -272,6 +274,7 @@ export interface Config {
   HAProxy: {
     TemplatePath: string; OutputPath: string; ReloadCommand: string; ReloadValidationCommand: string;
     ReloadCleanupCommand: string; Binary: string; CommandTimeoutMs: number; ValidationCpuSeconds: number; ValidationMemoryMB: number;
+    ValidateBeforeReload: boolean;
     PassEnv: string; RuntimeDir: string; HttpBind: string; StatsBind: string;
     StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string; TcpPortRange: string;
     RuntimeApi: boolean; ServerSlotHeadroom: number; DrainTimeoutMs: number; ServerStateFile: string;

@@ -3,7 +3,7 @@
  * half-written), `.last-good` (and `.last-good-rules`, the rules in force), `.last-failed`, and what a
  * killed worker left behind.
  */
-import { open, readdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from '../common/log.js';
 
@@ -116,6 +116,27 @@ export class ConfigFiles {
 
   private tempPath(): string {
     return `${this.outputPath}.tmp-${process.pid}-${++this.tempSeq}`;
+  }
+}
+
+/**
+ * Puts `.last-good` back over OutputPath when they differ (temp file + rename); resolves whether it
+ * did. For a start that HAProxy refused: a worker killed between installing a candidate the master
+ * then refused (managed mode reloads candidates unvalidated) and putting the last good file back
+ * leaves one on disk. Never throws.
+ */
+export async function restoreLastGood(outputPath: string): Promise<boolean> {
+  const lastGood = `${outputPath}.last-good`;
+  try {
+    const good = await readFile(lastGood, 'utf8');
+    const current = await readFile(outputPath, 'utf8').catch(() => null);
+    if (current === good) return false;
+    const tmp = `${outputPath}.tmp-${process.pid}-restore`;
+    await writeFile(tmp, good, { mode: 0o640 });
+    await rename(tmp, outputPath);
+    return true;
+  } catch {
+    return false;
   }
 }
 

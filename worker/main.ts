@@ -31,7 +31,7 @@ import { Zk } from '../common/adapters/zookeeper/zk.js';
 import { ZkDesiredState } from './desired.js';
 import { observeReconciler } from './metrics-hooks.js';
 import { PublisherDiscovery } from './publishers.js';
-import { ConfigFiles, removeStaleTemps } from './config-files.js';
+import { ConfigFiles, removeStaleTemps, restoreLastGood } from './config-files.js';
 import { readRulesAtStart } from './last-good.js';
 import { FleetReporter } from './fleet-report.js';
 import { FleetStore } from '../common/adapters/zookeeper/fleet.js';
@@ -173,8 +173,13 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     : new CommandHAProxy(cfg.HAProxy.ReloadCommand, timeoutMs, log, hpEnv);
   let initial: { hash: string; text: string } | null = null;
   if (managed) {
-    // Serve the last config written, even before ZooKeeper answers.
-    const started = await haproxy.start();
+    // Serve the last config written, even before ZooKeeper answers; if HAProxy refuses it (a worker
+    // killed in the middle of a refused reload left the candidate there), the last good one.
+    let started = await haproxy.start();
+    if (!started.ok && /exited on start/.test(started.reason) && (await restoreLastGood(outputPath))) {
+      log.warn({ reason: started.reason }, 'haproxy refused the config on disk; starting on the last good config');
+      started = await haproxy.start();
+    }
     if (started.ok && !started.adopted) {
       const text = readFileSync(outputPath, 'utf8');
       initial = { hash: sha256(text), text };
@@ -209,6 +214,8 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     slotHeadroomPercent: cfg.HAProxy.ServerSlotHeadroom,
     tcpPortRange: parsePortRange(cfg.HAProxy.TcpPortRange) ?? undefined,
     routing: { allowedDomains: parseAllowedDomains(cfg.Labels.AllowedDomains), groups },
+    // Command mode does not control the reload: validate first there, and where the operator asks.
+    validateBeforeReload: !managed || cfg.HAProxy.ValidateBeforeReload || cfg.HAProxy.ReloadValidationCommand.trim() !== '',
     source,
     haproxy,
     validate: (path) =>

@@ -21,6 +21,7 @@ import type { ConfigFiles } from './config-files.js';
 import type { DesiredState, QuarantinedApp, RunningModel, StageTimes } from './outcome.js';
 import { escalate, QuarantineSince, recheck, rulesInForce, rulesQuarantine, withFallbacks, type GoodRule } from './last-good.js';
 import { changedAgainstText, changedSinceLastGood, type QuarantineMemory } from './quarantine.js';
+import { ValidationPolicy } from './validation-policy.js';
 
 /** What the candidate carries besides its text, whatever becomes of it. */
 interface Candidate {
@@ -42,6 +43,8 @@ export type Plan =
       warnings: Warning[];
       /** Why the Runtime API could not apply it (null: not considered). */
       notRuntime: string | null;
+      /** Not validated: the master's reload is its validation (worker/validation-policy.ts). */
+      unvalidated?: boolean;
     } & Candidate)
   | ({ kind: 'runtime'; text: string; changes: ServerChange[] } & Candidate);
 
@@ -68,6 +71,11 @@ export interface PlannerOptions {
   rulesAtStart?: ReadonlyMap<string, GoodRule>;
   /** Labels.AllowedDomains and Worker.Groups, parsed (docs/labels.md); absent: no restriction, every app. */
   routing?: { allowedDomains?: AllowedDomains; groups?: readonly string[] };
+  /**
+   * Validate every candidate before its reload (default true; command mode always does). False:
+   * managed mode's reload is the validation, except where worker/validation-policy.ts says otherwise.
+   */
+  validateBeforeReload?: boolean;
   log: Logger;
 }
 
@@ -89,8 +97,11 @@ export class Planner {
   /** When each quarantine began on this worker (shown as `since`). */
   private readonly since = new QuarantineSince();
 
+  private readonly validation: ValidationPolicy;
+
   constructor(private readonly o: PlannerOptions) {
     this.edgePorts = settingPorts([o.settings.HttpBind, o.settings.StatsBind, o.settings.HttpsBind ?? '']);
+    this.validation = new ValidationPolicy(o.validateBeforeReload ?? true);
   }
 
   /**
@@ -160,6 +171,13 @@ export class Planner {
 
       let result = this.invalidCache.get(hash);
       let tempPath: string | null = null;
+      if (!result && suspects.size === 0 && this.validation.validateFirst(rendered.text, running) === null) {
+        // Managed mode: the master's reload parses it once; a refusal is validated then (checkRefused).
+        const text = rendered.text;
+        tempPath = await stages.timed('install', () => this.o.files.writeTemp(text));
+        const rulesApplied = rulesIn(data, desired, quarantine);
+        return { kind: 'apply', tempPath, text, hash, data, origins: rendered.origins, quarantined, rulesApplied, snapshotVersion, warnings, notRuntime, unvalidated: true };
+      }
       if (!result) {
         const text = rendered.text;
         tempPath = await stages.timed('validate', () => this.o.files.writeTemp(text));
@@ -256,6 +274,27 @@ export class Planner {
       kind: 'runtime', text: rendered.text, hash, data, origins: rendered.origins, quarantined: running.quarantined,
       rulesApplied: running.rulesApplied, snapshotVersion: desired.snapshotVersion, changes: diff.changes,
     };
+  }
+
+  /**
+   * After the master refused a candidate that was not validated first: validates it now. True when
+   * it is invalid; it is then remembered as such, so planning the same desired state again takes
+   * the validation's quarantine rounds (rules first, then the app). False: it validates (the master
+   * refused it for something `haproxy -c` does not check, e.g. a port it cannot bind).
+   */
+  async checkRefused(plan: ApplyPlan, stages: StageTimes): Promise<boolean> {
+    const text = plan.text;
+    const path = await stages.timed('validate', () => this.o.files.writeTemp(text));
+    let result: ValidationResult;
+    try {
+      result = await stages.timed('validate', () => this.o.validate(path));
+    } finally {
+      await this.o.files.discard(path);
+    }
+    // A timeout or a limit names no line here; the refusal's own alerts are used instead.
+    if (result.ok || result.timedOut || result.limit) return false;
+    this.rememberInvalid(plan.hash, result);
+    return true;
   }
 
   /**

@@ -255,6 +255,7 @@ export class Reconciler extends EventEmitter {
 
   private async reconcileOnce(initialTriggers: string[], startedAt: number, take: () => string[], stages: StageTimes): Promise<ApplyOutcome> {
     let triggers = initialTriggers;
+    let refusedInvalid = 0;
     for (;;) {
       // Stage 1: read the full desired state.
       let desired: DesiredState;
@@ -327,7 +328,11 @@ export class Reconciler extends EventEmitter {
 
       // Stages 6-8: install, reload, clean up.
       const applied = runtimeFailure ? { ...plan, notRuntime: `runtime change failed: ${runtimeFailure}` } : plan;
-      return this.applyByReload(applied, triggers, startedAt, stages);
+      const done = await this.applyByReload(applied, triggers, startedAt, stages);
+      // Null: the master refused a candidate that was not validated first, and `haproxy -c` finds
+      // it invalid: plan again, and the validation's quarantine rounds leave the culprit out.
+      if (done) return done;
+      if (++refusedInvalid > MAX_REFUSED_INVALID) throw new Error('the master kept refusing invalid candidates');
     }
   }
 
@@ -361,8 +366,11 @@ export class Reconciler extends EventEmitter {
     return !!this.o.runtime?.enabled && this.runningModel !== null && this.runningModel.confirmed;
   }
 
-  /** Reloads (worker/applier.ts) and decides from the result: running model, quarantine, retry. */
-  private async applyByReload(plan: ApplyPlan, triggers: string[], startedAt: number, stages: StageTimes): Promise<ApplyOutcome> {
+  /**
+   * Reloads (worker/applier.ts) and decides from the result: running model, quarantine, retry. Null:
+   * the master refused an unvalidated candidate that `haproxy -c` finds invalid (plan again).
+   */
+  private async applyByReload(plan: ApplyPlan, triggers: string[], startedAt: number, stages: StageTimes): Promise<ApplyOutcome | null> {
     const previous = this.runningModel;
     const extra = { candidateHash: plan.hash, snapshotVersion: plan.snapshotVersion, quarantined: plan.quarantined };
     const reload = await this.applier.reload(plan, previous, stages);
@@ -371,6 +379,10 @@ export class Reconciler extends EventEmitter {
       this.o.metrics.reloadFailed();
       await this.applier.afterFailedReload(plan.text, previous, reload);
       if (previous) this.runningModel = { ...previous, confirmed: false };
+      if (plan.unvalidated && (await this.planner.checkRefused(plan, stages))) {
+        this.o.log.warn({ reason: reload.reason }, 'haproxy refused an invalid config; quarantining by its validation');
+        return null;
+      }
       // The backoff counts the failures in a row that blamed nothing: this one is at least the second.
       const blamed = this.planner.blameFailedReload(plan, previous, reload.output, this.reloadBackoff.failures >= 1);
       this.memory.remember(plan.data, blamed, this.o.retryMaxMs ?? 30000);
@@ -449,6 +461,9 @@ function runningFrom(plan: ApplyPlan | RuntimePlan, via: RunningModel['via']): R
     confirmed: true,
   };
 }
+
+/** Refused invalid candidates one reconcile plans again before it gives up (each quarantines more). */
+const MAX_REFUSED_INVALID = 6;
 
 /** One timer that fires at the earliest time asked for (monotonic ms); a later ask waits for it. */
 class EarliestTimer {

@@ -12,36 +12,31 @@
  * - a task that held a slot keeps it (as long as the capacity holds it);
  * - a new task takes the lowest slot that was already free before this change, then the lowest slot
  *   freed by this change (a slot just freed is still draining its old task's requests);
- * - capacity = the next power of two >= max(n + MIN_FREE_SLOTS, ceil(n * (1 + headroom / 100))),
- *   kept while it holds every task and is at most SHRINK_FACTOR times what n tasks would get; so a
- *   scale-up and back costs no re-layout, and only a large, lasting scale-down shrinks a backend.
+ * - capacity = n + max(MIN_FREE_SLOTS, ceil(n * headroom / 100)), kept while it holds every task
+ *   and is at most SHRINK_FACTOR times what n tasks would get; so a backend is sized by the most
+ *   tasks its app had lately: the first scale-up (or rolling deployment) beyond the slots reloads
+ *   and grows it, and the next ones fit; only a large, lasting scale-down shrinks it.
  *
- * Spare slots cost validation time: every slot is a server HAProxy builds on each `haproxy -c` and
- * reload (~20,000 instructions each, about as much as a server with a task), so at 10,000 apps of 3
- * tasks (8 slots each) the free slots are about 30 % of `haproxy -c`. Fewer spares would turn more
- * deployments into reloads; docs/templates.md, "Cost of validation", has the measurements.
+ * Spare slots cost parse time: every slot is a server HAProxy builds on each reload (and
+ * `haproxy -c`), about as much as a server with a task. Until issue 20 a backend got the next power
+ * of two >= max(n + 4, n * 1.5): 8 servers for 3 tasks, 80,000 server lines at 10,000 apps where
+ * Bamboo wrote 30,000; now 5, so 50,000 (docs/templates.md, "Cost of validation").
  */
 
 /** Slot table: app id -> task id per slot (null: free), slot i at index i - 1. */
 export type SlotTable = Record<string, ReadonlyArray<string | null>>;
 
-/** Free slots every backend gets at least, whatever the headroom percentage. */
-export const MIN_FREE_SLOTS = 4;
+/** Free slots every backend gets at least, whatever the headroom percentage (a task replaced, one more). */
+export const MIN_FREE_SLOTS = 2;
 /** A backend keeps its capacity until it exceeds this many times what its tasks would get. */
 export const SHRINK_FACTOR = 4;
 /** Default of HAProxy.ServerSlotHeadroom (percent of the task count). */
 export const DEFAULT_SLOT_HEADROOM_PERCENT = 50;
 
-function nextPowerOfTwo(n: number): number {
-  let p = 1;
-  while (p < n) p *= 2;
-  return p;
-}
-
 /** Slots a backend with `tasks` tasks gets from scratch. */
 export function slotCapacity(tasks: number, headroomPercent = DEFAULT_SLOT_HEADROOM_PERCENT): number {
   const pct = Number.isFinite(headroomPercent) && headroomPercent >= 0 ? headroomPercent : DEFAULT_SLOT_HEADROOM_PERCENT;
-  return nextPowerOfTwo(Math.max(tasks + MIN_FREE_SLOTS, Math.ceil((tasks * (100 + pct)) / 100)));
+  return tasks + Math.max(MIN_FREE_SLOTS, Math.ceil((tasks * pct) / 100));
 }
 
 /**

@@ -61,11 +61,43 @@ describe('benchmark suite (smoke run of every scenario)', function () {
   });
 
   it('runs every scenario to completion', () => {
-    for (const name of ['render', 'latency', 'storm', 'reload', 'fanout', 'throughput']) {
+    for (const name of ['render', 'latency', 'storm', 'reload', 'structural', 'reloadcost', 'fanout', 'throughput']) {
       expect(scenarios[name], name).to.be.an('object');
       expect(scenarios[name].errors, `${name} errors`).to.deep.equal([]);
       expect(scenarios[name].ok, name).to.equal(true);
     }
+  });
+
+  it('structural: a new app and a rule edit -> routed by both paths, with stages and HAProxy lines per reload', () => {
+    const r = scenarios.structural.result as { sizes: Array<{ apps: number; paths: Json[] }> };
+    expect(r.sizes).to.have.length(1);
+    expect(r.sizes[0].paths.map((p) => p.path)).to.deep.equal(['reload', 'validate-first']);
+    for (const p of r.sizes[0].paths) {
+      expectSummary(p.newAppToRoutedMs, `${p.path} newAppToRoutedMs`, 2);
+      expectSummary(p.ruleEditToRoutedMs, `${p.path} ruleEditToRoutedMs`, 2);
+      expect((p.ruleStagesMs as Json).reload, `${p.path} reload stage`).to.be.an('object');
+      expect(p.reloads, `${p.path} reloads`).to.be.a('number').at.least(4);
+      expect(p.haproxyLinesPerReload, `${p.path} HAProxy lines per reload`).to.be.a('number').above(0);
+      expect(p.loggedLinesPerReload, `${p.path} logged lines per reload`).to.be.a('number');
+    }
+    // Only the validate-first path runs haproxy -c before its reloads.
+    expect((r.sizes[0].paths[0].ruleStagesMs as Json).validate, 'validate stage of the default path').to.equal(undefined);
+    expect((r.sizes[0].paths[1].ruleStagesMs as Json).validate, 'validate stage of validate-first').to.be.an('object');
+  });
+
+  it('reloadcost: HAProxy check and reload costs, state file and output lines, before and after', () => {
+    const r = scenarios.reloadcost.result as { sizes: Array<{ apps: number; variants: Json[] }> };
+    expect(r.sizes).to.have.length(1);
+    const [before, after] = r.sizes[0].variants;
+    expect([before.variant, after.variant]).to.deep.equal(['before', 'after']);
+    for (const v of [before, after]) {
+      for (const k of ['checkMs', 'checkCpuMs', 'reloadMs', 'masterCpuPerReloadMs', 'serverStateBytes']) expectSummary(v[k], `${v.variant} ${k}`, 2);
+      expect(v.haproxyLinesPerReload, `${v.variant} HAProxy lines per reload`).to.be.a('number').above(0);
+    }
+    // Counts, not timings: 8 slots per app before, 5 after; the state file without the spare slots.
+    expect(before.servers).to.equal(8 * r.sizes[0].apps);
+    expect(after.servers).to.equal(5 * r.sizes[0].apps);
+    expect((after.serverStateBytes as Json).median as number).to.be.below((before.serverStateBytes as Json).median as number);
   });
 
   it('render: per-size timings and peak RSS, and the worker process at scale', () => {

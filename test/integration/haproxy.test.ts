@@ -409,7 +409,7 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
     expect(r.lines).to.deep.equal([8]);
   });
 
-  it('summarises the per-proxy stop lines of each reload in one info line', async () => {
+  it('summarises the per-proxy stop lines of a reload in one info line, and relays none of them at any level', async () => {
     const dir = tempDir('bamboo-managed-');
     const port = await freePort();
     const lines: Array<{ level: number; msg: string; proxies?: number; line?: string }> = [];
@@ -428,11 +428,35 @@ describe('HAProxy adapter (real HAProxy 2.6)', function () {
     // 300 backends, the frontend and HAProxy's internal proxies.
     expect(summary!.proxies).to.be.at.least(301);
     expect(summary!.level).to.equal(30);
-    const info = lines.filter((l) => l.level >= 30);
-    expect(info.filter((l) => / stopped /.test(l.line ?? '')), 'per-proxy lines at info').to.have.length(0);
+    expect(lines.filter((l) => / stopped /.test(l.line ?? '')), 'per-proxy lines at any level').to.have.length(0);
     expect(lines.filter((l) => l.msg === 'haproxy worker stopped its proxies')).to.have.length(1);
-    expect(lines.filter((l) => l.level === 20 && / stopped /.test(l.line ?? '')).length).to.be.at.least(301);
+    const counts = h.state().output!;
+    expect(counts.lines, 'lines HAProxy wrote').to.be.at.least(301);
+    expect(counts.logged, 'lines logged at info or above for its output').to.be.within(1, 5);
   });
+
+  it('relays a bounded number of warnings and alerts per burst and counts the rest in one line', async () => {
+    const dir = tempDir('bamboo-managed-');
+    const port = await freePort();
+    const closed = await freePort();
+    const lines: Array<{ level: number; msg: string; alerts?: number; warnings?: number; line?: string }> = [];
+    const capture = createLogger({
+      level: 'debug',
+      destination: { write: (s: string) => void lines.push(JSON.parse(s)) },
+    });
+    // 100 backends whose only server fails its first check: a DOWN warning and a "no server
+    // available" alert each, right after the start.
+    const backends = Array.from({ length: 100 }, (_, i) => `backend b${i}\n    server s 127.0.0.1:${closed} check inter 200 fall 1`).join('\n');
+    writeFileSync(join(dir, 'haproxy.cfg'), configText(port, 'one', dir) + backends + '\n');
+    const h = managed(dir, { log: capture });
+    expect((await h.start()).ok).to.equal(true);
+    const summary = await waitFor(() => lines.find((l) => l.msg === 'haproxy output summarised'), 'the summary of the burst', 15000);
+    expect(summary!.level, 'alerts left out make it a warning').to.equal(40);
+    expect(summary!.alerts! + summary!.warnings!).to.be.at.least(150);
+    expect(lines.filter((l) => l.msg === 'haproxy warning' || l.msg === 'haproxy alert' || l.msg === 'haproxy output').length).to.be.at.most(20);
+    expect(h.state().output!.lines).to.be.at.least(200);
+  });
+
   it('validates the default template at 10,000 apps within the default limits', async function () {
     this.timeout(120000);
     const apps = Array.from({ length: 10000 }, (_, i) =>

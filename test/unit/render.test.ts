@@ -504,9 +504,9 @@ describe('createRenderer', () => {
         expect(slice.join('\n')).to.contain(escaped);
       }
       expect(lines[origins[2].startLine - 1]).to.equal('backend ::a-cluster');
-      // Two tasks get 8 slots (tasks + 4 free, rounded up to a power of two): the block ends on the last.
-      expect(lines[origins[2].endLine - 1]).to.match(/^ {4}server slot-8 127\.0\.0\.1:1 disabled$/);
-      expect(lines.slice(origins[2].startLine - 1, origins[2].endLine).filter((l) => l.includes(' disabled'))).to.have.length(6);
+      // Two tasks get 4 slots (tasks + at least 2 free): the block ends on the last.
+      expect(lines[origins[2].endLine - 1]).to.match(/^ {4}server slot-4 127\.0\.0\.1:1 disabled$/);
+      expect(lines.slice(origins[2].startLine - 1, origins[2].endLine).filter((l) => l.includes(' disabled'))).to.have.length(2);
     });
 
     it('appsAtLines finds the blocks containing the lines, sorted and without duplicates', () => {

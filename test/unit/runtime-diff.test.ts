@@ -12,24 +12,24 @@ import { marathonApp } from '../worker-fixtures.js';
 // configs, the commands it turns into, and reading HAProxy's answers.
 
 describe('server slots', () => {
-  it('sizes a backend as the next power of two above tasks + headroom, with at least 4 free slots', () => {
+  it('sizes a backend as tasks + headroom, with at least 2 free slots', () => {
     const cases: Array<[number, number, number]> = [
       // tasks, headroom %, slots
-      [0, 50, 4],
-      [1, 50, 8],
-      [3, 50, 8],
-      [4, 50, 8],
-      [5, 50, 16],
-      [12, 50, 32],
-      [100, 50, 256],
-      [3, 300, 16],
-      [10, 0, 16],
+      [0, 50, 2],
+      [1, 50, 3],
+      [3, 50, 5],
+      [4, 50, 6],
+      [5, 50, 8],
+      [12, 50, 18],
+      [100, 50, 150],
+      [3, 300, 12],
+      [10, 0, 12],
     ];
     for (const [tasks, pct, slots] of cases) expect(slotCapacity(tasks, pct), `${tasks} tasks, ${pct} %`).to.equal(slots);
   });
 
   it('fills slots in task order without a previous layout', () => {
-    expect(assignSlots(['a', 'b'], undefined)).to.deep.equal(['a', 'b', null, null, null, null, null, null]);
+    expect(assignSlots(['a', 'b'], undefined)).to.deep.equal(['a', 'b', null, null]);
   });
 
   it('keeps every task in its slot, gives a new task a slot that was already free, and frees a removed task\'s slot', () => {
@@ -45,12 +45,12 @@ describe('server slots', () => {
   it('grows (a new layout) only when the tasks no longer fit, and shrinks only after a large scale-down', () => {
     const eight = ['a', 'b', 'c', null, null, null, null, null];
     const nine = Array.from({ length: 9 }, (_, i) => `t${i}`);
-    expect(assignSlots(nine, eight)).to.have.length(16);
+    expect(assignSlots(nine, eight)).to.have.length(14);
     expect(assignSlots(['a'], eight)).to.have.length(8);
     const big: Array<string | null> = Array.from({ length: 64 }, (_, i) => (i < 40 ? `t${i}` : null));
-    // 64 slots for 2 tasks (which would get 8): shrunk to 8, tasks within them stay where they were.
-    expect(assignSlots(['t1', 't2'], big)).to.deep.equal([null, 't1', 't2', null, null, null, null, null]);
-    expect(assignSlots(['t1', 't50'], big)).to.deep.equal(['t50', 't1', null, null, null, null, null, null]);
+    // 64 slots for 2 tasks (which would get 4): shrunk to 4, tasks within them stay where they were.
+    expect(assignSlots(['t1', 't2'], big)).to.deep.equal([null, 't1', 't2', null]);
+    expect(assignSlots(['t1', 't50'], big)).to.deep.equal(['t50', 't1', null, null]);
   });
 
   it('is carried through the template data: the same tasks in another slot order render another, equally valid file', () => {

@@ -449,3 +449,84 @@ describe('quarantine keeps the last good rule (in-memory stand-ins)', () => {
     await r2.close();
   });
 });
+
+describe('reconciler: the reload as the validation (in-memory stand-ins)', () => {
+  /** Refuses (as a master would) any config with BAD in it; `haproxy -c` fails on it with a line. */
+  function refusing(opts: { validatorAccepts?: boolean } = {}) {
+    const h = setup({
+      validateBeforeReload: false,
+      validate: async (path): Promise<ValidationResult> => {
+        h.validated.push(path);
+        const lines = readFileSync(path, 'utf8').split('\n');
+        const n = lines.findIndex((l) => l.includes('BAD')) + 1;
+        if (n === 0 || opts.validatorAccepts) return { ok: true, output: '', timedOut: false, ms: 0, lines: [] };
+        return { ok: false, output: `[ALERT] (1) : config : parsing [${path}:${n}] : BAD is not a fetch`, timedOut: false, ms: 0, lines: [n] };
+      },
+    });
+    const refused: string[] = [];
+    h.haproxy.reload = async (): Promise<ReloadResult> => {
+      const text = readFileSync(h.outputPath, 'utf8');
+      if (!text.includes('BAD')) {
+        h.haproxy.reloads.push(text);
+        return { ok: true, reason: 'ok', ms: 0, output: '' };
+      }
+      refused.push(text);
+      return { ok: false, reason: 'haproxy rejected the new configuration (master kept the old workers)', ms: 0, output: '[ALERT] (2) : config : cannot load' };
+    };
+    return { ...h, refused };
+  }
+
+  it('reloads a change without validating it first once a config is in force', async () => {
+    const { r, source, haproxy, validated, seen } = refusing();
+    r.trigger('first');
+    await r.whenIdle();
+    // Nothing confirmed in force yet: the first candidate is validated first.
+    expect(validated).to.have.length(1);
+    source.acl = 'v1';
+    source.version = 1;
+    r.trigger('rule');
+    await r.whenIdle();
+    expect(seen.map((o) => o.outcome)).to.deep.equal(['reloaded', 'reloaded']);
+    expect(validated, 'haproxy -c runs').to.have.length(1);
+    expect(haproxy.reloads.at(-1)).to.contain('# v1');
+    await r.close();
+  });
+
+  it('validates a refused candidate, quarantines the rule its alert points at, and keeps the app on its last good rule', async () => {
+    const { r, source, haproxy, validated, seen, refused, outputPath } = refusing();
+    r.trigger('first');
+    await r.whenIdle();
+    const good = readFileSync(outputPath, 'utf8');
+    source.acl = 'BAD';
+    source.version = 1;
+    r.trigger('rule');
+    await r.whenIdle();
+    expect(refused, 'candidates the master refused').to.have.length(1);
+    // One validation found the culprit, one checked the config without it.
+    expect(validated).to.have.length(3);
+    expect(seen.at(-1)!.outcome).to.equal('reloaded');
+    // The rule falls back to the last one that worked here (the quarantine keeps the last good rule).
+    expect(seen.at(-1)!.quarantined).to.have.length(1);
+    expect(seen.at(-1)!.quarantined[0]).to.include({ appId: '/app', level: 'rules', fallback: 'last-good', ruleVersion: 1, lastGoodVersion: 0 });
+    expect(seen.at(-1)!.quarantined[0].error).to.contain('BAD is not a fetch');
+    // Routed by its last good rule (v0), so the config in force is the good one again.
+    expect(haproxy.reloads.at(-1)).to.equal('backend ::app # v0\n').and.equal(good);
+    expect(readFileSync(outputPath, 'utf8')).to.equal(haproxy.reloads.at(-1));
+    expect(readFileSync(`${outputPath}.last-failed`, 'utf8')).to.contain('# BAD');
+    await r.close();
+  });
+
+  it('blames a refusal that validates on the reload as before (reload-failed, last good file back)', async () => {
+    const { r, source, seen, refused, outputPath } = refusing({ validatorAccepts: true });
+    r.trigger('first');
+    await r.whenIdle();
+    const good = readFileSync(outputPath, 'utf8');
+    source.acl = 'BAD';
+    source.version = 1;
+    r.trigger('rule');
+    await waitFor(() => seen.some((o) => o.outcome === 'reload-failed'), 'the failed reload');
+    expect(refused.length).to.be.at.least(1);
+    expect(readFileSync(outputPath, 'utf8')).to.equal(good);
+    await r.close();
+  });
+});

@@ -1,11 +1,18 @@
 /**
- * HAProxy's output in managed mode, turned into log lines.
+ * HAProxy's output in managed mode, turned into log lines: summarised, never relayed line by line.
  *
  * After every reload the old worker writes one `[WARNING] (pid) : Proxy X stopped (...)` line per
  * proxy (and `Stopping proxy/frontend/backend X ...` lines when it waits for connections): at 1,000
- * apps that is about 4,000 lines per reload, at 10,000 ten times more. Those lines go to debug, and
- * each old worker's are summarised in one info line with the count, written when the master reports
- * that worker gone or when its lines stop coming for a moment.
+ * apps that is about 4,000 lines per reload, at 10,000 ten times more, and the new worker's health
+ * checks can add a `Server X is DOWN` line per server. None of it is relayed line by line:
+ * - each old worker's shutdown lines are counted and summarised in one info line, written when the
+ *   master reports that worker gone or when its lines stop coming for a moment;
+ * - every other line is relayed at its level (`[ALERT]` at warn, `[WARNING]` at info, the rest at
+ *   debug) up to a budget per burst of output (a burst ends after a quiet moment, or after
+ *   `maxWindowMs`); past the budget they are counted, and one line per burst says how many of each
+ *   kind were left out.
+ * `counts` adds up the lines HAProxy wrote and the lines written at info or above because of them
+ * (the worker's /status shows them; the benchmarks divide them by the reloads).
  */
 import type { Logger } from '../../log.js';
 
@@ -40,19 +47,53 @@ export class LineSplitter {
   }
 }
 
-export class HAProxyOutputLog {
-  private readonly groups = new Map<number, Group>();
+/** Lines HAProxy wrote, and log lines (info or above) written because of them. */
+export interface OutputCounts {
+  lines: number;
+  logged: number;
+}
 
-  /** `quietMs`: a worker's summary is written this long after its last shutdown line at the latest. */
+export interface OutputLogOptions {
+  /** A summary is written this long after the last line of its kind at the latest (default 2 s). */
+  quietMs?: number;
+  /** Lines relayed one by one per burst of output (default 20). */
+  maxLinesPerWindow?: number;
+  /** A burst that never goes quiet is summarised at least this often (default 10 s). */
+  maxWindowMs?: number;
+  /** Counters to add to (shared across restarts of the master). */
+  counts?: OutputCounts;
+}
+
+interface Window {
+  relayed: number;
+  left: { alerts: number; warnings: number; other: number };
+  startedAt: number;
+  timer: NodeJS.Timeout;
+}
+
+export class HAProxyOutputLog {
+  readonly counts: OutputCounts;
+  private readonly groups = new Map<number, Group>();
+  private window: Window | null = null;
+  private readonly quietMs: number;
+  private readonly maxLines: number;
+  private readonly maxWindowMs: number;
+
   constructor(
     private readonly log: Logger,
-    private readonly quietMs = 2000,
-  ) {}
+    opts: OutputLogOptions = {},
+  ) {
+    this.quietMs = opts.quietMs ?? 2000;
+    this.maxLines = opts.maxLinesPerWindow ?? 20;
+    this.maxWindowMs = opts.maxWindowMs ?? 10000;
+    this.counts = opts.counts ?? { lines: 0, logged: 0 };
+  }
 
   /** One whole line of HAProxy's output. */
   line(raw: string): void {
     const line = raw.trimEnd();
     if (!line.trim()) return;
+    this.counts.lines++;
     const stop = STOP_LINE.exec(line);
     if (stop) {
       const pid = Number(stop[1]);
@@ -65,13 +106,19 @@ export class HAProxyOutputLog {
       g.proxies.add(stop[2] ?? stop[3]);
       g.timer.refresh();
       g.timer.unref();
-      this.log.debug({ line }, 'haproxy proxy stopped');
       return;
     }
     const exited = WORKER_EXITED.exec(line);
     if (exited) this.flush(Number(exited[1]));
-    if (line.includes('[ALERT]')) this.log.warn({ line }, 'haproxy alert');
-    else if (line.includes('[WARNING]')) this.log.info({ line }, 'haproxy warning');
+    const kind = line.includes('[ALERT]') ? 'alerts' : line.includes('[WARNING]') ? 'warnings' : 'other';
+    const w = this.openWindow();
+    if (w.relayed >= this.maxLines) {
+      w.left[kind]++;
+      return;
+    }
+    w.relayed++;
+    if (kind === 'alerts') this.info('warn', { line }, 'haproxy alert');
+    else if (kind === 'warnings') this.info('info', { line }, 'haproxy warning');
     else this.log.debug({ line }, 'haproxy output');
   }
 
@@ -81,11 +128,43 @@ export class HAProxyOutputLog {
     if (!g) return;
     clearTimeout(g.timer);
     this.groups.delete(pid);
-    this.log.info({ pid, proxies: g.proxies.size, lines: g.lines }, 'haproxy worker stopped its proxies');
+    this.info('info', { pid, proxies: g.proxies.size, lines: g.lines }, 'haproxy worker stopped its proxies');
   }
 
   /** Writes every pending summary. */
   close(): void {
     for (const pid of [...this.groups.keys()]) this.flush(pid);
+    this.closeWindow();
+  }
+
+  private info(level: 'info' | 'warn', fields: Record<string, unknown>, msg: string): void {
+    this.counts.logged++;
+    this.log[level](fields, msg);
+  }
+
+  /** The burst this line belongs to (a new one after a quiet moment or a long burst). */
+  private openWindow(): Window {
+    // A monotonic clock: a wall-clock step must not end or prolong a burst.
+    const now = performance.now();
+    if (this.window && now - this.window.startedAt >= this.maxWindowMs) this.closeWindow();
+    if (!this.window) {
+      const timer = setTimeout(() => this.closeWindow(), this.quietMs);
+      timer.unref();
+      this.window = { relayed: 0, left: { alerts: 0, warnings: 0, other: 0 }, startedAt: now, timer };
+    } else {
+      this.window.timer.refresh();
+    }
+    return this.window;
+  }
+
+  /** Ends the burst: one line counting what was left out (alerts make it a warning). */
+  private closeWindow(): void {
+    const w = this.window;
+    if (!w) return;
+    clearTimeout(w.timer);
+    this.window = null;
+    const { alerts, warnings, other } = w.left;
+    if (alerts + warnings + other === 0) return;
+    this.info(alerts > 0 ? 'warn' : 'info', { alerts, warnings, other, relayed: w.relayed }, 'haproxy output summarised');
   }
 }

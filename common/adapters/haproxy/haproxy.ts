@@ -9,7 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { HAProxyOutputLog, LineSplitter } from './haproxy-log.js';
+import { HAProxyOutputLog, LineSplitter, type OutputCounts } from './haproxy-log.js';
 import { haproxyEnv } from './haproxy-sandbox.js';
 import { killGroup, MAX_OUTPUT } from './commands.js';
 import { alive, cliCommand, masterStatus, settledMasterStatus, sleep } from './master-cli.js';
@@ -68,6 +68,8 @@ export class ManagedHAProxy implements HAProxyProcess {
   private everStarted = false;
   /** The master's output since the reload in progress began (null: no reload in progress). */
   private reloadOutput: string | null = null;
+  /** HAProxy's output lines and the log lines written for them, across restarts. */
+  private readonly outputCounts: OutputCounts = { lines: 0, logged: 0 };
 
   constructor(private readonly opts: ManagedOptions) {
     const initial = opts.restartDelayMs ?? 500;
@@ -86,7 +88,10 @@ export class ManagedHAProxy implements HAProxyProcess {
   }
 
   state(): HAProxyState {
-    return { mode: 'managed', running: this.pid !== null && alive(this.pid), masterPid: this.pid, workerPids: [...this.lastWorkers], restarts: this.restarts };
+    return {
+      mode: 'managed', running: this.pid !== null && alive(this.pid), masterPid: this.pid, workerPids: [...this.lastWorkers], restarts: this.restarts,
+      output: { ...this.outputCounts },
+    };
   }
 
   start(): Promise<{ ok: boolean; reason: string; adopted: boolean }> {
@@ -144,9 +149,9 @@ export class ManagedHAProxy implements HAProxyProcess {
       return { ok: false, reason: `cannot start haproxy: ${(err as Error).message}`, adopted: false };
     }
     let output = '';
-    // Per-proxy shutdown lines after each reload are summarised (common/adapters/haproxy/haproxy-log.ts). The output of
+    // HAProxy's output is summarised, not relayed line by line (common/adapters/haproxy/haproxy-log.ts). The output of
     // a reload or start in progress is also kept whole, so a refused one can be blamed on an app.
-    const outLog = new HAProxyOutputLog(this.opts.log);
+    const outLog = new HAProxyOutputLog(this.opts.log, { counts: this.outputCounts });
     const splitters = [child.stdout, child.stderr].map((stream) => {
       const splitter = new LineSplitter((line) => outLog.line(line));
       stream?.on('data', (b: Buffer) => {

@@ -5,6 +5,7 @@
  * - managed mode (ReloadCommand empty): the worker runs HAProxy itself (haproxy.ts).
  */
 import type { Logger } from '../../log.js';
+import type { OutputCounts } from './haproxy-log.js';
 import { runCommand } from './commands.js';
 
 export interface ReloadResult {
@@ -23,6 +24,8 @@ export interface HAProxyState {
   workerPids: number[];
   /** Managed mode: unexpected exits that were restarted. */
   restarts: number;
+  /** Managed mode: lines HAProxy wrote, and log lines (info or above) written for them (haproxy-log.ts). */
+  output?: OutputCounts;
 }
 
 /** What the worker needs from HAProxy; one implementation per mode. */
