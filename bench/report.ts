@@ -195,7 +195,8 @@ function result<T>(rec: ScenarioRecord | undefined): T | null {
 
 function scenarioNote(rec: ScenarioRecord | undefined): string {
   if (!rec) return '_Not run._';
-  const parts = [`Took ${num(rec.durationS)} s; load average ${rec.load.start.join(' / ')} at the start, ${rec.load.end.join(' / ')} at the end.`];
+  const parts = [rec.startedAt ? `From the earlier run of ${rec.startedAt.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')} (\`${rec.command ?? 'npm run bench'}\`). ` : ''];
+  parts.push(`Took ${num(rec.durationS)} s; load average ${rec.load.start.join(' / ')} at the start, ${rec.load.end.join(' / ')} at the end.`);
   if (!rec.ok) parts.push(`\n\n**Failed:** ${rec.errors.map((e) => '`' + e.replace(/`/g, "'").slice(0, 400) + '`').join('; ')}`);
   return parts.join('');
 }
@@ -582,6 +583,43 @@ function fanoutSection(r: BenchResults): string {
   return out.join('\n');
 }
 
+interface EdgeResult {
+  apps: number;
+  samples: number;
+  certRenewedToServedMs: Summary;
+  labelChangeToRoutedMs: Summary;
+  ruleWriteToRoutedMs: Summary;
+  reloadsPerChange: { cert: Summary; label: Summary; rule: Summary };
+}
+
+function edgeSection(r: BenchResults): string {
+  const rec = r.scenarios.edge;
+  const res = result<EdgeResult>(rec);
+  const out = [scenarioNote(rec)];
+  if (!res) return out.join('\n');
+  out.push(
+    '',
+    `The demo stack (managed HAProxy, HTTPS on) grown to ${num(res.apps)} apps; ${res.samples} rounds, each making the three changes in turn on an idle worker. ` +
+      'Certificate: a renewed bundle of `secure.demo.local` renamed into HAProxy.CertDir, until a new TLS connection with that SNI gets the new serial. ' +
+      'Label: a new `HAPROXY_0_VHOST` on one app through the Marathon simulator (configuration change, event stream), until that host is routed to it. ' +
+      'Rule: a host rule on another app through `PUT /api/services/:id`, until that host is routed to it. Reloads: the HAProxy master\'s count around each change.',
+    '',
+    table(
+      ['Change', 'Change -> served', 'HAProxy reloads per change (median, max)'],
+      (
+        [
+          ['Certificate renewed in HAProxy.CertDir (Runtime API)', res.certRenewedToServedMs, res.reloadsPerChange.cert],
+          ['Label `HAPROXY_0_VHOST` changed in Marathon', res.labelChangeToRoutedMs, res.reloadsPerChange.label],
+          ['Rule written through the api', res.ruleWriteToRoutedMs, res.reloadsPerChange.rule],
+        ] as Array<[string, Summary, Summary]>
+      ).map(([label, t, rl]) => [label, med(t), `${count(rl.median)} (max ${count(rl.max)})`]),
+    ),
+    '',
+    'marathon-lb needs a restart to load a new certificate; the original Bamboo has no TLS and no labels.',
+  );
+  return out.join('\n');
+}
+
 function throughputSection(r: BenchResults): string {
   const rec = r.scenarios.throughput;
   const res = result<Throughput>(rec);
@@ -826,6 +864,10 @@ ${fanoutSection(r)}
 ## 6. Throughput of the REST API
 
 ${throughputSection(r)}
+
+## 7. Edge changes: certificate, label and rule side by side
+
+${edgeSection(r)}
 
 ## Method and caveats
 

@@ -4,18 +4,19 @@
  *
  *   npm run bench                              # the full run (~15 min): bench/results/latest.json + docs/BENCHMARKS.md
  *   npm run bench -- --smoke                   # tiny sizes, a few iterations (npm test runs this): bench/results/smoke.json
- *   npm run bench -- --only latency,storm      # some scenarios (render, latency, storm, reload, fanout, throughput)
+ *   npm run bench -- --only latency,storm      # some scenarios (render, latency, storm, reload, fanout, throughput, edge);
+ *                                              # merged into the results file: the other scenarios' records stay
  *   npm run bench -- --out FILE --doc FILE     # other result / doc paths (--no-doc: no doc)
  *   npm run bench -- --set latency.events=20 --set stack.sizes=1000   # change a parameter (see each scenario)
  *   npm run bench -- --report [FILE]           # only regenerate the doc from a results file
  *
  * Scenarios 2-4 (latency, storm, reload) share one demo stack per size (`bamboo demo`'s processes,
- * grown to N apps); every scenario shares one ZooKeeper. A full run first rebuilds dist/ (`tsc`) so
+ * grown to N apps); edge (7) starts its own at its size; every scenario shares one ZooKeeper. A full run first rebuilds dist/ (`tsc`) so
  * the bamboo processes run compiled, as installed (`--no-build` skips it; the runtime used is in
  * the results). Timings are never asserted: a scenario fails only when it cannot complete.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startZooKeeper } from '../harness/zookeeper.js';
@@ -25,6 +26,7 @@ import { load, LoadSampler, machineInfo, ROOT, versions } from './lib/machine.js
 import { startDemoStack, type DemoStack } from './lib/stack.js';
 import { round } from './lib/stats.js';
 import { renderReport } from './report.js';
+import { edgeParams, edgeScenario } from './scenarios/edge.js';
 import { fanoutScenario } from './scenarios/fanout.js';
 import { latencyParams, latencyScenario } from './scenarios/latency.js';
 import { reloadParams, reloadScenario } from './scenarios/reload.js';
@@ -32,7 +34,7 @@ import { renderScenario } from './scenarios/render.js';
 import { stormParams, stormScenario } from './scenarios/storm.js';
 import { throughputScenario } from './scenarios/throughput.js';
 
-export const SCENARIOS = ['render', 'latency', 'storm', 'reload', 'fanout', 'throughput'] as const;
+export const SCENARIOS = ['render', 'latency', 'storm', 'reload', 'fanout', 'throughput', 'edge'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface ScenarioRecord {
@@ -42,6 +44,9 @@ export interface ScenarioRecord {
   load: { start: number[]; end: number[] };
   params: unknown;
   result: unknown;
+  /** Set on a record kept from an earlier run when a partial run (`--only`) merged its own into the file. */
+  startedAt?: string;
+  command?: string;
 }
 
 export interface BenchResults {
@@ -123,6 +128,28 @@ function writeDoc(results: BenchResults, docPath: string, jsonPath: string): voi
   const jsonRel = relative(dirname(docPath), jsonPath);
   writeFileSync(docPath, renderReport(results, jsonRel));
   log(`wrote ${docPath}`);
+}
+
+/**
+ * A partial run (`--only`) keeps the other scenarios' records of the results file it writes (same
+ * kind of run), each stamped with the run it came from, so one scenario can be re-run without
+ * wiping the others' figures.
+ */
+function mergeEarlier(results: BenchResults, args: Args): void {
+  if (args.only.length === SCENARIOS.length || !existsSync(args.out)) return;
+  let earlier: BenchResults;
+  try {
+    earlier = JSON.parse(readFileSync(args.out, 'utf8')) as BenchResults;
+  } catch {
+    return;
+  }
+  if (earlier.kind !== results.kind) return;
+  for (const name of SCENARIOS) {
+    const rec = earlier.scenarios?.[name];
+    if (!rec || results.scenarios[name]) continue;
+    results.scenarios[name] = { ...rec, startedAt: rec.startedAt ?? earlier.startedAt, command: rec.command ?? earlier.command };
+  }
+  log(`kept the records of ${Object.keys(earlier.scenarios ?? {}).filter((n) => !args.only.includes(n as ScenarioName)).join(', ') || 'no scenario'} from ${args.out}`);
 }
 
 async function main(): Promise<number> {
@@ -224,6 +251,7 @@ async function main(): Promise<number> {
     const separate: Array<[ScenarioName, (c: Ctx) => Promise<{ params: unknown; result: unknown }>]> = [
       ['fanout', fanoutScenario],
       ['throughput', throughputScenario],
+      ['edge', async (c) => ({ params: edgeParams(c), result: await edgeScenario(c, edgeParams(c)) })],
     ];
     for (const [name, fn] of separate) {
       if (!want(name)) continue;
@@ -240,6 +268,7 @@ async function main(): Promise<number> {
   results.load = { before: loadBefore, after: load(), max1m: l.max1m, mean1m: l.mean1m, samples: l.samples };
   results.finishedAt = new Date().toISOString();
   results.durationS = round((Date.now() - startedAt.getTime()) / 1000);
+  mergeEarlier(results, args);
   mkdirSync(dirname(args.out), { recursive: true });
   writeFileSync(args.out, JSON.stringify(results, null, 2) + '\n');
   log(`wrote ${args.out} (${results.durationS} s)`);
