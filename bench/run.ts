@@ -44,7 +44,7 @@ export interface ScenarioRecord {
   load: { start: number[]; end: number[] };
   params: unknown;
   result: unknown;
-  /** Set on a record kept from an earlier run when a partial run (`--only`) merged its own into the file. */
+  /** Set on the records of a partial run (`--only`) merged into an earlier run's file. */
   startedAt?: string;
   command?: string;
 }
@@ -61,6 +61,8 @@ export interface BenchResults {
   build: string;
   load: { before: number[]; after: number[]; max1m: number; mean1m: number; samples: Array<{ atS: number; load1: number }> };
   scenarios: Partial<Record<ScenarioName, ScenarioRecord>>;
+  /** Partial runs (`--only`) merged into this file later, whose records carry their `startedAt`. */
+  partialRuns?: Array<{ startedAt: string; command: string; commit: string; load: BenchResults['load']; scenarios: string[] }>;
 }
 
 interface Args {
@@ -131,25 +133,25 @@ function writeDoc(results: BenchResults, docPath: string, jsonPath: string): voi
 }
 
 /**
- * A partial run (`--only`) keeps the other scenarios' records of the results file it writes (same
- * kind of run), each stamped with the run it came from, so one scenario can be re-run without
- * wiping the others' figures.
+ * A partial run (`--only`) is merged into the results file it writes (same kind of run): the file's
+ * run (date, machine, load) and its other scenarios' records stay; the scenarios run now replace
+ * theirs, each stamped with this run's date and command, and the run is listed in `partialRuns`, so
+ * one scenario can be re-run without wiping the others' figures.
  */
-function mergeEarlier(results: BenchResults, args: Args): void {
-  if (args.only.length === SCENARIOS.length || !existsSync(args.out)) return;
+function mergeEarlier(results: BenchResults, args: Args): BenchResults {
+  if (args.only.length === SCENARIOS.length || !existsSync(args.out)) return results;
   let earlier: BenchResults;
   try {
     earlier = JSON.parse(readFileSync(args.out, 'utf8')) as BenchResults;
   } catch {
-    return;
+    return results;
   }
-  if (earlier.kind !== results.kind) return;
-  for (const name of SCENARIOS) {
-    const rec = earlier.scenarios?.[name];
-    if (!rec || results.scenarios[name]) continue;
-    results.scenarios[name] = { ...rec, startedAt: rec.startedAt ?? earlier.startedAt, command: rec.command ?? earlier.command };
-  }
-  log(`kept the records of ${Object.keys(earlier.scenarios ?? {}).filter((n) => !args.only.includes(n as ScenarioName)).join(', ') || 'no scenario'} from ${args.out}`);
+  if (earlier.kind !== results.kind) return results;
+  const scenarios = { ...earlier.scenarios };
+  for (const [name, rec] of Object.entries(results.scenarios)) scenarios[name as ScenarioName] = { ...rec, startedAt: results.startedAt, command: results.command };
+  const run = { startedAt: results.startedAt, command: results.command, commit: results.versions.git.commit, load: results.load, scenarios: Object.keys(results.scenarios) };
+  log(`merged into ${args.out}: kept ${Object.keys(earlier.scenarios).filter((n) => !(n in results.scenarios)).join(', ') || 'nothing'} of the run of ${earlier.startedAt}`);
+  return { ...earlier, scenarios, partialRuns: [...(earlier.partialRuns ?? []), run] };
 }
 
 async function main(): Promise<number> {
@@ -268,11 +270,11 @@ async function main(): Promise<number> {
   results.load = { before: loadBefore, after: load(), max1m: l.max1m, mean1m: l.mean1m, samples: l.samples };
   results.finishedAt = new Date().toISOString();
   results.durationS = round((Date.now() - startedAt.getTime()) / 1000);
-  mergeEarlier(results, args);
+  const written = mergeEarlier(results, args);
   mkdirSync(dirname(args.out), { recursive: true });
-  writeFileSync(args.out, JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(args.out, JSON.stringify(written, null, 2) + '\n');
   log(`wrote ${args.out} (${results.durationS} s)`);
-  if (args.doc) writeDoc(results, args.doc, args.out);
+  if (args.doc) writeDoc(written, args.doc, args.out);
   const failed = Object.entries(results.scenarios).filter(([, r]) => !r.ok);
   if (failed.length) log(`failed: ${failed.map(([n, r]) => `${n} (${r.errors.join('; ')})`).join(', ')}`);
   return failed.length ? 1 : 0;
