@@ -4,18 +4,19 @@
  *
  *   npm run bench                              # the full run (~15 min): bench/results/latest.json + docs/BENCHMARKS.md
  *   npm run bench -- --smoke                   # tiny sizes, a few iterations (npm test runs this): bench/results/smoke.json
- *   npm run bench -- --only latency,storm      # some scenarios (render, latency, storm, reload, structural, reloadcost, fanout, throughput)
+ *   npm run bench -- --only latency,storm      # some scenarios (render, latency, storm, reload, structural, reloadcost, fanout, throughput, edge);
+ *                                              # merged into the results file: the other scenarios' records stay
  *   npm run bench -- --out FILE --doc FILE     # other result / doc paths (--no-doc: no doc)
  *   npm run bench -- --set latency.events=20 --set stack.sizes=1000   # change a parameter (see each scenario)
  *   npm run bench -- --report [FILE]           # only regenerate the doc from a results file
  *
  * Scenarios 2-4 (latency, storm, reload) share one demo stack per size (`bamboo demo`'s processes,
- * grown to N apps); every scenario shares one ZooKeeper. A full run first rebuilds dist/ (`tsc`) so
+ * grown to N apps); edge (7) starts its own at its size; every scenario shares one ZooKeeper. A full run first rebuilds dist/ (`tsc`) so
  * the bamboo processes run compiled, as installed (`--no-build` skips it; the runtime used is in
  * the results). Timings are never asserted: a scenario fails only when it cannot complete.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { startZooKeeper } from '../harness/zookeeper.js';
@@ -25,6 +26,7 @@ import { load, LoadSampler, machineInfo, ROOT, versions } from './lib/machine.js
 import { startDemoStack, type DemoStack } from './lib/stack.js';
 import { round } from './lib/stats.js';
 import { renderReport } from './report.js';
+import { edgeParams, edgeScenario } from './scenarios/edge.js';
 import { fanoutScenario } from './scenarios/fanout.js';
 import { latencyParams, latencyScenario } from './scenarios/latency.js';
 import { reloadParams, reloadScenario } from './scenarios/reload.js';
@@ -34,7 +36,7 @@ import { structuralScenario } from './scenarios/structural.js';
 import { reloadCostScenario } from './scenarios/reload-cost.js';
 import { throughputScenario } from './scenarios/throughput.js';
 
-export const SCENARIOS = ['render', 'latency', 'storm', 'reload', 'structural', 'reloadcost', 'fanout', 'throughput'] as const;
+export const SCENARIOS = ['render', 'latency', 'storm', 'reload', 'structural', 'reloadcost', 'fanout', 'throughput', 'edge'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface ScenarioRecord {
@@ -44,6 +46,9 @@ export interface ScenarioRecord {
   load: { start: number[]; end: number[] };
   params: unknown;
   result: unknown;
+  /** Set on the records of a partial run (`--only`) merged into an earlier run's file. */
+  startedAt?: string;
+  command?: string;
 }
 
 export interface BenchResults {
@@ -58,6 +63,8 @@ export interface BenchResults {
   build: string;
   load: { before: number[]; after: number[]; max1m: number; mean1m: number; samples: Array<{ atS: number; load1: number }> };
   scenarios: Partial<Record<ScenarioName, ScenarioRecord>>;
+  /** Partial runs (`--only`) merged into this file later, whose records carry their `startedAt`. */
+  partialRuns?: Array<{ startedAt: string; command: string; commit: string; load: BenchResults['load']; scenarios: string[] }>;
 }
 
 interface Args {
@@ -125,6 +132,28 @@ function writeDoc(results: BenchResults, docPath: string, jsonPath: string): voi
   const jsonRel = relative(dirname(docPath), jsonPath);
   writeFileSync(docPath, renderReport(results, jsonRel));
   log(`wrote ${docPath}`);
+}
+
+/**
+ * A partial run (`--only`) is merged into the results file it writes (same kind of run): the file's
+ * run (date, machine, load) and its other scenarios' records stay; the scenarios run now replace
+ * theirs, each stamped with this run's date and command, and the run is listed in `partialRuns`, so
+ * one scenario can be re-run without wiping the others' figures.
+ */
+function mergeEarlier(results: BenchResults, args: Args): BenchResults {
+  if (args.only.length === SCENARIOS.length || !existsSync(args.out)) return results;
+  let earlier: BenchResults;
+  try {
+    earlier = JSON.parse(readFileSync(args.out, 'utf8')) as BenchResults;
+  } catch {
+    return results;
+  }
+  if (earlier.kind !== results.kind) return results;
+  const scenarios = { ...earlier.scenarios };
+  for (const [name, rec] of Object.entries(results.scenarios)) scenarios[name as ScenarioName] = { ...rec, startedAt: results.startedAt, command: results.command };
+  const run = { startedAt: results.startedAt, command: results.command, commit: results.versions.git.commit, load: results.load, scenarios: Object.keys(results.scenarios) };
+  log(`merged into ${args.out}: kept ${Object.keys(earlier.scenarios).filter((n) => !(n in results.scenarios)).join(', ') || 'nothing'} of the run of ${earlier.startedAt}`);
+  return { ...earlier, scenarios, partialRuns: [...(earlier.partialRuns ?? []), run] };
 }
 
 async function main(): Promise<number> {
@@ -228,6 +257,7 @@ async function main(): Promise<number> {
       ['reloadcost', reloadCostScenario],
       ['fanout', fanoutScenario],
       ['throughput', throughputScenario],
+      ['edge', async (c) => ({ params: edgeParams(c), result: await edgeScenario(c, edgeParams(c)) })],
     ];
     for (const [name, fn] of separate) {
       if (!want(name)) continue;
@@ -244,10 +274,11 @@ async function main(): Promise<number> {
   results.load = { before: loadBefore, after: load(), max1m: l.max1m, mean1m: l.mean1m, samples: l.samples };
   results.finishedAt = new Date().toISOString();
   results.durationS = round((Date.now() - startedAt.getTime()) / 1000);
+  const written = mergeEarlier(results, args);
   mkdirSync(dirname(args.out), { recursive: true });
-  writeFileSync(args.out, JSON.stringify(results, null, 2) + '\n');
+  writeFileSync(args.out, JSON.stringify(written, null, 2) + '\n');
   log(`wrote ${args.out} (${results.durationS} s)`);
-  if (args.doc) writeDoc(results, args.doc, args.out);
+  if (args.doc) writeDoc(written, args.doc, args.out);
   const failed = Object.entries(results.scenarios).filter(([, r]) => !r.ok);
   if (failed.length) log(`failed: ${failed.map(([n, r]) => `${n} (${r.errors.join('; ')})`).join(', ')}`);
   return failed.length ? 1 : 0;

@@ -2,8 +2,8 @@
  * `bamboo demo`: the whole system on this machine, driven like production, on 127.0.0.1 only.
  *
  * It starts ZooKeeper (Debian's package; or uses --zk), the Marathon simulator with sample apps backed
- * by real local HTTP servers (and one TCP app using BAMBOO_TCP_PORT), two api copies and one worker
- * with a managed HAProxy, each api and the worker as its own `bamboo` child process. With the `openssl`
+ * by real local HTTP servers (one of them, /demo/shop/web, routed by its marathon-lb label
+ * HAPROXY_0_VHOST; one TCP app using BAMBOO_TCP_PORT), two api copies and one worker with a managed HAProxy, each api and the worker as its own `bamboo` child process. With the `openssl`
  * command at hand, HTTPS is on: a throwaway CA, a default certificate and one for the app
  * /demo/secure, which also asks (by label) for its plain HTTP to be redirected. Ctrl-C (or
  * --exit-after) stops everything it started, by the PIDs it got when starting them.
@@ -73,6 +73,11 @@ export interface RunningDemo {
   stop(): Promise<void>;
 }
 
+/** The host /demo/shop/web claims with its label `HAPROXY_0_VHOST`. */
+export const LABEL_HOST = 'shop.demo.local';
+/** The host the printed `curl` lines give /demo/shop/api by an api rule. */
+export const RULE_HOST = 'api.demo.local';
+
 const BIN = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'bin', 'bamboo.js');
 
 function binPath(): string {
@@ -112,6 +117,7 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
     const backends: Record<string, Backend[]> = {
       '/demo/web': [await startBackend('web-1'), await startBackend('web-2')],
       '/demo/shop/api': [await startBackend('shop-api-1'), await startBackend('shop-api-2')],
+      '/demo/shop/web': [await startBackend('shop-web-1')],
     };
     for (const list of Object.values(backends)) for (const b of list) started.push(() => b.close());
     // HTTPS: certificates made now, by a CA that lives as long as the demo.
@@ -143,6 +149,11 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
     sim.deployApp(
       { id: '/demo/shop/api', cmd: 'shop-api', instances: 2, cpus: 0.1, mem: 64, portDefinitions: [{ port: 10002, protocol: 'tcp', name: 'http' }], healthChecks: [healthCheck], labels: { team: 'shop' } },
       { tasks: backends['/demo/shop/api'].map((b) => ({ host: '127.0.0.1', ports: [b.port] })) },
+    );
+    // Routed by host from its marathon-lb label, as a marathon-lb user's app would be (docs/labels.md).
+    sim.deployApp(
+      { id: '/demo/shop/web', cmd: 'shop-web', instances: 1, cpus: 0.1, mem: 32, portDefinitions: [{ port: 10005, protocol: 'tcp', name: 'http' }], labels: { team: 'shop', HAPROXY_0_VHOST: LABEL_HOST } },
+      { tasks: backends['/demo/shop/web'].map((b) => ({ host: '127.0.0.1', ports: [b.port] })) },
     );
     sim.deployApp(
       { id: '/demo/echo', cmd: 'echo-server', instances: 1, cpus: 0.1, mem: 32, portDefinitions: [{ port: 10003, protocol: 'tcp' }], env: { BAMBOO_TCP_PORT: String(tcpPort) } },
@@ -215,6 +226,13 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
       100,
     );
 
+    await waitFor(
+      async () => (await httpGet(haproxyUrl, { host: LABEL_HOST })).body.startsWith('shop-web'),
+      `HAProxy to route ${LABEL_HOST} by the label of /demo/shop/web (worker log: ${join(dir, 'worker.log')})`,
+      30000,
+      100,
+    );
+
     if (https) {
       const h = https;
       await waitFor(
@@ -277,6 +295,7 @@ function httpsStatus(h: DemoHttps, path: string): Promise<number> {
 export function demoBanner(demo: RunningDemo): string[] {
   const h = demo.haproxyUrl.replace(/\/$/, '');
   const ui = demo.uiUrl.replace(/\/$/, '');
+  const httpPort = new URL(demo.haproxyUrl).port;
   const lines = [
     `UI: ${demo.uiUrl}`,
     `HAProxy: ${demo.haproxyUrl}`,
@@ -285,13 +304,13 @@ export function demoBanner(demo: RunningDemo): string[] {
     'Try:',
     `  curl ${h}/demo/web/                      # routed by path: the default rule of app /demo/web`,
     `  curl ${h}/demo/shop/api/orders           # a nested app id`,
-    `  curl -X PUT -d '{"acl":"hdr(host) -i shop.demo.local"}' ${ui}/api/services//demo/shop/api`,
-    `  curl -H 'Host: shop.demo.local' ${h}/orders    # now routed by host`,
+    `  curl --resolve ${LABEL_HOST}:${httpPort}:127.0.0.1 http://${LABEL_HOST}:${httpPort}/   # routed by host from the label HAPROXY_0_VHOST of app /demo/shop/web`,
+    `  curl -X PUT -d '{"acl":"hdr(host) -i ${RULE_HOST}"}' ${ui}/api/services//demo/shop/api   # an api rule for app /demo/shop/api`,
+    `  curl -H 'Host: ${RULE_HOST}' ${h}/orders    # now routed by host, by the api rule`,
     `  curl -X DELETE ${ui}/api/services//demo/shop/api   # back to the default rule`,
   ];
   if (demo.https) {
     const { host, port, caPath } = demo.https;
-    const httpPort = new URL(demo.haproxyUrl).port;
     lines.push(
       `  curl --resolve ${host}:${port}:127.0.0.1 --cacert ${caPath} https://${host}:${port}/demo/secure/   # HTTPS, the certificate of ${host} by SNI`,
       `  curl -si --resolve ${host}:${httpPort}:127.0.0.1 http://${host}:${httpPort}/demo/secure/ | head -3   # its label redirects HTTP to HTTPS`,

@@ -6,7 +6,8 @@
  * HAProxy never reads HAProxy.CertDir itself. The worker keeps in its TLS directory
  * (`<HAProxy.RuntimeDir>/tls`) a copy of every certificate it accepted and the crt-list naming them,
  * the default certificate on the first line (no SNI filter: HAProxy serves it when no other matches)
- * and every other one with its DNS names as SNI filters. A file of CertDir that is not a valid bundle
+ * and every other one with its DNS names as SNI filters, adjusted by the apps' `HAPROXY_{n}_SSL_CERT`
+ * for the hosts they own (common/core/tls-sni.ts). A file of CertDir that is not a valid bundle
  * is refused alone; if an earlier version of it was accepted, that copy keeps serving. So the crt-list
  * HAProxy loads on a reload or a restart always names files that load, and is the same as what the
  * Runtime API made of the running process.
@@ -29,6 +30,7 @@ import { CoalescedRunner } from '../common/coalesce.js';
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/adapters/statsd/metrics.js';
 import { CERT_NAME, httpsLabels } from '../common/core/tls-labels.js';
+import { labelledSni, sniFilters, type SniApp, type SniBinding } from '../common/core/tls-sni.js';
 import { checkBundle, type Accepted, type CertInfo } from './tls-bundle.js';
 import { convergeRuntime, NotServing, RuntimeRefused } from './tls-runtime.js';
 
@@ -76,7 +78,8 @@ export interface TlsStatus {
   runtimeChanges: number;
   /**
    * Apps whose `HAPROXY_0_SSL_CERT` label names a certificate this worker does not serve, or is no
-   * certificate name at all (at most 100). The certificate is chosen by SNI either way.
+   * certificate name at all, and hosts whose `HAPROXY_{n}_SSL_CERT` cannot apply because the default
+   * certificate names them (at most 100). Such a host keeps the certificate SNI picks by its own names.
    */
   labels: Array<{ appId: string; cert: string; problem: string }>;
   /** When the last pass ended (ms epoch); null before the first. */
@@ -94,6 +97,8 @@ export class CertManager {
   private lastPassAt: number | null = null;
   /** The apps' HAPROXY_0_SSL_CERT labels in the config in force. */
   private labelled: Array<{ appId: string; cert: string; valid: boolean }> = [];
+  /** Host -> the certificate an app's HAPROXY_{n}_SSL_CERT names for it, over the hosts it owns (tls-sni.ts). */
+  private sni = new Map<string, SniBinding>();
   private error: string | null = null;
   private watcher: FSWatcher | null = null;
   private rescan: NodeJS.Timeout | null = null;
@@ -170,8 +175,16 @@ export class CertManager {
     return this.runner.run();
   }
 
-  /** Notes the apps of the config in force, for their HAPROXY_0_SSL_CERT labels in the status. */
-  noteApps(apps: ReadonlyArray<{ Id: string; Labels?: unknown }>): void {
+  /**
+   * Notes the apps of the config in force: their HAPROXY_0_SSL_CERT labels for the status, and the
+   * hosts whose certificate their HAPROXY_{n}_SSL_CERT chose, applied by a pass when they changed.
+   */
+  noteApps(apps: ReadonlyArray<SniApp & { Labels?: unknown }>): void {
+    const sni = labelledSni(apps);
+    if (JSON.stringify([...sni]) !== JSON.stringify([...this.sni])) {
+      this.sni = sni;
+      this.trigger();
+    }
     const out: CertManager['labelled'] = [];
     for (const app of apps) {
       const l = httpsLabels(app.Labels, 0);
@@ -196,7 +209,13 @@ export class CertManager {
       labels: this.labelled
         .filter((l) => !l.valid || !this.accepted.has(l.cert))
         .slice(0, 100)
-        .map((l) => ({ appId: l.appId, cert: l.cert, problem: l.valid ? 'no such certificate in HAProxy.CertDir' : 'not a certificate name (letters, digits, . _ -; never a path)' })),
+        .map((l) => ({ appId: l.appId, cert: l.cert, problem: l.valid ? 'no such certificate in HAProxy.CertDir' : 'not a certificate name (letters, digits, . _ -; never a path)' }))
+        .concat(
+          [...this.sni]
+            .filter(([h, b]) => b.cert !== this.o.defaultCert && this.accepted.get(this.o.defaultCert)?.info.names.includes(h))
+            .map(([h, b]) => ({ appId: b.appId, cert: b.cert, problem: `host ${h} is named by the default certificate, which keeps it` })),
+        )
+        .slice(0, 100),
       lastPassAt: this.lastPassAt,
       error: this.error,
     };
@@ -309,7 +328,10 @@ export class CertManager {
       try {
         await this.serial(() =>
           convergeRuntime(
-            { adminSocket: this.o.adminSocket!, timeoutMs: this.o.timeoutMs, crtList: this.o.crtList, tlsDir: this.o.tlsDir, defaultCert: this.o.defaultCert, path: (n) => this.path(n), onChange: (k, p, a) => this.change(k, p, a) },
+            {
+              adminSocket: this.o.adminSocket!, timeoutMs: this.o.timeoutMs, crtList: this.o.crtList, tlsDir: this.o.tlsDir, defaultCert: this.o.defaultCert,
+              path: (n) => this.path(n), filters: (n, a) => this.filters(n, a, next), onChange: (k, p, a) => this.change(k, p, a),
+            },
             next,
           ),
         );
@@ -340,14 +362,23 @@ export class CertManager {
     }
   }
 
-  /** The crt-list: the default certificate first without filters, then the others by name with their names. */
+  /**
+   * The crt-list: the default certificate first without filters, then the others by name with their
+   * names as SNI filters, less the hosts labels gave another certificate, plus those labels gave them.
+   */
   private crtListText(certs: ReadonlyMap<string, Accepted>): string {
     const lines: string[] = [this.path(this.o.defaultCert)];
     for (const [name, a] of [...certs].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) {
       if (name === this.o.defaultCert) continue;
-      lines.push([this.path(name), ...a.info.names].join(' '));
+      lines.push([this.path(name), ...this.filters(name, a, certs)].join(' '));
     }
     return lines.join('\n') + '\n';
+  }
+
+  private filters(name: string, a: Accepted, certs: ReadonlyMap<string, Accepted>): string[] {
+    // A label naming a certificate the edge does not serve chooses nothing: the host keeps the certificate that names it.
+    const bound = new Map([...this.sni].filter(([, b]) => certs.has(b.cert)));
+    return sniFilters(name, a.info.names, name === this.o.defaultCert, bound);
   }
 
   private change(kind: 'added' | 'renewed' | 'removed', path: string, a?: Accepted): void {

@@ -43,6 +43,8 @@ export interface RuntimeTarget {
   defaultCert: string;
   /** Path of a certificate's copy in tlsDir. */
   path(name: string): string;
+  /** The SNI filters of a certificate's crt-list entry (the default certificate's entry is left as loaded). */
+  filters(name: string, a: Accepted): string[];
   onChange(kind: 'added' | 'renewed' | 'removed', path: string, a?: Accepted): void;
 }
 
@@ -103,7 +105,7 @@ export async function convergeRuntime(o: RuntimeTarget, certs: ReadonlyMap<strin
       await expect(cmd(`new ssl cert ${path}`), /New empty certificate store/, `creating ${name}`);
     } else {
       if (held.get(path) === a.info.fingerprint) {
-        await fixEntry(o, entries, drop, path, a, isDefault, cmd, expect);
+        await fixEntry(o, entries, drop, path, o.filters(name, a), isDefault, cmd, expect);
         continue;
       }
     }
@@ -115,7 +117,7 @@ export async function convergeRuntime(o: RuntimeTarget, certs: ReadonlyMap<strin
       throw err;
     }
     o.onChange(loaded.has(path) ? 'renewed' : 'added', path, a);
-    await fixEntry(o, entries, drop, path, a, isDefault, cmd, expect);
+    await fixEntry(o, entries, drop, path, o.filters(name, a), isDefault, cmd, expect);
   }
 }
 
@@ -125,13 +127,13 @@ o: RuntimeTarget,
   entries: RunningEntry[],
   dropped: RunningEntry[],
   path: string,
-  a: Accepted,
+  wantFilters: string[],
   isDefault: boolean,
   cmd: (c: string) => Promise<string>,
   expect: (answer: Promise<string>, ok: RegExp, what: string) => Promise<void>,
 ): Promise<void> {
   const entry = entries.find((e) => e.path === path && !dropped.includes(e));
-  const filters = isDefault ? [] : a.info.names;
+  const filters = isDefault ? [] : wantFilters;
   if (entry && (isDefault || entry.filters.join(' ') === filters.join(' '))) return;
   if (entry) await expect(cmd(`del ssl crt-list ${o.crtList} ${path}:${entry.line}`), /deleted/, `re-filtering ${path}`);
   await expect(cmd(`add ssl crt-list ${o.crtList} <<\n${[path, ...filters].join(' ')}\n`), /Success/, `adding ${path} to the crt-list`);

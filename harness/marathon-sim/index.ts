@@ -218,6 +218,11 @@ export class MarathonSimulator {
     return this.state.scaleApp(appId, instances, opts);
   }
 
+  /** Replaces an app's labels (a configuration change whose deployment finishes at once; tasks keep running). */
+  setLabels(appId: string, labels: Record<string, string>): { deploymentId: string } {
+    return this.state.setLabels(appId, labels);
+  }
+
   /** TASK_KILLING then TASK_KILLED; without `scale` a replacement task starts (at opts.replacement). */
   killTask(taskId: string, opts: { scale?: boolean; replacement?: TaskSpec } = {}): { deploymentId?: string; replacementTaskId?: string } {
     return this.state.killTask(taskId, opts);

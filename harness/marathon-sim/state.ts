@@ -303,6 +303,27 @@ export class SimState {
   }
 
   /**
+   * Replaces an app's labels like `PUT /v2/apps/{id}` with `{"labels": {...}}`: a configuration change
+   * (new version and lastConfigChangeAt), api_post_event and group_change_success, and a deployment that
+   * finishes at once. Marathon would also replace the tasks (RestartApplication); here they keep
+   * running, so what is seen is the labels' effect alone.
+   */
+  setLabels(appId: string, labels: Record<string, string>): { deploymentId: string } {
+    const app = this.mustApp(appId);
+    const id = canonicalAppId(String(app.def['id']));
+    const version = this.now();
+    const original = this.allDefs();
+    this.bumpVersion(app, version, 'config');
+    app.def['labels'] = { ...labels };
+    const d = this.beginDeployment([id], [[{ action: 'RestartApplication', app: id }]], original, this.allDefs(), version);
+    this.stepInfo(d);
+    this.publishObject(ev.groupChangeSuccessEvent(parentGroupId(id), version, this.now()));
+    this.publishObject(ev.apiPostEvent('127.0.0.1', `/v2/apps${id}`, app.def, this.now()));
+    this.finishDeployment(d.id);
+    return { deploymentId: d.id };
+  }
+
+  /**
    * Deletes an app like `DELETE /v2/apps/{id}`: deployment_info (StopApplication), TASK_KILLING per
    * task, group_change_success, TASK_KILLED per task, step success, deployment_success and
    * app_terminated_event (the order of the real 1.6 capture).

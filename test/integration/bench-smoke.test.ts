@@ -61,7 +61,7 @@ describe('benchmark suite (smoke run of every scenario)', function () {
   });
 
   it('runs every scenario to completion', () => {
-    for (const name of ['render', 'latency', 'storm', 'reload', 'structural', 'reloadcost', 'fanout', 'throughput']) {
+    for (const name of ['render', 'latency', 'storm', 'reload', 'structural', 'reloadcost', 'fanout', 'throughput', 'edge']) {
       expect(scenarios[name], name).to.be.an('object');
       expect(scenarios[name].errors, `${name} errors`).to.deep.equal([]);
       expect(scenarios[name].ok, name).to.equal(true);
@@ -160,10 +160,17 @@ describe('benchmark suite (smoke run of every scenario)', function () {
     expectSummary(t.eventToHintMs, 'eventToHintMs');
   });
 
+  it('edge: certificate, label and rule changes timed side by side, with the reloads each caused', () => {
+    const e = scenarios.edge.result as Json;
+    for (const k of ['certRenewedToServedMs', 'labelChangeToRoutedMs', 'ruleWriteToRoutedMs']) expectSummary(e[k], k, 2);
+    const reloads = e.reloadsPerChange as Json;
+    for (const k of ['cert', 'label', 'rule']) expectSummary(reloads[k], `reloads ${k}`, 2);
+  });
+
   it('renders the report from the results', () => {
     expect(existsSync(doc)).to.equal(true);
     const text = readFileSync(doc, 'utf8');
-    for (const h of ['## The run', '## Headline', '## 1. Render', '## 2. Latency', '## 3. Storm', '## 4. Reloads under load', '## 5. Fan-out', '## 6. Throughput']) expect(text).to.include(h);
+    for (const h of ['## The run', '## Headline', '## 1. Render', '## 2. Latency', '## 3. Storm', '## 4. Reloads under load', '## 5. Fan-out', '## 6. Throughput', '## 7. Structural changes', '## 8. What HAProxy pays', '## 9. Edge changes']) expect(text).to.include(h);
     expect(text).to.not.include('NaN');
     expect(text).to.not.include('undefined');
   });

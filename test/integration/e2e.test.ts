@@ -183,6 +183,24 @@ describe('end to end: the demo stack with a simulated Marathon', function () {
     expect(await run('the default certificate')).to.contain('CN = edge.demo.local');
   });
 
+  it('routes by the label HAPROXY_0_VHOST and by an api rule, as the printed curl lines say', async () => {
+    const banner = demoBanner(demo);
+    const line = (marker: string) => {
+      const l = banner.find((x) => x.includes(marker));
+      expect(l, `a printed line with ${marker}`).to.be.a('string');
+      return l!.replace(/\s+#.*$/, '').trim();
+    };
+    const sh = async (cmd: string) => (await promisify(execFile)('sh', ['-c', cmd], { timeout: 15000 })).stdout;
+    expect(await sh(line('HAPROXY_0_VHOST'))).to.match(/^shop-web-1/);
+    // The rule: set through the api, routed by its host, removed again.
+    const byRule = line('# now routed by host, by the api rule');
+    expect(await sh(byRule)).to.not.match(/^shop-api/);
+    await sh(line('an api rule for app /demo/shop/api'));
+    await waitFor(async () => /^shop-api-\d/.test(await sh(byRule)), 'the printed rule to route', 20000, 50);
+    await sh(line('back to the default rule'));
+    await waitFor(async () => !/^shop-api/.test(await sh(byRule)), 'the printed rule to be gone', 20000, 50);
+  });
+
   it('carries raw TCP through the BAMBOO_TCP_PORT listener', async () => {
     expect(await tcpRoundTrip(demo.tcpPort, 'ping over tcp\n')).to.equal('ping over tcp\n');
   });

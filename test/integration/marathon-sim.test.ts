@@ -386,6 +386,22 @@ describe('Marathon simulator', function () {
       expect((await getJson(`${sim.url}/v2/apps/api`)).body.app).to.include({ instances: 1, tasksRunning: 1 });
     });
 
+    it('changes an app\'s labels as a configuration change that keeps its tasks', async () => {
+      const sim = await h.sim();
+      const { taskIds } = sim.deployApp({ id: '/shop', instances: 1, labels: { team: 'a' } });
+      const before = (await getJson(`${sim.url}/v2/apps/shop`)).body.app as JsonObject;
+      const rec = record(sim);
+      await new Promise((r) => setTimeout(r, 5)); // a later version than the deployment's
+      sim.setLabels('/shop', { team: 'a', HAPROXY_0_VHOST: 'shop.test' });
+      expect(rec.types()).to.deep.equal(['deployment_info', 'group_change_success', 'api_post_event', 'deployment_step_success', 'deployment_success']);
+      expect((rec.of('api_post_event')[0]!['appDefinition'] as JsonObject)['labels']).to.deep.equal({ team: 'a', HAPROXY_0_VHOST: 'shop.test' });
+      const after = (await getJson(`${sim.url}/v2/apps/shop`)).body.app as JsonObject;
+      expect(after['labels']).to.deep.equal({ team: 'a', HAPROXY_0_VHOST: 'shop.test' });
+      expect(after['version']).to.not.equal(before['version']);
+      expect((after['versionInfo'] as JsonObject)['lastConfigChangeAt']).to.equal(after['version']);
+      expect(sim.tasks('/shop').map((t) => t.id)).to.deep.equal(taskIds);
+    });
+
     it('kills a task: killing then killed, and a replacement unless scaling down', async () => {
       const sim = await h.sim();
       const { taskIds } = sim.deployApp({ id: '/svc', instances: 2 });

@@ -207,6 +207,42 @@ describe('HTTPS with SNI (real worker, HAProxy, TLS)', function () {
     ]);
   });
 
+  it('serves the hosts an app owns the certificate its HAPROXY_0_SSL_CERT names, never another app\'s host, through the Runtime API and the crt-list', async () => {
+    const t = await tlsSetup();
+    const api = await fakeApi(t);
+    const def = cert(t, 'default', ['edge.test', 'keep.test']);
+    // Two certificates name shop.test; HAProxy alone would serve the first entry (legacy).
+    const legacy = cert(t, 'legacy', ['shop.test', 'other.test']);
+    const current = cert(t, 'shop-2027', ['shop.test', 'www.shop.test']);
+    const b = await backend('sni-app');
+    const app = (id: string, labels: Record<string, string>, changedAt: string) =>
+      marathonApp(id, [{ port: b.port }], { labels, version: changedAt, versionInfo: { lastConfigChangeAt: changedAt, lastScalingAt: changedAt } });
+    const shopLabels = { HAPROXY_0_VHOST: 'shop.test,extra.test,keep.test', HAPROXY_0_SSL_CERT: 'shop-2027' };
+    // A later claimant of shop.test names the other certificate for it: it does not own the host.
+    const thief = app('/aaa/thief', { HAPROXY_0_VHOST: 'shop.test,thief.test', HAPROXY_0_SSL_CERT: 'legacy' }, '2025-06-01T00:00:00.000Z');
+    await api.setApps([app('/shop', shopLabels, '2024-01-01T00:00:00.000Z'), thief]);
+    const w = await worker(t);
+
+    await served(t, 'shop.test', current.serial, 'shop.test to get the certificate its owner names');
+    await served(t, 'extra.test', current.serial, 'a host of the app that the certificate does not name');
+    await served(t, 'thief.test', legacy.serial, 'the later claimant\'s own host to get the certificate it names');
+    expect((await peerCert(t.httpsPort, 'www.shop.test', t.ca.cert))?.serial, 'the certificate keeps its own names').to.equal(current.serial);
+    expect((await peerCert(t.httpsPort, 'other.test', t.ca.cert))?.serial).to.equal(legacy.serial);
+    // The crt-list on disk says the same, so a reload or a restart serves the same.
+    const listPath = haproxySettings(workerConfig(t, tlsOverrides(t)) as never).CrtList;
+    const list = readFileSync(listPath, 'utf8');
+    expect(list).to.contain('legacy.pem other.test thief.test\n').and.contain('shop-2027.pem shop.test www.shop.test extra.test keep.test\n');
+    expect(w.status().tls!.error).to.equal(null);
+    // The default certificate's entry cannot change at run time: the hosts it names stay with it, reported.
+    expect((await peerCert(t.httpsPort, 'keep.test', t.ca.cert))?.serial).to.equal(def.serial);
+    expect(w.status().tls!.labels).to.deep.equal([{ appId: '/shop', cert: 'shop-2027', problem: 'host keep.test is named by the default certificate, which keeps it' }]);
+
+    // The label goes: extra.test is named by no certificate and falls back to the default one.
+    await api.setApps([app('/shop', { HAPROXY_0_VHOST: 'shop.test,extra.test' }, '2024-01-01T00:00:00.000Z'), thief]);
+    await served(t, 'extra.test', def.serial, 'extra.test back to the default certificate');
+    await waitFor(() => !readFileSync(listPath, 'utf8').includes('extra.test'), 'the crt-list on disk without the label\'s host');
+  });
+
   it('serves a renewed, an added and no longer a removed certificate on new connections without a reload', async () => {
     const t = await tlsSetup();
     const api = await fakeApi(t);
