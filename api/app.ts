@@ -14,7 +14,7 @@ import type { Metrics } from '../common/metrics.js';
 import type { RuleStore } from '../common/rules.js';
 import type { ControlStore, PublisherRecord } from '../common/snapshot.js';
 import type { Zk } from '../common/zk.js';
-import { ANONYMOUS, Authenticator, CALLBACK_PATH, WriteLimiter, decodeBody, topLevelEventType } from './edge.js';
+import { ANONYMOUS, Authenticator, CALLBACK_PATH, WriteLimiter, callbackFields, decodeBody } from './edge.js';
 import { createGuards } from './guards.js';
 import { poisonedKey } from './records.js';
 import { clientErrorHandler, sendError, toApiError } from './http-errors.js';
@@ -132,7 +132,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         done(new ApiError('BAMBOO_BAD_JSON', 'a Marathon event is a JSON object; this body is not one'), undefined);
         return;
       }
-      done(null, { eventType: topLevelEventType(t) });
+      done(null, callbackFields(t));
       return;
     }
     let parsed: unknown;
