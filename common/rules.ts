@@ -135,6 +135,20 @@ export class RuleStore {
     await this.ensureBase();
     const path = this.nodePath(record.Id);
     const body = serializeRecord(record);
+    if (ifVersion === undefined) {
+      // Unconditional (Bamboo's POST): try to create first, which is one round trip for a new rule
+      // instead of a read and a write; an existing rule is then replaced as below.
+      try {
+        await this.zk.multi([{ op: 'create', path, data: body }, this.touchParent()]);
+        return { stored: { record: normalise(record), version: 0, format: 2 }, created: true };
+      } catch (err) {
+        if (!(err instanceof ZkNodeExistsError) && !(err instanceof ZkNoNodeError)) throw err;
+        if (err instanceof ZkNoNodeError) {
+          this.baseReady = false; // the base path was removed since: create it again
+          await this.ensureBase();
+        }
+      }
+    }
     for (let attempt = 0; attempt < 5; attempt++) {
       const current = await this.get(record.Id);
       if (ifVersion !== undefined && (current === null || current.version !== ifVersion)) {
