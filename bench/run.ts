@@ -4,7 +4,7 @@
  *
  *   npm run bench                              # the full run (~15 min): bench/results/latest.json + docs/BENCHMARKS.md
  *   npm run bench -- --smoke                   # tiny sizes, a few iterations (npm test runs this): bench/results/smoke.json
- *   npm run bench -- --only latency,storm      # some scenarios (render, latency, storm, reload, fanout, throughput)
+ *   npm run bench -- --only latency,storm      # some scenarios (render, latency, storm, reload, fanout, throughput, fetch, idle)
  *   npm run bench -- --out FILE --doc FILE     # other result / doc paths (--no-doc: no doc)
  *   npm run bench -- --set latency.events=20 --set stack.sizes=1000   # change a parameter (see each scenario)
  *   npm run bench -- --report [FILE]           # only regenerate the doc from a results file
@@ -26,13 +26,15 @@ import { startDemoStack, type DemoStack } from './lib/stack.js';
 import { round } from './lib/stats.js';
 import { renderReport } from './report.js';
 import { fanoutScenario } from './scenarios/fanout.js';
+import { fetchScenario } from './scenarios/fetch.js';
+import { idleScenario } from './scenarios/idle.js';
 import { latencyParams, latencyScenario } from './scenarios/latency.js';
 import { reloadParams, reloadScenario } from './scenarios/reload.js';
 import { renderScenario } from './scenarios/render.js';
 import { stormParams, stormScenario } from './scenarios/storm.js';
 import { throughputScenario } from './scenarios/throughput.js';
 
-export const SCENARIOS = ['render', 'latency', 'storm', 'reload', 'fanout', 'throughput'] as const;
+export const SCENARIOS = ['render', 'latency', 'storm', 'reload', 'fanout', 'throughput', 'fetch', 'idle'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface ScenarioRecord {
@@ -224,6 +226,8 @@ async function main(): Promise<number> {
     const separate: Array<[ScenarioName, (c: Ctx) => Promise<{ params: unknown; result: unknown }>]> = [
       ['fanout', fanoutScenario],
       ['throughput', throughputScenario],
+      ['fetch', fetchScenario],
+      ['idle', idleScenario],
     ];
     for (const [name, fn] of separate) {
       if (!want(name)) continue;

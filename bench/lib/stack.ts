@@ -179,9 +179,10 @@ export function appPath(appId: string): string {
 /**
  * Starts the demo stack on the shared ZooKeeper and grows it to `size` bench apps (3 tasks each, all
  * on one local backend): the apps are loaded into the simulator without events, then one deployment
- * makes the api fetch them all. Resolves once HAProxy routes the last app.
+ * makes the api fetch them all. Resolves once HAProxy routes the last app. `env`: more environment
+ * for the bamboo processes (a scenario comparing settings).
  */
-export async function startDemoStack(zkConnection: string, size: number, log: (line: string) => void): Promise<DemoStack> {
+export async function startDemoStack(zkConnection: string, size: number, log: (line: string) => void, env: Record<string, string> = {}): Promise<DemoStack> {
   const zk = new Zk({ connectionString: zkConnection, log: silentLogger() });
   if (!(await zk.start(10000))) throw new Error(`ZooKeeper at ${zkConnection} not reachable`);
   const extra: Backend[] = [];
@@ -192,7 +193,7 @@ export async function startDemoStack(zkConnection: string, size: number, log: (l
   // (Worker.MaxReloadsPerMinute, Worker.MaxOldGenerations) would pace it to 30 a minute, so they are off.
   const demo = await startDemo({
     zk: zkConnection, logLevel: 'warn', out: () => undefined,
-    env: { BAMBOO_WRITE_RATE_PER_MINUTE: '0', BAMBOO_WORKER_MAX_RELOADS_PER_MINUTE: '0', BAMBOO_WORKER_MAX_OLD_GENERATIONS: '0' },
+    env: { BAMBOO_WRITE_RATE_PER_MINUTE: '0', BAMBOO_WORKER_MAX_RELOADS_PER_MINUTE: '0', BAMBOO_WORKER_MAX_OLD_GENERATIONS: '0', ...env },
   });
   // Newer demos say which ZooKeeper paths they use; older ones keep them under a fresh /bamboo-demo-<suffix>.
   let controlPath = (demo as { zkPaths?: { control?: string } }).zkPaths?.control;

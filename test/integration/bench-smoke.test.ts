@@ -61,7 +61,7 @@ describe('benchmark suite (smoke run of every scenario)', function () {
   });
 
   it('runs every scenario to completion', () => {
-    for (const name of ['render', 'latency', 'storm', 'reload', 'fanout', 'throughput']) {
+    for (const name of ['render', 'latency', 'storm', 'reload', 'fanout', 'throughput', 'fetch', 'idle']) {
       expect(scenarios[name], name).to.be.an('object');
       expect(scenarios[name].errors, `${name} errors`).to.deep.equal([]);
       expect(scenarios[name].ok, name).to.equal(true);
@@ -126,6 +126,24 @@ describe('benchmark suite (smoke run of every scenario)', function () {
     expect((t.createRulesOneByOne as Json).ms).to.be.a('number');
     expect((t.callbackBurst as Json).marathonFetches).to.be.a('number');
     expectSummary(t.eventToHintMs, 'eventToHintMs');
+  });
+
+  it('fetch: task change -> routed with the per-app and the whole-list fetch, side by side', () => {
+    const rows = (scenarios.fetch.result as Json).rows as Json[];
+    expect(rows.map((r) => r.path)).to.deep.equal(['per-app', 'full']);
+    for (const r of rows) expectSummary(r.eventToRoutedMs, `fetch ${String(r.path)} eventToRoutedMs`);
+    // Behaviour, not timing: the default path fetched the named app, the switched-off one never did.
+    expect(rows[0].appFetches as number, 'per-app fetches by default').to.be.above(0);
+    expect(rows[1].appFetches, 'none with Marathon.PerAppFetchMax=0').to.equal(0);
+  });
+
+  it('idle: HAProxy CPU with the current and the previous check timing', () => {
+    const rows = (scenarios.idle.result as Json).rows as Json[];
+    expect(rows.map((r) => r.variant)).to.deep.equal(['current', 'previous']);
+    for (const r of rows) {
+      expect(r.checkedServers as number, 'servers checked').to.be.above(0);
+      expect(Number.isFinite(r.cpuPercent), 'cpu measured').to.equal(true);
+    }
   });
 
   it('renders the report from the results', () => {
