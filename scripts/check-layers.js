@@ -36,6 +36,7 @@ export const PURE_CORE = [
   'common/rule-probe.ts',
   'common/slots.ts',
   'common/snapshot-delta.ts',
+  'common/snapshot-segments.ts',
   'common/template-data.ts',
 ];
 export const PURE_PACKAGES = ['liquidjs'];
