@@ -307,6 +307,29 @@ function headline(r: BenchResults): string {
       verdict(!grows),
     ]);
   }
+  const fetchRows = result<{ rows: FetchRow[] }>(r.scenarios.fetch)?.rows ?? [];
+  for (const row of fetchRows.filter((x) => x.path === 'per-app' && x.eventToRoutedMs?.n)) {
+    const full = fetchRows.find((x) => x.path === 'full' && x.size === row.size);
+    rows.push([
+      `One app gains a task -> routed, ${num(row.size)} apps, fetching the named app: p50 / p99 (whole-list fetch in the same run)`,
+      `${ms(row.eventToRoutedMs!.median)} / ${ms(row.eventToRoutedMs!.p99)} (${ms(full?.eventToRoutedMs?.median)} / ${ms(full?.eventToRoutedMs?.p99)})`,
+      `${BAMBOO.eventToRouted[row.size] ?? 'n/a'} (median)`,
+      `p99 < ${TASK_CHANGE_P99_MS} ms at 1,000 and 10,000 apps`,
+      row.size >= 1000 ? verdict(row.eventToRoutedMs!.p99 < TASK_CHANGE_P99_MS) : 'n/a (under 1,000 apps)',
+    ]);
+  }
+  const idleRows = result<{ rows: IdleRow[] }>(r.scenarios.idle)?.rows ?? [];
+  const idleBig = idleRows.filter((x) => x.variant === 'current').reduce<IdleRow | undefined>((a, x) => (!a || x.size > a.size ? x : a), undefined);
+  if (idleBig) {
+    const before = idleRows.find((x) => x.variant === 'previous' && x.size === idleBig.size);
+    rows.push([
+      `Idle HAProxy CPU, ${num(idleBig.size)} apps (${num(idleBig.checkedServers)} checked servers): default checks (\`inter 5s\` before)`,
+      `${num(idleBig.cpuPercent, 2)} % (${num(before?.cpuPercent, 2)} %)`,
+      '7 % at 10,000 apps',
+      'within Bamboo\'s at 10,000 apps',
+      idleBig.size >= 10000 ? verdict(idleBig.cpuPercent <= 7) : 'n/a (not 10,000 apps)',
+    ]);
+  }
   if (!rows.length) return '_No scenario produced figures._';
   return table(['Figure', 'Bamboo-TS (this run)', 'Original Bamboo', 'Target', 'Verdict'], rows);
 }

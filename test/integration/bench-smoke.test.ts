@@ -149,7 +149,7 @@ describe('benchmark suite (smoke run of every scenario)', function () {
   it('renders the report from the results', () => {
     expect(existsSync(doc)).to.equal(true);
     const text = readFileSync(doc, 'utf8');
-    for (const h of ['## The run', '## Headline', '## 1. Render', '## 2. Latency', '## 3. Storm', '## 4. Reloads under load', '## 5. Fan-out', '## 6. Throughput']) expect(text).to.include(h);
+    for (const h of ['## The run', '## Headline', '## 1. Render', '## 2. Latency', '## 3. Storm', '## 4. Reloads under load', '## 5. Fan-out', '## 6. Throughput', '## 7. Task change', '## 8. HAProxy idle CPU']) expect(text).to.include(h);
     expect(text).to.not.include('NaN');
     expect(text).to.not.include('undefined');
   });
