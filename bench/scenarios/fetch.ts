@@ -15,7 +15,7 @@ export interface FetchParams {
 }
 
 export function fetchParams(ctx: Ctx): FetchParams {
-  return withOverrides(ctx, 'fetch', ctx.smoke ? { sizes: [20], events: 3, warmup: 1 } : { sizes: [100, 1000], events: 50, warmup: 3 });
+  return withOverrides(ctx, 'fetch', ctx.smoke ? { sizes: [20], events: 2, warmup: 1 } : { sizes: [100, 1000], events: 50, warmup: 3 });
 }
 
 const PATHS = [
