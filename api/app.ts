@@ -15,9 +15,9 @@ import type { Metrics } from '../common/adapters/statsd/metrics.js';
 import type { RuleStore } from '../common/adapters/zookeeper/rules.js';
 import type { ControlStore, PublisherRecord } from '../common/adapters/zookeeper/snapshot.js';
 import type { Zk } from '../common/adapters/zookeeper/zk.js';
-import { ANONYMOUS, Authenticator, CALLBACK_PATH, WriteLimiter, decodeBody, topLevelEventType } from './edge.js';
 import { AuditLog } from './audit.js';
 import { ClientAddress } from './client-address.js';
+import { ANONYMOUS, Authenticator, CALLBACK_PATH, WriteLimiter, callbackFields, decodeBody } from './edge.js';
 import { createGuards } from './guards.js';
 import { poisonedKey } from './records.js';
 import { clientErrorHandler, sendError, toApiError } from './http-errors.js';
@@ -148,7 +148,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
         done(new ApiError('BAMBOO_BAD_JSON', 'a Marathon event is a JSON object; this body is not one'), undefined);
         return;
       }
-      done(null, { eventType: topLevelEventType(t) });
+      done(null, callbackFields(t));
       return;
     }
     let parsed: unknown;

@@ -166,13 +166,16 @@ export class EventTypeScanner {
   private inString = false;
   private escaped = false;
   private expectKey = false;
-  private keyIsEventType = false;
+  /** The top-level key just read, when it is one whose string value is kept: eventType or the app id. */
+  private keyWanted: 'eventType' | 'appId' | null = null;
   private valueNext = false;
   private capture: number[] | null = null;
   private first = -1;
   private last = -1;
   bytes = 0;
   eventType: string | null = null;
+  /** The top-level `appId` (or `runSpecId`, Marathon 1.4+) string, when there is one: the app the event names. */
+  appId: string | null = null;
 
   push(chunk: Uint8Array): void {
     this.bytes += chunk.length;
@@ -213,8 +216,8 @@ export class EventTypeScanner {
           break;
         case 0x3a: // :
           if (this.depth === 1) {
-            this.valueNext = this.keyIsEventType;
-            this.keyIsEventType = false;
+            this.valueNext = this.keyWanted !== null;
+            if (!this.valueNext) this.keyWanted = null;
           }
           break;
         default:
@@ -229,14 +232,17 @@ export class EventTypeScanner {
     if (this.depth !== 1 || cap === null) return;
     if (this.expectKey) {
       this.expectKey = false;
-      this.keyIsEventType = cap.length === 9 && Buffer.from(cap).toString('latin1') === 'eventType';
+      const key = cap.length <= 9 ? Buffer.from(cap).toString('latin1') : '';
+      this.keyWanted = key === 'eventType' ? 'eventType' : key === 'appId' || key === 'runSpecId' ? 'appId' : null;
     } else if (this.valueNext) {
       this.valueNext = false;
-      if (this.eventType === null && cap.length <= 800) {
+      const wanted = this.keyWanted;
+      this.keyWanted = null;
+      if (wanted && this[wanted] === null && cap.length <= 800) {
         try {
-          this.eventType = JSON.parse(`"${Buffer.from(cap).toString('utf8')}"`) as string;
+          this[wanted] = JSON.parse(`"${Buffer.from(cap).toString('utf8')}"`) as string;
         } catch {
-          /* a malformed escape: no type */
+          /* a malformed escape: nothing kept */
         }
       }
     }
@@ -246,6 +252,13 @@ export class EventTypeScanner {
   get isObject(): boolean {
     return this.first === 0x7b && this.last === 0x7d && !this.inString;
   }
+}
+
+/** What the callback route uses of an event: its top-level `eventType` and the app it names (`appId`/`runSpecId`). */
+export function callbackFields(text: string): { eventType: string | null; appId: string | null } {
+  const scanner = new EventTypeScanner();
+  scanner.push(Buffer.from(text));
+  return { eventType: scanner.eventType, appId: scanner.appId };
 }
 
 /**

@@ -1,9 +1,15 @@
 /**
  * Marathon intake: turns Marathon events into few, safe snapshot updates.
  *
- * Events are hints (level-triggered): an event that can change routing only *requests* a fetch of
- * the whole `/v2/apps`. Requests coalesce: at most one fetch is in flight and at most one is pending,
- * whatever the event rate.
+ * Events are hints (level-triggered): an event that can change routing only *requests* a fetch.
+ * Requests coalesce: at most one fetch is in flight and at most one is pending, whatever the event rate.
+ * A fetch asks for the apps its events named (`GET /v2/apps/{id}`, api/event-apps.ts) when every one of
+ * them named at most `Marathon.PerAppFetchMax` apps in all and this copy holds the content stored at the
+ * version it read; otherwise (startup, resync, retries, a larger burst, an event naming no app) the
+ * whole `/v2/apps`. The named apps replace theirs in the stored content; a 404 for a stored app, or a
+ * failed answer, is not trusted: the same fetch reads the whole list instead, which alone may remove
+ * apps (through the shrink guard). A per-app answer that differs from the list is healed by the next
+ * full fetch (resync, any event naming no app).
  * - Leading edge: a request finding no fetch in flight, and none started within
  *   `Marathon.MinFetchIntervalMs`, starts a fetch at once (an event after a quiet spell costs no wait).
  * - Otherwise the request is pending: one more fetch starts `Marathon.FetchDebounceMs` after the
@@ -34,8 +40,9 @@ import type { Config } from '../common/config.js';
 import type { HintKind } from '../common/adapters/zeromq/bus.js';
 import type { Logger } from '../common/log.js';
 import { callbackUrlFor } from './edge.js';
-import { MarathonError, MarathonEventStream, type AppsResult, type EventStreamStatus, type MarathonClient } from '../common/adapters/marathon/marathon.js';
 import type { Metrics } from '../common/adapters/statsd/metrics.js';
+import { appsNamed, MAX_PARSED_EVENT_BYTES } from './event-apps.js';
+import { MarathonError, MarathonEventStream, type AppResult, type AppsResult, type EventStreamStatus, type MarathonClient } from '../common/adapters/marathon/marathon.js';
 import { Backoff, LatestWins, monotonicClock, type Clock, type Timer } from '../common/pacing.js';
 import { ControlStore, SnapshotConflictError, type MarathonSnapshot, type StoredContent } from '../common/adapters/zookeeper/snapshot.js';
 import { type DeltaBody, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/core/snapshot-delta.js';
@@ -70,6 +77,8 @@ export type FetchOutcome = 'changed' | 'unchanged' | 'failed' | 'held' | 'confli
 export interface FetchRecord {
   ok: boolean;
   outcome: FetchOutcome;
+  /** `apps`: the named apps only (GET /v2/apps/{id}); `full`: the whole list. */
+  scope: 'apps' | 'full';
   at: number;
   ms: number;
   endpoint: string | null;
@@ -97,6 +106,8 @@ export interface IntakeOptions {
 export interface AppsSource {
   endpoints: string[];
   fetchApps(previous?: ParsedApps | null): Promise<AppsResult>;
+  /** GET /v2/apps/{id}; without it every fetch reads the whole list. */
+  fetchApp?(id: string): Promise<AppResult>;
   subscriptions(endpoint: string): Promise<string[] | 'unsupported'>;
   subscribe(endpoint: string, callbackUrl: string): Promise<'ok' | 'unsupported'>;
   unsubscribe(endpoint: string, callbackUrl: string): Promise<'ok' | 'unsupported'>;
@@ -112,7 +123,7 @@ export interface SnapshotWriter {
     apps: unknown[],
     fetchedAt: number,
     opts: { expectVersion?: number; prune?: boolean; texts?: readonly string[]; deltaFrom?: StoredContent | null },
-  ): Promise<{ version: number; changed: boolean; hash: string; serialised?: SerialisedApps; delta?: DeltaBody }>;
+  ): Promise<{ version: number; changed: boolean; hash: string; serialised?: Pick<SerialisedApps, 'ids' | 'parts'>; delta?: DeltaBody }>;
   pruneChunks(keepHash: string): Promise<void>;
 }
 
@@ -157,6 +168,8 @@ export interface IntakeStatus {
   lastFetch: FetchRecord | null;
   lastGoodFetchAt: number | null;
   fetches: number;
+  /** Fetches of the named apps only (GET /v2/apps/{id}); the others read the whole list. */
+  appFetches: number;
   failures: number;
   events: Record<string, number>;
   eventsTotal: number;
@@ -193,7 +206,14 @@ export class MarathonIntake {
   private readonly events = new Map<string, number>();
   private eventsTotal = 0;
   private fetches = 0;
+  private appFetches = 0;
   private failures = 0;
+  /** Apps named by the requests not yet taken by a fetch, unless `fullPending`. */
+  private readonly namedPending = new Set<string>();
+  /** A request not taken yet wants the whole list. */
+  private fullPending = false;
+  /** The apps of `lastStored`, in its order (the base a per-app fetch changes). */
+  private storedApps: unknown[] | null = null;
   private lastFetch: FetchRecord | null = null;
   private lastGoodFetchAt: number | null = null;
   /** The snapshot this copy last stored (or found stored with the same content), app by app. */
@@ -296,23 +316,44 @@ export class MarathonIntake {
     if (this.started && this.mode === 'callback') await this.unsubscribeIfLast();
   }
 
-  /** Counts an event (callback or stream) and requests a fetch when it can change routing. */
-  onEvent(type: string): void {
+  /**
+   * Counts an event (callback or stream) and requests a fetch when it can change routing: of `apps`
+   * when given (the apps the event names, see api/event-apps.ts), none when `apps` is empty (an event
+   * whose changes other events name), else of the whole list.
+   */
+  onEvent(type: string, apps?: readonly string[] | null): void {
     const t = type || 'unknown';
     this.eventsTotal++;
     this.events.set(t, (this.events.get(t) ?? 0) + 1);
     this.deps.metrics.marathonEvent(t);
-    if (isRoutingEvent(t)) this.requestFetch(t);
+    if (isRoutingEvent(t) && !(apps && apps.length === 0)) this.requestFetch(t, apps);
   }
 
   /**
-   * Asks for a fetch; see the module comment for the coalescing rules. Never blocks: a fetch started
-   * at once runs in the background.
+   * Asks for a fetch (of `apps` only when given and few enough, else of the whole list); see the
+   * module comment for the coalescing rules. Never blocks: a fetch started at once runs in the background.
    */
-  requestFetch(reason: string): void {
+  requestFetch(reason: string, apps?: readonly string[] | null): void {
     if (this.closed) return;
-    if (!this.pacer.busy) this.deps.log.debug({ reason }, 'marathon fetch requested');
+    if (!this.pacer.busy) this.deps.log.debug({ reason, apps }, 'marathon fetch requested');
+    const max = this.deps.cfg.Marathon.PerAppFetchMax;
+    if (!this.fullPending) {
+      if (apps && apps.length > 0 && apps.length <= max && this.deps.client.fetchApp) {
+        for (const id of apps) this.namedPending.add(id);
+        if (this.namedPending.size > max) this.fullPending = true;
+      } else this.fullPending = true;
+      // The set is kept bounded: once the whole list is due, names no longer matter.
+      if (this.fullPending) this.namedPending.clear();
+    }
     this.pacer.request(reason);
+  }
+
+  /** What the requests so far ask for (the apps named, or null for the whole list), and forgets them. */
+  private takePlan(): string[] | null {
+    const named = this.fullPending || this.namedPending.size === 0 ? null : [...this.namedPending];
+    this.fullPending = false;
+    this.namedPending.clear();
+    return named;
   }
 
   /** Waits until no fetch is pending or in flight (tests and the benchmark). */
@@ -351,29 +392,42 @@ export class MarathonIntake {
     } catch (err) {
       // Without ZooKeeper nothing could be stored: do not load Marathon for nothing.
       this.failures++;
-      this.record({ ok: false, outcome: 'store_failed', ms: 0, endpoint: null, apps: null, error: `cannot read the snapshot version: ${(err as Error).message}`, reason: 'zookeeper' });
+      // Nothing was taken: the requests stay due, and the retry fetches the whole list anyway.
+      this.fullPending = true;
+      this.namedPending.clear();
+      this.record({ ok: false, outcome: 'store_failed', scope: 'full', ms: 0, endpoint: null, apps: null, error: `cannot read the snapshot version: ${(err as Error).message}`, reason: 'zookeeper' });
       metrics.marathonFetch(0, false, 'zookeeper');
       this.scheduleRetry();
       return 'store_failed';
     }
     // Requests made until now are answered by this fetch: Marathon handles it after their events.
+    const named = this.takePlan();
     take();
     const t0 = performance.now();
     let apps: unknown[];
     let endpoint: string;
     let texts: string[] | undefined;
+    let scope: FetchRecord['scope'] = 'full';
     try {
-      const r = await client.fetchApps(this.lastParsed);
-      apps = r.apps;
-      endpoint = r.endpoint;
-      texts = r.texts;
+      // The named apps only when this copy holds exactly the content stored at the version read.
+      const some = named && this.lastStored?.version === before ? await this.fetchNamed(named) : null;
+      if (some) {
+        scope = 'apps';
+        this.appFetches++;
+        ({ apps, texts, endpoint } = some);
+      } else {
+        const r = await client.fetchApps(this.lastParsed);
+        apps = r.apps;
+        endpoint = r.endpoint;
+        texts = r.texts;
+      }
       this.lastParsed = texts ? { texts, apps } : null;
     } catch (err) {
       const ms = performance.now() - t0;
       const e = err as MarathonError;
       const reason = e instanceof MarathonError ? e.reason : 'error';
       this.failures++;
-      this.record({ ok: false, outcome: 'failed', ms, endpoint: e.endpoint ?? null, apps: null, error: e.message, reason });
+      this.record({ ok: false, outcome: 'failed', scope, ms, endpoint: e.endpoint ?? null, apps: null, error: e.message, reason });
       metrics.marathonFetch(ms, false, reason);
       log.warn({ reason, err: e }, 'marathon fetch failed on every endpoint; keeping the previous snapshot');
       this.scheduleRetry();
@@ -391,17 +445,17 @@ export class MarathonIntake {
       decision = await this.guard.admit(previous ? countAnswer(previous.apps) : null, counts, () => ControlStore.hashApps(apps, texts).hash);
     } catch (err) {
       this.failures++;
-      this.record({ ok: false, outcome: 'store_failed', ms, endpoint, apps: apps.length, error: `cannot read the shrink guard record: ${(err as Error).message}`, reason: 'zookeeper' });
+      this.record({ ok: false, outcome: 'store_failed', scope, ms, endpoint, apps: apps.length, error: `cannot read the shrink guard record: ${(err as Error).message}`, reason: 'zookeeper' });
       metrics.marathonFetch(ms, false, 'zookeeper');
       this.scheduleRetry();
       return 'store_failed';
     }
-    if (decision.action === 'hold') return this.held(decision.held, ms, endpoint);
+    if (decision.action === 'hold') return this.held(decision.held, ms, endpoint, scope);
     this.heldCheckMs = this.emptyConfirmMs;
     metrics.marathonFetch(ms, true);
 
     const fetchedAt = Date.now();
-    let result: { version: number; changed: boolean; hash: string; serialised?: SerialisedApps; delta?: DeltaBody };
+    let result: { version: number; changed: boolean; hash: string; serialised?: Pick<SerialisedApps, 'ids' | 'parts'>; delta?: DeltaBody };
     try {
       // Old chunks are pruned after the hint is out: workers should not wait for housekeeping.
       // The delta is said only against a snapshot this copy stored itself (its content known exactly);
@@ -409,15 +463,16 @@ export class MarathonIntake {
       result = await control.writeSnapshot(apps, fetchedAt, { expectVersion: before, prune: false, texts, deltaFrom: this.lastStored });
     } catch (err) {
       this.lastStored = null;
+      this.storedApps = null;
       if (err instanceof SnapshotConflictError) {
         // Another copy stored a snapshot while we fetched; ours may be older: fetch again.
-        this.record({ ok: true, outcome: 'conflict', ms, endpoint, apps: apps.length, error: null, reason: null });
+        this.record({ ok: true, outcome: 'conflict', scope, ms, endpoint, apps: apps.length, error: null, reason: null });
         log.debug('snapshot written by another copy meanwhile; fetching again');
         this.requestFetch('conflict');
         return 'conflict';
       }
       this.failures++;
-      this.record({ ok: false, outcome: 'store_failed', ms, endpoint, apps: apps.length, error: `cannot store the snapshot: ${(err as Error).message}`, reason: 'zookeeper' });
+      this.record({ ok: false, outcome: 'store_failed', scope, ms, endpoint, apps: apps.length, error: `cannot store the snapshot: ${(err as Error).message}`, reason: 'zookeeper' });
       log.warn({ err }, 'snapshot write failed');
       this.scheduleRetry();
       return 'store_failed';
@@ -426,7 +481,7 @@ export class MarathonIntake {
     // A retry still waiting for a failure that this fetch has healed would only load Marathon again.
     this.retryTimer?.cancel();
     this.retryTimer = null;
-    this.record({ ok: true, outcome: result.changed ? 'changed' : 'unchanged', ms, endpoint, apps: apps.length, error: null, reason: null });
+    this.record({ ok: true, outcome: result.changed ? 'changed' : 'unchanged', scope, ms, endpoint, apps: apps.length, error: null, reason: null });
     if (result.version > publisher.snapshotVersion) publisher.snapshotVersion = result.version;
     snapshots.setLocal({ version: result.version, hash: result.hash, fetchedAt, apps });
     // What is stored now is this answer (or one equal to it): a held answer, if any, is over.
@@ -434,6 +489,7 @@ export class MarathonIntake {
     this.lastStored = result.serialised
       ? { version: result.version, hash: result.hash, ids: result.serialised.ids, parts: result.serialised.parts }
       : null;
+    this.storedApps = this.lastStored ? apps : null;
     if (!result.changed) {
       await settled;
       return 'unchanged';
@@ -441,7 +497,7 @@ export class MarathonIntake {
     const delta: SnapshotDelta | undefined = result.delta ? { ...result.delta, version: result.version, hash: result.hash, fetchedAt } : undefined;
     await publisher.publish('marathon', delta ? { delta } : {});
     metrics.published('marathon');
-    log.info({ snapshotVersion: result.version, apps: apps.length, endpoint, ms: Math.round(ms) }, 'snapshot stored');
+    log.info({ snapshotVersion: result.version, apps: apps.length, scope, endpoint, ms: Math.round(ms) }, 'snapshot stored');
     await settled;
     try {
       await control.pruneChunks(result.hash);
@@ -453,19 +509,59 @@ export class MarathonIntake {
   }
 
   /**
+   * The stored content (`lastStored`, `storedApps`) with the named apps as GET /v2/apps/{id} answers
+   * them now, or null when this must be a full fetch instead: an answer failed, or an app this copy
+   * stored is gone (a 404 is not trusted to remove an app; the full list confirms it). A named app
+   * that is neither stored nor known to Marathon changes nothing; a new one goes at the end.
+   */
+  private async fetchNamed(ids: readonly string[]): Promise<{ apps: unknown[]; texts: string[]; endpoint: string } | null> {
+    const stored = this.lastStored;
+    const base = this.storedApps;
+    const fetchApp = this.deps.client.fetchApp?.bind(this.deps.client);
+    if (!stored || !base || !fetchApp || base.length !== stored.parts.length) return null;
+    const answers = await Promise.all(ids.map((id) => fetchApp(id).catch((err: unknown) => err as Error)));
+    const at = new Map<string, number>();
+    for (const id of ids) at.set(id, stored.ids.indexOf(id));
+    const apps = base.slice();
+    const texts = stored.parts.slice();
+    let endpoint = '';
+    for (let k = 0; k < ids.length; k++) {
+      const a = answers[k];
+      if (a instanceof Error) {
+        this.deps.log.debug({ appId: ids[k], err: a }, 'marathon app fetch failed; fetching the whole list');
+        return null;
+      }
+      endpoint = a.endpoint;
+      const i = at.get(ids[k])!;
+      if (!a.found) {
+        if (i >= 0) return null;
+        continue;
+      }
+      if (i >= 0) {
+        apps[i] = a.app;
+        texts[i] = a.text;
+      } else {
+        apps.push(a.app);
+        texts.push(a.text);
+      }
+    }
+    return { apps, texts, endpoint };
+  }
+
+  /**
    * An answer the shrink guard holds: counted as a failed fetch (StatsD `marathon.fetch.failed.
    * suspicious_empty` or `.suspicious_shrink`, /status), logged, and checked again by a fetch (and on
    * every event meanwhile): soon at first (a glitch is over in a second: the held answer is dropped),
    * then less and less often, and when it would apply by itself.
    */
-  private held(held: HeldAnswer, ms: number, endpoint: string): FetchOutcome {
+  private held(held: HeldAnswer, ms: number, endpoint: string, scope: FetchRecord['scope']): FetchOutcome {
     const { metrics, log } = this.deps;
     const empty = held.reason === 'empty';
     this.failures++;
     metrics.marathonFetch(ms, false, empty ? 'suspicious_empty' : 'suspicious_shrink');
     const what = `${held.before.apps} apps / ${held.before.tasks} tasks -> ${held.after.apps} apps / ${held.after.tasks} tasks`;
     this.record({
-      ok: false, outcome: 'held', ms, endpoint, apps: held.after.apps, reason: empty ? 'suspicious_empty' : 'suspicious_shrink',
+      ok: false, outcome: 'held', scope, ms, endpoint, apps: held.after.apps, reason: empty ? 'suspicious_empty' : 'suspicious_shrink',
       error: `Marathon's answer shrinks ${what}; held back (the previous snapshot stays) until ${new Date(held.appliesAt).toISOString()} or an operator confirms it (POST /api/marathon/held/confirm)`,
     });
     const fields = { endpoint, heldId: held.id, before: held.before, after: held.after, since: held.since, appliesAt: held.appliesAt };
@@ -571,8 +667,9 @@ export class MarathonIntake {
         backoffMinMs: this.deps.options?.streamBackoffMinMs,
         backoffMaxMs: this.deps.options?.streamBackoffMaxMs,
         log,
-        // The type (from the SSE event: line) is all the intake needs: payloads stay unparsed.
-        onEvent: (e) => this.onEvent(e.type),
+        // The type comes from the SSE event: line; a payload is parsed only for the apps it names
+        // (never a heavy deployment plan: those fetch the whole list).
+        onEvent: (e) => this.onEvent(e.type, isRoutingEvent(e.type) && e.data.length <= MAX_PARSED_EVENT_BYTES ? appsNamed(e.type, e.payload()) : null),
         // Events may have been missed while no stream was open.
         onConnected: () => this.requestFetch('stream-connected'),
         onFailure: (reason) => this.deps.metrics.marathonStreamFailed(reason),
@@ -591,6 +688,7 @@ export class MarathonIntake {
       lastFetch: this.lastFetch,
       lastGoodFetchAt: this.lastGoodFetchAt,
       fetches: this.fetches,
+      appFetches: this.appFetches,
       failures: this.failures,
       events: Object.fromEntries([...this.events.entries()].sort()),
       eventsTotal: this.eventsTotal,

@@ -314,6 +314,29 @@ function headline(r: BenchResults): string {
       verdict(!grows),
     ]);
   }
+  const fetchRows = result<{ rows: FetchRow[] }>(r.scenarios.fetch)?.rows ?? [];
+  for (const row of fetchRows.filter((x) => x.path === 'per-app' && x.eventToRoutedMs?.n)) {
+    const full = fetchRows.find((x) => x.path === 'full' && x.size === row.size);
+    rows.push([
+      `One app gains a task -> routed, ${num(row.size)} apps, fetching the named app: p50 / p99 (whole-list fetch in the same run)`,
+      `${ms(row.eventToRoutedMs!.median)} / ${ms(row.eventToRoutedMs!.p99)} (${ms(full?.eventToRoutedMs?.median)} / ${ms(full?.eventToRoutedMs?.p99)})`,
+      `${BAMBOO.eventToRouted[row.size] ?? 'n/a'} (median)`,
+      `p99 < ${TASK_CHANGE_P99_MS} ms at 1,000 and 10,000 apps`,
+      row.size >= 1000 ? verdict(row.eventToRoutedMs!.p99 < TASK_CHANGE_P99_MS) : 'n/a (under 1,000 apps)',
+    ]);
+  }
+  const idleRows = result<{ rows: IdleRow[] }>(r.scenarios.idle)?.rows ?? [];
+  const idleBig = idleRows.filter((x) => x.variant === 'current').reduce<IdleRow | undefined>((a, x) => (!a || x.size > a.size ? x : a), undefined);
+  if (idleBig) {
+    const before = idleRows.find((x) => x.variant === 'previous' && x.size === idleBig.size);
+    rows.push([
+      `Idle HAProxy CPU, ${num(idleBig.size)} apps (${num(idleBig.checkedServers)} checked servers): default checks (\`inter 5s\` before)`,
+      `${num(idleBig.cpuPercent, 2)} % (${num(before?.cpuPercent, 2)} %)`,
+      '7 % at 10,000 apps',
+      'within Bamboo\'s at 10,000 apps',
+      idleBig.size >= 10000 ? verdict(idleBig.cpuPercent <= 7) : 'n/a (not 10,000 apps)',
+    ]);
+  }
   if (!rows.length) return '_No scenario produced figures._';
   return table(['Figure', 'Bamboo-TS (this run)', 'Original Bamboo', 'Target', 'Verdict'], rows);
 }
@@ -798,6 +821,79 @@ function throughputSection(r: BenchResults): string {
   return out.join('\n');
 }
 
+interface FetchRow {
+  size: number;
+  path: 'per-app' | 'full';
+  events: number;
+  eventToRoutedMs?: Summary;
+  eventToHintMs?: Summary;
+  hintToRoutedMs?: Summary;
+  apiFetchMs?: Summary;
+  workerStagesMs?: Record<string, Summary>;
+  fetches: number;
+  appFetches: number;
+}
+
+/** The issue's goal for a task change -> routed (issue 20 goal 2): p99 under 25 ms at 1,000 and 10,000 apps. */
+const TASK_CHANGE_P99_MS = 25;
+
+function fetchSection(r: BenchResults): string {
+  const rec = r.scenarios.fetch;
+  const res = result<{ rows: FetchRow[] }>(rec);
+  const out = [scenarioNote(rec)];
+  if (!res?.rows.length) return out.join('\n');
+  out.push(
+    '',
+    'One app gains a task -> HAProxy routes to it, through the demo stack (two api copies reading the event stream, one worker with a managed HAProxy), with the api fetching only the app the events name (`GET /v2/apps/{id}`, the default) and with the previous path, a fetch of the whole `/v2/apps` per change (`Marathon.PerAppFetchMax=0`), one stack each, in the same run. Goal: p99 under ' +
+      `${TASK_CHANGE_P99_MS} ms at 1,000 and 10,000 apps (Bamboo: ${BAMBOO.eventToRouted[1000]} at 1,000 apps).`,
+    '',
+    table(
+      ['Apps', 'Fetch', 'Event -> routed p50', 'p99', 'Event -> hint', 'Hint -> routed', 'Marathon fetch (api)', 'Fetches (of them per-app)', 'Worker stages (median)', 'Goal'],
+      res.rows.map((row) => [
+        num(row.size),
+        row.path === 'per-app' ? 'the named app' : 'whole list',
+        ms(row.eventToRoutedMs?.median),
+        ms(row.eventToRoutedMs?.p99),
+        med(row.eventToHintMs),
+        med(row.hintToRoutedMs),
+        med(row.apiFetchMs),
+        `${num(row.fetches)} (${num(row.appFetches)})`,
+        stageRow(row.workerStagesMs),
+        row.path === 'per-app' && row.size >= 1000 && row.eventToRoutedMs?.n ? verdict(row.eventToRoutedMs.p99 <= TASK_CHANGE_P99_MS) : '',
+      ]),
+    ),
+  );
+  return out.join('\n');
+}
+
+interface IdleRow {
+  size: number;
+  variant: 'current' | 'previous';
+  timing: string;
+  checkedServers: number;
+  cpuPercent: number;
+  checksPerSecond: number;
+  seconds: number;
+}
+
+function idleSection(r: BenchResults): string {
+  const rec = r.scenarios.idle;
+  const res = result<{ rows: IdleRow[] }>(rec);
+  const out = [scenarioNote(rec)];
+  if (!res?.rows.length) return out.join('\n');
+  const p = rec?.params as { warmupS?: number; measureS?: number } | undefined;
+  out.push(
+    '',
+    `A bare HAProxy (\`haproxy -db\`) on the default template rendered for N apps of 3 healthy tasks with an HTTP health check, no traffic: its CPU time over ${num(p?.measureS)} s after ${num(p?.warmupS)} s of warm-up, with the template's check timing and with the earlier \`inter 5s\`. Checks counted at the three local backends. Bamboo at 10,000 apps: 7 % of a core (\`check inter 30000\`); ours with \`inter 5s\` was 25 % ([bamboo-baseline.md](bamboo-baseline.md)).`,
+    '',
+    table(
+      ['Apps', 'Check timing', 'Servers checked', 'Checks/s', 'HAProxy CPU (% of a core)'],
+      res.rows.map((row) => [num(row.size), `\`${row.timing}\`${row.variant === 'current' ? ' (default)' : ' (before)'}`, num(row.checkedServers), num(row.checksPerSecond, 1), num(row.cpuPercent, 2)]),
+    ),
+  );
+  return out.join('\n');
+}
+
 /** Data-driven notes on every target missed, with the stage timings that explain it. */
 function misses(r: BenchResults): string {
   const notes: string[] = [];
@@ -1014,6 +1110,14 @@ ${reloadCostSection(r)}
 ## 9. Edge changes: certificate, label and rule side by side
 
 ${edgeSection(r)}
+
+## 10. Task change: fetching the named app vs the whole list
+
+${fetchSection(r)}
+
+## 11. HAProxy idle CPU: health-check timing
+
+${idleSection(r)}
 
 ## Method and caveats
 

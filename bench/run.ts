@@ -4,7 +4,7 @@
  *
  *   npm run bench                              # the full run (~15 min): bench/results/latest.json + docs/BENCHMARKS.md
  *   npm run bench -- --smoke                   # tiny sizes, a few iterations (npm test runs this): bench/results/smoke.json
- *   npm run bench -- --only latency,storm      # some scenarios (render, latency, storm, reload, structural, reloadcost, fanout, throughput, edge);
+ *   npm run bench -- --only latency,storm      # some scenarios (render, latency, storm, reload, structural, reloadcost, fanout, throughput, edge, fetch, idle);
  *                                              # merged into the results file: the other scenarios' records stay
  *   npm run bench -- --out FILE --doc FILE     # other result / doc paths (--no-doc: no doc)
  *   npm run bench -- --set latency.events=20 --set stack.sizes=1000   # change a parameter (see each scenario)
@@ -28,6 +28,8 @@ import { round } from './lib/stats.js';
 import { renderReport } from './report.js';
 import { edgeParams, edgeScenario } from './scenarios/edge.js';
 import { fanoutScenario } from './scenarios/fanout.js';
+import { fetchScenario } from './scenarios/fetch.js';
+import { idleScenario } from './scenarios/idle.js';
 import { latencyParams, latencyScenario } from './scenarios/latency.js';
 import { reloadParams, reloadScenario } from './scenarios/reload.js';
 import { renderScenario } from './scenarios/render.js';
@@ -36,7 +38,7 @@ import { structuralScenario } from './scenarios/structural.js';
 import { reloadCostScenario } from './scenarios/reload-cost.js';
 import { throughputScenario } from './scenarios/throughput.js';
 
-export const SCENARIOS = ['render', 'latency', 'storm', 'reload', 'structural', 'reloadcost', 'fanout', 'throughput', 'edge'] as const;
+export const SCENARIOS = ['render', 'latency', 'storm', 'reload', 'structural', 'reloadcost', 'fanout', 'throughput', 'edge', 'fetch', 'idle'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface ScenarioRecord {
@@ -258,6 +260,8 @@ async function main(): Promise<number> {
       ['fanout', fanoutScenario],
       ['throughput', throughputScenario],
       ['edge', async (c) => ({ params: edgeParams(c), result: await edgeScenario(c, edgeParams(c)) })],
+      ['fetch', fetchScenario],
+      ['idle', idleScenario],
     ];
     for (const [name, fn] of separate) {
       if (!want(name)) continue;

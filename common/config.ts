@@ -71,6 +71,8 @@ export const SCHEMA: readonly FieldSpec[] = [
     doc: 'Wait before a follow-up fetch. A routing event with no fetch in flight and none started within Marathon.MinFetchIntervalMs is fetched at once; any other waits for one more /v2/apps fetch, started this long after the fetch in flight ended (or after the event) and never sooner than MinFetchIntervalMs after the previous start, so the rest of a burst rides on it. At most one fetch is in flight and one pending.' },
   { key: 'Marathon.MinFetchIntervalMs', type: 'integer', default: 250, env: 'MARATHON_MIN_FETCH_INTERVAL_MS', min: 0, max: 600000, used: 'api',
     doc: 'Fetch rate: the least time between the starts of two /v2/apps fetches of one api copy, whatever the event rate (bounds the load on Marathon during event storms).' },
+  { key: 'Marathon.PerAppFetchMax', type: 'integer', default: 10, env: 'MARATHON_PER_APP_FETCH_MAX', min: 0, max: 1000, used: 'api',
+    doc: 'A fetch whose events named at most this many apps in all asks Marathon for those apps only (GET /v2/apps/{id}, one request each) and changes only them in the stored snapshot; more, or an event naming no app, fetches the whole /v2/apps. Startup, resyncs and retries always fetch the whole list, and only the whole list removes an app (a 404 for one is confirmed by it). 0: always the whole list.' },
   { key: 'Marathon.ResyncIntervalMs', type: 'integer', default: 60000, env: 'MARATHON_RESYNC_INTERVAL_MS', min: 0, max: 86400000, used: 'api',
     doc: 'Fetch /v2/apps at least this often even without events (0: never), healing missed events.' },
   { key: 'Marathon.ShrinkGuardPercent', type: 'integer', default: 50, env: 'MARATHON_SHRINK_GUARD_PERCENT', min: 0, max: 100, used: 'api',
@@ -250,7 +252,7 @@ export const SCHEMA: readonly FieldSpec[] = [
 export interface Config {
   Marathon: {
     Endpoint: string; User: string; Password: string; UseEventStream: boolean;
-    TimeoutMs: number; StreamIdleTimeoutMs: number; FetchDebounceMs: number; MinFetchIntervalMs: number; ResyncIntervalMs: number;
+    TimeoutMs: number; StreamIdleTimeoutMs: number; FetchDebounceMs: number; MinFetchIntervalMs: number; PerAppFetchMax: number; ResyncIntervalMs: number;
     ShrinkGuardPercent: number; ShrinkGuardMinDrop: number; ShrinkGuardHoldMs: number;
   };
   Bamboo: {

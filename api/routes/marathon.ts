@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ApiError } from '../../common/core/errors.js';
 import { CALLBACK_PATH, sameSecret, scanCallbackBody } from '../edge.js';
+import { oneAppNamed } from '../event-apps.js';
 import type { Guards } from '../guards.js';
 import { HeldChangedError, NothingHeldError, type HeldAnswer } from '../shrink-guard.js';
 
@@ -25,7 +26,7 @@ const HELD_CONFIRM_SCHEMA = {
 
 export interface MarathonDeps {
   intake: {
-    onEvent(type: string): void;
+    onEvent(type: string, apps?: readonly string[] | null): void;
     /** Confirms the held Marathon answer `id`; throws NothingHeldError or HeldChangedError. */
     confirmHeld(id: string): Promise<HeldAnswer>;
   };
@@ -57,7 +58,7 @@ export async function marathonRoutes(app: FastifyInstance, deps: MarathonDeps): 
     });
     if (scanner.bytes === 0) return Readable.from([]);
     if (!scanner.isObject) throw new ApiError('BAMBOO_BAD_JSON', 'a Marathon event is a JSON object; this body is not one');
-    const small = Readable.from([Buffer.from(JSON.stringify({ eventType: scanner.eventType }))]) as Readable & { receivedEncodedLength?: number };
+    const small = Readable.from([Buffer.from(JSON.stringify({ eventType: scanner.eventType, appId: scanner.appId }))]) as Readable & { receivedEncodedLength?: number };
     // fastify compares the bytes received with Content-Length: report those of the real body.
     small.receivedEncodedLength = scanner.bytes;
     return small;
@@ -65,9 +66,10 @@ export async function marathonRoutes(app: FastifyInstance, deps: MarathonDeps): 
 
   app.post(CALLBACK_PATH, { bodyLimit: callbackLimit, onRequest: callbackGuard, preParsing: callbackScan }, async (req, reply) => {
     // The payload is never trusted: it only says "something happened"; the fetch reads the truth.
-    const body = req.body as { eventType?: unknown } | undefined;
+    const body = req.body as { eventType?: unknown; appId?: unknown } | undefined;
     const type = body && typeof body === 'object' && typeof body.eventType === 'string' ? body.eventType.slice(0, 100) : 'unknown';
-    intake.onEvent(type);
+    // The app it names (top-level appId/runSpecId) lets the intake fetch that app alone.
+    intake.onEvent(type, oneAppNamed(type, body?.appId));
     return reply.code(202).send({ accepted: true, eventType: type });
   });
 

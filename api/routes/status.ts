@@ -41,6 +41,7 @@ export async function statusRoutes(app: FastifyInstance, deps: StatusDeps): Prom
         lastFetch: m.lastFetch,
         lastGoodFetchAt: m.lastGoodFetchAt,
         fetches: m.fetches,
+        appFetches: m.appFetches,
         failures: m.failures,
         suspiciousEmpty: m.suspiciousEmpty,
         held: m.held,

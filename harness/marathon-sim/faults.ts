@@ -24,13 +24,18 @@ export class Faults {
   htmlError = false;
   /** Cut every JSON body in half (status 200, valid framing, unparsable JSON). */
   truncateJson = false;
-  /** Serve `{"apps":[]}` from GET /v2/apps, as a Marathon that lost its state would. */
+  /** Serve `{"apps":[]}` from GET /v2/apps (and 404 from GET /v2/apps/{id}), as a Marathon that lost its state would. */
   emptyApps = false;
   /**
-   * Serve only the first N apps (in list order) from GET /v2/apps, as a Marathon restored from an old backup
-   * or a proxy answering for the wrong one would. null = off.
+   * Serve only the first N apps (in list order) from GET /v2/apps (the others 404 from GET /v2/apps/{id}),
+   * as a Marathon restored from an old backup or a proxy answering for the wrong one would. null = off.
    */
   keepApps: number | null = null;
+  /**
+   * App ids that GET /v2/apps/{id} answers 404 for while the list still has them, as a lagging
+   * Marathon follower or a proxy routing to the wrong Marathon would.
+   */
+  readonly unknownApps = new Set<string>();
   private stalled = false;
 
   constructor(private readonly hooks: FaultHooks) {}
@@ -62,6 +67,7 @@ export class Faults {
     this.truncateJson = false;
     this.emptyApps = false;
     this.keepApps = null;
+    this.unknownApps.clear();
     this.stallStream = false;
   }
 }

@@ -363,6 +363,10 @@ export class SimServer {
         // GET /v2/apps/{id} always embeds tasks, counts, deployments and lastTaskFailure (AppsResource.show).
         const embed = parseEmbed(params.getAll('embed'));
         for (const e of ['counts', 'tasks', 'deployments', 'lastTaskFailure'] as const) embed.add(e);
+        // A Marathon that lost its state (emptyApps, keepApps) knows the lost apps no more one by one.
+        const f = this.ctx.faults;
+        const lost = f.emptyApps || (f.keepApps !== null && state.listApps().findIndex((a) => a === state.findApp(rest)) >= f.keepApps);
+        if (lost || f.unknownApps.has(canonicalAppId(rest))) throw new HttpError(404, `App '${canonicalAppId(rest)}' does not exist`);
         return this.sendJson(res, 200, { app: this.render(this.mustApp(rest), embed) });
       }
       case 'PUT': {

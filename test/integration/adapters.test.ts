@@ -86,6 +86,33 @@ describe('ZooKeeper adapter and stores (real ZooKeeper)', function () {
     }
   });
 
+  it('creates a new rule without a condition in one ZooKeeper request, and still replaces an existing one', async () => {
+    const zk = await connect(conn);
+    open.push(zk);
+    const calls: string[] = [];
+    // The store's ZooKeeper, every request it makes named.
+    const counted = new Proxy(zk, {
+      get(target, key) {
+        const v = Reflect.get(target, key, target) as unknown;
+        if (typeof v !== 'function') return v;
+        return (...args: unknown[]) => {
+          if (['get', 'exists', 'children', 'create', 'set', 'multi', 'remove'].includes(String(key))) calls.push(String(key));
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    const store = new RuleStore(counted, uniquePath('/rules'));
+    await store.put({ Id: '/warm', Acl: 'path_beg -i /warm', Config: {} });
+    calls.length = 0;
+    const first = await store.put({ Id: '/web', Acl: 'path_beg -i /web', Config: {} });
+    expect(first).to.deep.include({ created: true });
+    expect(calls, 'one transaction: the rule and its parent').to.deep.equal(['multi']);
+    const second = await store.put({ Id: '/web', Acl: 'path_beg -i /web2', Config: {} });
+    expect(second.created).to.equal(false);
+    expect(second.stored.version).to.equal(1);
+    expect((await store.get('/web'))!.record.Acl).to.equal('path_beg -i /web2');
+  });
+
   it('applies a multi-op write all or nothing, and names the op that failed', async () => {
     const zk = await connect(conn);
     open.push(zk);

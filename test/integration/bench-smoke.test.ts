@@ -32,7 +32,8 @@ function expectWrk(w: unknown, label: string): void {
 }
 
 describe('benchmark suite (smoke run of every scenario)', function () {
-  this.timeout(240000);
+  // Eight scenarios, two of them starting two demo stacks each (fetch) on a shared machine.
+  this.timeout(420000);
   const dir = tempDir('bamboo-bench-smoke-');
   const out = join(dir, 'smoke.json');
   const doc = join(dir, 'BENCHMARKS.md');
@@ -61,7 +62,7 @@ describe('benchmark suite (smoke run of every scenario)', function () {
   });
 
   it('runs every scenario to completion', () => {
-    for (const name of ['render', 'latency', 'storm', 'reload', 'structural', 'reloadcost', 'fanout', 'throughput', 'edge']) {
+    for (const name of ['render', 'latency', 'storm', 'reload', 'structural', 'reloadcost', 'fanout', 'throughput', 'edge', 'fetch', 'idle']) {
       expect(scenarios[name], name).to.be.an('object');
       expect(scenarios[name].errors, `${name} errors`).to.deep.equal([]);
       expect(scenarios[name].ok, name).to.equal(true);
@@ -167,10 +168,28 @@ describe('benchmark suite (smoke run of every scenario)', function () {
     for (const k of ['cert', 'label', 'rule']) expectSummary(reloads[k], `reloads ${k}`, 2);
   });
 
+  it('fetch: task change -> routed with the per-app and the whole-list fetch, side by side', () => {
+    const rows = (scenarios.fetch.result as Json).rows as Json[];
+    expect(rows.map((r) => r.path)).to.deep.equal(['per-app', 'full']);
+    for (const r of rows) expectSummary(r.eventToRoutedMs, `fetch ${String(r.path)} eventToRoutedMs`);
+    // Behaviour, not timing: the default path fetched the named app, the switched-off one never did.
+    expect(rows[0].appFetches as number, 'per-app fetches by default').to.be.above(0);
+    expect(rows[1].appFetches, 'none with Marathon.PerAppFetchMax=0').to.equal(0);
+  });
+
+  it('idle: HAProxy CPU with the current and the previous check timing', () => {
+    const rows = (scenarios.idle.result as Json).rows as Json[];
+    expect(rows.map((r) => r.variant)).to.deep.equal(['current', 'previous']);
+    for (const r of rows) {
+      expect(r.checkedServers as number, 'servers checked').to.be.above(0);
+      expect(Number.isFinite(r.cpuPercent), 'cpu measured').to.equal(true);
+    }
+  });
+
   it('renders the report from the results', () => {
     expect(existsSync(doc)).to.equal(true);
     const text = readFileSync(doc, 'utf8');
-    for (const h of ['## The run', '## Headline', '## 1. Render', '## 2. Latency', '## 3. Storm', '## 4. Reloads under load', '## 5. Fan-out', '## 6. Throughput', '## 7. Structural changes', '## 8. What HAProxy pays', '## 9. Edge changes']) expect(text).to.include(h);
+    for (const h of ['## The run', '## Headline', '## 1. Render', '## 2. Latency', '## 3. Storm', '## 4. Reloads under load', '## 5. Fan-out', '## 6. Throughput', '## 7. Structural changes', '## 8. What HAProxy pays', '## 9. Edge changes', '## 10. Task change', '## 11. HAProxy idle CPU']) expect(text).to.include(h);
     expect(text).to.not.include('NaN');
     expect(text).to.not.include('undefined');
   });

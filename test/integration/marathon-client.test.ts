@@ -3,11 +3,14 @@
  * redirects to the leader, and the event stream (both framings, failover, silent-stream detection).
  */
 import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { createLogger, silentLogger } from '../../common/log.js';
-import { EVENTS_PATH, MarathonClient, MarathonError, MarathonEventStream, toMarathonEvent, type MarathonEvent } from '../../common/adapters/marathon/marathon.js';
+import { appPath, EVENTS_PATH, MarathonClient, MarathonError, MarathonEventStream, toMarathonEvent, type MarathonEvent } from '../../common/adapters/marathon/marathon.js';
 import { MarathonSimulator, type MarathonSimulatorOptions } from '../../harness/marathon-sim/index.js';
+import { fixturesDir } from '../../harness/marathon-sim/fixtures.js';
 import { freePort } from '../../harness/ports.js';
 import { sleep, waitFor } from '../../harness/process.js';
 
@@ -70,6 +73,30 @@ describe('Marathon adapter (against the simulator)', function () {
       expect(req.query).to.include('embed=apps.tasks');
       expect(req.query).to.include('embed=apps.deployments');
       expect(req.query).to.include('embed=apps.readiness');
+    });
+
+    it('fetches one app (GET /v2/apps/{id} with the app. embeds) exactly as the list shows it, and says gone on a 404', async () => {
+      const s = await sim();
+      // Marathon's documented single-app answer (0.7 docs, with lastTaskFailure) seeds the simulator.
+      s.loadFixture(JSON.parse(readFileSync(join(fixturesDir(), 'apps/v2-apps-id__marathon-docs-0.7-toggle-embed-tasks-healthcheckresults.json'), 'utf8')));
+      const c = client([s.url]);
+      const list = await c.fetchApps();
+      const id = (list.apps[0] as { id: string }).id;
+      const raw = (await (await fetch(`${s.url}${appPath(id)}`)).json()) as { app: Record<string, unknown> };
+      expect(raw.app, 'the single-app answer embeds lastTaskFailure').to.have.property('lastTaskFailure');
+      const one = await c.fetchApp(id);
+      expect(one.found).to.equal(true);
+      if (!one.found) return;
+      // lastTaskFailure left out: the app and its text are the list's, so a per-app fetch changes nothing by itself.
+      expect(one.app).to.deep.equal(list.apps[0]);
+      expect(one.text).to.equal(list.texts![0]);
+      const req = s.requests.at(-1)!;
+      expect(req.path).to.equal(`/v2/apps${id}`);
+      expect(req.query).to.equal('embed=app.tasks&embed=app.deployments&embed=app.readiness');
+      expect(await c.fetchApp('/no-such-app')).to.deep.include({ found: false });
+      s.faults.status = 500;
+      const err = await c.fetchApp(id).catch((e: unknown) => e);
+      expect(err).to.be.instanceOf(MarathonError);
     });
 
     it('parses only the apps that changed since the answer it is given, and keeps each app\'s text', async () => {

@@ -5,9 +5,9 @@
  */
 import { expect } from 'chai';
 import { createLogger, silentLogger } from '../../common/log.js';
-import { ControlStore } from '../../common/adapters/zookeeper/snapshot.js';
 import type { SnapshotDelta } from '../../common/core/snapshot-delta.js';
 import { RuleStore } from '../../common/adapters/zookeeper/rules.js';
+import { ControlStore, SnapshotLoader } from '../../common/adapters/zookeeper/snapshot.js';
 import { ZkDesiredState } from '../../worker/desired.js';
 import { marathonApp } from '../worker-fixtures.js';
 import { Zk } from '../../common/adapters/zookeeper/zk.js';
@@ -140,6 +140,113 @@ describe('Marathon snapshot store (real ZooKeeper)', function () {
     expect(d.apps).to.deep.equal(apps(21));
     expect(source.deltasApplied).to.equal(1);
     expect(source.snapshotReads).to.equal(1);
+  });
+
+  describe('segments: a change writes and reads in proportion to what changed', () => {
+    /** The segment nodes and their bytes under the store's chunks path. */
+    const nodes = async (store: ControlStore) => {
+      const names = await zk.children(store.chunksPath);
+      const out = new Map<string, number>();
+      for (const n of names) out.set(n, (await zk.get(`${store.chunksPath}/${n}`))!.data.length);
+      return out;
+    };
+    /** A Zk whose get calls on the chunks path are counted (what a reader read). */
+    const counting = (store: ControlStore) => {
+      const seen = { gets: 0 };
+      const proxy = new Proxy(zk, {
+        get(target, key) {
+          const v = Reflect.get(target, key, target) as unknown;
+          if (key === 'get') {
+            return (path: string, w?: () => void) => {
+              if (path.startsWith(`${store.chunksPath}/`)) seen.gets++;
+              return target.get(path, w);
+            };
+          }
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      return { zk: proxy, seen };
+    };
+
+    it('writes only the segment holding the one app of 1,000 that changed, and a reader reads only that one', async () => {
+      const path = uniquePath('/ctl');
+      const store = new ControlStore(zk, path);
+      const v0 = apps(1000);
+      const w0 = await store.writeSnapshot(v0, 1, { expectVersion: -1 });
+      const before = await nodes(store);
+      expect(before.size, 'many segments').to.be.greaterThan(5);
+      const reader = counting(store);
+      const worker = new ZkDesiredState(reader.zk, new ControlStore(reader.zk, path), new RuleStore(zk, uniquePath('/rules')));
+      expect((await worker.read()).apps).to.deep.equal(v0);
+      const fullRead = reader.seen.gets;
+      expect(fullRead).to.equal(before.size);
+
+      const v1 = v0.slice();
+      v1[500] = marathonApp('/app-500', [{ port: 31500 }, { port: 32500 }]);
+      const w1 = await store.writeSnapshot(v1, 2, { expectVersion: w0.version });
+      expect(w1.changed).to.equal(true);
+      const after = await nodes(store);
+      const created = [...after.keys()].filter((n) => !before.has(n));
+      expect(created, 'one new segment node').to.have.length(1);
+      const total = [...before.values()].reduce((a, b) => a + b, 0);
+      expect(after.get(created[0])!, 'a small part of the whole').to.be.lessThan(total / 5);
+
+      // A full read (no hint) fetches that segment alone, and gives exactly what is stored.
+      const read = await worker.read();
+      expect(reader.seen.gets - fullRead, 'segments read again').to.equal(1);
+      expect(read.apps).to.deep.equal(v1);
+      expect(read.apps[499]).to.equal((await worker.read()).apps[499]);
+      // An unchanged app of the changed segment keeps its object (parsed from the segment it left).
+      const fresh = (await new ControlStore(zk, path).readSnapshot())!;
+      expect(fresh).to.deep.include({ version: w1.version, hash: w1.hash });
+      expect(fresh.apps).to.deep.equal(v1);
+    });
+
+    it('gives equal contents the same hash whoever cut them, and a different one for any change', async () => {
+      const a = new ControlStore(zk, uniquePath('/ctl'));
+      const b = new ControlStore(zk, uniquePath('/ctl'));
+      const wa = await a.writeSnapshot(apps(300), 1);
+      await b.writeSnapshot(apps(10), 1);
+      const wb = await b.writeSnapshot(apps(300), 2);
+      expect(wb.hash).to.equal(wa.hash);
+      expect(ControlStore.hashApps(apps(300)).hash).to.equal(wa.hash);
+      const other = apps(300);
+      other[299] = marathonApp('/app-299', [{ port: 1 }]);
+      expect(ControlStore.hashApps(other).hash).to.not.equal(wa.hash);
+      expect(ControlStore.hashApps([...apps(300)].reverse()).hash, 'order counts').to.not.equal(wa.hash);
+    });
+
+    it('keeps memos and stored segments as large as one snapshot while apps come and go', async () => {
+      const path = uniquePath('/ctl');
+      const store = new ControlStore(zk, path);
+      const loader = new SnapshotLoader(new ControlStore(zk, path));
+      let version = -1;
+      let replaced = 0;
+      for (let round = 0; round < 12; round++) {
+        // 200 apps, a quarter of them new every round.
+        const list = Array.from({ length: 200 }, (_, i) => marathonApp(`/app-${round * 50 + i}`, [{ port: 31000 + i }]));
+        ({ version } = await store.writeSnapshot(list, round, { expectVersion: version }));
+        const snap = (await loader.read())!;
+        expect(snap.apps).to.deep.equal(list);
+        const pointer = JSON.parse((await zk.get(store.snapshotPath))!.data.toString()) as { segments: string[] };
+        expect(loader.heldSegments, `round ${round}: segments held by the reader`).to.equal(new Set(pointer.segments).size);
+        // What ZooKeeper keeps: the current snapshot's segments and those of the one it replaced.
+        expect((await zk.children(store.chunksPath)).length, `round ${round}: segment nodes`).to.be.at.most(pointer.segments.length + replaced);
+        replaced = pointer.segments.length;
+      }
+    });
+
+    it("never prunes a segment created after the pointer it read (another copy's write in progress)", async () => {
+      const store = new ControlStore(zk, uniquePath('/ctl'));
+      const w0 = await store.writeSnapshot(apps(5), 1, { expectVersion: -1 });
+      const pending = `${store.chunksPath}/s-${'e'.repeat(32)}-0`;
+      await zk.create(pending, Buffer.from('x'));
+      await store.pruneChunks(w0.hash);
+      expect(await zk.exists(pending), 'younger than the pointer: kept').to.not.equal(null);
+      // Once a later pointer is stored without it, it is an orphan: removed.
+      await store.writeSnapshot(apps(6), 2);
+      expect(await zk.exists(pending)).to.equal(null);
+    });
   });
 
   describe('forged hints (an attacker who can publish to the worker)', () => {

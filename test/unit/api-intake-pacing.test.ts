@@ -259,3 +259,103 @@ describe('Marathon intake: fetch pacing (in-memory stand-ins)', function () {
     expect(clock.armed).to.equal(0);
   });
 });
+
+// Which fetch a request makes (the named apps or the whole list), with stand-ins that store what they
+// are given, so the per-app path (which needs the content this copy stored) is open.
+describe('Marathon intake: per-app or whole-list fetches (in-memory stand-ins)', function () {
+  this.timeout(10000);
+  const intakes: MarathonIntake[] = [];
+  afterEach(async () => {
+    await Promise.all(intakes.splice(0).map((i) => i.close()));
+  });
+
+  function perApp(over: Record<string, number> = {}) {
+    const list = ['/a', '/b', '/c'].map((id) => ({ id, tasks: 1 }));
+    const calls = { list: 0, apps: [] as string[] };
+    const answer = new Door();
+    let stored = -1;
+    const client: AppsSource = {
+      endpoints: ['http://marathon.test'],
+      async fetchApps() {
+        calls.list++;
+        await answer.pass();
+        return { apps: list.map((a) => ({ ...a })), texts: list.map((a) => JSON.stringify(a)), endpoint: 'marathon.test', ms: 1 };
+      },
+      async fetchApp(id: string) {
+        calls.apps.push(id);
+        await answer.pass();
+        const app = list.find((a) => a.id === id);
+        return app ? { found: true as const, app: { ...app }, text: JSON.stringify(app), endpoint: 'marathon.test' } : { found: false as const, endpoint: 'marathon.test' };
+      },
+      async subscriptions() { throw new Error('unused'); },
+      async subscribe() { throw new Error('unused'); },
+      async unsubscribe() { throw new Error('unused'); },
+      async openEventStream() { throw new Error('unused'); },
+    };
+    const control: SnapshotWriter = {
+      available: true,
+      async snapshotVersion() { return stored; },
+      async writeSnapshot(apps: unknown[], _at: number, opts: { expectVersion?: number; texts?: readonly string[] }) {
+        if (opts.expectVersion !== stored) throw new Error('unexpected conflict');
+        stored++;
+        const parts = opts.texts ? [...opts.texts] : apps.map((a) => JSON.stringify(a));
+        return { version: stored, changed: true, hash: `h${stored}`, serialised: { ids: apps.map((a) => (a as { id: string }).id), parts } };
+      },
+      async pruneChunks() {},
+    };
+    let snap: MarathonSnapshot | null = null;
+    const snapshots: SnapshotReader = {
+      get version() { return snap ? snap.version : -1; },
+      current: () => snap,
+      async refresh() {},
+      setLocal(s: MarathonSnapshot) { snap = s; },
+    };
+    const cfg = loadConfig({ env: {}, overrides: { 'Marathon.ResyncIntervalMs': 0, 'Marathon.FetchDebounceMs': 0, 'Marathon.MinFetchIntervalMs': 0, ...over } });
+    const intake = new MarathonIntake({ cfg, client, control, publisher: { snapshotVersion: -1, async publish() {} }, snapshots, metrics: nullMetrics, log: silentLogger(), options: { retryMinMs: 50, retryMaxMs: 100 } });
+    intakes.push(intake);
+    return { intake, calls, answer, list, snap: () => snap };
+  }
+
+  it('fetches the whole list first, then only the apps events name, merged into what it stored', async () => {
+    const h = perApp();
+    h.intake.requestFetch('startup');
+    await h.intake.idle();
+    expect(h.calls).to.deep.equal({ list: 1, apps: [] });
+    h.list[1].tasks = 2;
+    h.intake.onEvent('status_update_event', ['/b']);
+    await h.intake.idle();
+    expect(h.calls).to.deep.equal({ list: 1, apps: ['/b'] });
+    expect(h.snap()!.apps).to.deep.equal(h.list);
+    // An event naming no app reads the whole list again.
+    h.intake.onEvent('event_stream_attached');
+    await h.intake.idle();
+    expect(h.calls.list).to.equal(2);
+  });
+
+  it('keeps no names once a burst names more apps than Marathon.PerAppFetchMax: one whole-list fetch, whatever the number', async () => {
+    const h = perApp({ 'Marathon.PerAppFetchMax': 3 });
+    h.intake.requestFetch('startup');
+    await h.intake.idle();
+    h.answer.closed = true;
+    h.intake.onEvent('status_update_event', ['/a']);
+    await waitFor(() => h.calls.apps.length === 1, 'the first event fetched alone', 5000, 1);
+    // Apps come and go by the thousand while that fetch is out.
+    for (let i = 0; i < 10000; i++) h.intake.onEvent('status_update_event', [`/gone-${i}`]);
+    h.answer.open();
+    await h.intake.idle();
+    expect(h.calls.apps, 'no fetch of any of those apps').to.deep.equal(['/a']);
+    expect(h.calls.list).to.equal(2);
+  });
+
+  it('takes a 404 for an app it stored as a reason to read the whole list, never as a removal', async () => {
+    const h = perApp();
+    h.intake.requestFetch('startup');
+    await h.intake.idle();
+    const gone = h.list.splice(2, 1);
+    h.intake.onEvent('app_terminated_event', [gone[0].id]);
+    await h.intake.idle();
+    expect(h.calls.apps).to.deep.equal(['/c']);
+    expect(h.calls.list, 'confirmed by the whole list').to.equal(2);
+    expect(h.snap()!.apps).to.deep.equal(h.list);
+  });
+});

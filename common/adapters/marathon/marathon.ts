@@ -28,6 +28,28 @@ import { Backoff } from '../../pacing.js';
 import { parseAppsText, type ParsedApps } from '../../core/snapshot-delta.js';
 
 export const APPS_PATH = '/v2/apps?embed=apps.tasks&embed=apps.deployments&embed=apps.readiness';
+/** The query of GET /v2/apps/{id}: the same parts embedded as APPS_PATH, with the single-app prefix. */
+export const APP_EMBEDS = '?embed=app.tasks&embed=app.deployments&embed=app.readiness';
+
+/**
+ * A Marathon app id fit to put in a URL path and to compare with the stored snapshot's ids: absolute,
+ * made of Marathon's id characters (lower-case letters, digits, `-`, `.`, `_` tolerated), no empty or
+ * relative segment. An event's app id is untrusted: anything else is no app id (the caller fetches
+ * the whole list instead).
+ */
+export function validAppId(id: unknown): id is string {
+  return typeof id === 'string' && id.length <= 500 && /^(\/[a-z0-9_][a-z0-9._-]*)+$/i.test(id) && !/\/\.\.?(\/|$)/.test(id);
+}
+
+/** The path of GET /v2/apps/{id} with the embeds Bamboo needs. */
+export function appPath(id: string): string {
+  return `/v2/apps${id.split('/').map(encodeURIComponent).join('/')}${APP_EMBEDS}`;
+}
+
+/** One app as GET /v2/apps/{id} answered it, or gone (404). */
+export type AppResult =
+  | { found: true; app: unknown; text: string; endpoint: string }
+  | { found: false; endpoint: string };
 /**
  * The event stream in the light plan format: Marathon 1.6 then leaves the whole app group before and
  * after (`plan.original`/`plan.target`) out of every deployment event, 1.7+ always does, and older
@@ -262,6 +284,41 @@ export class MarathonClient {
       } catch (err) {
         last = err instanceof MarathonError ? err : new MarathonError('unreachable', (err as Error).message, where);
         this.opts.log.warn({ endpoint: where, reason: last.reason, err: last }, 'marathon fetch failed');
+      }
+    }
+    throw last!;
+  }
+
+  /**
+   * GET /v2/apps/{id} (the same embeds as fetchApps) from the first endpoint that answers well: the app
+   * (`{"app":{...}}`) with its JSON text, or `found: false` for a 404, which only says that this
+   * endpoint does not know the app now (the caller confirms a removal by a full fetch). The single-app
+   * answer always embeds `lastTaskFailure`, which the list leaves out: it is dropped, so the app reads
+   * as it would in the list. Throws the last MarathonError when no endpoint answered well.
+   */
+  async fetchApp(id: string): Promise<AppResult> {
+    let last: MarathonError | null = null;
+    const path = appPath(id);
+    for (const i of this.order()) {
+      const endpoint = this.endpoints[i];
+      const where = redactUrl(endpoint);
+      try {
+        const r = await this.getText(endpoint, path);
+        if (!r.ok && r.status === 404) {
+          this.preferred = i;
+          return { found: false, endpoint: where };
+        }
+        if (!r.ok) throw new MarathonError('status', `GET ${where}/v2/apps/{id} answered HTTP ${r.status}`, where, r.status);
+        const app = (this.parse(r.body, endpoint, path, 'GET', r.status) as { app?: unknown } | null)?.app;
+        if (!app || typeof app !== 'object' || Array.isArray(app) || (app as { id?: unknown }).id !== id) {
+          throw new MarathonError('shape', `GET ${where}/v2/apps/{id} answered JSON without an "app" object of that id`, where, r.status);
+        }
+        delete (app as { lastTaskFailure?: unknown }).lastTaskFailure;
+        this.preferred = i;
+        return { found: true, app, text: JSON.stringify(app), endpoint: where };
+      } catch (err) {
+        last = err instanceof MarathonError ? err : new MarathonError('unreachable', (err as Error).message, where);
+        this.opts.log.warn({ endpoint: where, reason: last.reason, err: last }, 'marathon app fetch failed');
       }
     }
     throw last!;

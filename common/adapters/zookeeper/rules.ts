@@ -147,6 +147,22 @@ export class RuleStore {
     await this.ensureBase();
     const path = this.nodePath(record.Id);
     const body = serializeRecord(record);
+    if (ifVersion === undefined) {
+      // Unconditional (Bamboo's POST): try to create first, which is one round trip for a new rule
+      // instead of a read and a write; an existing rule is then replaced as below.
+      // A noted write carries its note into that same transaction (it records a creation).
+      const stored: StoredRecord = { record: normalise(record), version: 0, format: 2 };
+      try {
+        await this.zk.multi([{ op: 'create', path, data: body }, this.touchParent(), ...(note ? [note(null, stored)] : [])]);
+        return { stored, created: true };
+      } catch (err) {
+        if (!(err instanceof ZkNodeExistsError) && !(err instanceof ZkNoNodeError)) throw err;
+        if (err instanceof ZkNoNodeError) {
+          this.baseReady = false; // the base path was removed since: create it again
+          await this.ensureBase();
+        }
+      }
+    }
     // A noted write without If-Match is conditional too (see ChangeNote): give it more rounds against
     // concurrent writers before answering a conflict the client did not ask for.
     for (let attempt = 0; attempt < (note && ifVersion === undefined ? 20 : 5); attempt++) {

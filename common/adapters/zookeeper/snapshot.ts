@@ -1,17 +1,20 @@
 /**
  * The shared Marathon snapshot and the registrations, in ZooKeeper under `Bamboo.Zookeeper.ControlPath`
  * (paths in common/adapters/zookeeper/zk-paths.ts, layout in docs/ARCHITECTURE.md). The snapshot pointer holds
- * {"hash","fetchedAt","chunks","bytes","delta"?}; the chunks gzip(JSON apps array), split under
- * ZooKeeper's 1 MB node limit.
+ * {"hash","fetchedAt","segments","bytes","delta"?}: the apps array is cut into segments of about 64
+ * apps (common/core/snapshot-segments.ts), each stored gzipped in its own node named by its content, so a
+ * change of one app writes one segment and the pointer, and a reader reads only the segments it does
+ * not hold. (Pointers of earlier versions, {"chunks": n}, name one gzipped array split into n chunks;
+ * they are still read.)
  *
- * The api that fetched Marathon writes the snapshot (chunks first, then the pointer, in one transaction
- * when there is one chunk; then removes old chunks, which the intake does only after publishing its
- * hint); workers and other api copies read it when hinted. A worker therefore never calls Marathon and Marathon's load does not grow with the
- * number of workers.
+ * The api that fetched Marathon writes the snapshot (the new segments and the pointer in one
+ * transaction when they fit in one request; then removes segments no longer named, which the intake
+ * does only after publishing its hint); workers and other api copies read it when hinted. A worker
+ * therefore never calls Marathon and Marathon's load does not grow with the number of workers.
  */
-import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { deltaDigest, diffApps, parseAppsArrayText, serialiseApps, type DeltaBody, type SerialisedApps, type ParsedApps } from '../../core/snapshot-delta.js';
+import { deltaDigest, diffApps, parseAppsArrayText, type DeltaBody, type SerialisedApps, type ParsedApps } from '../../core/snapshot-delta.js';
+import { manifestHash, parseSegmentEntry, segmentEntry, segmentHash, segmentRanges, segmentText } from '../../core/snapshot-segments.js';
 import { ControlPaths, childPath } from './zk-paths.js';
 import { Zk } from './zk.js';
 import { ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from './zk-errors.js';
@@ -32,7 +35,10 @@ export interface MarathonSnapshot {
 interface Pointer {
   hash: string;
   fetchedAt: number;
-  chunks: number;
+  /** Manifest: the segments in order (snapshot-segments.ts segmentEntry). */
+  segments?: string[];
+  /** Earlier pointers: the number of chunks of the one gzipped array. */
+  chunks?: number;
   bytes: number;
   /**
    * deltaDigest of the delta from the snapshot this one replaced, when the writer said one: the only
@@ -130,21 +136,64 @@ export class SnapshotConflictError extends Error {
 export class SnapshotLoader {
   /** The apps of the last read with their texts. */
   private parsed: ParsedApps | null = null;
+  /** The segments of the last read (only those: it stays as large as one snapshot). */
+  private segments: SegmentCache = new Map();
 
   constructor(private readonly control: ControlStore) {}
 
   /** The stored snapshot, or null when none was stored yet; throws what ControlStore.readSnapshot throws. */
   async read(): Promise<MarathonSnapshot | null> {
-    const read = await this.control.readSnapshot(this.parsed);
+    const segments: SegmentCache = new Map();
+    const read = await this.control.readSnapshot(this.parsed, { held: this.segments, next: segments });
     if (!read) return null;
     const { texts, ...snapshot } = read;
-    this.parsed = texts ? { texts, apps: snapshot.apps } : null;
+    this.segments = segments;
+    // A segmented snapshot is reused segment by segment; the whole texts only serve an older pointer.
+    this.parsed = texts && segments.size === 0 ? { texts, apps: snapshot.apps } : null;
     return snapshot;
   }
+
+  /** Segments held for the next read (tests: memos stay as large as one snapshot). */
+  get heldSegments(): number {
+    return this.segments.size;
+  }
+}
+
+/** Segments a reader parsed, by manifest entry: the next read takes the unchanged ones as they are. */
+export type SegmentCache = Map<string, { texts: string[]; apps: unknown[] }>;
+
+/** What the writer knows of a segment it stored or saw (no gzipped bytes: they are made again if needed). */
+interface WrittenSegment {
+  entry: string;
+  parts: string[];
+  bytes: number;
+}
+
+/** ZooKeeper's node limit is 1 MB; a segment's gzipped bytes are cut into nodes below it. */
+function piecesOf(text: string): number {
+  return Math.max(1, Math.ceil(Buffer.byteLength(text) / CHUNK_BYTES));
+}
+
+function slices(gz: Buffer, pieces: number): Buffer[] {
+  const size = Math.ceil(gz.length / pieces);
+  return Array.from({ length: pieces }, (_, i) => gz.subarray(i * size, (i + 1) * size));
+}
+
+function sameParts(a: readonly string[], b: readonly string[], from: number): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[from + i]) return false;
+  return true;
 }
 
 export class ControlStore {
   readonly paths: ControlPaths;
+  /**
+   * The segments of the last content this store cut, by their first app's id (or text): an unchanged
+   * segment is recognised by its apps' texts and not hashed or gzipped again. Replaced on every write,
+   * so it stays as large as one snapshot.
+   */
+  private written = new Map<string, WrittenSegment>();
+  /** The manifest this store replaced with its last write, and that write's hash: kept by the next prune. */
+  private replaced: { hash: string; entries: string[] } | null = null;
   constructor(
     private readonly zk: Zk,
     /** Bamboo.Zookeeper.ControlPath */
@@ -175,12 +224,60 @@ export class ControlStore {
   }
 
   /**
-   * The apps serialised (app by app, see snapshot-delta.ts; `serialised.json` is the whole) and its
-   * hash. `texts`: the apps' JSON texts as Marathon sent them, used instead of serialising.
+   * The hash a snapshot of these apps has (its manifest's, see snapshot-segments.ts). `texts`: the
+   * apps' JSON texts as Marathon sent them, used instead of serialising.
    */
-  static hashApps(apps: unknown[], texts?: readonly string[]): { hash: string; serialised: SerialisedApps } {
-    const serialised = serialiseApps(apps, texts);
-    return { hash: createHash('sha256').update(serialised.json).digest('hex'), serialised };
+  static hashApps(apps: unknown[], texts?: readonly string[]): { hash: string } {
+    const { ids, parts } = serialiseParts(apps, texts);
+    const entries = segmentRanges(ids, parts).map(([a, b]) => {
+      const text = segmentText(parts, a, b);
+      return segmentEntry(segmentHash(text), piecesOf(text));
+    });
+    return { hash: manifestHash(entries) };
+  }
+
+  /**
+   * The content cut into segments: each one's manifest entry, and the text and gzipped bytes of those
+   * not recognised from the last content this store cut. Replaces that memo.
+   */
+  private cut(ids: readonly (string | null)[], parts: readonly string[]): { entries: string[]; bytes: number; fresh: Map<string, Buffer[]> } {
+    const entries: string[] = [];
+    const fresh = new Map<string, Buffer[]>();
+    const memo = new Map<string, WrittenSegment>();
+    let bytes = 0;
+    for (const [a, b] of segmentRanges(ids, parts)) {
+      const key = ids[a] ?? parts[a];
+      const known = this.written.get(key);
+      let seg: WrittenSegment;
+      if (known && known.parts.length === b - a && sameParts(known.parts, parts, a)) seg = known;
+      else {
+        const text = segmentText(parts, a, b);
+        const pieces = piecesOf(text);
+        const gz = gzipSync(text, { level: 1 });
+        seg = { entry: segmentEntry(segmentHash(text), pieces), parts: parts.slice(a, b), bytes: gz.length };
+        fresh.set(seg.entry, slices(gz, pieces));
+      }
+      memo.set(key, seg);
+      entries.push(seg.entry);
+      bytes += seg.bytes;
+    }
+    this.written = memo;
+    return { entries, bytes, fresh };
+  }
+
+  /** The nodes of a manifest entry. */
+  private segmentNodes(entry: string): string[] {
+    const e = parseSegmentEntry(entry);
+    if (!e) return [];
+    return Array.from({ length: e.pieces }, (_, i) => childPath(this.chunksPath, `s-${e.hash}-${i}`));
+  }
+
+  /** The gzipped bytes of a segment named in the stored manifest that this store must write again. */
+  private regzip(entry: string, ids: readonly (string | null)[], parts: readonly string[], ranges: Array<[number, number]>, entries: string[]): Buffer[] {
+    const i = entries.indexOf(entry);
+    const [a, b] = ranges[i];
+    const text = segmentText(parts, a, b);
+    return slices(gzipSync(text, { level: 1 }), piecesOf(text));
   }
 
   /**
@@ -205,16 +302,22 @@ export class ControlStore {
     apps: unknown[],
     fetchedAt: number,
     opts: { expectVersion?: number; prune?: boolean; texts?: readonly string[]; deltaFrom?: StoredContent | null } = {},
-  ): Promise<{ version: number; changed: boolean; hash: string; serialised: SerialisedApps; delta?: DeltaBody }> {
-    const [current, { hash, serialised }] = await Promise.all([
+  ): Promise<{ version: number; changed: boolean; hash: string; serialised: Pick<SerialisedApps, 'ids' | 'parts'>; delta?: DeltaBody }> {
+    const [current, content] = await Promise.all([
       this.zk.get(this.snapshotPath),
-      // Serialised (or joined from Marathon's texts) and hashed while the pointer read travels.
-      Promise.resolve().then(() => ControlStore.hashApps(apps, opts.texts)),
+      // Cut (recognising the unchanged segments) while the pointer read travels.
+      Promise.resolve().then(() => {
+        const serialised = serialiseParts(apps, opts.texts);
+        return { serialised, ...this.cut(serialised.ids, serialised.parts) };
+      }),
     ]);
+    const { serialised, entries, bytes, fresh } = content;
+    const hash = manifestHash(entries);
+    let stored: Pointer | null = null;
     if (current) {
       try {
-        const p = JSON.parse(current.data.toString()) as Pointer;
-        if (p.hash === hash) return { version: current.stat.version, changed: false, hash, serialised };
+        stored = JSON.parse(current.data.toString()) as Pointer;
+        if (stored.hash === hash) return { version: current.stat.version, changed: false, hash, serialised };
       } catch {
         /* a damaged pointer is simply replaced */
       }
@@ -223,30 +326,44 @@ export class ControlStore {
     if (expect !== undefined && (current ? current.stat.version : -1) !== expect) {
       throw new SnapshotConflictError(`the snapshot changed since version ${expect}`);
     }
-    const gz = gzipSync(serialised.json, { level: 1 });
-    const chunks = Math.max(1, Math.ceil(gz.length / CHUNK_BYTES));
-    const pointer: Pointer = { hash, fetchedAt, chunks, bytes: gz.length };
+    // Segments the stored manifest names exist (a prune never removes those); every other one is written.
+    const present = new Set(Array.isArray(stored?.segments) ? stored.segments : []);
+    const toWrite = new Map<string, Buffer[]>();
+    let ranges: Array<[number, number]> | null = null;
+    for (const entry of entries) {
+      if (present.has(entry) || toWrite.has(entry)) continue;
+      let data = fresh.get(entry);
+      if (!data) {
+        ranges ??= segmentRanges(serialised.ids, serialised.parts);
+        data = this.regzip(entry, serialised.ids, serialised.parts, ranges, entries);
+      }
+      toWrite.set(entry, data);
+    }
+    const pointer: Pointer = { hash, fetchedAt, segments: entries, bytes };
     const delta = current ? this.deltaFrom(opts.deltaFrom, current, serialised, apps) : undefined;
     if (delta) pointer.delta = deltaDigest(delta);
     const pointerData = Buffer.from(JSON.stringify(pointer));
     const setVersion = expect === undefined || !current ? -1 : current.stat.version;
-    if (current && chunks === 1) {
-      // The common case in one transaction (one round trip, one log write): the chunk and the pointer.
-      // Only for one chunk: a request must stay under ZooKeeper's 1 MB limit (jute.maxbuffer).
+    const creates = [...toWrite.entries()].flatMap(([entry, data]) => this.segmentNodes(entry).map((path, i) => ({ path, data: data[i] })));
+    const requestBytes = creates.reduce((n, c) => n + c.data.length + c.path.length, 0) + pointerData.length;
+    this.replaced = { hash, entries: Array.isArray(stored?.segments) ? stored.segments : [] };
+    if (current && requestBytes < CHUNK_BYTES) {
+      // The common case in one transaction (one round trip, one log write): the new segments and the
+      // pointer. Only below ZooKeeper's 1 MB request limit (jute.maxbuffer).
       try {
-        const [, version] = await this.zk.multi([
-          { op: 'create', path: this.paths.chunk(hash, 0), data: gz },
+        const versions = await this.zk.multi([
+          ...creates.map((c) => ({ op: 'create' as const, path: c.path, data: c.data })),
           { op: 'set', path: this.snapshotPath, data: pointerData, version: setVersion },
         ]);
         if (opts.prune !== false) await this.pruneChunks(hash);
-        return { version, changed: true, hash, serialised, delta };
+        return { version: versions[versions.length - 1], changed: true, hash, serialised, delta };
       } catch (err) {
         if (err instanceof ZkBadVersionError) throw new SnapshotConflictError(`the snapshot changed while version ${expect} was being replaced`);
-        // The chunk exists (written by another copy) or its parent is gone: step by step below.
+        // A segment exists (written by another copy, or left by a failed write) or the parent is gone: step by step below.
         if (!(err instanceof ZkNodeExistsError) && !(err instanceof ZkNoNodeError)) throw err;
       }
     }
-    await this.createChunks(hash, gz, chunks);
+    await this.createNodes(creates);
     let version: number;
     try {
       if (current) {
@@ -274,7 +391,7 @@ export class ControlStore {
   private deltaFrom(
     from: StoredContent | null | undefined,
     current: { data: Buffer; stat: { version: number } },
-    serialised: SerialisedApps,
+    serialised: Pick<SerialisedApps, 'ids' | 'parts'>,
     apps: readonly unknown[],
   ): DeltaBody | undefined {
     if (!from || from.version !== current.stat.version) return undefined;
@@ -290,15 +407,15 @@ export class ControlStore {
   }
 
   /**
-   * Creates the chunks of one snapshot, all at once. The chunks' parent is created only when missing
-   * (the first snapshot): a mkdirp on every write would cost one ZooKeeper write per path level.
+   * Creates segment nodes, all at once. The parent is created only when missing (the first snapshot):
+   * a mkdirp on every write would cost one ZooKeeper write per path level.
    */
-  private async createChunks(hash: string, gz: Buffer, chunks: number): Promise<void> {
+  private async createNodes(creates: ReadonlyArray<{ path: string; data: Buffer }>): Promise<void> {
     const createAll = () =>
       Promise.all(
-        Array.from({ length: chunks }, async (_, i) => {
+        creates.map(async (c) => {
           try {
-            await this.zk.create(this.paths.chunk(hash, i), gz.subarray(i * CHUNK_BYTES, (i + 1) * CHUNK_BYTES));
+            await this.zk.create(c.path, c.data);
           } catch (err) {
             if (!(err instanceof ZkNodeExistsError)) throw err; // same content written by another copy
           }
@@ -314,20 +431,38 @@ export class ControlStore {
   }
 
   /**
-   * Removes chunks of older snapshots (keeping `keepHash`, the current one, and one previous, for
-   * readers mid-read). Throws ZooKeeper errors from listing; failed removals are left for next time.
+   * Removes the segments (and chunks of earlier pointers) that the stored pointer no longer names,
+   * except those of the snapshot this store replaced with its write of `keepHash` (readers may be
+   * reading it) and those created after the stored pointer was written (another copy's write in
+   * progress: ZooKeeper's transaction ids order them). Throws ZooKeeper errors from the reads; failed
+   * removals are left for next time.
    */
   async pruneChunks(keepHash: string): Promise<void> {
     const names = await this.zk.children(this.chunksPath);
-    const hashes = [...new Set(names.map((n) => n.replace(/-\d+$/, '')))];
-    if (hashes.length <= 2) return;
-    const stats = await Promise.all(
-      hashes.map(async (h) => ({ h, mtime: (await this.zk.exists(this.paths.chunk(h, 0)).catch(() => null))?.mtime ?? 0 })),
-    );
-    stats.sort((a, b) => b.mtime - a.mtime);
-    const keep = new Set([keepHash, ...stats.filter((s) => s.h !== keepHash).slice(0, 1).map((s) => s.h)]);
+    const node = await this.zk.get(this.snapshotPath);
+    if (!node || node.stat.mzxid === undefined) return;
+    let p: Partial<Pointer>;
+    try {
+      p = JSON.parse(node.data.toString()) as Partial<Pointer>;
+    } catch {
+      return;
+    }
+    const keep = new Set<string>();
+    const keepEntries = (entries: readonly unknown[]) => {
+      for (const e of entries) for (const path of this.segmentNodes(String(e))) keep.add(path.slice(this.chunksPath.length + 1));
+    };
+    if (Array.isArray(p.segments)) keepEntries(p.segments);
+    else for (let i = 0; i < (p.chunks ?? 0); i++) keep.add(`${p.hash}-${i}`);
+    if (this.replaced && this.replaced.hash === keepHash) keepEntries(this.replaced.entries);
+    const candidates = names.filter((n) => !keep.has(n));
+    if (candidates.length === 0) return;
+    const pointerZxid = node.stat.mzxid;
     await Promise.all(
-      names.filter((n) => !keep.has(n.replace(/-\d+$/, ''))).map((n) => this.zk.remove(childPath(this.chunksPath, n)).catch(() => undefined)),
+      candidates.map(async (n) => {
+        const path = childPath(this.chunksPath, n);
+        const st = await this.zk.exists(path).catch(() => null);
+        if (st && st.czxid !== undefined && st.czxid < pointerZxid) await this.zk.remove(path).catch(() => undefined);
+      }),
     );
   }
 
@@ -358,18 +493,28 @@ export class ControlStore {
   }
 
   /**
-   * The stored snapshot, or null when none was written yet; retries if chunks vanish mid-read.
+   * The stored snapshot, or null when none was written yet; retries if segments vanish mid-read.
    * `previous`: what this reader parsed last time (see SnapshotLoader); apps whose text is unchanged are those
-   * objects, not parsed again.
+   * objects, not parsed again. `segments`: the segments this reader holds (`held`, reused without a read)
+   * and where the segments of this read go (`next`).
    */
-  async readSnapshot(previous?: ParsedApps | null): Promise<(MarathonSnapshot & { texts?: string[] }) | null> {
+  async readSnapshot(
+    previous?: ParsedApps | null,
+    segments?: { held: SegmentCache; next: SegmentCache },
+  ): Promise<(MarathonSnapshot & { texts?: string[] }) | null> {
     for (let attempt = 0; attempt < 3; attempt++) {
       const node = await this.zk.get(this.snapshotPath);
       if (!node) return null;
       const p = JSON.parse(node.data.toString()) as Pointer;
       try {
+        if (Array.isArray(p.segments)) {
+          const read = await this.readSegments(p.segments, segments?.held ?? new Map());
+          segments?.next.clear();
+          for (const [k, v] of read.segments) segments?.next.set(k, v);
+          return { version: node.stat.version, hash: p.hash, fetchedAt: p.fetchedAt, apps: read.apps, texts: read.texts };
+        }
         const parts: Buffer[] = [];
-        for (let i = 0; i < p.chunks; i++) {
+        for (let i = 0; i < (p.chunks ?? 0); i++) {
           const c = await this.zk.get(this.paths.chunk(p.hash, i));
           if (!c) throw new ZkNoNodeError('chunk gone');
           parts.push(c.data);
@@ -388,6 +533,46 @@ export class ControlStore {
       }
     }
     return null;
+  }
+
+  /**
+   * The apps of a manifest: held segments as they are, the others read (all at once) and parsed, an
+   * app whose text was in a held segment no longer named being that segment's object (so per-app memos
+   * skip an app that only moved to another segment). Throws ZkNoNodeError when a segment is gone.
+   */
+  private async readSegments(entries: readonly unknown[], held: SegmentCache): Promise<{ apps: unknown[]; texts: string[]; segments: SegmentCache }> {
+    const named = new Set(entries.map(String));
+    const missing = [...named].filter((e) => !held.has(e));
+    const gone: { texts: string[]; apps: unknown[] } = { texts: [], apps: [] };
+    for (const [k, v] of held) {
+      if (named.has(k)) continue;
+      gone.texts.push(...v.texts);
+      gone.apps.push(...v.apps);
+    }
+    const segments: SegmentCache = new Map();
+    await Promise.all(
+      missing.map(async (entry) => {
+        const nodes = this.segmentNodes(entry);
+        if (nodes.length === 0) throw new Error(`the snapshot pointer names a malformed segment ${entry.slice(0, 80)}`);
+        const data = await Promise.all(nodes.map((n) => this.zk.get(n)));
+        if (data.some((d) => !d)) throw new ZkNoNodeError('segment gone');
+        const text = gunzipSync(Buffer.concat(data.map((d) => d!.data))).toString();
+        const cut = parseAppsArrayText(text, gone);
+        if (!cut) throw new Error('a snapshot segment is not a JSON array of apps');
+        segments.set(entry, cut);
+      }),
+    );
+    const apps: unknown[] = [];
+    const texts: string[] = [];
+    for (const e of entries) {
+      const seg = held.get(String(e)) ?? segments.get(String(e))!;
+      segments.set(String(e), seg);
+      for (let i = 0; i < seg.apps.length; i++) {
+        apps.push(seg.apps[i]);
+        texts.push(seg.texts[i]);
+      }
+    }
+    return { apps, texts, segments };
   }
 
   async publishers(): Promise<PublisherRecord[]> {
@@ -413,4 +598,22 @@ export class ControlStore {
     );
     return out.filter((x): x is Awaited<T> => x !== null) as T[];
   }
+}
+
+/** Each app's id and JSON text (Marathon's own texts when given, one per app). */
+function serialiseParts(apps: readonly unknown[], texts?: readonly string[]): Pick<SerialisedApps, 'ids' | 'parts'> {
+  const ids: (string | null)[] = new Array(apps.length);
+  let parts: string[];
+  if (texts && texts.length === apps.length) parts = texts.slice();
+  else {
+    parts = new Array(apps.length);
+    // JSON.stringify writes null for array elements it cannot serialise; so must the parts.
+    for (let i = 0; i < apps.length; i++) parts[i] = JSON.stringify(apps[i]) ?? 'null';
+  }
+  for (let i = 0; i < apps.length; i++) {
+    const a = apps[i];
+    const id = a !== null && typeof a === 'object' ? (a as { id?: unknown }).id : undefined;
+    ids[i] = typeof id === 'string' ? id : null;
+  }
+  return { ids, parts };
 }

@@ -41,15 +41,21 @@ export interface ZkStat {
   mtime: number;
   /** Version of the children list (changes when a child is created or removed). */
   cversion?: number;
+  /** ZooKeeper transaction ids of the node's creation and last change: one order for every write. */
+  czxid?: number;
+  mzxid?: number;
 }
 
 type Client = ReturnType<typeof zookeeper.createClient>;
 
 export type ZkState = 'connecting' | 'connected' | 'disconnected' | 'closed';
 
-function toStat(stat: { version: number; mtime: Buffer | number; cversion?: number }): ZkStat {
-  const mtime = Buffer.isBuffer(stat.mtime) ? Number(stat.mtime.readBigInt64BE(0)) : Number(stat.mtime);
-  return { version: stat.version, mtime, cversion: stat.cversion };
+function long(v: Buffer | number | undefined): number | undefined {
+  return v === undefined ? undefined : Buffer.isBuffer(v) ? Number(v.readBigInt64BE(0)) : Number(v);
+}
+
+function toStat(stat: { version: number; mtime: Buffer | number; cversion?: number; czxid?: Buffer | number; mzxid?: Buffer | number }): ZkStat {
+  return { version: stat.version, mtime: long(stat.mtime)!, cversion: stat.cversion, czxid: long(stat.czxid), mzxid: long(stat.mzxid) };
 }
 
 export class Zk extends EventEmitter {
