@@ -7,23 +7,15 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { CallbackDispatcher } from './callbacks.js';
+import { servicePortsOf } from './definition.js';
 import * as ev from './events.js';
 import type { Faults } from './faults.js';
+import { deploymentJson } from './plans.js';
+import { canonicalAppId, type AppRecord } from './records.js';
 import { SimulatorError, type SimState } from './state.js';
 import type { AppDefinition, JsonObject, RequestRecord, SimEvent, TaskState } from './types.js';
 import type { Era } from './version.js';
-import {
-  canonicalAppId,
-  deploymentJson,
-  matchesIdFilter,
-  matchesLabelSelector,
-  parseEmbed,
-  renderApp,
-  renderTask,
-  servicePortsOf,
-  type AppRecord,
-  type Embed,
-} from './wire.js';
+import { matchesIdFilter, matchesLabelSelector, parseEmbed, renderApp, renderTask, type Embed } from './wire.js';
 
 /** `event: <type>\r\ndata: <json>\r\n\r\n` (0.11+) or `data: <json>\r\n\r\n` (0.9/0.10), Jetty's CRLF framing (fact 1). */
 export function sseFrame(eventType: string, data: string, framing: 'event' | 'data-only'): string {

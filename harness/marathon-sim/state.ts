@@ -8,34 +8,26 @@
  * rollingRestart, which spreads its steps over time so a consumer can be observed mid-deployment.
  */
 import { randomUUID } from 'node:crypto';
+import { assignServicePorts, hostPortSlots, normalizeDefinition, withDefaultPorts } from './definition.js';
 import * as ev from './events.js';
 import { appsFromFixture } from './fixtures.js';
-import type { AppDefinition, JsonObject, SimEvent, TaskSpec, TaskState, TaskView } from './types.js';
-import { eraOf, type Era } from './version.js';
+import { healthOfResults, isMarathonSideCheck, nextHealthResults } from './health.js';
+import { lightPlanEvent, planJson, rootGroup, stepJson } from './plans.js';
 import {
-  assignServicePorts,
   canonicalAppId,
   conditionOf,
-  healthOfResults,
-  hostPortSlots,
   instanceIdOf,
-  isMarathonSideCheck,
-  nextHealthResults,
-  normalizeDefinition,
   parentGroupId,
-  lightPlanEvent,
-  planJson,
-  rootGroup,
-  stepJson,
   taskIdPrefix,
   TERMINAL_STATES,
-  withDefaultPorts,
   type AppRecord,
   type Counts,
   type DeploymentAction,
   type DeploymentRecord,
   type TaskRecord,
-} from './wire.js';
+} from './records.js';
+import type { AppDefinition, JsonObject, SimEvent, TaskSpec, TaskState, TaskView } from './types.js';
+import { eraOf, type Era } from './version.js';
 
 /** Options of the state; the clock and id source are injectable so tests can pin them. */
 export interface StateOptions {

@@ -1,11 +1,21 @@
 /**
  * Shared types of the Marathon simulator: the wire objects (kept loose on purpose, because real
- * Marathon payloads differ by version and fixtures carry fields we do not model) and the inputs of
- * the simulator's controls.
+ * Marathon payloads differ by version and fixtures carry fields we do not model), the two narrowings
+ * that read them, and the inputs of the simulator's controls.
  */
 
 /** A JSON object as it travels on the wire. Values stay `unknown` so fixture fields pass through untouched. */
 export type JsonObject = Record<string, unknown>;
+
+/** The value as a list of objects when it is an array; undefined otherwise. */
+export function asArray(value: unknown): JsonObject[] | undefined {
+  return Array.isArray(value) ? (value as JsonObject[]) : undefined;
+}
+
+/** The value as an object when it is a non-array object; undefined otherwise (null included). */
+export function asObject(value: unknown): JsonObject | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as JsonObject) : undefined;
+}
 
 /**
  * A Marathon app definition (the body of `POST /v2/apps`, or an app of `GET /v2/apps` without the
