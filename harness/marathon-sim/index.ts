@@ -16,18 +16,17 @@ import { randomUUID } from 'node:crypto';
 import { CallbackDispatcher, type CallbackStats } from './callbacks.js';
 import { Faults } from './faults.js';
 import { SimServer } from './server.js';
-import { SimState, type LaunchOptions, type RollingRestartOptions } from './state.js';
-import type { AppDefinition, JsonObject, RequestRecord, SimEvent, TaskSpec, TaskState, TaskView } from './types.js';
+import { SimState } from './state.js';
+import type { AppDefinition, JsonObject, LaunchOptions, RequestRecord, RollingRestartOptions, SimEvent, TaskSpec, TaskState, TaskView } from './types.js';
 import { atLeast } from './version.js';
 import { parseEmbed, renderApp } from './wire.js';
 
 export { appsFromFixture, fixturesDir, listFixtureFiles, readJsonFixture, repoRoot } from './fixtures.js';
 export { sseFrame, SSE_HEARTBEAT } from './server.js';
-export { SimulatorError } from './state.js';
-export type { LaunchOptions, RollingRestartOptions } from './state.js';
+export { SimulatorError } from './types.js';
 export type { CallbackStats } from './callbacks.js';
 export type { Faults } from './faults.js';
-export type { AppDefinition, JsonObject, RequestRecord, SimEvent, TaskSpec, TaskState, TaskView } from './types.js';
+export type { AppDefinition, JsonObject, LaunchOptions, RequestRecord, RollingRestartOptions, SimEvent, TaskSpec, TaskState, TaskView } from './types.js';
 
 /** Options of {@link MarathonSimulator}. */
 export interface MarathonSimulatorOptions {

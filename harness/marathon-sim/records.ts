@@ -117,3 +117,8 @@ export function parentGroupId(id: string): string {
   const cut = canonical.lastIndexOf('/');
   return cut <= 0 ? '/' : canonical.slice(0, cut);
 }
+
+/** A task change makes computed counts authoritative again (see AppRecord.countsOverride). */
+export function touch(app: AppRecord): void {
+  delete app.countsOverride;
+}

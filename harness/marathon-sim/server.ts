@@ -12,8 +12,8 @@ import * as ev from './events.js';
 import type { Faults } from './faults.js';
 import { deploymentJson } from './plans.js';
 import { canonicalAppId, type AppRecord } from './records.js';
-import { SimulatorError, type SimState } from './state.js';
-import type { AppDefinition, JsonObject, RequestRecord, SimEvent, TaskState } from './types.js';
+import type { SimState } from './state.js';
+import { SimulatorError, type AppDefinition, type JsonObject, type RequestRecord, type SimEvent, type TaskState } from './types.js';
 import type { Era } from './version.js';
 import { matchesIdFilter, matchesLabelSelector, parseEmbed, renderApp, renderTask, type Embed } from './wire.js';
 

@@ -1,8 +1,10 @@
 /**
  * Shared types of the Marathon simulator: the wire objects (kept loose on purpose, because real
  * Marathon payloads differ by version and fixtures carry fields we do not model), the two narrowings
- * that read them, and the inputs of the simulator's controls.
+ * that read them, the inputs of the simulator's controls, the error they throw, and what the parts
+ * of the state share.
  */
+import type { Era } from './version.js';
 
 /** A JSON object as it travels on the wire. Values stay `unknown` so fixture fields pass through untouched. */
 export type JsonObject = Record<string, unknown>;
@@ -104,4 +106,46 @@ export interface RequestRecord {
   /** Epoch milliseconds when the request arrived. */
   at: number;
   headers: Record<string, string | string[] | undefined>;
+}
+
+/** Options shared by the controls that start tasks. */
+export interface LaunchOptions {
+  /** Explicit endpoints for the new tasks, in order; missing entries are invented. */
+  tasks?: TaskSpec[];
+  /** Health of new tasks when the app has health checks (default true). */
+  healthy?: boolean;
+  /** Readiness of new tasks when the app has readiness checks (default true). */
+  ready?: boolean;
+  /** Keep the deployment open after its tasks started; finish it with finishDeployment(). */
+  hold?: boolean;
+}
+
+/** Options of rollingRestart. */
+export interface RollingRestartOptions {
+  /** Endpoints for the replacement tasks, one per old task, in order. */
+  tasks?: TaskSpec[];
+  /** Pause between the steps (start new, kill old) so consumers can react; default 20 ms. */
+  stepDelayMs?: number;
+  /** Awaited before each old task is killed, e.g. to wait until HAProxy routes to the replacement. */
+  beforeKill?: (old: TaskView, replacement: TaskView) => Promise<void> | void;
+  healthy?: boolean;
+  ready?: boolean;
+}
+
+/** Thrown by controls given an unknown app or task id (a test bug, so it should be loud). */
+export class SimulatorError extends Error {
+  constructor(message: string) {
+    super(`marathon-sim: ${message}`);
+    this.name = 'SimulatorError';
+  }
+}
+
+/** What the parts of the state (tasks.ts, deployments.ts) share with it: the era, the clock and id source, the event bus. */
+export interface StateContext {
+  era: Era;
+  /** The current time as Marathon writes it (ISO 8601). */
+  now(): string;
+  uuid(): string;
+  /** Publishes one event object (its `eventType` names it) to every listener. */
+  publish(payload: JsonObject): void;
 }
