@@ -22,7 +22,7 @@ import { atLeast } from './version.js';
 import { parseEmbed, renderApp } from './wire.js';
 
 export { appsFromFixture, fixturesDir, listFixtureFiles, readJsonFixture, repoRoot } from './fixtures.js';
-export { sseFrame, SSE_HEARTBEAT } from './server.js';
+export { sseFrame, SSE_HEARTBEAT } from './streams.js';
 export { SimulatorError } from './types.js';
 export type { CallbackStats } from './callbacks.js';
 export type { Faults } from './faults.js';

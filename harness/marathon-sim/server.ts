@@ -1,37 +1,22 @@
 /**
- * The HTTP face of the simulator: Marathon's REST endpoints, the `/v2/events` stream and the
- * callback subscriptions, with basic auth and fault injection in front. It reads SimState and
+ * The HTTP face of the simulator: the request pipeline (request log, latency, basic auth, the error
+ * faults) in front of Marathon's REST endpoints (the app and task ones in app-routes.ts), the
+ * `/v2/events` streams (streams.ts) and the callback subscriptions. It reads SimState and
  * forwards its events; it holds no app state of its own, so a stopped simulator restarts on the
  * same port with the same apps (a Marathon failover or restart).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { AppRoutes } from './app-routes.js';
 import type { CallbackDispatcher } from './callbacks.js';
-import { servicePortsOf } from './definition.js';
 import * as ev from './events.js';
 import type { Faults } from './faults.js';
 import { deploymentJson } from './plans.js';
-import { canonicalAppId, type AppRecord } from './records.js';
+import { clientAddress, HttpError, JSON_HEADERS, sendJson } from './respond.js';
 import type { SimState } from './state.js';
-import { SimulatorError, type AppDefinition, type JsonObject, type RequestRecord, type SimEvent, type TaskState } from './types.js';
+import { EventStreams } from './streams.js';
+import { SimulatorError, type JsonObject, type RequestRecord, type SimEvent } from './types.js';
 import type { Era } from './version.js';
-import { matchesIdFilter, matchesLabelSelector, parseEmbed, renderApp, renderTask, type Embed } from './wire.js';
-
-/** `event: <type>\r\ndata: <json>\r\n\r\n` (0.11+) or `data: <json>\r\n\r\n` (0.9/0.10), Jetty's CRLF framing (fact 1). */
-export function sseFrame(eventType: string, data: string, framing: 'event' | 'data-only'): string {
-  return framing === 'event' ? `event: ${eventType}\r\ndata: ${data}\r\n\r\n` : `data: ${data}\r\n\r\n`;
-}
-
-/** Jetty's heartbeat: a bare CRLF, which SSE parsers treat as an empty line and ignore. */
-export const SSE_HEARTBEAT = '\r\n';
-
-/** Headers of every JSON answer, as recorded from a real Marathon (fact 10). */
-const JSON_HEADERS = {
-  'Content-Type': 'application/json',
-  'Cache-Control': 'no-cache, no-store, must-revalidate',
-  Pragma: 'no-cache',
-  Expires: '0',
-} as const;
 
 /** Body of the `htmlError` fault: what a reverse proxy in front of a dead Marathon serves. */
 const HTML_502 =
@@ -56,34 +41,11 @@ export interface ServerContext {
   clock: () => Date;
 }
 
-interface Stream {
-  res: http.ServerResponse;
-  filter: Set<string> | null;
-  /** Asked for `?plan-format=light` on a Marathon that knows it (1.6; later ones send light anyway). */
-  light: boolean;
-  remoteAddress: string;
-  heartbeat?: NodeJS.Timeout;
-}
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function clientAddress(req: http.IncomingMessage): string {
-  return (req.socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-}
-
 /** One listening HTTP server of the simulator. Single use: listen once, close once. */
 export class SimServer {
   private readonly server: http.Server;
-  private readonly streams = new Set<Stream>();
-  /** Stream requests that arrived during a stall and wait for it to end. */
-  private readonly held = new Set<Stream>();
+  private readonly streams: EventStreams;
+  private readonly apps: AppRoutes;
   private readonly wakers = new Set<() => void>();
   private readonly stopListening: () => void;
   private closing = false;
@@ -93,6 +55,14 @@ export class SimServer {
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => this.fail(res, err));
     });
+    this.streams = new EventStreams({
+      faults: ctx.faults,
+      framing: ctx.framing,
+      heartbeatMs: ctx.heartbeatMs,
+      clock: ctx.clock,
+      dispatch: (e) => this.dispatch(e),
+    });
+    this.apps = new AppRoutes(ctx);
     this.stopListening = ctx.state.onEvent((e) => this.dispatch(e));
   }
 
@@ -115,9 +85,7 @@ export class SimServer {
     this.closing = true;
     this.stopListening();
     for (const wake of this.wakers) wake();
-    this.dropStreams();
-    for (const s of this.held) s.res.destroy();
-    this.held.clear();
+    this.streams.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeAllConnections();
     await closed;
@@ -127,35 +95,18 @@ export class SimServer {
   dispatch(e: SimEvent): void {
     if (this.closing) return;
     this.ctx.onDispatch(e);
-    if (!this.ctx.faults.stallStream) {
-      const frame = sseFrame(e.eventType, e.data, this.ctx.framing);
-      let light: string | undefined;
-      for (const s of this.streams) {
-        if (s.filter && !s.filter.has(e.eventType)) continue;
-        if (s.light && e.light !== undefined) s.res.write((light ??= sseFrame(e.eventType, e.light, this.ctx.framing)));
-        else s.res.write(frame);
-      }
-    }
+    this.streams.send(e);
     if (this.ctx.subscriptions) this.ctx.callbacks.deliver(e.data);
   }
 
   /** Ends every open event stream (the dropStream fault, and stop). */
   dropStreams(): void {
-    for (const s of [...this.streams]) {
-      this.streams.delete(s);
-      clearInterval(s.heartbeat);
-      s.res.end();
-      s.res.socket?.destroySoon();
-    }
+    this.streams.dropStreams();
   }
 
   /** When a stall ends, held stream requests finally get their headers. */
   stallChanged(stalled: boolean): void {
-    if (stalled) return;
-    for (const s of [...this.held]) {
-      this.held.delete(s);
-      this.attach(s);
-    }
+    this.streams.stallChanged(stalled);
   }
 
   // ---- request pipeline -------------------------------------------------------------------------
@@ -193,24 +144,24 @@ export class SimServer {
     }
     if (faults.status !== null) throw new HttpError(faults.status, faultMessage(faults.status));
 
-    if (path === '/v2/events') return this.openStream(req, res, params, method);
+    if (path === '/v2/events') return this.streams.open(req, res, params, method);
     if (path === '/v2/eventSubscriptions') return this.subscriptions(req, res, params, method);
     if (path === '/v2/apps' || path === '/v2/apps/') {
-      if (method === 'GET') return this.sendJson(res, 200, { apps: this.listApps(params) });
-      if (method === 'POST') return this.createApp(req, res, path);
+      if (method === 'GET') return sendJson(res, this.ctx.faults, 200, { apps: this.apps.listApps(params) });
+      if (method === 'POST') return this.apps.createApp(req, res, path);
       throw new HttpError(405, 'HTTP 405 Method Not Allowed');
     }
-    if (path.startsWith('/v2/apps/')) return this.appRoute(req, res, path, params, method);
+    if (path.startsWith('/v2/apps/')) return this.apps.appRoute(req, res, path, params, method);
     if (method !== 'GET') throw new HttpError(405, 'HTTP 405 Method Not Allowed');
     switch (path) {
       case '/v2/tasks':
-        return this.sendJson(res, 200, { tasks: this.listTasks(this.ctx.state.listApps(), params.get('status')) });
+        return sendJson(res, this.ctx.faults, 200, { tasks: this.apps.listTasks(this.ctx.state.listApps(), params.get('status')) });
       case '/v2/deployments':
-        return this.sendJson(res, 200, this.ctx.state.listDeployments().map((d) => deploymentJson(d, this.ctx.era)));
+        return sendJson(res, this.ctx.faults, 200, this.ctx.state.listDeployments().map((d) => deploymentJson(d, this.ctx.era)));
       case '/v2/info':
-        return this.sendJson(res, 200, this.info());
+        return sendJson(res, this.ctx.faults, 200, this.info());
       case '/v2/leader':
-        return this.sendJson(res, 200, { leader: this.ctx.leader ?? this.address });
+        return sendJson(res, this.ctx.faults, 200, { leader: this.ctx.leader ?? this.address });
       default:
         throw new HttpError(404, 'HTTP 404 Not Found');
     }
@@ -230,18 +181,9 @@ export class SimServer {
       res.destroy();
       return;
     }
-    if (err instanceof HttpError) return this.sendJson(res, err.status, { message: err.message });
-    if (err instanceof SimulatorError) return this.sendJson(res, 400, { message: err.message });
-    this.sendJson(res, 500, { message: err instanceof Error ? err.message : String(err) });
-  }
-
-  /** Writes a JSON answer; chunked like Jetty's (no Content-Length), halved by the truncateJson fault. */
-  private sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-    let text = JSON.stringify(body);
-    if (this.ctx.faults.truncateJson) text = text.slice(0, Math.floor(text.length / 2));
-    res.writeHead(status, { ...JSON_HEADERS, ...headers });
-    res.write(text);
-    res.end();
+    if (err instanceof HttpError) return sendJson(res, this.ctx.faults, err.status, { message: err.message });
+    if (err instanceof SimulatorError) return sendJson(res, this.ctx.faults, 400, { message: err.message });
+    sendJson(res, this.ctx.faults, 500, { message: err instanceof Error ? err.message : String(err) });
   }
 
   private sleep(ms: number): Promise<void> {
@@ -254,142 +196,6 @@ export class SimServer {
       const timer = setTimeout(wake, ms);
       this.wakers.add(wake);
     });
-  }
-
-  private readBody(req: http.IncomingMessage): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      req.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > 1 << 20) reject(new HttpError(413, 'Request body too large'));
-        else chunks.push(c);
-      });
-      req.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        try {
-          resolve(text === '' ? {} : JSON.parse(text));
-        } catch (e) {
-          reject(new HttpError(400, `Invalid JSON: ${(e as Error).message}`));
-        }
-      });
-      req.on('error', reject);
-    });
-  }
-
-  // ---- apps and tasks ---------------------------------------------------------------------------
-
-  /** GET /v2/apps: counts and deployments are always embedded (Marathon 1.x, kept for compatibility). */
-  private listApps(params: URLSearchParams): JsonObject[] {
-    if (this.ctx.faults.emptyApps) return [];
-    const keep = this.ctx.faults.keepApps;
-    if (keep !== null) return this.listAppsUnfaulted(params).slice(0, keep);
-    return this.listAppsUnfaulted(params);
-  }
-
-  private listAppsUnfaulted(params: URLSearchParams): JsonObject[] {
-    const embed = parseEmbed(params.getAll('embed'));
-    embed.add('counts').add('deployments');
-    const id = params.get('id');
-    const label = params.get('label');
-    const cmd = params.get('cmd');
-    return this.ctx.state
-      .listApps()
-      .filter((a) => (id ? matchesIdFilter(String(a.def['id']), id) : true))
-      .filter((a) => (label ? matchesLabelSelector((a.def['labels'] ?? {}) as Record<string, unknown>, label) : true))
-      .filter((a) => (cmd ? String(a.def['cmd'] ?? '').includes(cmd) : true))
-      .map((a) => this.render(a, embed));
-  }
-
-  private render(app: AppRecord, embed: ReadonlySet<Embed>): JsonObject {
-    return renderApp(app, embed, this.ctx.state.deploymentIdsOf(String(app.def['id'])));
-  }
-
-  private listTasks(apps: AppRecord[], status: string | null): JsonObject[] {
-    const wanted = status ? (`TASK_${status.toUpperCase()}` as TaskState) : null;
-    return apps.flatMap((a) => {
-      const servicePorts = servicePortsOf(a.def);
-      return a.tasks.filter((t) => !wanted || t.state === wanted).map((t) => renderTask(t, servicePorts));
-    });
-  }
-
-  private mustApp(appId: string): AppRecord {
-    const app = this.ctx.state.findApp(appId);
-    if (!app) throw new HttpError(404, `App '${canonicalAppId(appId)}' does not exist`);
-    return app;
-  }
-
-  /** Routes /v2/apps/{id}[/tasks[/{taskId}] | /restart]; ids contain slashes, clients may double them. */
-  private async appRoute(req: http.IncomingMessage, res: http.ServerResponse, path: string, params: URLSearchParams, method: string): Promise<void> {
-    let rest: string;
-    try {
-      rest = decodeURIComponent(path.slice('/v2/apps'.length));
-    } catch {
-      throw new HttpError(400, 'Invalid path encoding');
-    }
-    const state = this.ctx.state;
-    const taskMatch = /^(.*)\/tasks\/([^/]+)$/.exec(rest);
-    if (taskMatch && state.findApp(taskMatch[1] as string)) {
-      if (method !== 'DELETE') throw new HttpError(405, 'HTTP 405 Method Not Allowed');
-      const app = this.mustApp(taskMatch[1] as string);
-      const task = app.tasks.find((t) => t.id === taskMatch[2]);
-      if (!task) throw new HttpError(404, `Task '${taskMatch[2]}' does not exist`);
-      const rendered = renderTask(task);
-      const scale = params.get('scale') === 'true';
-      const out = state.killTask(task.id, { scale });
-      if (scale) return this.sendJson(res, 200, { version: String(app.def['version'] ?? ''), deploymentId: out.deploymentId });
-      return this.sendJson(res, 200, { task: rendered });
-    }
-    if (rest.endsWith('/tasks') && state.findApp(rest.slice(0, -'/tasks'.length))) {
-      if (method !== 'GET') throw new HttpError(405, 'HTTP 405 Method Not Allowed');
-      const app = this.mustApp(rest.slice(0, -'/tasks'.length));
-      return this.sendJson(res, 200, { tasks: this.listTasks([app], params.get('status')) });
-    }
-    if (rest.endsWith('/restart') && method === 'POST' && state.findApp(rest.slice(0, -'/restart'.length))) {
-      const { deploymentId } = state.rollingRestart(rest.slice(0, -'/restart'.length));
-      const app = this.mustApp(rest.slice(0, -'/restart'.length));
-      return this.sendJson(res, 200, { version: String(app.def['version'] ?? ''), deploymentId });
-    }
-    switch (method) {
-      case 'GET': {
-        // GET /v2/apps/{id} always embeds tasks, counts, deployments and lastTaskFailure (AppsResource.show).
-        const embed = parseEmbed(params.getAll('embed'));
-        for (const e of ['counts', 'tasks', 'deployments', 'lastTaskFailure'] as const) embed.add(e);
-        // A Marathon that lost its state (emptyApps, keepApps) knows the lost apps no more one by one.
-        const f = this.ctx.faults;
-        const lost = f.emptyApps || (f.keepApps !== null && state.listApps().findIndex((a) => a === state.findApp(rest)) >= f.keepApps);
-        if (lost || f.unknownApps.has(canonicalAppId(rest))) throw new HttpError(404, `App '${canonicalAppId(rest)}' does not exist`);
-        return this.sendJson(res, 200, { app: this.render(this.mustApp(rest), embed) });
-      }
-      case 'PUT': {
-        const body = (await this.readBody(req)) as JsonObject;
-        if (!state.findApp(rest)) return this.createApp(req, res, path, { ...body, id: rest });
-        const keys = Object.keys(body).filter((k) => k !== 'id');
-        if (keys.length !== 1 || keys[0] !== 'instances' || typeof body['instances'] !== 'number') {
-          throw new HttpError(400, 'marathon-sim only supports {"instances": n} updates; use the simulator controls for other changes');
-        }
-        const { deploymentId } = state.scaleApp(rest, body['instances'], { clientIp: clientAddress(req) });
-        return this.sendJson(res, 200, { version: String(this.mustApp(rest).def['version']), deploymentId });
-      }
-      case 'DELETE': {
-        this.mustApp(rest);
-        const { deploymentId } = state.destroyApp(rest);
-        return this.sendJson(res, 200, { version: this.ctx.clock().toISOString(), deploymentId });
-      }
-      default:
-        throw new HttpError(405, 'HTTP 405 Method Not Allowed');
-    }
-  }
-
-  /** POST /v2/apps (or PUT of an unknown id): 201 with the app and its deployment. */
-  private async createApp(req: http.IncomingMessage, res: http.ServerResponse, path: string, given?: JsonObject): Promise<void> {
-    const body = given ?? ((await this.readBody(req)) as JsonObject);
-    if (typeof body['id'] !== 'string' || body['id'].replace(/\//g, '') === '') throw new HttpError(422, 'Object is not valid: id must be given');
-    if (this.ctx.state.findApp(body['id'])) throw new HttpError(409, `An app with id [${canonicalAppId(body['id'])}] already exists.`);
-    const { deploymentId, appId } = this.ctx.state.deployApp(body as AppDefinition, { clientIp: clientAddress(req), uri: path });
-    const app = this.mustApp(appId);
-    const out = { ...renderApp(app, new Set<Embed>(['counts']), []), deployments: [{ id: deploymentId }] };
-    this.sendJson(res, 201, out, { Location: `/v2/apps${appId}`, 'Marathon-Deployment-Id': deploymentId });
   }
 
   // ---- info ---------------------------------------------------------------------------------------
@@ -427,7 +233,7 @@ export class SimServer {
   private subscriptions(req: http.IncomingMessage, res: http.ServerResponse, params: URLSearchParams, method: string): void {
     if (!this.ctx.subscriptions) throw new HttpError(404, 'HTTP 404 Not Found');
     const { callbacks } = this.ctx;
-    if (method === 'GET') return this.sendJson(res, 200, { callbackUrls: callbacks.urls() });
+    if (method === 'GET') return sendJson(res, this.ctx.faults, 200, { callbackUrls: callbacks.urls() });
     if (method !== 'POST' && method !== 'DELETE') throw new HttpError(405, 'HTTP 405 Method Not Allowed');
     const url = params.get('callbackUrl');
     if (!url) throw new HttpError(400, 'callbackUrl is required');
@@ -437,50 +243,7 @@ export class SimServer {
     // Marathon publishes the (un)subscribe on its event bus, so the new subscriber receives its own subscribe_event.
     this.dispatch({ eventType: String(event['eventType']), data: JSON.stringify(event) });
     if (!subscribe) callbacks.unsubscribe(url);
-    this.sendJson(res, 200, event);
-  }
-
-  // ---- event stream -----------------------------------------------------------------------------
-
-  /**
-   * GET /v2/events. Jetty's EventSourceServlet only answers `Accept: text/event-stream`; filters by
-   * the repeatable `event_type` parameter (1.3.7+); `plan-format=light` (1.6+) drops the deployment
-   * plans' original/target; first frame event_stream_attached.
-   */
-  private openStream(req: http.IncomingMessage, res: http.ServerResponse, params: URLSearchParams, method: string): void {
-    if (method !== 'GET') throw new HttpError(405, 'HTTP 405 Method Not Allowed');
-    const accepts = (req.headers.accept ?? '').split(',').map((a) => a.split(';')[0]?.trim());
-    if (!accepts.includes('text/event-stream')) {
-      throw new HttpError(406, 'GET /v2/events needs the header "Accept: text/event-stream"');
-    }
-    const types = params.getAll('event_type').filter((t) => t !== '');
-    // Marathon before 1.6 ignores the parameter; 1.6 drops the plans' original/target when asked.
-    const light = params.get('plan-format') === 'light';
-    const stream: Stream = { res, filter: types.length > 0 ? new Set(types) : null, light, remoteAddress: clientAddress(req) };
-    res.on('close', () => this.detach(stream));
-    if (this.ctx.faults.stallStream) this.held.add(stream);
-    else this.attach(stream);
-  }
-
-  private attach(stream: Stream): void {
-    const { res } = stream;
-    if (res.destroyed || this.closing) return;
-    res.writeHead(200, { 'Content-Type': 'text/event-stream;charset=UTF-8', Connection: 'close' });
-    res.flushHeaders();
-    this.streams.add(stream);
-    stream.heartbeat = setInterval(() => {
-      if (!this.ctx.faults.stallStream) res.write(SSE_HEARTBEAT);
-    }, this.ctx.heartbeatMs);
-    const attached = ev.streamEvent('event_stream_attached', stream.remoteAddress, this.ctx.clock().toISOString());
-    this.dispatch({ eventType: 'event_stream_attached', data: JSON.stringify(attached) });
-  }
-
-  private detach(stream: Stream): void {
-    this.held.delete(stream);
-    clearInterval(stream.heartbeat);
-    if (!this.streams.delete(stream) || this.closing) return;
-    const detached = ev.streamEvent('event_stream_detached', stream.remoteAddress, this.ctx.clock().toISOString());
-    this.dispatch({ eventType: 'event_stream_detached', data: JSON.stringify(detached) });
+    sendJson(res, this.ctx.faults, 200, event);
   }
 }
 
