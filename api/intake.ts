@@ -50,7 +50,9 @@ import { ControlStore, SnapshotConflictError, type MarathonSnapshot, type Stored
 import { type DeltaBody, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/core/snapshot-delta.js';
 import { redactUrl } from '../common/config.js';
 import type { LeaderElection, LeaderStatus } from './leader.js';
-import { countAnswer, memoryGuardStore, ShrinkGuard, type Decision, type HeldAnswer } from './shrink-guard.js';
+import { ShrinkGuard } from './shrink-guard.js';
+import { memoryGuardStore } from './shrink-guard-store.js';
+import { countAnswer, type Decision, type HeldAnswer } from './shrink-policy.js';
 
 /** Marathon event types that can change what HAProxy should route to. */
 const ROUTING_EVENTS = new Set([
