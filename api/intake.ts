@@ -48,7 +48,7 @@ import { MarathonError } from '../common/adapters/marathon/marathon-errors.js';
 import { Backoff, LatestWins, monotonicClock, type Clock, type Timer } from '../common/pacing.js';
 import { ControlStore, SnapshotConflictError, type MarathonSnapshot, type StoredContent } from '../common/adapters/zookeeper/snapshot.js';
 import { type DeltaBody, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/core/snapshot-delta.js';
-import { redactUrl } from '../common/config.js';
+import { redactUrl } from '../common/config-redact.js';
 import type { LeaderElection, LeaderStatus } from './leader.js';
 import { ShrinkGuard } from './shrink-guard.js';
 import { memoryGuardStore } from './shrink-guard-store.js';

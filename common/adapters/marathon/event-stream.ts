@@ -6,7 +6,7 @@
  * comes from the `event:` line.
  */
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { redactUrl } from '../../config.js';
+import { redactUrl } from '../../config-redact.js';
 import { toMarathonEvent, type MarathonEvent } from '../../core/marathon-api.js';
 import type { Logger } from '../../log.js';
 import { Backoff } from '../../pacing.js';

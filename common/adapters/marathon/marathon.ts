@@ -18,7 +18,7 @@
  */
 import axios, { type AxiosResponse, type ResponseType } from 'axios';
 import type { Readable } from 'node:stream';
-import { redactUrl } from '../../config.js';
+import { redactUrl } from '../../config-redact.js';
 import { APPS_PATH, appPath, EVENTS_PATH, safeJson, SUBSCRIPTIONS_PATH } from '../../core/marathon-api.js';
 import { parseAppsText, type ParsedApps } from '../../core/snapshot-delta.js';
 import type { Logger } from '../../log.js';
