@@ -4,7 +4,7 @@
  */
 import { BlockList, isIP } from 'node:net';
 import type { FastifyRequest } from 'fastify';
-import { addressBlocks } from '../common/config.js';
+import { addressBlocks } from '../common/config-views.js';
 /** `::ffff:10.0.0.1` -> `10.0.0.1`: one spelling per IPv4 client. */
 function plainAddress(address: string): string {
   const m = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);

@@ -6,7 +6,8 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { ConfigError, credentials, type Config } from '../common/config.js';
+import { ConfigError, type Config } from '../common/config.js';
+import { credentials } from '../common/config-views.js';
 import { ApiError } from '../common/core/errors.js';
 
 /** The credential name of a request that carried no (valid) token. */

@@ -3,7 +3,7 @@
  * of the whole list. An event is untrusted: it only chooses what to ask Marathon, never what is stored,
  * and an event that names no valid app id (or more than a few) asks for the whole list.
  */
-import { validAppId } from '../common/adapters/marathon/marathon.js';
+import { validAppId } from '../common/core/marathon-api.js';
 
 /** Events whose top-level `appId` (or `runSpecId`, Marathon 1.4+) is the one app they concern. */
 const ONE_APP_EVENTS = new Set([

@@ -42,13 +42,17 @@ import type { Logger } from '../common/log.js';
 import { callbackUrlFor } from './edge.js';
 import type { Metrics } from '../common/adapters/statsd/metrics.js';
 import { appsNamed, MAX_PARSED_EVENT_BYTES } from './event-apps.js';
-import { MarathonError, MarathonEventStream, type AppResult, type AppsResult, type EventStreamStatus, type MarathonClient } from '../common/adapters/marathon/marathon.js';
+import { MarathonEventStream, type EventStreamStatus } from '../common/adapters/marathon/event-stream.js';
+import type { AppResult, AppsResult, MarathonClient } from '../common/adapters/marathon/marathon.js';
+import { MarathonError } from '../common/adapters/marathon/marathon-errors.js';
 import { Backoff, LatestWins, monotonicClock, type Clock, type Timer } from '../common/pacing.js';
 import { ControlStore, SnapshotConflictError, type MarathonSnapshot, type StoredContent } from '../common/adapters/zookeeper/snapshot.js';
 import { type DeltaBody, type SerialisedApps, type SnapshotDelta, type ParsedApps } from '../common/core/snapshot-delta.js';
-import { redactUrl } from '../common/config.js';
+import { redactUrl } from '../common/config-redact.js';
 import type { LeaderElection, LeaderStatus } from './leader.js';
-import { countAnswer, memoryGuardStore, ShrinkGuard, type Decision, type HeldAnswer } from './shrink-guard.js';
+import { ShrinkGuard } from './shrink-guard.js';
+import { memoryGuardStore } from './shrink-guard-store.js';
+import { countAnswer, type Decision, type HeldAnswer } from './shrink-policy.js';
 
 /** Marathon event types that can change what HAProxy should route to. */
 const ROUTING_EVENTS = new Set([

@@ -6,7 +6,9 @@
  */
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { ConfigError, haproxySettings, secretValues, type Config } from '../common/config.js';
+import { ConfigError, type Config } from '../common/config.js';
+import { secretValues } from '../common/config-redact.js';
+import { haproxySettings } from '../common/config-views.js';
 import { loadConfig } from '../common/config-load.js';
 import { createLogger, type Logger } from '../common/log.js';
 

@@ -2,12 +2,14 @@
  * Loading the configuration: Bamboo's JSON file (keys matched case-insensitively, // comments
  * allowed, retired v0.1 keys named with their successors), env overrides (only when set and
  * non-empty, as in Bamboo), CLI flags, then validation across fields, and a frozen result. The schema
- * and the views of a loaded config are in config.ts.
+ * is in config.ts, the values derived from a loaded config in config-views.ts.
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { SCHEMA, ConfigError, addressBlocks, curveKeyList, DEFAULT_TOKEN_NAME, getPath, marathonEndpoints, redactUrl, setPath, type Config, type FieldSpec } from './config.js';
+import { SCHEMA, ConfigError, getPath, setPath, type Config, type FieldSpec } from './config.js';
+import { redactUrl } from './config-redact.js';
+import { addressBlocks, curveKeyList, DEFAULT_TOKEN_NAME, marathonEndpoints } from './config-views.js';
 import { parsePortRange } from './core/port-policy.js';
 import { CERT_NAME } from './core/tls-labels.js';
 import { parseAllowedDomains, parseWorkerGroups } from './core/labels.js';

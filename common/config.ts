@@ -5,11 +5,10 @@
  * table in docs/configuration.md, so they cannot drift. Precedence: defaults < JSON file < env < CLI
  * flags. The result is validated once and frozen. Any problem throws a ConfigError whose message is one
  * line naming the key and where the value came from; secret values never appear in it. This module
- * holds the schema, the config's type and the views of a loaded config; loading is config-load.ts.
+ * holds the schema, the config's type and the docs table; loading is config-load.ts, the values derived
+ * from a loaded config config-views.ts, its redaction config-redact.ts.
  */
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
-import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -296,86 +295,6 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** The name `Bamboo.AuthToken` goes by among the named tokens (in logs and on requests). */
-export const DEFAULT_TOKEN_NAME = 'default';
-
-/** Every credential as name -> token: Bamboo.AuthTokens plus Bamboo.AuthToken as `default`. */
-export function credentials(cfg: Pick<Config, 'Bamboo'>): Array<{ name: string; token: string }> {
-  const out = Object.entries(cfg.Bamboo.AuthTokens ?? {}).map(([name, token]) => ({ name, token }));
-  if (cfg.Bamboo.AuthToken) out.push({ name: DEFAULT_TOKEN_NAME, token: cfg.Bamboo.AuthToken });
-  return out;
-}
-
-/**
- * A list of addresses and CIDR blocks (`Bamboo.TrustedProxies`) as `{ address, prefix, family }`;
- * a ConfigError names an entry that is neither.
- */
-export function addressBlocks(value: string): Array<{ address: string; prefix: number | null; family: 'ipv4' | 'ipv6' }> {
-  return value.split(/[\s,]+/).filter(Boolean).map((item) => {
-    const [address, bits, extra] = item.split('/');
-    const v = isIP(address);
-    const max = v === 4 ? 32 : 128;
-    const prefix = bits === undefined ? null : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
-    if (v === 0 || extra !== undefined || (prefix !== null && !(prefix >= 0 && prefix <= max))) {
-      throw new ConfigError(`config: Bamboo.TrustedProxies must list IP addresses or CIDR blocks like 10.0.0.0/8, got ${JSON.stringify(item.slice(0, 60))}`);
-    }
-    return { address, prefix, family: v === 4 ? 'ipv4' : 'ipv6' };
-  });
-}
-
-/** A comma-separated list of keys, trimmed, empty entries dropped. */
-export function curveKeyList(value: string): string[] {
-  return value.split(',').map((k) => k.trim()).filter(Boolean);
-}
-
-/** The configured Marathon endpoints, trimmed, without trailing slashes. */
-export function marathonEndpoints(cfg: Pick<Config, 'Marathon'>): string[] {
-  return cfg.Marathon.Endpoint.split(',').map((s) => s.trim().replace(/\/+$/, '')).filter(Boolean);
-}
-
-/** Hides user:password in a URL. */
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/[^/@\s]*@/, '//***@');
-}
-
-/** The HAProxy settings the template sees as `HAProxy` (admin socket path resolved). */
-export function haproxySettings(cfg: Config): {
-  HttpBind: string; StatsBind: string; StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string;
-  ServerStateFile: string; PrometheusExporter: string; HttpsBind: string; CrtList: string; HstsMaxAge: string;
-} {
-  return {
-    HttpBind: cfg.HAProxy.HttpBind,
-    StatsBind: cfg.HAProxy.StatsBind,
-    StatsUser: cfg.HAProxy.StatsUser,
-    StatsPassword: cfg.HAProxy.StatsPassword,
-    AdminSocket: cfg.HAProxy.AdminSocket || join(runtimeDir(cfg), 'haproxy.sock'),
-    BindOptions: cfg.HAProxy.BindOptions,
-    ServerStateFile: cfg.HAProxy.ServerStateFile || join(dirname(cfg.HAProxy.OutputPath), 'haproxy.state'),
-    PrometheusExporter: cfg.HAProxy.PrometheusExporter ? 'true' : 'false',
-    HttpsBind: cfg.HAProxy.HttpsBind.trim(),
-    CrtList: cfg.HAProxy.HttpsBind.trim() ? join(tlsDir(cfg), 'crt-list') : '',
-    HstsMaxAge: cfg.HAProxy.HttpsBind.trim() && cfg.HAProxy.HstsMaxAge > 0 ? String(cfg.HAProxy.HstsMaxAge) : '',
-  };
-}
-
-/**
- * Where the worker keeps the certificates HAProxy loads (copies of the accepted ones in
- * HAProxy.CertDir) and the crt-list naming them: `<RuntimeDir>/tls`.
- */
-export function tlsDir(cfg: Pick<Config, 'HAProxy'>): string {
-  return join(runtimeDir(cfg), 'tls');
-}
-
-/** Where HAProxy's sockets and pidfile live: HAProxy.RuntimeDir, or the directory of OutputPath. */
-export function runtimeDir(cfg: Pick<Config, 'HAProxy'>): string {
-  return cfg.HAProxy.RuntimeDir.trim() || dirname(cfg.HAProxy.OutputPath);
-}
-
-/** The worker's name in the fleet view. */
-export function workerName(cfg: Config): string {
-  return cfg.Worker.Name || hostname();
-}
-
 export function setPath(target: Record<string, unknown>, key: string, value: unknown): void {
   const parts = key.split('.');
   let obj = target;
@@ -393,30 +312,6 @@ export function getPath(source: Record<string, unknown>, key: string): unknown {
     obj = (obj as Record<string, unknown>)[p];
   }
   return obj;
-}
-
-/** A copy of the config with every secret replaced, safe to log or serve. */
-export function redactConfig(cfg: Config): Config {
-  const copy = JSON.parse(JSON.stringify(cfg)) as Record<string, unknown>;
-  for (const f of SCHEMA) {
-    const v = getPath(copy, f.key);
-    if (f.secret && f.type === 'secrets' && v && typeof v === 'object') {
-      setPath(copy, f.key, Object.fromEntries(Object.keys(v).map((k) => [k, '***'])));
-    } else if (f.secret && v) setPath(copy, f.key, '***');
-  }
-  const m = copy.Marathon as Record<string, string>;
-  m.Endpoint = m.Endpoint.split(',').map(redactUrl).join(',');
-  return copy as unknown as Config;
-}
-
-/** Every secret value currently configured (for log redaction). */
-export function secretValues(cfg: Config): string[] {
-  return SCHEMA.filter((f) => f.secret)
-    .flatMap((f) => {
-      const v = getPath(cfg as unknown as Record<string, unknown>, f.key);
-      return v && typeof v === 'object' ? Object.values(v as Record<string, unknown>) : [v];
-    })
-    .filter((v): v is string => typeof v === 'string' && v.length > 0);
 }
 
 /** The markdown reference table (docs/configuration.md is generated from and checked against this). */

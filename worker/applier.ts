@@ -1,7 +1,8 @@
 /**
  * The apply stage: puts a planned config in force, by a reload or through HAProxy's Runtime API,
  * and keeps the server-state file in step. It returns what happened and never schedules anything:
- * the loop (worker/reconciler.ts) decides retries, quarantine and the running model from the result.
+ * the loop (worker/reconciler.ts, through worker/apply-decisions.ts) decides retries, quarantine and the
+ * running model from the result.
  */
 import { readFile } from 'node:fs/promises';
 import { type HAProxyProcess, type ReloadResult } from '../common/adapters/haproxy/process.js';

@@ -8,48 +8,21 @@ import { readFile } from 'node:fs/promises';
 import { sha256 } from '../common/core/hash.js';
 import { alertSummary } from '../common/core/reload-alerts.js';
 import { type ValidationResult } from '../common/adapters/haproxy/commands.js';
-import { diffConfigs, type ServerChange } from '../common/core/config-diff.js';
+import { diffConfigs } from '../common/core/config-diff.js';
 import type { Logger } from '../common/log.js';
-import type { HAProxySettings, ServiceRecord, TemplateData, Warning } from '../common/core/model.js';
+import type { HAProxySettings, ServiceRecord, TemplateData } from '../common/core/model.js';
 import { heldPorts, portRefusals, settingPorts, type Holder, type PortRange } from '../common/core/port-policy.js';
-import { reloadCulprits } from '../common/core/reload-alerts.js';
 import { appsAtLines, TemplateError, type Origin, type Renderer } from '../common/core/render.js';
 import type { AllowedDomains } from '../common/core/labels.js';
 import { hostOwners } from '../common/core/routing.js';
 import { buildTemplateData, TemplateDataMemo, type BuildTemplateDataInput } from '../common/core/template-data.js';
+import { quarantineCulprits, reloadBlame, timeoutBlame } from './blame.js';
 import type { ConfigFiles } from './config-files.js';
 import type { DesiredState, QuarantinedApp, RunningModel, StageTimes } from './outcome.js';
-import { escalate, QuarantineSince, recheck, rulesInForce, rulesQuarantine, withFallbacks, type GoodRule } from './last-good.js';
-import { changedAgainstText, changedSinceLastGood, type QuarantineMemory } from './quarantine.js';
+import { QuarantineSince, recheck, rulesInForce, withFallbacks, type GoodRule } from './last-good.js';
+import type { ApplyPlan, Plan, RuntimePlan } from './plan.js';
+import type { QuarantineMemory } from './quarantine.js';
 import { ValidationPolicy } from './validation-policy.js';
-
-/** What the candidate carries besides its text, whatever becomes of it. */
-interface Candidate {
-  hash: string;
-  data: TemplateData;
-  origins: Origin[];
-  quarantined: QuarantinedApp[];
-  rulesApplied: Record<string, number>;
-  snapshotVersion: number;
-}
-
-export type Plan =
-  | ({ kind: 'unchanged' } & Candidate)
-  | { kind: 'invalid'; reason: string; hash: string | null; quarantined: QuarantinedApp[]; snapshotVersion: number }
-  | ({
-      kind: 'apply';
-      tempPath: string;
-      text: string;
-      warnings: Warning[];
-      /** Why the Runtime API could not apply it (null: not considered). */
-      notRuntime: string | null;
-      /** Not validated: the master's reload is its validation (worker/validation-policy.ts). */
-      unvalidated?: boolean;
-    } & Candidate)
-  | ({ kind: 'runtime'; text: string; changes: ServerChange[] } & Candidate);
-
-export type ApplyPlan = Extract<Plan, { kind: 'apply' }>;
-export type RuntimePlan = Extract<Plan, { kind: 'runtime' }>;
 
 export interface PlannerOptions {
   renderer: Renderer;
@@ -222,24 +195,9 @@ export class Planner {
         return { kind: 'invalid', reason: result.limitReason, hash, quarantined, snapshotVersion };
       }
 
-      // Quarantine: the apps whose fragments the errors point at lose their rules first (to the
-      // last good rule, then the default one), then (if their fragment still breaks the config)
-      // their place in it.
+      // Quarantine: the apps whose fragments the errors point at (worker/blame.ts).
       const culprits = appsAtLines(rendered.origins, result.lines);
-      let progress = false;
-      for (const appId of culprits) {
-        const error = (result.limitReason ? `${result.limitReason}: ` : '') + alertsFor(result.output, rendered.origins, appId);
-        const current = quarantine.get(appId);
-        const next = current
-          ? escalate(current, error)
-          : Object.prototype.hasOwnProperty.call(data.Services, appId)
-            ? rulesQuarantine(appId, error, { record: data.Services[appId], version: desired.rules.get(appId)?.version }, good)
-            : { appId, level: 'app' as const, error };
-        if (next) {
-          quarantine.set(appId, next);
-          progress = true;
-        }
-      }
+      const progress = quarantineCulprits(culprits, result, rendered.origins, data, (id) => desired.rules.get(id)?.version, quarantine, good);
       if (!progress) {
         const where = culprits.length ? '' : ' (not attributable to an app)';
         return { kind: 'invalid', reason: `validation failed${where}: ${alertSummary(result.output)}`, hash, quarantined, snapshotVersion };
@@ -304,17 +262,7 @@ export class Planner {
    * later change. Empty: nothing to quarantine (retry with backoff).
    */
   blameFailedReload(plan: ApplyPlan, previous: RunningModel | null, output: string, repeated: boolean): QuarantinedApp[] {
-    const { culprits, edge } = reloadCulprits(output, this.o.files.outputPath, plan.text, plan.origins);
-    const qs: QuarantinedApp[] = culprits.map((c) => ({ appId: c.appId, level: 'app' as const, error: `reload failed: ${c.alert}` }));
-    if (qs.length > 0 || edge || !repeated || !previous) return this.since.stamp(qs, Date.now(), false);
-    const changed = changedSince(previous, plan.data, plan);
-    const error = (what: string) => `reload failed (not attributable to an app) with this ${what} changed since the last good config`;
-    const apps = new Set(changed.apps);
-    const good = this.goodRules(previous);
-    const rules = changed.rules
-      .filter((id) => !apps.has(id))
-      .map((appId) => rulesQuarantine(appId, error('rule'), { record: plan.data.Services[appId], version: plan.rulesApplied[appId] }, good));
-    const blamed = [...changed.apps.map((appId) => ({ appId, level: 'app' as const, error: error('app') })), ...rules].sort((a, b) => (a.appId < b.appId ? -1 : 1));
+    const blamed = reloadBlame(plan, previous, output, repeated, this.o.files.outputPath, () => this.goodRules(previous));
     return this.since.stamp(blamed, Date.now(), false);
   }
 
@@ -383,26 +331,13 @@ export class Planner {
     // An adopted master's config is not known: the last good file is what this host last applied.
     const lastGood = running ?? (await readFile(this.o.files.lastGoodPath, 'utf8').then((text) => ({ data: null, text }), () => null));
     if (!lastGood) return [];
-    const changed = changedSince(lastGood, data, rendered);
-    const error = (what: string) => `${cause} with this ${what} changed since the last good config`;
-    if (changed.rules.length) {
-      return changed.rules.map((appId) => rulesQuarantine(appId, error('rule'), { record: data.Services[appId], version: versionOf(appId) }, good));
-    }
-    return changed.apps.map((appId) => ({ appId, level: 'app' as const, error: error('app') }));
+    return timeoutBlame(lastGood, data, rendered, cause, versionOf, good);
   }
 
   private rememberInvalid(hash: string, result: ValidationResult): void {
     this.invalidCache.set(hash, result);
     if (this.invalidCache.size > INVALID_CACHE_SIZE) this.invalidCache.delete(this.invalidCache.keys().next().value as string);
   }
-}
-
-/**
- * What changed between the config in force and a candidate: by template data, or by text when the
- * config in force was found on disk at start (see worker/quarantine.ts).
- */
-function changedSince(lastGood: Pick<RunningModel, 'data' | 'text'>, data: TemplateData, rendered: { text: string; origins: Origin[] }): { rules: string[]; apps: string[] } {
-  return changedSinceLastGood(data, lastGood.data) ?? changedAgainstText(rendered, data, lastGood.text);
 }
 
 /** App id -> rule version of every service record the template data carries (a last good rule's own). */
@@ -415,17 +350,4 @@ function rulesIn(data: TemplateData, desired: DesiredState, quarantine: Readonly
     else if (stored) out[id] = stored.version;
   }
   return out;
-}
-
-/** The validator's alert lines that point into one app's fragments, as one line. */
-function alertsFor(output: string, origins: readonly Origin[], appId: string): string {
-  const mine = output
-    .split('\n')
-    .filter((line) => {
-      if (!line.includes('[ALERT]')) return false;
-      const lines = [...line.matchAll(/\[[^\]\s]+:(\d+)\]/g)].map((m) => Number(m[1]));
-      return appsAtLines(origins, lines).includes(appId);
-    })
-    .join('\n');
-  return alertSummary(mine || output, 2).slice(0, 500);
 }

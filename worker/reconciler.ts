@@ -1,16 +1,17 @@
 /**
  * The reconcile loop: paces triggers, reads the desired state, and runs the stages (plan:
  * worker/planner.ts, apply: worker/applier.ts, reload slot: worker/reload-slot.ts); it decides
- * retries and quarantine from their results and records one ApplyOutcome per reconcile. Pacing,
- * outcomes and the Runtime API path are described in docs/worker.md.
+ * retries and quarantine from their results (an apply's: worker/apply-decisions.ts) and records one
+ * ApplyOutcome per reconcile. Pacing, outcomes and the Runtime API path are described in docs/worker.md.
  */
 import { EventEmitter } from 'node:events';
-import { Backoff, LatestWins, monotonicClock, type Clock, type Timer } from '../common/pacing.js';
+import { Backoff, LatestWins, monotonicClock, type Clock } from '../common/pacing.js';
 import { slotTable } from '../common/core/template-data.js';
 import { Applier, type ApplierOptions, type RuntimeOptions } from './applier.js';
+import { ApplyDecisions } from './apply-decisions.js';
 import { ConfigFiles, WriteError } from './config-files.js';
+import { EarliestTimer } from './earliest-timer.js';
 import {
-  describeChange,
   NoSnapshotError,
   OutcomeRecord,
   StageTimes,
@@ -22,8 +23,7 @@ import {
   type ReconcilerStatus,
   type RunningModel,
 } from './outcome.js';
-import { Planner, type ApplyPlan, type PlannerOptions, type RuntimePlan } from './planner.js';
-import { rulesFileText } from './last-good.js';
+import { Planner, type PlannerOptions } from './planner.js';
 import { QuarantineMemory } from './quarantine.js';
 import { ReloadSlot, type ReloadSlotOptions } from './reload-slot.js';
 
@@ -57,6 +57,8 @@ export class Reconciler extends EventEmitter {
   private readonly planner: Planner;
   private readonly applier: Applier;
   private readonly slot: ReloadSlot;
+  /** The apply stage's results turned into the running model, quarantine, retries and outcomes. */
+  private readonly apply: ApplyDecisions;
   private readonly memory: QuarantineMemory;
   /** The loop's pacing: one reconcile at a time, latest wins, debounce, minimum update interval. */
   private readonly pacer: LatestWins;
@@ -65,7 +67,6 @@ export class Reconciler extends EventEmitter {
   private lastReadSnapshotVersion = -1;
   private hintedSnapshotVersion = -1;
   private closed = false;
-  private readonly reloadBackoff: Backoff;
   private readonly readBackoff: Backoff;
   /** A candidate that cannot be written is tried again soon: space freed should not wait for the resync. */
   private readonly writeBackoff: Backoff;
@@ -89,7 +90,12 @@ export class Reconciler extends EventEmitter {
     this.planner = new Planner({ ...opts, files: this.files, memory: this.memory, log });
     this.applier = new Applier({ ...opts, runtime: opts.runtime ?? null, files: this.files });
     this.slot = new ReloadSlot({ ...opts, clock });
-    this.reloadBackoff = new Backoff(opts.retryInitialMs ?? 500, opts.retryMaxMs ?? 30000);
+    this.apply = new ApplyDecisions(opts, { applier: this.applier, planner: this.planner, files: this.files, slot: this.slot, memory: this.memory }, {
+      running: () => this.runningModel,
+      setRunning: (model) => (this.runningModel = model),
+      scheduleRetry: (delay, forReload) => this.scheduleRetry(delay, forReload),
+      outcome: (...args) => this.outcome(...args),
+    });
     this.readBackoff = new Backoff(opts.retryInitialMs ?? 500, opts.retryMaxMs ?? 30000);
     this.writeBackoff = new Backoff(opts.retryInitialMs ?? 500, Math.min(5000, opts.retryMaxMs ?? 30000));
     this.pacer = new LatestWins({
@@ -283,7 +289,7 @@ export class Reconciler extends EventEmitter {
       let plan = await this.planner.plan(desired, this.runningModel, this.runtimeUsable(), stages);
       let runtimeFailure: string | null = null;
       if (plan.kind === 'runtime') {
-        const r = await this.applyByRuntime(plan, triggers, startedAt, stages);
+        const r = await this.apply.byRuntime(plan, triggers, startedAt, stages);
         if (r.outcome) return r.outcome;
         // Never a silent divergence: validate the same desired state and reload.
         runtimeFailure = r.reason;
@@ -328,7 +334,7 @@ export class Reconciler extends EventEmitter {
 
       // Stages 6-8: install, reload, clean up.
       const applied = runtimeFailure ? { ...plan, notRuntime: `runtime change failed: ${runtimeFailure}` } : plan;
-      const done = await this.applyByReload(applied, triggers, startedAt, stages);
+      const done = await this.apply.byReload(applied, triggers, startedAt, stages);
       // Null: the master refused a candidate that was not validated first, and `haproxy -c` finds
       // it invalid: plan again, and the validation's quarantine rounds leave the culprit out.
       if (done) return done;
@@ -354,7 +360,7 @@ export class Reconciler extends EventEmitter {
       }
       const plan = await this.planner.heldRuntime(desired, { ...r, data: r.data }, stages);
       if (!plan) return;
-      const applied = await this.applyByRuntime(plan, [...triggers, 'reload-held'], startedAt, stages);
+      const applied = await this.apply.byRuntime(plan, [...triggers, 'reload-held'], startedAt, stages);
       if (applied.outcome) this.record(applied.outcome);
     } catch (err) {
       this.o.log.warn({ err }, 'runtime change while a reload waits failed; the reload will carry it');
@@ -365,125 +371,7 @@ export class Reconciler extends EventEmitter {
   private runtimeUsable(): boolean {
     return !!this.o.runtime?.enabled && this.runningModel !== null && this.runningModel.confirmed;
   }
-
-  /**
-   * Reloads (worker/applier.ts) and decides from the result: running model, quarantine, retry. Null:
-   * the master refused an unvalidated candidate that `haproxy -c` finds invalid (plan again).
-   */
-  private async applyByReload(plan: ApplyPlan, triggers: string[], startedAt: number, stages: StageTimes): Promise<ApplyOutcome | null> {
-    const previous = this.runningModel;
-    const extra = { candidateHash: plan.hash, snapshotVersion: plan.snapshotVersion, quarantined: plan.quarantined };
-    const reload = await this.applier.reload(plan, previous, stages);
-    this.slot.noteReload();
-    if (!reload.ok) {
-      this.o.metrics.reloadFailed();
-      await this.applier.afterFailedReload(plan.text, previous, reload);
-      if (previous) this.runningModel = { ...previous, confirmed: false };
-      if (plan.unvalidated && (await this.planner.checkRefused(plan, stages))) {
-        this.o.log.warn({ reason: reload.reason }, 'haproxy refused an invalid config; quarantining by its validation');
-        return null;
-      }
-      // The backoff counts the failures in a row that blamed nothing: this one is at least the second.
-      const blamed = this.planner.blameFailedReload(plan, previous, reload.output, this.reloadBackoff.failures >= 1);
-      this.memory.remember(plan.data, blamed, this.o.retryMaxMs ?? 30000);
-      if (blamed.length > 0) {
-        // The rest applies without the blamed apps after the first backoff step, not at once: a
-        // master that just refused a config is still resuming its old workers' listeners.
-        this.o.log.warn({ apps: blamed.map((q) => q.appId), errors: blamed.slice(0, 3).map((q) => q.error) }, 'quarantining apps that made the reload fail');
-        const delay = this.scheduleRetry(this.reloadBackoff.initialMs, true);
-        const list = blamed.map((q) => `${q.appId} (${q.level})`).join(', ');
-        return this.outcome('reload-failed', `${reload.reason}; quarantined ${list}: ${blamed[0].error} (retry without them in ${delay} ms)`, triggers, startedAt, stages, {
-          ...extra,
-          quarantined: [...extra.quarantined.filter((q) => !blamed.some((b) => b.appId === q.appId)), ...blamed].sort((a, b) => (a.appId < b.appId ? -1 : 1)),
-        });
-      }
-      const delay = this.scheduleRetry(this.reloadBackoff.fail(), true);
-      return this.outcome('reload-failed', `${reload.reason} (retry in ${delay} ms)`, triggers, startedAt, stages, extra);
-    }
-    this.reloadBackoff.reset();
-    this.slot.clearHold();
-    this.memory.forgetRetried(plan.quarantined);
-    this.runningModel = runningFrom(plan, 'reload');
-    await this.files.keepLastGoodRules(rulesFileText(plan.data, plan.rulesApplied));
-    this.o.metrics.reloadDone(reload.ms);
-    this.o.metrics.quarantined(plan.quarantined.length);
-    await this.applier.afterReload(plan.text, stages);
-    let reason = describeChange(previous, plan);
-    if (plan.quarantined.length) reason += `; quarantined ${plan.quarantined.map((q) => `${q.appId} (${q.level})`).join(', ')}`;
-    if (plan.notRuntime && this.o.runtime?.enabled) reason += `; reload needed: ${plan.notRuntime}`;
-    return this.outcome('reloaded', reason, triggers, startedAt, stages, extra);
-  }
-
-  /**
-   * Applies a server-only change through the Runtime API (worker/applier.ts). Resolves `outcome: null`
-   * with the reason when anything failed or did not verify; the caller then reloads.
-   */
-  private async applyByRuntime(
-    plan: RuntimePlan,
-    triggers: string[],
-    startedAt: number,
-    stages: StageTimes,
-  ): Promise<{ outcome: ApplyOutcome } | { outcome: null; reason: string }> {
-    const previous = this.runningModel!;
-    const extra = { candidateHash: plan.hash, snapshotVersion: plan.snapshotVersion, quarantined: plan.quarantined };
-    const r = await this.applier.runtime(plan, stages);
-    if (r.kind === 'failed') return { outcome: null, reason: r.reason };
-    if (r.kind === 'unwritten') {
-      this.runningModel = { ...runningFrom(plan, 'runtime'), confirmed: false };
-      const delay = this.scheduleRetry(this.reloadBackoff.fail(), true);
-      const reason = `servers changed through the Runtime API but ${this.o.outputPath} could not be written: ${r.reason} (reload in ${delay} ms)`;
-      return { outcome: this.outcome('reload-failed', reason, triggers, startedAt, stages, extra) };
-    }
-    this.runningModel = runningFrom(plan, 'runtime');
-    this.o.metrics.quarantined(plan.quarantined.length);
-    await this.files.keepLastGood(plan.text);
-    const drained = r.drained ? `, ${r.drained} drained` : '';
-    const what = `${r.changed} server${r.changed === 1 ? '' : 's'} in ${r.backends} backend${r.backends === 1 ? '' : 's'}${drained}`;
-    const reason = `servers changed through the Runtime API (${what}); ${describeChange(previous, plan)}`;
-    const o = this.outcome('runtime', reason, triggers, startedAt, stages, extra);
-    o.servers = { changed: r.changed, drained: r.drained };
-    return { outcome: o };
-  }
-}
-
-function runningFrom(plan: ApplyPlan | RuntimePlan, via: RunningModel['via']): RunningModel {
-  return {
-    hash: plan.hash,
-    text: plan.text,
-    data: plan.data,
-    origins: plan.origins,
-    snapshotVersion: plan.snapshotVersion,
-    rulesApplied: plan.rulesApplied,
-    quarantined: plan.quarantined,
-    slots: slotTable(plan.data),
-    appliedAt: Date.now(),
-    via,
-    confirmed: true,
-  };
 }
 
 /** Refused invalid candidates one reconcile plans again before it gives up (each quarantines more). */
 const MAX_REFUSED_INVALID = 6;
-
-/** One timer that fires at the earliest time asked for (monotonic ms); a later ask waits for it. */
-class EarliestTimer {
-  private timer: Timer | null = null;
-  private due = 0;
-
-  constructor(private readonly clock: Clock, private readonly fire: () => void) {}
-
-  at(at: number): void {
-    if (this.timer && this.due <= at) return;
-    this.timer?.cancel();
-    this.due = at;
-    this.timer = this.clock.after(Math.max(0, at - this.clock.now()), () => {
-      this.timer = null;
-      this.fire();
-    }, { unref: true });
-  }
-
-  cancel(): void {
-    this.timer?.cancel();
-    this.timer = null;
-  }
-}

@@ -15,7 +15,7 @@ import type { Zk } from '../common/adapters/zookeeper/zk.js';
 import { serveHealth } from './health.js';
 import type { ApplyOutcome, QuarantinedApp, OutcomeKind, ReconcilerStatus } from './outcome.js';
 import type { Reconciler } from './reconciler.js';
-import type { TlsStatus } from './tls-certs.js';
+import type { TlsStatus } from './tls-status.js';
 
 export interface StatusView extends WorkerStatus {
   healthy: boolean;

@@ -24,15 +24,17 @@
  * nowhere else. Status, logs and errors carry names, serials, dates and fingerprints only.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CoalescedRunner } from '../common/coalesce.js';
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/adapters/statsd/metrics.js';
 import { CERT_NAME, httpsLabels } from '../common/core/tls-labels.js';
 import { labelledSni, sniFilters, type SniApp, type SniBinding } from '../common/core/tls-sni.js';
-import { checkBundle, type Accepted, type CertInfo } from './tls-bundle.js';
+import { checkBundle, type Accepted } from './tls-bundle.js';
 import { convergeRuntime, NotServing, RuntimeRefused } from './tls-runtime.js';
+import { readCertDir, type Source } from './tls-source.js';
+import { tlsStatus, type TlsStatus } from './tls-status.js';
 
 /** Changes seen by the watch within this long are read in one pass (certbot writes several files). */
 export const CERT_WATCH_DEBOUNCE_MS = 250;
@@ -58,37 +60,6 @@ export interface CertManagerOptions {
   /** Wall clock for expiry (default Date.now). */
   now?: () => number;
 }
-
-/** One certificate HAProxy serves, as the status shows it. */
-export interface TlsCertStatus extends Omit<CertInfo, 'hash'> {
-  name: string;
-  default: boolean;
-  /** `expired` and `not-yet-valid` are served all the same (and counted in the metrics). */
-  state: 'valid' | 'expired' | 'not-yet-valid';
-}
-
-/** The `tls` part of the worker's status. Nothing in it is secret. */
-export interface TlsStatus {
-  certDir: string;
-  defaultCert: string;
-  certificates: TlsCertStatus[];
-  /** Files of CertDir not served as they are, with why; `kept`: an earlier accepted copy still serves. */
-  refused: Array<{ name: string; reason: string; kept: boolean }>;
-  /** Certificates added, renewed or removed through the Runtime API since the worker started. */
-  runtimeChanges: number;
-  /**
-   * Apps whose `HAPROXY_0_SSL_CERT` label names a certificate this worker does not serve, or is no
-   * certificate name at all, and hosts whose `HAPROXY_{n}_SSL_CERT` cannot apply because the default
-   * certificate names them (at most 100). Such a host keeps the certificate SNI picks by its own names.
-   */
-  labels: Array<{ appId: string; cert: string; problem: string }>;
-  /** When the last pass ended (ms epoch); null before the first. */
-  lastPassAt: number | null;
-  /** Why the last pass could not apply everything (directory unreadable, admin socket away); null when it did. */
-  error: string | null;
-}
-
-type Source = { ok: true; text: string } | { ok: false; reason: string };
 
 export class CertManager {
   private accepted = new Map<string, Accepted>();
@@ -193,32 +164,11 @@ export class CertManager {
     }
     this.labelled = out;
   }
-
   status(): TlsStatus {
-    const certificates = [...this.accepted].map(([name, a]) => {
-      const { hash: _hash, ...info } = a.info;
-      const state: TlsCertStatus['state'] = a.expired ? 'expired' : a.notYetValid ? 'not-yet-valid' : 'valid';
-      return { name, default: name === this.o.defaultCert, state, ...info };
+    return tlsStatus({
+      certDir: this.o.certDir, defaultCert: this.o.defaultCert, accepted: this.accepted, refused: this.refused, runtimeChanges: this.runtimeChanges,
+      labelled: this.labelled, sni: this.sni, lastPassAt: this.lastPassAt, error: this.error,
     });
-    return {
-      certDir: this.o.certDir,
-      defaultCert: this.o.defaultCert,
-      certificates: certificates.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
-      refused: this.refused.map((r) => ({ ...r })),
-      runtimeChanges: this.runtimeChanges,
-      labels: this.labelled
-        .filter((l) => !l.valid || !this.accepted.has(l.cert))
-        .slice(0, 100)
-        .map((l) => ({ appId: l.appId, cert: l.cert, problem: l.valid ? 'no such certificate in HAProxy.CertDir' : 'not a certificate name (letters, digits, . _ -; never a path)' }))
-        .concat(
-          [...this.sni]
-            .filter(([h, b]) => b.cert !== this.o.defaultCert && this.accepted.get(this.o.defaultCert)?.info.names.includes(h))
-            .map(([h, b]) => ({ appId: b.appId, cert: b.cert, problem: `host ${h} is named by the default certificate, which keeps it` })),
-        )
-        .slice(0, 100),
-      lastPassAt: this.lastPassAt,
-      error: this.error,
-    };
   }
 
   async close(): Promise<void> {
@@ -246,39 +196,11 @@ export class CertManager {
     }
   }
 
-  /** CertDir by certificate name: a bundle's text, or why it cannot be read. Rejects when the directory cannot be read. */
-  private async readSources(): Promise<Map<string, Source>> {
-    const out = new Map<string, Source>();
-    const entries = await readdir(this.o.certDir);
-    for (const entry of entries.sort()) {
-      // Dot files are editors' and atomic writers' temp files (and certbot's are not there at all).
-      if (entry.startsWith('.')) continue;
-      const full = join(this.o.certDir, entry);
-      const st = await stat(full).catch(() => null); // follows symlinks
-      if (!st) continue;
-      if (st.isFile() && entry.endsWith('.pem')) {
-        const name = entry.slice(0, -4);
-        if (!CERT_NAME.test(name)) continue;
-        out.set(name, await readBounded([full]));
-      } else if (st.isDirectory() && CERT_NAME.test(entry) && !out.has(entry)) {
-        // certbot's layout: live/<name>/fullchain.pem and privkey.pem.
-        const files = await readdir(full).catch(() => [] as string[]);
-        if (!files.includes('fullchain.pem') && !files.includes('privkey.pem')) continue;
-        if (!files.includes('fullchain.pem') || !files.includes('privkey.pem')) {
-          out.set(entry, { ok: false, reason: 'a certificate directory needs both fullchain.pem and privkey.pem' });
-          continue;
-        }
-        out.set(entry, await readBounded([join(full, 'fullchain.pem'), join(full, 'privkey.pem')]));
-      }
-    }
-    return out;
-  }
-
   /** One pass: CertDir -> accepted -> TLS directory -> (with `runtime`) the running HAProxy. */
   private async pass(runtime: boolean): Promise<void> {
     let sources: Map<string, Source>;
     try {
-      sources = await this.readSources();
+      sources = await readCertDir(this.o.certDir);
     } catch (err) {
       // A directory that cannot be read (unmounted, renamed) changes nothing: what was accepted serves on.
       this.error = `cannot read HAProxy.CertDir: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
@@ -385,21 +307,6 @@ export class CertManager {
     this.runtimeChanges++;
     this.o.log.info({ cert: path.slice(this.o.tlsDir.length + 1, -4), change: kind, serial: a?.info.serial, names: a?.info.names }, 'certificate applied through the runtime api');
   }
-}
-
-/** Reads and concatenates files (a bundle, or certbot's fullchain + privkey), bounded. */
-async function readBounded(paths: string[]): Promise<Source> {
-  const parts: string[] = [];
-  for (const p of paths) {
-    try {
-      const st = await stat(p);
-      if (st.size > 1 << 20) return { ok: false, reason: 'larger than 1 MiB' };
-      parts.push(await readFile(p, 'utf8'));
-    } catch (err) {
-      return { ok: false, reason: `cannot be read: ${(err as NodeJS.ErrnoException).code ?? 'error'}` };
-    }
-  }
-  return { ok: true, text: parts.join('\n') };
 }
 
 /** Temp file + rename in the same directory, readable by HAProxy's group only. */

@@ -4,7 +4,7 @@
  * In managed mode the master's reload parses the candidate anyway, and a master that cannot load
  * it keeps its old workers serving (common/adapters/haproxy/haproxy.ts detects the refusal on the master CLI). So by
  * default the reload is the validation: one HAProxy parse per structural change instead of two, and
- * `haproxy -c` runs only after a refusal, to find the app to quarantine (worker/reconciler.ts).
+ * `haproxy -c` runs only after a refusal, to find the app to quarantine (worker/apply-decisions.ts).
  *
  * What the master parse lacks is the sandbox of a validation (common/adapters/haproxy/haproxy-sandbox.ts): no
  * CPU-time or memory limit. A config line that makes HAProxy read a file (`-f /dev/zero` in an ACL,

@@ -8,7 +8,8 @@ import { ApiError } from '../../common/core/errors.js';
 import { CALLBACK_PATH, sameSecret, scanCallbackBody } from '../edge.js';
 import { oneAppNamed } from '../event-apps.js';
 import type { Guards } from '../guards.js';
-import { HeldChangedError, NothingHeldError, type HeldAnswer } from '../shrink-guard.js';
+import { HeldChangedError, NothingHeldError } from '../shrink-guard.js';
+import type { HeldAnswer } from '../shrink-policy.js';
 
 const HELD_CONFIRM_PATH = '/api/marathon/held/confirm';
 

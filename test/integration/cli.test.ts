@@ -4,7 +4,8 @@ import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { PROJECT_ROOT, secretValues } from '../../common/config.js';
+import { PROJECT_ROOT } from '../../common/config.js';
+import { secretValues } from '../../common/config-redact.js';
 import { loadConfig } from '../../common/config-load.js';
 import { tempDir } from '../../harness/tmp.js';
 

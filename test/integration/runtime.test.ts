@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { haproxySettings } from '../../common/config.js';
+import { haproxySettings } from '../../common/config-views.js';
 import { parseShowProc } from '../../common/core/reload-alerts.js';
 import { cliCommand } from '../../common/adapters/haproxy/master-cli.js';
 import { nullMetrics, type Metrics } from '../../common/adapters/statsd/metrics.js';

@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { runApi, type RunningApi } from '../../api/main.js';
-import { countAnswer, decide, settledRecord, shrinkReason, type Counts, type GuardRecord, type HeldAnswer, type ShrinkPolicy } from '../../api/shrink-guard.js';
+import { countAnswer, decide, settledRecord, shrinkReason, type Counts, type GuardRecord, type HeldAnswer, type ShrinkPolicy } from '../../api/shrink-policy.js';
 import { type Config } from '../../common/config.js';
 import { loadConfig } from '../../common/config-load.js';
 import { ControlStore } from '../../common/adapters/zookeeper/snapshot.js';

@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync
 import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { connect } from 'node:tls';
-import { haproxySettings } from '../../common/config.js';
+import { haproxySettings } from '../../common/config-views.js';
 import { cliCommand } from '../../common/adapters/haproxy/master-cli.js';
 import { createLogger } from '../../common/log.js';
 import { httpGet, startBackend, type Backend } from '../../harness/http.js';

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { haproxySettings } from '../../common/config.js';
+import { haproxySettings } from '../../common/config-views.js';
 import { parseShowProc } from '../../common/core/reload-alerts.js';
 import { cliCommand } from '../../common/adapters/haproxy/master-cli.js';
 import { inMaintenance, parseServersState } from '../../common/core/server-state.js';

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { callbackFields, EventTypeScanner, topLevelEventType } from '../../api/edge.js';
 import { appsNamed, oneAppNamed } from '../../api/event-apps.js';
-import { validAppId } from '../../common/adapters/marathon/marathon.js';
+import { validAppId } from '../../common/core/marathon-api.js';
 import { FIXTURES } from '../builders.js';
 
 // The callback route reads a Marathon event's type by scanning, not parsing: it must agree with

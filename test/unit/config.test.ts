@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, PROJECT_ROOT, SCHEMA, redactConfig, secretValues } from '../../common/config.js';
+import { ConfigError, PROJECT_ROOT, SCHEMA } from '../../common/config.js';
+import { redactConfig, secretValues } from '../../common/config-redact.js';
 import { loadConfig } from '../../common/config-load.js';
 import { withTable } from '../../scripts/gen-config-docs.js';
 import { tempDir } from '../../harness/tmp.js';

@@ -9,80 +9,20 @@
  * - Event subscriptions (http_callback mode, Marathon < 1.5): list, subscribe, unsubscribe. A 404
  *   means the endpoint has no subscriptions API (removed in Marathon 1.5) and is reported as
  *   `unsupported`, never thrown.
- * - MarathonEventStream reads `/v2/events` (server-sent events; CRLF or LF framing; `event:` lines or
- *   `data:` lines only), fails over across endpoints, reconnects with backoff and treats a stream
- *   silent for longer than the idle timeout as dead. It asks for the light plan format (deployment
- *   events without the whole app group twice: over 1 MB per scale at 1,000 apps on Marathon 1.6), and
- *   an event's JSON is parsed only when its consumer asks for it: the type comes from the `event:` line.
+ * - `openEventStream()` opens `/v2/events` on one endpoint for MarathonEventStream (event-stream.ts),
+ *   which reads it, fails over and reconnects.
  *
  * Redirects (Marathon sends followers' clients to its leader) are followed by hand, up to 5 hops, so
  * the basic-auth credentials go along to the leader and a 307 on the stream works like one on a fetch.
  * Credentials are never logged: endpoints are logged through redactUrl and errors by message only.
  */
 import axios, { type AxiosResponse, type ResponseType } from 'axios';
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import type { Readable } from 'node:stream';
-import { redactUrl } from '../../config.js';
-import type { Logger } from '../../log.js';
-import { Backoff } from '../../pacing.js';
+import { redactUrl } from '../../config-redact.js';
+import { APPS_PATH, appPath, EVENTS_PATH, safeJson, SUBSCRIPTIONS_PATH } from '../../core/marathon-api.js';
 import { parseAppsText, type ParsedApps } from '../../core/snapshot-delta.js';
-
-export const APPS_PATH = '/v2/apps?embed=apps.tasks&embed=apps.deployments&embed=apps.readiness';
-/** The query of GET /v2/apps/{id}: the same parts embedded as APPS_PATH, with the single-app prefix. */
-export const APP_EMBEDS = '?embed=app.tasks&embed=app.deployments&embed=app.readiness';
-
-/**
- * A Marathon app id fit to put in a URL path and to compare with the stored snapshot's ids: absolute,
- * made of Marathon's id characters (lower-case letters, digits, `-`, `.`, `_` tolerated), no empty or
- * relative segment. An event's app id is untrusted: anything else is no app id (the caller fetches
- * the whole list instead).
- */
-export function validAppId(id: unknown): id is string {
-  return typeof id === 'string' && id.length <= 500 && /^(\/[a-z0-9_][a-z0-9._-]*)+$/i.test(id) && !/\/\.\.?(\/|$)/.test(id);
-}
-
-/** The path of GET /v2/apps/{id} with the embeds Bamboo needs. */
-export function appPath(id: string): string {
-  return `/v2/apps${id.split('/').map(encodeURIComponent).join('/')}${APP_EMBEDS}`;
-}
-
-/** One app as GET /v2/apps/{id} answered it, or gone (404). */
-export type AppResult =
-  | { found: true; app: unknown; text: string; endpoint: string }
-  | { found: false; endpoint: string };
-/**
- * The event stream in the light plan format: Marathon 1.6 then leaves the whole app group before and
- * after (`plan.original`/`plan.target`) out of every deployment event, 1.7+ always does, and older
- * versions ignore the parameter.
- */
-export const EVENTS_PATH = '/v2/events?plan-format=light';
-export const SUBSCRIPTIONS_PATH = '/v2/eventSubscriptions';
-
-/** Why a Marathon call failed, one word, usable as a metric name. */
-export type MarathonFailure =
-  | 'timeout'
-  | 'unreachable'
-  | 'status'
-  | 'html'
-  | 'parse'
-  | 'shape'
-  | 'redirect'
-  | 'idle'
-  | 'not_event_stream'
-  | 'aborted';
-
-export class MarathonError extends Error {
-  override name = 'MarathonError';
-  constructor(
-    readonly reason: MarathonFailure,
-    message: string,
-    /** The endpoint (redacted) that failed last. */
-    readonly endpoint: string,
-    readonly status?: number,
-  ) {
-    super(message);
-  }
-}
+import type { Logger } from '../../log.js';
+import { describeTransport, MarathonError, transportFailure, type MarathonFailure } from './marathon-errors.js';
 
 export interface MarathonClientOptions {
   /** Base URLs, tried in order (from `Marathon.Endpoint`). */
@@ -95,6 +35,11 @@ export interface MarathonClientOptions {
   /** Largest response accepted (default 256 MB). */
   maxResponseBytes?: number;
 }
+
+/** One app as GET /v2/apps/{id} answered it, or gone (404). */
+export type AppResult =
+  | { found: true; app: unknown; text: string; endpoint: string }
+  | { found: false; endpoint: string };
 
 export interface AppsResult {
   apps: unknown[];
@@ -120,20 +65,6 @@ function headerValue(headers: Record<string, unknown>, name: string): string {
   const v = headers[name] ?? headers[name.toLowerCase()];
   if (Array.isArray(v)) return String(v[0] ?? '');
   return v === undefined || v === null ? '' : String(v);
-}
-
-/** Maps a transport-level error (axios/node) to our reason. */
-function transportFailure(err: unknown): MarathonFailure {
-  const e = err as { code?: string; name?: string; cause?: { name?: string } };
-  if (e?.code === 'ECONNABORTED' || e?.code === 'ETIMEDOUT' || e?.name === 'TimeoutError' || e?.cause?.name === 'TimeoutError') return 'timeout';
-  if (e?.code === 'ERR_CANCELED') return 'timeout';
-  return 'unreachable';
-}
-
-/** A short, credential-free description of a transport error. */
-function describeTransport(err: unknown): string {
-  const e = err as { code?: string; message?: string };
-  return e?.code ? `${e.code}` : (e?.message ?? 'error').split('\n')[0];
 }
 
 function snippet(text: string): string {
@@ -391,232 +322,5 @@ export class MarathonClient {
     if (signal.aborted) res.data.destroy();
     else signal.addEventListener('abort', () => res.data.destroy(), { once: true });
     return { body: res.data, url: redactUrl(res.url) };
-  }
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return null;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Event stream
-// ---------------------------------------------------------------------------------------------
-
-export interface MarathonEvent {
-  /** `eventType` (from the `event:` line, else from the JSON's `eventType`, else `message`). */
-  type: string;
-  /** The `data:` text as Marathon sent it (one JSON document). */
-  data: string;
-  /**
-   * The JSON payload, or null when `data:` is not JSON. Parsed on the first call and kept: Marathon's
-   * deployment events list every app (hundreds of kB each with 1,000 apps), and a consumer that only
-   * needs the type (it is on the `event:` line) should not pay for parsing them.
-   */
-  payload(): unknown;
-}
-
-/** One event read from the stream; its payload is parsed on demand (see MarathonEvent.payload). */
-class StreamEvent implements MarathonEvent {
-  private parsed: { value: unknown } | null;
-
-  constructor(
-    readonly type: string,
-    readonly data: string,
-    parsed?: { value: unknown },
-  ) {
-    this.parsed = parsed ?? null;
-  }
-
-  payload(): unknown {
-    this.parsed ??= { value: safeJson(this.data) };
-    return this.parsed.value;
-  }
-}
-
-/**
- * Types a server-sent message: by its `event:` line when there is one (Marathon 1.x always sends
- * it), without reading the data; else (Marathon 0.9/0.10 data-only frames) by the JSON's
- * `eventType`, parsing the data once for both.
- */
-export function toMarathonEvent(msg: { event?: string; data: string }): MarathonEvent {
-  if (msg.event) return new StreamEvent(msg.event, msg.data);
-  const value = safeJson(msg.data);
-  const fromJson = value && typeof value === 'object' ? (value as { eventType?: unknown }).eventType : undefined;
-  return new StreamEvent(typeof fromJson === 'string' ? fromJson : 'message', msg.data, { value });
-}
-
-export interface EventStreamOptions {
-  /** A stream with no bytes (not even a heartbeat) for this long is dropped and reopened. */
-  idleTimeoutMs: number;
-  /** Reconnect backoff: first delay and cap (defaults 250 ms and 10 s). */
-  backoffMinMs?: number;
-  backoffMaxMs?: number;
-  log: Logger;
-  onEvent(event: MarathonEvent): void;
-  /** Called each time a stream is open (events may have been missed before: resync). */
-  onConnected?(endpoint: string): void;
-  onDisconnected?(endpoint: string, reason: string): void;
-  /** Called for every failed attempt or ended stream (metrics): a MarathonFailure reason, or `ended`. */
-  onFailure?(reason: string): void;
-}
-
-export interface EventStreamStatus {
-  running: boolean;
-  connected: boolean;
-  endpoint: string | null;
-  connects: number;
-  events: number;
-  lastEventAt: number | null;
-  lastError: string | null;
-}
-
-/**
- * Reads Marathon's event stream until stop(): one connection at a time, failing over to the next
- * endpoint after a failure, with exponential backoff between attempts. Never throws: every failure
- * is logged, recorded in status() and retried.
- */
-export class MarathonEventStream {
-  private running = false;
-  private abort: AbortController | null = null;
-  private loopDone: Promise<void> = Promise.resolve();
-  private wake: (() => void) | null = null;
-  private index = 0;
-  private readonly state: EventStreamStatus = {
-    running: false, connected: false, endpoint: null, connects: 0, events: 0, lastEventAt: null, lastError: null,
-  };
-
-  constructor(
-    private readonly client: Pick<MarathonClient, 'endpoints' | 'openEventStream'>,
-    private readonly opts: EventStreamOptions,
-  ) {}
-
-  status(): EventStreamStatus {
-    return { ...this.state };
-  }
-
-  start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.state.running = true;
-    this.loopDone = this.loop();
-  }
-
-  /** Stops reading and waits for the connection to close. Idempotent. */
-  async stop(): Promise<void> {
-    if (!this.running) return this.loopDone;
-    this.running = false;
-    this.state.running = false;
-    this.abort?.abort();
-    this.wake?.();
-    await this.loopDone;
-  }
-
-  private async loop(): Promise<void> {
-    const backoff = new Backoff(this.opts.backoffMinMs ?? 250, this.opts.backoffMaxMs ?? 10000);
-    while (this.running) {
-      const endpoint = this.client.endpoints[this.index % this.client.endpoints.length];
-      const abort = new AbortController();
-      this.abort = abort;
-      let opened = false;
-      try {
-        await this.readOnce(endpoint, abort, () => (opened = true));
-        this.state.lastError = 'stream ended';
-        if (this.running) this.opts.onFailure?.('ended');
-      } catch (err) {
-        const e = err as MarathonError;
-        if (!this.running) break;
-        this.state.lastError = e.message;
-        this.opts.log.warn({ endpoint: redactUrl(endpoint), reason: e.reason ?? 'error', err: e }, 'marathon event stream failed');
-        this.opts.onFailure?.(e.reason ?? 'error');
-      } finally {
-        if (this.state.connected) this.opts.onDisconnected?.(redactUrl(endpoint), this.state.lastError ?? 'stopped');
-        this.state.connected = false;
-      }
-      if (!this.running) break;
-      // A stream that opened and then ended or went silent is reopened soon on the same endpoint; an
-      // endpoint that could not be opened makes us try the next one, backing off.
-      if (opened) backoff.reset();
-      else this.index++;
-      const delay = opened ? backoff.initialMs : backoff.fail();
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, delay);
-        this.wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-      this.wake = null;
-    }
-  }
-
-  /** One connection, until it ends (resolves) or fails (rejects with a MarathonError). */
-  private async readOnce(endpoint: string, abort: AbortController, onOpen: () => void): Promise<void> {
-    const { body, url } = await this.client.openEventStream(endpoint, abort.signal);
-    onOpen();
-    this.state.connected = true;
-    this.state.endpoint = url;
-    this.state.connects++;
-    this.opts.log.info({ endpoint: url }, 'marathon event stream open');
-    this.opts.onConnected?.(url);
-    const parser = createParser({
-      maxBufferSize: 64 * 1024 * 1024,
-      onEvent: (msg: EventSourceMessage) => {
-        const event = toMarathonEvent(msg);
-        this.state.events++;
-        this.state.lastEventAt = Date.now();
-        try {
-          this.opts.onEvent(event);
-        } catch (err) {
-          this.opts.log.error({ err }, 'event handler failed');
-        }
-      },
-    });
-    body.setEncoding('utf8');
-    await new Promise<void>((resolve, reject) => {
-      let idle: NodeJS.Timeout;
-      const arm = () => {
-        clearTimeout(idle);
-        idle = setTimeout(() => {
-          cleanup();
-          body.destroy();
-          reject(new MarathonError('idle', `event stream from ${url} silent for ${this.opts.idleTimeoutMs} ms; reopening`, url));
-        }, this.opts.idleTimeoutMs);
-      };
-      const cleanup = () => {
-        clearTimeout(idle);
-        body.off('data', onData);
-        body.off('end', onEnd);
-        body.off('close', onEnd);
-        body.off('error', onError);
-      };
-      const onData = (chunk: string) => {
-        arm();
-        try {
-          parser.feed(chunk);
-        } catch (err) {
-          cleanup();
-          body.destroy();
-          reject(new MarathonError('parse', `event stream from ${url}: ${(err as Error).message}`, url));
-        }
-      };
-      const onEnd = () => {
-        cleanup();
-        if (abort.signal.aborted) reject(new MarathonError('aborted', 'event stream stopped', url));
-        else resolve();
-      };
-      const onError = (err: Error) => {
-        cleanup();
-        reject(new MarathonError(abort.signal.aborted ? 'aborted' : 'unreachable', `event stream from ${url}: ${describeTransport(err)}`, url));
-      };
-      body.on('data', onData);
-      body.on('end', onEnd);
-      body.on('close', onEnd);
-      body.on('error', onError);
-      arm();
-    });
   }
 }
