@@ -4,7 +4,7 @@
  *
  *   npm run bench                              # the full run (~15 min): bench/results/latest.json + docs/BENCHMARKS.md
  *   npm run bench -- --smoke                   # tiny sizes, a few iterations (npm test runs this): bench/results/smoke.json
- *   npm run bench -- --only latency,storm      # some scenarios (render, latency, storm, reload, fanout, throughput)
+ *   npm run bench -- --only latency,storm      # some scenarios (render, latency, storm, reload, fanout, throughput, memory)
  *   npm run bench -- --out FILE --doc FILE     # other result / doc paths (--no-doc: no doc)
  *   npm run bench -- --set latency.events=20 --set stack.sizes=1000   # change a parameter (see each scenario)
  *   npm run bench -- --report [FILE]           # only regenerate the doc from a results file
@@ -27,12 +27,13 @@ import { round } from './lib/stats.js';
 import { renderReport } from './report.js';
 import { fanoutScenario } from './scenarios/fanout.js';
 import { latencyParams, latencyScenario } from './scenarios/latency.js';
+import { memoryScenario } from './scenarios/memory.js';
 import { reloadParams, reloadScenario } from './scenarios/reload.js';
 import { renderScenario } from './scenarios/render.js';
 import { stormParams, stormScenario } from './scenarios/storm.js';
 import { throughputScenario } from './scenarios/throughput.js';
 
-export const SCENARIOS = ['render', 'latency', 'storm', 'reload', 'fanout', 'throughput'] as const;
+export const SCENARIOS = ['render', 'latency', 'storm', 'reload', 'fanout', 'throughput', 'memory'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface ScenarioRecord {
@@ -224,6 +225,7 @@ async function main(): Promise<number> {
     const separate: Array<[ScenarioName, (c: Ctx) => Promise<{ params: unknown; result: unknown }>]> = [
       ['fanout', fanoutScenario],
       ['throughput', throughputScenario],
+      ['memory', memoryScenario],
     ];
     for (const [name, fn] of separate) {
       if (!want(name)) continue;
