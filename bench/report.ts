@@ -677,6 +677,16 @@ function memorySection(r: BenchResults): string {
   for (const s of big) {
     const ok = s.apiPeakMB <= MEMORY_GOALS.apiMB && s.worker.peakMB <= MEMORY_GOALS.workerMB;
     out.push('', `Goal at 10,000 apps (api at most ${MEMORY_GOALS.apiMB} MB, worker at most ${MEMORY_GOALS.workerMB} MB): ${verdict(ok)} (api ${mb(s.apiPeakMB)}, worker ${mb(s.worker.peakMB)}).`);
+    if (!ok) {
+      out.push(
+        '',
+        'Why, measured: with the flags the api copies peaked at 161-192 MB after the cold start and 1,000 rule writes in separate 10,000-app runs; the task changes and the new app, each a full `/v2/apps` fetch of 10,000 apps by the leader ' +
+          '(the answer as a buffer and a string, each changed app parsed, the whole array serialised, hashed and gzipped in one turn) and a full snapshot read by the other copy, took them past 200 MB. ' +
+          'The worker\'s peak comes with the reloads at 10,000 apps: each renders a 4.6 MB file, reads and rewrites the server state (7.4 MB for 80,000 `server` lines) and relays about 70,000 lines of HAProxy\'s output, while its live heap stays near 100 MB. ' +
+          'What would close it: for the api, fetching only the apps an event names (goal 2) so that a task change no longer costs a full fetch, parse and gzip; for the worker, server lines only for the tasks that exist and no line-by-line relay of HAProxy\'s output (goal 1), which shrink exactly that garbage; ' +
+          'a lower old-space limit (512 MB: worker 290 MB in one run) would also do it, at half the safety margin against a large Marathon answer.',
+      );
+    }
   }
   out.push(
     '',

@@ -61,11 +61,25 @@ describe('benchmark suite (smoke run of every scenario)', function () {
   });
 
   it('runs every scenario to completion', () => {
-    for (const name of ['render', 'latency', 'storm', 'reload', 'fanout', 'throughput']) {
+    for (const name of ['render', 'latency', 'storm', 'reload', 'fanout', 'throughput', 'memory']) {
       expect(scenarios[name], name).to.be.an('object');
       expect(scenarios[name].errors, `${name} errors`).to.deep.equal([]);
       expect(scenarios[name].ok, name).to.equal(true);
     }
+  });
+
+  it('memory: peak and final RSS of both api copies and the worker, per size', () => {
+    const r = scenarios.memory.result as { sizes: Json[] };
+    expect(r.sizes.length).to.be.at.least(1);
+    for (const s of r.sizes) {
+      expect(s.build).to.be.oneOf(['before', 'after']);
+      expect(s.apiCopies).to.have.length(2);
+      for (const m of [...(s.apiCopies as Json[]), s.worker as Json]) {
+        expect(m.peakMB).to.be.a('number').above(0);
+        expect(m.peakMB as number).to.be.at.least(m.rssMB as number);
+      }
+    }
+    expect(readFileSync(doc, 'utf8')).to.include('## 7. Memory');
   });
 
   it('render: per-size timings and peak RSS, and the worker process at scale', () => {
