@@ -681,9 +681,10 @@ function memorySection(r: BenchResults): string {
       out.push(
         '',
         'Why, measured: with the flags the api copies peaked at 161-192 MB after the cold start and 1,000 rule writes in separate 10,000-app runs; the task changes and the new app, each a full `/v2/apps` fetch of 10,000 apps by the leader ' +
-          '(the answer as a buffer and a string, each changed app parsed, the whole array serialised, hashed and gzipped in one turn) and a full snapshot read by the other copy, took them past 200 MB. ' +
+          '(the answer as a buffer and a string, each changed app parsed, the whole array serialised, hashed and gzipped in one turn, while the previous answer\'s text is still held for the next comparison) and a full snapshot read by the other copy, took them to about 237 MB with or without the flags: ' +
+          'that peak is data alive at once during a full fetch, not garbage the flags could trim. ' +
           'The worker\'s peak comes with the reloads at 10,000 apps: each renders a 4.6 MB file, reads and rewrites the server state (7.4 MB for 80,000 `server` lines) and relays about 70,000 lines of HAProxy\'s output, while its live heap stays near 100 MB. ' +
-          'What would close it: for the api, fetching only the apps an event names (goal 2) so that a task change no longer costs a full fetch, parse and gzip; for the worker, server lines only for the tasks that exist and no line-by-line relay of HAProxy\'s output (goal 1), which shrink exactly that garbage; ' +
+          'What would close it: for the api, fetching only the apps an event names (goal 2) so that a task change no longer costs a full fetch, parse and gzip, and keeping a digest per app instead of the previous answer\'s text (common/core/snapshot-delta.ts compares texts only for equality; at 10,000 apps that text is tens of MB, at the price of hashing each answer); for the worker, server lines only for the tasks that exist and no line-by-line relay of HAProxy\'s output (goal 1), which shrink exactly that garbage; ' +
           'a lower old-space limit (512 MB: worker 290 MB in one run) would also do it, at half the safety margin against a large Marathon answer.',
       );
     }
@@ -695,7 +696,8 @@ function memorySection(r: BenchResults): string {
       'The resident set was not the data: at 10,000 apps the worker\'s 450 MB after 1,000 rule edits were 345 MB of anonymous V8 heap pages and 35 MB of malloc heap. ' +
       'Every reconcile at that size makes hundreds of MB of short-lived strings and arrays (the rendered file, its diff against the running one, the server state, HAProxy\'s output), and with Node\'s defaults V8 grows the old generation to four times what survived the last full collection and the young generation to 16 MB semi-spaces. ' +
       'The change: `--max-old-space-size=1024` (V8 then grows the heap by 1.6x) and `--max-semi-space-size=2` in NODE_OPTIONS of the api and worker (cli/node-options.ts; the demo, the systemd units and the Docker image set them). ' +
-      'One 10,000-app run each (1,000 rules, load average 6-8): defaults 185 / 449 MB (api / worker), semi-space only 172 / 419, old-space limit only 192 / 375, both 161 / 306; 2 MB semi-spaces with a 512 MB limit 164 / 290.',
+      'One 10,000-app run each (1,000 rules, load average 6-8): defaults 185 / 449 MB (api / worker), semi-space only 172 / 419, old-space limit only 192 / 375, both 161 / 306; 2 MB semi-spaces with a 512 MB limit 164 / 290. ' +
+      'A second run of this scenario at 10,000 apps only (load average 6-7): before 238 / 503 MB, after 237 / 331 MB.',
   );
   return out.join('\n');
 }

@@ -9,8 +9,9 @@
  * before it collects again, and the young generation grow to 16 MB semi-spaces, so the resident set
  * followed the garbage, not the data. An old-generation limit of 1 GB makes V8 grow the heap by 1.6x
  * instead of 4x, and 2 MB semi-spaces keep the young generation small; at 10,000 apps that cut the
- * worker's peak RSS by about half (docs/BENCHMARKS.md, "Memory"). The limit is about ten times the
- * live heap at 10,000 apps; raise it (NODE_OPTIONS) for far larger fleets.
+ * worker's peak RSS by about half (docs/BENCHMARKS.md, "Memory"); the api's peak, the data of a full
+ * Marathon fetch, stays. The limit is about ten times the live heap at 10,000 apps; raise it
+ * (NODE_OPTIONS) for far larger fleets.
  */
 export const MEMORY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--max-old-space-size=1024'];
 

@@ -92,7 +92,7 @@ async function measure(ctx: Ctx, stack: DemoStack, p: MemoryParams, coldMs: numb
     rules,
     coldStartMs: round(coldMs),
     rulesWrittenMs: round(rulesMs),
-    // The api copy that fetched from Marathon (the stream leader) peaks higher: report the larger one.
+    // One copy (the stream leader) fetches from Marathon, the other reads the snapshot back: the larger peak counts.
     apiPeakMB: Math.max(...apis.map((a) => a.peakMB)),
     apiRssMB: Math.max(...apis.map((a) => a.rssMB)),
     apiCopies: apis,
