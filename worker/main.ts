@@ -20,6 +20,7 @@ import { EMPTY_SERVER_STATE } from '../common/core/server-state.js';
 import { haproxyEnv, hasLimits, onPath, passEnvNames, type ValidationLimits } from '../common/adapters/haproxy/haproxy-sandbox.js';
 import { curveKeyList, haproxySettings, runtimeDir, tlsDir, workerName, type Config } from '../common/config.js';
 import type { Logger } from '../common/log.js';
+import { startMemoryLog } from '../common/memory-log.js';
 import { createMetrics, type Metrics } from '../common/adapters/statsd/metrics.js';
 import { observeZk } from '../common/adapters/zookeeper/zk-metrics.js';
 import { createRenderer } from '../common/core/render.js';
@@ -299,10 +300,12 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   view = () => statusView(deps);
   reconciler.trigger('startup');
   log.info({ name, mode: haproxy.mode, outputPath, status: port || null }, 'worker started');
+  const stopMemoryLog = startMemoryLog(log);
 
   let closing: Promise<void> | null = null;
   const close = (closeOpts: { keepHaproxy?: boolean } = {}): Promise<void> => {
     closing ??= (async () => {
+      stopMemoryLog?.();
       if (resync) clearInterval(resync);
       await tls?.close();
       zk.off('connected', onConnected);
