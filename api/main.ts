@@ -12,6 +12,7 @@ import { HintPublisher } from '../common/adapters/zeromq/bus.js';
 import type { Config } from '../common/config.js';
 import { credentials, curveKeyList, marathonEndpoints } from '../common/config-views.js';
 import type { Logger } from '../common/log.js';
+import { startMemoryLog } from '../common/memory-log.js';
 import { MarathonClient } from '../common/adapters/marathon/marathon.js';
 import { createMetrics, type Metrics } from '../common/adapters/statsd/metrics.js';
 import { RuleStore } from '../common/adapters/zookeeper/rules.js';
@@ -206,10 +207,12 @@ export async function runApi(cfg: Readonly<Config>, log: Logger, opts: RunApiOpt
   intake.start();
   fleet.start();
   log.info({ url, zmq: registration.zmq, id, mode: intake.mode }, 'api listening');
+  const stopMemoryLog = startMemoryLog(log);
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      stopMemoryLog?.();
       await app.close().catch((err: Error) => log.warn({ err }, 'http close failed'));
       fleet.close();
       await intake.close().catch((err: Error) => log.warn({ err }, 'intake close failed'));

@@ -4,7 +4,7 @@
  *
  *   npm run bench                              # the full run (~15 min): bench/results/latest.json + docs/BENCHMARKS.md
  *   npm run bench -- --smoke                   # tiny sizes, a few iterations (npm test runs this): bench/results/smoke.json
- *   npm run bench -- --only latency,storm      # some scenarios (render, latency, storm, reload, structural, reloadcost, fanout, throughput, edge, fetch, idle);
+ *   npm run bench -- --only latency,storm      # some scenarios (render, latency, storm, reload, structural, reloadcost, fanout, throughput, edge, fetch, idle, memory);
  *                                              # merged into the results file: the other scenarios' records stay
  *   npm run bench -- --out FILE --doc FILE     # other result / doc paths (--no-doc: no doc)
  *   npm run bench -- --set latency.events=20 --set stack.sizes=1000   # change a parameter (see each scenario)
@@ -31,6 +31,7 @@ import { fanoutScenario } from './scenarios/fanout.js';
 import { fetchScenario } from './scenarios/fetch.js';
 import { idleScenario } from './scenarios/idle.js';
 import { latencyParams, latencyScenario } from './scenarios/latency.js';
+import { memoryScenario } from './scenarios/memory.js';
 import { reloadParams, reloadScenario } from './scenarios/reload.js';
 import { renderScenario } from './scenarios/render.js';
 import { stormParams, stormScenario } from './scenarios/storm.js';
@@ -38,7 +39,7 @@ import { structuralScenario } from './scenarios/structural.js';
 import { reloadCostScenario } from './scenarios/reload-cost.js';
 import { throughputScenario } from './scenarios/throughput.js';
 
-export const SCENARIOS = ['render', 'latency', 'storm', 'reload', 'structural', 'reloadcost', 'fanout', 'throughput', 'edge', 'fetch', 'idle'] as const;
+export const SCENARIOS = ['render', 'latency', 'storm', 'reload', 'structural', 'reloadcost', 'fanout', 'throughput', 'edge', 'fetch', 'idle', 'memory'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface ScenarioRecord {
@@ -262,6 +263,7 @@ async function main(): Promise<number> {
       ['edge', async (c) => ({ params: edgeParams(c), result: await edgeScenario(c, edgeParams(c)) })],
       ['fetch', fetchScenario],
       ['idle', idleScenario],
+      ['memory', memoryScenario],
     ];
     for (const [name, fn] of separate) {
       if (!want(name)) continue;

@@ -18,6 +18,7 @@ import { MarathonSimulator, type MarathonSimulatorOptions } from '../harness/mar
 import { startBackend, httpGet, type Backend } from '../harness/http.js';
 import { freePort } from '../harness/ports.js';
 import { startProcess, waitFor, type Started } from '../harness/process.js';
+import { withMemoryFlags } from './node-options.js';
 import { tempDir } from '../harness/tmp.js';
 import { TestCa, opensslAvailable } from '../harness/tls.js';
 import { startZooKeeper, type ZkServer } from '../harness/zookeeper.js';
@@ -179,6 +180,8 @@ export async function startDemo(opts: DemoOptions = {}): Promise<RunningDemo> {
       BAMBOO_ZK_CONTROL_PATH: zkPaths.control,
       BAMBOO_LOG_LEVEL: opts.logLevel ?? 'warn',
       STATSD_ENABLED: 'false',
+      // The heap flags production runs with (cli/node-options.ts); opts.env may replace them.
+      NODE_OPTIONS: withMemoryFlags(process.env.NODE_OPTIONS),
     };
     const bin = binPath();
     const apis: Started[] = [];

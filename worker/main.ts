@@ -22,6 +22,7 @@ import type { Config } from '../common/config.js';
 import { curveKeyList, haproxySettings, runtimeDir, tlsDir, workerName } from '../common/config-views.js';
 import { parseAllowedDomains, parseWorkerGroups } from '../common/core/labels.js';
 import type { Logger } from '../common/log.js';
+import { startMemoryLog } from '../common/memory-log.js';
 import { createMetrics, type Metrics } from '../common/adapters/statsd/metrics.js';
 import { observeZk } from '../common/adapters/zookeeper/zk-metrics.js';
 import { createRenderer } from '../common/core/render.js';
@@ -311,10 +312,12 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
   view = () => statusView(deps);
   reconciler.trigger('startup');
   log.info({ name, mode: haproxy.mode, outputPath, status: port || null }, 'worker started');
+  const stopMemoryLog = startMemoryLog(log);
 
   let closing: Promise<void> | null = null;
   const close = (closeOpts: { keepHaproxy?: boolean } = {}): Promise<void> => {
     closing ??= (async () => {
+      stopMemoryLog?.();
       if (resync) clearInterval(resync);
       await tls?.close();
       zk.off('connected', onConnected);

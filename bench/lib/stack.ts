@@ -183,7 +183,12 @@ export function appPath(appId: string): string {
  * makes the api fetch them all. Resolves once HAProxy routes the last app. `env`: more settings of
  * its processes (e.g. HAPROXY_VALIDATE_BEFORE_RELOAD), over the benchmark's.
  */
-export async function startDemoStack(zkConnection: string, size: number, log: (line: string) => void, env: Record<string, string> = {}): Promise<DemoStack> {
+export async function startDemoStack(
+  zkConnection: string,
+  size: number,
+  log: (line: string) => void,
+  opts: { startDemo?: typeof startDemo; env?: Record<string, string> } = {},
+): Promise<DemoStack> {
   const zk = new Zk({ connectionString: zkConnection, log: silentLogger() });
   if (!(await zk.start(10000))) throw new Error(`ZooKeeper at ${zkConnection} not reachable`);
   const extra: Backend[] = [];
@@ -192,9 +197,11 @@ export async function startDemoStack(zkConnection: string, size: number, log: (l
   // The benchmarks write up to 1,000 rules one after another as fast as the api answers (no write
   // limit), and the reload scenario times 100 back-to-back reloads: the reload storm bounds
   // (Worker.MaxReloadsPerMinute, Worker.MaxOldGenerations) would pace it to 30 a minute, so they are off.
-  const demo = await startDemo({
+  // `opts.startDemo` is another build's demo (the memory scenario runs the previous commit's dist
+  // beside this one); its processes are that build's.
+  const demo = await (opts.startDemo ?? startDemo)({
     zk: zkConnection, logLevel: 'warn', out: () => undefined,
-    env: { BAMBOO_WRITE_RATE_PER_MINUTE: '0', BAMBOO_WORKER_MAX_RELOADS_PER_MINUTE: '0', BAMBOO_WORKER_MAX_OLD_GENERATIONS: '0', ...env },
+    env: { BAMBOO_WRITE_RATE_PER_MINUTE: '0', BAMBOO_WORKER_MAX_RELOADS_PER_MINUTE: '0', BAMBOO_WORKER_MAX_OLD_GENERATIONS: '0', ...opts.env },
   });
   // Newer demos say which ZooKeeper paths they use; older ones keep them under a fresh /bamboo-demo-<suffix>.
   let controlPath = (demo as { zkPaths?: { control?: string } }).zkPaths?.control;

@@ -40,7 +40,7 @@ export async function fetchScenario(ctx: Ctx) {
   const rows: unknown[] = [];
   for (const size of p.sizes) {
     for (const { path, env } of PATHS) {
-      const stack = await startDemoStack(ctx.zk, size, ctx.log, env);
+      const stack = await startDemoStack(ctx.zk, size, ctx.log, { env });
       try {
         const before = await fetchCounts(stack.apis);
         const r = await latencyScenario(ctx, stack, { events: p.events, warmup: p.warmup, rules: 0 });

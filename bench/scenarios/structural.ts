@@ -71,7 +71,7 @@ export async function structuralScenario(ctx: Ctx): Promise<{ params: Structural
     const runs = new Map<string, PathRun>();
     try {
       for (const path of PATHS) {
-        const stack = await startDemoStack(ctx.zk, size, (l) => ctx.log(`structural (${path.name}): ${l}`), { ...path.env });
+        const stack = await startDemoStack(ctx.zk, size, (l) => ctx.log(`structural (${path.name}): ${l}`), { env: { ...path.env } });
         runs.set(path.name, { stack, newAppMs: [], newAppHintToRoutedMs: [], newAppStages: [], ruleMs: [], ruleStages: [], outcomes: {} });
       }
       const before = new Map<string, { out: HAProxyOutput; reloads: number }>();

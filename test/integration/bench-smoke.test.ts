@@ -62,7 +62,7 @@ describe('benchmark suite (smoke run of every scenario)', function () {
   });
 
   it('runs every scenario to completion', () => {
-    for (const name of ['render', 'latency', 'storm', 'reload', 'structural', 'reloadcost', 'fanout', 'throughput', 'edge', 'fetch', 'idle']) {
+    for (const name of ['render', 'latency', 'storm', 'reload', 'structural', 'reloadcost', 'fanout', 'throughput', 'edge', 'fetch', 'idle', 'memory']) {
       expect(scenarios[name], name).to.be.an('object');
       expect(scenarios[name].errors, `${name} errors`).to.deep.equal([]);
       expect(scenarios[name].ok, name).to.equal(true);
@@ -99,6 +99,20 @@ describe('benchmark suite (smoke run of every scenario)', function () {
     expect(before.servers).to.equal(8 * r.sizes[0].apps);
     expect(after.servers).to.equal(5 * r.sizes[0].apps);
     expect((after.serverStateBytes as Json).median as number).to.be.below((before.serverStateBytes as Json).median as number);
+  });
+
+  it('memory: peak and final RSS of both api copies and the worker, per size', () => {
+    const r = scenarios.memory.result as { sizes: Json[] };
+    expect(r.sizes.length).to.be.at.least(1);
+    for (const s of r.sizes) {
+      expect(s.build).to.be.oneOf(['before', 'after']);
+      expect(s.apiCopies).to.have.length(2);
+      for (const m of [...(s.apiCopies as Json[]), s.worker as Json]) {
+        expect(m.peakMB).to.be.a('number').above(0);
+        expect(m.peakMB as number).to.be.at.least(m.rssMB as number);
+      }
+    }
+    expect(readFileSync(doc, 'utf8')).to.include('## 12. Memory');
   });
 
   it('render: per-size timings and peak RSS, and the worker process at scale', () => {
@@ -189,7 +203,7 @@ describe('benchmark suite (smoke run of every scenario)', function () {
   it('renders the report from the results', () => {
     expect(existsSync(doc)).to.equal(true);
     const text = readFileSync(doc, 'utf8');
-    for (const h of ['## The run', '## Headline', '## 1. Render', '## 2. Latency', '## 3. Storm', '## 4. Reloads under load', '## 5. Fan-out', '## 6. Throughput', '## 7. Structural changes', '## 8. What HAProxy pays', '## 9. Edge changes', '## 10. Task change', '## 11. HAProxy idle CPU']) expect(text).to.include(h);
+    for (const h of ['## The run', '## Headline', '## 1. Render', '## 2. Latency', '## 3. Storm', '## 4. Reloads under load', '## 5. Fan-out', '## 6. Throughput', '## 7. Structural changes', '## 8. What HAProxy pays', '## 9. Edge changes', '## 10. Task change', '## 11. HAProxy idle CPU', '## 12. Memory']) expect(text).to.include(h);
     expect(text).to.not.include('NaN');
     expect(text).to.not.include('undefined');
   });

@@ -4,9 +4,11 @@
  */
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { promisify } from 'node:util';
 import { demoBanner, startDemo, type RunningDemo } from '../../cli/demo.js';
+import { MEMORY_NODE_FLAGS } from '../../cli/node-options.js';
 import { startBackend, httpGet, type Backend } from '../../harness/http.js';
 import { waitFor, sleep } from '../../harness/process.js';
 
@@ -59,6 +61,14 @@ describe('end to end: the demo stack with a simulated Marathon', function () {
   after(async () => {
     await Promise.all(extra.map((b) => b.close()));
     await demo?.stop();
+  });
+
+  it('runs the api copies and the worker with the heap flags production uses (cli/node-options.ts)', () => {
+    for (const proc of [...demo.apis, demo.worker]) {
+      const env = readFileSync(`/proc/${proc.pid}/environ`, 'utf8').split('\0');
+      const options = env.find((e) => e.startsWith('NODE_OPTIONS='))?.slice('NODE_OPTIONS='.length).split(' ') ?? [];
+      for (const flag of MEMORY_NODE_FLAGS) expect(options, `pid ${proc.pid}`).to.include(flag);
+    }
   });
 
   it('makes an app deployed in Marathon reachable through HAProxy at its default path', async () => {

@@ -471,6 +471,19 @@ describe('buildTemplateData with a memo (the worker\'s repeated builds)', () => 
     }
   });
 
+  it('holds entries only for the apps of the last build while apps come and go', () => {
+    const memo = new TemplateDataMemo();
+    const generation = (g: number) => Array.from({ length: 100 }, (_, i) => app(`/gen${g}/app-${i}`, withTasks(task(`g${g}-${i}.a`, onHost(`10.1.${g}.${i}`, 31000 + i), healthy()))));
+    for (let g = 0; g < 5; g++) {
+      buildTemplateData({ apps: generation(g), services: {}, now: NOW, memo });
+      expect({ size: memo.size, misses: memo.misses }, `generation ${g}`).to.deep.equal({ size: 100, misses: 100 });
+    }
+    // Half of them replaced: still one entry per app present.
+    const mixed = [...generation(4).slice(0, 50), ...generation(5).slice(50)];
+    buildTemplateData({ apps: mixed, services: {}, now: NOW, memo });
+    expect({ size: memo.size, hits: memo.hits, misses: memo.misses }).to.deep.equal({ size: 100, hits: 50, misses: 50 });
+  });
+
   it('builds only the apps that changed, and drops apps that left', () => {
     const apps = base();
     const memo = new TemplateDataMemo();
