@@ -228,6 +228,18 @@ export async function startDemoStack(
     }, 'both api copies registered', 20000, 50);
     hints = await HintWatch.start(pubs.map((p) => p.zmq));
     installs = new InstallWatch(cfgPath);
+    // loadFixture adds the apps without events. Marathon would have deployed them in one group
+    // deployment, whose deployment_info event names every app of its step: announce them so (the api
+    // fetches the whole list for a step naming more apps than Marathon.PerAppFetchMax, each named app
+    // otherwise), then the trigger app as before.
+    const actions = appIds.map((app) => ({ action: 'StartApplication', app }));
+    const at = new Date().toISOString();
+    demo.sim.emit('deployment_info', {
+      plan: { id: `bench-${Date.now()}`, steps: [{ actions }], version: at },
+      currentStep: { actions },
+      eventType: 'deployment_info',
+      timestamp: at,
+    });
     demo.sim.deployApp({ id: '/bench/trigger', cmd: 'x', instances: 1, portDefinitions: [{ port: 0 }] }, { tasks: [{ host: '127.0.0.1', ports: [old.port] }] });
     await until(async () => (await httpGet(`${haproxy}${appPath(appIds[appIds.length - 1])}`)).body.startsWith('old '), `HAProxy to route ${size} bench apps`, 120000, 50);
     log(`stack with ${size} apps up in ${Math.round(performance.now() - t0)} ms (${demo.dir})`);

@@ -33,7 +33,7 @@ function expectWrk(w: unknown, label: string): void {
 
 describe('benchmark suite (smoke run of every scenario)', function () {
   // Eight scenarios, two of them starting two demo stacks each (fetch) on a shared machine.
-  this.timeout(420000);
+  this.timeout(600000);
   const dir = tempDir('bamboo-bench-smoke-');
   const out = join(dir, 'smoke.json');
   const doc = join(dir, 'BENCHMARKS.md');
