@@ -5,7 +5,8 @@
  */
 import type { AllowedDomains } from '../common/core/labels.js';
 import { hostOwners, type AppRouting } from '../common/core/routing.js';
-import { buildTemplateData, TemplateDataMemo } from '../common/core/template-data.js';
+import { buildTemplateData } from '../common/core/template-data.js';
+import { TemplateDataMemo } from '../common/core/template-memo.js';
 import type { RulesView } from './rules-cache.js';
 import type { SnapshotCache } from './snapshot-cache.js';
 

@@ -4,7 +4,7 @@
  * (decide), and the record once an answer is applied (settledRecord). The why and the rules are in
  * api/shrink-guard.ts's header and docs/RELIABILITY.md; no clock, no I/O here: the time is an input.
  */
-import { isRunning } from '../common/core/template-data.js';
+import { isRunning } from '../common/core/marathon-app.js';
 
 export interface Counts {
   apps: number;

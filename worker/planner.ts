@@ -15,7 +15,8 @@ import { heldPorts, portRefusals, settingPorts, type Holder, type PortRange } fr
 import { appsAtLines, TemplateError, type Origin, type Renderer } from '../common/core/render.js';
 import type { AllowedDomains } from '../common/core/labels.js';
 import { hostOwners } from '../common/core/routing.js';
-import { buildTemplateData, TemplateDataMemo, type BuildTemplateDataInput } from '../common/core/template-data.js';
+import { buildTemplateData, type BuildTemplateDataInput } from '../common/core/template-data.js';
+import { TemplateDataMemo } from '../common/core/template-memo.js';
 import { quarantineCulprits, reloadBlame, timeoutBlame } from './blame.js';
 import type { ConfigFiles } from './config-files.js';
 import type { DesiredState, QuarantinedApp, RunningModel, StageTimes } from './outcome.js';

@@ -16,7 +16,8 @@ import {
 } from '../../common/core/labels.js';
 import type { AppData, ServiceRecord } from '../../common/core/model.js';
 import { renderOnce } from '../../common/core/render.js';
-import { buildTemplateData, TemplateDataMemo } from '../../common/core/template-data.js';
+import { buildTemplateData } from '../../common/core/template-data.js';
+import { TemplateDataMemo } from '../../common/core/template-memo.js';
 import { NOW, app, defaultTemplate, onHost, service, services, settings, task, withLabels, withPortDefinitions, withTasks, withVersion } from '../builders.js';
 
 function build(apps: unknown[], svc: Record<string, ServiceRecord> = {}, routing?: Parameters<typeof buildTemplateData>[0]['routing']) {

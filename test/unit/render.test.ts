@@ -6,7 +6,8 @@ import * as filters from '../../common/core/liquid-filters.js';
 import type { HAProxySettings, ServiceRecord, TemplateData } from '../../common/core/model.js';
 import { TemplateError, appsAtLines, createRenderer, renderOnce, type Origin } from '../../common/core/render.js';
 import { renderFromFiles } from '../../common/core/render-input.js';
-import { buildTemplateData, TemplateDataMemo } from '../../common/core/template-data.js';
+import { buildTemplateData } from '../../common/core/template-data.js';
+import { TemplateDataMemo } from '../../common/core/template-memo.js';
 import {
   NOW,
   REPO_ROOT,

@@ -3,7 +3,8 @@ import { readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { validateAcl, validateAppId } from '../../common/core/acl.js';
 import type { AppData, MarathonApp, ServiceRecord, TaskData } from '../../common/core/model.js';
-import { buildTemplateData, slotTable, TemplateDataMemo } from '../../common/core/template-data.js';
+import { buildTemplateData, slotTable } from '../../common/core/template-data.js';
+import { TemplateDataMemo } from '../../common/core/template-memo.js';
 import {
   FIXTURES,
   NOW,
