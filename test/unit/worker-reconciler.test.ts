@@ -310,6 +310,8 @@ describe('reconciler write failures (in-memory stand-ins)', () => {
 
     rmSync(outputPath, { recursive: true });
     await waitFor(() => haproxy.reloads.length === 1, 'the retry to apply once the path is free', 10000);
+    // The reload is counted before the reconcile keeps `.last-good` (its own temp file + rename).
+    await r.whenIdle();
     expect(readdirSync(dirname(outputPath)).filter((n) => n.includes('.tmp-'))).to.deep.equal([]);
     await r.close();
   });
