@@ -1,0 +1,251 @@
+/** The headline table and the notes on every target missed or figure where the original Bamboo did better. */
+import type { BenchResults } from '../run.js';
+import { BAMBOO, BAMBOO_NUM, TARGETS, TASK_CHANGE_P99_MS } from './baseline.js';
+import { num, ms, med, count, table, verdict, result, stageRow } from './format.js';
+import type { RenderSize, RenderWorker, LatencySize, StormSize, ReloadResult, Fleet, Throughput, StructuralPath, FetchRow, IdleRow } from './shapes.js';
+
+export function headline(r: BenchResults): string {
+  const render = result<{ sizes: RenderSize[] }>(r.scenarios.render);
+  const latency = result<{ sizes: LatencySize[] }>(r.scenarios.latency);
+  const storm = result<{ sizes: StormSize[] }>(r.scenarios.storm);
+  const reload = result<ReloadResult>(r.scenarios.reload);
+  const fanout = result<{ fleets: Fleet[] }>(r.scenarios.fanout);
+  const big = render?.sizes.reduce<RenderSize | undefined>((a, s) => (!a || s.apps > a.apps ? s : a), undefined);
+  const lat = latency?.sizes.reduce<LatencySize | undefined>((a, s) => (!a || s.apps > a.apps ? s : a), undefined);
+  const st = storm?.sizes.reduce<StormSize | undefined>((a, s) => (!a || s.apps > a.apps ? s : a), undefined);
+  const rows: string[][] = [];
+  if (big) {
+    const change = big.oneAppChangeRenderValidateMs;
+    const cold = big.coldBuildRenderValidateMs;
+    rows.push([
+      `${num(big.apps)} apps rendered + validated (\`haproxy -c\`, ${big.configPathChars[0]}-char path): one-app change / cold`,
+      `${med(change)} / ${med(cold)}`,
+      `event -> haproxy.cfg on disk ${BAMBOO.eventToCfg[big.apps] ?? 'n/a'} (of which \`haproxy -c\` ${BAMBOO.check[big.apps] ?? 'n/a'})`,
+      `< ${TARGETS.render10kMs} ms`,
+      big.apps >= 10000 ? `${verdict(change.median < TARGETS.render10kMs)} (change), ${verdict(cold.median < TARGETS.render10kMs)} (cold)` : 'n/a (not 10,000 apps)',
+    ]);
+  }
+  if (lat) {
+    rows.push([
+      `Marathon event -> traffic to the new task, ${num(lat.apps)} apps: p50 / p99 (${lat.events} events)`,
+      `${ms(lat.eventToRoutedMs.median)} / ${ms(lat.eventToRoutedMs.p99)}`,
+      `${BAMBOO.eventToRouted[lat.apps] ?? 'n/a'} (median)`,
+      `p99 < ${TARGETS.p99At1000Ms} ms at 1,000 apps`,
+      lat.apps >= 1000 ? verdict(lat.eventToRoutedMs.p99 < TARGETS.p99At1000Ms) : 'n/a (not 1,000 apps)',
+    ]);
+  }
+  if (st) {
+    const worst = Math.max(st.paced?.summary.reloads?.max ?? NaN, st.burst?.summary.reloads?.max ?? NaN);
+    const updates = st.burst?.summary.statusUpdates?.median ?? st.paced?.summary.statusUpdates?.median ?? 0;
+    const window = (r.scenarios.storm?.params as { windowMs?: number } | undefined)?.windowMs;
+    rows.push([
+      `Reloads per storm of ${num(updates)} status updates, ${num(st.apps)} apps: paced over ${ms(window)} / one burst (median, max)`,
+      `${count(st.paced?.summary.reloads?.median ?? NaN)} (max ${count(st.paced?.summary.reloads?.max ?? NaN)}) / ${count(st.burst?.summary.reloads?.median ?? NaN)} (max ${count(st.burst?.summary.reloads?.max ?? NaN)}); ` +
+        `applies (reload or Runtime API): ${count(st.paced?.summary.applies?.median ?? NaN)} / ${count(st.burst?.summary.applies?.median ?? NaN)}`,
+      '1 per 1,000-event burst',
+      `<= ${TARGETS.reloadsPerBurst}`,
+      Number.isFinite(worst) ? `${verdict((st.burst?.summary.reloads?.max ?? 0) <= TARGETS.reloadsPerBurst)} (burst), ${verdict((st.paced?.summary.reloads?.max ?? 0) <= TARGETS.reloadsPerBurst)} (paced)` : 'n/a',
+    ]);
+  }
+  if (reload?.keepalive && reload.close) {
+    const ka = reload.keepalive;
+    const cl = reload.close;
+    rows.push([
+      `Failed requests during ${ka.reloads} / ${cl.reloads} reloads under wrk load: keep-alive / \`Connection: close\``,
+      `${num(ka.failedRequests)} of ${num(ka.withReloads.requests)} / ${num(cl.failedRequests)} of ${num(cl.withReloads.requests)}`,
+      '365 / 1,809 per 50 reloads (default reload); 326 / 0 with `-x`',
+      '0',
+      verdict(ka.failedRequests === 0 && cl.failedRequests === 0),
+    ]);
+  }
+  if (fanout?.fleets.length) {
+    const f = fanout.fleets;
+    const grows = f.some((x) => x.marathonAppsFetchesPerChange.max > f[0].marathonAppsFetchesPerChange.max);
+    rows.push([
+      `Marathon /v2/apps fetches per change with ${f.map((x) => x.workers).join(' / ')} workers (median)`,
+      f.map((x) => count(x.marathonAppsFetchesPerChange.median)).join(' / '),
+      f.map((x) => count(x.bambooFetchesPerChange)).join(' / ') + ' (one per instance)',
+      'independent of workers',
+      verdict(!grows),
+    ]);
+  }
+  const fetchRows = result<{ rows: FetchRow[] }>(r.scenarios.fetch)?.rows ?? [];
+  for (const row of fetchRows.filter((x) => x.path === 'per-app' && x.eventToRoutedMs?.n)) {
+    const full = fetchRows.find((x) => x.path === 'full' && x.size === row.size);
+    rows.push([
+      `One app gains a task -> routed, ${num(row.size)} apps, fetching the named app: p50 / p99 (whole-list fetch in the same run)`,
+      `${ms(row.eventToRoutedMs!.median)} / ${ms(row.eventToRoutedMs!.p99)} (${ms(full?.eventToRoutedMs?.median)} / ${ms(full?.eventToRoutedMs?.p99)})`,
+      `${BAMBOO.eventToRouted[row.size] ?? 'n/a'} (median)`,
+      `p99 < ${TASK_CHANGE_P99_MS} ms at 1,000 and 10,000 apps`,
+      row.size >= 1000 ? verdict(row.eventToRoutedMs!.p99 < TASK_CHANGE_P99_MS) : 'n/a (under 1,000 apps)',
+    ]);
+  }
+  const idleRows = result<{ rows: IdleRow[] }>(r.scenarios.idle)?.rows ?? [];
+  const idleBig = idleRows.filter((x) => x.variant === 'current').reduce<IdleRow | undefined>((a, x) => (!a || x.size > a.size ? x : a), undefined);
+  if (idleBig) {
+    const before = idleRows.find((x) => x.variant === 'previous' && x.size === idleBig.size);
+    rows.push([
+      `Idle HAProxy CPU, ${num(idleBig.size)} apps (${num(idleBig.checkedServers)} checked servers): default checks (\`inter 5s\` before)`,
+      `${num(idleBig.cpuPercent, 2)} % (${num(before?.cpuPercent, 2)} %)`,
+      '7 % at 10,000 apps',
+      'within Bamboo\'s at 10,000 apps',
+      idleBig.size >= 10000 ? verdict(idleBig.cpuPercent <= 7) : 'n/a (not 10,000 apps)',
+    ]);
+  }
+  if (!rows.length) return '_No scenario produced figures._';
+  return table(['Figure', 'Bamboo-TS (this run)', 'Original Bamboo', 'Target', 'Verdict'], rows);
+}
+
+/** Data-driven notes on every target missed, with the stage timings that explain it. */
+export function misses(r: BenchResults): string {
+  const notes: string[] = [];
+  const render = result<{ sizes: RenderSize[]; worker?: RenderWorker }>(r.scenarios.render);
+  const big = render?.sizes.find((s) => s.apps >= 10000);
+  if (big && big.oneAppChangeRenderValidateMs.median >= TARGETS.render10kMs) {
+    const check = big.haproxyCheckMs[Object.keys(big.haproxyCheckMs)[0]];
+    notes.push(
+      `- **10,000 apps rendered + validated in ${ms(big.oneAppChangeRenderValidateMs.median)}** (target ${TARGETS.render10kMs} ms): build ${ms(big.oneAppChangeBuildAndRenderMs.median - big.oneAppChangeRenderMs.median)} + render ${ms(big.oneAppChangeRenderMs.median)} + \`haproxy -c\` ${ms(check?.median)}. ` +
+        `The render is incremental (${big.oneAppChangeMaxBlocksRendered} blocks re-rendered; an unchanged re-render costs ${ms(big.unchangedRerenderMs.median)}) and so is the build (the worker's per-app memo rebuilds only the changed app: ${ms(big.oneAppChangeBuildAndRenderMs.median - big.oneAppChangeRenderMs.median)} with a hint's delta${big.oneAppChangeFreshReadBuildAndRenderMs ? `, ${ms(big.oneAppChangeFreshReadBuildAndRenderMs.median - big.oneAppChangeRenderMs.median)} when it reads the snapshot instead (apps unchanged since its last read reused)` : ''}); HAProxy's own parse of a ${num(big.outputBytes / 1e6, 1)} MB file is what remains (docs/templates.md, "Cost of validation", counts where its instructions go)` +
+        (big.serverLines
+          ? `: ${num(big.serverLines)} \`server\` lines for ${num(big.apps * 3)} tasks (${num(big.disabledServerLines ?? 0)} of them disabled spare slots that let task churn go through the Runtime API), so validation parses ${num(big.serverLines / (big.apps * 3), 1)} times the servers Bamboo's config had.`
+          : '.'),
+    );
+  }
+  const latency = result<{ sizes: LatencySize[] }>(r.scenarios.latency);
+  for (const s of latency?.sizes ?? []) {
+    if (s.apps < 1000 || s.eventToRoutedMs.p99 < TARGETS.p99At1000Ms) continue;
+    const st = s.workerStagesMs;
+    const runtime = s.workerOutcomes.runtime ?? 0;
+    const reloaded = s.workerOutcomes.reloaded ?? 0;
+    const t = s.slowestTenth;
+    const parts = [
+      `- **Event -> traffic p99 ${ms(s.eventToRoutedMs.p99)} at ${num(s.apps)} apps** (target ${TARGETS.p99At1000Ms} ms; p50 ${ms(s.eventToRoutedMs.median)}, p90 ${ms(s.eventToRoutedMs.p90)}).`,
+      runtime
+        ? `${runtime} of ${s.events} events were applied through the Runtime API (no \`haproxy -c\`, no reload)${reloaded ? `, ${reloaded} by a reload` : ''}, so HAProxy is not on the path.`
+        : `Every event went through \`haproxy -c\` and a reload (${ms((st.validate?.median ?? 0) + (st.reload?.median ?? 0))} of the median: two full HAProxy start-ups); the Runtime API would remove both.`,
+      `The median splits into event -> hint ${ms(s.eventToHintMs.median)} (the api: ${[
+        s.eventBytesPerScale
+          ? `reading ${num(s.eventBytesPerScale.median / 1000)} kB of Marathon events per scale (typed by their \`event:\` line, not parsed; the stream asks for the light plan format${s.eventBytesPerScaleFullPlans ? `, without which Marathon 1.6 sends ${num(s.eventBytesPerScaleFullPlans.median / 1000)} kB` : ''})`
+          : '',
+        'a fetch that starts at once after a quiet spell (`Marathon.MinFetchIntervalMs` paces the next ones)',
+        `the \`/v2/apps\` fetch${s.apiFetchMs ? ` (${ms(s.apiFetchMs.median)})` : ''}`,
+        "only the apps whose text changed parsed (the others are the last fetch's objects), the whole snapshot hashed, gzipped and written to ZooKeeper (it is the truth workers fall back on), ZeroMQ",
+      ]
+        .filter(Boolean)
+        .join(', ')}) and hint -> routed ${ms(s.hintToRoutedMs.median)} (the worker, which starts at once when idle: ${stageRow(st)}).`,
+    ];
+    if (t) {
+      parts.push(
+        `The slowest tenth took ${ms(t.eventToRoutedMs.median)}: event -> hint ${ms(t.eventToHintMs.median)}, hint -> routed ${ms(t.hintToRoutedMs.median)}; ` +
+          `the simulator, which runs in the benchmark process and must answer the api's fetch, stayed busy ${ms(s.simulatorBusyAfterEventMs?.median)} after emitting the event (median; Marathon's deployment events list every app). ` +
+          `With the load average at ${r.load.mean1m} on ${r.machine.cores} cores, scheduling delays of the five processes on the path show up in this tail.`,
+      );
+    }
+    parts.push(
+      "The worker's read stage is small because the hint carries the apps that changed, and the api parses only the apps that changed (both common/core/snapshot-delta.ts). Candidates: the api's part, a full `/v2/apps` fetch per change (Marathon, here the simulator, serialises and sends every app) and a write of the whole snapshot, where a fetch of the one app an event names and a snapshot stored app by app would cost a fraction; the other api copy reads and parses every snapshot too, competing for the same cores.",
+    );
+    notes.push(parts.join(' '));
+  }
+  const storm = result<{ sizes: StormSize[] }>(r.scenarios.storm);
+  for (const s of storm?.sizes ?? []) {
+    for (const k of ['paced', 'burst'] as const) {
+      const v = s[k]?.summary;
+      if (!v || (v.reloads?.max ?? 0) <= TARGETS.reloadsPerBurst) continue;
+      notes.push(
+        `- **${num(v.reloads.median)} reloads (max ${num(v.reloads.max)}) for a ${k} storm at ${num(s.apps)} apps** (target <= ${TARGETS.reloadsPerBurst}; ${num(v.marathonFetches?.median)} fetches): ` +
+          (k === 'paced'
+            ? 'updates keep arriving for 5 s, the api stores a new snapshot after every fetch (at most one per 250 ms) and the worker applies the latest one at most every 500 ms (`Worker.MinReloadIntervalMs`), so a 5-second storm costs about one reload per interval. A longer interval, or applying task changes without reloads, lowers it.'
+            : 'the first fetch lands inside the burst, so the config changes again after it.'),
+      );
+    }
+    if (s.rules && !s.rules.allCorrect) {
+      const stale = s.rules.reps.map((x) => Number(x.appsNotRoutedByTheirLastRule ?? 0));
+      notes.push(
+        `- **After rule storms at ${num(s.apps)} apps, ${stale.join(', ')} apps (per repetition) were still routed by an older rule** once everything was quiet: ` +
+          'the worker reported `noop unchanged` although ZooKeeper held newer rules, until its next full listing of the rules (up to `Worker.ResyncIntervalMs` and more). A watch race in worker/desired.ts `RuleCache` with this symptom was fixed in commit 69d35ab (a watch is marked armed before its read); seeing this again means another path loses a rule change.',
+      );
+    }
+    if (s.paced && !s.paced.allCorrect) notes.push(`- **The final config was wrong after a paced storm at ${num(s.apps)} apps.**`);
+    if (s.burst && !s.burst.allCorrect) notes.push(`- **The final config was wrong after a burst at ${num(s.apps)} apps.**`);
+  }
+  const reload = result<ReloadResult>(r.scenarios.reload);
+  for (const k of ['keepalive', 'close'] as const) {
+    const m = reload?.[k];
+    if (m && m.failedRequests > 0) notes.push(`- **${num(m.failedRequests)} failed requests during ${m.reloads} reloads (${k})**: ${JSON.stringify(m.withReloads.socketErrors)}, non-2xx ${m.withReloads.non2xx}.`);
+  }
+  const fanout = result<{ fleets: Fleet[] }>(r.scenarios.fanout);
+  if (fanout?.fleets.length) {
+    const f = fanout.fleets;
+    if (f.some((x) => x.marathonAppsFetchesPerChange.max > f[0].marathonAppsFetchesPerChange.max)) {
+      notes.push(`- **Marathon fetches per change grew with the workers**: ${f.map((x) => `${x.workers}: ${x.marathonAppsFetchesPerChange.max}`).join(', ')} (max).`);
+    }
+  }
+  const structural = result<{ sizes: Array<{ apps: number; paths: StructuralPath[] }> }>(r.scenarios.structural);
+  for (const sz of structural?.sizes ?? []) {
+    const p = sz.paths.find((x) => x.path === 'reload');
+    const b = BAMBOO.newAppRoutedMs[sz.apps];
+    if (!p || b === undefined || !p.newAppToRoutedMs.n) continue;
+    const worst = Math.max(p.newAppToRoutedMs.median, p.ruleEditToRoutedMs.median);
+    if (worst <= b / 2) continue;
+    const reload = p.ruleStagesMs.reload?.median;
+    notes.push(
+      `- **A new app / a rule edit -> routed at ${num(sz.apps)} apps in ${ms(p.newAppToRoutedMs.median)} / ${ms(p.ruleEditToRoutedMs.median)}** (target ${ms(b / 2)}, half of Bamboo's ${ms(b)}): ` +
+        `one HAProxy parse per change now (section 7: the median reload stage of a rule edit is ${ms(reload)}; the rest is the worker's other stages and, for a new app, the api's event -> hint). ` +
+        "What remains is HAProxy 2.6 loading the whole config on every reload; what would close it is not reloading: rule edits of a host or path shape through a map edited over the Runtime API, new apps into pre-rendered spare backends, and the api's per-app fetch for new apps (issue 20 goal 2).",
+    );
+  }
+  const failed = Object.entries(r.scenarios).filter(([, rec]) => rec && !rec.ok);
+  for (const [name] of failed) notes.push(`- **Scenario ${name} did not complete** (see its section).`);
+  const text = notes.length ? notes.join('\n') : 'Every target was met in this run.';
+  const slow = slowerThanBamboo(r);
+  return slow.length ? `${text}\n\nWhere the original Bamboo's figure ([bamboo-baseline.md](bamboo-baseline.md), another run on a similar machine) is better than ours:\n\n${slow.join('\n')}` : text;
+}
+
+/** Figures where the original Bamboo did better (not targets, but reported as honestly). */
+function slowerThanBamboo(r: BenchResults): string[] {
+  const out: string[] = [];
+  const latency = result<{ sizes: LatencySize[] }>(r.scenarios.latency);
+  for (const s of latency?.sizes ?? []) {
+    const b = BAMBOO_NUM.eventToRoutedMs[s.apps];
+    if (b !== undefined && s.eventToRoutedMs.median > b) {
+      out.push(
+        `- Event -> routed at ${num(s.apps)} apps: ${ms(s.eventToRoutedMs.median)} median against ${ms(b)} ` +
+          `(event -> hint ${ms(s.eventToHintMs.median)}: the api's event intake, \`/v2/apps\` fetch${s.apiFetchMs ? ` (${ms(s.apiFetchMs.median)})` : ''} and ZooKeeper write; hint -> routed ${ms(s.hintToRoutedMs.median)}: the worker). Bamboo fetched and rendered in the process that received the event, with no hop through ZooKeeper.`,
+      );
+    }
+  }
+  const render = result<{ sizes: RenderSize[]; worker?: RenderWorker }>(r.scenarios.render);
+  for (const s of render?.sizes ?? []) {
+    const c = s.haproxyCheckMs[Object.keys(s.haproxyCheckMs)[0]];
+    const b = BAMBOO_NUM.checkMs[s.apps];
+    if (b !== undefined && c && c.median > b) out.push(`- \`haproxy -c\` on our ${num(s.apps)}-app config: ${ms(c.median)} against ${ms(b)} on Bamboo's (same HAProxy version; see the start-up floor in section 1).`);
+  }
+  const w = render?.worker;
+  if (w && BAMBOO_NUM.peakRssMB[w.apps] !== undefined && w.workerPeakRssMB > BAMBOO_NUM.peakRssMB[w.apps]) {
+    out.push(`- Peak RSS of the worker at ${num(w.apps)} apps: ${num(w.workerPeakRssMB)} MB against Bamboo's 146-174 MB (a Node.js process with a memoised renderer against a Go binary).`);
+  }
+  const storm = result<{ sizes: StormSize[] }>(r.scenarios.storm);
+  for (const s of storm?.sizes ?? []) {
+    const q = s.burst?.summary.firstUpdateToQuietMs?.median;
+    const b = BAMBOO_NUM.burstQuietMs[s.apps];
+    if (q !== undefined && b !== undefined && q > b) out.push(`- A burst at ${num(s.apps)} apps is quiet ${ms(q)} after it began, against ${ms(b)} for Bamboo's (smaller: 1,000 events) burst.`);
+  }
+  const t = result<Throughput>(r.scenarios.throughput);
+  if (t?.getServicesNoRules && t.getServicesNoRules.requestsPerSecond < BAMBOO_NUM.getNoRulesPerS) {
+    out.push(`- \`GET /api/services\` with no rules: ${num(t.getServicesNoRules.requestsPerSecond)}/s against 7,300/s (with 1,000 rules we serve ${num(t.getServices?.requestsPerSecond)}/s against Bamboo's 14/s).`);
+  }
+  const cb = t?.callbackBurst;
+  if (cb && cb.marathonFetches > 2) {
+    out.push(
+      `- A burst of ${num(cb.callbacks)} Marathon callbacks cost ${num(cb.marathonFetches)} \`/v2/apps\` fetches against Bamboo's 2: the simulator delivered the callbacks over ${ms(cb.deliveryMs)} (one POST at a time), ` +
+        'so the api saw a stream rather than a burst and fetched again after each minimum fetch interval (250 ms) while events kept coming.',
+    );
+  }
+  const c = t?.createRulesOneByOne;
+  if (c && c.rules > 0 && (c.ms * 1000) / c.rules > BAMBOO_NUM.createOneByOneMsPer1000) {
+    out.push(
+      `- Creating ${num(c.rules)} rules one by one: ${ms(c.ms)} against 1.4 s for 1,000 (${ms(c.ms / c.rules)} per POST; ZooKeeper's write latency here is ${med(t?.zookeeperWriteMs)} and each create is one transaction writing the rule and its parent, plus the api's checks).`,
+    );
+  }
+  return out;
+}
