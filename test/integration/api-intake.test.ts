@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { runApi, type RunningApi } from '../../api/main.js';
-import type { IntakeOptions } from '../../api/intake.js';
+import type { IntakeOptions } from '../../api/intake-contracts.js';
 import { applyDelta } from '../../common/core/snapshot-delta.js';
 import { type Config } from '../../common/config.js';
 import { loadConfig } from '../../common/config-load.js';

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { runApi, type RunningApi } from '../../api/main.js';
-import type { IntakeOptions } from '../../api/intake.js';
+import type { IntakeOptions } from '../../api/intake-contracts.js';
 import { type Config } from '../../common/config.js';
 import { loadConfig } from '../../common/config-load.js';
 import { createLogger, silentLogger } from '../../common/log.js';

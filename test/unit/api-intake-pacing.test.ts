@@ -5,7 +5,8 @@
  * against the simulator, real ZooKeeper and real ZeroMQ.)
  */
 import { expect } from 'chai';
-import { MarathonIntake, type AppsSource, type HintSink, type SnapshotReader, type SnapshotWriter } from '../../api/intake.js';
+import { MarathonIntake } from '../../api/intake.js';
+import type { AppsSource, HintSink, SnapshotReader, SnapshotWriter } from '../../api/intake-contracts.js';
 import { loadConfig } from '../../common/config-load.js';
 import { silentLogger } from '../../common/log.js';
 import { nullMetrics } from '../../common/adapters/statsd/metrics.js';
