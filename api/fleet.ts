@@ -20,7 +20,7 @@ import type { FleetStore, SeenRecord } from '../common/adapters/zookeeper/fleet.
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/adapters/statsd/metrics.js';
 import { monotonicNow } from '../common/pacing.js';
-import type { WorkerStatus } from '../common/adapters/zookeeper/snapshot.js';
+import type { WorkerStatus } from '../common/adapters/zookeeper/registrations.js';
 import type { ZkStat } from '../common/adapters/zookeeper/zk.js';
 
 export type WorkerState = 'live' | 'stale' | 'gone';

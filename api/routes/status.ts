@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { HintPublisher } from '../../common/adapters/zeromq/bus.js';
 import type { Config } from '../../common/config.js';
-import type { PublisherRecord } from '../../common/adapters/zookeeper/snapshot.js';
+import type { PublisherRecord } from '../../common/adapters/zookeeper/registrations.js';
 import type { Zk } from '../../common/adapters/zookeeper/zk.js';
 import { redactCallbackUrl, type Authenticator, type WriteLimiter } from '../edge.js';
 import type { IntakeStatus } from '../intake-contracts.js';

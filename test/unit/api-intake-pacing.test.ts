@@ -10,7 +10,7 @@ import type { AppsSource, HintSink, SnapshotReader, SnapshotWriter } from '../..
 import { loadConfig } from '../../common/config-load.js';
 import { silentLogger } from '../../common/log.js';
 import { nullMetrics } from '../../common/adapters/statsd/metrics.js';
-import type { MarathonSnapshot } from '../../common/adapters/zookeeper/snapshot.js';
+import type { MarathonSnapshot } from '../../common/adapters/zookeeper/snapshot-format.js';
 import type { Clock } from '../../common/pacing.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { waitFor } from '../../harness/process.js';

@@ -11,7 +11,7 @@
  * Ages are measured from ZooKeeper's modification time of the nodes (one clock for the whole fleet,
  * whatever a worker's own clock says). Names are escaped in paths (zk-paths.ts) and unescaped here.
  */
-import type { WorkerStatus } from './snapshot.js';
+import type { WorkerStatus } from './registrations.js';
 import { type Zk, type ZkStat } from './zk.js';
 import { queryUnescape } from './zk-paths.js';
 import { ZkBadVersionError, ZkNoNodeError, ZkNodeExistsError } from './zk-errors.js';
