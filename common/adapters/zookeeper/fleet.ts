@@ -12,7 +12,8 @@
  * whatever a worker's own clock says). Names are escaped in paths (zk-paths.ts) and unescaped here.
  */
 import type { WorkerStatus } from './registrations.js';
-import { type Zk, type ZkStat } from './zk.js';
+import { type Zk } from './zk.js';
+import type { ZkStat } from './zk-convert.js';
 import { queryUnescape } from './zk-paths.js';
 import { ZkBadVersionError, ZkNoNodeError, ZkNodeExistsError } from './zk-errors.js';
 import { childPath, type ControlPaths } from './zk-paths.js';
