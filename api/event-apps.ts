@@ -1,7 +1,8 @@
 /**
- * Which apps a Marathon event names, so the intake can fetch those apps (`GET /v2/apps/{id}`) instead
- * of the whole list. An event is untrusted: it only chooses what to ask Marathon, never what is stored,
- * and an event that names no valid app id (or more than a few) asks for the whole list.
+ * Which Marathon events can change routing, and which apps an event names, so the intake can fetch
+ * those apps (`GET /v2/apps/{id}`) instead of the whole list. An event is untrusted: it only chooses
+ * what to ask Marathon, never what is stored, and an event that names no valid app id (or more than a
+ * few) asks for the whole list.
  */
 import { validAppId } from '../common/core/marathon-api.js';
 
@@ -17,6 +18,20 @@ const ONE_APP_EVENTS = new Set([
   'remove_health_check_event',
   'app_terminated_event',
 ]);
+
+/** Marathon event types that can change what HAProxy should route to: the one-app events and these. */
+const ROUTING_EVENTS = new Set([
+  ...ONE_APP_EVENTS,
+  'unknown_instance_terminated_event',
+  'api_post_event',
+  'group_change_success',
+  'event_stream_attached',
+]);
+
+/** True for events after which the routing may differ (every `deployment_*` event counts). */
+export function isRoutingEvent(type: string): boolean {
+  return ROUTING_EVENTS.has(type) || type.startsWith('deployment_');
+}
 
 /** Deployment events: the apps are the `app` of each action of `currentStep` or of `plan.steps`. */
 const DEPLOYMENT_EVENTS = new Set(['deployment_info', 'deployment_success', 'deployment_failed', 'deployment_step_success', 'deployment_step_failure']);

@@ -20,8 +20,8 @@ import type { FleetStore, SeenRecord } from '../common/adapters/zookeeper/fleet.
 import type { Logger } from '../common/log.js';
 import type { Metrics } from '../common/adapters/statsd/metrics.js';
 import { monotonicNow } from '../common/pacing.js';
-import type { WorkerStatus } from '../common/adapters/zookeeper/snapshot.js';
-import type { ZkStat } from '../common/adapters/zookeeper/zk.js';
+import type { WorkerStatus } from '../common/adapters/zookeeper/registrations.js';
+import type { ZkStat } from '../common/adapters/zookeeper/zk-convert.js';
 
 export type WorkerState = 'live' | 'stale' | 'gone';
 

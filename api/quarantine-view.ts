@@ -2,7 +2,7 @@
  * Where the workers quarantine one app: the `quarantine` field `GET /api/services/:id` adds next to
  * the record, read from the workers' status records (docs/api.md).
  */
-import type { WorkerQuarantine, WorkerStatus } from '../common/adapters/zookeeper/snapshot.js';
+import type { WorkerQuarantine, WorkerStatus } from '../common/adapters/zookeeper/registrations.js';
 
 /** One worker's quarantine of the app: its name and what its status record says. */
 export interface AppQuarantine extends Omit<WorkerQuarantine, 'appId'> {

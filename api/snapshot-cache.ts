@@ -7,7 +7,9 @@
 import { EventEmitter } from 'node:events';
 import { CoalescedRunner } from '../common/coalesce.js';
 import type { Logger } from '../common/log.js';
-import { SnapshotLoader, type ControlStore, type MarathonSnapshot } from '../common/adapters/zookeeper/snapshot.js';
+import type { ControlStore } from '../common/adapters/zookeeper/snapshot.js';
+import type { MarathonSnapshot } from '../common/adapters/zookeeper/snapshot-format.js';
+import { SnapshotLoader } from '../common/adapters/zookeeper/snapshot-read.js';
 import type { Zk } from '../common/adapters/zookeeper/zk.js';
 
 export class SnapshotCache extends EventEmitter {

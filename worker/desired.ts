@@ -13,7 +13,9 @@
 import type { Logger } from '../common/log.js';
 import type { RuleStore } from '../common/adapters/zookeeper/rules.js';
 import { RuleMirror } from '../common/adapters/zookeeper/rules-mirror.js';
-import { SnapshotLoader, type ControlStore, type MarathonSnapshot, type SnapshotPointer } from '../common/adapters/zookeeper/snapshot.js';
+import type { ControlStore, SnapshotPointer } from '../common/adapters/zookeeper/snapshot.js';
+import type { MarathonSnapshot } from '../common/adapters/zookeeper/snapshot-format.js';
+import { SnapshotLoader } from '../common/adapters/zookeeper/snapshot-read.js';
 import { applyDelta, deltaDigest, type SnapshotDelta } from '../common/core/snapshot-delta.js';
 import type { Zk } from '../common/adapters/zookeeper/zk.js';
 import { NoSnapshotError, type DesiredState, type DesiredStateSource } from './outcome.js';

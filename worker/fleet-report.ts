@@ -14,7 +14,7 @@
 import { seenRecord, type FleetStore } from '../common/adapters/zookeeper/fleet.js';
 import type { Logger } from '../common/log.js';
 import { monotonicNow } from '../common/pacing.js';
-import type { WorkerStatus } from '../common/adapters/zookeeper/snapshot.js';
+import type { WorkerStatus } from '../common/adapters/zookeeper/registrations.js';
 
 export interface FleetReportDeps {
   name: string;

@@ -14,7 +14,8 @@
 import { CoalescedRunner } from '../common/coalesce.js';
 import type { PublisherEndpoint } from '../common/adapters/zeromq/bus.js';
 import type { Logger } from '../common/log.js';
-import type { ControlStore, PublisherRecord } from '../common/adapters/zookeeper/snapshot.js';
+import type { ControlStore } from '../common/adapters/zookeeper/snapshot.js';
+import type { PublisherRecord } from '../common/adapters/zookeeper/registrations.js';
 import type { Zk } from '../common/adapters/zookeeper/zk.js';
 import { childPath } from '../common/adapters/zookeeper/zk-paths.js';
 

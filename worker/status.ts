@@ -10,7 +10,7 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import type { HAProxyProcess, HAProxyState } from '../common/adapters/haproxy/process.js';
-import { WORKER_QUARANTINE_DETAILS, type WorkerStatus } from '../common/adapters/zookeeper/snapshot.js';
+import { WORKER_QUARANTINE_DETAILS, type WorkerStatus } from '../common/adapters/zookeeper/registrations.js';
 import type { Zk } from '../common/adapters/zookeeper/zk.js';
 import { serveHealth } from './health.js';
 import type { ApplyOutcome, QuarantinedApp, OutcomeKind, ReconcilerStatus } from './outcome.js';

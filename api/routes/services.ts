@@ -9,7 +9,7 @@ import type { Logger } from '../../common/log.js';
 import type { Metrics } from '../../common/adapters/statsd/metrics.js';
 import type { ServiceRecord } from '../../common/core/model.js';
 import { RuleConflictError, RuleNotFoundError, type RuleStore, type StoredRecord } from '../../common/adapters/zookeeper/rules.js';
-import type { WorkerStatus } from '../../common/adapters/zookeeper/snapshot.js';
+import type { WorkerStatus } from '../../common/adapters/zookeeper/registrations.js';
 import { writeOrigin, type AuditLog } from '../audit.js';
 import { type ClientAddress } from '../client-address.js';
 import type { Guards } from '../guards.js';

@@ -2,10 +2,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { HintPublisher } from '../../common/adapters/zeromq/bus.js';
 import type { Config } from '../../common/config.js';
-import type { PublisherRecord } from '../../common/adapters/zookeeper/snapshot.js';
+import type { PublisherRecord } from '../../common/adapters/zookeeper/registrations.js';
 import type { Zk } from '../../common/adapters/zookeeper/zk.js';
 import { redactCallbackUrl, type Authenticator, type WriteLimiter } from '../edge.js';
-import type { IntakeStatus } from '../intake.js';
+import type { IntakeStatus } from '../intake-contracts.js';
 import type { RuleChecker } from '../rule-check.js';
 import type { SnapshotCache } from '../snapshot-cache.js';
 import type { AclStatus } from '../zk-acl.js';

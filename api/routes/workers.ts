@@ -3,7 +3,8 @@
  * rules, whether it still reports (`state`), and the workers gone within the retention (api/fleet.ts).
  */
 import type { FastifyInstance } from 'fastify';
-import type { ControlStore, WorkerStatus } from '../../common/adapters/zookeeper/snapshot.js';
+import type { ControlStore } from '../../common/adapters/zookeeper/snapshot.js';
+import type { WorkerStatus } from '../../common/adapters/zookeeper/registrations.js';
 import type { FleetView } from '../fleet.js';
 import type { RulesView } from '../rules-cache.js';
 

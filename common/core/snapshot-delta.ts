@@ -82,6 +82,12 @@ function appId(a: unknown): string | null {
  * 1,000 apps again costs about 11 ms. Otherwise each app is serialised.
  */
 export function serialiseApps(apps: readonly unknown[], texts?: readonly string[]): SerialisedApps {
+  const { ids, parts } = serialiseParts(apps, texts);
+  return { ids, parts, json: `[${parts.join(',')}]` };
+}
+
+/** serialiseApps without the whole array's text: each app's id and JSON text. */
+export function serialiseParts(apps: readonly unknown[], texts?: readonly string[]): Pick<SerialisedApps, 'ids' | 'parts'> {
   const ids: (string | null)[] = new Array(apps.length);
   let parts: string[];
   if (texts && texts.length === apps.length) parts = [...texts];
@@ -91,7 +97,7 @@ export function serialiseApps(apps: readonly unknown[], texts?: readonly string[
     for (let i = 0; i < apps.length; i++) parts[i] = JSON.stringify(apps[i]) ?? 'null';
   }
   for (let i = 0; i < apps.length; i++) ids[i] = appId(apps[i]);
-  return { ids, parts, json: `[${parts.join(',')}]` };
+  return { ids, parts };
 }
 
 /** Apps with the JSON text each was parsed from: what the next parse may reuse. */

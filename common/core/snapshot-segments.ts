@@ -9,7 +9,7 @@
  * the sha256 of its text (`[app,app,...]`); the snapshot's hash is the sha256 of the list of segment
  * names, so equal contents give equal hashes (the contract hints are confirmed against).
  *
- * Pure functions: the store (common/adapters/zookeeper/snapshot.ts) gzips and writes the segments.
+ * Pure functions: the store (common/adapters/zookeeper/snapshot-format.ts, snapshot.ts) gzips and writes the segments.
  */
 import { createHash } from 'node:crypto';
 

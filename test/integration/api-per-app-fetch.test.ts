@@ -5,11 +5,12 @@
  */
 import { expect } from 'chai';
 import { runApi, type RunningApi } from '../../api/main.js';
-import type { IntakeOptions } from '../../api/intake.js';
+import type { IntakeOptions } from '../../api/intake-contracts.js';
 import { type Config } from '../../common/config.js';
 import { loadConfig } from '../../common/config-load.js';
 import { createLogger, silentLogger } from '../../common/log.js';
-import { ControlStore, type MarathonSnapshot } from '../../common/adapters/zookeeper/snapshot.js';
+import { ControlStore } from '../../common/adapters/zookeeper/snapshot.js';
+import type { MarathonSnapshot } from '../../common/adapters/zookeeper/snapshot-format.js';
 import { Zk } from '../../common/adapters/zookeeper/zk.js';
 import { MarathonSimulator } from '../../harness/marathon-sim/index.js';
 import { freePort } from '../../harness/ports.js';

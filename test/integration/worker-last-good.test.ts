@@ -9,7 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { runApi, type RunningApi } from '../../api/main.js';
 import { loadConfig } from '../../common/config-load.js';
 import { RuleStore } from '../../common/adapters/zookeeper/rules.js';
-import type { WorkerQuarantine } from '../../common/adapters/zookeeper/snapshot.js';
+import type { WorkerQuarantine } from '../../common/adapters/zookeeper/registrations.js';
 import { Zk } from '../../common/adapters/zookeeper/zk.js';
 import { httpGet, jsonCall, startBackend, type Backend } from '../../harness/http.js';
 import { MarathonSimulator } from '../../harness/marathon-sim/index.js';

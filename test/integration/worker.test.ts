@@ -3,7 +3,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { sha256 } from '../../common/core/hash.js';
-import type { WorkerStatus } from '../../common/adapters/zookeeper/snapshot.js';
+import type { WorkerStatus } from '../../common/adapters/zookeeper/registrations.js';
 import { runWorker, type WorkerHandle, type WorkerOptions } from '../../worker/main.js';
 import type { ApplyOutcome } from '../../worker/outcome.js';
 import { haproxyCheck } from '../support/haproxy.js';

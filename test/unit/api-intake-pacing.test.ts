@@ -5,11 +5,12 @@
  * against the simulator, real ZooKeeper and real ZeroMQ.)
  */
 import { expect } from 'chai';
-import { MarathonIntake, type AppsSource, type HintSink, type SnapshotReader, type SnapshotWriter } from '../../api/intake.js';
+import { MarathonIntake } from '../../api/intake.js';
+import type { AppsSource, HintSink, SnapshotReader, SnapshotWriter } from '../../api/intake-contracts.js';
 import { loadConfig } from '../../common/config-load.js';
 import { silentLogger } from '../../common/log.js';
 import { nullMetrics } from '../../common/adapters/statsd/metrics.js';
-import type { MarathonSnapshot } from '../../common/adapters/zookeeper/snapshot.js';
+import type { MarathonSnapshot } from '../../common/adapters/zookeeper/snapshot-format.js';
 import type { Clock } from '../../common/pacing.js';
 import { FakeClock } from '../support/fake-clock.js';
 import { waitFor } from '../../harness/process.js';

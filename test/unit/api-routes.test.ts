@@ -7,7 +7,7 @@ import { workersRoutes, type WorkersDeps } from '../../api/routes/workers.js';
 import { loadConfig } from '../../common/config-load.js';
 import { silentLogger } from '../../common/log.js';
 import { nullMetrics } from '../../common/adapters/statsd/metrics.js';
-import type { WorkerStatus } from '../../common/adapters/zookeeper/snapshot.js';
+import type { WorkerStatus } from '../../common/adapters/zookeeper/registrations.js';
 
 // The api's routes are plugins, one per resource; the edge in api/app.ts learns them as they are
 // registered. These run in-process (app.inject): no request here reaches ZooKeeper, Marathon or HAProxy.

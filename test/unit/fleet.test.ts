@@ -3,7 +3,7 @@ import { FleetMonitor } from '../../api/fleet.js';
 import type { FleetListing, FleetNode, SeenRecord } from '../../common/adapters/zookeeper/fleet.js';
 import { parseSeenRecord } from '../../common/adapters/zookeeper/fleet.js';
 import { silentLogger } from '../../common/log.js';
-import type { WorkerStatus } from '../../common/adapters/zookeeper/snapshot.js';
+import type { WorkerStatus } from '../../common/adapters/zookeeper/registrations.js';
 
 // The api's classification of the fleet on injected clocks, over an in-memory listing: stale is
 // decided on the monotonic clock from what this copy watched, gone records expire by their mtime.

@@ -11,8 +11,9 @@
  * Ages are measured from ZooKeeper's modification time of the nodes (one clock for the whole fleet,
  * whatever a worker's own clock says). Names are escaped in paths (zk-paths.ts) and unescaped here.
  */
-import type { WorkerStatus } from './snapshot.js';
-import { type Zk, type ZkStat } from './zk.js';
+import type { WorkerStatus } from './registrations.js';
+import { type Zk } from './zk.js';
+import type { ZkStat } from './zk-convert.js';
 import { queryUnescape } from './zk-paths.js';
 import { ZkBadVersionError, ZkNoNodeError, ZkNodeExistsError } from './zk-errors.js';
 import { childPath, type ControlPaths } from './zk-paths.js';

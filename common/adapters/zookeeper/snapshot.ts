@@ -1,51 +1,16 @@
 /**
- * The shared Marathon snapshot and the registrations, in ZooKeeper under `Bamboo.Zookeeper.ControlPath`
- * (paths in common/adapters/zookeeper/zk-paths.ts, layout in docs/ARCHITECTURE.md). The snapshot pointer holds
- * {"hash","fetchedAt","segments","bytes","delta"?}: the apps array is cut into segments of about 64
- * apps (common/core/snapshot-segments.ts), each stored gzipped in its own node named by its content, so a
- * change of one app writes one segment and the pointer, and a reader reads only the segments it does
- * not hold. (Pointers of earlier versions, {"chunks": n}, name one gzipped array split into n chunks;
- * they are still read.)
- *
- * The api that fetched Marathon writes the snapshot (the new segments and the pointer in one
- * transaction when they fit in one request; then removes segments no longer named, which the intake
- * does only after publishing its hint); workers and other api copies read it when hinted. A worker
- * therefore never calls Marathon and Marathon's load does not grow with the number of workers.
+ * The shared Marathon snapshot in ZooKeeper under `Bamboo.Zookeeper.ControlPath` (layout in
+ * snapshot-format.ts and docs/ARCHITECTURE.md): ControlStore writes it, prunes its old segments, reads
+ * its pointer and, through snapshot-read.ts, the whole of it; and lists the registrations.
  */
-import { gunzipSync, gzipSync } from 'node:zlib';
-import { deltaDigest, diffApps, parseAppsArrayText, type DeltaBody, type SerialisedApps, type ParsedApps } from '../../core/snapshot-delta.js';
-import { manifestHash, parseSegmentEntry, segmentEntry, segmentHash, segmentRanges, segmentText } from '../../core/snapshot-segments.js';
+import { deltaDigest, diffApps, serialiseParts, type DeltaBody, type SerialisedApps, type ParsedApps } from '../../core/snapshot-delta.js';
+import { manifestHash, segmentRanges } from '../../core/snapshot-segments.js';
+import type { PublisherRecord, WorkerStatus } from './registrations.js';
+import { CHUNK_BYTES, SegmentCutter, segmentNodes, snapshotHash, type Pointer } from './snapshot-format.js';
+import { readSnapshot, type SegmentCache, type SnapshotRead } from './snapshot-read.js';
 import { ControlPaths, childPath } from './zk-paths.js';
 import { Zk } from './zk.js';
 import { ZkBadVersionError, ZkNodeExistsError, ZkNoNodeError } from './zk-errors.js';
-
-const CHUNK_BYTES = 900 * 1024;
-
-export interface MarathonSnapshot {
-  /** ZooKeeper version of the snapshot pointer: increases with every new snapshot. */
-  version: number;
-  /** sha256 of the apps JSON: equal hashes mean equal content. */
-  hash: string;
-  /** When the api fetched it (ms epoch). */
-  fetchedAt: number;
-  /** The raw `apps` array of Marathon's /v2/apps response. */
-  apps: unknown[];
-}
-
-interface Pointer {
-  hash: string;
-  fetchedAt: number;
-  /** Manifest: the segments in order (snapshot-segments.ts segmentEntry). */
-  segments?: string[];
-  /** Earlier pointers: the number of chunks of the one gzipped array. */
-  chunks?: number;
-  bytes: number;
-  /**
-   * deltaDigest of the delta from the snapshot this one replaced, when the writer said one: the only
-   * delta a worker applies for this version (a hint's delta is confirmed against it).
-   */
-  delta?: string;
-}
 
 /** The snapshot pointer: what a worker reads on every reconcile (about 200 bytes). */
 export interface SnapshotPointer {
@@ -64,61 +29,6 @@ export interface StoredContent {
   parts: string[];
 }
 
-export interface PublisherRecord {
-  id: string;
-  /** ZeroMQ address workers connect to. */
-  zmq: string;
-  /** The api's HTTP base URL. */
-  http: string;
-  host: string;
-  startedAt: number;
-  /** Its ZeroMQ CURVE public key (Z85), when it publishes over CURVE. */
-  curve?: string;
-}
-
-export interface WorkerStatus {
-  name: string;
-  host: string;
-  /** Snapshot version and rules hash the running config was built from. */
-  snapshotVersion: number;
-  /** sha256 of the haproxy.cfg in force. */
-  configHash: string;
-  /** The app ids + rule versions applied, as one hash, so the UI can tell whether a rule is live everywhere. */
-  rulesApplied: Record<string, number>;
-  lastOutcome: string;
-  lastReason: string;
-  lastOutcomeAt: number;
-  lastAppliedAt: number;
-  quarantined: string[];
-  /**
-   * Why each app is quarantined (bounded: the first WORKER_QUARANTINE_DETAILS by id, each error cut
-   * to 300 characters); absent in records of older workers.
-   */
-  quarantine?: WorkerQuarantine[];
-  startedAt: number;
-  mode: string;
-  /** Worker.Groups: the load-balancer groups it serves ([]: every app). Absent from workers that predate it. */
-  groups?: string[];
-}
-
-/** One quarantined app on one worker, as its status record shows it (worker/outcome.ts QuarantinedApp). */
-export interface WorkerQuarantine {
-  appId: string;
-  level: 'rules' | 'app';
-  /** HAProxy's complaint, `port policy: ...`, `reload failed: ...`, `validation timed out ...`. */
-  error: string;
-  /** Level `rules`: routed by the last good rule (version `lastGoodVersion`) or the default rule. */
-  fallback?: 'last-good' | 'default';
-  lastGoodVersion?: number;
-  /** The quarantined rule's version. */
-  ruleVersion?: number;
-  /** Since when (ms epoch) this worker quarantines it. */
-  since?: number;
-}
-
-/** Quarantine details one worker status record carries at most (the ids are all in `quarantined`). */
-export const WORKER_QUARANTINE_DETAILS = 200;
-
 /**
  * writeSnapshot with `expectVersion` found a snapshot newer than the one the caller started from:
  * another api copy wrote while this one was fetching. The caller should fetch again (its data may be
@@ -128,70 +38,10 @@ export class SnapshotConflictError extends Error {
   override name = 'SnapshotConflictError';
 }
 
-/**
- * One reader's full reads of the stored snapshot (the api's snapshot cache, the worker's desired state):
- * each read parses only the apps whose JSON text changed since this reader's last read; the others are
- * the objects read before, so per-app memos skip them.
- */
-export class SnapshotLoader {
-  /** The apps of the last read with their texts. */
-  private parsed: ParsedApps | null = null;
-  /** The segments of the last read (only those: it stays as large as one snapshot). */
-  private segments: SegmentCache = new Map();
-
-  constructor(private readonly control: ControlStore) {}
-
-  /** The stored snapshot, or null when none was stored yet; throws what ControlStore.readSnapshot throws. */
-  async read(): Promise<MarathonSnapshot | null> {
-    const segments: SegmentCache = new Map();
-    const read = await this.control.readSnapshot(this.parsed, { held: this.segments, next: segments });
-    if (!read) return null;
-    const { texts, ...snapshot } = read;
-    this.segments = segments;
-    // A segmented snapshot is reused segment by segment; the whole texts only serve an older pointer.
-    this.parsed = texts && segments.size === 0 ? { texts, apps: snapshot.apps } : null;
-    return snapshot;
-  }
-
-  /** Segments held for the next read (tests: memos stay as large as one snapshot). */
-  get heldSegments(): number {
-    return this.segments.size;
-  }
-}
-
-/** Segments a reader parsed, by manifest entry: the next read takes the unchanged ones as they are. */
-export type SegmentCache = Map<string, { texts: string[]; apps: unknown[] }>;
-
-/** What the writer knows of a segment it stored or saw (no gzipped bytes: they are made again if needed). */
-interface WrittenSegment {
-  entry: string;
-  parts: string[];
-  bytes: number;
-}
-
-/** ZooKeeper's node limit is 1 MB; a segment's gzipped bytes are cut into nodes below it. */
-function piecesOf(text: string): number {
-  return Math.max(1, Math.ceil(Buffer.byteLength(text) / CHUNK_BYTES));
-}
-
-function slices(gz: Buffer, pieces: number): Buffer[] {
-  const size = Math.ceil(gz.length / pieces);
-  return Array.from({ length: pieces }, (_, i) => gz.subarray(i * size, (i + 1) * size));
-}
-
-function sameParts(a: readonly string[], b: readonly string[], from: number): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[from + i]) return false;
-  return true;
-}
-
 export class ControlStore {
   readonly paths: ControlPaths;
-  /**
-   * The segments of the last content this store cut, by their first app's id (or text): an unchanged
-   * segment is recognised by its apps' texts and not hashed or gzipped again. Replaced on every write,
-   * so it stays as large as one snapshot.
-   */
-  private written = new Map<string, WrittenSegment>();
+  /** This store's cutting of contents into segments (it recognises the unchanged ones). */
+  private readonly cutter = new SegmentCutter();
   /** The manifest this store replaced with its last write, and that write's hash: kept by the next prune. */
   private replaced: { hash: string; entries: string[] } | null = null;
   constructor(
@@ -228,56 +78,7 @@ export class ControlStore {
    * apps' JSON texts as Marathon sent them, used instead of serialising.
    */
   static hashApps(apps: unknown[], texts?: readonly string[]): { hash: string } {
-    const { ids, parts } = serialiseParts(apps, texts);
-    const entries = segmentRanges(ids, parts).map(([a, b]) => {
-      const text = segmentText(parts, a, b);
-      return segmentEntry(segmentHash(text), piecesOf(text));
-    });
-    return { hash: manifestHash(entries) };
-  }
-
-  /**
-   * The content cut into segments: each one's manifest entry, and the text and gzipped bytes of those
-   * not recognised from the last content this store cut. Replaces that memo.
-   */
-  private cut(ids: readonly (string | null)[], parts: readonly string[]): { entries: string[]; bytes: number; fresh: Map<string, Buffer[]> } {
-    const entries: string[] = [];
-    const fresh = new Map<string, Buffer[]>();
-    const memo = new Map<string, WrittenSegment>();
-    let bytes = 0;
-    for (const [a, b] of segmentRanges(ids, parts)) {
-      const key = ids[a] ?? parts[a];
-      const known = this.written.get(key);
-      let seg: WrittenSegment;
-      if (known && known.parts.length === b - a && sameParts(known.parts, parts, a)) seg = known;
-      else {
-        const text = segmentText(parts, a, b);
-        const pieces = piecesOf(text);
-        const gz = gzipSync(text, { level: 1 });
-        seg = { entry: segmentEntry(segmentHash(text), pieces), parts: parts.slice(a, b), bytes: gz.length };
-        fresh.set(seg.entry, slices(gz, pieces));
-      }
-      memo.set(key, seg);
-      entries.push(seg.entry);
-      bytes += seg.bytes;
-    }
-    this.written = memo;
-    return { entries, bytes, fresh };
-  }
-
-  /** The nodes of a manifest entry. */
-  private segmentNodes(entry: string): string[] {
-    const e = parseSegmentEntry(entry);
-    if (!e) return [];
-    return Array.from({ length: e.pieces }, (_, i) => childPath(this.chunksPath, `s-${e.hash}-${i}`));
-  }
-
-  /** The gzipped bytes of a segment named in the stored manifest that this store must write again. */
-  private regzip(entry: string, ids: readonly (string | null)[], parts: readonly string[], ranges: Array<[number, number]>, entries: string[]): Buffer[] {
-    const i = entries.indexOf(entry);
-    const [a, b] = ranges[i];
-    const text = segmentText(parts, a, b);
-    return slices(gzipSync(text, { level: 1 }), piecesOf(text));
+    return { hash: snapshotHash(apps, texts) };
   }
 
   /**
@@ -308,7 +109,7 @@ export class ControlStore {
       // Cut (recognising the unchanged segments) while the pointer read travels.
       Promise.resolve().then(() => {
         const serialised = serialiseParts(apps, opts.texts);
-        return { serialised, ...this.cut(serialised.ids, serialised.parts) };
+        return { serialised, ...this.cutter.cut(serialised.ids, serialised.parts) };
       }),
     ]);
     const { serialised, entries, bytes, fresh } = content;
@@ -335,7 +136,7 @@ export class ControlStore {
       let data = fresh.get(entry);
       if (!data) {
         ranges ??= segmentRanges(serialised.ids, serialised.parts);
-        data = this.regzip(entry, serialised.ids, serialised.parts, ranges, entries);
+        data = this.cutter.regzip(entry, serialised.parts, ranges, entries);
       }
       toWrite.set(entry, data);
     }
@@ -344,7 +145,7 @@ export class ControlStore {
     if (delta) pointer.delta = deltaDigest(delta);
     const pointerData = Buffer.from(JSON.stringify(pointer));
     const setVersion = expect === undefined || !current ? -1 : current.stat.version;
-    const creates = [...toWrite.entries()].flatMap(([entry, data]) => this.segmentNodes(entry).map((path, i) => ({ path, data: data[i] })));
+    const creates = [...toWrite.entries()].flatMap(([entry, data]) => segmentNodes(this.chunksPath, entry).map((path, i) => ({ path, data: data[i] })));
     const requestBytes = creates.reduce((n, c) => n + c.data.length + c.path.length, 0) + pointerData.length;
     this.replaced = { hash, entries: Array.isArray(stored?.segments) ? stored.segments : [] };
     if (current && requestBytes < CHUNK_BYTES) {
@@ -449,7 +250,7 @@ export class ControlStore {
     }
     const keep = new Set<string>();
     const keepEntries = (entries: readonly unknown[]) => {
-      for (const e of entries) for (const path of this.segmentNodes(String(e))) keep.add(path.slice(this.chunksPath.length + 1));
+      for (const e of entries) for (const path of segmentNodes(this.chunksPath, String(e))) keep.add(path.slice(this.chunksPath.length + 1));
     };
     if (Array.isArray(p.segments)) keepEntries(p.segments);
     else for (let i = 0; i < (p.chunks ?? 0); i++) keep.add(`${p.hash}-${i}`);
@@ -493,86 +294,11 @@ export class ControlStore {
   }
 
   /**
-   * The stored snapshot, or null when none was written yet; retries if segments vanish mid-read.
-   * `previous`: what this reader parsed last time (see SnapshotLoader); apps whose text is unchanged are those
-   * objects, not parsed again. `segments`: the segments this reader holds (`held`, reused without a read)
-   * and where the segments of this read go (`next`).
+   * The stored snapshot, or null when none was written yet (snapshot-read.ts readSnapshot: `previous`
+   * and `segments` are what a reader holds from its last read, see SnapshotLoader).
    */
-  async readSnapshot(
-    previous?: ParsedApps | null,
-    segments?: { held: SegmentCache; next: SegmentCache },
-  ): Promise<(MarathonSnapshot & { texts?: string[] }) | null> {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const node = await this.zk.get(this.snapshotPath);
-      if (!node) return null;
-      const p = JSON.parse(node.data.toString()) as Pointer;
-      try {
-        if (Array.isArray(p.segments)) {
-          const read = await this.readSegments(p.segments, segments?.held ?? new Map());
-          segments?.next.clear();
-          for (const [k, v] of read.segments) segments?.next.set(k, v);
-          return { version: node.stat.version, hash: p.hash, fetchedAt: p.fetchedAt, apps: read.apps, texts: read.texts };
-        }
-        const parts: Buffer[] = [];
-        for (let i = 0; i < (p.chunks ?? 0); i++) {
-          const c = await this.zk.get(this.paths.chunk(p.hash, i));
-          if (!c) throw new ZkNoNodeError('chunk gone');
-          parts.push(c.data);
-        }
-        const text = gunzipSync(Buffer.concat(parts)).toString();
-        let cut: ReturnType<typeof parseAppsArrayText> = null;
-        try {
-          cut = parseAppsArrayText(text, previous);
-        } catch {
-          cut = null; // not JSON app by app: the whole parse below throws as it always did
-        }
-        if (!cut) return { version: node.stat.version, hash: p.hash, fetchedAt: p.fetchedAt, apps: JSON.parse(text) as unknown[] };
-        return { version: node.stat.version, hash: p.hash, fetchedAt: p.fetchedAt, apps: cut.apps, texts: cut.texts };
-      } catch (err) {
-        if (!(err instanceof ZkNoNodeError)) throw err;
-      }
-    }
-    return null;
-  }
-
-  /**
-   * The apps of a manifest: held segments as they are, the others read (all at once) and parsed, an
-   * app whose text was in a held segment no longer named being that segment's object (so per-app memos
-   * skip an app that only moved to another segment). Throws ZkNoNodeError when a segment is gone.
-   */
-  private async readSegments(entries: readonly unknown[], held: SegmentCache): Promise<{ apps: unknown[]; texts: string[]; segments: SegmentCache }> {
-    const named = new Set(entries.map(String));
-    const missing = [...named].filter((e) => !held.has(e));
-    const gone: { texts: string[]; apps: unknown[] } = { texts: [], apps: [] };
-    for (const [k, v] of held) {
-      if (named.has(k)) continue;
-      gone.texts.push(...v.texts);
-      gone.apps.push(...v.apps);
-    }
-    const segments: SegmentCache = new Map();
-    await Promise.all(
-      missing.map(async (entry) => {
-        const nodes = this.segmentNodes(entry);
-        if (nodes.length === 0) throw new Error(`the snapshot pointer names a malformed segment ${entry.slice(0, 80)}`);
-        const data = await Promise.all(nodes.map((n) => this.zk.get(n)));
-        if (data.some((d) => !d)) throw new ZkNoNodeError('segment gone');
-        const text = gunzipSync(Buffer.concat(data.map((d) => d!.data))).toString();
-        const cut = parseAppsArrayText(text, gone);
-        if (!cut) throw new Error('a snapshot segment is not a JSON array of apps');
-        segments.set(entry, cut);
-      }),
-    );
-    const apps: unknown[] = [];
-    const texts: string[] = [];
-    for (const e of entries) {
-      const seg = held.get(String(e)) ?? segments.get(String(e))!;
-      segments.set(String(e), seg);
-      for (let i = 0; i < seg.apps.length; i++) {
-        apps.push(seg.apps[i]);
-        texts.push(seg.texts[i]);
-      }
-    }
-    return { apps, texts, segments };
+  readSnapshot(previous?: ParsedApps | null, segments?: { held: SegmentCache; next: SegmentCache }): Promise<SnapshotRead | null> {
+    return readSnapshot(this.zk, this.paths, previous, segments);
   }
 
   async publishers(): Promise<PublisherRecord[]> {
@@ -598,22 +324,4 @@ export class ControlStore {
     );
     return out.filter((x): x is Awaited<T> => x !== null) as T[];
   }
-}
-
-/** Each app's id and JSON text (Marathon's own texts when given, one per app). */
-function serialiseParts(apps: readonly unknown[], texts?: readonly string[]): Pick<SerialisedApps, 'ids' | 'parts'> {
-  const ids: (string | null)[] = new Array(apps.length);
-  let parts: string[];
-  if (texts && texts.length === apps.length) parts = texts.slice();
-  else {
-    parts = new Array(apps.length);
-    // JSON.stringify writes null for array elements it cannot serialise; so must the parts.
-    for (let i = 0; i < apps.length; i++) parts[i] = JSON.stringify(apps[i]) ?? 'null';
-  }
-  for (let i = 0; i < apps.length; i++) {
-    const a = apps[i];
-    const id = a !== null && typeof a === 'object' ? (a as { id?: unknown }).id : undefined;
-    ids[i] = typeof id === 'string' ? id : null;
-  }
-  return { ids, parts };
 }

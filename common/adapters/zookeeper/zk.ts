@@ -1,7 +1,7 @@
 /**
  * ZooKeeper adapter: a small promise API over node-zookeeper-client that survives connection loss and
  * session expiry without a restart. Its errors: zk-errors.ts; the paths and Bamboo's node names:
- * zk-paths.ts.
+ * zk-paths.ts; the library's stats and ACLs in its terms: zk-convert.ts.
  *
  * - Every operation has a timeout and fails fast with ZkUnavailableError while disconnected, so a lost
  *   ensemble turns into clear 503s, never into requests that hang forever.
@@ -9,14 +9,14 @@
  *   through `ephemeral()` recreated, and `reconnected` listeners called (they re-arm watches).
  */
 import { EventEmitter } from 'node:events';
-import { createHash } from 'node:crypto';
 import zookeeper from 'node-zookeeper-client';
 import type { Logger } from '../../log.js';
 import { monotonicNow } from '../../pacing.js';
 import { EphemeralNodes } from './zk-ephemerals.js';
 import { mapError, ZkNoNodeError, ZkUnavailableError } from './zk-errors.js';
+import { aclsFor, aclStrings, toStat, type ZkAcl, type ZkStat } from './zk-convert.js';
 
-const { Exception, CreateMode, ACL, Id, Permission } = zookeeper;
+const { Exception, CreateMode } = zookeeper;
 
 export interface ZkOptions {
   connectionString: string;
@@ -35,34 +35,15 @@ export type ZkWrite =
   | { op: 'remove'; path: string; version?: number }
   | { op: 'check'; path: string; version: number };
 
-export interface ZkStat {
-  version: number;
-  /** Modification time (ms epoch). */
-  mtime: number;
-  /** Version of the children list (changes when a child is created or removed). */
-  cversion?: number;
-  /** ZooKeeper transaction ids of the node's creation and last change: one order for every write. */
-  czxid?: number;
-  mzxid?: number;
-}
-
 type Client = ReturnType<typeof zookeeper.createClient>;
 
 export type ZkState = 'connecting' | 'connected' | 'disconnected' | 'closed';
-
-function long(v: Buffer | number | undefined): number | undefined {
-  return v === undefined ? undefined : Buffer.isBuffer(v) ? Number(v.readBigInt64BE(0)) : Number(v);
-}
-
-function toStat(stat: { version: number; mtime: Buffer | number; cversion?: number; czxid?: Buffer | number; mzxid?: Buffer | number }): ZkStat {
-  return { version: stat.version, mtime: long(stat.mtime)!, cversion: stat.cversion, czxid: long(stat.czxid), mzxid: long(stat.mzxid) };
-}
 
 export class Zk extends EventEmitter {
   private client: Client | null = null;
   private stateValue: ZkState = 'connecting';
   private readonly ephemeralNodes: EphemeralNodes = new EphemeralNodes(this);
-  private readonly acls: InstanceType<typeof ACL>[];
+  private readonly acls: ZkAcl[];
   private readonly opTimeoutMs: number;
   private connectedOnce = false;
   private closing = false;
@@ -70,13 +51,7 @@ export class Zk extends EventEmitter {
   constructor(private readonly opts: ZkOptions) {
     super();
     this.opTimeoutMs = opts.opTimeoutMs ?? 5000;
-    if (opts.digest) {
-      const [user] = opts.digest.split(':');
-      const hash = createHash('sha1').update(opts.digest).digest('base64');
-      this.acls = [new ACL(Permission.ALL, new Id('digest', `${user}:${hash}`))];
-    } else {
-      this.acls = [new ACL(Permission.ALL, new Id('world', 'anyone'))];
-    }
+    this.acls = aclsFor(opts.digest);
   }
 
   get state(): ZkState {
@@ -380,11 +355,6 @@ export class Zk extends EventEmitter {
   }
 
   /**
-   * Keeps an ephemeral node at `path` for as long as this Zk is open: created now (when connected) and
-   * recreated after every new session. `data` is called each time, so it can report fresh values; call
-   * `updateEphemeral` to push new data at once.
-   */
-  /**
    * Keeps an ephemeral node at `path` with the data `data()` gives, recreated on every new session
    * (zk-ephemerals.ts) until dropEphemeral.
    */
@@ -400,9 +370,4 @@ export class Zk extends EventEmitter {
   async dropEphemeral(path: string): Promise<void> {
     await this.ephemeralNodes.drop(path);
   }
-}
-
-function aclStrings(acls: ReadonlyArray<InstanceType<typeof ACL>>): string[] {
-  // The library's objects carry `permission` (its typings say `perms`).
-  return acls.map((a) => `${a.id.scheme}:${a.id.id}:${(a as unknown as { permission?: number }).permission ?? a.perms}`).sort();
 }
