@@ -17,6 +17,9 @@ interface RunInfo {
 /** Keys that name an array element, so elements of two runs align (sizes by apps, paths by name). */
 const ELEMENT_KEYS = ['apps', 'path', 'name', 'workers', 'build', 'mode', 'label'];
 
+/** Longest array of unkeyed elements compared item by item. */
+const MAX_UNKEYED = 20;
+
 /** Figures whose larger value is better; every other figure is a cost (time, bytes, fetches, failures). */
 const HIGHER_IS_BETTER = /(PerS|perS|requestsPerSec|rps|throughput)/;
 
@@ -29,6 +32,9 @@ export function flatten(results: { scenarios?: Record<string, { result?: Json }>
       return;
     }
     if (Array.isArray(v)) {
+      // A long array of unkeyed elements is raw samples (each event's timings): its summaries compare, not its items.
+      const keyed = (el: Json) => el !== null && typeof el === 'object' && !Array.isArray(el) && ELEMENT_KEYS.some((k) => k in el);
+      if (v.length > MAX_UNKEYED && !v.some(keyed)) return;
       v.forEach((el, i) => {
         let key = String(i);
         if (el && typeof el === 'object' && !Array.isArray(el)) {

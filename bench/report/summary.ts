@@ -128,8 +128,8 @@ export function misses(r: BenchResults): string {
           ? `reading ${num(s.eventBytesPerScale.median / 1000)} kB of Marathon events per scale (typed by their \`event:\` line, not parsed; the stream asks for the light plan format${s.eventBytesPerScaleFullPlans ? `, without which Marathon 1.6 sends ${num(s.eventBytesPerScaleFullPlans.median / 1000)} kB` : ''})`
           : '',
         'a fetch that starts at once after a quiet spell (`Marathon.MinFetchIntervalMs` paces the next ones)',
-        `the \`/v2/apps\` fetch${s.apiFetchMs ? ` (${ms(s.apiFetchMs.median)})` : ''}`,
-        "only the apps whose text changed parsed (the others are the last fetch's objects), the whole snapshot hashed, gzipped and written to ZooKeeper (it is the truth workers fall back on), ZeroMQ",
+        `the fetch of the app the event names (\`GET /v2/apps/{id}\`${s.apiFetchMs ? `, ${ms(s.apiFetchMs.median)}` : ''})`,
+        'the snapshot cut into segments, of which only the changed ones are gzipped and written to ZooKeeper (it is the truth workers fall back on), ZeroMQ',
       ]
         .filter(Boolean)
         .join(', ')}) and hint -> routed ${ms(s.hintToRoutedMs.median)} (the worker, which starts at once when idle: ${stageRow(st)}).`,
@@ -142,7 +142,7 @@ export function misses(r: BenchResults): string {
       );
     }
     parts.push(
-      "The worker's read stage is small because the hint carries the apps that changed, and the api parses only the apps that changed (both common/core/snapshot-delta.ts). Candidates: the api's part, a full `/v2/apps` fetch per change (Marathon, here the simulator, serialises and sends every app) and a write of the whole snapshot, where a fetch of the one app an event names and a snapshot stored app by app would cost a fraction; the other api copy reads and parses every snapshot too, competing for the same cores.",
+      "The worker's read stage is small because the hint carries the apps that changed, and the api parses only the apps that changed (both common/core/snapshot-delta.ts). What remains grows with the number of apps, not with the change (section 10 shows it from 100 to 10,000 apps): the worker builds and renders over every app (memoised per app, but visited), and the api's step after the fetch lays out and hashes the whole snapshot; the other api copy reads every snapshot too, competing for the same cores. What would close it: carrying the changed apps through every stage (build, render, segment hash) instead of visiting all, or applying a task change to HAProxy's Runtime API straight from the hint's delta.",
     );
     notes.push(parts.join(' '));
   }
@@ -191,7 +191,25 @@ export function misses(r: BenchResults): string {
     notes.push(
       `- **A new app / a rule edit -> routed at ${num(sz.apps)} apps in ${ms(p.newAppToRoutedMs.median)} / ${ms(p.ruleEditToRoutedMs.median)}** (target ${ms(b / 2)}, half of Bamboo's ${ms(b)}): ` +
         `one HAProxy parse per change now (section 7: the median reload stage of a rule edit is ${ms(reload)}; the rest is the worker's other stages and, for a new app, the api's event -> hint). ` +
-        "What remains is HAProxy 2.6 loading the whole config on every reload; what would close it is not reloading: rule edits of a host or path shape through a map edited over the Runtime API, new apps into pre-rendered spare backends, and the api's per-app fetch for new apps (issue 20 goal 2).",
+        "What remains is HAProxy 2.6 loading the whole config on every reload; what would close it is not reloading: rule edits of a host or path shape through a map edited over the Runtime API and new apps into pre-rendered spare backends (HAProxy 2.6 cannot add a backend at run time), or dynamic servers (`add server`) so the file holds only the tasks that exist.",
+    );
+  }
+  const fetchRows = result<{ rows: FetchRow[] }>(r.scenarios.fetch)?.rows ?? [];
+  for (const row of fetchRows) {
+    if (row.path !== 'per-app' || row.size < 1000 || !row.eventToRoutedMs || row.eventToRoutedMs.p99 < TASK_CHANGE_P99_MS) continue;
+    const whole = fetchRows.find((x) => x.size === row.size && x.path === 'full');
+    notes.push(
+      `- **One app gains a task -> routed at ${num(row.size)} apps: p99 ${ms(row.eventToRoutedMs.p99)}** (goal ${TASK_CHANGE_P99_MS} ms; p50 ${ms(row.eventToRoutedMs.median)}${whole?.eventToRoutedMs ? `, against ${ms(whole.eventToRoutedMs.median)} / ${ms(whole.eventToRoutedMs.p99)} fetching the whole list in the same run` : ''}). ` +
+        `Fetching the named app took the api's Marathon fetch to ${med(row.apiFetchMs)}${whole?.apiFetchMs ? ` (whole list ${med(whole.apiFetchMs)})` : ''}, but both halves still grow with the number of apps (section 10): event -> hint ${med(row.eventToHintMs)} (the api after the fetch: the answer merged into the stored content, the snapshot laid out and hashed over every app, the changed segments written) and hint -> routed ${med(row.hintToRoutedMs)} (the worker: ${row.workerStagesMs ? stageRow(row.workerStagesMs) : 'stages not recorded'}; build and render visit every app even when the memo reuses them). ` +
+        'What would close it: carrying the changed apps through every stage instead of visiting all of them (the snapshot hash kept per segment, the template data and render updated for the changed apps only), or a task change applied to HAProxy through the Runtime API straight from the hint\'s delta, with the full pipeline behind it only to confirm.',
+    );
+  }
+  const idleRows = result<{ rows: IdleRow[] }>(r.scenarios.idle)?.rows ?? [];
+  for (const row of idleRows) {
+    if (row.size < 10000 || row.variant !== 'current' || row.cpuPercent <= 7) continue;
+    notes.push(
+      `- **Idle HAProxy CPU at ${num(row.size)} apps: ${num(row.cpuPercent, 1)} % of a core** (Bamboo 7 %, section 11): ${num(row.checksPerSecond)} checks/s for ${num(row.checkedServers)} servers, the rate of Bamboo's \`inter 30000\` (30,000 servers every 30 s), so the rest is per check and per machine: Bamboo's 7 % was measured on another machine ([bamboo-baseline.md](bamboo-baseline.md)) and the same timing gave 7.9 % in an earlier run on that machine type (AMD EPYC; this run: ${r.machine.cpuModel}), and an app with a Marathon HTTP health check gets an HTTP check, which costs HAProxy more than a TCP connect. ` +
+        'What would close it: Bamboo measured again on the same machine to compare like for like; a longer `inter` lowers the rate, and the CPU, in proportion, at the cost of slower detection of a task that dies without Marathon noticing.',
     );
   }
   const failed = Object.entries(r.scenarios).filter(([, rec]) => rec && !rec.ok);
@@ -238,13 +256,14 @@ function slowerThanBamboo(r: BenchResults): string[] {
   if (cb && cb.marathonFetches > 2) {
     out.push(
       `- A burst of ${num(cb.callbacks)} Marathon callbacks cost ${num(cb.marathonFetches)} \`/v2/apps\` fetches against Bamboo's 2: the simulator delivered the callbacks over ${ms(cb.deliveryMs)} (one POST at a time), ` +
-        'so the api saw a stream rather than a burst and fetched again after each minimum fetch interval (250 ms) while events kept coming.',
+        'so the api saw a stream rather than a burst and fetched again after each minimum fetch interval (250 ms) while events kept coming (each of those a `GET /v2/apps/{id}` of the one app the updates name, not the whole list). ' +
+        'What would close it: waiting for a quiet gap in the events, bounded by a longest wait, before the follow-up fetch; not done, because under the continuous events of a large cluster it would hold every change back by that longest wait.',
     );
   }
   const c = t?.createRulesOneByOne;
   if (c && c.rules > 0 && (c.ms * 1000) / c.rules > BAMBOO_NUM.createOneByOneMsPer1000) {
     out.push(
-      `- Creating ${num(c.rules)} rules one by one: ${ms(c.ms)} against 1.4 s for 1,000 (${ms(c.ms / c.rules)} per POST; ZooKeeper's write latency here is ${med(t?.zookeeperWriteMs)} and each create is one transaction writing the rule and its parent, plus the api's checks).`,
+      `- Creating ${num(c.rules)} rules one by one: ${ms(c.ms)} against 1.4 s for 1,000 (${ms(c.ms / c.rules)} per POST; ZooKeeper's write latency here is ${med(t?.zookeeperWriteMs)} and each create is one transaction writing the rule and its parent, plus the api's checks: the rule's shape against the probe cache, the audit entry written in the same transaction). Not profiled stage by stage in this run; the POSTs are sequential, so each pays a ZooKeeper round trip and the api's request handling in full.`,
     );
   }
   return out;

@@ -5,10 +5,11 @@ import { compare, flatten } from '../../bench/compare.js';
 const summary = (median: number) => ({ n: 10, min: median, p10: median, median, p90: median, p99: median, max: median, mean: median });
 
 describe('bench/compare.ts', () => {
-  it('flattens summaries to their median and aligns array elements by their key, not their position', () => {
+  it('flattens summaries to their median, aligns array elements by their key, and leaves raw samples out', () => {
     const flat = flatten({
       scenarios: {
         latency: { result: { sizes: [{ apps: 100, eventToRoutedMs: summary(20) }, { apps: 1000, eventToRoutedMs: summary(80), events: 100 }] } },
+        samples: { result: { perEvent: Array.from({ length: 30 }, (_, i) => ({ routed: i })), rows: [{ cpu: 1 }, { cpu: 2 }] } },
         broken: {},
       },
     });
@@ -18,6 +19,8 @@ describe('bench/compare.ts', () => {
       'latency.sizes[apps=1000].apps': 1000,
       'latency.sizes[apps=1000].eventToRoutedMs': 80,
       'latency.sizes[apps=1000].events': 100,
+      'samples.rows[0].cpu': 1,
+      'samples.rows[1].cpu': 2,
     });
   });
 
