@@ -7,6 +7,7 @@ import type { Metrics } from '../common/adapters/statsd/metrics.js';
 import type { TemplateData } from '../common/core/model.js';
 import type { Origin } from '../common/core/render.js';
 import type { StoredRecord } from '../common/adapters/zookeeper/rules.js';
+import type { WorkerQuarantine } from '../common/adapters/zookeeper/registrations.js';
 import type { SlotTable } from '../common/core/slots.js';
 
 /**
@@ -22,24 +23,7 @@ export const OUTCOME_KINDS: readonly OutcomeKind[] = ['noop', 'runtime', 'reload
  * the port policy refused a port it binds, HAProxy refused it at reload, or validation timed out
  * with it changed since the last good config.
  */
-export interface QuarantinedApp {
-  appId: string;
-  /** `rules`: rendered as if it had no service record; `app`: left out entirely. */
-  level: 'rules' | 'app';
-  /** Why (one line): the validator's complaint, `port policy: ...`, `reload failed: ...`, `validation timed out ...`. */
-  error: string;
-  /**
-   * Level `rules`: what the app is routed by meanwhile: `last-good`, the service record this worker
-   * ran before (version `lastGoodVersion`), or `default`, the template's rule for an app without one
-   * (worker/last-good.ts).
-   */
-  fallback?: 'last-good' | 'default';
-  lastGoodVersion?: number;
-  /** The version of the app's rule (service record) that was quarantined, when it has one. */
-  ruleVersion?: number;
-  /** Since when (ms epoch) this worker quarantines the app for this rule version. */
-  since?: number;
-}
+export type QuarantinedApp = WorkerQuarantine;
 
 export interface ApplyOutcome {
   outcome: OutcomeKind;

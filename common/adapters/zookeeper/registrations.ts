@@ -39,7 +39,7 @@ export interface WorkerStatus {
   groups?: string[];
 }
 
-/** One quarantined app on one worker, as its status record shows it (worker/outcome.ts QuarantinedApp). */
+/** One quarantined app on one worker: the worker's own record of it (worker/outcome.ts QuarantinedApp) and its status record's. */
 export interface WorkerQuarantine {
   appId: string;
   level: 'rules' | 'app';
