@@ -4,9 +4,13 @@
  * only when the two files have the same lines except `server` lines of `backend`/`listen` sections,
  * and each such pair names the same server and differs only in what `set server` can change: the
  * address and port, the check port (`port N`), the weight (`weight N`) and whether it is `disabled`.
- * Anything else (a new app, a rule, a template or settings edit, more tasks than slots) changes other
- * lines and takes the reload path. Pure: the admin socket is common/adapters/haproxy/haproxy-runtime.ts.
+ * With `dynamic` (HAProxy.DynamicServers), server lines added to a backend are runtime changes too
+ * when HAProxy 2.6 can `add server` them (common/core/dynamic-servers.ts): a backend grown beyond
+ * its slots. Anything else (a new app, a rule, a template or settings edit, a server removed) changes
+ * other lines and takes the reload path. Pure: the admin socket is common/adapters/haproxy/haproxy-runtime.ts.
  */
+import { addContext, addServerOptions, dynamicBalance } from './dynamic-servers.js';
+
 // ------------------------------------------------------------------------------------------------
 // Server lines and the difference between two configs
 // ------------------------------------------------------------------------------------------------
@@ -33,8 +37,11 @@ export interface ServerChange {
   /** The backend or listen section. */
   backend: string;
   server: string;
-  from: ServerSpec;
+  /** The running config's line; null: the server is new (`add server`). */
+  from: ServerSpec | null;
   to: ServerSpec;
+  /** A new server's `add server` options (default-server words in force, then the line's; see dynamic-servers.ts). */
+  add?: string[];
 }
 
 export type ConfigDiff = { runtime: true; changes: ServerChange[] } | { runtime: false; reason: string };
@@ -91,7 +98,7 @@ export function parseServerLine(line: string): ServerSpec | null {
  * found by looking back to its section header. The answer is the one of a plain line-by-line walk
  * (same lines, same order of checks, same reasons).
  */
-export function diffConfigs(running: string, next: string): ConfigDiff {
+export function diffConfigs(running: string, next: string, opts: { dynamic?: boolean } = {}): ConfigDiff {
   if (running === next) return { runtime: true, changes: [] };
   const a = running;
   const b = next;
@@ -118,10 +125,21 @@ export function diffConfigs(running: string, next: string): ConfigDiff {
       return { runtime: false, reason: reason() };
     };
     const where = () => `line ${lineCount(a, la)}`;
-    const { kind, section } = sectionAt(a, la);
-    if (kind !== 'backend' && kind !== 'listen') return fail(() => `a line outside any backend changed (${where()})`);
     const from = parseServerLine(x);
     const to = parseServerLine(y);
+    if (opts.dynamic && to && !from) {
+      // Server lines where the running config has none: servers added to the section (a backend
+      // grown beyond its slots), when HAProxy can add them at runtime.
+      const added = addedServers(a, la, b, lb);
+      // Its own reason: the line counts of the two files differ whenever servers are added.
+      if ('reason' in added) return { runtime: false, reason: added.reason };
+      changes.push(...added.changes);
+      j = added.end;
+      i = la;
+      continue;
+    }
+    const { kind, section } = sectionAt(a, la);
+    if (kind !== 'backend' && kind !== 'listen') return fail(() => `a line outside any backend changed (${where()})`);
     if (!from || !to) return fail(() => `a line other than a server changed in ${section} (${where()})`);
     if (from.name !== to.name) return fail(() => `server ${from.name} became ${to.name} in ${section}`);
     if (from.rest !== to.rest || from.check !== to.check) return fail(() => `options of ${section}/${to.name} changed`);
@@ -135,6 +153,38 @@ export function diffConfigs(running: string, next: string): ConfigDiff {
     i = ea + 1;
     j = eb + 1;
   }
+}
+
+/**
+ * The run of server lines of `b` starting at `lb`, inserted where `a` has the (non-server) line at
+ * `la`: each must be new in its section and addable at runtime. Returns the changes and where `b`'s
+ * run ends, or why a reload is needed.
+ */
+function addedServers(a: string, la: number, b: string, lb: number): { changes: ServerChange[]; end: number } | { reason: string } {
+  const { kind, section } = sectionAt(b, lb);
+  if (kind !== 'backend' && kind !== 'listen') return { reason: 'a server line was added outside any backend' };
+  const ctx = addContext(b, lb);
+  const running = addContext(a, la);
+  if (!ctx) return { reason: `servers were added to ${section}` };
+  if (!dynamicBalance(ctx.balance)) return { reason: `servers were added to ${section}, whose balance ${ctx.balance} cannot take servers at runtime` };
+  const changes: ServerChange[] = [];
+  let p = lb;
+  for (;;) {
+    const e = b.indexOf('\n', p);
+    const line = b.slice(p, e < 0 ? b.length : e);
+    const to = parseServerLine(line);
+    if (!to) break;
+    // A name the running section already has: a server renamed or moved, not added.
+    if (running?.serverNames.has(to.name) && sectionAt(a, la).section === section) return { reason: `server ${to.name} of ${section} moved` };
+    if (to.port === null) return { reason: `${section}/${to.name} has no port` };
+    const words = line.trim().split(/\s+/).slice(3);
+    const opts = addServerOptions(ctx.defaultServer, words);
+    if ('error' in opts) return { reason: `${section}/${to.name} was added, but its ${opts.error}` };
+    changes.push({ backend: section, server: to.name, from: null, to, add: opts.options });
+    if (e < 0) return { changes, end: b.length };
+    p = e + 1;
+  }
+  return { changes, end: p };
 }
 
 /** Length of the longest common run of `a` from `i` and `b` from `j`, found with big slice compares. */

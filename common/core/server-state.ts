@@ -144,6 +144,8 @@ export interface RuntimePlan {
   drains: string[];
   /** `backend/server` keys entering or staying in rotation. */
   enabled: string[];
+  /** `backend/server` keys added with `add server` (dynamic servers). */
+  added: string[];
   /** What each changed server must look like afterwards. */
   /** `rotation`: true must be in rotation, false out of it, undefined either (left as it was). */
   expect: Map<string, { rotation: boolean | undefined; addr?: string; port?: number; checkPort?: number; weight?: number }>;
@@ -157,11 +159,32 @@ export interface RuntimePlan {
  * HAProxy would use (the adapter's resolveHost); the plan rejects when it does.
  */
 export async function planRuntime(changes: readonly ServerChange[], resolve: (host: string) => Promise<string>): Promise<RuntimePlan> {
-  const plan: RuntimePlan = { commands: [], drains: [], enabled: [], expect: new Map() };
+  const plan: RuntimePlan = { commands: [], drains: [], enabled: [], added: [], expect: new Map() };
   const resolved = new Map<string, Promise<string>>();
   for (const c of changes) {
     const key = `${c.backend}/${c.server}`;
     const { from, to } = c;
+    if (from === null) {
+      // A new server (HAProxy.DynamicServers): added in maintenance with the options the config
+      // gives it, its health check enabled, then into rotation unless the config disables it.
+      let addr = resolved.get(to.host);
+      if (!addr) resolved.set(to.host, (addr = resolve(to.host)));
+      const ip = await addr;
+      const address = ip.includes(':') ? `[${ip}]:${to.port}` : `${ip}:${to.port}`;
+      const options = c.add ?? [];
+      plan.commands.push(['add server', key, address, ...options].join(' '));
+      if (options.includes('check')) plan.commands.push(`enable health ${key}`);
+      const checkPort = to.checkPort ?? undefined;
+      if (to.disabled) {
+        plan.expect.set(key, { rotation: false, addr: ip, port: to.port!, checkPort });
+      } else {
+        plan.commands.push(`set server ${key} state ready`);
+        plan.enabled.push(key);
+        plan.expect.set(key, { rotation: true, addr: ip, port: to.port!, checkPort, weight: to.weight ?? undefined });
+      }
+      plan.added.push(key);
+      continue;
+    }
     if (to.disabled) {
       plan.expect.set(key, { rotation: false });
       if (!from.disabled) {
@@ -201,6 +224,7 @@ export function verifyRuntime(plan: RuntimePlan, states: ReadonlyMap<string, Ser
     }
     if (want.rotation === false) {
       if (!outOfRotation(s)) problems.push(`${key} still in rotation`);
+      if (want.addr !== undefined && s.addr !== want.addr) problems.push(`${key} address ${s.addr}, not ${want.addr}`);
       continue;
     }
     if (want.rotation && outOfRotation(s)) problems.push(`${key} out of rotation (admin state ${s.adminState})`);

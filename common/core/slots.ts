@@ -17,6 +17,10 @@
  *   tasks its app had lately: the first scale-up (or rolling deployment) beyond the slots reloads
  *   and grows it, and the next ones fit; only a large, lasting scale-down shrinks it.
  *
+ * - with HAProxy.DynamicServers, a backend HAProxy can add servers to at runtime (no `cookie`, a
+ *   dynamic balance algorithm: common/core/dynamic-servers.ts) gets no spare slot: capacity = n, and a
+ *   task beyond it is a new server line the worker applies with `add server`.
+ *
  * Spare slots cost parse time: every slot is a server HAProxy builds on each reload (and
  * `haproxy -c`), about as much as a server with a task. Until issue 20 a backend got the next power
  * of two >= max(n + 4, n * 1.5): 8 servers for 3 tasks, 80,000 server lines at 10,000 apps where
@@ -33,9 +37,16 @@ export const SHRINK_FACTOR = 4;
 /** Default of HAProxy.ServerSlotHeadroom (percent of the task count). */
 export const DEFAULT_SLOT_HEADROOM_PERCENT = 50;
 
+/**
+ * How a backend is sized: `headroomPercent` and `minFree` spare slots, or none at all for a backend
+ * that grows through `add server` (HAProxy.DynamicServers: `dynamic`, one server per task).
+ */
+export type SlotSizing = number | { dynamic: true };
+
 /** Slots a backend with `tasks` tasks gets from scratch. */
-export function slotCapacity(tasks: number, headroomPercent = DEFAULT_SLOT_HEADROOM_PERCENT): number {
-  const pct = Number.isFinite(headroomPercent) && headroomPercent >= 0 ? headroomPercent : DEFAULT_SLOT_HEADROOM_PERCENT;
+export function slotCapacity(tasks: number, sizing: SlotSizing = DEFAULT_SLOT_HEADROOM_PERCENT): number {
+  if (typeof sizing === 'object') return tasks;
+  const pct = Number.isFinite(sizing) && sizing >= 0 ? sizing : DEFAULT_SLOT_HEADROOM_PERCENT;
   return tasks + Math.max(MIN_FREE_SLOTS, Math.ceil((tasks * pct) / 100));
 }
 
@@ -46,15 +57,16 @@ export function slotCapacity(tasks: number, headroomPercent = DEFAULT_SLOT_HEADR
 export function assignSlots(
   taskIds: readonly string[],
   previous: ReadonlyArray<string | null> | undefined,
-  headroomPercent = DEFAULT_SLOT_HEADROOM_PERCENT,
+  sizing: SlotSizing = DEFAULT_SLOT_HEADROOM_PERCENT,
 ): Array<string | null> {
-  const fresh = slotCapacity(taskIds.length, headroomPercent);
+  const fresh = slotCapacity(taskIds.length, sizing);
   if (!previous || previous.length === 0) {
     const out: Array<string | null> = new Array(fresh).fill(null);
     taskIds.forEach((id, i) => (out[i] = id));
     return out;
   }
-  const keep = previous.length >= taskIds.length && previous.length <= fresh * SHRINK_FACTOR;
+  // A dynamic backend with few tasks (none, say) keeps as many slots as a sized one would.
+  const keep = previous.length >= taskIds.length && previous.length <= Math.max(fresh, MIN_FREE_SLOTS) * SHRINK_FACTOR;
   const capacity = keep ? previous.length : fresh;
   const wanted = new Set(taskIds);
   const out: Array<string | null> = new Array(capacity).fill(null);

@@ -18,7 +18,8 @@ import { servesGroups, type AllowedDomains } from './labels.js';
 import { labelRouting, resolveHosts, withRule, type AppRouting } from './routing.js';
 import { addressing, byString, type Clock, DEFAULT_GRACE_MS, firstTaskIp, type Health, health, healthChecks, HOST, HTTP_LIKE, isObject, isRunning, type Json, mesosDnsId, normaliseAppId, objects, parseMarathonTime, portList, ready, servicePorts, stringMap } from './marathon-app.js';
 import { TemplateDataMemo, sameSlots, type SlotInput } from './template-memo.js';
-import { assignSlots, DEFAULT_SLOT_HEADROOM_PERCENT, type SlotTable } from './slots.js';
+import { assignSlots, DEFAULT_SLOT_HEADROOM_PERCENT, type SlotSizing, type SlotTable } from './slots.js';
+import { growsAtRuntime } from './dynamic-servers.js';
 import type {
   AppData,
   MarathonApp,
@@ -43,10 +44,12 @@ export interface BuildTemplateDataInput {
   graceMs?: number;
   /**
    * Server slots (see common/core/slots.ts): `previous` is the slot table of the config HAProxy runs, so
-   * tasks keep their slots; `headroomPercent` sizes new backends (HAProxy.ServerSlotHeadroom).
+   * tasks keep their slots; `headroomPercent` sizes new backends (HAProxy.ServerSlotHeadroom), except
+   * that with `dynamic` (HAProxy.DynamicServers) an app whose backends can take `add server` gets one
+   * slot per task and no spare one.
    * Without `previous`, tasks fill slots 1..n in task id order.
    */
-  slots?: { previous?: SlotTable | null; headroomPercent?: number };
+  slots?: { previous?: SlotTable | null; headroomPercent?: number; dynamic?: boolean };
   /**
    * A per-app memo kept by the caller across builds (see TemplateDataMemo): an app equal to one of
    * the previous build, with the same slots and on the same side of every time threshold, is not
@@ -175,7 +178,8 @@ function buildApp(raw: Json, index: number, clock: Clock, defaultGraceMs: number
 
   const finalTasks = tasks.map(({ health: _h, ...task }) => task);
   const byTaskId = new Map(finalTasks.map((t) => [t.Id, t]));
-  const layout = assignSlots(finalTasks.map((t) => t.Id), slots.previous?.[id], slots.headroomPercent);
+  const routing = labelRouting(labels, Math.max(1, ports.length), configChangedAt(app), id);
+  const layout = assignSlots(finalTasks.map((t) => t.Id), slots.previous?.[id], slotSizing(slots, routing));
   return {
     Id: id,
     EscapedId: id.replace(/\//g, '::'),
@@ -191,8 +195,13 @@ function buildApp(raw: Json, index: number, clock: Clock, defaultGraceMs: number
     Labels: labels,
     Tasks: finalTasks,
     Slots: layout.map((taskId, i) => ({ Index: i + 1, Task: taskId === null ? null : byTaskId.get(taskId)! })),
-    Routing: labelRouting(labels, Math.max(1, ports.length), configChangedAt(app), id),
+    Routing: routing,
   };
+}
+
+/** How an app's backends are sized: no spare slot when they grow through `add server` (see slots.ts). */
+function slotSizing(slots: SlotInput, routing: AppRouting): SlotSizing {
+  return slots.dynamic && growsAtRuntime(routing.ports) ? { dynamic: true } : slots.headroomPercent;
 }
 
 /** When the app's configuration last changed in Marathon (ms), 0 when it does not say: "earlier" in host conflicts. */
@@ -314,6 +323,7 @@ export function buildTemplateData(input: BuildTemplateDataInput): BuildTemplateD
   const slots: SlotInput = {
     previous: input.slots?.previous ?? null,
     headroomPercent: input.slots?.headroomPercent ?? DEFAULT_SLOT_HEADROOM_PERCENT,
+    dynamic: input.slots?.dynamic ?? false,
   };
   const byId = new Map<string, AppData>();
   const memo = input.memo;
@@ -343,9 +353,9 @@ export function buildTemplateData(input: BuildTemplateDataInput): BuildTemplateD
         deepFreeze(app);
         const prev = slots.previous?.[app.Id];
         const layout = app.Slots.map((x) => x.Task?.Id ?? null);
-        const again = assignSlots(app.Tasks.map((t) => t.Id), layout, slots.headroomPercent);
+        const again = assignSlots(app.Tasks.map((t) => t.Id), layout, slotSizing(slots, app.Routing));
         memo!.store(key, {
-          raw, id: app.Id, graceMs: defaultGraceMs, headroomPercent: slots.headroomPercent,
+          raw, id: app.Id, graceMs: defaultGraceMs, headroomPercent: slots.headroomPercent, dynamic: slots.dynamic,
           previousSlots: Array.isArray(prev) ? prev.slice() : undefined, stableLayout: sameSlots(again, layout) ? layout : null,
           clock: clock.log, app, warnings: own.map((w) => deepFreeze(w)),
         });

@@ -12,6 +12,8 @@ import type { SlotTable } from './slots.js';
 export interface SlotInput {
   previous: SlotTable | null | undefined;
   headroomPercent: number;
+  /** HAProxy.DynamicServers: apps that can grow through `add server` get no spare slots. */
+  dynamic: boolean;
 }
 
 /** What the memo keeps of one app: its raw input, everything else its data depended on, and the data. */
@@ -22,6 +24,7 @@ export interface AppMemo {
   id: string;
   graceMs: number;
   headroomPercent: number;
+  dynamic: boolean;
   /** A copy of `slots.previous[id]` as it was. */
   previousSlots: Array<string | null> | undefined;
   /**
@@ -71,7 +74,7 @@ export class TemplateDataMemo {
   find(key: string, raw: Json, now: number, graceMs: number, slots: SlotInput): AppMemo | undefined {
     const e = this.entries.get(key);
     if (e === undefined || e.gen === this.gen) return undefined;
-    if (e.graceMs !== graceMs || e.headroomPercent !== slots.headroomPercent) return undefined;
+    if (e.graceMs !== graceMs || e.headroomPercent !== slots.headroomPercent || e.dynamic !== slots.dynamic) return undefined;
     const previous = slots.previous?.[e.id];
     if (!sameSlots(e.previousSlots, previous) && (e.stableLayout === null || !sameSlots(e.stableLayout, previous))) return undefined;
     if (!sameAnswers(e.clock, now)) return undefined;

@@ -4,12 +4,16 @@
  * afterwards: common/core/server-state.ts), the resolver of host names, and the drainer that puts
  * servers leaving rotation into maintenance once their requests finished.
  *
- * Why slots and `set server` rather than `add server`/`del server`: HAProxy 2.6's dynamic servers
- * do not inherit `default-server` settings (`init-addr`, `inter`, ...), need their health checks
- * enabled one by one (`enable health`), can be deleted only once in maintenance with no connection
- * left, and cost about 16 times more per change (docs/bamboo-baseline.md: ~8,000/s against ~133,000/s for
- * batched `set server`). Slots are plain config servers: checks, `ssl` and every default apply, and
- * a reload or restart rebuilds exactly the same servers from the file.
+ * Slots and `set server` first, `add server` when a backend outgrows them: a slot is a plain config
+ * server (checks, `ssl` and every default apply, and a reload or restart rebuilds exactly the same
+ * servers from the file), and `set server` costs about 16 times less per change
+ * (docs/bamboo-baseline.md: ~133,000/s batched against ~8,000/s). HAProxy 2.6's dynamic servers take
+ * no `default-server` settings, need their health checks enabled one by one (`enable health`) and
+ * refuse some options and balance algorithms (common/core/dynamic-servers.ts says which); with
+ * HAProxy.DynamicServers the worker adds them with the options the config would give them and
+ * writes the same lines into the file, so a reload or restart builds them as plain servers. Servers
+ * are never deleted at runtime: a task's server that goes away is drained into maintenance and kept
+ * as a free slot until a reload re-sizes the backend.
  *
  * Server state across reloads: before a reload the worker saves `show servers state` to the
  * `server-state-file`, keeping only servers whose line is the same in the running and the new config
@@ -30,8 +34,8 @@ import { monotonicNow } from '../../pacing.js';
 /** HAProxy's CLI reads one line per request into a buffer (tune.bufsize, 16 KiB by default). */
 const MAX_LINE = 8000;
 
-/** Answers of `set server` that mean it worked (2.6 wording); anything else is an error. */
-const OK_ANSWER = /changed from|no need to change|health check port updated|by 'stats socket command'|^$/;
+/** Answers of `set server`, `add server` and `enable health` that mean it worked (2.6 wording); anything else is an error. */
+const OK_ANSWER = /changed from|no need to change|health check port updated|by 'stats socket command'|^New server registered\.$|^$/;
 
 export class RuntimeError extends Error {
   override name = 'RuntimeError';
@@ -74,7 +78,7 @@ export class RuntimeApi {
     return answer;
   }
 
-  /** Sends `set server` commands; rejects with the first answer that is not a success. */
+  /** Sends `set server` (and `add server`, `enable health`) commands; rejects with the first answer that is not a success. */
   async setServers(commands: readonly string[]): Promise<void> {
     if (commands.length === 0) return;
     const answer = await this.send(commands);
