@@ -142,6 +142,8 @@ export function buildProgram(): Command {
           templateFile: templatePath,
           settings: haproxySettings(cfg),
           now: opts.now ? Number(opts.now) : Date.now(),
+          // Slots as a managed worker sizes them at start (no previous layout).
+          slots: { headroomPercent: cfg.HAProxy.ServerSlotHeadroom, dynamic: cfg.HAProxy.RuntimeApi && cfg.HAProxy.DynamicServers },
         });
         for (const w of result.warnings) log.warn(w, 'skipped');
         process.stdout.write(result.text);

@@ -194,7 +194,9 @@ export const SCHEMA: readonly FieldSpec[] = [
   { key: 'HAProxy.RuntimeApi', type: 'boolean', default: true, env: 'HAPROXY_RUNTIME_API', used: 'worker',
     doc: 'Apply changes that touch only servers (task started, killed, moved, health flipped) through the admin socket, without a reload; anything else reloads. Managed mode uses the admin socket always; command mode only when HAProxy.AdminSocket is set. A failed or unverified runtime change falls back to a reload.' },
   { key: 'HAProxy.ServerSlotHeadroom', type: 'integer', default: 50, env: 'HAPROXY_SERVER_SLOT_HEADROOM', min: 0, max: 1000, used: 'worker',
-    doc: 'Spare server slots per backend, in percent of its tasks: a backend gets tasks + max(2, ceil(tasks * headroom/100)) slots (3 tasks: 5), and keeps them while its tasks fit and they are at most 4 times that. A scale beyond the slots reloads (and re-sizes). Every slot is a server HAProxy builds on each reload and check: more headroom turns more deployments into runtime changes and makes every reload slower (docs/templates.md, "Cost of validation").' },
+    doc: 'Spare server slots per backend that cannot add servers at runtime (every backend when HAProxy.DynamicServers is off), in percent of its tasks: a backend gets tasks + max(2, ceil(tasks * headroom/100)) slots (3 tasks: 5), and keeps them while its tasks fit and they are at most 4 times that. A scale beyond the slots reloads (and re-sizes). Every slot is a server HAProxy builds on each reload and check: more headroom turns more deployments into runtime changes and makes every reload slower (docs/templates.md, "Cost of validation").' },
+  { key: 'HAProxy.DynamicServers', type: 'boolean', default: true, env: 'HAPROXY_DYNAMIC_SERVERS', used: 'worker',
+    doc: 'With the Runtime API on: a task beyond its backend\'s slots is added with `add server` (HAProxy 2.6 dynamic servers, with the options the config gives its line) instead of a reload, and the same line is written into the config so a reload or restart keeps it. Backends that can take it (no STICKY, a balance of roundrobin, leastconn, first or random) then get one server line per task and no spare slot; the others keep HAProxy.ServerSlotHeadroom. Servers are never deleted at runtime: a task that goes away leaves a free slot until a reload re-sizes the backend. Off: every backend gets spare slots and a scale beyond them reloads (docs/worker.md, "Dynamic servers").' },
   { key: 'HAProxy.DrainTimeoutMs', type: 'integer', default: 10000, env: 'HAPROXY_DRAIN_TIMEOUT_MS', min: 0, max: 600000, used: 'worker',
     doc: 'A server leaving rotation at runtime is drained (no new requests) and put in maintenance once its requests in flight finish, or after this long.' },
   { key: 'HAProxy.ServerStateFile', type: 'string', default: '', env: 'HAPROXY_SERVER_STATE_FILE', used: 'worker',
@@ -278,7 +280,7 @@ export interface Config {
     ValidateBeforeReload: boolean;
     PassEnv: string; RuntimeDir: string; HttpBind: string; StatsBind: string;
     StatsUser: string; StatsPassword: string; AdminSocket: string; BindOptions: string; TcpPortRange: string;
-    RuntimeApi: boolean; ServerSlotHeadroom: number; DrainTimeoutMs: number; ServerStateFile: string;
+    RuntimeApi: boolean; ServerSlotHeadroom: number; DynamicServers: boolean; DrainTimeoutMs: number; ServerStateFile: string;
     PrometheusExporter: boolean; HttpsBind: string; CertDir: string; DefaultCert: string; HstsMaxAge: number; CertRescanMs: number;
   };
   Worker: {

@@ -53,6 +53,8 @@ export class Applier {
   readonly drainer: Drainer | null = null;
   /** Runtime changes that failed or did not verify and fell back to a reload. */
   runtimeFallbacks = 0;
+  /** Servers added with `add server` by runtime changes that verified. */
+  serversAdded = 0;
   /** The last runtime failure (null: none since start). */
   lastRuntimeError: { at: number; reason: string } | null = null;
   /**
@@ -129,6 +131,7 @@ export class Applier {
         // is off the path to traffic.
         await this.dropServerState(keys);
         drains = rp.drains;
+        this.serversAdded += rp.added.length;
       });
     } catch (err) {
       const reason = (err as Error).message;

@@ -214,6 +214,8 @@ export async function runWorker(cfg: Readonly<Config>, log: Logger, opts: Worker
     runtime,
     serverStateFile: settings.ServerStateFile,
     slotHeadroomPercent: cfg.HAProxy.ServerSlotHeadroom,
+    // Dynamic servers need the Runtime API: without it a backend without spare slots reloads to grow.
+    dynamicServers: !!runtime?.enabled && cfg.HAProxy.DynamicServers,
     tcpPortRange: parsePortRange(cfg.HAProxy.TcpPortRange) ?? undefined,
     routing: { allowedDomains: parseAllowedDomains(cfg.Labels.AllowedDomains), groups },
     // Command mode does not control the reload: validate first there, and where the operator asks.

@@ -175,7 +175,7 @@ export interface ReconcilerStatus {
    */
   reloads: { wait: ReloadWait | null; deferred: number; oldGenerations: number | null };
   /** Runtime API changes that fell back to a reload, the last failure, servers draining. */
-  runtime: { fallbacks: number; lastError: { at: number; reason: string } | null; draining: number };
+  runtime: { fallbacks: number; lastError: { at: number; reason: string } | null; draining: number; serversAdded: number };
 }
 
 /** Why a new config applies, for the outcome's reason: what changed since the model HAProxy ran. */

@@ -36,6 +36,8 @@ export interface PlannerOptions {
   commandTimeoutMs: number;
   /** HAProxy.ServerSlotHeadroom (percent). */
   slotHeadroomPercent?: number;
+  /** HAProxy.DynamicServers with the Runtime API on: backends grow through `add server`, without spare slots. */
+  dynamicServers?: boolean;
   /** HAProxy.TcpPortRange: ports apps may bind (default: any; the edge's ports and clashes are refused regardless). */
   tcpPortRange?: PortRange;
   /**
@@ -92,7 +94,7 @@ export class Planner {
   private async planRounds(desired: DesiredState, running: RunningModel | null, allowRuntime: boolean, stages: StageTimes): Promise<Plan> {
     const services: Record<string, ServiceRecord> = {};
     for (const [id, stored] of desired.rules) services[id] = stored.record;
-    const slots = { previous: running?.slots ?? null, headroomPercent: this.o.slotHeadroomPercent };
+    const slots = { previous: running?.slots ?? null, headroomPercent: this.o.slotHeadroomPercent, dynamic: this.o.dynamicServers };
     const { data: full, warnings } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services, now: Date.now(), slots, memo: this.dataMemo, routing: this.routing(running) }));
     if (warnings.length) this.o.log.debug({ warnings: warnings.slice(0, 20), count: warnings.length }, 'template data warnings');
 
@@ -131,7 +133,7 @@ export class Planner {
       let notRuntime: string | null = null;
       if (allowRuntime && running) {
         const runningText = running.text;
-        const diff = await stages.timed('runtime', () => diffConfigs(runningText, rendered.text));
+        const diff = await stages.timed('runtime', () => diffConfigs(runningText, rendered.text, { dynamic: this.o.dynamicServers }));
         if (diff.runtime) {
           // Only servers differ from the config in force: as above.
           if (suspects.size > 0) this.o.memory.remember(full, [...suspects.values()]);
@@ -220,14 +222,14 @@ export class Planner {
    * `runtime` plan when that differs from the running config only in servers, else null.
    */
   async heldRuntime(desired: DesiredState, running: RunningModel & { data: TemplateData }, stages: StageTimes): Promise<RuntimePlan | null> {
-    const slots = { previous: running.slots, headroomPercent: this.o.slotHeadroomPercent };
+    const slots = { previous: running.slots, headroomPercent: this.o.slotHeadroomPercent, dynamic: this.o.dynamicServers };
     const { data: full } = await stages.timed('build', () => buildTemplateData({ apps: desired.apps, services: running.data.Services, now: Date.now(), slots, memo: this.dataMemo, routing: this.routing(running) }));
     const quarantine = new Map(running.quarantined.map((q) => [q.appId, q]));
     const data = quarantine.size === 0 ? full : withFallbacks(full, quarantine, this.goodRules(running));
     const rendered = await stages.timed('render', () => this.o.renderer.render(data, this.o.settings));
     const hash = await sha256(rendered.text);
     if (hash === running.hash) return null;
-    const diff = await stages.timed('runtime', () => diffConfigs(running.text, rendered.text));
+    const diff = await stages.timed('runtime', () => diffConfigs(running.text, rendered.text, { dynamic: this.o.dynamicServers }));
     if (!diff.runtime) return null;
     return {
       kind: 'runtime', text: rendered.text, hash, data, origins: rendered.origins, quarantined: running.quarantined,

@@ -151,7 +151,7 @@ export class Reconciler extends EventEmitter {
       busy: this.pacer.busy,
       lastReadSnapshotVersion: this.lastReadSnapshotVersion,
       reloads: { wait: this.slot.wait, deferred: this.slot.deferred, oldGenerations: this.slot.oldGenerations },
-      runtime: { fallbacks: this.applier.runtimeFallbacks, lastError: this.applier.lastRuntimeError, draining: this.applier.drainer?.size ?? 0 },
+      runtime: { fallbacks: this.applier.runtimeFallbacks, lastError: this.applier.lastRuntimeError, draining: this.applier.drainer?.size ?? 0, serversAdded: this.applier.serversAdded },
     };
   }
 

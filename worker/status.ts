@@ -43,6 +43,8 @@ export interface StatusView extends WorkerStatus {
     fallbacks: number;
     lastError: { at: number; reason: string } | null;
     draining: number;
+    /** Servers added with `add server` (HAProxy.DynamicServers) since the worker started. */
+    serversAdded: number;
     /** How the config in force was applied last. */
     lastAppliedVia: 'reload' | 'runtime' | null;
   };

@@ -89,11 +89,13 @@ export function renderFromFiles(opts: {
   templateFile?: string;
   settings: HAProxySettings;
   now: number;
+  /** Slot sizing as the worker's (HAProxy.ServerSlotHeadroom, HAProxy.DynamicServers); default: spare slots everywhere. */
+  slots?: { headroomPercent?: number; dynamic?: boolean };
 }): { text: string; warnings: Warning[] } {
   if (typeof opts.now !== 'number' || !Number.isFinite(opts.now)) fail('now must be a number of ms since the epoch');
   const apps = appsFromJson(opts.appsJson);
   const services = servicesFromJson(opts.servicesJson);
-  const { data, warnings } = buildTemplateData({ apps, services, now: opts.now });
+  const { data, warnings } = buildTemplateData({ apps, services, now: opts.now, slots: opts.slots });
   const result = renderOnce(opts.templateText, data, opts.settings, { filename: opts.templateFile });
   return { text: result.text, warnings };
 }

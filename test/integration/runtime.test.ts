@@ -2,18 +2,16 @@ import { expect } from 'chai';
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { haproxySettings } from '../../common/config-views.js';
-import { parseShowProc } from '../../common/core/reload-alerts.js';
 import { cliCommand } from '../../common/adapters/haproxy/master-cli.js';
-import { nullMetrics, type Metrics } from '../../common/adapters/statsd/metrics.js';
-import { inMaintenance, outOfRotation, parseServersState, type ServerState } from '../../common/core/server-state.js';
-import { parseServerLine, serverLines } from '../../common/core/config-diff.js';
-import { managedPaths, runWorker, type WorkerHandle } from '../../worker/main.js';
-import type { ApplyOutcome } from '../../worker/outcome.js';
+import { nullMetrics } from '../../common/adapters/statsd/metrics.js';
+import { inMaintenance, outOfRotation } from '../../common/core/server-state.js';
+import { serverLines } from '../../common/core/config-diff.js';
 import { createServer } from 'node:http';
-import { httpGet, startBackend, type Backend } from '../../harness/http.js';
-import { sleep, waitFor, type Started } from '../../harness/process.js';
+import { httpGet, type Backend } from '../../harness/http.js';
+import { sleep, waitFor } from '../../harness/process.js';
 import { startWrk, stopWrk } from '../support/wrk.js';
-import { FakeApi, marathonApp, testLogger, testSetup, workerConfig, type TestSetup } from '../worker-fixtures.js';
+import { runtimeStack } from '../support/runtime-stack.js';
+import { marathonApp, testLogger, testSetup, workerConfig } from '../worker-fixtures.js';
 
 // Task churn through HAProxy's Runtime API, against the real thing: a managed HAProxy 2.6, real
 // ZooKeeper and ZeroMQ, real HTTP backends and wrk load.
@@ -32,87 +30,7 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
   });
 
-  async function fakeApi(s: TestSetup): Promise<FakeApi> {
-    const api = await new FakeApi(s).start();
-    cleanups.push(() => api.close());
-    return api;
-  }
-
-  async function backends(n: number, prefix = 'task'): Promise<Backend[]> {
-    const out = await Promise.all(Array.from({ length: n }, (_, i) => startBackend(`${prefix}-${i}`)));
-    cleanups.push(() => Promise.all(out.map((b) => b.close())));
-    return out;
-  }
-
-  async function worker(s: TestSetup, overrides: Record<string, string | number | boolean> = {}, metrics?: Metrics): Promise<WorkerHandle> {
-    const w = await runWorker(
-      workerConfig(s, { 'HAProxy.DrainTimeoutMs': 1000, 'Worker.MinReloadIntervalMs': 50, ...overrides }),
-      log,
-      { bind: '127.0.0.1:0', retryInitialMs: 200, metrics },
-    );
-    cleanups.push(() => w.close());
-    return w;
-  }
-
-  function loads(): Started[] {
-    const started: Started[] = [];
-    cleanups.push(async () => {
-      for (const l of started) await l.stop('SIGKILL');
-    });
-    return started;
-  }
-
-  /** The app's tasks on the given backends, with stable task ids (task-<backend index>). */
-  function web(tasks: Backend[], extra: Record<string, unknown> = {}): Record<string, unknown> {
-    return marathonApp('/web', tasks.map((b) => ({ port: b.port, id: `web.${b.name}` })), extra);
-  }
-
-  /** The master's reload count (`show proc` on the master CLI). */
-  async function masterReloads(s: TestSetup): Promise<number> {
-    const info = parseShowProc(await cliCommand(managedPaths(workerConfig(s)).masterSocket, 'show proc'));
-    if (!info) throw new Error('no answer from the master CLI');
-    return info.reloads;
-  }
-
-  function adminSocket(s: TestSetup): string {
-    return haproxySettings(workerConfig(s) as never).AdminSocket;
-  }
-
-  async function serversState(s: TestSetup, backend: string, socket = adminSocket(s)): Promise<Map<string, ServerState>> {
-    return parseServersState(await cliCommand(socket, `show servers state ${backend}`));
-  }
-
-  /** Resolves once the worker runs this snapshot version and is idle. */
-  async function applied(w: WorkerHandle, version: number, label: string): Promise<void> {
-    await waitFor(() => (w.reconciler.running?.snapshotVersion ?? -1) >= version && !w.reconciler.busy, label, 20000, 2);
-  }
-
-  function outcomes(w: WorkerHandle): ApplyOutcome[] {
-    const seen: ApplyOutcome[] = [];
-    w.reconciler.on('outcome', (o: ApplyOutcome) => seen.push(o));
-    return seen;
-  }
-
-  /** HAProxy's servers agree with haproxy.cfg: enabled lines in rotation at their address, disabled ones in maintenance. */
-  async function expectStateMatchesFile(s: TestSetup, backend: string, socket = adminSocket(s)): Promise<number> {
-    const states = await serversState(s, backend, socket);
-    const lines = [...serverLines(readFileSync(s.outputPath, 'utf8'))].filter(([k]) => k.startsWith(`${backend}/`));
-    expect(lines.length).to.be.greaterThan(0);
-    let enabled = 0;
-    for (const [key, line] of lines) {
-      const spec = parseServerLine(`    ${line}`)!;
-      const st = states.get(key);
-      expect(st, `${key} in show servers state`).to.not.equal(undefined);
-      if (spec.disabled) {
-        expect(inMaintenance(st!), `${key} (disabled in the file) is in maintenance`).to.equal(true);
-      } else {
-        enabled++;
-        expect(outOfRotation(st!), `${key} (enabled in the file) is in rotation`).to.equal(false);
-        expect(`${st!.addr}:${st!.port}`, key).to.equal(`${spec.host}:${spec.port}`);
-      }
-    }
-    return enabled;
-  }
+  const { fakeApi, backends, worker, loads, web, masterReloads, adminSocket, serversState, applied, outcomes, expectStateMatchesFile } = runtimeStack(cleanups, log);
 
   it('scales an app from 3 to 10 tasks and back under wrk load with no reload and no failed request', async () => {
     const s = await testSetup();
@@ -268,7 +186,7 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     const s = await testSetup();
     const api = await fakeApi(s);
     const tasks = await backends(5);
-    // 3 tasks get 5 slots: the scale to 5 fits them.
+    // 3 tasks get 3 slots (HAProxy.DynamicServers): the scale to 5 adds two servers at runtime.
     let version = await api.setApps([web(tasks.slice(0, 3))]);
     const w = await worker(s);
     await applied(w, version, 'the first config');
@@ -300,7 +218,8 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     const api = await fakeApi(s);
     const tasks = await backends(3);
     let version = await api.setApps([web(tasks.slice(0, 2))]);
-    const w = await worker(s);
+    // Spare slots, so that the new task takes a slot that was free and the freed one stays free.
+    const w = await worker(s, { 'HAProxy.DynamicServers': false });
     await applied(w, version, 'the first config');
     // slot-1 holds task-0 and keeps it (an operator put it in maintenance); task-1 goes and task-2
     // takes a slot that was free, in the same reload as a rule edit.
@@ -377,12 +296,12 @@ describe('runtime changes (Runtime API, managed HAProxy, real load)', function (
     expect(readFileSync(haproxySettings(workerConfig(s) as never).ServerStateFile, 'utf8')).to.equal('1\n');
   });
 
-  it('reloads when the tasks outgrow their slots, and the bigger backend takes the next scale at runtime', async () => {
+  it('with HAProxy.DynamicServers off: reloads when the tasks outgrow their slots, and the bigger backend takes the next scale at runtime', async () => {
     const s = await testSetup();
     const api = await fakeApi(s);
     const tasks = await backends(10);
     let version = await api.setApps([web(tasks.slice(0, 1))]);
-    const w = await worker(s);
+    const w = await worker(s, { 'HAProxy.DynamicServers': false });
     await applied(w, version, 'the first config');
     expect([...serverLines(readFileSync(s.outputPath, 'utf8')).keys()].filter((k) => k.startsWith('::web-cluster/'))).to.have.length(3);
 

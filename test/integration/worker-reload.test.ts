@@ -162,14 +162,14 @@ describe('worker: the managed reload is the validation (real ZooKeeper, ZeroMQ, 
     expect((await route(s, '/bad/x'))?.body).to.match(/^bad/);
   });
 
-  it('gives a backend its tasks plus 2 spare slots, saves no spare slot in the server-state file, and keeps the servers through a reload and a restart', async () => {
+  it('with HAProxy.DynamicServers off, gives a backend its tasks plus 2 spare slots, saves no spare slot in the server-state file, and keeps the servers through a reload and a restart', async () => {
     const s = await testSetup();
     const api = await fakeApi(s);
     const a = await backend('a');
     const b = await backend('b');
     const other = await backend('other');
     await api.setApps([marathonApp('/web', [{ port: a.port }, { port: b.port }])]);
-    const w = await worker(s, {});
+    const w = await worker(s, { 'HAProxy.DynamicServers': false });
     await waitFor(async () => (await route(s, '/web'))?.body.match(/^(a|b) /), 'traffic to /web');
     await w.reconciler.whenIdle();
     const settings = haproxySettings(workerConfig(s) as never);
