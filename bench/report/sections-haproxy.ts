@@ -42,9 +42,10 @@ export function structuralSection(r: BenchResults): string {
   if (!res) return out.join('\n');
   out.push(
     '',
-    'Changes that need a reload, through the whole stack (`bamboo demo`\'s processes, managed HAProxy), by two paths side by side: ' +
-      'the default, where the master\'s reload is the validation (one HAProxy parse; `haproxy -c` only after a refusal, to find the app), ' +
-      'and `HAProxy.ValidateBeforeReload=true`, `haproxy -c` before every reload (two parses; the path before issue 20). ' +
+    'Changes that need a reload, through the whole stack (`bamboo demo`\'s processes, managed HAProxy), by the paths side by side: ' +
+      'the default, where the master\'s reload is the validation (one HAProxy parse; `haproxy -c` only after a refusal, to find the app) and a backend has one `server` line per task (HAProxy.DynamicServers: a task beyond them is added with `add server`); ' +
+      'the same with `HAProxy.DynamicServers=false`, every backend with spare slots (the default before dynamic servers); ' +
+      'and `HAProxy.ValidateBeforeReload=true` with spare slots, `haproxy -c` before every reload (two parses; the path before issue 20). ' +
       'Each path runs its own stack of the same size and the samples alternate between them. A new app: a Marathon deployment of one task on a fresh local server, ' +
       'timed from the simulator\'s deployment until HAProxy answers from that server at the app\'s path. A rule edit: a PUT of a host rule through the REST API until HAProxy routes the host. ' +
       'Target (issue 20): at most half of the original Bamboo\'s time for a new app (158 ms / 399 ms / 4.5 s at 100 / 1,000 / 10,000 apps, [bamboo-baseline.md](bamboo-baseline.md)). ' +

@@ -1,9 +1,12 @@
 /**
- * Scenario: structural changes (those that need a reload) -> routed, in managed mode, by two paths
+ * Scenario: structural changes (those that need a reload) -> routed, in managed mode, by three paths
  * side by side in the same run:
- * - `reload`: the default, where the master's reload is the validation (one HAProxy parse);
- * - `validate-first`: HAProxy.ValidateBeforeReload=true, `haproxy -c` before every reload (two parses),
- *   the path before issue 20.
+ * - `reload`: the default, where the master's reload is the validation (one HAProxy parse) and
+ *   backends have one server line per task (HAProxy.DynamicServers: growth by `add server`);
+ * - `spare-slots`: the same with HAProxy.DynamicServers=false, every backend with spare slots (3 tasks:
+ *   5 server lines), the default before dynamic servers;
+ * - `validate-first`: HAProxy.ValidateBeforeReload=true, `haproxy -c` before every reload (two parses)
+ *   and spare slots, the path before issue 20.
  * Each path gets its own demo stack of the same size (bench/lib/stack.ts); samples alternate between
  * the two, so both see the same machine load. A sample is either a new Marathon app (one task on a
  * fresh local HTTP server), timed from the simulator's deployment until HAProxy answers from that
@@ -30,7 +33,8 @@ export function structuralParams(ctx: Ctx): StructuralParams {
 /** The two paths compared, with the settings that select them. */
 export const PATHS = [
   { name: 'reload', label: 'the reload is the validation (default)', env: {} },
-  { name: 'validate-first', label: '`haproxy -c` first (HAProxy.ValidateBeforeReload=true)', env: { HAPROXY_VALIDATE_BEFORE_RELOAD: 'true' } },
+  { name: 'spare-slots', label: 'spare slots, no dynamic servers (HAProxy.DynamicServers=false)', env: { HAPROXY_DYNAMIC_SERVERS: 'false' } },
+  { name: 'validate-first', label: '`haproxy -c` first, spare slots (HAProxy.ValidateBeforeReload=true, DynamicServers=false)', env: { HAPROXY_VALIDATE_BEFORE_RELOAD: 'true', HAPROXY_DYNAMIC_SERVERS: 'false' } },
 ] as const;
 
 async function routedWhen(url: string, want: (status: number, body: string) => boolean, host?: string, timeoutMs = 60000): Promise<number> {

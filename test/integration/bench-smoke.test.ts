@@ -69,10 +69,10 @@ describe('benchmark suite (smoke run of every scenario)', function () {
     }
   });
 
-  it('structural: a new app and a rule edit -> routed by both paths, with stages and HAProxy lines per reload', () => {
+  it('structural: a new app and a rule edit -> routed by each path, with stages, server lines and HAProxy lines per reload', () => {
     const r = scenarios.structural.result as { sizes: Array<{ apps: number; paths: Json[] }> };
     expect(r.sizes).to.have.length(1);
-    expect(r.sizes[0].paths.map((p) => p.path)).to.deep.equal(['reload', 'validate-first']);
+    expect(r.sizes[0].paths.map((p) => p.path)).to.deep.equal(['reload', 'spare-slots', 'validate-first']);
     for (const p of r.sizes[0].paths) {
       expectSummary(p.newAppToRoutedMs, `${p.path} newAppToRoutedMs`, 2);
       expectSummary(p.ruleEditToRoutedMs, `${p.path} ruleEditToRoutedMs`, 2);
@@ -83,7 +83,11 @@ describe('benchmark suite (smoke run of every scenario)', function () {
     }
     // Only the validate-first path runs haproxy -c before its reloads.
     expect((r.sizes[0].paths[0].ruleStagesMs as Json).validate, 'validate stage of the default path').to.equal(undefined);
-    expect((r.sizes[0].paths[1].ruleStagesMs as Json).validate, 'validate stage of validate-first').to.be.an('object');
+    expect((r.sizes[0].paths[2].ruleStagesMs as Json).validate, 'validate stage of validate-first').to.be.an('object');
+    // Dynamic servers (the default): one server line per task; spare slots: more.
+    const [dynamic, spare] = r.sizes[0].paths.map((p) => p.serverLines as number);
+    expect(dynamic, 'server lines of the default path').to.be.above(0);
+    expect(spare, 'server lines with spare slots').to.be.above(dynamic);
   });
 
   it('reloadcost: HAProxy check and reload costs, state file and output lines, before and after', () => {
