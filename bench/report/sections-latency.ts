@@ -20,10 +20,11 @@ export function renderSection(r: BenchResults): string {
         `(${res.sizes[0].runtime}), so the peak RSS is that size's alone (it includes the runtime itself: "baseline" is the RSS before any work). ` +
         '"Cold" is a fresh renderer (empty memo); "one-app change" is a warm renderer after one app\'s tasks moved, the way the worker gets it from a hint\'s delta (template data built again with the worker\'s per-app memo, the unchanged apps being the objects of the last build, then render); "without a delta" is the same change when the worker reads the snapshot from ZooKeeper instead (a big deployment, a missed hint: only the apps whose text changed since its last read are parsed, the others are that read\'s objects, which the memo recognises; the parse itself is the read stage, not counted here); ' +
         '"render + validate" adds `haproxy -c` on the output. `haproxy -c` is timed with the config at two path lengths, because HAProxy\'s parse time depends on it ([bamboo-baseline.md](bamboo-baseline.md)); ' +
-        `${pathKeys[0].replace('path', '')} characters is the length of /etc/haproxy/haproxy.cfg, the production default.`,
+        `${pathKeys[0].replace('path', '')} characters is the length of /etc/haproxy/haproxy.cfg, the production default. ` +
+        'Backends are sized as the worker sizes them by default (HAProxy.DynamicServers: one `server` line per task); the last `haproxy -c` column is the same apps with spare slots (3 tasks: 5 lines, `HAProxy.DynamicServers=false`), checked alternately with the first.',
       '',
       table(
-        ['Apps', 'Output', 'Build template data', 'Cold render', 'One-app change: build + render (without a delta)', 'Blocks re-rendered', 'Unchanged re-render', ...pathKeys.map((k) => `\`haproxy -c\`, ${k.replace('path', '')}-char path`), 'Render + validate: change / cold', 'Peak RSS (baseline)', 'Bamboo: `haproxy -c` / event -> cfg / peak RSS'],
+        ['Apps', 'Output', 'Build template data', 'Cold render', 'One-app change: build + render (without a delta)', 'Blocks re-rendered', 'Unchanged re-render', ...pathKeys.map((k) => `\`haproxy -c\`, ${k.replace('path', '')}-char path`), '`haproxy -c` with spare slots (server lines)', 'Render + validate: change / cold', 'Peak RSS (baseline)', 'Bamboo: `haproxy -c` / event -> cfg / peak RSS'],
         res.sizes.map((s) => [
           num(s.apps),
           `${num(s.outputBytes / 1e6, 2)} MB`,
@@ -33,6 +34,7 @@ export function renderSection(r: BenchResults): string {
           String(s.oneAppChangeMaxBlocksRendered),
           med(s.unchangedRerenderMs),
           ...pathKeys.map((k) => med(s.haproxyCheckMs[k])),
+          s.spareSlots ? `${med(s.spareSlots.haproxyCheckMs)} (${num(s.spareSlots.serverLines)}; ${num(s.serverLines ?? NaN)} without)` : 'n/a',
           `${ms(s.oneAppChangeRenderValidateMs.median)} / ${ms(s.coldBuildRenderValidateMs.median)}`,
           `${num(s.peakRssMB)} MB (${num(s.baselineRssMB)} MB)`,
           `${BAMBOO.check[s.apps] ?? 'n/a'} / ${BAMBOO.eventToCfg[s.apps] ?? 'n/a'} / ${BAMBOO.peakRss[s.apps] ?? 'n/a'}`,

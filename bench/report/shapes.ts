@@ -20,6 +20,8 @@ export interface RenderSize {
   configPathChars: number[];
   coldBuildRenderValidateMs: Summary;
   oneAppChangeRenderValidateMs: Summary;
+  /** The same apps with spare slots (HAProxy.DynamicServers=false), checked alternately (older results lack it). */
+  spareSlots?: { serverLines: number; haproxyCheckMs: Summary };
   baselineRssMB: number;
   peakRssMB: number;
   runtime: string;

@@ -107,7 +107,9 @@ export function misses(r: BenchResults): string {
       `- **10,000 apps rendered + validated in ${ms(big.oneAppChangeRenderValidateMs.median)}** (target ${TARGETS.render10kMs} ms): build ${ms(big.oneAppChangeBuildAndRenderMs.median - big.oneAppChangeRenderMs.median)} + render ${ms(big.oneAppChangeRenderMs.median)} + \`haproxy -c\` ${ms(check?.median)}. ` +
         `The render is incremental (${big.oneAppChangeMaxBlocksRendered} blocks re-rendered; an unchanged re-render costs ${ms(big.unchangedRerenderMs.median)}) and so is the build (the worker's per-app memo rebuilds only the changed app: ${ms(big.oneAppChangeBuildAndRenderMs.median - big.oneAppChangeRenderMs.median)} with a hint's delta${big.oneAppChangeFreshReadBuildAndRenderMs ? `, ${ms(big.oneAppChangeFreshReadBuildAndRenderMs.median - big.oneAppChangeRenderMs.median)} when it reads the snapshot instead (apps unchanged since its last read reused)` : ''}); HAProxy's own parse of a ${num(big.outputBytes / 1e6, 1)} MB file is what remains (docs/templates.md, "Cost of validation", counts where its instructions go)` +
         (big.serverLines
-          ? `: ${num(big.serverLines)} \`server\` lines for ${num(big.apps * 3)} tasks (${num(big.disabledServerLines ?? 0)} of them disabled spare slots that let task churn go through the Runtime API), so validation parses ${num(big.serverLines / (big.apps * 3), 1)} times the servers Bamboo's config had.`
+          ? big.disabledServerLines
+            ? `: ${num(big.serverLines)} \`server\` lines for ${num(big.apps * 3)} tasks (${num(big.disabledServerLines)} of them disabled spare slots that let task churn go through the Runtime API), so validation parses ${num(big.serverLines / (big.apps * 3), 1)} times the servers Bamboo's config had.`
+            : `: ${num(big.serverLines)} \`server\` lines for ${num(big.apps * 3)} tasks, one per task as in Bamboo's config (HAProxy.DynamicServers: no spare slot), so what is left is HAProxy's parse of the routing rules and servers themselves.`
           : '.'),
     );
   }
@@ -188,10 +190,14 @@ export function misses(r: BenchResults): string {
     const worst = Math.max(p.newAppToRoutedMs.median, p.ruleEditToRoutedMs.median);
     if (worst <= b / 2) continue;
     const reload = p.ruleStagesMs.reload?.median;
+    const spare = sz.paths.find((x) => x.path === 'spare-slots');
+    const dynamic = spare?.newAppToRoutedMs.n
+      ? `Dynamic servers took the file from ${num(spare.serverLines)} to ${num(p.serverLines)} server lines (one per task) and these times from ${ms(spare.newAppToRoutedMs.median)} / ${ms(spare.ruleEditToRoutedMs.median)} with spare slots in the same run. `
+      : '';
     notes.push(
       `- **A new app / a rule edit -> routed at ${num(sz.apps)} apps in ${ms(p.newAppToRoutedMs.median)} / ${ms(p.ruleEditToRoutedMs.median)}** (target ${ms(b / 2)}, half of Bamboo's ${ms(b)}): ` +
-        `one HAProxy parse per change now (section 7: the median reload stage of a rule edit is ${ms(reload)}; the rest is the worker's other stages and, for a new app, the api's event -> hint). ` +
-        "What remains is HAProxy 2.6 loading the whole config on every reload; what would close it is not reloading: rule edits of a host or path shape through a map edited over the Runtime API and new apps into pre-rendered spare backends (HAProxy 2.6 cannot add a backend at run time), or dynamic servers (`add server`) so the file holds only the tasks that exist.",
+        `one HAProxy parse per change now (section 7: the median reload stage of a rule edit is ${ms(reload)}; the rest is the worker's other stages and, for a new app, the api's event -> hint). ${dynamic}` +
+        "What remains is HAProxy 2.6 loading the whole config on every reload; what would close it is not reloading: rule edits of a host or path shape through a map edited over the Runtime API, and new apps into pre-rendered spare backends (HAProxy 2.6 cannot add a backend at run time); neither is built.",
     );
   }
   const fetchRows = result<{ rows: FetchRow[] }>(r.scenarios.fetch)?.rows ?? [];

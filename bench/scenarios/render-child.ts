@@ -25,6 +25,8 @@ const TEMPLATE_PATH = join(ROOT, 'templates', 'haproxy.cfg.liquid');
 const NOW = Date.parse('2024-01-01T00:00:00Z');
 const STARTED = '2023-12-31T00:00:00.000Z';
 const TASKS_PER_APP = 3;
+/** Slots as the worker sizes them by default (HAProxy.DynamicServers): one server line per task. */
+const SLOTS = { dynamic: true };
 /** The length of /etc/haproxy/haproxy.cfg, the production default, which docs/bamboo-baseline.md found slow. */
 const SHORT_PATH_CHARS = 24;
 
@@ -115,8 +117,8 @@ function main(): void {
   const svc = services(n);
 
   const buildMs: number[] = [];
-  let built = buildTemplateData({ apps, services: svc, now: NOW });
-  for (let r = 0; r < runs; r++) buildMs.push(time(() => (built = buildTemplateData({ apps, services: svc, now: NOW }))));
+  let built = buildTemplateData({ apps, services: svc, now: NOW, slots: SLOTS });
+  for (let r = 0; r < runs; r++) buildMs.push(time(() => (built = buildTemplateData({ apps, services: svc, now: NOW, slots: SLOTS }))));
 
   const parseMs: number[] = [];
   const coldMs: number[] = [];
@@ -137,11 +139,11 @@ function main(): void {
   const renderer = createRenderer(templateText);
   const memo = new TemplateDataMemo();
   let held = JSON.parse(JSON.stringify(apps)) as unknown[];
-  renderer.render(buildTemplateData({ apps: held, services: svc, now: NOW, memo }).data, SETTINGS);
+  renderer.render(buildTemplateData({ apps: held, services: svc, now: NOW, memo, slots: SLOTS }).data, SETTINGS);
   const freshRenderer = createRenderer(templateText);
   const freshMemo = new TemplateDataMemo();
   let lastRead = parseAppsArrayText(JSON.stringify(apps))!;
-  freshRenderer.render(buildTemplateData({ apps: lastRead.apps, services: svc, now: NOW, memo: freshMemo }).data, SETTINGS);
+  freshRenderer.render(buildTemplateData({ apps: lastRead.apps, services: svc, now: NOW, memo: freshMemo, slots: SLOTS }).data, SETTINGS);
   const changeRenderMs: number[] = [];
   const changeBuildRenderMs: number[] = [];
   const freshBuildRenderMs: number[] = [];
@@ -154,7 +156,7 @@ function main(): void {
     held = held.slice();
     held[target] = JSON.parse(JSON.stringify(apps[target])) as unknown;
     const t0 = performance.now();
-    const next = buildTemplateData({ apps: held, services: svc, now: NOW, memo });
+    const next = buildTemplateData({ apps: held, services: svc, now: NOW, memo, slots: SLOTS });
     const t1 = performance.now();
     const changed = renderer.render(next.data, SETTINGS).text;
     const t2 = performance.now();
@@ -166,11 +168,19 @@ function main(): void {
 
     lastRead = parseAppsArrayText(JSON.stringify(apps), lastRead)!;
     const fresh = lastRead.apps;
-    freshBuildRenderMs.push(time(() => freshRenderer.render(buildTemplateData({ apps: fresh, services: svc, now: NOW, memo: freshMemo }).data, SETTINGS)));
+    freshBuildRenderMs.push(time(() => freshRenderer.render(buildTemplateData({ apps: fresh, services: svc, now: NOW, memo: freshMemo, slots: SLOTS }).data, SETTINGS)));
   }
 
-  const short = checkAt(text, SHORT_PATH_CHARS, checkRuns);
   const long = checkAt(text, longPathChars, checkRuns);
+  // Side by side, alternating: the same apps with spare slots (HAProxy.DynamicServers=false, the
+  // default before dynamic servers), at the production path length.
+  const spareText = createRenderer(templateText).render(buildTemplateData({ apps, services: svc, now: NOW }).data, SETTINGS).text;
+  const short = { pathChars: SHORT_PATH_CHARS, ms: [] as number[] };
+  const spareMs: number[] = [];
+  for (let r = 0; r < checkRuns; r++) {
+    short.ms.push(...checkAt(text, SHORT_PATH_CHARS, 1).ms);
+    spareMs.push(...checkAt(spareText, SHORT_PATH_CHARS, 1).ms);
+  }
 
   // Render + validate, pairing the i-th samples: what one update costs before the reload.
   const pair = (a: number[], b: number[], c: number[]) => c.map((x, i) => (a[i % a.length] ?? 0) + (b[i % b.length] ?? 0) + x);
@@ -197,6 +207,7 @@ function main(): void {
       configPathChars: [short.pathChars, long.pathChars],
       coldBuildRenderValidateMs: summarize(pair(buildMs, coldMs, short.ms)),
       oneAppChangeRenderValidateMs: summarize(pair(changeBuildRenderMs, [0], short.ms)),
+      spareSlots: { serverLines: spareText.split('\n').filter((l) => /^\s+server /.test(l)).length, haproxyCheckMs: summarize(spareMs) },
       baselineRssMB: Math.round(baselineRssMB * 10) / 10,
       peakRssMB: Math.round(peakRssMB * 10) / 10,
     }) + '\n',
