@@ -169,17 +169,21 @@ export class AuditLog {
   }
 
   /**
-   * Makes sure `<Control>/audit` exists before a write (one read; created when missing), so a write
-   * never fails for want of it: the rule store would take that missing node for a concurrent change.
+   * Makes sure `<Control>/audit` exists before a write: read once per copy (created when missing),
+   * then taken as there; a note's `restore` creates it again when a write finds it gone (an operator
+   * removed the tree), so no write fails for want of it and none pays a read for it.
    */
   async ensure(): Promise<void> {
-    if (await this.zk.exists(this.paths.audit)) return;
-    await this.zk.mkdirp(this.paths.audit);
+    if (this.parentReady) return;
+    if (!(await this.zk.exists(this.paths.audit))) await this.zk.mkdirp(this.paths.audit);
+    this.parentReady = true;
   }
+
+  private parentReady = false;
 
   /** The note a rule write carries: the entry, built from what the record was and becomes. */
   note(origin: WriteOrigin): ChangeNote {
-    return (before, after) => {
+    const note: ChangeNote = (before, after) => {
       const at = this.now();
       const entry = toStored(at, origin, before, after);
       let data = Buffer.from(JSON.stringify(entry));
@@ -189,6 +193,11 @@ export class AuditLog {
       }
       return { op: 'create', path: this.paths.auditEntryPrefix(at, nameSafe(entry.who), appKey(entry.appId)), data, sequential: true };
     };
+    note.restore = async () => {
+      this.parentReady = false;
+      await this.ensure();
+    };
+    return note;
   }
 
   /** After a write: prune in the background (one pass at a time). */

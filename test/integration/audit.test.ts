@@ -9,7 +9,7 @@ import { loadConfig } from '../../common/config-load.js';
 import { createLogger, silentLogger } from '../../common/log.js';
 import { serializeRecord } from '../../common/adapters/zookeeper/rules.js';
 import { Zk } from '../../common/adapters/zookeeper/zk.js';
-import { queryEscape } from '../../common/adapters/zookeeper/zk-paths.js';
+import { ControlPaths, queryEscape } from '../../common/adapters/zookeeper/zk-paths.js';
 import { jsonCall, type JsonResponse } from '../../harness/http.js';
 import { waitFor } from '../../harness/process.js';
 import { sharedZooKeeper, uniquePath } from '../../harness/zookeeper.js';
@@ -112,6 +112,28 @@ describe('audit trail of rule writes (two api copies, real ZooKeeper and HAProxy
     const one = await audit(a, `/${history.json.entries[0].id}`);
     expect(one.status).to.equal(200);
     expect(one.json).to.deep.equal(history.json.entries[0]);
+  });
+
+  it('creates the audit node again when it is removed behind the api, and still records every write in it', async () => {
+    const cfg = config();
+    const api = await start(cfg);
+    expect((await put(api, '/app', 'path_beg -i /app', as(ALICE))).status).to.equal(201);
+    // An operator removes the whole trail: the api has seen the node and no longer reads it before a write.
+    const root = new ControlPaths(cfg.Bamboo.Zookeeper.ControlPath).audit;
+    for (const name of await zk.children(root)) await zk.remove(`${root}/${name}`);
+    await zk.remove(root);
+    expect(await zk.exists(root)).to.equal(null);
+    expect((await put(api, '/app', 'path_beg -i /app2', as(BOB))).status).to.equal(200);
+    expect(await zk.exists(root)).to.not.equal(null);
+    for (const name of await zk.children(root)) await zk.remove(`${root}/${name}`);
+    await zk.remove(root);
+    expect((await jsonCall('DELETE', `${api.url}/api/services//app`, undefined, as(ALICE))).status).to.equal(204);
+    for (const name of await zk.children(root)) await zk.remove(`${root}/${name}`);
+    await zk.remove(root);
+    expect((await put(api, '/new', 'path_beg -i /new', as(ALICE))).status).to.equal(201);
+    const r = await audit(api);
+    expect(r.json.entries.map((e: { op: string; appId: string; who: string }) => `${e.op} ${e.appId} by ${e.who}`)).to.deep.equal(['create /new by alice']);
+    expect((await jsonCall('GET', `${api.url}/api/services`, undefined, as(ALICE))).json).to.have.keys(['/new']);
   });
 
   it('leaves no entry for a refused write: a stale If-Match, a rule HAProxy rejects, a missing credential', async () => {

@@ -63,9 +63,11 @@ export function serializeRecord(record: ServiceRecord): Buffer {
  * A write that records a rule change (the audit entry, api/audit.ts), given what the record was and
  * what it becomes. It joins the change's transaction: the change and its note are stored together or
  * not at all. With a note, writes are conditional on the version read (retried when another write came
- * between), so `before` is exactly what the change replaced.
+ * between), so `before` is exactly what the change replaced. `restore`, when given, creates what the
+ * note's write needs (its parent node): the store calls it when a transaction fails for a missing
+ * node, before it retries, so the note's owner need not check for it before every write.
  */
-export type ChangeNote = (before: StoredRecord | null, after: StoredRecord | null) => ZkWrite;
+export type ChangeNote = ((before: StoredRecord | null, after: StoredRecord | null) => ZkWrite) & { restore?: () => Promise<void> };
 
 export class RuleStore {
   readonly paths: RulePaths;
@@ -127,8 +129,9 @@ export class RuleStore {
     try {
       await this.zk.multi(ops).catch(async (err: unknown) => {
         if (!(err instanceof ZkNoNodeError)) throw err;
-        this.baseReady = false; // the base path was removed since: create it again, once
+        this.baseReady = false; // the base path (or the note's parent) was removed since: create it again, once
         await this.ensureBase();
+        await note?.restore?.();
         return this.zk.multi(ops);
       });
     } catch (err) {
@@ -158,8 +161,9 @@ export class RuleStore {
       } catch (err) {
         if (!(err instanceof ZkNodeExistsError) && !(err instanceof ZkNoNodeError)) throw err;
         if (err instanceof ZkNoNodeError) {
-          this.baseReady = false; // the base path was removed since: create it again
+          this.baseReady = false; // the base path (or the note's parent) was removed since: create it again
           await this.ensureBase();
+          await note?.restore?.();
         }
       }
     }
@@ -190,6 +194,7 @@ export class RuleStore {
             this.baseReady = false; // the base path was removed since: create it again
             await this.ensureBase();
           }
+          if (err instanceof ZkNoNodeError) await note?.restore?.();
           if (ifVersion !== undefined) throw new RuleConflictError(`the rule for ${record.Id} changed concurrently`, await this.get(record.Id));
           continue;
         }
@@ -223,6 +228,7 @@ export class RuleStore {
       } catch (err) {
         // Changed or removed between our read and the delete: decide again on what is there now.
         if (err instanceof ZkBadVersionError || err instanceof ZkNoNodeError) {
+          if (err instanceof ZkNoNodeError) await note.restore?.();
           if (ifVersion !== undefined) throw new RuleConflictError(`the rule for ${id} changed concurrently`, await this.get(id));
           continue;
         }
