@@ -269,7 +269,7 @@ function slowerThanBamboo(r: BenchResults): string[] {
   const c = t?.createRulesOneByOne;
   if (c && c.rules > 0 && (c.ms * 1000) / c.rules > BAMBOO_NUM.createOneByOneMsPer1000) {
     out.push(
-      `- Creating ${num(c.rules)} rules one by one: ${ms(c.ms)} against 1.4 s for 1,000 (${ms(c.ms / c.rules)} per POST; ZooKeeper's write latency here is ${med(t?.zookeeperWriteMs)} and each create is one transaction writing the rule and its parent, plus the api's checks: the rule's shape against the probe cache, the audit entry written in the same transaction). Not profiled stage by stage in this run; the POSTs are sequential, so each pays a ZooKeeper round trip and the api's request handling in full.`,
+      `- Creating ${num(c.rules)} rules one by one: ${ms(c.ms)} against 1.4 s for 1,000 (${ms(c.ms / c.rules)} per POST; ZooKeeper's write latency here is ${med(t?.zookeeperWriteMs)} and each create is one transaction writing the rule and its parent, plus the api's checks: the rule's shape against the probe cache, the audit entry written in the same transaction). A CPU profile of the api doing this (2026-12-07) found it idle about two thirds of the time, waiting on ZooKeeper: each POST is sequential, so it pays a ZooKeeper round trip and an HTTP round trip in full, on two cores shared with ZooKeeper and the client. The one avoidable round trip (the audit node read before every write) is gone: 3.2 s -> 2.5-2.7 s for 1,000 POSTs, alternating builds on one machine. What would close the rest: a faster ZooKeeper round trip (its own disk and core), or clients writing in parallel (50 in flight: section 6).`,
     );
   }
   return out;
