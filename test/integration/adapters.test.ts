@@ -10,6 +10,7 @@ import { expireThrough, partition, sharedZooKeeper, uniquePath, startZooKeeper, 
 import { waitFor, sleep } from '../../harness/process.js';
 import { freePort } from '../../harness/ports.js';
 import { Writable } from 'node:stream';
+import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 
 const log = process.env.TEST_LOG ? createLogger({ level: 'debug' }) : silentLogger();
@@ -267,6 +268,44 @@ describe('ZooKeeper adapter and stores (real ZooKeeper)', function () {
       expect((await zk.get('/alive'))!.data.toString()).to.equal('1');
     } finally {
       await own.stop();
+    }
+  });
+
+  it('connects in the end when its first attempt reaches a server that accepts and never answers (a ZooKeeper still starting)', async () => {
+    // A proxy in front of the real ZooKeeper whose first connection is held open in silence: the
+    // library's first attempt then stalls with no timer to end it. The client never connected, so
+    // only the reconnection watchdog armed at session start gets it out (twice the session timeout).
+    const [host, port] = conn.split(',')[0].split(':');
+    const held: Socket[] = [];
+    let accepted = 0;
+    const proxy = createServer((inbound) => {
+      if (accepted++ === 0) {
+        held.push(inbound);
+        return;
+      }
+      const outbound = createConnection(Number(port), host);
+      inbound.pipe(outbound).pipe(inbound);
+      const end = () => {
+        inbound.destroy();
+        outbound.destroy();
+      };
+      inbound.on('error', end).on('close', end);
+      outbound.on('error', end).on('close', end);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const zk = new Zk({ connectionString: `127.0.0.1:${(proxy.address() as AddressInfo).port}`, sessionTimeoutMs: 2000, log });
+      open.push(zk);
+      expect(await zk.start(1000)).to.equal(false);
+      expect(accepted).to.equal(1);
+      await waitFor(() => zk.connected, 'a new session past the silent connection', 15000, 50);
+      expect(accepted).to.be.at.least(2);
+      const path = uniquePath('/stalled-start');
+      await zk.create(path, Buffer.from('1'));
+      expect((await zk.get(path))!.data.toString()).to.equal('1');
+    } finally {
+      for (const s of held) s.destroy();
+      proxy.close();
     }
   });
 

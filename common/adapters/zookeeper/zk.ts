@@ -146,6 +146,11 @@ export class Zk extends EventEmitter {
     });
     this.lastStateAt = monotonicNow();
     client.connect();
+    // A client that has not connected yet can stall too: its first attempt reaches a server that
+    // accepts the connection and never answers (a ZooKeeper still starting, a half-open path) and the
+    // library has no timer to end it, reporting no state at all. Watched from the start, as after a
+    // disconnection, so a process that started without ZooKeeper never waits on it forever.
+    this.armWatchdog(client);
   }
 
   private watchdog: NodeJS.Timeout | null = null;
@@ -159,7 +164,9 @@ export class Zk extends EventEmitter {
    * (seen after a ZooKeeper restart: the client sat silent and disconnected for a minute with the
    * server serving again). A disconnected client that reported nothing for twice the session timeout
    * (at least 5 s) is given up for a new session, exactly as after an expiry, so recovery never needs
-   * a restart; a long outage with attempts still failing keeps its session (it may resume).
+   * a restart; a long outage with attempts still failing keeps its session (it may resume). Armed
+   * when a session is opened too (a client that never connected stalls the same way) and on a
+   * disconnection; it disarms itself once connected.
    */
   private armWatchdog(client: Client): void {
     if (this.watchdog || this.closing) return;
