@@ -209,7 +209,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.register(servicesRoutes, { rules, rulesCache, ruleCheck, publisher, metrics, guards, audit, address, log, routing, workers: sharedFor(1000, () => control.workers()) });
   app.register(auditRoutes, { audit, guards });
   app.addHook('onClose', async () => audit.close());
-  app.register(stateRoutes, { snapshots, rulesCache, auth, guards, log, now: deps.now ?? Date.now, allowedDomains });
+  // Slots sized as a worker with the same settings sizes them (no previous layout: task id order).
+  const haproxy = deps.cfg.HAProxy;
+  const slots = haproxy ? { headroomPercent: haproxy.ServerSlotHeadroom, dynamic: haproxy.RuntimeApi && haproxy.DynamicServers } : undefined;
+  app.register(stateRoutes, { snapshots, rulesCache, auth, guards, log, now: deps.now ?? Date.now, allowedDomains, slots });
   const fleet = deps.fleet ?? new FleetMonitor(new FleetStore(zk, control.paths), { staleAfterMs: cfg.Fleet.StaleAfterMs, goneRetentionMs: cfg.Fleet.GoneRetentionMs }, metrics, log);
   app.register(workersRoutes, { control, fleet, rulesCache, staleAfterMs: cfg.Fleet.StaleAfterMs, goneRetentionMs: cfg.Fleet.GoneRetentionMs });
   app.register(marathonRoutes, { intake, guards, callbackSecret: cfg.Bamboo.CallbackSecret, maxBodyBytes: cfg.Bamboo.MaxBodyBytes });

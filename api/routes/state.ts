@@ -27,10 +27,12 @@ export interface StateDeps {
   now: () => number;
   /** Labels.AllowedDomains, parsed: the same as the workers', so the routing shown is theirs. */
   allowedDomains?: AllowedDomains;
+  /** Slot sizing as the workers' (HAProxy.ServerSlotHeadroom, HAProxy.DynamicServers with the Runtime API on). */
+  slots?: { headroomPercent: number; dynamic: boolean };
 }
 
 export async function stateRoutes(app: FastifyInstance, deps: StateDeps): Promise<void> {
-  const { snapshots, rulesCache, auth, guards, log, now, allowedDomains } = deps;
+  const { snapshots, rulesCache, auth, guards, log, now, allowedDomains, slots } = deps;
   let stateCache: { key: string; full: string; redacted: string } | null = null;
   /** Host owners of the last build: they keep their hosts, as on the workers (docs/labels.md). */
   let owners: Map<string, string> | undefined;
@@ -49,7 +51,7 @@ export async function stateRoutes(app: FastifyInstance, deps: StateDeps): Promis
     // Health grace periods depend on the clock: the cached rendering lives one second at most.
     const key = `${snap.version}|${snap.hash}|${view.stamp}|${Math.floor(t / 1000)}`;
     if (!stateCache || stateCache.key !== key) {
-      const { data, warnings } = buildTemplateData({ apps: snap.apps, services: view.services, now: t, routing: { allowedDomains, incumbents: owners } });
+      const { data, warnings } = buildTemplateData({ apps: snap.apps, services: view.services, now: t, slots, routing: { allowedDomains, incumbents: owners } });
       owners = hostOwners(data.Apps);
       if (warnings.length > 0) log.debug({ warnings: warnings.length }, 'template data warnings');
       stateCache = { key, full: JSON.stringify(data), redacted: JSON.stringify(redact(data)) };

@@ -361,6 +361,20 @@ describe('REST API (real HTTP, ZooKeeper, ZeroMQ, Marathon simulator)', function
       expect(full.headers.get('x-bamboo-redacted')).to.equal('false');
     });
 
+    it('sizes the server slots in /api/state as a worker with the same settings does', async () => {
+      const sizes = async (over: Record<string, string | number | boolean>) => {
+        const api = await start(over);
+        await waitFor(async () => (await call('GET', `${api.url}/api/state`)).status === 200, 'first snapshot');
+        const app = (await call('GET', `${api.url}/api/state`)).json.Apps.find((a: { Id: string }) => a.Id === '/ExampleAppGroup/app1');
+        return [app.Tasks.length, app.Slots.length];
+      };
+      const [tasks, dynamic] = await sizes({});
+      expect(tasks).to.be.above(0);
+      expect(dynamic, 'HAProxy.DynamicServers (default): one slot per task').to.equal(tasks);
+      const [, spare] = await sizes({ 'HAProxy.DynamicServers': false });
+      expect(spare, 'spare slots without it').to.be.above(tasks);
+    });
+
     it('without any token, redacts always: ?unredacted=1 is a 403, whoever asks', async () => {
       const api = await start();
       await waitFor(async () => (await call('GET', `${api.url}/api/state`)).status === 200, 'first snapshot');
