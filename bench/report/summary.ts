@@ -2,7 +2,7 @@
 import type { BenchResults } from '../run.js';
 import { BAMBOO, BAMBOO_NUM, TARGETS, TASK_CHANGE_P99_MS } from './baseline.js';
 import { num, ms, med, count, table, verdict, result, stageRow } from './format.js';
-import type { RenderSize, RenderWorker, LatencySize, StormSize, ReloadResult, Fleet, Throughput, StructuralPath, FetchRow, IdleRow } from './shapes.js';
+import type { RenderSize, RenderWorker, LatencySize, StormSize, ReloadResult, Fleet, Throughput, StructuralPath, FetchRow, IdleRow, MemorySize } from './shapes.js';
 
 export function headline(r: BenchResults): string {
   const render = result<{ sizes: RenderSize[] }>(r.scenarios.render);
@@ -78,6 +78,48 @@ export function headline(r: BenchResults): string {
       `${BAMBOO.eventToRouted[row.size] ?? 'n/a'} (median)`,
       `p99 < ${TASK_CHANGE_P99_MS} ms at 1,000 and 10,000 apps`,
       row.size >= 1000 ? verdict(row.eventToRoutedMs!.p99 < TASK_CHANGE_P99_MS) : 'n/a (under 1,000 apps)',
+    ]);
+  }
+  // Issue 20, goal 1: structural changes, the default path with the spare-slot path of the same run.
+  const structural = result<{ sizes: Array<{ apps: number; paths: StructuralPath[] }> }>(r.scenarios.structural);
+  for (const sz of structural?.sizes ?? []) {
+    const p = sz.paths.find((x) => x.path === 'reload');
+    const spare = sz.paths.find((x) => x.path === 'spare-slots');
+    const b = BAMBOO.newAppRoutedMs[sz.apps];
+    if (!p?.newAppToRoutedMs.n) continue;
+    const ok = (x: number) => (b === undefined ? null : x <= b / 2);
+    rows.push([
+      `A new app / a rule edit -> routed, ${num(sz.apps)} apps (spare slots, the path before dynamic servers, in the same run)`,
+      `${ms(p.newAppToRoutedMs.median)} / ${ms(p.ruleEditToRoutedMs.median)}${spare?.newAppToRoutedMs.n ? ` (${ms(spare.newAppToRoutedMs.median)} / ${ms(spare.ruleEditToRoutedMs.median)})` : ''}`,
+      b !== undefined ? `${ms(b)} (a new app)` : 'n/a',
+      b !== undefined ? `at most ${ms(b / 2)}` : 'n/a',
+      b !== undefined ? `${verdict(ok(p.newAppToRoutedMs.median))} / ${verdict(ok(p.ruleEditToRoutedMs.median))}` : 'n/a',
+    ]);
+  }
+  // Goal 3: peak RSS in managed mode at the largest size, with the build before issue 20 when measured.
+  const memory = result<{ sizes: MemorySize[] }>(r.scenarios.memory)?.sizes ?? [];
+  const memAfter = memory.filter((x) => x.build === 'after').reduce<MemorySize | undefined>((a, x) => (!a || x.apps > a.apps ? x : a), undefined);
+  if (memAfter) {
+    const memBefore = memory.find((x) => x.build === 'before' && x.apps === memAfter.apps);
+    rows.push([
+      `Peak RSS at ${num(memAfter.apps)} apps, managed mode: api / worker${memBefore ? ` (build ${memBefore.commit}, before issue 20, in the same run)` : ''}`,
+      `${num(memAfter.apiPeakMB)} MB / ${num(memAfter.worker.peakMB)} MB${memBefore ? ` (${num(memBefore.apiPeakMB)} / ${num(memBefore.worker.peakMB)} MB)` : ''}`,
+      `${BAMBOO.peakRss[memAfter.apps] ?? 'n/a'} (one process)`,
+      'api <= 200 MB, worker <= 300 MB at 10,000 apps',
+      memAfter.apps >= 10000 ? verdict(memAfter.apiPeakMB <= 200 && memAfter.worker.peakMB <= 300) : 'n/a (not 10,000 apps)',
+    ]);
+  }
+  // Goal 4: bursts of callbacks and rules written one by one.
+  const tp = result<Throughput>(r.scenarios.throughput);
+  if (tp?.callbackBurst && tp.createRulesOneByOne) {
+    const cb = tp.callbackBurst;
+    const one = tp.createRulesOneByOne;
+    rows.push([
+      `A burst of ${num(cb.callbacks)} Marathon callbacks: Marathon fetches; ${num(one.rules)} rules created one by one`,
+      `${num(cb.marathonFetches)} (delivered in ${ms(cb.deliveryMs)}); ${ms(one.ms)}`,
+      '2 fetches per burst; 1.4 s',
+      'at most 2 fetches; at most 1.4 s',
+      `${verdict(cb.marathonFetches <= 2)} / ${verdict(one.ms <= 1400)}`,
     ]);
   }
   const idleRows = result<{ rows: IdleRow[] }>(r.scenarios.idle)?.rows ?? [];
