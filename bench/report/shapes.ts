@@ -125,6 +125,8 @@ export interface StructuralPath {
   newAppToRoutedMs: Summary;
   newAppHintToRoutedMs: Summary;
   newAppStagesMs: Record<string, Summary>;
+  /** The simulator's deployApp call, part of newAppToRoutedMs (older results lack it). */
+  newAppSimMs?: Summary;
   ruleEditToRoutedMs: Summary;
   ruleStagesMs: Record<string, Summary>;
   reloads: number;

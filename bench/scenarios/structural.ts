@@ -63,6 +63,8 @@ interface PathRun {
   newAppMs: number[];
   newAppHintToRoutedMs: number[];
   newAppStages: Array<Record<string, number>>;
+  /** How long the simulator's deployApp call itself took (counted in newAppMs: it runs before its events). */
+  newAppSimMs: number[];
   ruleMs: number[];
   ruleStages: Array<Record<string, number>>;
   outcomes: Record<string, number>;
@@ -76,7 +78,7 @@ export async function structuralScenario(ctx: Ctx): Promise<{ params: Structural
     try {
       for (const path of PATHS) {
         const stack = await startDemoStack(ctx.zk, size, (l) => ctx.log(`structural (${path.name}): ${l}`), { env: { ...path.env } });
-        runs.set(path.name, { stack, newAppMs: [], newAppHintToRoutedMs: [], newAppStages: [], ruleMs: [], ruleStages: [], outcomes: {} });
+        runs.set(path.name, { stack, newAppMs: [], newAppHintToRoutedMs: [], newAppStages: [], newAppSimMs: [], ruleMs: [], ruleStages: [], outcomes: {} });
       }
       const before = new Map<string, { out: HAProxyOutput; reloads: number }>();
       for (const [name, r] of runs) {
@@ -98,6 +100,7 @@ export async function structuralScenario(ctx: Ctx): Promise<{ params: Structural
           const lastVersion = Math.max(-1, ...stack.hints.hints.map((h) => h.snapshotVersion));
           const t0 = performance.now();
           stack.sim.deployApp({ id, cmd: 'bench', instances: 1, portDefinitions: [{ port: 0 }] }, { tasks: [{ host: '127.0.0.1', ports: [b.port] }] });
+          r.newAppSimMs.push(performance.now() - t0);
           const at = await routedWhen(`${stack.haproxy}${appPath(id)}`, (s, body) => s === 200 && body.startsWith(`${b.name} `));
           r.newAppMs.push(at - t0);
           const hint = stack.hints.first(t0, (h) => h.kind === 'marathon' && h.snapshotVersion > lastVersion);
@@ -136,6 +139,7 @@ export async function structuralScenario(ctx: Ctx): Promise<{ params: Structural
           newAppToRoutedMs: summarize(r.newAppMs),
           newAppHintToRoutedMs: summarize(r.newAppHintToRoutedMs),
           newAppStagesMs: summarizeKeys(r.newAppStages),
+          newAppSimMs: summarize(r.newAppSimMs),
           ruleEditToRoutedMs: summarize(r.ruleMs),
           ruleStagesMs: summarizeKeys(r.ruleStages),
           outcomes: r.outcomes,

@@ -48,9 +48,10 @@ export class CallbackDispatcher {
     return [...this.subscribers.keys()];
   }
 
-  /** Queues one event body for every subscriber and returns at once. */
-  deliver(body: string): void {
-    if (this.closed) return;
+  /** Queues one event body for every subscriber and returns at once (`body` is read only when there is one). */
+  deliver(body: string | (() => string)): void {
+    if (this.closed || this.subscribers.size === 0) return;
+    if (typeof body === 'function') body = body();
     for (const s of this.subscribers.values()) {
       s.queue.push(body);
       if (s.queue.length > this.maxQueue) {

@@ -11,25 +11,33 @@ import type { Era } from './version.js';
  * `original`/`target` of a heavy deployment plan).
  */
 export function rootGroup(defs: readonly JsonObject[], era: Era, version: string): JsonObject {
-  const build = (groupId: string): JsonObject => {
-    const apps = defs.filter((d) => parentGroupId(String(d['id'])) === groupId);
-    const children = new Set<string>();
-    for (const d of defs) {
-      const id = canonicalAppId(String(d['id']));
-      const prefix = groupId === '/' ? '/' : `${groupId}/`;
-      if (!id.startsWith(prefix)) continue;
-      const rest = id.slice(prefix.length).split('/');
-      if (rest.length > 1) children.add(`${prefix}${rest[0]}`);
+  // One pass over the definitions (not one per group): each app under its parent group, each group
+  // under the group above it. Same shape and order as nesting by id path group by group.
+  const appsOf = new Map<string, JsonObject[]>();
+  const childrenOf = new Map<string, Set<string>>();
+  for (const d of defs) {
+    const parent = parentGroupId(String(d['id']));
+    const list = appsOf.get(parent);
+    if (list) list.push(d);
+    else appsOf.set(parent, [d]);
+    const parts = canonicalAppId(String(d['id'])).slice(1).split('/');
+    let group = '/';
+    for (let i = 0; i < parts.length - 1; i++) {
+      const child = group === '/' ? `/${parts[i]}` : `${group}/${parts[i]}`;
+      let set = childrenOf.get(group);
+      if (!set) childrenOf.set(group, (set = new Set()));
+      set.add(child);
+      group = child;
     }
-    return {
-      id: groupId,
-      apps,
-      ...(era.groupPods ? { pods: [] } : {}),
-      groups: [...children].sort().map(build),
-      dependencies: [],
-      version,
-    };
-  };
+  }
+  const build = (groupId: string): JsonObject => ({
+    id: groupId,
+    apps: appsOf.get(groupId) ?? [],
+    ...(era.groupPods ? { pods: [] } : {}),
+    groups: [...(childrenOf.get(groupId) ?? [])].sort().map(build),
+    dependencies: [],
+    version,
+  });
   return build('/');
 }
 

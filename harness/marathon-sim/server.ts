@@ -96,7 +96,7 @@ export class SimServer {
     if (this.closing) return;
     this.ctx.onDispatch(e);
     this.streams.send(e);
-    if (this.ctx.subscriptions) this.ctx.callbacks.deliver(e.data);
+    if (this.ctx.subscriptions) this.ctx.callbacks.deliver(() => e.data);
   }
 
   /** Ends every open event stream (the dropStream fault, and stop). */

@@ -82,7 +82,7 @@ export class SimState extends SimStore {
     const version = this.now();
     const original = this.allDefs();
     this.bumpVersion(app, version, 'scaling');
-    app.def['instances'] = instances;
+    app.def = { ...app.def, instances };
     const d = this.deployments.begin([id], [[{ action: 'ScaleApplication', app: id }]], original, this.allDefs(), version);
     this.deployments.stepInfo(d);
     this.publishObject(ev.groupChangeSuccessEvent(parentGroupId(id), version, this.now()));
@@ -116,7 +116,7 @@ export class SimState extends SimStore {
     const version = this.now();
     const original = this.allDefs();
     this.bumpVersion(app, version, 'config');
-    app.def['labels'] = { ...labels };
+    app.def = { ...app.def, labels: { ...labels } };
     const d = this.deployments.begin([id], [[{ action: 'RestartApplication', app: id }]], original, this.allDefs(), version);
     this.deployments.stepInfo(d);
     this.publishObject(ev.groupChangeSuccessEvent(parentGroupId(id), version, this.now()));
@@ -210,7 +210,7 @@ export class SimState extends SimStore {
     const version = this.now();
     const original = this.allDefs();
     this.bumpVersion(app, version, 'scaling');
-    app.def['instances'] = Math.max(0, Number(app.def['instances'] ?? 1) - 1);
+    app.def = { ...app.def, instances: Math.max(0, Number(app.def['instances'] ?? 1) - 1) };
     const d = this.deployments.begin([id], [[{ action: 'ScaleApplication', app: id }]], original, this.allDefs(), version);
     this.deployments.stepInfo(d);
     this.publishObject(ev.groupChangeSuccessEvent(parentGroupId(id), version, this.now()));

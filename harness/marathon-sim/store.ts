@@ -63,9 +63,17 @@ export class SimStore {
    * are the same bytes; a string is sent verbatim and must be one line, as Marathon's always are.
    */
   publish(eventType: string, payload: JsonObject | string): SimEvent {
-    const data = typeof payload === 'string' ? payload : JSON.stringify(payload);
-    if (/[\r\n]/.test(data)) throw new SimulatorError('raw event JSON must be one line (Marathon writes one data: line per event)');
-    const event: SimEvent = { eventType, data };
+    let event: SimEvent;
+    if (typeof payload === 'string') {
+      if (/[\r\n]/.test(payload)) throw new SimulatorError('raw event JSON must be one line (Marathon writes one data: line per event)');
+      event = { eventType, data: payload };
+    } else {
+      // Serialised on first read (JSON.stringify never writes a raw line break): the payload is not
+      // changed after publishing (app definitions are replaced, never edited: see allDefs).
+      let data: string | undefined;
+      event = { eventType } as SimEvent;
+      Object.defineProperty(event, 'data', { enumerable: true, get: () => (data ??= JSON.stringify(payload)) });
+    }
     // A heavy plan (1.6) also goes out light to the streams that ask for it.
     if (typeof payload !== 'string' && this.era.heavyPlans && this.era.planFormatParam) event.light = lightPlanEvent(payload);
     for (const l of [...this.listeners]) l(event);
@@ -163,8 +171,13 @@ export class SimStore {
   }
 
   /** Copies of every definition: plans are snapshots, later changes to an app must not alter them. */
+  /**
+   * Every app definition as it is now (a deployment's original or target). Definitions are replaced,
+   * never changed in place (see bumpVersion), so the objects themselves serve as the snapshot: no
+   * copy of 10,000 definitions per deployment.
+   */
   protected allDefs(): JsonObject[] {
-    return [...this.apps.values()].map((a) => structuredClone(a.def));
+    return [...this.apps.values()].map((a) => a.def);
   }
 
   protected mustApp(appId: string): AppRecord {
@@ -181,10 +194,14 @@ export class SimStore {
 
   protected bumpVersion(app: AppRecord, version: string, kind: 'scaling' | 'config'): void {
     const info = (app.def['versionInfo'] ?? {}) as JsonObject;
-    app.def['version'] = version;
-    app.def['versionInfo'] = {
-      lastScalingAt: version,
-      lastConfigChangeAt: kind === 'config' ? version : (info['lastConfigChangeAt'] ?? version),
+    // A new object: earlier snapshots (allDefs) and published events keep the old one.
+    app.def = {
+      ...app.def,
+      version,
+      versionInfo: {
+        lastScalingAt: version,
+        lastConfigChangeAt: kind === 'config' ? version : (info['lastConfigChangeAt'] ?? version),
+      },
     };
   }
 }
