@@ -9,7 +9,7 @@
  * its slots. Anything else (a new app, a rule, a template or settings edit, a server removed) changes
  * other lines and takes the reload path. Pure: the admin socket is common/adapters/haproxy/haproxy-runtime.ts.
  */
-import { addContext, addServerOptions, dynamicBalance } from './dynamic-servers.js';
+import { addContext, addServerOptions, CLI_WORD, dynamicBalance } from './dynamic-servers.js';
 
 // ------------------------------------------------------------------------------------------------
 // Server lines and the difference between two configs
@@ -163,8 +163,10 @@ export function diffConfigs(running: string, next: string, opts: { dynamic?: boo
 function addedServers(a: string, la: number, b: string, lb: number): { changes: ServerChange[]; end: number } | { reason: string } {
   const { kind, section } = sectionAt(b, lb);
   if (kind !== 'backend' && kind !== 'listen') return { reason: 'a server line was added outside any backend' };
+  if (!CLI_WORD.test(section)) return { reason: `servers were added to a section whose name the Runtime API cannot pass safely` };
   const ctx = addContext(b, lb);
-  const running = addContext(a, la);
+  // The names the running section has (the same section: a and b are equal before la / lb).
+  const taken = addContext(a, la)?.serverNames ?? new Set<string>();
   if (!ctx) return { reason: `servers were added to ${section}` };
   if (!dynamicBalance(ctx.balance)) return { reason: `servers were added to ${section}, whose balance ${ctx.balance} cannot take servers at runtime` };
   const changes: ServerChange[] = [];
@@ -175,7 +177,8 @@ function addedServers(a: string, la: number, b: string, lb: number): { changes: 
     const to = parseServerLine(line);
     if (!to) break;
     // A name the running section already has: a server renamed or moved, not added.
-    if (running?.serverNames.has(to.name) && sectionAt(a, la).section === section) return { reason: `server ${to.name} of ${section} moved` };
+    if (!CLI_WORD.test(to.name)) return { reason: `a server added to ${section} has a name the Runtime API cannot pass safely` };
+    if (taken.has(to.name)) return { reason: `server ${to.name} of ${section} moved` };
     if (to.port === null) return { reason: `${section}/${to.name} has no port` };
     const words = line.trim().split(/\s+/).slice(3);
     const opts = addServerOptions(ctx.defaultServer, words);

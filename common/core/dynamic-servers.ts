@@ -29,6 +29,14 @@ const ADDABLE: ReadonlyMap<string, number> = new Map([
     'ssl-min-ver', 'verify', 'verifyhost', 'weight', 'ws'].map((k) => [k, 1] as const),
 ]);
 
+/**
+ * What a word of an `add server` command may hold. The runtime path skips `haproxy -c`, and HAProxy's
+ * CLI ends a command at `;` and reads quotes and `\\` escapes: a word with anything else (say, a
+ * label a custom template put on a server line) could run a command of its own. Such a line reloads
+ * instead, where HAProxy's parser checks it.
+ */
+export const CLI_WORD = /^[A-Za-z0-9_.:,/@%+=!-]+$/;
+
 /** Load-balancing algorithms that accept dynamic servers (the hash-based ones only with `hash-type consistent`: not used here). */
 const DYNAMIC_BALANCE = /^(roundrobin|leastconn|first|random)(\(|$)/;
 
@@ -65,7 +73,10 @@ export function addServerOptions(defaults: readonly string[], own: readonly stri
     const args = ADDABLE.get(w);
     if (args === undefined) return { error: `option "${w}" cannot be given to a server added at runtime` };
     if (args > 0 && i + args >= words.length) return { error: `option "${w}" has no value` };
-    options.push(...words.slice(i, i + 1 + args));
+    const taken = words.slice(i, i + 1 + args);
+    const unsafe = taken.find((x) => !CLI_WORD.test(x));
+    if (unsafe !== undefined) return { error: `option "${w}" has a value the Runtime API cannot pass safely` };
+    options.push(...taken);
     i += args;
   }
   return { options };

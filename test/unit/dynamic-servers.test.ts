@@ -68,6 +68,19 @@ describe('dynamic servers: add options', () => {
     expect(addServerOptions([], ['weight'])).to.deep.equal({ error: 'option "weight" has no value' });
   });
 
+  it('never passes a word that could end the command or run another on the CLI (the runtime path skips haproxy -c)', () => {
+    for (const bad of ['1;shutdown', '1#x', "'1'", '1\\x', '"x"']) {
+      expect(addServerOptions([], ['weight', bad]), bad).to.deep.equal({ error: 'option "weight" has a value the Runtime API cannot pass safely' });
+    }
+    expect(addServerOptions([], ['ciphers', 'ECDHE+AES:!aNULL'])).to.deep.equal({ options: ['ciphers', 'ECDHE+AES:!aNULL'] });
+    // A custom template putting a tenant's label on an added line: a reload (validated), not a CLI command.
+    const text = (line: string) => ['backend b', ...(line ? [line] : []), '    server s1 10.0.0.1:80', ''].join('\n');
+    const d = diffConfigs(text(''), text('').replace('    server s1 10.0.0.1:80\n', '    server s1 10.0.0.1:80\n    server s2 10.0.0.2:80 weight 1;shutdown\n'), { dynamic: true });
+    expect(d).to.deep.equal({ runtime: false, reason: 'b/s2 was added, but its option "weight" has a value the Runtime API cannot pass safely' });
+    const named = diffConfigs(text(''), text('').replace('10.0.0.1:80\n', '10.0.0.1:80\n    server s2;x 10.0.0.2:80\n'), { dynamic: true });
+    expect(named).to.deep.equal({ runtime: false, reason: 'a server added to b has a name the Runtime API cannot pass safely' });
+  });
+
   it('reads the defaults section a backend inherits, by name or by position, and the backend\'s own default-server', () => {
     const text = [
       'defaults a', '    default-server inter 5s', '    balance source',
